@@ -1,0 +1,145 @@
+//! The crate's one error type.
+//!
+//! Every fallible public function returns [`Result`]. Messages echo what was expected and what came, the way
+//! Keras' `ValueError`s do (`Received: units=0`), so a user can fix the call from the message alone.
+use std::path::PathBuf;
+
+/// Everything that can go wrong in kerust.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O operation on a file or folder failed.
+    #[error("I/O error on {}: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A download failed (connection, HTTP status, or an interrupted transfer).
+    #[error(
+        "download of {url} failed: {reason}. If this machine cannot reach the mirror, set \
+         KERUST_DATASETS_MIRROR to a base URL that serves the files, or load from a folder"
+    )]
+    Network {
+        /// The URL that was requested.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// A file's content does not match its known SHA-256.
+    #[error(
+        "checksum mismatch for {}: expected SHA-256 {expected} of the uncompressed bytes, found {found}. \
+         Delete the file and it will be fetched again",
+        path.display()
+    )]
+    Checksum {
+        /// The file checked.
+        path: PathBuf,
+        /// The expected hex digest.
+        expected: String,
+        /// The digest found.
+        found: String,
+    },
+
+    /// A file is not in the format it should be (bad IDX header, not gzip, truncated data, ...).
+    #[error("invalid {format} data in {source_name}: {reason}")]
+    Format {
+        /// The format expected, e.g. `"IDX"` or `"gzip"`.
+        format: &'static str,
+        /// Where the data came from (a path or a description).
+        source_name: String,
+        /// What is wrong, with the expected and found values.
+        reason: String,
+    },
+
+    /// An array does not have the shape an operation needs.
+    #[error("shape mismatch in {context}: expected {expected}, received {received}")]
+    Shape {
+        /// What was being done.
+        context: String,
+        /// The shape (or rule) expected.
+        expected: String,
+        /// The shape received.
+        received: String,
+    },
+
+    /// An argument is out of its valid range.
+    #[error("invalid argument `{name}`: {reason}. Received: {name}={value}")]
+    InvalidArgument {
+        /// The argument's name, e.g. `"units"`.
+        name: &'static str,
+        /// The value received, formatted.
+        value: String,
+        /// What a valid value is.
+        reason: String,
+    },
+
+    /// A label is outside `0..num_classes`.
+    #[error("label {label} at index {index} is out of range for num_classes={num_classes} (labels must be in 0..{num_classes})")]
+    LabelOutOfRange {
+        /// The offending label.
+        label: i64,
+        /// Its position in the input.
+        index: usize,
+        /// The number of classes.
+        num_classes: usize,
+    },
+
+    /// A name (loss, optimizer, metric, activation, initializer, layer type) is not known.
+    #[error("unknown {kind} `{name}`; known: {known}")]
+    UnknownName {
+        /// What kind of thing was named, e.g. `"loss"`.
+        kind: &'static str,
+        /// The name received.
+        name: String,
+        /// The names that are accepted.
+        known: String,
+    },
+
+    /// A model was used before it was ready (e.g. `fit` before `compile`, `summary` of an empty model).
+    #[error("{0}")]
+    NotReady(String),
+
+    /// Training produced a NaN or infinite loss.
+    #[error("non-finite loss {value} at epoch {epoch}, batch {batch}")]
+    NonFiniteLoss {
+        /// The loss value.
+        value: f32,
+        /// The epoch (0-based).
+        epoch: usize,
+        /// The batch within the epoch (0-based).
+        batch: usize,
+    },
+}
+
+impl Error {
+    /// An [`Error::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    /// An [`Error::InvalidArgument`].
+    pub fn invalid_argument(
+        name: &'static str,
+        value: impl std::fmt::Display,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::InvalidArgument { name, value: value.to_string(), reason: reason.into() }
+    }
+
+    /// An [`Error::Shape`].
+    pub fn shape(
+        context: impl Into<String>,
+        expected: impl Into<String>,
+        received: impl Into<String>,
+    ) -> Self {
+        Error::Shape { context: context.into(), expected: expected.into(), received: received.into() }
+    }
+}
+
+/// `Result` with kerust's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,3 @@
+//! kerust: Keras-style deep learning in Rust.
+pub mod error;
+pub use error::{Error, Result};
