@@ -1,3 +1,5 @@
 //! kerust: Keras-style deep learning in Rust.
 pub mod error;
 pub use error::{Error, Result};
+pub mod datasets;
+pub mod utils;

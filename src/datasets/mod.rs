@@ -1,0 +1,1 @@
+//! Datasets: MNIST and Fashion-MNIST, downloaded once, cached, verified.

@@ -1,0 +1,1 @@
+//! Utilities: one-hot encoding, seeding.
