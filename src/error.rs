@@ -104,6 +104,24 @@ pub enum Error {
     #[error("{0}")]
     NotReady(String),
 
+    /// An analytic gradient disagrees with central finite differences.
+    #[error(
+        "gradient check failed for input {input} at flat index {index}: backward gave {analytic}, finite \
+         differences {numeric} (tolerance {tolerance})"
+    )]
+    GradientCheck {
+        /// Which input (position in the list given to the checker).
+        input: usize,
+        /// The element's position in the input, row-major.
+        index: usize,
+        /// The gradient from [`crate::autodiff::Tape::backward`].
+        analytic: f64,
+        /// The central-difference estimate.
+        numeric: f64,
+        /// The allowed difference at this magnitude.
+        tolerance: f64,
+    },
+
     /// Training produced a NaN or infinite loss.
     #[error("non-finite loss {value} at epoch {epoch}, batch {batch}")]
     NonFiniteLoss {

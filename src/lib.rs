@@ -1,5 +1,6 @@
 //! kerust: Keras-style deep learning in Rust.
 pub mod error;
 pub use error::{Error, Result};
+pub mod autodiff;
 pub mod datasets;
 pub mod utils;

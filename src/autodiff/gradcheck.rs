@@ -1,0 +1,133 @@
+//! Central finite differences against [`Tape::backward`]: the check every op in kerust passes, and that users
+//! can run on their own custom ops and layers.
+use ndarray::{ArrayD, IxDyn};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::{Gradients, ParamStore, Tape, Tensor, Var, Workspace};
+use crate::{Error, Result};
+
+/// Settings of a gradient check. The defaults suit `f32` functions of inputs of magnitude about 1, away from
+/// kinks (relu at 0, clip bounds).
+#[derive(Clone, Copy, Debug)]
+pub struct GradCheck {
+    /// The finite-difference step.
+    pub epsilon: f32,
+    /// Allowed relative difference.
+    pub rtol: f64,
+    /// Allowed absolute difference.
+    pub atol: f64,
+    /// Seed of the random weights that turn a non-scalar output into a scalar.
+    pub seed: u64,
+}
+
+impl Default for GradCheck {
+    fn default() -> Self {
+        GradCheck { epsilon: 1e-3, rtol: 1e-2, atol: 1e-3, seed: 0 }
+    }
+}
+
+/// What a passing check measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GradCheckReport {
+    /// The number of input elements checked.
+    pub checked: usize,
+    /// The largest absolute difference between backward and finite differences.
+    pub max_abs_error: f64,
+}
+
+/// Checks the gradients of `f` at `inputs` with the default settings; see [`GradCheck::check`].
+///
+/// ```
+/// use kerust::autodiff::check_gradients;
+/// use ndarray::array;
+///
+/// let x = array![[0.5f32, -1.0], [2.0, 0.3]].into_dyn();
+/// let report = check_gradients(&[x], |v| v[0].tanh().mul(v[0])).unwrap();
+/// assert_eq!(report.checked, 4);
+/// ```
+pub fn check_gradients<F>(inputs: &[Tensor], f: F) -> Result<GradCheckReport>
+where
+    F: for<'t> Fn(&[Var<'t>]) -> Var<'t>,
+{
+    GradCheck::default().check(inputs, f)
+}
+
+impl GradCheck {
+    /// Compares the gradient of `sum(f(inputs) * r)` (for fixed random weights `r`, so that every output element
+    /// counts with a different weight) from [`Tape::backward`] with central finite differences, element by element.
+    ///
+    /// # Errors
+    /// [`Error::GradientCheck`] naming the first element whose gradients disagree.
+    pub fn check<F>(&self, inputs: &[Tensor], f: F) -> Result<GradCheckReport>
+    where
+        F: for<'t> Fn(&[Var<'t>]) -> Var<'t>,
+    {
+        let mut store = ParamStore::new();
+        let ids: Vec<_> =
+            inputs.iter().enumerate().map(|(i, x)| store.add(format!("input{i}"), x.clone(), true)).collect();
+
+        // The output's shape fixes the random weights.
+        let out_shape = {
+            let tape = Tape::inference(&store, Workspace::new());
+            let vars: Vec<_> = ids.iter().map(|&id| tape.param(id)).collect();
+            f(&vars).shape()
+        };
+        let mut rng = StdRng::seed_from_u64(self.seed);
+        let weights: Tensor = ArrayD::from_shape_fn(IxDyn(&out_shape), |_| rng.random_range(0.5f32..1.5));
+
+        let mut grads = Gradients::new();
+        {
+            let tape = Tape::new(&store);
+            let vars: Vec<_> = ids.iter().map(|&id| tape.param(id)).collect();
+            let r = tape.constant(weights.view());
+            let objective = f(&vars).mul(r).sum();
+            tape.backward(objective, &mut grads)?;
+        }
+
+        // The objective in f64 from f32 outputs, so that summation adds no noise to the differences.
+        let objective = |store: &ParamStore| -> f64 {
+            let tape = Tape::inference(store, Workspace::new());
+            let vars: Vec<_> = ids.iter().map(|&id| tape.param(id)).collect();
+            f(&vars)
+                .with_value(|out| out.iter().zip(&weights).map(|(&o, &w)| f64::from(o) * f64::from(w)).sum())
+        };
+
+        let mut report = GradCheckReport { checked: 0, max_abs_error: 0.0 };
+        for (input, &id) in ids.iter().enumerate() {
+            let analytic: Vec<f32> = match grads.get(id) {
+                Some(g) => g.iter().copied().collect(),
+                None => vec![0.0; inputs[input].len()],
+            };
+            for (index, &analytic) in analytic.iter().enumerate() {
+                let original = nth(store.value_mut(id), index);
+                *nth_mut(store.value_mut(id), index) = original + self.epsilon;
+                let plus = objective(&store);
+                *nth_mut(store.value_mut(id), index) = original - self.epsilon;
+                let minus = objective(&store);
+                *nth_mut(store.value_mut(id), index) = original;
+
+                // The step actually taken in f32, not the nominal one.
+                let step = f64::from(original + self.epsilon) - f64::from(original - self.epsilon);
+                let numeric = (plus - minus) / step;
+                let analytic = f64::from(analytic);
+                let error = (analytic - numeric).abs();
+                let tolerance = self.atol + self.rtol * analytic.abs().max(numeric.abs());
+                if !(error <= tolerance) {
+                    return Err(Error::GradientCheck { input, index, analytic, numeric, tolerance });
+                }
+                report.max_abs_error = report.max_abs_error.max(error);
+                report.checked += 1;
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn nth(t: &Tensor, i: usize) -> f32 {
+    *t.iter().nth(i).expect("index within the input")
+}
+
+fn nth_mut(t: &mut Tensor, i: usize) -> &mut f32 {
+    t.iter_mut().nth(i).expect("index within the input")
+}

@@ -1,0 +1,414 @@
+//! Reverse-mode automatic differentiation over ndarray `f32` arrays.
+//!
+//! The design in four sentences:
+//! - Weights live in a [`ParamStore`], outside any tape, and survive across training steps.
+//! - A [`Tape`] records one forward pass: each operation on a [`Var`] appends a node holding its value, and
+//!   [`Tape::backward`] walks the nodes in reverse and writes the gradient of every trainable parameter into a
+//!   [`Gradients`] store (summed where a value is used more than once).
+//! - The tape's buffers live in a [`Workspace`] that a training loop hands from one step to the next, so that a
+//!   step of the same shape as the last one allocates nothing: node `i` reuses node `i`'s buffers.
+//! - [`Tape::inference`] records values only: no gradient bookkeeping, and `backward` is refused.
+//!
+//! Every derivative rule is in one place (the private `backward` module), beside nothing else; element-wise
+//! functions keep `f` and `f'` side by side (`unary`).
+//!
+//! ```
+//! use kerust::autodiff::{Gradients, ParamStore, Tape};
+//! use ndarray::array;
+//!
+//! let mut params = ParamStore::new();
+//! let w = params.add("w", array![[1.0f32, 2.0], [3.0, 4.0]].into_dyn(), true);
+//!
+//! let tape = Tape::new(&params);
+//! let x = tape.constant(array![[1.0f32, 1.0]].into_dyn().view());
+//! let loss = x.matmul(tape.param(w)).square().sum(); // (1+3)^2 + (2+4)^2
+//! assert_eq!(loss.item(), 52.0);
+//!
+//! let mut grads = Gradients::new();
+//! tape.backward(loss, &mut grads).unwrap();
+//! // d/dw of sum((x w)^2) = x^T 2 (x w)
+//! assert_eq!(grads.get(w).unwrap(), &array![[8.0f32, 12.0], [8.0, 12.0]].into_dyn());
+//! ```
+mod backward;
+mod gradcheck;
+mod ops;
+mod unary;
+
+pub use gradcheck::{check_gradients, GradCheck, GradCheckReport};
+pub use ops::CustomOp;
+
+use std::cell::RefCell;
+
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
+
+use crate::{Error, Result};
+use backward::Op;
+
+/// The array type of kerust: a dynamically shaped `f32` ndarray.
+pub type Tensor = ArrayD<f32>;
+
+/// An empty tensor that owns no heap memory: the placeholder for a buffer that is taken out or unused.
+pub(crate) fn empty() -> Tensor {
+    ArrayD::zeros(IxDyn(&[0]))
+}
+
+/// Handle of one parameter in a [`ParamStore`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParamId(usize);
+
+impl ParamId {
+    /// The parameter's position in its store.
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+/// One weight array and what a model needs to know of it.
+#[derive(Clone, Debug)]
+pub struct Param {
+    /// A human-readable name, e.g. `dense/kernel`.
+    pub name: String,
+    /// The current value.
+    pub value: Tensor,
+    /// Whether optimizers update it (and [`Tape::backward`] computes its gradient).
+    pub trainable: bool,
+}
+
+/// The weights of a model: parameters live here, outside the tape, and survive across steps.
+#[derive(Clone, Debug, Default)]
+pub struct ParamStore {
+    params: Vec<Param>,
+}
+
+impl ParamStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a parameter and returns its handle.
+    pub fn add(&mut self, name: impl Into<String>, value: Tensor, trainable: bool) -> ParamId {
+        self.params.push(Param { name: name.into(), value, trainable });
+        ParamId(self.params.len() - 1)
+    }
+
+    /// The parameter behind `id`.
+    ///
+    /// # Panics
+    /// If `id` comes from another store with more parameters.
+    pub fn get(&self, id: ParamId) -> &Param {
+        &self.params[id.0]
+    }
+
+    /// The parameter behind `id`, mutably.
+    pub fn get_mut(&mut self, id: ParamId) -> &mut Param {
+        &mut self.params[id.0]
+    }
+
+    /// The value of the parameter behind `id`.
+    pub fn value(&self, id: ParamId) -> &Tensor {
+        &self.params[id.0].value
+    }
+
+    /// The value of the parameter behind `id`, mutably.
+    pub fn value_mut(&mut self, id: ParamId) -> &mut Tensor {
+        &mut self.params[id.0].value
+    }
+
+    /// The number of parameters (arrays, not scalars).
+    pub fn len(&self) -> usize {
+        self.params.len()
+    }
+
+    /// Whether the store holds no parameter.
+    pub fn is_empty(&self) -> bool {
+        self.params.is_empty()
+    }
+
+    /// All parameters with their handles, in the order they were added.
+    pub fn iter(&self) -> impl Iterator<Item = (ParamId, &Param)> {
+        self.params.iter().enumerate().map(|(i, p)| (ParamId(i), p))
+    }
+
+    /// All parameters, mutably, in the order they were added.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (ParamId, &mut Param)> {
+        self.params.iter_mut().enumerate().map(|(i, p)| (ParamId(i), p))
+    }
+
+    /// Drops every parameter from position `len` on (used when a layer is removed from a model).
+    pub fn truncate(&mut self, len: usize) {
+        self.params.truncate(len);
+    }
+}
+
+/// The gradients of one backward pass, by [`ParamId`]. Its buffers are reused from one pass to the next.
+#[derive(Clone, Debug, Default)]
+pub struct Gradients {
+    grads: Vec<Tensor>,
+    present: Vec<bool>,
+}
+
+impl Gradients {
+    /// An empty store; [`Tape::backward`] sizes it.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The gradient of the parameter behind `id`, if the last backward pass reached it.
+    pub fn get(&self, id: ParamId) -> Option<&Tensor> {
+        self.present.get(id.0).copied().unwrap_or(false).then(|| &self.grads[id.0])
+    }
+
+    /// Every gradient the last backward pass computed.
+    pub fn iter(&self) -> impl Iterator<Item = (ParamId, &Tensor)> {
+        self.grads
+            .iter()
+            .zip(&self.present)
+            .enumerate()
+            .filter(|(_, (_, &p))| p)
+            .map(|(i, (g, _))| (ParamId(i), g))
+    }
+
+    fn reset(&mut self, n: usize) {
+        self.grads.resize_with(n, empty);
+        self.present.clear();
+        self.present.resize(n, false);
+    }
+}
+
+/// One recorded operation.
+struct Node {
+    op: Op,
+    requires_grad: bool,
+}
+
+/// The reusable buffers of a [`Tape`]: node values, auxiliary buffers and gradients, by node position.
+///
+/// A training loop keeps one and passes it to [`Tape::with_workspace`] each step; the same graph then runs
+/// without allocating.
+#[derive(Default)]
+pub struct Workspace {
+    nodes: Vec<Node>,
+    values: Vec<Tensor>,
+    aux: Vec<Tensor>,
+    grads: Vec<Tensor>,
+    grad_set: Vec<bool>,
+}
+
+impl Workspace {
+    /// An empty workspace.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// Makes `buf` a tensor of `shape`, reusing its memory when the shape already matches. The content of a reused
+/// buffer is stale: callers overwrite every element.
+fn fit_buffer(buf: &mut Tensor, shape: &[usize]) {
+    if buf.shape() != shape {
+        *buf = ArrayD::zeros(IxDyn(shape));
+    }
+}
+
+/// A record of one forward pass over the parameters of a [`ParamStore`].
+pub struct Tape<'a> {
+    params: &'a ParamStore,
+    recording: bool,
+    ws: RefCell<Workspace>,
+}
+
+/// A value on a [`Tape`]: a cheap, copyable handle. Operations on it record new nodes on the same tape.
+#[derive(Clone, Copy)]
+pub struct Var<'t> {
+    tape: &'t Tape<'t>,
+    id: usize,
+}
+
+impl std::fmt::Debug for Var<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Var(#{} {:?})", self.id, self.shape())
+    }
+}
+
+impl<'a> Tape<'a> {
+    /// A recording tape over `params`, with fresh buffers.
+    pub fn new(params: &'a ParamStore) -> Self {
+        Self::with_workspace(params, Workspace::new())
+    }
+
+    /// A recording tape that reuses the buffers of an earlier tape (see [`Tape::into_workspace`]).
+    pub fn with_workspace(params: &'a ParamStore, mut ws: Workspace) -> Self {
+        ws.nodes.clear();
+        Tape { params, recording: true, ws: RefCell::new(ws) }
+    }
+
+    /// A tape for inference: values only, no gradient bookkeeping; [`Tape::backward`] is refused.
+    pub fn inference(params: &'a ParamStore, mut ws: Workspace) -> Self {
+        ws.nodes.clear();
+        Tape { params, recording: false, ws: RefCell::new(ws) }
+    }
+
+    /// Ends the tape and returns its buffers for the next one.
+    pub fn into_workspace(self) -> Workspace {
+        self.ws.into_inner()
+    }
+
+    /// Whether this tape records gradients.
+    pub fn is_recording(&self) -> bool {
+        self.recording
+    }
+
+    /// The parameters this tape reads.
+    pub fn params(&self) -> &'a ParamStore {
+        self.params
+    }
+
+    /// The number of nodes recorded so far.
+    pub fn len(&self) -> usize {
+        self.ws.borrow().nodes.len()
+    }
+
+    /// Whether nothing has been recorded yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A parameter as a value on the tape. Its gradient is computed if the parameter is trainable and the tape
+    /// records.
+    pub fn param(&self, id: ParamId) -> Var<'_> {
+        let trainable = self.params.get(id).trainable;
+        let mut ws = self.ws.borrow_mut();
+        let idx = ws.nodes.len();
+        if ws.values.len() <= idx {
+            ws.values.push(empty());
+        }
+        ws.nodes.push(Node { op: Op::Param(id), requires_grad: self.recording && trainable });
+        Var { tape: self, id: idx }
+    }
+
+    /// A constant (no gradient), copied into the tape's buffer.
+    pub fn constant(&self, value: ArrayViewD<'_, f32>) -> Var<'_> {
+        self.constant_with(value.shape(), |buf| buf.assign(&value))
+    }
+
+    /// A constant of `shape` written in place by `fill` (e.g. a batch gathered straight into the tape's buffer).
+    /// `fill` must write every element: the buffer may hold a previous step's values.
+    pub fn constant_with(&self, shape: &[usize], fill: impl FnOnce(&mut ArrayViewMutD<'_, f32>)) -> Var<'_> {
+        self.push(Op::Input, shape, |_, out, _| fill(&mut out.view_mut()))
+    }
+
+    /// Records a node: `compute` writes its value into a buffer of `shape` (and may use the node's auxiliary
+    /// buffer), reading earlier values through the reader.
+    fn push(
+        &self,
+        op: Op,
+        shape: &[usize],
+        compute: impl FnOnce(&Values<'_>, &mut Tensor, &mut Tensor),
+    ) -> Var<'_> {
+        let mut ws = self.ws.borrow_mut();
+        let ws = &mut *ws;
+        let id = ws.nodes.len();
+        if ws.values.len() <= id {
+            ws.values.resize_with(id + 1, empty);
+        }
+        if ws.aux.len() <= id {
+            ws.aux.resize_with(id + 1, empty);
+        }
+        let mut out = std::mem::replace(&mut ws.values[id], empty());
+        let mut aux = std::mem::replace(&mut ws.aux[id], empty());
+        fit_buffer(&mut out, shape);
+        compute(&Values { params: self.params, nodes: &ws.nodes, values: &ws.values }, &mut out, &mut aux);
+        ws.values[id] = out;
+        ws.aux[id] = aux;
+        let requires_grad = self.recording && op.any_input(|i| ws.nodes[i].requires_grad);
+        ws.nodes.push(Node { op, requires_grad });
+        Var { tape: self, id }
+    }
+
+    /// Computes the gradient of the scalar `loss` with respect to every trainable parameter that it depends on,
+    /// and writes them into `grads` (which is cleared first).
+    ///
+    /// # Errors
+    /// If the tape does not record ([`Tape::inference`]), if `loss` has more than one element, or if it belongs
+    /// to another tape.
+    pub fn backward(&self, loss: Var<'_>, grads: &mut Gradients) -> Result<()> {
+        if !self.recording {
+            return Err(Error::NotReady("backward on an inference tape: create it with Tape::new".into()));
+        }
+        if !std::ptr::eq(loss.tape as *const Tape<'_> as *const u8, self as *const Tape<'_> as *const u8) {
+            return Err(Error::NotReady("backward of a value from another tape".into()));
+        }
+        let size = loss.with_value(|v| v.len());
+        if size != 1 {
+            return Err(Error::shape(
+                "backward",
+                "a scalar loss (one element)",
+                format!("{:?}", loss.shape()),
+            ));
+        }
+        grads.reset(self.params.len());
+        let mut ws = self.ws.borrow_mut();
+        backward::run(&mut ws, self.params, loss.id, grads);
+        Ok(())
+    }
+}
+
+/// Read access to the values recorded so far.
+pub(crate) struct Values<'w> {
+    params: &'w ParamStore,
+    nodes: &'w [Node],
+    values: &'w [Tensor],
+}
+
+impl<'w> Values<'w> {
+    pub(crate) fn get(&self, id: usize) -> ArrayViewD<'w, f32> {
+        match self.nodes[id].op {
+            Op::Param(p) => self.params.value(p).view(),
+            _ => self.values[id].view(),
+        }
+    }
+}
+
+impl<'t> Var<'t> {
+    /// The tape this value is on.
+    pub fn tape(&self) -> &'t Tape<'t> {
+        self.tape
+    }
+
+    /// The node's position on its tape.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    /// Calls `f` with a view of the value.
+    pub fn with_value<R>(&self, f: impl FnOnce(ArrayViewD<'_, f32>) -> R) -> R {
+        let ws = self.tape.ws.borrow();
+        f(Values { params: self.tape.params, nodes: &ws.nodes, values: &ws.values }.get(self.id))
+    }
+
+    /// A copy of the value.
+    pub fn value(&self) -> Tensor {
+        self.with_value(|v| v.to_owned())
+    }
+
+    /// The value's shape.
+    pub fn shape(&self) -> Vec<usize> {
+        self.with_value(|v| v.shape().to_vec())
+    }
+
+    /// The single element of a one-element value (e.g. a loss).
+    ///
+    /// # Panics
+    /// If the value does not have exactly one element.
+    pub fn item(&self) -> f32 {
+        self.with_value(|v| {
+            assert_eq!(v.len(), 1, "item() of a value of shape {:?}", v.shape());
+            v.iter().copied().next().unwrap_or(f32::NAN)
+        })
+    }
+
+    /// Whether a gradient flows back through this value.
+    pub fn requires_grad(&self) -> bool {
+        self.tape.ws.borrow().nodes[self.id].requires_grad
+    }
+}
