@@ -1,1 +1,42 @@
 //! Datasets: MNIST and Fashion-MNIST, downloaded once, cached, verified.
+//!
+//! ```no_run
+//! let ((x_train, y_train), (x_test, y_test)) = kerust::datasets::mnist::load_data()?;
+//! # Ok::<(), kerust::Error>(())
+//! ```
+//!
+//! # The cache
+//! Files are kept as distributed (the four `.gz` files of each dataset) in
+//! `$KERUST_HOME/datasets/<name>/`, e.g. `~/.kerust/datasets/mnist/`. Only missing files are downloaded.
+//! A download goes to a temporary file in that folder and is renamed into place only once verified, so an
+//! interrupted download never leaves a file that looks complete.
+//!
+//! Every file, cached or downloaded, is verified on every load by the SHA-256 of its uncompressed bytes
+//! (computed while decompressing, in the same pass as parsing). A cached file that fails is an error that
+//! names it: delete it, and the next load fetches it again.
+//!
+//! # Environment variables
+//! - `KERUST_HOME` ([`HOME_ENV`]): kerust's home folder; default `~/.kerust`.
+//! - `KERUST_DATASETS_MIRROR` ([`MIRROR_ENV`]): a base URL that replaces the built-in mirror list (several,
+//!   separated by whitespace, are tried in order). For machines behind a firewall: serve the `.gz` files
+//!   from any HTTP server and point this at it.
+//!
+//! Both are read only by the plain `load_data()` functions. To avoid the environment, pass a [`Cache`] to
+//! `load_data_with`, or read a folder that already holds the files with `load_data_from`.
+//!
+//! [`idx`] reads and writes the IDX files themselves.
+use ndarray::{Array1, Array3};
+
+mod cache;
+mod checksum;
+mod download;
+pub mod fashion_mnist;
+pub mod idx;
+mod image_dataset;
+pub mod mnist;
+
+pub use cache::{Cache, HOME_ENV, MIRROR_ENV};
+
+/// One split of an image dataset, `(images, labels)`: images of shape `(count, rows, columns)` and one
+/// label per image.
+pub type Split = (Array3<u8>, Array1<u8>);
