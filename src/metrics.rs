@@ -1,5 +1,26 @@
 //! Metrics, computed on the arrays of each batch and averaged over the epoch the way Keras reports them.
-use ndarray::ArrayViewD;
+//!
+//! Every metric is a running mean of per-sample values: `result` is the mean over all samples seen since `reset`,
+//! not the mean of batch means, so a short last batch weighs what its samples weigh. Updates read the arrays in
+//! place and allocate nothing: metrics run on every training batch.
+//!
+//! ```
+//! use kerust::metrics::{self, Metric};
+//! use ndarray::array;
+//!
+//! // "accuracy" with integer labels against a 3-class output resolves to sparse categorical accuracy.
+//! let mut acc = metrics::get("accuracy", "sparse_categorical_crossentropy", &[], &[3]).unwrap();
+//! acc.update(
+//!     array![2.0f32, 0.0].into_dyn().view(),
+//!     array![[0.1f32, 0.2, 0.7], [0.3, 0.6, 0.1]].into_dyn().view(),
+//! );
+//! acc.update(array![1.0f32].into_dyn().view(), array![[0.0f32, 1.0, 0.0]].into_dyn().view());
+//! assert_eq!(acc.name(), "accuracy");
+//! assert!((acc.result() - 2.0 / 3.0).abs() < 1e-6); // 2 of 3 samples, not the mean of 1/2 and 1
+//! ```
+use ndarray::{ArrayView1, ArrayViewD, Axis};
+
+use crate::{Error, Result};
 
 /// A streaming metric: `update` with each batch, `result` is the value over everything seen since `reset`.
 pub trait Metric: Send {
@@ -14,4 +35,695 @@ pub trait Metric: Send {
 
     /// Forgets all batches.
     fn reset(&mut self);
+}
+
+/// A weighted sum and its total weight, in `f64` so that long epochs do not lose precision.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Running {
+    total: f64,
+    count: f64,
+}
+
+impl Running {
+    fn add(&mut self, value: f64, weight: f64) {
+        self.total += value;
+        self.count += weight;
+    }
+
+    /// Keras' `divide_no_nan`: 0 before any update.
+    fn mean(&self) -> f32 {
+        if self.count == 0.0 {
+            0.0
+        } else {
+            (self.total / self.count) as f32
+        }
+    }
+
+    /// Adds a batch whose per-row values sum to `row_sum`, with `rows` rows over `batch` samples: each sample's
+    /// value is the mean of its rows (Keras' `reduce_to_samplewise_values`).
+    fn add_rows(&mut self, row_sum: f64, rows: usize, batch: usize) {
+        if rows == 0 || batch == 0 {
+            return;
+        }
+        let rows_per_sample = rows as f64 / batch as f64;
+        self.add(row_sum / rows_per_sample, batch as f64);
+    }
+}
+
+/// The batch size of `y_pred` (1 for a scalar).
+fn batch_size(y_pred: &ArrayViewD<'_, f32>) -> usize {
+    y_pred.shape().first().copied().unwrap_or(1)
+}
+
+/// The index of the first largest element (`argmax`).
+fn argmax(lane: ArrayView1<'_, f32>) -> usize {
+    let mut best = 0;
+    let mut best_value = f32::NEG_INFINITY;
+    for (i, &x) in lane.iter().enumerate() {
+        if x > best_value || i == 0 {
+            best = i;
+            best_value = x;
+        }
+    }
+    best
+}
+
+/// Whether class `target` is among the `k` largest of `lane` (ties at the boundary count as in, like
+/// `keras.ops.in_top_k`).
+fn in_top_k(lane: ArrayView1<'_, f32>, target: usize, k: usize) -> bool {
+    let Some(&value) = lane.get(target) else { return false };
+    lane.iter().filter(|&&x| x > value).count() < k
+}
+
+/// The class axis of `y_pred`: its last.
+fn class_axis(y_pred: &ArrayViewD<'_, f32>, metric: &str) -> Axis {
+    assert!(y_pred.ndim() > 0, "{metric}: predictions need a class axis, got a scalar");
+    Axis(y_pred.ndim() - 1)
+}
+
+fn assert_sparse_labels(metric: &str, y_true: &ArrayViewD<'_, f32>, y_pred: &ArrayViewD<'_, f32>) {
+    let classes = y_pred.shape().last().copied().unwrap_or(1);
+    assert!(
+        y_true.len() * classes == y_pred.len(),
+        "{metric}: labels of shape {:?} do not fit predictions of shape {:?}",
+        y_true.shape(),
+        y_pred.shape()
+    );
+}
+
+fn assert_same_len(metric: &str, y_true: &ArrayViewD<'_, f32>, y_pred: &ArrayViewD<'_, f32>) {
+    assert!(
+        y_true.len() == y_pred.len(),
+        "{metric}: targets of shape {:?} do not fit predictions of shape {:?}",
+        y_true.shape(),
+        y_pred.shape()
+    );
+}
+
+/// The builder that sets the display name, the same for every metric.
+macro_rules! named {
+    () => {
+        /// Logs the metric under `name` instead of its Keras name (`get("acc", ..)` logs as `acc`).
+        pub fn named(mut self, name: impl Into<String>) -> Self {
+            self.name = name.into();
+            self
+        }
+    };
+}
+
+/// The share of samples whose predicted class (argmax) is the target's argmax (one-hot targets).
+///
+/// Keras: `keras.metrics.CategoricalAccuracy`, name `categorical_accuracy`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CategoricalAccuracy {
+    name: String,
+    acc: Running,
+}
+
+impl Default for CategoricalAccuracy {
+    fn default() -> Self {
+        CategoricalAccuracy { name: "categorical_accuracy".into(), acc: Running::default() }
+    }
+}
+
+impl CategoricalAccuracy {
+    /// A metric with no samples yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    named!();
+}
+
+impl Metric for CategoricalAccuracy {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// # Panics
+    /// If the shapes of `y_true` and `y_pred` differ.
+    fn update(&mut self, y_true: ArrayViewD<'_, f32>, y_pred: ArrayViewD<'_, f32>) {
+        assert!(
+            y_true.shape() == y_pred.shape(),
+            "categorical_accuracy: targets {:?} and predictions {:?} differ in shape",
+            y_true.shape(),
+            y_pred.shape()
+        );
+        let axis = class_axis(&y_pred, "categorical_accuracy");
+        let mut hits = 0usize;
+        let mut rows = 0usize;
+        for (t, p) in y_true.lanes(axis).into_iter().zip(y_pred.lanes(axis)) {
+            hits += usize::from(argmax(t) == argmax(p));
+            rows += 1;
+        }
+        self.acc.add_rows(hits as f64, rows, batch_size(&y_pred));
+    }
+
+    fn result(&self) -> f32 {
+        self.acc.mean()
+    }
+
+    fn reset(&mut self) {
+        self.acc = Running::default();
+    }
+}
+
+/// The share of samples whose predicted class (argmax) equals the integer label (labels as `f32`, shape
+/// `(batch,)` or `(batch, 1)`).
+///
+/// Keras: `keras.metrics.SparseCategoricalAccuracy`, name `sparse_categorical_accuracy`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SparseCategoricalAccuracy {
+    name: String,
+    acc: Running,
+}
+
+impl Default for SparseCategoricalAccuracy {
+    fn default() -> Self {
+        SparseCategoricalAccuracy { name: "sparse_categorical_accuracy".into(), acc: Running::default() }
+    }
+}
+
+impl SparseCategoricalAccuracy {
+    /// A metric with no samples yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    named!();
+}
+
+impl Metric for SparseCategoricalAccuracy {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// # Panics
+    /// If there is not one label per row of `y_pred`.
+    fn update(&mut self, y_true: ArrayViewD<'_, f32>, y_pred: ArrayViewD<'_, f32>) {
+        assert_sparse_labels("sparse_categorical_accuracy", &y_true, &y_pred);
+        let axis = class_axis(&y_pred, "sparse_categorical_accuracy");
+        let mut hits = 0usize;
+        let mut rows = 0usize;
+        for (&label, p) in y_true.iter().zip(y_pred.lanes(axis)) {
+            hits += usize::from(label == argmax(p) as f32);
+            rows += 1;
+        }
+        self.acc.add_rows(hits as f64, rows, batch_size(&y_pred));
+    }
+
+    fn result(&self) -> f32 {
+        self.acc.mean()
+    }
+
+    fn reset(&mut self) {
+        self.acc = Running::default();
+    }
+}
+
+/// The share of binary predictions (`y_pred > threshold`) that equal the targets, averaged per sample.
+///
+/// Keras: `keras.metrics.BinaryAccuracy(threshold=0.5)`, name `binary_accuracy`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BinaryAccuracy {
+    name: String,
+    threshold: f32,
+    acc: Running,
+}
+
+impl Default for BinaryAccuracy {
+    fn default() -> Self {
+        BinaryAccuracy { name: "binary_accuracy".into(), threshold: 0.5, acc: Running::default() }
+    }
+}
+
+impl BinaryAccuracy {
+    /// Threshold 0.5, no samples yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    named!();
+
+    /// Predictions above `threshold` count as 1.
+    pub fn threshold(mut self, threshold: f32) -> Self {
+        self.threshold = threshold;
+        self
+    }
+}
+
+impl Metric for BinaryAccuracy {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// # Panics
+    /// If `y_true` and `y_pred` have different numbers of elements.
+    fn update(&mut self, y_true: ArrayViewD<'_, f32>, y_pred: ArrayViewD<'_, f32>) {
+        assert_same_len("binary_accuracy", &y_true, &y_pred);
+        let hits = y_true
+            .iter()
+            .zip(y_pred.iter())
+            .filter(|&(&t, &p)| t == if p > self.threshold { 1.0 } else { 0.0 })
+            .count();
+        self.acc.add_rows(hits as f64, y_pred.len(), batch_size(&y_pred));
+    }
+
+    fn result(&self) -> f32 {
+        self.acc.mean()
+    }
+
+    fn reset(&mut self) {
+        self.acc = Running::default();
+    }
+}
+
+/// The share of samples whose target class (argmax of a one-hot target) is among the `k` highest predictions.
+///
+/// Keras: `keras.metrics.TopKCategoricalAccuracy(k=5)`, name `top_k_categorical_accuracy`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopKCategoricalAccuracy {
+    name: String,
+    k: usize,
+    acc: Running,
+}
+
+impl Default for TopKCategoricalAccuracy {
+    fn default() -> Self {
+        TopKCategoricalAccuracy { name: "top_k_categorical_accuracy".into(), k: 5, acc: Running::default() }
+    }
+}
+
+impl TopKCategoricalAccuracy {
+    /// `k = 5`, no samples yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    named!();
+
+    /// How many of the highest predictions count as a hit.
+    pub fn k(mut self, k: usize) -> Self {
+        self.k = k;
+        self
+    }
+}
+
+impl Metric for TopKCategoricalAccuracy {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// # Panics
+    /// If the shapes of `y_true` and `y_pred` differ.
+    fn update(&mut self, y_true: ArrayViewD<'_, f32>, y_pred: ArrayViewD<'_, f32>) {
+        assert!(
+            y_true.shape() == y_pred.shape(),
+            "top_k_categorical_accuracy: targets {:?} and predictions {:?} differ in shape",
+            y_true.shape(),
+            y_pred.shape()
+        );
+        let axis = class_axis(&y_pred, "top_k_categorical_accuracy");
+        let mut hits = 0usize;
+        let mut rows = 0usize;
+        for (t, p) in y_true.lanes(axis).into_iter().zip(y_pred.lanes(axis)) {
+            hits += usize::from(in_top_k(p, argmax(t), self.k));
+            rows += 1;
+        }
+        self.acc.add_rows(hits as f64, rows, batch_size(&y_pred));
+    }
+
+    fn result(&self) -> f32 {
+        self.acc.mean()
+    }
+
+    fn reset(&mut self) {
+        self.acc = Running::default();
+    }
+}
+
+/// The share of samples whose integer label is among the `k` highest predictions.
+///
+/// Keras: `keras.metrics.SparseTopKCategoricalAccuracy(k=5)`, name `sparse_top_k_categorical_accuracy`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SparseTopKCategoricalAccuracy {
+    name: String,
+    k: usize,
+    acc: Running,
+}
+
+impl Default for SparseTopKCategoricalAccuracy {
+    fn default() -> Self {
+        SparseTopKCategoricalAccuracy {
+            name: "sparse_top_k_categorical_accuracy".into(),
+            k: 5,
+            acc: Running::default(),
+        }
+    }
+}
+
+impl SparseTopKCategoricalAccuracy {
+    /// `k = 5`, no samples yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    named!();
+
+    /// How many of the highest predictions count as a hit.
+    pub fn k(mut self, k: usize) -> Self {
+        self.k = k;
+        self
+    }
+}
+
+impl Metric for SparseTopKCategoricalAccuracy {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// # Panics
+    /// If there is not one label per row of `y_pred`.
+    fn update(&mut self, y_true: ArrayViewD<'_, f32>, y_pred: ArrayViewD<'_, f32>) {
+        assert_sparse_labels("sparse_top_k_categorical_accuracy", &y_true, &y_pred);
+        let axis = class_axis(&y_pred, "sparse_top_k_categorical_accuracy");
+        let mut hits = 0usize;
+        let mut rows = 0usize;
+        for (&label, p) in y_true.iter().zip(y_pred.lanes(axis)) {
+            // A label that is not a class index is never a hit.
+            let hit = label >= 0.0 && label.fract() == 0.0 && in_top_k(p, label as usize, self.k);
+            hits += usize::from(hit);
+            rows += 1;
+        }
+        self.acc.add_rows(hits as f64, rows, batch_size(&y_pred));
+    }
+
+    fn result(&self) -> f32 {
+        self.acc.mean()
+    }
+
+    fn reset(&mut self) {
+        self.acc = Running::default();
+    }
+}
+
+/// Mean squared error, per sample over the last axis, averaged over samples.
+///
+/// Keras: `keras.metrics.MeanSquaredError`, name `mean_squared_error`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MeanSquaredError {
+    name: String,
+    acc: Running,
+}
+
+impl Default for MeanSquaredError {
+    fn default() -> Self {
+        MeanSquaredError { name: "mean_squared_error".into(), acc: Running::default() }
+    }
+}
+
+impl MeanSquaredError {
+    /// A metric with no samples yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    named!();
+}
+
+impl Metric for MeanSquaredError {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// # Panics
+    /// If `y_true` and `y_pred` have different numbers of elements.
+    fn update(&mut self, y_true: ArrayViewD<'_, f32>, y_pred: ArrayViewD<'_, f32>) {
+        assert_same_len("mean_squared_error", &y_true, &y_pred);
+        let sum: f64 = y_true.iter().zip(y_pred.iter()).map(|(&t, &p)| f64::from(p - t).powi(2)).sum();
+        self.acc.add_rows(sum, y_pred.len(), batch_size(&y_pred));
+    }
+
+    fn result(&self) -> f32 {
+        self.acc.mean()
+    }
+
+    fn reset(&mut self) {
+        self.acc = Running::default();
+    }
+}
+
+/// Mean absolute error, per sample over the last axis, averaged over samples.
+///
+/// Keras: `keras.metrics.MeanAbsoluteError`, name `mean_absolute_error`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MeanAbsoluteError {
+    name: String,
+    acc: Running,
+}
+
+impl Default for MeanAbsoluteError {
+    fn default() -> Self {
+        MeanAbsoluteError { name: "mean_absolute_error".into(), acc: Running::default() }
+    }
+}
+
+impl MeanAbsoluteError {
+    /// A metric with no samples yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    named!();
+}
+
+impl Metric for MeanAbsoluteError {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// # Panics
+    /// If `y_true` and `y_pred` have different numbers of elements.
+    fn update(&mut self, y_true: ArrayViewD<'_, f32>, y_pred: ArrayViewD<'_, f32>) {
+        assert_same_len("mean_absolute_error", &y_true, &y_pred);
+        let sum: f64 = y_true.iter().zip(y_pred.iter()).map(|(&t, &p)| f64::from((p - t).abs())).sum();
+        self.acc.add_rows(sum, y_pred.len(), batch_size(&y_pred));
+    }
+
+    fn result(&self) -> f32 {
+        self.acc.mean()
+    }
+
+    fn reset(&mut self) {
+        self.acc = Running::default();
+    }
+}
+
+/// A weighted running mean of values, e.g. the loss of each batch weighted by its size, so that the epoch's
+/// loss is the per-sample mean.
+///
+/// Keras: `keras.metrics.Mean`, name `mean`.
+///
+/// ```
+/// use kerust::metrics::{Mean, Metric};
+///
+/// let mut loss = Mean::new().named("loss");
+/// loss.update_value(0.5, 32.0); // a batch of 32 with mean loss 0.5
+/// loss.update_value(2.0, 8.0); // a last batch of 8
+/// assert_eq!(loss.result(), (0.5 * 32.0 + 2.0 * 8.0) / 40.0);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mean {
+    name: String,
+    acc: Running,
+}
+
+impl Default for Mean {
+    fn default() -> Self {
+        Mean { name: "mean".into(), acc: Running::default() }
+    }
+}
+
+impl Mean {
+    /// A mean of nothing yet (its result is 0); name it with [`Mean::named`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+    named!();
+
+    /// Adds `value` with weight `weight`.
+    pub fn update_value(&mut self, value: f32, weight: f32) {
+        self.acc.add(f64::from(value) * f64::from(weight), f64::from(weight));
+    }
+}
+
+impl Metric for Mean {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Adds every element of `y_pred` with weight 1 (`y_true` is ignored), as Keras' `Mean.update_state(values)`.
+    fn update(&mut self, _y_true: ArrayViewD<'_, f32>, y_pred: ArrayViewD<'_, f32>) {
+        let sum: f64 = y_pred.iter().map(|&v| f64::from(v)).sum();
+        self.acc.add(sum, y_pred.len() as f64);
+    }
+
+    fn result(&self) -> f32 {
+        self.acc.mean()
+    }
+
+    fn reset(&mut self) {
+        self.acc = Running::default();
+    }
+}
+
+/// The names [`get`] accepts (besides any capitalisation of `accuracy` and `acc`).
+pub const KNOWN_NAMES: &[&str] = &[
+    "accuracy",
+    "acc",
+    "categorical_accuracy",
+    "CategoricalAccuracy",
+    "sparse_categorical_accuracy",
+    "SparseCategoricalAccuracy",
+    "binary_accuracy",
+    "BinaryAccuracy",
+    "top_k_categorical_accuracy",
+    "TopKCategoricalAccuracy",
+    "sparse_top_k_categorical_accuracy",
+    "SparseTopKCategoricalAccuracy",
+    "mean_squared_error",
+    "MeanSquaredError",
+    "mse",
+    "mean_absolute_error",
+    "MeanAbsoluteError",
+    "mae",
+];
+
+/// Which accuracy `"accuracy"` means, as Keras decides it (`compile_utils.get_metric`), from the loss and the
+/// per-sample shapes of targets and predictions.
+fn accuracy_for(
+    name: &str,
+    loss_name: &str,
+    y_true_shape: &[usize],
+    y_pred_shape: &[usize],
+) -> Box<dyn Metric> {
+    // Compare by canonical loss name, so that "bce" and "BinaryCrossentropy" count too.
+    let loss = crate::losses::get(loss_name).map(|l| l.name().to_string()).unwrap_or_default();
+    let pred_last = y_pred_shape.last().copied().unwrap_or(1);
+    // A per-sample target shape of [] stands for (batch,): one fewer axis than the predictions.
+    let true_last = y_true_shape.last().copied();
+    let is_binary = loss == "binary_crossentropy" || pred_last == 1;
+    let is_sparse = loss == "sparse_categorical_crossentropy"
+        || y_true_shape.len() < y_pred_shape.len()
+        || (true_last == Some(1) && pred_last > 1);
+    if is_binary {
+        Box::new(BinaryAccuracy::new().named(name))
+    } else if is_sparse {
+        Box::new(SparseCategoricalAccuracy::new().named(name))
+    } else {
+        Box::new(CategoricalAccuracy::new().named(name))
+    }
+}
+
+/// A metric from its Keras name, logged under that name (`"acc"` logs as `acc`). `"accuracy"` and `"acc"`
+/// (any case) become binary, sparse categorical or categorical accuracy as Keras chooses: binary if the loss is
+/// `binary_crossentropy` or the output has one unit; sparse if the loss is `sparse_categorical_crossentropy` or
+/// the targets have one axis fewer than the output (or a last axis of 1 against several units); else
+/// categorical. Shapes are per sample, without the batch axis.
+///
+/// # Errors
+/// [`Error::UnknownName`] listing the accepted names.
+pub fn get(
+    name: &str,
+    loss_name: &str,
+    y_true_shape: &[usize],
+    y_pred_shape: &[usize],
+) -> Result<Box<dyn Metric>> {
+    if name.eq_ignore_ascii_case("accuracy") || name.eq_ignore_ascii_case("acc") {
+        return Ok(accuracy_for(name, loss_name, y_true_shape, y_pred_shape));
+    }
+    Ok(match name {
+        "categorical_accuracy" | "CategoricalAccuracy" => Box::new(CategoricalAccuracy::new().named(name)),
+        "sparse_categorical_accuracy" | "SparseCategoricalAccuracy" => {
+            Box::new(SparseCategoricalAccuracy::new().named(name))
+        }
+        "binary_accuracy" | "BinaryAccuracy" => Box::new(BinaryAccuracy::new().named(name)),
+        "top_k_categorical_accuracy" | "TopKCategoricalAccuracy" => {
+            Box::new(TopKCategoricalAccuracy::new().named(name))
+        }
+        "sparse_top_k_categorical_accuracy" | "SparseTopKCategoricalAccuracy" => {
+            Box::new(SparseTopKCategoricalAccuracy::new().named(name))
+        }
+        "mean_squared_error" | "MeanSquaredError" | "mse" => Box::new(MeanSquaredError::new().named(name)),
+        "mean_absolute_error" | "MeanAbsoluteError" | "mae" => Box::new(MeanAbsoluteError::new().named(name)),
+        _ => {
+            return Err(Error::UnknownName {
+                kind: "metric",
+                name: name.to_string(),
+                known: KNOWN_NAMES.join(", "),
+            })
+        }
+    })
+}
+
+/// What `model.compile` takes as a metric: a name resolved by [`get`], or a configured metric.
+///
+/// ```
+/// use kerust::metrics::{MetricSpec, TopKCategoricalAccuracy};
+///
+/// let by_name: MetricSpec = "accuracy".into();
+/// let m = by_name.resolve("categorical_crossentropy", &[10], &[10]).unwrap();
+/// assert_eq!(m.name(), "accuracy");
+/// let configured: MetricSpec = TopKCategoricalAccuracy::new().k(3).named("top3").into();
+/// assert_eq!(configured.resolve("categorical_crossentropy", &[10], &[10]).unwrap().name(), "top3");
+/// ```
+pub enum MetricSpec {
+    /// A Keras name, resolved by [`get`].
+    Name(String),
+    /// A metric object.
+    Metric(Box<dyn Metric>),
+}
+
+impl MetricSpec {
+    /// The metric this spec names; `loss_name` and the per-sample shapes decide what `"accuracy"` means.
+    ///
+    /// # Errors
+    /// [`Error::UnknownName`] for an unknown name.
+    pub fn resolve(
+        self,
+        loss_name: &str,
+        y_true_shape: &[usize],
+        y_pred_shape: &[usize],
+    ) -> Result<Box<dyn Metric>> {
+        match self {
+            MetricSpec::Name(name) => get(&name, loss_name, y_true_shape, y_pred_shape),
+            MetricSpec::Metric(metric) => Ok(metric),
+        }
+    }
+}
+
+impl std::fmt::Debug for MetricSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetricSpec::Name(name) => f.debug_tuple("Name").field(name).finish(),
+            MetricSpec::Metric(metric) => f.debug_tuple("Metric").field(&metric.name()).finish(),
+        }
+    }
+}
+
+impl From<&str> for MetricSpec {
+    fn from(name: &str) -> Self {
+        MetricSpec::Name(name.to_string())
+    }
+}
+
+impl From<String> for MetricSpec {
+    fn from(name: String) -> Self {
+        MetricSpec::Name(name)
+    }
+}
+
+impl From<Box<dyn Metric>> for MetricSpec {
+    fn from(metric: Box<dyn Metric>) -> Self {
+        MetricSpec::Metric(metric)
+    }
+}
+
+impl<T: Metric + 'static> From<T> for MetricSpec {
+    fn from(metric: T) -> Self {
+        MetricSpec::Metric(Box::new(metric))
+    }
 }

@@ -1,0 +1,114 @@
+//! Adagrad.
+use ndarray::Zip;
+
+use super::slots::{self, Slots};
+use super::{check_learning_rate, check_non_negative, decimal, for_each_trainable, Optimizer};
+use crate::autodiff::{Gradients, ParamStore, Tensor};
+use crate::Result;
+
+/// Adagrad, Keras 3's rule: `acc += g^2; w -= lr g / sqrt(acc + epsilon)`, with `acc` starting at
+/// `initial_accumulator_value`.
+///
+/// Keras: `keras.optimizers.Adagrad(learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7)`.
+///
+/// The builder methods share names with [`Optimizer`]'s getters; on a concrete `Adagrad` call the getter as
+/// `Optimizer::learning_rate(&adagrad)`.
+#[derive(Clone, Debug)]
+pub struct Adagrad {
+    learning_rate: f32,
+    initial_accumulator_value: f32,
+    epsilon: f32,
+    iterations: u64,
+    accumulators: Slots,
+}
+
+impl Default for Adagrad {
+    fn default() -> Self {
+        Adagrad {
+            learning_rate: 0.001,
+            initial_accumulator_value: 0.1,
+            epsilon: 1e-7,
+            iterations: 0,
+            accumulators: Slots::new("accumulator", 0.1),
+        }
+    }
+}
+
+impl Adagrad {
+    /// Keras' defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The step size, `>= 0`.
+    pub fn learning_rate(mut self, learning_rate: f32) -> Self {
+        self.learning_rate = learning_rate;
+        self
+    }
+
+    /// The starting value of the squared-gradient accumulators, `>= 0`.
+    pub fn initial_accumulator_value(mut self, value: f32) -> Self {
+        self.initial_accumulator_value = value;
+        self.accumulators.set_init(value);
+        self
+    }
+
+    /// Added under the square root so that the division stays finite, `>= 0`.
+    pub fn epsilon(mut self, epsilon: f32) -> Self {
+        self.epsilon = epsilon;
+        self
+    }
+}
+
+impl Optimizer for Adagrad {
+    fn name(&self) -> &str {
+        "adagrad"
+    }
+
+    fn learning_rate(&self) -> f32 {
+        self.learning_rate
+    }
+
+    fn set_learning_rate(&mut self, learning_rate: f32) {
+        self.learning_rate = learning_rate;
+    }
+
+    fn iterations(&self) -> u64 {
+        self.iterations
+    }
+
+    fn apply(&mut self, params: &mut ParamStore, grads: &Gradients) {
+        let (lr, eps) = (self.learning_rate, self.epsilon);
+        let accumulators = &mut self.accumulators;
+        for_each_trainable(params, grads, |id, w, g| {
+            let acc = accumulators.get(id, w.shape());
+            Zip::from(w).and(g).and(acc).for_each(|w, &g, acc| {
+                *acc += g * g;
+                *w -= lr * g / (*acc + eps).sqrt();
+            });
+        });
+        self.iterations += 1;
+    }
+
+    fn validate(&self) -> Result<()> {
+        check_learning_rate(self.learning_rate)?;
+        check_non_negative("initial_accumulator_value", self.initial_accumulator_value)?;
+        check_non_negative("epsilon", self.epsilon)
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        slots::save(self.iterations, &[&self.accumulators])
+    }
+
+    fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        slots::load(state, &mut self.iterations, &mut [&mut self.accumulators])
+    }
+
+    fn config(&self) -> Vec<(String, f64)> {
+        vec![
+            ("learning_rate".into(), decimal(self.learning_rate)),
+            ("initial_accumulator_value".into(), decimal(self.initial_accumulator_value)),
+            ("epsilon".into(), decimal(self.epsilon)),
+        ]
+    }
+}

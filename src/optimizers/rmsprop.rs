@@ -1,0 +1,189 @@
+//! RMSprop.
+use ndarray::Zip;
+
+use super::slots::{self, Slots};
+use super::{
+    check_learning_rate, check_non_negative, check_unit, decimal, flag, for_each_trainable, Optimizer,
+};
+use crate::autodiff::{Gradients, ParamStore, Tensor};
+use crate::Result;
+
+/// RMSprop, Keras 3's rule: `v = rho v + (1 - rho) g^2`; `increment = lr g / sqrt(v + epsilon)` (centered:
+/// `a = rho a + (1 - rho) g` and `sqrt(v - a^2 + epsilon)`); with momentum `mom = momentum mom + increment` and
+/// `w -= mom`, else `w -= increment`.
+///
+/// Keras: `keras.optimizers.RMSprop(learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False)`.
+///
+/// The builder methods share names with [`Optimizer`]'s getters; on a concrete `RMSprop` call the getter as
+/// `Optimizer::learning_rate(&rmsprop)`.
+#[derive(Clone, Debug)]
+pub struct RMSprop {
+    learning_rate: f32,
+    rho: f32,
+    momentum: f32,
+    epsilon: f32,
+    centered: bool,
+    iterations: u64,
+    velocities: Slots,
+    momentums: Slots,
+    average_gradients: Slots,
+}
+
+impl Default for RMSprop {
+    fn default() -> Self {
+        RMSprop {
+            learning_rate: 0.001,
+            rho: 0.9,
+            momentum: 0.0,
+            epsilon: 1e-7,
+            centered: false,
+            iterations: 0,
+            velocities: Slots::new("velocity", 0.0),
+            momentums: Slots::new("momentum", 0.0),
+            average_gradients: Slots::new("average_gradient", 0.0),
+        }
+    }
+}
+
+impl RMSprop {
+    /// Keras' defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The step size, `>= 0`.
+    pub fn learning_rate(mut self, learning_rate: f32) -> Self {
+        self.learning_rate = learning_rate;
+        self
+    }
+
+    /// Decay of the squared-gradient average, in `[0, 1)`.
+    pub fn rho(mut self, rho: f32) -> Self {
+        self.rho = rho;
+        self
+    }
+
+    /// Momentum, in `[0, 1]`.
+    pub fn momentum(mut self, momentum: f32) -> Self {
+        self.momentum = momentum;
+        self
+    }
+
+    /// Added under the square root so that the division stays finite, `>= 0`.
+    pub fn epsilon(mut self, epsilon: f32) -> Self {
+        self.epsilon = epsilon;
+        self
+    }
+
+    /// Whether to normalise by the estimated variance of the gradient instead of its second moment.
+    pub fn centered(mut self, centered: bool) -> Self {
+        self.centered = centered;
+        self
+    }
+
+    /// The slots in use, as Keras creates them: momentums only for a positive momentum, average gradients
+    /// only when centered.
+    fn slots(&self) -> Vec<&Slots> {
+        let mut slots = vec![&self.velocities];
+        if self.momentum > 0.0 {
+            slots.push(&self.momentums);
+        }
+        if self.centered {
+            slots.push(&self.average_gradients);
+        }
+        slots
+    }
+}
+
+impl Optimizer for RMSprop {
+    fn name(&self) -> &str {
+        "rmsprop"
+    }
+
+    fn learning_rate(&self) -> f32 {
+        self.learning_rate
+    }
+
+    fn set_learning_rate(&mut self, learning_rate: f32) {
+        self.learning_rate = learning_rate;
+    }
+
+    fn iterations(&self) -> u64 {
+        self.iterations
+    }
+
+    fn apply(&mut self, params: &mut ParamStore, grads: &Gradients) {
+        let (lr, rho, momentum, eps) = (self.learning_rate, self.rho, self.momentum, self.epsilon);
+        let (centered, with_momentum) = (self.centered, self.momentum > 0.0);
+        let (vs, moms, avgs) = (&mut self.velocities, &mut self.momentums, &mut self.average_gradients);
+        // The increment lr g / sqrt(denominator), after updating v (and a when centered).
+        let increment = move |g: f32, v: &mut f32, a: Option<&mut f32>| {
+            *v = rho * *v + (1.0 - rho) * g * g;
+            let denominator = match a {
+                Some(a) => {
+                    *a = rho * *a + (1.0 - rho) * g;
+                    *v - *a * *a + eps
+                }
+                None => *v + eps,
+            };
+            lr * g / denominator.sqrt()
+        };
+        for_each_trainable(params, grads, |id, w, g| {
+            let v = vs.get(id, w.shape());
+            match (with_momentum, centered) {
+                (false, false) => Zip::from(w).and(g).and(v).for_each(|w, &g, v| *w -= increment(g, v, None)),
+                (false, true) => {
+                    let a = avgs.get(id, w.shape());
+                    Zip::from(w).and(g).and(v).and(a).for_each(|w, &g, v, a| *w -= increment(g, v, Some(a)));
+                }
+                (true, false) => {
+                    let mom = moms.get(id, w.shape());
+                    Zip::from(w).and(g).and(v).and(mom).for_each(|w, &g, v, mom| {
+                        *mom = momentum * *mom + increment(g, v, None);
+                        *w -= *mom;
+                    });
+                }
+                (true, true) => {
+                    let (mom, a) = (moms.get(id, w.shape()), avgs.get(id, w.shape()));
+                    Zip::from(w).and(g).and(v).and(mom).and(a).for_each(|w, &g, v, mom, a| {
+                        *mom = momentum * *mom + increment(g, v, Some(a));
+                        *w -= *mom;
+                    });
+                }
+            }
+        });
+        self.iterations += 1;
+    }
+
+    fn validate(&self) -> Result<()> {
+        check_learning_rate(self.learning_rate)?;
+        check_unit("rho", self.rho, false)?;
+        check_unit("momentum", self.momentum, true)?;
+        check_non_negative("epsilon", self.epsilon)
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        slots::save(self.iterations, &self.slots())
+    }
+
+    fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        let mut slots: Vec<&mut Slots> = vec![&mut self.velocities];
+        if self.momentum > 0.0 {
+            slots.push(&mut self.momentums);
+        }
+        if self.centered {
+            slots.push(&mut self.average_gradients);
+        }
+        slots::load(state, &mut self.iterations, &mut slots)
+    }
+
+    fn config(&self) -> Vec<(String, f64)> {
+        vec![
+            ("learning_rate".into(), decimal(self.learning_rate)),
+            ("rho".into(), decimal(self.rho)),
+            ("momentum".into(), decimal(self.momentum)),
+            ("epsilon".into(), decimal(self.epsilon)),
+            ("centered".into(), flag(self.centered)),
+        ]
+    }
+}

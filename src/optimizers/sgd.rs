@@ -1,0 +1,138 @@
+//! Stochastic gradient descent, with optional (Nesterov) momentum.
+use ndarray::Zip;
+
+use super::slots::{self, Slots};
+use super::{check_learning_rate, check_unit, decimal, flag, for_each_trainable, Optimizer};
+use crate::autodiff::{Gradients, ParamStore, Tensor};
+use crate::Result;
+
+/// Gradient descent with momentum, Keras 3's rule:
+/// `m = momentum * m - lr * g; w += m`, or with Nesterov `w += momentum * m - lr * g`; without momentum
+/// `w -= lr * g`.
+///
+/// Keras: `keras.optimizers.SGD(learning_rate=0.01, momentum=0.0, nesterov=False)`.
+///
+/// The builder methods share names with [`Optimizer`]'s getters; on a concrete `SGD` call the getter as
+/// `Optimizer::learning_rate(&sgd)`.
+#[allow(clippy::upper_case_acronyms)] // Keras' name
+#[derive(Clone, Debug)]
+pub struct SGD {
+    learning_rate: f32,
+    momentum: f32,
+    nesterov: bool,
+    iterations: u64,
+    momentums: Slots,
+}
+
+impl Default for SGD {
+    fn default() -> Self {
+        SGD {
+            learning_rate: 0.01,
+            momentum: 0.0,
+            nesterov: false,
+            iterations: 0,
+            momentums: Slots::new("momentum", 0.0),
+        }
+    }
+}
+
+impl SGD {
+    /// Keras' defaults: learning rate 0.01, no momentum.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The step size, `>= 0`.
+    pub fn learning_rate(mut self, learning_rate: f32) -> Self {
+        self.learning_rate = learning_rate;
+        self
+    }
+
+    /// How much of the previous update carries over, in `[0, 1]`.
+    pub fn momentum(mut self, momentum: f32) -> Self {
+        self.momentum = momentum;
+        self
+    }
+
+    /// Whether to use Nesterov momentum.
+    pub fn nesterov(mut self, nesterov: bool) -> Self {
+        self.nesterov = nesterov;
+        self
+    }
+
+    /// The state slots in use: Keras creates momentums only for a non-zero momentum.
+    fn slots_mut(&mut self) -> Vec<&mut Slots> {
+        if self.momentum != 0.0 {
+            vec![&mut self.momentums]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+impl Optimizer for SGD {
+    fn name(&self) -> &str {
+        "sgd"
+    }
+
+    fn learning_rate(&self) -> f32 {
+        self.learning_rate
+    }
+
+    fn set_learning_rate(&mut self, learning_rate: f32) {
+        self.learning_rate = learning_rate;
+    }
+
+    fn iterations(&self) -> u64 {
+        self.iterations
+    }
+
+    fn apply(&mut self, params: &mut ParamStore, grads: &Gradients) {
+        let (lr, momentum, nesterov) = (self.learning_rate, self.momentum, self.nesterov);
+        let momentums = &mut self.momentums;
+        for_each_trainable(params, grads, |id, w, g| {
+            if momentum == 0.0 {
+                Zip::from(w).and(g).for_each(|w, &g| *w -= lr * g);
+                return;
+            }
+            let m = momentums.get(id, w.shape());
+            if nesterov {
+                Zip::from(w).and(g).and(m).for_each(|w, &g, m| {
+                    *m = momentum * *m - lr * g;
+                    *w += momentum * *m - lr * g;
+                });
+            } else {
+                Zip::from(w).and(g).and(m).for_each(|w, &g, m| {
+                    *m = momentum * *m - lr * g;
+                    *w += *m;
+                });
+            }
+        });
+        self.iterations += 1;
+    }
+
+    fn validate(&self) -> Result<()> {
+        check_learning_rate(self.learning_rate)?;
+        check_unit("momentum", self.momentum, true)
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        let slots: &[&Slots] = if self.momentum != 0.0 { &[&self.momentums] } else { &[] };
+        slots::save(self.iterations, slots)
+    }
+
+    fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        let mut iterations = self.iterations;
+        slots::load(state, &mut iterations, &mut self.slots_mut())?;
+        self.iterations = iterations;
+        Ok(())
+    }
+
+    fn config(&self) -> Vec<(String, f64)> {
+        vec![
+            ("learning_rate".into(), decimal(self.learning_rate)),
+            ("momentum".into(), decimal(self.momentum)),
+            ("nesterov".into(), flag(self.nesterov)),
+        ]
+    }
+}

@@ -1,0 +1,145 @@
+//! Per-parameter state arrays, created lazily, and their saving and restoring.
+use ndarray::{ArrayD, IxDyn};
+
+use crate::autodiff::{ParamId, Tensor};
+use crate::{Error, Result};
+
+/// One kind of per-parameter state (e.g. Adam's first moments `m`), by parameter index.
+#[derive(Clone, Debug)]
+pub(super) struct Slots {
+    /// The name in saved state: `<kind>/<parameter index>`.
+    kind: &'static str,
+    /// The value a new array starts with (Adagrad's `initial_accumulator_value`, else 0).
+    init: f32,
+    arrays: Vec<Option<Tensor>>,
+}
+
+impl Slots {
+    pub(super) fn new(kind: &'static str, init: f32) -> Self {
+        Slots { kind, init, arrays: Vec::new() }
+    }
+
+    /// Sets the initial value of arrays created from now on.
+    pub(super) fn set_init(&mut self, init: f32) {
+        self.init = init;
+    }
+
+    /// The array of `id`, created on first use with `shape`. One whose shape no longer matches (the parameter
+    /// was replaced) starts over.
+    pub(super) fn get(&mut self, id: ParamId, shape: &[usize]) -> &mut Tensor {
+        let i = id.index();
+        if self.arrays.len() <= i {
+            self.arrays.resize_with(i + 1, || None);
+        }
+        let slot = &mut self.arrays[i];
+        if slot.as_ref().is_none_or(|a| a.shape() != shape) {
+            *slot = Some(ArrayD::from_elem(IxDyn(shape), self.init));
+        }
+        slot.as_mut().expect("just created")
+    }
+
+    fn at(&self, index: usize) -> Option<&Tensor> {
+        self.arrays.get(index).and_then(Option::as_ref)
+    }
+}
+
+/// `iterations`, then every array of `slots`, by parameter index and in the order of `slots`.
+pub(super) fn save(iterations: u64, slots: &[&Slots]) -> Vec<(String, Tensor)> {
+    let mut out = vec![("iterations".to_string(), ArrayD::from_elem(IxDyn(&[1]), iterations as f32))];
+    let len = slots.iter().map(|s| s.arrays.len()).max().unwrap_or(0);
+    for index in 0..len {
+        for s in slots {
+            if let Some(a) = s.at(index) {
+                out.push((format!("{}/{index}", s.kind), a.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Checks `state` against `slots` and, only if all of it is valid, replaces their arrays and `iterations`.
+pub(super) fn load(state: &[(String, Tensor)], iterations: &mut u64, slots: &mut [&mut Slots]) -> Result<()> {
+    let known = || {
+        let mut names = vec!["iterations".to_string()];
+        names.extend(slots.iter().map(|s| format!("{}/<parameter index>", s.kind)));
+        names.join(", ")
+    };
+    let mut new_iterations = None;
+    let mut new_arrays: Vec<Vec<Option<Tensor>>> = vec![Vec::new(); slots.len()];
+    for (name, value) in state {
+        if name == "iterations" {
+            let step = match value.as_slice_memory_order() {
+                Some(&[step]) if step >= 0.0 && step.fract() == 0.0 && step.is_finite() => step,
+                _ => {
+                    return Err(Error::invalid_argument(
+                        "iterations",
+                        format!("{value}"),
+                        "must be one non-negative integer",
+                    ))
+                }
+            };
+            if new_iterations.replace(step as u64).is_some() {
+                return Err(Error::invalid_argument("state", name, "the name appears twice"));
+            }
+            continue;
+        }
+        let parsed = name.split_once('/').and_then(|(kind, index)| {
+            let k = slots.iter().position(|s| s.kind == kind)?;
+            Some((k, index.parse::<usize>().ok()?))
+        });
+        let Some((k, index)) = parsed else {
+            return Err(Error::UnknownName { kind: "optimizer state", name: name.clone(), known: known() });
+        };
+        let arrays = &mut new_arrays[k];
+        if arrays.len() <= index {
+            arrays.resize_with(index + 1, || None);
+        }
+        if arrays[index].replace(value.clone()).is_some() {
+            return Err(Error::invalid_argument("state", name, "the name appears twice"));
+        }
+    }
+    let Some(new_iterations) = new_iterations else {
+        return Err(Error::invalid_argument("state", "(no `iterations` entry)", "must contain `iterations`"));
+    };
+
+    // Every parameter that has state must have all of its slots, of one shape, matching what is held.
+    let len = new_arrays.iter().map(Vec::len).max().unwrap_or(0);
+    for index in 0..len {
+        let present: Vec<_> = new_arrays.iter().map(|a| a.get(index).and_then(Option::as_ref)).collect();
+        let Some(first) = present.iter().flatten().next() else { continue };
+        let shape = first.shape();
+        for (k, array) in present.iter().enumerate() {
+            let name = format!("{}/{index}", slots[k].kind);
+            match array {
+                None => {
+                    return Err(Error::invalid_argument(
+                        "state",
+                        format!("{name} missing"),
+                        "every state slot of a parameter must be given",
+                    ))
+                }
+                Some(a) if a.shape() != shape => {
+                    return Err(Error::shape(
+                        format!("optimizer state {name}"),
+                        format!("{shape:?} like the other slots of parameter {index}"),
+                        format!("{:?}", a.shape()),
+                    ))
+                }
+                Some(_) => {}
+            }
+            if let Some(held) = slots[k].at(index).filter(|held| held.shape() != shape) {
+                return Err(Error::shape(
+                    format!("optimizer state {name}"),
+                    format!("{:?} (the shape of the state already held for parameter {index})", held.shape()),
+                    format!("{shape:?}"),
+                ));
+            }
+        }
+    }
+
+    *iterations = new_iterations;
+    for (s, arrays) in slots.iter_mut().zip(new_arrays) {
+        s.arrays = arrays;
+    }
+    Ok(())
+}
