@@ -1,9 +1,16 @@
 //! kerust: Keras-style deep learning in Rust.
 pub mod error;
 pub use error::{Error, Result};
+pub mod activations;
 pub mod autodiff;
+pub mod callbacks;
 pub mod datasets;
-pub mod utils;
+pub mod initializers;
+pub mod layers;
 pub mod losses;
 pub mod metrics;
+pub mod models;
 pub mod optimizers;
+mod random;
+pub mod spec;
+pub mod utils;

@@ -90,3 +90,5 @@ where
         })
         .collect()
 }
+
+pub use crate::random::set_random_seed;

@@ -1,0 +1,78 @@
+//! Callbacks: code that runs at points of training, with Keras' hook names. [`History`] and the progress bar
+//! ([`ProgbarLogger`]) are plain callbacks that `fit` adds itself.
+mod history;
+mod logs;
+mod progbar;
+
+pub use history::History;
+pub use logs::Logs;
+pub use progbar::ProgbarLogger;
+
+use crate::models::Sequential;
+use crate::Result;
+
+/// What `fit` tells callbacks when training begins (Keras' `callback.params`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrainParams {
+    /// The final epoch index (training runs epochs `initial_epoch..epochs`).
+    pub epochs: usize,
+    /// The first epoch index.
+    pub initial_epoch: usize,
+    /// Batches per epoch.
+    pub steps: usize,
+    /// Samples per batch (the last batch may be smaller).
+    pub batch_size: usize,
+    /// Training samples.
+    pub samples: usize,
+    /// 0 silent, 1 progress bar, 2 one line per epoch.
+    pub verbose: u8,
+}
+
+/// Hooks into training. Every method has an empty default; implement the ones you need.
+///
+/// Hooks get the model, so a callback can stop training ([`Sequential::stop_training`]), read or restore
+/// weights, or change the learning rate. An `Err` from a hook ends `fit` with that error.
+///
+/// ```
+/// use kerust::callbacks::{Callback, Logs};
+/// use kerust::models::Sequential;
+///
+/// /// Stops as soon as the training accuracy reaches a target.
+/// struct StopAt(f32);
+///
+/// impl Callback for StopAt {
+///     fn on_epoch_end(&mut self, model: &mut Sequential, _epoch: usize, logs: &Logs) -> kerust::Result<()> {
+///         if logs.get("accuracy").is_some_and(|a| a >= self.0) {
+///             model.stop_training();
+///         }
+///         Ok(())
+///     }
+/// }
+/// ```
+#[allow(unused_variables)]
+pub trait Callback {
+    /// Before the first epoch.
+    fn on_train_begin(&mut self, model: &mut Sequential, params: &TrainParams) -> Result<()> {
+        Ok(())
+    }
+
+    /// At the start of an epoch (0-based index).
+    fn on_epoch_begin(&mut self, model: &mut Sequential, epoch: usize) -> Result<()> {
+        Ok(())
+    }
+
+    /// After each training batch, with the running means of the epoch so far (`loss`, metrics).
+    fn on_train_batch_end(&mut self, model: &mut Sequential, batch: usize, logs: &Logs) -> Result<()> {
+        Ok(())
+    }
+
+    /// At the end of an epoch, with the epoch's logs (`loss`, metrics, and `val_` ones after validation).
+    fn on_epoch_end(&mut self, model: &mut Sequential, epoch: usize, logs: &Logs) -> Result<()> {
+        Ok(())
+    }
+
+    /// After the last epoch (or when training stops early), with the last epoch's logs.
+    fn on_train_end(&mut self, model: &mut Sequential, logs: &Logs) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,175 @@
+//! `Dense`: `activation(x · kernel + bias)`.
+use rand::rngs::StdRng;
+
+use super::{CallContext, Layer};
+use crate::activations::Activation;
+use crate::autodiff::{ParamId, ParamStore, Var};
+use crate::initializers::Initializer;
+use crate::spec::Spec;
+use crate::{Error, Result};
+
+/// A densely connected layer: `output = activation(input · kernel + bias)`, on the last axis of the input.
+///
+/// Keras' defaults: no activation, a bias, `glorot_uniform` kernel, `zeros` bias.
+///
+/// ```
+/// use kerust::layers::Dense;
+/// let first = Dense::new(25).activation("sigmoid").input_shape([784]);
+/// let out = Dense::new(10).activation(kerust::activations::Activation::Softmax);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Dense {
+    units: usize,
+    activation: Spec<Activation>,
+    use_bias: bool,
+    kernel_initializer: Spec<Initializer>,
+    bias_initializer: Spec<Initializer>,
+    input_shape: Option<Vec<usize>>,
+    name: Option<String>,
+    built: Option<Built>,
+}
+
+#[derive(Clone, Debug)]
+struct Built {
+    activation: Activation,
+    weights: Vec<ParamId>,
+}
+
+impl Dense {
+    /// A layer of `units` outputs.
+    pub fn new(units: usize) -> Self {
+        Dense {
+            units,
+            activation: Spec::Value(Activation::Linear),
+            use_bias: true,
+            kernel_initializer: Spec::Value(Initializer::GlorotUniform),
+            bias_initializer: Spec::Value(Initializer::Zeros),
+            input_shape: None,
+            name: None,
+            built: None,
+        }
+    }
+
+    /// The activation, by Keras' name (`"relu"`) or typed.
+    pub fn activation(mut self, activation: impl Into<Spec<Activation>>) -> Self {
+        self.activation = activation.into();
+        self
+    }
+
+    /// Whether to add a bias (default true).
+    pub fn use_bias(mut self, use_bias: bool) -> Self {
+        self.use_bias = use_bias;
+        self
+    }
+
+    /// The kernel's initializer (default `glorot_uniform`).
+    pub fn kernel_initializer(mut self, init: impl Into<Spec<Initializer>>) -> Self {
+        self.kernel_initializer = init.into();
+        self
+    }
+
+    /// The bias' initializer (default `zeros`).
+    pub fn bias_initializer(mut self, init: impl Into<Spec<Initializer>>) -> Self {
+        self.bias_initializer = init.into();
+        self
+    }
+
+    /// The per-sample input shape, for the first layer of a model (Keras' `input_shape=(784,)`).
+    pub fn input_shape(mut self, shape: impl AsRef<[usize]>) -> Self {
+        self.input_shape = Some(shape.as_ref().to_vec());
+        self
+    }
+
+    /// A name instead of the one the model would assign.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The number of units.
+    pub fn units(&self) -> usize {
+        self.units
+    }
+}
+
+impl Layer for Dense {
+    fn class_name(&self) -> &'static str {
+        "Dense"
+    }
+
+    fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    fn set_name(&mut self, name: String) {
+        self.name = Some(name);
+    }
+
+    fn declared_input_shape(&self) -> Option<&[usize]> {
+        self.input_shape.as_deref()
+    }
+
+    fn build(
+        &mut self,
+        input_shape: &[usize],
+        params: &mut ParamStore,
+        rng: &mut StdRng,
+    ) -> Result<Vec<usize>> {
+        if self.units == 0 {
+            return Err(Error::invalid_argument("units", 0, "Dense needs a positive number of units"));
+        }
+        let Some((&input_dim, outer)) = input_shape.split_last() else {
+            return Err(Error::shape(
+                "Dense input",
+                "at least one axis per sample, e.g. (None, 784)",
+                "(None,)",
+            ));
+        };
+        if input_dim == 0 {
+            return Err(Error::shape(
+                "Dense input",
+                "a last axis of positive length",
+                format!("{input_shape:?}"),
+            ));
+        }
+        let activation = self.activation.resolve()?;
+        let (kernel_init, bias_init) = (self.kernel_initializer.resolve()?, self.bias_initializer.resolve()?);
+        kernel_init.validate()?;
+        bias_init.validate()?;
+        let name = self.name.clone().unwrap_or_else(|| "dense".into());
+        let mut weights =
+            vec![params.add(format!("{name}/kernel"), kernel_init.init(&[input_dim, self.units], rng), true)];
+        if self.use_bias {
+            weights.push(params.add(format!("{name}/bias"), bias_init.init(&[self.units], rng), true));
+        }
+        self.built = Some(Built { activation, weights });
+        Ok(outer.iter().copied().chain([self.units]).collect())
+    }
+
+    fn call<'t>(&self, x: Var<'t>, _ctx: &mut CallContext<'_>) -> Var<'t> {
+        let built = self.built.as_ref().expect("Dense::call before build: models build layers first");
+        let tape = x.tape();
+        let shape = x.shape();
+        // Inputs of more than two axes: apply to the last axis, as Keras does.
+        let flat = if shape.len() > 2 {
+            let rows = shape[..shape.len() - 1].iter().product();
+            x.reshape(&[rows, shape[shape.len() - 1]])
+        } else {
+            x
+        };
+        let mut y = flat.matmul(tape.param(built.weights[0]));
+        if let Some(&bias) = built.weights.get(1) {
+            y = y.add(tape.param(bias));
+        }
+        if shape.len() > 2 {
+            let mut out = shape.clone();
+            *out.last_mut().expect("non-empty") = self.units;
+            y = y.reshape(&out);
+        }
+        built.activation.apply(y)
+    }
+
+    fn weights(&self) -> &[ParamId] {
+        self.built.as_ref().map_or(&[], |b| &b.weights)
+    }
+}

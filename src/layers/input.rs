@@ -1,0 +1,58 @@
+//! `Input`: declares the per-sample shape of a model's input.
+use rand::rngs::StdRng;
+
+use super::{CallContext, Layer};
+use crate::autodiff::{ParamId, ParamStore, Var};
+use crate::{Error, Result};
+
+/// Declares the input shape (Keras' `keras.Input(shape=(784,))` as the first entry of a `Sequential`). It has no
+/// weights and is not listed in the summary, as in Keras.
+#[derive(Clone, Debug)]
+pub struct Input {
+    shape: Vec<usize>,
+    name: Option<String>,
+}
+
+impl Input {
+    /// An input of this per-sample shape.
+    pub fn new(shape: impl AsRef<[usize]>) -> Self {
+        Input { shape: shape.as_ref().to_vec(), name: None }
+    }
+}
+
+impl Layer for Input {
+    fn class_name(&self) -> &'static str {
+        "InputLayer"
+    }
+
+    fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    fn set_name(&mut self, name: String) {
+        self.name = Some(name);
+    }
+
+    fn declared_input_shape(&self) -> Option<&[usize]> {
+        Some(&self.shape)
+    }
+
+    fn build(&mut self, input_shape: &[usize], _: &mut ParamStore, _: &mut StdRng) -> Result<Vec<usize>> {
+        if self.shape.is_empty() || self.shape.contains(&0) {
+            return Err(Error::invalid_argument(
+                "shape",
+                format!("{:?}", self.shape),
+                "Input needs positive dimensions",
+            ));
+        }
+        Ok(input_shape.to_vec())
+    }
+
+    fn call<'t>(&self, x: Var<'t>, _: &mut CallContext<'_>) -> Var<'t> {
+        x
+    }
+
+    fn weights(&self) -> &[ParamId] {
+        &[]
+    }
+}

@@ -1,0 +1,113 @@
+//! Layers: settings in the constructor, weights in [`Layer::build`], math in [`Layer::call`] (Keras' split).
+//!
+//! A layer is a small trait implementation written only as forward operations on the
+//! [autodiff tape](crate::autodiff): its gradients come for free. The training loop knows nothing about any
+//! particular layer.
+//!
+//! ```
+//! use kerust::autodiff::{ParamStore, Tape};
+//! use kerust::layers::{CallContext, Dense, Layer};
+//! use ndarray::Array2;
+//! use rand::SeedableRng;
+//!
+//! let mut dense = Dense::new(3).activation("relu");
+//! let mut params = ParamStore::new();
+//! let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+//! assert_eq!(dense.build(&[4], &mut params, &mut rng).unwrap(), vec![3]);
+//! assert_eq!(dense.count_params(&params), 4 * 3 + 3);
+//!
+//! let tape = Tape::inference(&params, Default::default());
+//! let x = tape.constant(Array2::<f32>::ones((2, 4)).into_dyn().view());
+//! let y = dense.call(x, &mut CallContext { training: false, rng: &mut rng });
+//! assert_eq!(y.shape(), vec![2, 3]);
+//! ```
+mod activation;
+mod dense;
+mod dropout;
+mod flatten;
+mod input;
+
+pub use activation::Activation;
+pub use dense::Dense;
+pub use dropout::Dropout;
+pub use flatten::Flatten;
+pub use input::Input;
+
+use rand::rngs::StdRng;
+
+use crate::autodiff::{ParamId, ParamStore, Var};
+use crate::Result;
+
+/// What a layer's forward pass may need besides its input.
+pub struct CallContext<'r> {
+    /// Training (dropout active) or inference.
+    pub training: bool,
+    /// The model's random generator (dropout masks).
+    pub rng: &'r mut StdRng,
+}
+
+/// A layer of a [`crate::models::Sequential`] model.
+pub trait Layer: Send {
+    /// Keras' class name, e.g. `"Dense"` (shown in the summary).
+    fn class_name(&self) -> &'static str;
+
+    /// The layer's name, once given by the user or assigned by the model (`dense`, `dense_1`, ...).
+    fn name(&self) -> Option<&str>;
+
+    /// Sets the name (the model does this for layers added without one).
+    fn set_name(&mut self, name: String);
+
+    /// The per-sample input shape this layer declares (`input_shape` of a first layer), if any.
+    fn declared_input_shape(&self) -> Option<&[usize]> {
+        None
+    }
+
+    /// Checks the settings and creates the weights for inputs of `input_shape` (per sample, no batch axis),
+    /// registering them in `params`. Returns the per-sample output shape.
+    ///
+    /// # Errors
+    /// Bad settings (zero units, a dropout rate outside [0, 1), an unknown activation name) or an input shape the
+    /// layer cannot take.
+    fn build(
+        &mut self,
+        input_shape: &[usize],
+        params: &mut ParamStore,
+        rng: &mut StdRng,
+    ) -> Result<Vec<usize>>;
+
+    /// The forward pass on a batch, `x` of shape `(batch, input_shape...)`. Shapes were checked by `build`.
+    fn call<'t>(&self, x: Var<'t>, ctx: &mut CallContext<'_>) -> Var<'t>;
+
+    /// The layer's weights, in Keras' order (kernel, then bias). Empty before `build`.
+    fn weights(&self) -> &[ParamId];
+
+    /// The number of scalars in the layer's weights.
+    fn count_params(&self, params: &ParamStore) -> usize {
+        self.weights().iter().map(|&id| params.value(id).len()).sum()
+    }
+}
+
+/// Keras' snake_case of a class name: `Dense` -> `dense`, `InputLayer` -> `input_layer`.
+pub(crate) fn snake_case(class_name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in class_name.chars().enumerate() {
+        if c.is_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn snake_case_names() {
+        assert_eq!(super::snake_case("Dense"), "dense");
+        assert_eq!(super::snake_case("InputLayer"), "input_layer");
+    }
+}

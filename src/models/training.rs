@@ -1,0 +1,519 @@
+//! The training loop: `fit`, `evaluate`, `predict`. It knows layers, losses, metrics and optimizers only through
+//! their traits.
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, AsArray, Axis, Dimension, IxDyn};
+use rand::seq::SliceRandom;
+
+use super::{shape_str, Metrics, Sequential};
+use crate::autodiff::{Tape, Tensor};
+use crate::callbacks::{Callback, History, Logs, ProgbarLogger, TrainParams};
+use crate::layers::CallContext;
+use crate::metrics::{Mean, Metric};
+use crate::{Error, Result};
+
+/// A `fit` being set up: chain its settings, then [`Fit::run`]. Defaults are Keras': `batch_size` 32, `epochs`
+/// 1, `verbose` 1, `shuffle` true, no validation.
+///
+/// ```no_run
+/// # fn main() -> kerust::Result<()> {
+/// # let mut model = kerust::models::Sequential::new();
+/// # let (x_train, y_train, x_test, y_test) = (ndarray::Array2::<f32>::zeros((1, 1)), ndarray::Array2::<f32>::zeros((1, 1)), ndarray::Array2::<f32>::zeros((1, 1)), ndarray::Array2::<f32>::zeros((1, 1)));
+/// let history = model
+///     .fit(&x_train, &y_train)
+///     .batch_size(32)
+///     .epochs(10)
+///     .verbose(1)
+///     .validation_data(&x_test, &y_test)
+///     .run()?;
+/// println!("{:?}", history.keys().collect::<Vec<_>>());
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "a Fit does nothing until .run()"]
+pub struct Fit<'m, 'a> {
+    model: &'m mut Sequential,
+    x: ArrayViewD<'a, f32>,
+    y: ArrayViewD<'a, f32>,
+    batch_size: usize,
+    epochs: usize,
+    verbose: u8,
+    validation_data: Option<(ArrayViewD<'a, f32>, ArrayViewD<'a, f32>)>,
+    validation_split: f32,
+    shuffle: bool,
+    initial_epoch: usize,
+    callbacks: Vec<Box<dyn Callback + 'a>>,
+    borrowed_callbacks: Vec<&'a mut dyn Callback>,
+}
+
+impl Sequential {
+    /// Starts a `fit` on inputs `x` (samples on the first axis, then the model's input shape) and targets `y`;
+    /// both by reference or as views, never copied as a whole.
+    pub fn fit<'m, 'a, D1: Dimension, D2: Dimension>(
+        &'m mut self,
+        x: impl AsArray<'a, f32, D1>,
+        y: impl AsArray<'a, f32, D2>,
+    ) -> Fit<'m, 'a> {
+        Fit {
+            model: self,
+            x: x.into().into_dyn(),
+            y: y.into().into_dyn(),
+            batch_size: 32,
+            epochs: 1,
+            verbose: 1,
+            validation_data: None,
+            validation_split: 0.0,
+            shuffle: true,
+            initial_epoch: 0,
+            callbacks: Vec::new(),
+            borrowed_callbacks: Vec::new(),
+        }
+    }
+}
+
+impl<'m, 'a> Fit<'m, 'a> {
+    /// Samples per gradient update (default 32).
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+
+    /// The epoch index to stop at (default 1): training runs epochs `initial_epoch..epochs`.
+    pub fn epochs(mut self, epochs: usize) -> Self {
+        self.epochs = epochs;
+        self
+    }
+
+    /// 0 silent, 1 progress bar (default), 2 one line per epoch.
+    pub fn verbose(mut self, verbose: u8) -> Self {
+        self.verbose = verbose;
+        self
+    }
+
+    /// Data to evaluate at the end of each epoch, logged with a `val_` prefix. Overrides `validation_split`.
+    pub fn validation_data<D1: Dimension, D2: Dimension>(
+        mut self,
+        x: impl AsArray<'a, f32, D1>,
+        y: impl AsArray<'a, f32, D2>,
+    ) -> Self {
+        self.validation_data = Some((x.into().into_dyn(), y.into().into_dyn()));
+        self
+    }
+
+    /// The fraction of the data, taken from the end before any shuffling, kept for validation (in [0, 1)).
+    pub fn validation_split(mut self, fraction: f32) -> Self {
+        self.validation_split = fraction;
+        self
+    }
+
+    /// Whether to shuffle the training samples before each epoch (default true).
+    pub fn shuffle(mut self, shuffle: bool) -> Self {
+        self.shuffle = shuffle;
+        self
+    }
+
+    /// The epoch to start from, for resuming (default 0).
+    pub fn initial_epoch(mut self, epoch: usize) -> Self {
+        self.initial_epoch = epoch;
+        self
+    }
+
+    /// Adds a callback, owned by the fit.
+    pub fn callback(mut self, callback: impl Callback + 'a) -> Self {
+        self.callbacks.push(Box::new(callback));
+        self
+    }
+
+    /// Adds a callback that stays yours, to inspect after training.
+    pub fn callback_ref(mut self, callback: &'a mut dyn Callback) -> Self {
+        self.borrowed_callbacks.push(callback);
+        self
+    }
+
+    /// Trains, and returns the per-epoch [`History`].
+    ///
+    /// # Errors
+    /// `fit` before `compile`; a batch size of 0; a validation split outside [0, 1); no samples; inputs whose
+    /// shape does not match the model's input (e.g. (60000, 28, 28) into an input of 784); targets that do not
+    /// match the inputs' sample count or the output layer; any of these for the validation data. The model is
+    /// unchanged when one of these is reported. Later, an error from a callback ends training.
+    pub fn run(self) -> Result<History> {
+        let Fit {
+            model,
+            x,
+            y,
+            batch_size,
+            epochs,
+            verbose,
+            validation_data,
+            validation_split,
+            shuffle,
+            initial_epoch,
+            mut callbacks,
+            mut borrowed_callbacks,
+        } = self;
+        if model.compiled.is_none() {
+            return Err(Error::NotReady(
+                "fit before compile: call model.compile(loss, optimizer, metrics) first".into(),
+            ));
+        }
+        if batch_size == 0 {
+            return Err(Error::invalid_argument("batch_size", 0, "must be at least 1"));
+        }
+        if !(0.0..1.0).contains(&validation_split) {
+            return Err(Error::invalid_argument("validation_split", validation_split, "must be in [0, 1)"));
+        }
+        model.prepare(&x, &y, "fit")?;
+        let n = x.len_of(Axis(0));
+        let (train_x, train_y, val) = match validation_data {
+            Some((vx, vy)) => {
+                model.check_data(&vx, &vy, "validation_data")?;
+                (x, y, Some((vx, vy)))
+            }
+            None if validation_split > 0.0 => {
+                // Keras: the last fraction, before shuffling.
+                let split_at = (n as f64 * (1.0 - f64::from(validation_split))) as usize;
+                if split_at == 0 || split_at == n {
+                    return Err(Error::invalid_argument(
+                        "validation_split",
+                        validation_split,
+                        format!("leaves no training or no validation sample of {n}"),
+                    ));
+                }
+                let (tx, vx) = x.split_at(Axis(0), split_at);
+                let (ty, vy) = y.split_at(Axis(0), split_at);
+                (tx, ty, Some((vx, vy)))
+            }
+            None => (x, y, None),
+        };
+
+        let n_train = train_x.len_of(Axis(0));
+        let params = TrainParams {
+            epochs,
+            initial_epoch,
+            steps: n_train.div_ceil(batch_size),
+            batch_size,
+            samples: n_train,
+            verbose,
+        };
+        let mut progbar = ProgbarLogger::new(verbose);
+        let mut history = History::new();
+        let mut all: Vec<&mut dyn Callback> = Vec::new();
+        if verbose > 0 {
+            all.push(&mut progbar);
+        }
+        all.extend(callbacks.iter_mut().map(|c| &mut **c as &mut dyn Callback));
+        all.extend(borrowed_callbacks.iter_mut().map(|c| &mut **c));
+        all.push(&mut history);
+
+        model.stop_training = false;
+        for cb in all.iter_mut() {
+            cb.on_train_begin(model, &params)?;
+        }
+        let mut order: Vec<usize> = (0..n_train).collect();
+        let mut loss_tracker = Mean::new();
+        let mut logs = Logs::new();
+        let mut metrics = model.take_metrics();
+        let result = (|| -> Result<()> {
+            for epoch in initial_epoch..epochs {
+                for cb in all.iter_mut() {
+                    cb.on_epoch_begin(model, epoch)?;
+                }
+                if shuffle {
+                    order.shuffle(&mut model.rng);
+                }
+                loss_tracker.reset();
+                metrics.iter_mut().for_each(|m| m.reset());
+                logs.clear();
+                for (batch, rows) in order.chunks(batch_size).enumerate() {
+                    let loss = model.train_step(&train_x, &train_y, rows, &mut metrics)?;
+                    loss_tracker.update_value(loss, rows.len() as f32);
+                    logs.set("loss", loss_tracker.result());
+                    for m in &metrics {
+                        logs.set(m.name(), m.result());
+                    }
+                    for cb in all.iter_mut() {
+                        cb.on_train_batch_end(model, batch, &logs)?;
+                    }
+                    if model.stop_training {
+                        break;
+                    }
+                }
+                if let Some((vx, vy)) = &val {
+                    let val_logs = model.evaluate_views(vx, vy, batch_size, &mut metrics);
+                    for (name, value) in &val_logs {
+                        logs.set(&format!("val_{name}"), value);
+                    }
+                }
+                for cb in all.iter_mut() {
+                    cb.on_epoch_end(model, epoch, &logs)?;
+                }
+                if model.stop_training {
+                    break;
+                }
+            }
+            for cb in all.iter_mut() {
+                cb.on_train_end(model, &logs)?;
+            }
+            Ok(())
+        })();
+        model.put_metrics(metrics);
+        drop(all);
+        result.map(|()| history)
+    }
+}
+
+/// Copies the samples `rows` of `src` into `dst` (a batch buffer of shape `(rows.len(), ...)`).
+fn gather(src: &ArrayViewD<'_, f32>, rows: &[usize], dst: &mut ArrayViewMutD<'_, f32>) {
+    let row_len: usize = src.shape()[1..].iter().product();
+    match (src.as_slice(), dst.as_slice_mut()) {
+        (Some(s), Some(d)) => {
+            for (i, &r) in rows.iter().enumerate() {
+                d[i * row_len..(i + 1) * row_len].copy_from_slice(&s[r * row_len..(r + 1) * row_len]);
+            }
+        }
+        _ => {
+            for (i, &r) in rows.iter().enumerate() {
+                dst.index_axis_mut(Axis(0), i).assign(&src.index_axis(Axis(0), r));
+            }
+        }
+    }
+}
+
+fn batch_shape(data: &ArrayViewD<'_, f32>, rows: usize) -> Vec<usize> {
+    let mut shape = data.shape().to_vec();
+    shape[0] = rows;
+    shape
+}
+
+impl Sequential {
+    /// Builds the model from `x` if needed and checks `x` and `y` against it; on error, a build done here is
+    /// undone.
+    fn prepare(&mut self, x: &ArrayViewD<'_, f32>, y: &ArrayViewD<'_, f32>, context: &str) -> Result<()> {
+        if x.ndim() < 2 || x.len_of(Axis(0)) == 0 {
+            return Err(Error::shape(
+                format!("{context} inputs"),
+                "at least one sample: (samples, ...input shape)",
+                format!("{:?}", x.shape()),
+            ));
+        }
+        let built_before = self.is_built();
+        let snapshot =
+            (!built_before).then(|| (self.params.len(), self.output_shapes.len(), self.input_shape.clone()));
+        if !built_before {
+            let shape = self.declared_input.clone().unwrap_or_else(|| x.shape()[1..].to_vec());
+            self.build(&shape)?;
+        }
+        let result = self.check_data(x, y, context);
+        if let (Err(_), Some((params, shapes, input))) = (&result, snapshot) {
+            self.params.truncate(params);
+            self.output_shapes.truncate(shapes);
+            self.input_shape = input;
+        }
+        result
+    }
+
+    /// Checks inputs and targets against the built model and the compiled loss.
+    fn check_data(&self, x: &ArrayViewD<'_, f32>, y: &ArrayViewD<'_, f32>, context: &str) -> Result<()> {
+        let input = self.input_shape.as_deref().unwrap_or_default();
+        if x.ndim() < 1 || &x.shape()[1..] != input {
+            return Err(Error::shape(
+                format!("{context}: the inputs do not match the model's input"),
+                format!("{} (samples first)", shape_str(input)),
+                format!("{:?}", x.shape()),
+            ));
+        }
+        let n = x.len_of(Axis(0));
+        if y.ndim() == 0 || y.len_of(Axis(0)) != n {
+            return Err(Error::shape(
+                format!("{context}: inputs and targets need the same number of samples"),
+                format!("{n} samples"),
+                format!("targets of shape {:?}", y.shape()),
+            ));
+        }
+        if let (Some(compiled), Some(out)) = (&self.compiled, self.output_shape()) {
+            compiled.loss.validate(y.view(), out)?;
+        }
+        Ok(())
+    }
+
+    /// The metrics, resolved for the model's shapes (taken out so the loop can borrow the model).
+    fn take_metrics(&mut self) -> Vec<Box<dyn Metric>> {
+        let out = self.output_shape().unwrap_or_default().to_vec();
+        let Some(compiled) = self.compiled.as_mut() else { return Vec::new() };
+        let metrics = std::mem::replace(&mut compiled.metrics, Metrics::Resolved(Vec::new()));
+        match metrics {
+            Metrics::Resolved(m) => m,
+            Metrics::Pending(specs) => specs
+                .into_iter()
+                .filter_map(|spec| spec.resolve(compiled.loss.name(), &out, &out).ok())
+                .collect(),
+        }
+    }
+
+    fn put_metrics(&mut self, metrics: Vec<Box<dyn Metric>>) {
+        if let Some(compiled) = self.compiled.as_mut() {
+            compiled.metrics = Metrics::Resolved(metrics);
+        }
+    }
+
+    /// One gradient step on the samples `rows`; returns the batch loss.
+    fn train_step(
+        &mut self,
+        x: &ArrayViewD<'_, f32>,
+        y: &ArrayViewD<'_, f32>,
+        rows: &[usize],
+        metrics: &mut [Box<dyn Metric>],
+    ) -> Result<f32> {
+        let Sequential { layers, params, compiled, rng, workspace, grads, .. } = self;
+        let compiled =
+            compiled.as_mut().ok_or_else(|| Error::NotReady("train_step before compile".into()))?;
+        let tape = Tape::with_workspace(params, std::mem::take(workspace));
+        let xb = tape.constant_with(&batch_shape(x, rows.len()), |buf| gather(x, rows, buf));
+        let yb = tape.constant_with(&batch_shape(y, rows.len()), |buf| gather(y, rows, buf));
+        let out = Sequential::forward(layers, xb, &mut CallContext { training: true, rng });
+        let loss = compiled.loss.call(yb, out);
+        let value = loss.item();
+        tape.backward(loss, grads)?;
+        if !metrics.is_empty() {
+            out.with_value(|pred| {
+                yb.with_value(|truth| metrics.iter_mut().for_each(|m| m.update(truth.view(), pred.view())))
+            });
+        }
+        *workspace = tape.into_workspace();
+        compiled.optimizer.apply(params, grads);
+        Ok(value)
+    }
+
+    /// Runs the model on `x` in batches without recording gradients; `each` gets every batch's rows, output and
+    /// the tape's values.
+    fn for_each_batch(
+        &mut self,
+        x: &ArrayViewD<'_, f32>,
+        y: Option<&ArrayViewD<'_, f32>>,
+        batch_size: usize,
+        mut each: impl FnMut(std::ops::Range<usize>, ArrayViewD<'_, f32>, Option<(ArrayViewD<'_, f32>, f32)>),
+    ) {
+        let n = x.len_of(Axis(0));
+        let Sequential { layers, params, compiled, rng, workspace, .. } = self;
+        let loss_fn = compiled.as_ref().map(|c| &c.loss);
+        let mut start = 0;
+        while start < n {
+            let end = (start + batch_size).min(n);
+            let rows: Vec<usize> = (start..end).collect();
+            let tape = Tape::inference(params, std::mem::take(workspace));
+            let xb = tape.constant_with(&batch_shape(x, rows.len()), |buf| gather(x, &rows, buf));
+            let out = Sequential::forward(layers, xb, &mut CallContext { training: false, rng });
+            match (y, loss_fn) {
+                (Some(y), Some(loss_fn)) => {
+                    let yb = tape.constant_with(&batch_shape(y, rows.len()), |buf| gather(y, &rows, buf));
+                    let loss = loss_fn.call(yb, out).item();
+                    out.with_value(|o| yb.with_value(|t| each(start..end, o, Some((t, loss)))));
+                }
+                _ => out.with_value(|o| each(start..end, o, None)),
+            }
+            *workspace = tape.into_workspace();
+            start = end;
+        }
+    }
+
+    /// Loss and metrics over `(x, y)`, already checked.
+    fn evaluate_views(
+        &mut self,
+        x: &ArrayViewD<'_, f32>,
+        y: &ArrayViewD<'_, f32>,
+        batch_size: usize,
+        metrics: &mut [Box<dyn Metric>],
+    ) -> Logs {
+        let mut loss_tracker = Mean::new();
+        metrics.iter_mut().for_each(|m| m.reset());
+        self.for_each_batch(x, Some(y), batch_size, |rows, out, truth| {
+            if let Some((truth, loss)) = truth {
+                loss_tracker.update_value(loss, rows.len() as f32);
+                metrics.iter_mut().for_each(|m| m.update(truth.view(), out.view()));
+            }
+        });
+        let mut logs = Logs::new();
+        logs.set("loss", loss_tracker.result());
+        for m in metrics.iter() {
+            logs.set(m.name(), m.result());
+        }
+        logs
+    }
+
+    /// The loss and metrics on `(x, y)` (Keras' `evaluate(..., return_dict=True)`), in batches of 32.
+    ///
+    /// # Errors
+    /// Before `compile`, or on data that does not fit the model (as for [`Sequential::fit`]).
+    pub fn evaluate<'a, D1: Dimension, D2: Dimension>(
+        &mut self,
+        x: impl AsArray<'a, f32, D1>,
+        y: impl AsArray<'a, f32, D2>,
+    ) -> Result<Logs> {
+        self.evaluate_with_batch_size(x, y, 32)
+    }
+
+    /// [`Sequential::evaluate`] with another batch size.
+    pub fn evaluate_with_batch_size<'a, D1: Dimension, D2: Dimension>(
+        &mut self,
+        x: impl AsArray<'a, f32, D1>,
+        y: impl AsArray<'a, f32, D2>,
+        batch_size: usize,
+    ) -> Result<Logs> {
+        let (x, y) = (x.into().into_dyn(), y.into().into_dyn());
+        if self.compiled.is_none() {
+            return Err(Error::NotReady("evaluate before compile: call model.compile(...) first".into()));
+        }
+        if batch_size == 0 {
+            return Err(Error::invalid_argument("batch_size", 0, "must be at least 1"));
+        }
+        self.prepare(&x, &y, "evaluate")?;
+        let mut metrics = self.take_metrics();
+        let logs = self.evaluate_views(&x, &y, batch_size, &mut metrics);
+        self.put_metrics(metrics);
+        Ok(logs)
+    }
+
+    /// The model's outputs for `x`, computed in batches of 32 without recording gradients.
+    ///
+    /// # Errors
+    /// If `x` does not match the model's input shape (a model without a known input shape is built from `x`).
+    pub fn predict<'a, D: Dimension>(&mut self, x: impl AsArray<'a, f32, D>) -> Result<Tensor> {
+        self.predict_with_batch_size(x, 32)
+    }
+
+    /// [`Sequential::predict`] with another batch size.
+    pub fn predict_with_batch_size<'a, D: Dimension>(
+        &mut self,
+        x: impl AsArray<'a, f32, D>,
+        batch_size: usize,
+    ) -> Result<Tensor> {
+        let x = x.into().into_dyn();
+        if batch_size == 0 {
+            return Err(Error::invalid_argument("batch_size", 0, "must be at least 1"));
+        }
+        let dummy_y = ArrayD::<f32>::zeros(IxDyn(&[x.len_of(Axis(0)).max(1), 1]));
+        if x.ndim() < 2 || x.len_of(Axis(0)) == 0 {
+            return Err(Error::shape("predict inputs", "at least one sample", format!("{:?}", x.shape())));
+        }
+        if !self.is_built() {
+            let shape = self.declared_input.clone().unwrap_or_else(|| x.shape()[1..].to_vec());
+            self.build(&shape)?;
+        }
+        let input = self.input_shape.clone().unwrap_or_default();
+        if x.shape()[1..] != input[..] {
+            let _ = dummy_y;
+            return Err(Error::shape(
+                "predict: the inputs do not match the model's input",
+                format!("{} (samples first)", shape_str(&input)),
+                format!("{:?}", x.shape()),
+            ));
+        }
+        let out_shape: Vec<usize> = std::iter::once(x.len_of(Axis(0)))
+            .chain(self.output_shape().unwrap_or_default().iter().copied())
+            .collect();
+        let mut result = ArrayD::<f32>::zeros(IxDyn(&out_shape));
+        self.for_each_batch(&x, None, batch_size, |rows, out, _| {
+            result.slice_axis_mut(Axis(0), (rows.start..rows.end).into()).assign(&out);
+        });
+        Ok(result)
+    }
+}
