@@ -1,12 +1,24 @@
 //! Callbacks: code that runs at points of training, with Keras' hook names. [`History`] and the progress bar
 //! ([`ProgbarLogger`]) are plain callbacks that `fit` adds itself.
+mod csv_logger;
+mod early_stopping;
 mod history;
+mod learning_rate_scheduler;
 mod logs;
+mod monitor;
 mod progbar;
+mod reduce_lr_on_plateau;
+mod terminate_on_nan;
 
+pub use csv_logger::CSVLogger;
+pub use early_stopping::EarlyStopping;
 pub use history::History;
+pub use learning_rate_scheduler::LearningRateScheduler;
 pub use logs::Logs;
+pub use monitor::Mode;
 pub use progbar::ProgbarLogger;
+pub use reduce_lr_on_plateau::ReduceLROnPlateau;
+pub use terminate_on_nan::TerminateOnNaN;
 
 use crate::models::Sequential;
 use crate::Result;
