@@ -178,28 +178,36 @@ fn as3(v: ArrayViewD<'_, f32>) -> ndarray::ArrayView3<'_, f32> {
     v.into_dimensionality::<Ix3>().expect("recorded as 3-D")
 }
 
-/// Adds `g * df(x, y)` into `dst`, with the rule specialised for the hot activations.
+/// Writes (`fresh`: the buffer's content is stale) or adds `g * df(x, y)` into `dst`, with the rule specialised
+/// for the hot activations.
 fn unary_grad(
     f: Unary,
     dst: &mut Tensor,
+    fresh: bool,
     x: ArrayViewD<'_, f32>,
     y: ArrayViewD<'_, f32>,
     g: ArrayViewD<'_, f32>,
 ) {
     fn run(
         dst: &mut Tensor,
+        fresh: bool,
         x: ArrayViewD<'_, f32>,
         y: ArrayViewD<'_, f32>,
         g: ArrayViewD<'_, f32>,
         df: impl Fn(f32, f32) -> f32,
     ) {
-        Zip::from(dst).and(&x).and(&y).and(&g).for_each(|d, &x, &y, &g| *d += g * df(x, y));
+        let zip = Zip::from(dst).and(&x).and(&y).and(&g);
+        if fresh {
+            zip.for_each(|d, &x, &y, &g| *d = g * df(x, y));
+        } else {
+            zip.for_each(|d, &x, &y, &g| *d += g * df(x, y));
+        }
     }
     match f {
-        Unary::Relu => run(dst, x, y, g, |x, y| Unary::Relu.df(x, y)),
-        Unary::Sigmoid => run(dst, x, y, g, |x, y| Unary::Sigmoid.df(x, y)),
-        Unary::Tanh => run(dst, x, y, g, |x, y| Unary::Tanh.df(x, y)),
-        other => run(dst, x, y, g, move |x, y| other.df(x, y)),
+        Unary::Relu => run(dst, fresh, x, y, g, |x, y| Unary::Relu.df(x, y)),
+        Unary::Sigmoid => run(dst, fresh, x, y, g, |x, y| Unary::Sigmoid.df(x, y)),
+        Unary::Tanh => run(dst, fresh, x, y, g, |x, y| Unary::Tanh.df(x, y)),
+        other => run(dst, fresh, x, y, g, move |x, y| other.df(x, y)),
     }
 }
 
@@ -208,19 +216,32 @@ fn apply(op: &Op, id: usize, g: ArrayViewD<'_, f32>, vals: &Values<'_>, aux: &Te
         Op::Input | Op::Param(_) => {}
         Op::Unary(a, f) => {
             let x = vals.get(a);
-            if let Some(d) = sink.zeroed(a, x.shape()) {
-                unary_grad(f, d, x, vals.get(id), g);
+            // Written, not zero-filled and added, on the first contribution: one pass fewer.
+            if let Some((d, fresh)) = sink.target(a, x.shape()) {
+                unary_grad(f, d, fresh, x, vals.get(id), g);
             }
         }
         Op::Binary(a, b, kind) => {
             let (av, bv) = (vals.get(a), vals.get(b));
             for (side, target, shape) in [(0, a, av.shape()), (1, b, bv.shape())] {
-                let Some(d) = sink.zeroed(target, shape) else { continue };
+                let Some((d, fresh)) = sink.target(target, shape) else { continue };
+                let sign = if kind == Binary::Sub && side == 1 { -1.0 } else { 1.0 };
                 match kind {
-                    // d(a±b) is ±g: sum it straight into the target.
-                    Binary::Add => add_unbroadcast(d, g.view(), 1.0),
-                    Binary::Sub => add_unbroadcast(d, g.view(), if side == 0 { 1.0 } else { -1.0 }),
+                    // d(a±b) is ±g: on a first contribution of g's shape, a copy (no zero-fill pass).
+                    Binary::Add | Binary::Sub if fresh && d.shape() == g.shape() => {
+                        Zip::from(d).and(&g).for_each(|d, &g| *d = sign * g);
+                    }
+                    // Otherwise summed straight into the target.
+                    Binary::Add | Binary::Sub => {
+                        if fresh {
+                            d.fill(0.0);
+                        }
+                        add_unbroadcast(d, g.view(), sign);
+                    }
                     _ => {
+                        if fresh {
+                            d.fill(0.0);
+                        }
                         let partial = |x: f32, y: f32| kind.partial(side, x, y);
                         if d.shape() == g.shape() {
                             Zip::from(&mut *d)
@@ -314,9 +335,13 @@ fn apply(op: &Op, id: usize, g: ArrayViewD<'_, f32>, vals: &Values<'_>, aux: &Te
                 Op::Mean(..) => 1.0 / axes.count(x.shape()) as f32,
                 _ => 1.0,
             };
-            if let Some(d) = sink.zeroed(a, x.shape()) {
+            if let Some((d, fresh)) = sink.target(a, x.shape()) {
                 let gk = g.to_shape(kept).expect("gradient has the reduced shape");
-                Zip::from(d).and_broadcast(&gk).for_each(|d, &g| *d += scale * g);
+                if fresh {
+                    Zip::from(d).and_broadcast(&gk).for_each(|d, &g| *d = scale * g);
+                } else {
+                    Zip::from(d).and_broadcast(&gk).for_each(|d, &g| *d += scale * g);
+                }
             }
         }
         Op::Reshape(a) => {
@@ -412,10 +437,90 @@ fn apply(op: &Op, id: usize, g: ArrayViewD<'_, f32>, vals: &Values<'_>, aux: &Te
         Op::Custom(ref inputs, ref custom) => {
             let views: Vec<_> = inputs.iter().map(|&i| vals.get(i)).collect();
             let contributions = custom.backward(&views, vals.get(id), g.view());
+            // A short list would silently drop gradients.
+            assert_eq!(
+                contributions.len(),
+                inputs.len(),
+                "CustomOp::backward returned {} gradients for {} inputs",
+                contributions.len(),
+                inputs.len()
+            );
             for ((&input, view), contribution) in inputs.iter().zip(&views).zip(contributions) {
                 if let Some(d) = sink.zeroed(input, view.shape()) {
                     add_unbroadcast(d, contribution.view(), 1.0);
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{array, ArrayD, IxDyn};
+
+    #[test]
+    fn add_unbroadcast_sums_over_broadcast_axes() {
+        let src = ArrayD::from_shape_fn(IxDyn(&[2, 3, 4]), |i| (i[0] * 12 + i[1] * 4 + i[2]) as f32);
+        // Same shape: scaled copy added.
+        let mut d = ArrayD::from_elem(IxDyn(&[2, 3, 4]), 1.0f32);
+        add_unbroadcast(&mut d, src.view(), -1.0);
+        assert_eq!(d, src.mapv(|s| 1.0 - s));
+        // Leading axes and kept length-1 axes.
+        for (shape, want) in [
+            (vec![4], src.sum_axis(Axis(0)).sum_axis(Axis(0))),
+            (vec![3, 1], src.sum_axis(Axis(0)).sum_axis(Axis(1)).insert_axis(Axis(1))),
+            (vec![2, 1, 4], src.sum_axis(Axis(1)).insert_axis(Axis(1))),
+            (vec![], ArrayD::from_elem(IxDyn(&[]), src.sum())),
+        ] {
+            let mut d = ArrayD::zeros(IxDyn(&shape));
+            add_unbroadcast(&mut d, src.view(), 2.0);
+            assert_eq!(d, want.mapv(|w| 2.0 * w), "into {shape:?}");
+        }
+        // The bias path, (batch, n) into (n), accumulates onto what is there.
+        let g = array![[1.0f32, 2.0], [3.0, 4.0], [5.0, 6.0]].into_dyn();
+        let mut d = array![10.0f32, 20.0].into_dyn();
+        add_unbroadcast(&mut d, g.view(), 0.5);
+        assert_eq!(d, array![14.5f32, 26.0].into_dyn());
+    }
+
+    #[test]
+    fn unary_derivatives_match_f64_differences_of_f() {
+        use crate::autodiff::unary::Unary::*;
+        let fs = [
+            Neg,
+            Exp,
+            Log,
+            Sqrt,
+            Square,
+            Abs,
+            Pow(2.5),
+            AddScalar(0.5),
+            MulScalar(-3.0),
+            Clip(-1.0, 1.5),
+            Relu,
+            LeakyRelu(0.3),
+            Elu(0.7),
+            Selu,
+            Sigmoid,
+            Tanh,
+            Softplus,
+            Softsign,
+            Gelu,
+            Swish,
+        ];
+        for f in fs {
+            for x in [-2.3f32, -0.7, 0.4, 1.2, 2.9] {
+                if matches!(f, Log | Sqrt | Pow(_)) && x <= 0.0 {
+                    continue;
+                }
+                let h = 1e-2f32;
+                let numeric = (f64::from(f.f(x + h)) - f64::from(f.f(x - h))) / f64::from(2.0 * h);
+                let analytic = f64::from(f.df(x, f.f(x)));
+                assert!(
+                    (numeric - analytic).abs() <= 2e-3 * (1.0 + analytic.abs()),
+                    "{f:?} at {x}: df {analytic}, differences {numeric}"
+                );
             }
         }
     }

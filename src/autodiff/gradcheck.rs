@@ -113,7 +113,8 @@ impl GradCheck {
                 let analytic = f64::from(analytic);
                 let error = (analytic - numeric).abs();
                 let tolerance = self.atol + self.rtol * analytic.abs().max(numeric.abs());
-                if !(error <= tolerance) {
+                // A NaN on either side fails too.
+                if error.is_nan() || error > tolerance {
                     return Err(Error::GradientCheck { input, index, analytic, numeric, tolerance });
                 }
                 report.max_abs_error = report.max_abs_error.max(error);

@@ -159,8 +159,8 @@ pub trait CustomOp {
     ) -> Vec<Tensor>;
 }
 
-/// numpy's broadcast of two shapes.
-fn broadcast_shape(a: &[usize], b: &[usize], what: &str) -> Vec<usize> {
+/// numpy's broadcast of two shapes. `what` names the operation in the panic message (formatted only then).
+fn broadcast_shape(a: &[usize], b: &[usize], what: impl std::fmt::Debug) -> Vec<usize> {
     let n = a.len().max(b.len());
     (0..n)
         .map(|i| {
@@ -170,7 +170,7 @@ fn broadcast_shape(a: &[usize], b: &[usize], what: &str) -> Vec<usize> {
                 (x, y) if x == y => x,
                 (1, y) => y,
                 (x, 1) => x,
-                _ => panic!("{what}: shapes {a:?} and {b:?} cannot be broadcast together"),
+                _ => panic!("{what:?}: shapes {a:?} and {b:?} cannot be broadcast together"),
             }
         })
         .collect()
@@ -215,7 +215,7 @@ impl<'t> Var<'t> {
     }
 
     fn binary(self, other: Var<'t>, kind: Binary) -> Var<'t> {
-        let shape = broadcast_shape(&self.shape(), &other.shape(), &format!("{kind:?}"));
+        let shape = broadcast_shape(&self.shape(), &other.shape(), kind);
         self.tape.push(Op::Binary(self.id, other.id, kind), &shape, |v, out, _| {
             let (a, b) = (v.get(self.id), v.get(other.id));
             fn run(
@@ -638,5 +638,33 @@ impl<'t> std::ops::Neg for Var<'t> {
     type Output = Var<'t>;
     fn neg(self) -> Var<'t> {
         Var::neg(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcast_shapes_follow_numpy() {
+        assert_eq!(broadcast_shape(&[3, 4], &[4], "t"), vec![3, 4]);
+        assert_eq!(broadcast_shape(&[3, 1], &[1, 4], "t"), vec![3, 4]);
+        assert_eq!(broadcast_shape(&[2, 1, 4], &[3, 1], "t"), vec![2, 3, 4]);
+        assert_eq!(broadcast_shape(&[], &[2, 3], "t"), vec![2, 3]);
+        assert!(std::panic::catch_unwind(|| broadcast_shape(&[3, 4], &[3], "t")).is_err());
+    }
+
+    #[test]
+    fn axis_sets_and_permutations() {
+        let ax = AxisSet::new(&[0, 2], 3);
+        assert_eq!(ax.kept_shape(&[2, 3, 4]), vec![1, 3, 1]);
+        assert_eq!(ax.output_shape(&[2, 3, 4], false), vec![3]);
+        assert_eq!(ax.count(&[2, 3, 4]), 8);
+        assert_eq!(AxisSet::all(3), AxisSet::new(&[2, 1, 0], 3));
+        assert_eq!(AxisSet::all(0).output_shape(&[], false), Vec::<usize>::new());
+        let p = Perm::new(&[2, 0, 1]);
+        assert_eq!(p.inverse().as_slice(), &[1, 2, 0]);
+        assert_eq!(p.inverse().inverse(), p);
+        assert!(std::panic::catch_unwind(|| Perm::new(&[0, 0, 1])).is_err());
     }
 }
