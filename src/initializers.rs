@@ -9,6 +9,7 @@
 //! | `glorot_uniform`, `glorot_normal` | 1 | `(fan_in + fan_out) / 2` |
 //! | `he_uniform`, `he_normal` | 2 | `fan_in` |
 //! | `lecun_uniform`, `lecun_normal` | 1 | `fan_in` |
+use std::cmp::Ordering;
 use std::str::FromStr;
 
 use ndarray::{ArrayD, IxDyn};
@@ -125,9 +126,15 @@ impl Initializer {
             {
                 Err(Error::invalid_argument("stddev", stddev, "must be a finite number >= 0"))
             }
-            Initializer::RandomUniform { minval, maxval } if !(minval < maxval) => Err(
-                Error::invalid_argument("maxval", maxval, format!("must be greater than minval={minval}")),
-            ),
+            Initializer::RandomUniform { minval, maxval }
+                if minval.partial_cmp(&maxval) != Some(Ordering::Less) =>
+            {
+                Err(Error::invalid_argument(
+                    "maxval",
+                    maxval,
+                    format!("must be greater than minval={minval}"),
+                ))
+            }
             _ => Ok(()),
         }
     }
