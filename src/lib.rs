@@ -12,5 +12,6 @@ pub mod metrics;
 pub mod models;
 pub mod optimizers;
 mod random;
+pub mod saving;
 pub mod spec;
 pub mod utils;

@@ -44,6 +44,56 @@ pub trait Loss: Send {
 
     /// The loss of one batch: a scalar, the mean over samples (Keras' `sum_over_batch_size`).
     fn call<'t>(&self, y_true: Var<'t>, y_pred: Var<'t>) -> Var<'t>;
+
+    /// The settings by Keras' argument names (`from_logits`, `label_smoothing`, `delta`); booleans as 0 or 1.
+    /// Saved with a model and read back by [`from_config`].
+    fn config(&self) -> Vec<(String, f64)> {
+        Vec::new()
+    }
+}
+
+/// A built-in loss from its name and [`Loss::config`]: the inverse of `(loss.name(), loss.config())`.
+///
+/// # Errors
+/// [`Error::UnknownName`] for an unknown loss or setting; [`Error::InvalidArgument`] for a missing setting.
+pub fn from_config(name: &str, config: &[(String, f64)]) -> Result<Box<dyn Loss>> {
+    let loss = get(name)?;
+    let expected: Vec<String> = loss.config().into_iter().map(|(k, _)| k).collect();
+    for (key, _) in config {
+        if !expected.contains(key) {
+            return Err(Error::UnknownName {
+                kind: "loss setting",
+                name: format!("{name}.{key}"),
+                known: expected.join(", "),
+            });
+        }
+    }
+    let value = |key: &'static str| -> Result<f64> {
+        config.iter().find(|(k, _)| k == key).map(|&(_, v)| v).ok_or_else(|| {
+            Error::invalid_argument(
+                "loss config",
+                format!("{name} without `{key}`"),
+                "every setting is needed",
+            )
+        })
+    };
+    Ok(match loss.name() {
+        "categorical_crossentropy" => Box::new(
+            CategoricalCrossentropy::new()
+                .from_logits(value("from_logits")? != 0.0)
+                .label_smoothing(value("label_smoothing")? as f32),
+        ),
+        "sparse_categorical_crossentropy" => {
+            Box::new(SparseCategoricalCrossentropy::new().from_logits(value("from_logits")? != 0.0))
+        }
+        "binary_crossentropy" => Box::new(
+            BinaryCrossentropy::new()
+                .from_logits(value("from_logits")? != 0.0)
+                .label_smoothing(value("label_smoothing")? as f32),
+        ),
+        "huber_loss" => Box::new(Huber::new().delta(value("delta")? as f32)),
+        _ => loss,
+    })
 }
 
 /// Keras' `squeeze_or_expand_to_same_rank` for targets: `(batch,)` targets against a `(batch, 1)` output (or
@@ -165,6 +215,11 @@ impl Loss for CategoricalCrossentropy {
         "categorical_crossentropy"
     }
 
+    fn config(&self) -> Vec<(String, f64)> {
+        let flag = f64::from(u8::from(self.from_logits));
+        vec![("from_logits".into(), flag), ("label_smoothing".into(), f64::from(self.label_smoothing))]
+    }
+
     fn validate(&self, y_true: ArrayViewD<'_, f32>, output_shape: &[usize]) -> Result<()> {
         check_label_smoothing(self.label_smoothing)?;
         let per_sample = per_sample_shape(self.name(), &y_true)?;
@@ -242,6 +297,10 @@ impl SparseCategoricalCrossentropy {
 impl Loss for SparseCategoricalCrossentropy {
     fn name(&self) -> &str {
         "sparse_categorical_crossentropy"
+    }
+
+    fn config(&self) -> Vec<(String, f64)> {
+        vec![("from_logits".into(), f64::from(u8::from(self.from_logits)))]
     }
 
     fn validate(&self, y_true: ArrayViewD<'_, f32>, output_shape: &[usize]) -> Result<()> {
@@ -339,6 +398,11 @@ impl BinaryCrossentropy {
 impl Loss for BinaryCrossentropy {
     fn name(&self) -> &str {
         "binary_crossentropy"
+    }
+
+    fn config(&self) -> Vec<(String, f64)> {
+        let flag = f64::from(u8::from(self.from_logits));
+        vec![("from_logits".into(), flag), ("label_smoothing".into(), f64::from(self.label_smoothing))]
     }
 
     fn validate(&self, y_true: ArrayViewD<'_, f32>, output_shape: &[usize]) -> Result<()> {
@@ -463,6 +527,10 @@ impl Huber {
 impl Loss for Huber {
     fn name(&self) -> &str {
         "huber_loss"
+    }
+
+    fn config(&self) -> Vec<(String, f64)> {
+        vec![("delta".into(), f64::from(self.delta))]
     }
 
     fn validate(&self, y_true: ArrayViewD<'_, f32>, output_shape: &[usize]) -> Result<()> {

@@ -53,4 +53,12 @@ impl Layer for Activation {
     fn weights(&self) -> &[ParamId] {
         &[]
     }
+
+    fn config(&self) -> Result<super::LayerConfig> {
+        let activation = super::config::activation_config(&self.function)?;
+        super::config::to_config(
+            self.class_name(),
+            &super::config::ActivationConfig { name: self.name.clone(), activation },
+        )
+    }
 }

@@ -132,6 +132,13 @@ impl Layer for Dense {
                 format!("{input_shape:?}"),
             ));
         }
+        if input_dim.checked_mul(self.units).is_none_or(|n| n > isize::MAX as usize / 4) {
+            return Err(Error::invalid_argument(
+                "units",
+                self.units,
+                format!("a kernel of {input_dim} x {} floats does not fit in memory", self.units),
+            ));
+        }
         let activation = self.activation.resolve()?;
         let (kernel_init, bias_init) = (self.kernel_initializer.resolve()?, self.bias_initializer.resolve()?);
         kernel_init.validate()?;
@@ -171,5 +178,21 @@ impl Layer for Dense {
 
     fn weights(&self) -> &[ParamId] {
         self.built.as_ref().map_or(&[], |b| &b.weights)
+    }
+
+    fn config(&self) -> Result<super::LayerConfig> {
+        use super::config::{activation_config, initializer_config, to_config, DenseConfig};
+        to_config(
+            self.class_name(),
+            &DenseConfig {
+                name: self.name.clone(),
+                units: self.units,
+                activation: activation_config(&self.activation)?,
+                use_bias: self.use_bias,
+                kernel_initializer: initializer_config(&self.kernel_initializer)?,
+                bias_initializer: initializer_config(&self.bias_initializer)?,
+                input_shape: self.input_shape.clone(),
+            },
+        )
     }
 }

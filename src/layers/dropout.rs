@@ -62,4 +62,9 @@ impl Layer for Dropout {
     fn weights(&self) -> &[ParamId] {
         &[]
     }
+
+    fn config(&self) -> Result<super::LayerConfig> {
+        let config = super::config::DropoutConfig { name: self.name.clone(), rate: self.rate };
+        super::config::to_config(self.class_name(), &config)
+    }
 }

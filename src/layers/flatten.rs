@@ -49,7 +49,15 @@ impl Layer for Flatten {
     }
 
     fn build(&mut self, input_shape: &[usize], _: &mut ParamStore, _: &mut StdRng) -> Result<Vec<usize>> {
-        Ok(vec![input_shape.iter().product()])
+        let size = input_shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        match size {
+            Some(size) if size <= isize::MAX as usize => Ok(vec![size]),
+            _ => Err(crate::Error::shape(
+                "Flatten input",
+                "a per-sample size that fits in memory",
+                format!("{input_shape:?}"),
+            )),
+        }
     }
 
     fn call<'t>(&self, x: Var<'t>, _: &mut CallContext<'_>) -> Var<'t> {
@@ -62,5 +70,11 @@ impl Layer for Flatten {
 
     fn weights(&self) -> &[ParamId] {
         &[]
+    }
+
+    fn config(&self) -> Result<super::LayerConfig> {
+        let config =
+            super::config::FlattenConfig { name: self.name.clone(), input_shape: self.input_shape.clone() };
+        super::config::to_config(self.class_name(), &config)
     }
 }

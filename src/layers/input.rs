@@ -55,4 +55,9 @@ impl Layer for Input {
     fn weights(&self) -> &[ParamId] {
         &[]
     }
+
+    fn config(&self) -> Result<super::LayerConfig> {
+        let config = super::config::InputConfig { name: self.name.clone(), shape: self.shape.clone() };
+        super::config::to_config(self.class_name(), &config)
+    }
 }

@@ -22,12 +22,14 @@
 //! assert_eq!(y.shape(), vec![2, 3]);
 //! ```
 mod activation;
+mod config;
 mod dense;
 mod dropout;
 mod flatten;
 mod input;
 
 pub use activation::Activation;
+pub use config::{layer_from_config, LayerConfig, KNOWN_LAYERS};
 pub use dense::Dense;
 pub use dropout::Dropout;
 pub use flatten::Flatten;
@@ -84,6 +86,20 @@ pub trait Layer: Send {
     /// The number of scalars in the layer's weights.
     fn count_params(&self, params: &ParamStore) -> usize {
         self.weights().iter().map(|&id| params.value(id).len()).sum()
+    }
+
+    /// The layer's class and settings, for saving a model ([`layer_from_config`] reads it back for built-in
+    /// layers).
+    ///
+    /// # Errors
+    /// The default: the layer cannot describe itself (a custom layer); `save_weights` still works for it.
+    fn config(&self) -> Result<LayerConfig> {
+        Err(crate::Error::NotReady(format!(
+            "layer `{}` ({}) cannot be saved with its architecture: implement Layer::config, or use \
+             save_weights",
+            self.name().unwrap_or("?"),
+            self.class_name()
+        )))
     }
 }
 

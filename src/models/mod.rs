@@ -13,9 +13,11 @@
 //! model.compile("categorical_crossentropy", "sgd", ["accuracy"])?;
 //! # Ok::<(), kerust::Error>(())
 //! ```
+mod saving;
 mod summary;
 mod training;
 
+pub use saving::{load_model, load_model_from_bytes};
 pub use training::Fit;
 
 use rand::rngs::StdRng;
@@ -44,7 +46,14 @@ pub struct Sequential {
     output_shapes: Vec<Vec<usize>>,
     params: ParamStore,
     compiled: Option<Compiled>,
+    /// Weight initialization of layers built from now on.
     rng: StdRng,
+    /// The seed of everything random in training (see [`Sequential::seed`]).
+    seed: u64,
+    /// Training epochs run over the model's life: epoch `k` shuffles and drops out with `epoch_rng(seed, k)`.
+    epochs_run: u64,
+    /// The current epoch's generator (shuffling, dropout masks).
+    train_rng: StdRng,
     stop_training: bool,
     workspace: Workspace,
     grads: Gradients,
@@ -72,6 +81,7 @@ impl Default for Sequential {
 impl Sequential {
     /// An empty model named `sequential`, seeded from [`crate::utils::set_random_seed`] if it was called.
     pub fn new() -> Self {
+        let seed = crate::random::model_seed();
         Sequential {
             name: "sequential".into(),
             layers: Vec::new(),
@@ -80,7 +90,10 @@ impl Sequential {
             output_shapes: Vec::new(),
             params: ParamStore::new(),
             compiled: None,
-            rng: crate::random::model_rng(),
+            rng: StdRng::seed_from_u64(seed),
+            seed,
+            epochs_run: 0,
+            train_rng: crate::random::epoch_rng(seed, 0),
             stop_training: false,
             workspace: Workspace::new(),
             grads: Gradients::new(),
@@ -93,9 +106,34 @@ impl Sequential {
         self
     }
 
-    /// Seeds this model's random choices (initialization of layers built from now on, dropout, shuffling).
+    /// Seeds this model's random choices (initialization of layers built from now on, dropout, shuffling), and
+    /// restarts the count of training epochs (see [`Sequential::seed`]).
     pub fn set_seed(&mut self, seed: u64) {
         self.rng = StdRng::seed_from_u64(seed);
+        self.seed = seed;
+        self.epochs_run = 0;
+    }
+
+    /// The seed of the model's training randomness.
+    ///
+    /// Training is resumable by design: epoch number `k` of the model's life (counted over all `fit` calls,
+    /// [`Sequential::epochs_run`]) shuffles the samples (from their original order) and draws dropout masks from
+    /// a generator seeded with `(seed, k)` only. A saved model stores the seed and the count, so
+    /// `fit(epochs=4)` gives the same History as `fit(epochs=2)`, save, load, `fit(epochs=4, initial_epoch=2)`;
+    /// and two `fit` calls in a row do not repeat each other's shuffles.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The number of training epochs this model has run (all `fit` calls; restarted by `set_seed`).
+    pub fn epochs_run(&self) -> u64 {
+        self.epochs_run
+    }
+
+    /// Starts a training epoch: its own generator, from `(seed, epochs_run)`.
+    fn begin_epoch_rng(&mut self) {
+        self.train_rng = crate::random::epoch_rng(self.seed, self.epochs_run);
+        self.epochs_run += 1;
     }
 
     /// The model's name.

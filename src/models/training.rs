@@ -217,8 +217,12 @@ impl<'m, 'a> Fit<'m, 'a> {
                 for cb in all.iter_mut() {
                     cb.on_epoch_begin(model, epoch)?;
                 }
+                // A fresh shuffle of the original order from this epoch's own generator: resumable (see
+                // `Sequential::seed`).
+                model.begin_epoch_rng();
                 if shuffle {
-                    order.shuffle(&mut model.rng);
+                    order.iter_mut().enumerate().for_each(|(i, o)| *o = i);
+                    order.shuffle(&mut model.train_rng);
                 }
                 loss_tracker.reset();
                 metrics.iter_mut().for_each(|m| m.reset());
@@ -363,7 +367,7 @@ impl Sequential {
         rows: &[usize],
         metrics: &mut [Box<dyn Metric>],
     ) -> Result<f32> {
-        let Sequential { layers, params, compiled, rng, workspace, grads, .. } = self;
+        let Sequential { layers, params, compiled, train_rng: rng, workspace, grads, .. } = self;
         let compiled =
             compiled.as_mut().ok_or_else(|| Error::NotReady("train_step before compile".into()))?;
         let tape = Tape::with_workspace(params, std::mem::take(workspace));
@@ -515,5 +519,37 @@ impl Sequential {
             result.slice_axis_mut(Axis(0), (rows.start..rows.end).into()).assign(&out);
         });
         Ok(result)
+    }
+}
+
+impl Sequential {
+    /// One gradient update on exactly this batch (Keras' `train_on_batch`); returns the batch's loss and
+    /// metrics. The model is built from `x` if needed.
+    ///
+    /// # Errors
+    /// As for [`Sequential::fit`]: before `compile`, or on data that does not fit the model.
+    pub fn train_on_batch<'a, D1: Dimension, D2: Dimension>(
+        &mut self,
+        x: impl AsArray<'a, f32, D1>,
+        y: impl AsArray<'a, f32, D2>,
+    ) -> Result<Logs> {
+        let (x, y) = (x.into().into_dyn(), y.into().into_dyn());
+        if self.compiled.is_none() {
+            return Err(Error::NotReady("train_on_batch before compile: call model.compile(...) first".into()));
+        }
+        self.prepare(&x, &y, "train_on_batch")?;
+        let rows: Vec<usize> = (0..x.len_of(Axis(0))).collect();
+        let mut metrics = self.take_metrics();
+        metrics.iter_mut().for_each(|m| m.reset());
+        let loss = self.train_step(&x, &y, &rows, &mut metrics);
+        let mut logs = Logs::new();
+        if let Ok(loss) = loss {
+            logs.set("loss", loss);
+            for m in &metrics {
+                logs.set(m.name(), m.result());
+            }
+        }
+        self.put_metrics(metrics);
+        loss.map(|_| logs)
     }
 }

@@ -27,12 +27,14 @@
 //! ```
 mod adagrad;
 mod adam;
+mod config;
 mod rmsprop;
 mod sgd;
 mod slots;
 
 pub use adagrad::Adagrad;
 pub use adam::{Adam, AdamW};
+pub use config::from_config;
 pub use rmsprop::RMSprop;
 pub use sgd::SGD;
 

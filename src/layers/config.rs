@@ -1,0 +1,320 @@
+//! Layers describing themselves: [`LayerConfig`] (what [`Layer::config`](super::Layer::config) returns and a
+//! model file stores as JSON) and [`layer_from_config`], the registry of built-in layers.
+//!
+//! The JSON follows Keras' shape: `{"class_name": "Dense", "config": {"name": "dense", "units": 10, ...}}`.
+//! Functions with settings (activations, initializers) are `{"class_name": "leaky_relu", "config":
+//! {"negative_slope": 0.2}}`. Every field a layer writes is required when reading, and unknown fields are
+//! refused, so a file from another version or a damaged one is an error rather than a silently different model.
+//!
+//! ```
+//! use kerust::layers::{layer_from_config, Dense, Layer};
+//!
+//! let dense = Dense::new(10).activation("relu").name("out");
+//! let config = dense.config()?;
+//! assert_eq!(config.class_name, "Dense");
+//! let again = layer_from_config(&config)?;
+//! assert_eq!(again.config()?, config);
+//! assert!(layer_from_config(&kerust::layers::LayerConfig {
+//!     class_name: "Conv2D".into(),
+//!     config: serde_json::json!({}),
+//! })
+//! .is_err());
+//! # Ok::<(), kerust::Error>(())
+//! ```
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Activation, Dense, Dropout, Flatten, Input, Layer};
+use crate::activations::Activation as Function;
+use crate::initializers::Initializer;
+use crate::spec::Spec;
+use crate::{Error, Result};
+
+/// A layer's class and settings, as stored in a model file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerConfig {
+    /// Keras' class name, e.g. `"Dense"`.
+    pub class_name: String,
+    /// The settings, by Keras' argument names.
+    pub config: Value,
+}
+
+/// The class names [`layer_from_config`] knows.
+pub const KNOWN_LAYERS: &[&str] = &["Dense", "Dropout", "Flatten", "Activation", "InputLayer"];
+
+/// A function with settings: an activation or an initializer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FnConfig {
+    class_name: String,
+    config: BTreeMap<String, f64>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DenseConfig {
+    pub(crate) name: Option<String>,
+    pub(crate) units: usize,
+    pub(crate) activation: FnConfig,
+    pub(crate) use_bias: bool,
+    pub(crate) kernel_initializer: FnConfig,
+    pub(crate) bias_initializer: FnConfig,
+    pub(crate) input_shape: Option<Vec<usize>>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DropoutConfig {
+    pub(crate) name: Option<String>,
+    pub(crate) rate: f32,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FlattenConfig {
+    pub(crate) name: Option<String>,
+    pub(crate) input_shape: Option<Vec<usize>>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ActivationConfig {
+    pub(crate) name: Option<String>,
+    pub(crate) activation: FnConfig,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InputConfig {
+    pub(crate) name: Option<String>,
+    pub(crate) shape: Vec<usize>,
+}
+
+/// A layer config from a typed struct.
+pub(crate) fn to_config(class_name: &str, config: &impl Serialize) -> Result<LayerConfig> {
+    let config = serde_json::to_value(config).map_err(|e| Error::Format {
+        format: "layer config",
+        source_name: class_name.into(),
+        reason: e.to_string(),
+    })?;
+    Ok(LayerConfig { class_name: class_name.into(), config })
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(config: &LayerConfig) -> Result<T> {
+    T::deserialize(&config.config).map_err(|e| Error::Format {
+        format: "layer config",
+        source_name: format!("a {} layer", config.class_name),
+        reason: e.to_string(),
+    })
+}
+
+/// A built-in layer (unbuilt) from its config.
+///
+/// # Errors
+/// [`Error::UnknownName`] for a class that is not built in; [`Error::Format`] for a missing, unknown or
+/// mistyped field; [`Error::UnknownName`] for an unknown activation or initializer.
+pub fn layer_from_config(config: &LayerConfig) -> Result<Box<dyn Layer>> {
+    Ok(match config.class_name.as_str() {
+        "Dense" => {
+            let c: DenseConfig = parse(config)?;
+            let mut d = Dense::new(c.units)
+                .activation(activation_from(&c.activation)?)
+                .use_bias(c.use_bias)
+                .kernel_initializer(initializer_from(&c.kernel_initializer)?)
+                .bias_initializer(initializer_from(&c.bias_initializer)?);
+            if let Some(shape) = c.input_shape {
+                d = d.input_shape(shape);
+            }
+            if let Some(name) = c.name {
+                d = d.name(name);
+            }
+            Box::new(d)
+        }
+        "Dropout" => {
+            let c: DropoutConfig = parse(config)?;
+            let mut d = Dropout::new(c.rate);
+            if let Some(name) = c.name {
+                d = d.name(name);
+            }
+            Box::new(d)
+        }
+        "Flatten" => {
+            let c: FlattenConfig = parse(config)?;
+            let mut f = Flatten::new();
+            if let Some(shape) = c.input_shape {
+                f = f.input_shape(shape);
+            }
+            if let Some(name) = c.name {
+                f = f.name(name);
+            }
+            Box::new(f)
+        }
+        "Activation" => {
+            let c: ActivationConfig = parse(config)?;
+            let mut a = Activation::new(activation_from(&c.activation)?);
+            if let Some(name) = c.name {
+                a = a.name(name);
+            }
+            Box::new(a)
+        }
+        "InputLayer" => {
+            let c: InputConfig = parse(config)?;
+            let mut i = Input::new(c.shape);
+            if let Some(name) = c.name {
+                i.set_name(name);
+            }
+            Box::new(i)
+        }
+        other => {
+            return Err(Error::UnknownName {
+                kind: "layer type",
+                name: other.into(),
+                known: KNOWN_LAYERS.join(", "),
+            })
+        }
+    })
+}
+
+fn fn_config(class_name: &str, settings: &[(&str, f32)]) -> FnConfig {
+    FnConfig {
+        class_name: class_name.into(),
+        config: settings.iter().map(|&(k, v)| (k.to_string(), f64::from(v))).collect(),
+    }
+}
+
+/// Checks that `c` has exactly the settings `names` and returns them in that order.
+fn settings<const N: usize>(c: &FnConfig, names: [&str; N]) -> Result<[f32; N]> {
+    let mut out = [0.0; N];
+    for (slot, name) in out.iter_mut().zip(names) {
+        let Some(&v) = c.config.get(name) else {
+            return Err(Error::Format {
+                format: "layer config",
+                source_name: format!("`{}`", c.class_name),
+                reason: format!("missing setting `{name}`"),
+            });
+        };
+        *slot = v as f32;
+    }
+    if let Some(extra) = c.config.keys().find(|k| !names.contains(&k.as_str())) {
+        return Err(Error::Format {
+            format: "layer config",
+            source_name: format!("`{}`", c.class_name),
+            reason: format!("unknown setting `{extra}`; expected: {}", names.join(", ")),
+        });
+    }
+    Ok(out)
+}
+
+/// The config of an activation setting (resolving a name, so that an unknown one is reported).
+pub(crate) fn activation_config(spec: &Spec<Function>) -> Result<FnConfig> {
+    let f = spec.resolve()?;
+    Ok(match f {
+        Function::LeakyRelu(alpha) => fn_config("leaky_relu", &[("negative_slope", alpha)]),
+        other => fn_config(other.name(), &[]),
+    })
+}
+
+fn activation_from(c: &FnConfig) -> Result<Function> {
+    let f: Function = c.class_name.parse()?;
+    Ok(match f {
+        Function::LeakyRelu(_) => Function::LeakyRelu(settings(c, ["negative_slope"])?[0]),
+        other => {
+            settings(c, [])?;
+            other
+        }
+    })
+}
+
+/// The config of an initializer setting.
+pub(crate) fn initializer_config(spec: &Spec<Initializer>) -> Result<FnConfig> {
+    let init = spec.resolve()?;
+    let name = init.name();
+    Ok(match init {
+        Initializer::Constant(value) => fn_config(name, &[("value", value)]),
+        Initializer::RandomNormal { mean, stddev } | Initializer::TruncatedNormal { mean, stddev } => {
+            fn_config(name, &[("mean", mean), ("stddev", stddev)])
+        }
+        Initializer::RandomUniform { minval, maxval } => {
+            fn_config(name, &[("minval", minval), ("maxval", maxval)])
+        }
+        _ => fn_config(name, &[]),
+    })
+}
+
+fn initializer_from(c: &FnConfig) -> Result<Initializer> {
+    if c.class_name == "constant" {
+        return Ok(Initializer::Constant(settings(c, ["value"])?[0]));
+    }
+    let init: Initializer = c.class_name.parse()?;
+    Ok(match init {
+        Initializer::RandomNormal { .. } => {
+            let [mean, stddev] = settings(c, ["mean", "stddev"])?;
+            Initializer::RandomNormal { mean, stddev }
+        }
+        Initializer::TruncatedNormal { .. } => {
+            let [mean, stddev] = settings(c, ["mean", "stddev"])?;
+            Initializer::TruncatedNormal { mean, stddev }
+        }
+        Initializer::RandomUniform { .. } => {
+            let [minval, maxval] = settings(c, ["minval", "maxval"])?;
+            Initializer::RandomUniform { minval, maxval }
+        }
+        other => {
+            settings(c, [])?;
+            other
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_layer_round_trips() {
+        let layers: Vec<Box<dyn Layer>> = vec![
+            Box::new(
+                Dense::new(3)
+                    .activation(Function::LeakyRelu(0.1))
+                    .use_bias(false)
+                    .kernel_initializer(Initializer::RandomUniform { minval: -0.3, maxval: 0.25 })
+                    .bias_initializer(Initializer::Constant(0.5))
+                    .input_shape([4])
+                    .name("d"),
+            ),
+            Box::new(Dense::new(2).kernel_initializer("he_normal").activation("silu")),
+            Box::new(Dropout::new(0.25).name("drop")),
+            Box::new(Flatten::new().input_shape([2, 3])),
+            Box::new(Activation::new("tanh")),
+            Box::new(Input::new([5, 6])),
+        ];
+        for layer in layers {
+            let config = layer.config().unwrap();
+            let json = serde_json::to_string(&config).unwrap();
+            let back: LayerConfig = serde_json::from_str(&json).unwrap();
+            let again = layer_from_config(&back).map_err(|e| e.to_string()).unwrap();
+            assert_eq!(again.config().unwrap(), config, "{json}");
+        }
+    }
+
+    #[test]
+    fn bad_configs_are_errors() {
+        let dense = Dense::new(3).config().unwrap();
+        let mut missing = dense.clone();
+        missing.config.as_object_mut().unwrap().remove("units");
+        let err = |c: &LayerConfig| layer_from_config(c).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err(&missing).contains("units"));
+        let mut extra = dense.clone();
+        extra.config.as_object_mut().unwrap().insert("filters".into(), 3.into());
+        assert!(layer_from_config(&extra).is_err());
+        let mut act = dense;
+        act.config["activation"]["class_name"] = "relux".into();
+        assert!(err(&act).contains("relux"));
+        let unknown = LayerConfig { class_name: "LSTM".into(), config: Value::Null };
+        let e = err(&unknown);
+        assert!(e.contains("LSTM") && e.contains("Dense"), "{e}");
+    }
+}

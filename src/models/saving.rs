@@ -1,0 +1,360 @@
+//! `Sequential::save` / [`load_model`] and `save_weights` / `load_weights`; the format is described in
+//! [`crate::saving`].
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Metrics, Sequential};
+use crate::autodiff::Tensor;
+use crate::layers::{layer_from_config, Input, LayerConfig};
+use crate::metrics::MetricSpec;
+use crate::saving::tensors::{decode, encode, Decoded};
+use crate::saving::write_atomic;
+use crate::{Error, Result};
+
+const MODEL_FORMAT: &str = "kerust.model";
+const WEIGHTS_FORMAT: &str = "kerust.weights";
+const OPTIMIZER_PREFIX: &str = "optimizer/";
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelConfig {
+    class_name: String,
+    name: String,
+    input_shape: Option<Vec<usize>>,
+    build_input_shape: Option<Vec<usize>>,
+    layers: Vec<LayerConfig>,
+    compile: Option<CompileConfig>,
+    training: TrainingState,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompileConfig {
+    loss: NamedConfig,
+    optimizer: OptimizerConfig,
+    metrics: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NamedConfig {
+    name: String,
+    config: BTreeMap<String, f64>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptimizerConfig {
+    name: String,
+    config: BTreeMap<String, f64>,
+    iterations: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrainingState {
+    seed: u64,
+    epochs_run: u64,
+}
+
+fn format_error(source: &str, reason: impl Into<String>) -> Error {
+    Error::Format { format: "kerust model", source_name: source.into(), reason: reason.into() }
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+impl Sequential {
+    /// Saves everything to one file (see [`crate::saving`] for the format): the architecture, the compile
+    /// settings, the weights, the optimizer's state and the training RNG position, so that
+    /// [`load_model`] then `fit(..).initial_epoch(k)` continues as if training had not stopped. The write is
+    /// atomic: on any failure the previous file at `path` is untouched.
+    ///
+    /// # Errors
+    /// A layer that cannot describe itself (custom layers: use [`Sequential::save_weights`]), two weights of
+    /// one name, or an I/O error.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let bytes = self.to_bytes()?;
+        write_atomic(path, |w| Ok(w.write_all(&bytes)?))
+    }
+
+    /// Writes what [`Sequential::save`] writes to any writer (not atomic by itself: [`write_atomic`] is).
+    ///
+    /// # Errors
+    /// As [`Sequential::to_bytes`], and the writer's errors.
+    pub fn save_to_writer(&self, writer: &mut dyn Write) -> Result<()> {
+        let bytes = self.to_bytes()?;
+        writer.write_all(&bytes)?;
+        Ok(())
+    }
+
+    /// The bytes of the model file that [`Sequential::save`] writes.
+    ///
+    /// # Errors
+    /// As [`Sequential::save`], without the I/O.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let layers = self.layers.iter().map(|l| l.config()).collect::<Result<Vec<_>>>()?;
+        let mut tensors: Vec<(String, &Tensor)> =
+            self.params.iter().map(|(_, p)| (p.name.clone(), &p.value)).collect();
+        if let Some((name, _)) = tensors.iter().find(|(n, _)| n.starts_with(OPTIMIZER_PREFIX)) {
+            return Err(Error::invalid_argument(
+                "name",
+                name,
+                "a weight's name cannot start with `optimizer/` (reserved for the optimizer's state)",
+            ));
+        }
+        let mut compile = None;
+        let state;
+        if let Some(c) = &self.compiled {
+            state = c.optimizer.state();
+            for (name, value) in &state {
+                if name == "iterations" {
+                    continue;
+                }
+                let param = name
+                    .rsplit_once('/')
+                    .and_then(|(slot, index)| Some((slot, index.parse::<usize>().ok()?)))
+                    .and_then(|(slot, index)| Some((slot, self.params.iter().nth(index)?.1)));
+                let Some((slot, param)) = param else {
+                    return Err(Error::invalid_argument(
+                        "optimizer state",
+                        name,
+                        "does not name a slot of one of the model's weights",
+                    ));
+                };
+                tensors.push((format!("{OPTIMIZER_PREFIX}{}/{slot}", param.name), value));
+            }
+            let metrics = match &c.metrics {
+                Metrics::Pending(specs) => specs
+                    .iter()
+                    .map(|s| match s {
+                        MetricSpec::Name(n) => n.clone(),
+                        MetricSpec::Metric(m) => m.name().to_string(),
+                    })
+                    .collect(),
+                Metrics::Resolved(ms) => ms.iter().map(|m| m.name().to_string()).collect(),
+            };
+            compile = Some(CompileConfig {
+                loss: NamedConfig { name: c.loss.name().into(), config: c.loss.config().into_iter().collect() },
+                optimizer: OptimizerConfig {
+                    name: c.optimizer.name().into(),
+                    config: c.optimizer.config().into_iter().collect(),
+                    iterations: c.optimizer.iterations(),
+                },
+                metrics,
+            });
+        }
+        let config = ModelConfig {
+            class_name: "Sequential".into(),
+            name: self.name.clone(),
+            input_shape: self.declared_input.clone(),
+            build_input_shape: self.input_shape.clone(),
+            layers,
+            compile,
+            training: TrainingState { seed: self.seed, epochs_run: self.epochs_run },
+        };
+        let json = serde_json::to_string(&config).map_err(|e| format_error("<writing>", e.to_string()))?;
+        encode(MODEL_FORMAT, &[("model_config", json)], &tensors)
+    }
+
+    /// Saves the weights alone (safetensors, `<layer>/<weight>` names), atomically.
+    ///
+    /// # Errors
+    /// Two weights of one name, or an I/O error.
+    pub fn save_weights(&self, path: impl AsRef<Path>) -> Result<()> {
+        let tensors: Vec<(String, &Tensor)> =
+            self.params.iter().map(|(_, p)| (p.name.clone(), &p.value)).collect();
+        let bytes = encode(WEIGHTS_FORMAT, &[], &tensors)?;
+        write_atomic(path, |w| Ok(w.write_all(&bytes)?))
+    }
+
+    /// Loads weights saved by [`Sequential::save_weights`] or [`Sequential::save`] (or any safetensors file of
+    /// `F32` tensors with the model's weight names) into this built model. Everything is checked first: on error
+    /// the model is unchanged.
+    ///
+    /// # Errors
+    /// An unbuilt model; an unreadable, truncated or corrupt file; a missing or extra tensor, or one of another
+    /// shape (named, with both shapes).
+    pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let bytes = read_file(path)?;
+        self.load_weights_from_bytes(&bytes, &path.display().to_string())
+    }
+
+    fn load_weights_from_bytes(&mut self, bytes: &[u8], source: &str) -> Result<()> {
+        if !self.is_built() {
+            return Err(Error::NotReady(
+                "load_weights on a model that is not built: add an input shape or call build first".into(),
+            ));
+        }
+        let file = decode(bytes, source)?;
+        let weights = check_weights(self, &file, source)?;
+        for ((_, p), w) in self.params.iter_mut().zip(weights) {
+            p.value.assign(w);
+        }
+        Ok(())
+    }
+}
+
+/// The file's tensor for each of the model's weights, in order, after checking names and shapes; optimizer
+/// tensors are ignored.
+fn check_weights<'f>(model: &Sequential, file: &'f Decoded, source: &str) -> Result<Vec<&'f Tensor>> {
+    let mut out = Vec::with_capacity(model.params.len());
+    for (_, p) in model.params.iter() {
+        let Some(t) = file.get(&p.name) else {
+            return Err(format_error(source, format!("tensor {} is missing", p.name)));
+        };
+        if t.shape() != p.value.shape() {
+            return Err(Error::shape(
+                format!("tensor {} in {source}", p.name),
+                format!("{:?}", p.value.shape()),
+                format!("{:?}", t.shape()),
+            ));
+        }
+        out.push(t);
+    }
+    if let Some((extra, _)) = file
+        .tensors
+        .iter()
+        .find(|(n, _)| !n.starts_with(OPTIMIZER_PREFIX) && !model.params.iter().any(|(_, p)| p.name == *n))
+    {
+        return Err(format_error(source, format!("tensor {extra} does not belong to any weight of the model")));
+    }
+    Ok(out)
+}
+
+/// Loads a model saved by [`Sequential::save`]: architecture, compile settings, weights, optimizer state,
+/// training RNG position. Predictions are bit-for-bit those of the saved model, and training resumes exactly.
+///
+/// ```no_run
+/// let mut model = kerust::models::load_model("model.safetensors")?;
+/// # Ok::<(), kerust::Error>(())
+/// ```
+///
+/// # Errors
+/// An unreadable, truncated or corrupt file (with the byte offset where it helps); a format version from a
+/// newer kerust; an unknown layer type, loss, optimizer or metric; a missing or unknown setting; a missing or
+/// extra tensor or one of another shape or dtype.
+pub fn load_model(path: impl AsRef<Path>) -> Result<Sequential> {
+    let path = path.as_ref();
+    let bytes = read_file(path)?;
+    load_model_from(&bytes, &path.display().to_string())
+}
+
+/// [`load_model`] from the bytes of a file (e.g. [`Sequential::to_bytes`]).
+///
+/// # Errors
+/// As [`load_model`].
+pub fn load_model_from_bytes(bytes: &[u8]) -> Result<Sequential> {
+    load_model_from(bytes, "<bytes>")
+}
+
+fn load_model_from(bytes: &[u8], source: &str) -> Result<Sequential> {
+    let file = decode(bytes, source)?;
+    match file.metadata.get("format").map(String::as_str) {
+        Some(MODEL_FORMAT) => {}
+        Some(WEIGHTS_FORMAT) => {
+            return Err(format_error(
+                source,
+                "this file holds weights only (save_weights): build the model and call load_weights",
+            ))
+        }
+        other => {
+            return Err(format_error(
+                source,
+                format!("metadata `format` is {other:?}; expected \"{MODEL_FORMAT}\" (a file from Sequential::save)"),
+            ))
+        }
+    }
+    let Some(json) = file.metadata.get("model_config") else {
+        return Err(format_error(source, "the metadata has no `model_config`"));
+    };
+    let config: ModelConfig = serde_json::from_str(json)
+        .map_err(|e| format_error(source, format!("model_config: {e}")))?;
+    if config.class_name != "Sequential" {
+        return Err(Error::UnknownName {
+            kind: "model class",
+            name: config.class_name,
+            known: "Sequential".into(),
+        });
+    }
+
+    let mut model = Sequential::new().with_name(config.name.clone());
+    model.set_seed(config.training.seed);
+    // The weights the file holds bound what building may allocate: a corrupt or hostile config cannot ask for
+    // more memory than the file brings.
+    let budget: usize = file.tensors.iter().map(|(_, t)| t.len()).sum();
+    if let Some(shape) = config.build_input_shape.as_ref().or(config.input_shape.as_ref()) {
+        model.add(Input::new(shape))?;
+    }
+    for (i, layer_config) in config.layers.iter().enumerate() {
+        let layer = layer_from_config(layer_config)
+            .map_err(|e| format_error(source, format!("layer {i} ({}): {e}", layer_config.class_name)))?;
+        if let (Some(input), "Dense") =
+            (model.output_shape().map(<[usize]>::to_vec), layer_config.class_name.as_str())
+        {
+            let units = layer_config.config.get("units").and_then(serde_json::Value::as_u64).unwrap_or(0);
+            let input_dim = input.last().copied().unwrap_or(0) as u64;
+            let needed = input_dim.saturating_mul(units).saturating_add(units);
+            if needed > budget as u64 {
+                return Err(format_error(
+                    source,
+                    format!(
+                        "layer {i} (Dense, {units} units on {input_dim} inputs) needs {needed} weights; the file \
+                         holds {budget}"
+                    ),
+                ));
+            }
+        }
+        model.add_boxed(layer)?;
+    }
+    model.declared_input = config.input_shape.clone();
+    let weights = check_weights(&model, &file, source)?;
+    let weights: Vec<Tensor> = weights.into_iter().cloned().collect();
+    for ((_, p), w) in model.params.iter_mut().zip(weights) {
+        p.value = w;
+    }
+
+    let param_index = |name: &str| model.params.iter().position(|(_, p)| p.name == name);
+    match config.compile {
+        None => {
+            if let Some((n, _)) = file.tensors.iter().find(|(n, _)| n.starts_with(OPTIMIZER_PREFIX)) {
+                return Err(format_error(source, format!("tensor {n}: optimizer state in an uncompiled model")));
+            }
+        }
+        Some(c) => {
+            let loss_config: Vec<(String, f64)> = c.loss.config.into_iter().collect();
+            let loss = crate::losses::from_config(&c.loss.name, &loss_config)?;
+            let opt_config: Vec<(String, f64)> = c.optimizer.config.into_iter().collect();
+            let mut optimizer = crate::optimizers::from_config(&c.optimizer.name, &opt_config)?;
+            let mut state = vec![(
+                "iterations".to_string(),
+                Tensor::from_elem(ndarray::IxDyn(&[1]), c.optimizer.iterations as f32),
+            )];
+            for (name, t) in &file.tensors {
+                let Some(rest) = name.strip_prefix(OPTIMIZER_PREFIX) else { continue };
+                let found = rest.rsplit_once('/').and_then(|(param, slot)| Some((param_index(param)?, slot)));
+                let Some((index, slot)) = found else {
+                    return Err(format_error(source, format!("tensor {name} is not the state of a weight")));
+                };
+                let expected = model.params.iter().nth(index).map(|(_, p)| p.value.shape().to_vec());
+                if expected.as_deref() != Some(t.shape()) {
+                    return Err(Error::shape(
+                        format!("tensor {name} in {source}"),
+                        format!("{:?} (the weight's shape)", expected.unwrap_or_default()),
+                        format!("{:?}", t.shape()),
+                    ));
+                }
+                state.push((format!("{slot}/{index}"), t.clone()));
+            }
+            optimizer.load_state(&state)?;
+            model.compile(loss, optimizer, c.metrics)?;
+        }
+    }
+    model.epochs_run = config.training.epochs_run;
+    Ok(model)
+}

@@ -1,0 +1,61 @@
+//! Saving and loading models: one self-contained, checksummed [safetensors] file, written atomically.
+//!
+//! - [`Sequential::save`](crate::models::Sequential::save) / [`load_model`]: architecture, compile settings,
+//!   weights, optimizer state and the training RNG position, so that `fit` resumes exactly where it stopped.
+//! - [`Sequential::save_weights`](crate::models::Sequential::save_weights) /
+//!   [`Sequential::load_weights`](crate::models::Sequential::load_weights): the weights alone.
+//!
+//! # The file format (`format_version` 1)
+//!
+//! A standard safetensors file (an 8-byte little-endian header length, a JSON header, then the raw tensor
+//! bytes), readable by PyTorch and Hugging Face tools (`safetensors.torch.load_file`). Loading it runs no code.
+//!
+//! Tensors, all `F32`, little-endian, row-major, named as [`crate::autodiff::Param`]s are:
+//! - `<layer>/<weight>`: `dense/kernel`, `dense/bias`, `dense_1/kernel`, ...
+//! - `optimizer/<layer>/<weight>/<slot>`: the optimizer's state for that weight, e.g.
+//!   `optimizer/dense/kernel/m` and `optimizer/dense/kernel/v` for Adam (model files only).
+//!
+//! The header's `__metadata__` (string to string) holds:
+//! - `format`: `kerust.model` or `kerust.weights`;
+//! - `format_version`: `1`; a file from a newer version is refused with a clear error;
+//! - `checksum`: `sha256:<hex>` of every other metadata entry and every tensor (name, shape, bytes), so a
+//!   flipped bit anywhere (data or header) is an error rather than a silently different model;
+//! - `model_config` (model files): JSON, `{"class_name": "Sequential", "name", "input_shape",
+//!   "build_input_shape", "layers": [{"class_name": "Dense", "config": {...}}, ...], "compile": {"loss":
+//!   {"name", "config"}, "optimizer": {"name", "config", "iterations"}, "metrics": [...]} or null,
+//!   "training": {"seed", "epochs_run"}}`.
+//!
+//! One file rather than JSON beside weights: the architecture cannot get separated from its weights, and one
+//! atomic rename replaces both at once.
+//!
+//! # Safety of writes and reads
+//!
+//! Every save goes through [`write_atomic`]: a temporary file beside the target, flushed and `sync_all`ed, then
+//! renamed over it (and the folder synced, on Unix). A crash or a full disk mid-save leaves the previous file
+//! as it was. Loading checks everything (header, checksum, version, layer types and settings, tensor names,
+//! dtypes and shapes, optimizer state) before a model is touched; each problem is an [`Error`] naming the
+//! tensor, the expected and the found shape, or the byte offset.
+//!
+//! ```
+//! use kerust::layers::Dense;
+//! use kerust::models::{load_model_from_bytes, Sequential};
+//!
+//! let mut model = Sequential::new();
+//! model.add(Dense::new(2).activation("softmax").input_shape([3]))?;
+//! model.compile("categorical_crossentropy", "adam", ["accuracy"])?;
+//! let bytes = model.to_bytes()?;
+//! let mut again = load_model_from_bytes(&bytes)?;
+//! assert_eq!(again.get_weights(), model.get_weights());
+//! assert!(load_model_from_bytes(&bytes[..bytes.len() - 1]).is_err());
+//! # Ok::<(), kerust::Error>(())
+//! ```
+//!
+//! [safetensors]: https://huggingface.co/docs/safetensors
+mod atomic;
+pub(crate) mod tensors;
+
+pub use crate::models::{load_model, load_model_from_bytes};
+pub use atomic::write_atomic;
+
+/// The version of the file format this kerust writes, and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
