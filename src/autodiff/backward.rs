@@ -3,7 +3,6 @@
 //! A rule receives the gradient `g` of a node's output and adds its contribution to each input's gradient
 //! buffer. Buffers are written, not allocated: the first contribution to a buffer in a pass either overwrites it
 //! (matmul, with `beta = 0`) or zero-fills it first ([`Sink::zeroed`]); later ones add.
-use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayViewD, ArrayViewMut2, Axis, Ix2, Ix3, Zip};
 
 use super::ops::{AxisSet, Binary, CustomOp, Perm};
@@ -167,7 +166,7 @@ fn gemm_into(
     b: &ndarray::ArrayView2<'_, f32>,
     fresh: bool,
 ) {
-    general_mat_mul(1.0, a, b, if fresh { 0.0 } else { 1.0 }, dst);
+    super::gemm::gemm(1.0, a, b, if fresh { 0.0 } else { 1.0 }, dst);
 }
 
 fn as2(v: ArrayViewD<'_, f32>) -> ndarray::ArrayView2<'_, f32> {

@@ -30,10 +30,12 @@
 //! assert_eq!(grads.get(w).unwrap(), &array![[8.0f32, 12.0], [8.0, 12.0]].into_dyn());
 //! ```
 mod backward;
+mod gemm;
 mod gradcheck;
 mod ops;
 mod unary;
 
+pub use gemm::{num_threads, set_num_threads};
 pub use gradcheck::{check_gradients, GradCheck, GradCheckReport};
 pub use ops::CustomOp;
 

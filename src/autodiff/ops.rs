@@ -3,7 +3,7 @@
 //! Shapes are a programming matter here, as in ndarray: an operation on incompatible shapes panics with a message
 //! naming both. Models validate shapes once, when they are built, so the training loop never hits these panics;
 //! a custom layer that does the same needs no `?` on every operation.
-use ndarray::linalg::general_mat_mul;
+use super::gemm::gemm;
 use ndarray::{ArrayViewD, Axis, Ix2, Ix3, IxDyn, Zip};
 
 use super::backward::Op;
@@ -253,13 +253,7 @@ impl<'t> Var<'t> {
                 (2, 2) => {
                     let (a, b) =
                         (a.into_dimensionality::<Ix2>().unwrap(), b.into_dimensionality::<Ix2>().unwrap());
-                    general_mat_mul(
-                        1.0,
-                        &a,
-                        &b,
-                        0.0,
-                        &mut out.view_mut().into_dimensionality::<Ix2>().unwrap(),
-                    );
+                    gemm(1.0, &a, &b, 0.0, &mut out.view_mut().into_dimensionality::<Ix2>().unwrap());
                 }
                 _ => {
                     let a = a.into_dimensionality::<Ix3>().unwrap();
@@ -270,13 +264,7 @@ impl<'t> Var<'t> {
                         } else {
                             b.view().into_dimensionality::<Ix2>().unwrap()
                         };
-                        general_mat_mul(
-                            1.0,
-                            &a.index_axis(Axis(0), i),
-                            &bi,
-                            0.0,
-                            &mut o.index_axis_mut(Axis(0), i),
-                        );
+                        gemm(1.0, &a.index_axis(Axis(0), i), &bi, 0.0, &mut o.index_axis_mut(Axis(0), i));
                     }
                 }
             }
