@@ -7,6 +7,8 @@ mod learning_rate_scheduler;
 mod logs;
 mod model_checkpoint;
 mod monitor;
+#[cfg(feature = "plot")]
+mod plot;
 mod progbar;
 mod reduce_lr_on_plateau;
 mod terminate_on_nan;
