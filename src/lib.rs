@@ -1,4 +1,4 @@
-//! kerust: Keras-style deep learning in Rust.
+#![doc = include_str!("../README.md")]
 pub mod error;
 pub use error::{Error, Result};
 pub mod activations;
