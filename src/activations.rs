@@ -2,7 +2,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::autodiff::Var;
+use crate::autodiff::{Unary, Var};
 use crate::Error;
 
 /// An activation function. Parse Keras' names with [`str::parse`] (`"relu".parse()`), or use the variants.
@@ -64,6 +64,26 @@ impl Activation {
             Activation::LeakyRelu(alpha) => x.leaky_relu(alpha),
             Activation::Exponential => x.exp(),
         }
+    }
+
+    /// The activation as an element-wise function for fused kernels: `Some(None)` for the identity, `None` for
+    /// activations that are not element-wise (softmax).
+    pub(crate) fn elementwise(self) -> Option<Option<Unary>> {
+        Some(Some(match self {
+            Activation::Linear => return Some(None),
+            Activation::Softmax | Activation::LogSoftmax => return None,
+            Activation::Relu => Unary::Relu,
+            Activation::Sigmoid => Unary::Sigmoid,
+            Activation::Tanh => Unary::Tanh,
+            Activation::Elu => Unary::Elu(1.0),
+            Activation::Selu => Unary::Selu,
+            Activation::Softplus => Unary::Softplus,
+            Activation::Softsign => Unary::Softsign,
+            Activation::Gelu => Unary::Gelu,
+            Activation::Swish => Unary::Swish,
+            Activation::LeakyRelu(alpha) => Unary::LeakyRelu(alpha),
+            Activation::Exponential => Unary::Exp,
+        }))
     }
 
     /// The Keras name.

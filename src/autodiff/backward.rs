@@ -43,6 +43,14 @@ pub(crate) enum Op {
         targets: usize,
     },
     Custom(Vec<usize>, Box<dyn CustomOp>),
+    /// `act(x · w + b)` on 2-D `x`: Dense's hot path in one node. The auxiliary buffer holds `x · w + b` when
+    /// the activation's derivative needs its input.
+    Dense {
+        x: usize,
+        w: usize,
+        b: Option<usize>,
+        act: Option<Unary>,
+    },
 }
 
 impl Op {
@@ -63,6 +71,7 @@ impl Op {
             | Op::SparseSoftmaxCrossEntropy { logits: a, labels: b }
             | Op::SigmoidCrossEntropy { logits: a, targets: b } => pred(a) || pred(b),
             Op::Custom(ref inputs, _) => inputs.iter().any(|&i| pred(i)),
+            Op::Dense { x, w, b, .. } => pred(x) || pred(w) || b.is_some_and(&mut pred),
         }
     }
 }
@@ -126,8 +135,12 @@ pub(super) fn run(ws: &mut Workspace, params: &ParamStore, loss: usize, grads: &
         if !sink.grad_set[id] || matches!(nodes[id].op, Op::Param(_) | Op::Input) {
             continue;
         }
-        let g = std::mem::replace(&mut sink.node_grads[id], empty());
-        apply(&nodes[id].op, id, g.view(), &vals, &aux[id], &mut sink);
+        let mut g = std::mem::replace(&mut sink.node_grads[id], empty());
+        match nodes[id].op {
+            // The node's gradient is needed by no one else, so the fused rule reuses it in place.
+            Op::Dense { x, w, b, act } => dense(x, w, b, act, id, &mut g, &vals, &aux[id], &mut sink),
+            ref op => apply(op, id, g.view(), &vals, &aux[id], &mut sink),
+        }
         sink.node_grads[id] = g;
     }
 }
@@ -210,9 +223,69 @@ fn unary_grad(
     }
 }
 
+/// The fused Dense rule: `g` becomes `dz = g * act'(z)` in place; then `db` is its column sums, `dw = xᵀ · dz`
+/// and `dx = dz · wᵀ`, each only where a gradient is wanted.
+#[allow(clippy::too_many_arguments)]
+fn dense(
+    x: usize,
+    w: usize,
+    b: Option<usize>,
+    act: Option<Unary>,
+    id: usize,
+    g: &mut Tensor,
+    vals: &Values<'_>,
+    aux: &Tensor,
+    sink: &mut Sink<'_>,
+) {
+    if let Some(f) = act {
+        let y = vals.get(id);
+        // z is kept only for activations whose derivative needs it; the others read y.
+        let z = if f.df_uses_output_only() { vals.get(id) } else { aux.view() };
+        fn scale(
+            g: &mut Tensor,
+            z: ArrayViewD<'_, f32>,
+            y: ArrayViewD<'_, f32>,
+            df: impl Fn(f32, f32) -> f32,
+        ) {
+            Zip::from(g).and(&z).and(&y).for_each(|g, &z, &y| *g *= df(z, y));
+        }
+        match f {
+            Unary::Relu => scale(g, z, y, |z, y| Unary::Relu.df(z, y)),
+            Unary::Sigmoid => scale(g, z, y, |z, y| Unary::Sigmoid.df(z, y)),
+            Unary::Tanh => scale(g, z, y, |z, y| Unary::Tanh.df(z, y)),
+            other => scale(g, z, y, move |z, y| other.df(z, y)),
+        }
+    }
+    let dz = as2(g.view());
+    if let Some(b) = b {
+        let n = dz.ncols();
+        if let Some((d, fresh)) = sink.target(b, &[n]) {
+            let d = d.as_slice_mut().expect("gradient buffers are contiguous");
+            let mut rows = dz.rows().into_iter();
+            if fresh {
+                match rows.next() {
+                    Some(first) => d.iter_mut().zip(first).for_each(|(d, &g)| *d = g),
+                    None => d.fill(0.0),
+                }
+            }
+            for row in rows {
+                d.iter_mut().zip(row).for_each(|(d, &g)| *d += g);
+            }
+        }
+    }
+    let (xv, wv) = (vals.get(x), vals.get(w));
+    if let Some((d, fresh)) = sink.target(w, wv.shape()) {
+        gemm_into(&mut d.view_mut().into_dimensionality().expect("2-D"), &as2(xv.view()).t(), &dz, fresh);
+    }
+    if let Some((d, fresh)) = sink.target(x, xv.shape()) {
+        gemm_into(&mut d.view_mut().into_dimensionality().expect("2-D"), &dz, &as2(wv).t(), fresh);
+    }
+}
+
 fn apply(op: &Op, id: usize, g: ArrayViewD<'_, f32>, vals: &Values<'_>, aux: &Tensor, sink: &mut Sink<'_>) {
     match *op {
         Op::Input | Op::Param(_) => {}
+        Op::Dense { .. } => unreachable!("the fused Dense rule runs in place, from run()"),
         Op::Unary(a, f) => {
             let x = vals.get(a);
             // Written, not zero-filled and added, on the first contribution: one pass fewer.

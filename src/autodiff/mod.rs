@@ -38,6 +38,7 @@ mod unary;
 pub use gemm::{num_threads, set_num_threads};
 pub use gradcheck::{check_gradients, GradCheck, GradCheckReport};
 pub use ops::CustomOp;
+pub(crate) use unary::Unary;
 
 use std::cell::RefCell;
 

@@ -125,6 +125,21 @@ impl Unary {
         }
     }
 
+    /// Whether `df` reads only the output `y`, so a fused op need not keep the input.
+    pub(crate) fn df_uses_output_only(self) -> bool {
+        matches!(
+            self,
+            Unary::Exp
+                | Unary::Sqrt
+                | Unary::Relu
+                | Unary::Sigmoid
+                | Unary::Tanh
+                | Unary::AddScalar(_)
+                | Unary::MulScalar(_)
+                | Unary::Neg
+        )
+    }
+
     /// `f'(x)`, given `x` and `y = f(x)`. Always inlined, like [`Unary::f`].
     #[inline(always)]
     pub(crate) fn df(self, x: f32, y: f32) -> f32 {

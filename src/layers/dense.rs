@@ -157,6 +157,15 @@ impl Layer for Dense {
         let built = self.built.as_ref().expect("Dense::call before build: models build layers first");
         let tape = x.tape();
         let shape = x.shape();
+        let kernel = tape.param(built.weights[0]);
+        let bias = built.weights.get(1).map(|&b| tape.param(b));
+        if shape.len() == 2 {
+            // The hot path: one fused node (bias, product and element-wise activation).
+            return match built.activation.elementwise() {
+                Some(act) => x.dense(kernel, bias, act),
+                None => built.activation.apply(x.dense(kernel, bias, None)),
+            };
+        }
         // Inputs of more than two axes: apply to the last axis, as Keras does.
         let flat = if shape.len() > 2 {
             let rows = shape[..shape.len() - 1].iter().product();
@@ -164,9 +173,9 @@ impl Layer for Dense {
         } else {
             x
         };
-        let mut y = flat.matmul(tape.param(built.weights[0]));
-        if let Some(&bias) = built.weights.get(1) {
-            y = y.add(tape.param(bias));
+        let mut y = flat.matmul(kernel);
+        if let Some(bias) = bias {
+            y = y.add(bias);
         }
         if shape.len() > 2 {
             let mut out = shape.clone();
