@@ -30,6 +30,17 @@ pub trait Metric: Send {
     /// Accumulates one batch.
     fn update(&mut self, y_true: ArrayViewD<'_, f32>, y_pred: ArrayViewD<'_, f32>);
 
+    /// Checks that targets and predictions of these shapes (batch axis included) fit this metric; `fit` and
+    /// `evaluate` call it before the first batch, so that a mismatch is an error rather than a panic in
+    /// `update`.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] naming the metric and both shapes.
+    fn check_shapes(&self, y_true: &[usize], y_pred: &[usize]) -> Result<()> {
+        let _ = (y_true, y_pred);
+        Ok(())
+    }
+
     /// The value over all batches since the last reset.
     fn result(&self) -> f32;
 
@@ -120,6 +131,25 @@ fn assert_same_len(metric: &str, y_true: &ArrayViewD<'_, f32>, y_pred: &ArrayVie
     );
 }
 
+/// What the metrics' `update` asserts, as errors: `rule` is "same shape", "sparse" or "same length".
+fn check_fit(metric: &str, rule: &str, y_true: &[usize], y_pred: &[usize]) -> Result<()> {
+    let (t, p): (usize, usize) = (y_true.iter().product(), y_pred.iter().product());
+    let classes = y_pred.last().copied().unwrap_or(1);
+    let (ok, expected) = match rule {
+        "same shape" => (y_true == y_pred && !y_pred.is_empty(), format!("targets of shape {y_pred:?}")),
+        "sparse" => (
+            !y_pred.is_empty() && t.checked_mul(classes) == Some(p),
+            format!("one integer label per sample for predictions of shape {y_pred:?}"),
+        ),
+        _ => (t == p, format!("targets with as many values as predictions of shape {y_pred:?}")),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::shape(format!("metric {metric}"), expected, format!("targets of shape {y_true:?}")))
+    }
+}
+
 /// The builder that sets the display name, the same for every metric.
 macro_rules! named {
     () => {
@@ -155,6 +185,10 @@ impl CategoricalAccuracy {
 }
 
 impl Metric for CategoricalAccuracy {
+    fn check_shapes(&self, y_true: &[usize], y_pred: &[usize]) -> Result<()> {
+        check_fit(self.name(), "same shape", y_true, y_pred)
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -212,6 +246,10 @@ impl SparseCategoricalAccuracy {
 }
 
 impl Metric for SparseCategoricalAccuracy {
+    fn check_shapes(&self, y_true: &[usize], y_pred: &[usize]) -> Result<()> {
+        check_fit(self.name(), "sparse", y_true, y_pred)
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -270,6 +308,10 @@ impl BinaryAccuracy {
 }
 
 impl Metric for BinaryAccuracy {
+    fn check_shapes(&self, y_true: &[usize], y_pred: &[usize]) -> Result<()> {
+        check_fit(self.name(), "same length", y_true, y_pred)
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -326,6 +368,10 @@ impl TopKCategoricalAccuracy {
 }
 
 impl Metric for TopKCategoricalAccuracy {
+    fn check_shapes(&self, y_true: &[usize], y_pred: &[usize]) -> Result<()> {
+        check_fit(self.name(), "same shape", y_true, y_pred)
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -393,6 +439,10 @@ impl SparseTopKCategoricalAccuracy {
 }
 
 impl Metric for SparseTopKCategoricalAccuracy {
+    fn check_shapes(&self, y_true: &[usize], y_pred: &[usize]) -> Result<()> {
+        check_fit(self.name(), "sparse", y_true, y_pred)
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -446,6 +496,10 @@ impl MeanSquaredError {
 }
 
 impl Metric for MeanSquaredError {
+    fn check_shapes(&self, y_true: &[usize], y_pred: &[usize]) -> Result<()> {
+        check_fit(self.name(), "same length", y_true, y_pred)
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -491,6 +545,10 @@ impl MeanAbsoluteError {
 }
 
 impl Metric for MeanAbsoluteError {
+    fn check_shapes(&self, y_true: &[usize], y_pred: &[usize]) -> Result<()> {
+        check_fit(self.name(), "same length", y_true, y_pred)
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

@@ -284,7 +284,7 @@ fn early_stopping_in_fit() {
         let history = model
             .fit(&x, &y)
             .batch_size(8)
-            .epochs(8)
+            .epochs(10)
             .verbose(0)
             .validation_data(&vx, &vy)
             .callback_ref(&mut cb)

@@ -49,7 +49,8 @@ fn model(seed: u64) -> Sequential {
     m.add(Dense::new(8).activation("relu")).unwrap();
     m.add(Dropout::new(0.3)).unwrap();
     m.add(Dense::new(3).activation("softmax")).unwrap();
-    m.compile("categorical_crossentropy", Adam::new().learning_rate(0.01).amsgrad(true), ["accuracy"]).unwrap();
+    m.compile("categorical_crossentropy", Adam::new().learning_rate(0.01).amsgrad(true), ["accuracy"])
+        .unwrap();
     m
 }
 
@@ -64,7 +65,14 @@ fn history_bits(h: &History) -> Vec<(String, Vec<u32>)> {
 fn fit(m: &mut Sequential, from: usize, to: usize) -> History {
     let (x, y) = data();
     let (vx, vy) = (x.slice(ndarray::s![..10, .., ..]).to_owned(), y.slice(ndarray::s![..10, ..]).to_owned());
-    m.fit(&x, &y).batch_size(8).epochs(to).initial_epoch(from).verbose(0).validation_data(&vx, &vy).run().unwrap()
+    m.fit(&x, &y)
+        .batch_size(8)
+        .epochs(to)
+        .initial_epoch(from)
+        .verbose(0)
+        .validation_data(&vx, &vy)
+        .run()
+        .unwrap()
 }
 
 #[test]
@@ -109,7 +117,8 @@ fn resumed_training_gives_the_uninterrupted_history() {
     let h2 = fit(&mut resumed, 2, 4);
 
     for (name, values) in &full.history {
-        let joined: Vec<u32> = h1.history[name].iter().chain(&h2.history[name]).map(|v| v.to_bits()).collect();
+        let joined: Vec<u32> =
+            h1.history[name].iter().chain(&h2.history[name]).map(|v| v.to_bits()).collect();
         let want: Vec<u32> = values.iter().map(|v| v.to_bits()).collect();
         assert_eq!(joined, want, "{name}");
     }
@@ -223,10 +232,8 @@ fn reencode(bytes: &[u8], edit: impl FnOnce(&mut HashMap<String, String>, &mut T
         .collect();
     edit(&mut meta, &mut tensors);
     meta.insert("checksum".into(), checksum(&meta, &tensors));
-    let views: Vec<_> = tensors
-        .iter()
-        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
-        .collect();
+    let views: Vec<_> =
+        tensors.iter().map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
     safetensors::serialize(views, Some(meta)).unwrap()
 }
 
@@ -253,8 +260,19 @@ fn reencode_without_changes_loads() {
 fn truncated_files_are_errors_naming_offsets() {
     let bytes = small_saved();
     let header_end = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    for cut in [0, 1, 7, 8, 9, header_end / 2, header_end - 1, header_end, header_end + 1, bytes.len() - 4, bytes.len() - 1]
-    {
+    for cut in [
+        0,
+        1,
+        7,
+        8,
+        9,
+        header_end / 2,
+        header_end - 1,
+        header_end,
+        header_end + 1,
+        bytes.len() - 4,
+        bytes.len() - 1,
+    ] {
         let err = load_err(&bytes[..cut]);
         assert!(err.contains("byte") || err.contains("truncated"), "cut at {cut}: {err}");
     }
@@ -275,7 +293,10 @@ fn flipped_bytes_in_header_and_data_are_errors() {
             let mut bad = bytes.clone();
             bad[pos] ^= flip;
             // A flip that only changes JSON whitespace padding changes nothing: that one may load.
-            let was_padding = pos >= 8 && pos < header_end && bytes[pos] == b' ' && matches!(bad[pos], b'\t' | b'\n' | b'\r');
+            let was_padding = pos >= 8
+                && pos < header_end
+                && bytes[pos] == b' '
+                && matches!(bad[pos], b'\t' | b'\n' | b'\r');
             if !was_padding {
                 load_err(&bad);
             }
@@ -356,14 +377,18 @@ fn bad_configs_are_clear_errors() {
     assert!(err.contains("hinge"), "{err}");
     let err = load_err(&edit_config(&bytes, |c| c["compile"]["metrics"][0] = "f1".into()));
     assert!(err.contains("f1"), "{err}");
-    let err = load_err(&edit_config(&bytes, |c| c.as_object_mut().unwrap().remove("training").map(|_| ()).unwrap()));
+    let err = load_err(&edit_config(&bytes, |c| {
+        c.as_object_mut().unwrap().remove("training").map(|_| ()).unwrap()
+    }));
     assert!(err.contains("training"), "{err}");
     let err = load_err(&edit_config(&bytes, |c| c["layers"][2]["config"]["rate"] = (-0.5).into()));
     assert!(err.contains("rate"), "{err}");
     // A huge layer cannot make loading allocate more than the file holds.
     let err = load_err(&edit_config(&bytes, |c| c["layers"][1]["config"]["units"] = (1u64 << 40).into()));
     assert!(err.contains("units") || err.contains("weights"), "{err}");
-    let err = load_err(&edit_config(&bytes, |c| c["build_input_shape"] = serde_json::json!([1u64 << 40, 1u64 << 40])));
+    let err = load_err(&edit_config(&bytes, |c| {
+        c["build_input_shape"] = serde_json::json!([1u64 << 40, 1u64 << 40])
+    }));
     assert!(!err.is_empty());
     let err = load_err(&reencode(&bytes, |m, _| {
         m.insert("format_version".into(), "2".into());
@@ -405,8 +430,10 @@ impl Write for FailAfter<'_> {
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<_> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     v.sort();
     v
 }
@@ -423,9 +450,8 @@ fn an_interrupted_save_leaves_the_previous_file_loadable() {
     fit(&mut new, 0, 2);
     let size = new.to_bytes().unwrap().len();
     for n in [0, 1, 8, 100, size / 2, size - 1] {
-        let result = kerust::saving::write_atomic(&path, |w| {
-            new.save_to_writer(&mut FailAfter { inner: w, left: n })
-        });
+        let result =
+            kerust::saving::write_atomic(&path, |w| new.save_to_writer(&mut FailAfter { inner: w, left: n }));
         let err = result.unwrap_err().to_string();
         assert!(err.contains("no space"), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), old_bytes, "after failing at byte {n}");
@@ -450,19 +476,24 @@ fn checkpoint_fills_placeholders_and_keeps_the_best() {
     let mut m = model(4);
     let (x, y) = data();
     let mut ckpt = ModelCheckpoint::new(template).save_best_only(true);
-    let h = m.fit(&x, &y).epochs(4).batch_size(8).verbose(0).validation_split(0.25).callback_ref(&mut ckpt).run().unwrap();
+    let h = m
+        .fit(&x, &y)
+        .epochs(4)
+        .batch_size(8)
+        .verbose(0)
+        .validation_split(0.25)
+        .callback_ref(&mut ckpt)
+        .run()
+        .unwrap();
     let val = h.get("val_loss").unwrap();
     let mut best = f32::INFINITY;
-    let expected: Vec<String> = val
-        .iter()
-        .enumerate()
-        .filter_map(|(e, &v)| {
-            (v < best).then(|| {
-                best = v;
-                format!("m-{:02}-{v:.3}.safetensors", e + 1)
-            })
-        })
-        .collect();
+    let mut expected = Vec::new();
+    for (e, &v) in val.iter().enumerate() {
+        if v < best {
+            best = v;
+            expected.push(format!("m-{:02}-{v:.3}.safetensors", e + 1));
+        }
+    }
     let names: Vec<String> =
         ckpt.saved_paths().iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
     assert_eq!(names, expected);
@@ -471,7 +502,8 @@ fn checkpoint_fills_placeholders_and_keeps_the_best() {
     assert!(load_model(last).is_ok());
 
     let weights_only = dir.path("w.safetensors");
-    let mut wc = ModelCheckpoint::new(weights_only.display().to_string()).save_weights_only(true).monitor("loss");
+    let mut wc =
+        ModelCheckpoint::new(weights_only.display().to_string()).save_weights_only(true).monitor("loss");
     m.fit(&x, &y).epochs(1).verbose(0).callback_ref(&mut wc).run().unwrap();
     assert!(load_model(&weights_only).is_err());
     model(5).load_weights(&weights_only).unwrap();

@@ -274,10 +274,7 @@ mod tests {
         let mut logs = Logs::new();
         logs.set("val_loss", 0.123_456);
         logs.set("accuracy", 0.5);
-        assert_eq!(
-            format_filepath("m-{epoch:02d}-{val_loss:.2f}.st", 3, &logs).unwrap(),
-            "m-03-0.12.st"
-        );
+        assert_eq!(format_filepath("m-{epoch:02d}-{val_loss:.2f}.st", 3, &logs).unwrap(), "m-03-0.12.st");
         assert_eq!(format_filepath("{epoch}/{accuracy:.3f}/{accuracy}", 12, &logs).unwrap(), "12/0.500/0.5");
         assert_eq!(format_filepath("{epoch:3d}", 7, &logs).unwrap(), "  7");
         assert!(format_filepath("{val_acc}", 1, &logs).is_err());

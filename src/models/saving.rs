@@ -139,7 +139,10 @@ impl Sequential {
                 Metrics::Resolved(ms) => ms.iter().map(|m| m.name().to_string()).collect(),
             };
             compile = Some(CompileConfig {
-                loss: NamedConfig { name: c.loss.name().into(), config: c.loss.config().into_iter().collect() },
+                loss: NamedConfig {
+                    name: c.loss.name().into(),
+                    config: c.loss.config().into_iter().collect(),
+                },
                 optimizer: OptimizerConfig {
                     name: c.optimizer.name().into(),
                     config: c.optimizer.config().into_iter().collect(),
@@ -222,7 +225,10 @@ fn check_weights<'f>(model: &Sequential, file: &'f Decoded, source: &str) -> Res
         .iter()
         .find(|(n, _)| !n.starts_with(OPTIMIZER_PREFIX) && !model.params.iter().any(|(_, p)| p.name == *n))
     {
-        return Err(format_error(source, format!("tensor {extra} does not belong to any weight of the model")));
+        return Err(format_error(
+            source,
+            format!("tensor {extra} does not belong to any weight of the model"),
+        ));
     }
     Ok(out)
 }
@@ -266,15 +272,17 @@ fn load_model_from(bytes: &[u8], source: &str) -> Result<Sequential> {
         other => {
             return Err(format_error(
                 source,
-                format!("metadata `format` is {other:?}; expected \"{MODEL_FORMAT}\" (a file from Sequential::save)"),
+                format!(
+                "metadata `format` is {other:?}; expected \"{MODEL_FORMAT}\" (a file from Sequential::save)"
+            ),
             ))
         }
     }
     let Some(json) = file.metadata.get("model_config") else {
         return Err(format_error(source, "the metadata has no `model_config`"));
     };
-    let config: ModelConfig = serde_json::from_str(json)
-        .map_err(|e| format_error(source, format!("model_config: {e}")))?;
+    let config: ModelConfig =
+        serde_json::from_str(json).map_err(|e| format_error(source, format!("model_config: {e}")))?;
     if config.class_name != "Sequential" {
         return Err(Error::UnknownName {
             kind: "model class",
@@ -323,7 +331,10 @@ fn load_model_from(bytes: &[u8], source: &str) -> Result<Sequential> {
     match config.compile {
         None => {
             if let Some((n, _)) = file.tensors.iter().find(|(n, _)| n.starts_with(OPTIMIZER_PREFIX)) {
-                return Err(format_error(source, format!("tensor {n}: optimizer state in an uncompiled model")));
+                return Err(format_error(
+                    source,
+                    format!("tensor {n}: optimizer state in an uncompiled model"),
+                ));
             }
         }
         Some(c) => {

@@ -212,6 +212,11 @@ impl<'m, 'a> Fit<'m, 'a> {
         let mut loss_tracker = Mean::new();
         let mut logs = Logs::new();
         let mut metrics = model.take_metrics();
+        let checked = model.check_metrics(&metrics, &train_y, val.as_ref().map(|(_, vy)| vy));
+        if let Err(e) = checked {
+            model.put_metrics(metrics);
+            return Err(e);
+        }
         let result = (|| -> Result<()> {
             for epoch in initial_epoch..epochs {
                 for cb in all.iter_mut() {
@@ -353,6 +358,23 @@ impl Sequential {
         }
     }
 
+    /// Checks every metric against the targets' and the predictions' shapes (samples first).
+    fn check_metrics(
+        &self,
+        metrics: &[Box<dyn Metric>],
+        y: &ArrayViewD<'_, f32>,
+        val_y: Option<&ArrayViewD<'_, f32>>,
+    ) -> Result<()> {
+        let out = self.output_shape().unwrap_or_default();
+        for y in std::iter::once(y).chain(val_y) {
+            let pred: Vec<usize> = y.shape().iter().take(1).chain(out).copied().collect();
+            for m in metrics {
+                m.check_shapes(y.shape(), &pred)?;
+            }
+        }
+        Ok(())
+    }
+
     fn put_metrics(&mut self, metrics: Vec<Box<dyn Metric>>) {
         if let Some(compiled) = self.compiled.as_mut() {
             compiled.metrics = Metrics::Resolved(metrics);
@@ -471,6 +493,10 @@ impl Sequential {
         }
         self.prepare(&x, &y, "evaluate")?;
         let mut metrics = self.take_metrics();
+        if let Err(e) = self.check_metrics(&metrics, &y, None) {
+            self.put_metrics(metrics);
+            return Err(e);
+        }
         let logs = self.evaluate_views(&x, &y, batch_size, &mut metrics);
         self.put_metrics(metrics);
         Ok(logs)
@@ -494,7 +520,6 @@ impl Sequential {
         if batch_size == 0 {
             return Err(Error::invalid_argument("batch_size", 0, "must be at least 1"));
         }
-        let dummy_y = ArrayD::<f32>::zeros(IxDyn(&[x.len_of(Axis(0)).max(1), 1]));
         if x.ndim() < 2 || x.len_of(Axis(0)) == 0 {
             return Err(Error::shape("predict inputs", "at least one sample", format!("{:?}", x.shape())));
         }
@@ -504,7 +529,6 @@ impl Sequential {
         }
         let input = self.input_shape.clone().unwrap_or_default();
         if x.shape()[1..] != input[..] {
-            let _ = dummy_y;
             return Err(Error::shape(
                 "predict: the inputs do not match the model's input",
                 format!("{} (samples first)", shape_str(&input)),
@@ -535,11 +559,17 @@ impl Sequential {
     ) -> Result<Logs> {
         let (x, y) = (x.into().into_dyn(), y.into().into_dyn());
         if self.compiled.is_none() {
-            return Err(Error::NotReady("train_on_batch before compile: call model.compile(...) first".into()));
+            return Err(Error::NotReady(
+                "train_on_batch before compile: call model.compile(...) first".into(),
+            ));
         }
         self.prepare(&x, &y, "train_on_batch")?;
         let rows: Vec<usize> = (0..x.len_of(Axis(0))).collect();
         let mut metrics = self.take_metrics();
+        if let Err(e) = self.check_metrics(&metrics, &y, None) {
+            self.put_metrics(metrics);
+            return Err(e);
+        }
         metrics.iter_mut().for_each(|m| m.reset());
         let loss = self.train_step(&x, &y, &rows, &mut metrics);
         let mut logs = Logs::new();

@@ -56,7 +56,11 @@ fn checksum<'a>(
 }
 
 /// The bytes of a file: `format` (`kerust.model` or `kerust.weights`), `extra` metadata, the tensors.
-pub(crate) fn encode(format: &str, extra: &[(&str, String)], tensors: &[(String, &Tensor)]) -> Result<Vec<u8>> {
+pub(crate) fn encode(
+    format: &str,
+    extra: &[(&str, String)],
+    tensors: &[(String, &Tensor)],
+) -> Result<Vec<u8>> {
     let mut metadata = BTreeMap::new();
     metadata.insert("format".to_string(), format.to_string());
     metadata.insert("format_version".to_string(), FORMAT_VERSION.to_string());
@@ -67,7 +71,11 @@ pub(crate) fn encode(format: &str, extra: &[(&str, String)], tensors: &[(String,
     let mut raw: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         if !seen.insert(name.as_str()) {
-            return Err(Error::invalid_argument("weights", name, "two weights have this name; rename a layer"));
+            return Err(Error::invalid_argument(
+                "weights",
+                name,
+                "two weights have this name; rename a layer",
+            ));
         }
         if name.is_empty() || name == "__metadata__" {
             return Err(Error::invalid_argument("weights", name, "is not a valid tensor name"));
@@ -151,8 +159,7 @@ pub(crate) fn decode(bytes: &[u8], source: &str) -> Result<Decoded> {
         let Some(stored) = metadata.get("checksum") else {
             return Err(format_error(source, "the metadata has no `checksum`"));
         };
-        let computed =
-            checksum(&metadata, raw.iter().map(|(n, s, d)| (n.as_str(), s.as_slice(), &d[..])));
+        let computed = checksum(&metadata, raw.iter().map(|(n, s, d)| (n.as_str(), s.as_slice(), &d[..])));
         if *stored != computed {
             return Err(format_error(
                 source,
@@ -184,10 +191,7 @@ fn explain(e: &SafeTensorError, bytes: &[u8]) -> String {
                 .get(8..8 + n)
                 .and_then(|h| serde_json::from_slice::<serde_json::Value>(h).ok())
                 .and_then(|v| {
-                    v.as_object()?
-                        .values()
-                        .filter_map(|t| t.get("data_offsets")?.get(1)?.as_u64())
-                        .max()
+                    v.as_object()?.values().filter_map(|t| t.get("data_offsets")?.get(1)?.as_u64()).max()
                 })
                 .unwrap_or(0);
             format!(
@@ -208,8 +212,7 @@ mod tests {
     fn round_trip_and_checks() {
         let a = ndarray::array![[1.0f32, -2.5], [3.0, f32::MIN_POSITIVE]].into_dyn();
         let b = ndarray::array![7.0f32].into_dyn();
-        let bytes =
-            encode("kerust.weights", &[], &[("a/kernel".into(), &a), ("a/bias".into(), &b)]).unwrap();
+        let bytes = encode("kerust.weights", &[], &[("a/kernel".into(), &a), ("a/bias".into(), &b)]).unwrap();
         let d = decode(&bytes, "t").unwrap();
         assert_eq!(d.get("a/kernel"), Some(&a));
         assert_eq!(d.get("a/bias"), Some(&b));
