@@ -377,3 +377,18 @@ fn unbuilt_model_rolls_back_a_failed_fit() {
     assert!(!model.is_built());
     assert_eq!(model.count_params(), 0);
 }
+
+#[test]
+fn predict_does_not_depend_on_the_batch_size() {
+    let mut model = Sequential::new();
+    model.set_seed(4);
+    model.add(Dense::new(300).activation("relu").input_shape([50])).unwrap();
+    model.add(Dense::new(7).activation("softmax")).unwrap();
+    let mut rng = StdRng::seed_from_u64(13);
+    let x = Array2::from_shape_simple_fn((600, 50), || rng.random_range(-1.0f32..1.0));
+    let default = model.predict(&x).unwrap();
+    for batch in [1, 32, 599, 1000] {
+        assert_eq!(model.predict_with_batch_size(&x, batch).unwrap(), default, "batch {batch}");
+    }
+    assert!(model.predict_with_batch_size(&x, 0).is_err());
+}

@@ -1,7 +1,7 @@
 //! Matrix products: ndarray's GEMM (matrixmultiply), split across threads when a product is large enough to
 //! pay for it.
 //!
-//! A product is split by columns of the output: each thread computes `C[:, part] = A · B[:, part]`, packing all
+//! A product is split by columns of the output: each part computes `C[:, part] = A · B[:, part]`, packing all
 //! of `A` (the batch side, small) and its part of `B`. Each output element is summed in the same order as
 //! on one thread, so results are identical, bit for bit, whatever the thread count.
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,35 +50,38 @@ pub(crate) fn gemm(
 ) {
     let (m, k) = a.dim();
     let n = b.ncols();
-    let threads = num_threads().min(n / 16).max(1);
+    let threads = num_threads();
     if threads == 1 || m * n * k < PARALLEL_MIN_MACS {
         general_mat_mul(alpha, a, b, beta, c);
         return;
     }
-    // Column blocks of a multiple of 16, the widest micro-kernel's width, so no thread gets a ragged edge
-    // that the others do not.
-    let block = n.div_ceil(threads).next_multiple_of(16);
-    std::thread::scope(|scope| {
-        let mut rest_b = b.view();
-        let mut rest_c = c.view_mut();
-        let mut local = None;
-        while rest_b.ncols() > 0 {
-            let width = block.min(rest_b.ncols());
-            let (b_part, b_rest) = rest_b.split_at(Axis(1), width);
-            let (c_part, c_rest) = rest_c.split_at(Axis(1), width);
-            (rest_b, rest_c) = (b_rest, c_rest);
-            if local.is_none() {
-                // The calling thread takes the first block itself.
-                local = Some((b_part, c_part));
-            } else {
-                let mut c_part = c_part;
-                scope.spawn(move || general_mat_mul(alpha, a, &b_part, beta, &mut c_part));
-            }
-        }
-        if let Some((b_part, mut c_part)) = local {
-            general_mat_mul(alpha, a, &b_part, beta, &mut c_part);
-        }
-    });
+    // Twice as many parts as threads, so that a core slowed by other work costs at most a small part.
+    let parts = 2 * threads;
+    let width = n.div_ceil(parts).next_multiple_of(16);
+    split(alpha, a, b.view(), beta, c.view_mut(), width);
+}
+
+/// Halves the columns until parts are at most `width` wide, and runs the halves with `rayon::join`: an idle
+/// worker takes the second half; if none is free, the caller runs it itself, so a busy machine never waits.
+fn split(
+    alpha: f32,
+    a: &ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    beta: f32,
+    mut c: ArrayViewMut2<'_, f32>,
+    width: usize,
+) {
+    let n = b.ncols();
+    if n <= width {
+        general_mat_mul(alpha, a, &b, beta, &mut c);
+        return;
+    }
+    // Column blocks of a multiple of 16, the widest micro-kernel's width, so no part gets a ragged edge that
+    // the single-threaded product would not have.
+    let mid = (n / 2).next_multiple_of(16).min(n);
+    let (b1, b2) = b.split_at(Axis(1), mid);
+    let (c1, c2) = c.split_at(Axis(1), mid);
+    rayon::join(|| split(alpha, a, b1, beta, c1, width), || split(alpha, a, b2, beta, c2, width));
 }
 
 #[cfg(test)]
@@ -95,9 +98,12 @@ mod tests {
         let mut split = Array2::from_elem((128, 520), f32::NAN); // stale content must not leak with beta = 0
         gemm(1.0, &a.view(), &b.view(), 0.0, &mut split.view_mut());
         assert_eq!(single, split);
-        // Accumulating form, through a transposed view as backward uses it.
-        let mut acc = single.clone();
-        gemm(1.0, &a.view(), &b.view(), 1.0, &mut acc.view_mut());
-        assert_eq!(acc, &single * 2.0);
+        // The accumulating form (beta = 1), with a transposed operand as backward uses it.
+        let at = a.t().to_owned();
+        let (mut acc_single, mut acc_split) = (single.clone(), single.clone());
+        general_mat_mul(1.0, &at.t(), &b, 1.0, &mut acc_single);
+        gemm(1.0, &at.t(), &b.view(), 1.0, &mut acc_split.view_mut());
+        assert_eq!(acc_single, acc_split);
+        assert!(acc_split.iter().zip(&single).all(|(a, s)| (a - 2.0 * s).abs() <= 1e-3 * s.abs().max(1.0)));
     }
 }

@@ -18,7 +18,7 @@ mod summary;
 mod training;
 
 pub use saving::{load_model, load_model_from_bytes};
-pub use training::Fit;
+pub use training::{Fit, PREDICT_BATCH_SIZE};
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;

@@ -10,6 +10,11 @@ use crate::layers::CallContext;
 use crate::metrics::{Mean, Metric};
 use crate::{Error, Result};
 
+/// Samples per batch in [`Sequential::predict`]. Keras uses 32; kerust uses 256 because outputs do not depend on
+/// it (each row is computed the same way) while matrix products on 256 rows run about 1.5x faster than on 32,
+/// for little memory (the bigger MNIST model's activations for 256 rows take 0.8 MB).
+pub const PREDICT_BATCH_SIZE: usize = 256;
+
 /// A `fit` being set up: chain its settings, then [`Fit::run`]. Defaults are Keras': `batch_size` 32, `epochs`
 /// 1, `verbose` 1, `shuffle` true, no validation.
 ///
@@ -502,12 +507,13 @@ impl Sequential {
         Ok(logs)
     }
 
-    /// The model's outputs for `x`, computed in batches of 32 without recording gradients.
+    /// The model's outputs for `x`, computed without recording gradients, [`PREDICT_BATCH_SIZE`] samples at a
+    /// time.
     ///
     /// # Errors
     /// If `x` does not match the model's input shape (a model without a known input shape is built from `x`).
     pub fn predict<'a, D: Dimension>(&mut self, x: impl AsArray<'a, f32, D>) -> Result<Tensor> {
-        self.predict_with_batch_size(x, 32)
+        self.predict_with_batch_size(x, PREDICT_BATCH_SIZE)
     }
 
     /// [`Sequential::predict`] with another batch size.

@@ -96,20 +96,34 @@ impl Adam {
             let (m, v) = (ms.get(id, w.shape()), vs.get(id, w.shape()));
             if amsgrad {
                 let v_hat = v_hats.get(id, w.shape());
-                Zip::from(w).and(g).and(m).and(v).and(v_hat).for_each(|w, &g, m, v, v_hat| {
+                let parallel = super::parallel(w.len());
+                let zip = Zip::from(w).and(g).and(m).and(v).and(v_hat);
+                let update = |w: &mut f32, &g: &f32, m: &mut f32, v: &mut f32, v_hat: &mut f32| {
                     *w -= *w * decay;
                     *m += (g - *m) * (1.0 - b1);
                     *v += (g * g - *v) * (1.0 - b2);
                     *v_hat = v_hat.max(*v);
                     *w -= alpha * *m / (v_hat.sqrt() + eps);
-                });
+                };
+                if parallel {
+                    zip.par_for_each(update);
+                } else {
+                    zip.for_each(update);
+                }
             } else {
-                Zip::from(w).and(g).and(m).and(v).for_each(|w, &g, m, v| {
+                let parallel = super::parallel(w.len());
+                let zip = Zip::from(w).and(g).and(m).and(v);
+                let update = |w: &mut f32, &g: &f32, m: &mut f32, v: &mut f32| {
                     *w -= *w * decay;
                     *m += (g - *m) * (1.0 - b1);
                     *v += (g * g - *v) * (1.0 - b2);
                     *w -= alpha * *m / (v.sqrt() + eps);
-                });
+                };
+                if parallel {
+                    zip.par_for_each(update);
+                } else {
+                    zip.for_each(update);
+                }
             }
         });
         self.iterations += 1;

@@ -83,6 +83,13 @@ pub trait Optimizer: Send {
 }
 
 /// Calls `update(id, value, gradient)` for every parameter that is trainable and has a gradient.
+/// Whether an update of `len` elements is worth splitting over cores: Adam's update of a 784 x 512 kernel is
+/// memory-bound and costs as much as a tenth of the bigger model's step on one core; the tutorial's are too
+/// small to pay for the hand-off.
+fn parallel(len: usize) -> bool {
+    len >= 1 << 16 && crate::autodiff::num_threads() > 1
+}
+
 fn for_each_trainable(
     params: &mut ParamStore,
     grads: &Gradients,
