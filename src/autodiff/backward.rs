@@ -5,7 +5,7 @@
 //! (matmul, with `beta = 0`) or zero-fills it first ([`Sink::zeroed`]); later ones add.
 use ndarray::{ArrayViewD, ArrayViewMut2, Axis, Ix2, Ix3, Zip};
 
-use super::ops::{AxisSet, Binary, CustomOp, Perm};
+use super::ops::{rows_of, rows_of_mut, AxisSet, Binary, CustomOp, Perm};
 use super::unary::{sigmoid, Unary};
 use super::{empty, fit_buffer, Gradients, Node, ParamId, ParamStore, Tensor, Values, Workspace};
 
@@ -459,6 +459,23 @@ fn apply(op: &Op, id: usize, g: ArrayViewD<'_, f32>, vals: &Values<'_>, aux: &Te
             let last = Axis(x.ndim() - 1);
             let g_rows = g.iter();
             let lse = aux.iter();
+            // The hot path (the tutorial's loss): contiguous rows, written on first contribution.
+            if !sink.nodes[targets].requires_grad {
+                if let (Some(xs), Some(ts), Some((d, fresh))) =
+                    (rows_of(&x), rows_of(&t), sink.target(logits, x.shape()))
+                {
+                    if let Some(ds) = rows_of_mut(d) {
+                        for (((d, x), t), (&g, &lse)) in ds.zip(xs).zip(ts).zip(g_rows.zip(lse)) {
+                            let mass: f32 = t.iter().sum();
+                            for ((d, &x), &t) in d.iter_mut().zip(x).zip(t) {
+                                let v = g * ((x - lse).exp() * mass - t);
+                                *d = if fresh { v } else { *d + v };
+                            }
+                        }
+                        return;
+                    }
+                }
+            }
             if let Some(d) = sink.zeroed(logits, x.shape()) {
                 for (((mut d, x), t), (&g, &lse)) in d
                     .lanes_mut(last)

@@ -475,17 +475,22 @@ impl<'t> Var<'t> {
         let shape = self.shape();
         assert!(axis < shape.len(), "softmax: axis {axis} for a value of shape {shape:?}");
         self.tape.push(Op::Softmax(self.id, axis), &shape, |v, out, _| {
-            Zip::from(out.lanes_mut(Axis(axis))).and(v.get(self.id).lanes(Axis(axis))).for_each(
-                |mut o, x| {
-                    let max = x.fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-                    let mut total = 0.0;
-                    Zip::from(&mut o).and(&x).for_each(|o, &x| {
-                        *o = (x - max).exp();
-                        total += *o;
-                    });
-                    o.mapv_inplace(|e| e / total);
-                },
-            );
+            let x = v.get(self.id);
+            if axis + 1 == x.ndim() {
+                if let (Some(xs), Some(os)) = (rows_of(&x), rows_of_mut(out)) {
+                    xs.zip(os).for_each(|(x, o)| softmax_row(x, o));
+                    return;
+                }
+            }
+            Zip::from(out.lanes_mut(Axis(axis))).and(x.lanes(Axis(axis))).for_each(|mut o, x| {
+                let max = x.fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                let mut total = 0.0;
+                Zip::from(&mut o).and(&x).for_each(|o, &x| {
+                    *o = (x - max).exp();
+                    total += *o;
+                });
+                o.mapv_inplace(|e| e / total);
+            });
         })
     }
 
@@ -515,6 +520,14 @@ impl<'t> Var<'t> {
             |v, out, aux| {
                 super::fit_buffer(aux, &rows);
                 let (x, t) = (v.get(self.id), v.get(targets.id));
+                if let (Some(xs), Some(ts)) = (rows_of(&x), rows_of(&t)) {
+                    for (((o, lse_out), x), t) in out.iter_mut().zip(aux.iter_mut()).zip(xs).zip(ts) {
+                        let lse = logsumexp(x.iter().copied());
+                        *lse_out = lse;
+                        *o = -x.iter().zip(t).map(|(&x, &t)| t * (x - lse)).sum::<f32>();
+                    }
+                    return;
+                }
                 let last = Axis(x.ndim() - 1);
                 for (((o, lse_out), x), t) in
                     out.iter_mut().zip(aux.iter_mut()).zip(x.lanes(last)).zip(t.lanes(last))
@@ -639,6 +652,33 @@ impl<'t> Var<'t> {
     }
 }
 
+/// The rows along the last axis as slices, when the value is contiguous (tape buffers and parameters always
+/// are): the fast path of the row-wise ops, free of n-d iteration.
+pub(crate) fn rows_of<'a>(v: &ArrayViewD<'a, f32>) -> Option<std::slice::ChunksExact<'a, f32>> {
+    let width = *v.shape().last()?;
+    (width > 0).then_some(())?;
+    v.to_slice().map(|s| s.chunks_exact(width))
+}
+
+/// [`rows_of`] for a buffer being written.
+pub(crate) fn rows_of_mut(t: &mut Tensor) -> Option<std::slice::ChunksExactMut<'_, f32>> {
+    let width = *t.shape().last()?;
+    (width > 0).then_some(())?;
+    t.as_slice_mut().map(|s| s.chunks_exact_mut(width))
+}
+
+/// Stable softmax of one row.
+fn softmax_row(x: &[f32], out: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut total = 0.0;
+    for (o, &x) in out.iter_mut().zip(x) {
+        *o = (x - max).exp();
+        total += *o;
+    }
+    let inv = 1.0 / total;
+    out.iter_mut().for_each(|o| *o *= inv);
+}
+
 /// `log(sum(exp(x)))` without overflow.
 fn logsumexp(x: impl Iterator<Item = f32> + Clone) -> f32 {
     let max = x.clone().fold(f32::NEG_INFINITY, f32::max);
@@ -734,6 +774,19 @@ mod dense_tests {
             check_gradients(&[x.clone(), w.clone()], |v| v[0].dense(v[1], None, act))
                 .unwrap_or_else(|e| panic!("{act:?} without bias: {e}"));
         }
+    }
+
+    #[test]
+    fn cross_entropy_against_constant_targets_matches_finite_differences() {
+        // Constant targets take the contiguous fast path of the backward rule (the training loop's case);
+        // run it twice on one tape so the second contribution accumulates.
+        let t = rnd(&[4, 5], 7).mapv(f32::abs);
+        check_gradients(&[rnd(&[4, 5], 8)], |v| {
+            let targets = v[0].tape().constant(t.view());
+            let ce = v[0].softmax_cross_entropy(targets);
+            ce.add(v[0].mul_scalar(2.0).softmax_cross_entropy(targets))
+        })
+        .unwrap();
     }
 
     #[test]
