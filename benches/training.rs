@@ -108,7 +108,7 @@ fn predict(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(5)).sample_size(20);
     for threads in [1, 2] {
         set_num_threads(threads);
-        group.bench_function(BenchmarkId::new("batch_32", format!("{threads}_threads")), |b| {
+        group.bench_function(BenchmarkId::new("default_batch_256", format!("{threads}_threads")), |b| {
             b.iter(|| model.predict(&x).unwrap())
         });
         group.bench_function(BenchmarkId::new("batch_500", format!("{threads}_threads")), |b| {
