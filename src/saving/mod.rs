@@ -33,7 +33,7 @@
 //! Every save goes through [`write_atomic`]: a temporary file beside the target, flushed and `sync_all`ed, then
 //! renamed over it (and the folder synced, on Unix). A crash or a full disk mid-save leaves the previous file
 //! as it was. Loading checks everything (header, checksum, version, layer types and settings, tensor names,
-//! dtypes and shapes, optimizer state) before a model is touched; each problem is an [`Error`] naming the
+//! dtypes and shapes, optimizer state) before a model is touched; each problem is an [`Error`](crate::Error) naming the
 //! tensor, the expected and the found shape, or the byte offset.
 //!
 //! ```
