@@ -1,5 +1,5 @@
 //! [`EarlyStopping`]: stop training when a monitored quantity has stopped improving.
-use super::monitor::{available, check_monitor};
+use super::monitor::{check_monitor, Margin, Monitor};
 use super::{Callback, Logs, Mode, TrainParams};
 use crate::autodiff::Tensor;
 use crate::models::Sequential;
@@ -40,18 +40,14 @@ use crate::{Error, Result};
 /// ```
 #[derive(Clone, Debug)]
 pub struct EarlyStopping {
-    monitor: String,
-    min_delta: f32,
+    /// `monitor`, `mode`, `min_delta`, and the best value and epochs waited of the current fit.
+    watch: Monitor,
     patience: usize,
     verbose: u8,
-    mode: Mode,
     baseline: Option<f32>,
     restore_best_weights: bool,
     start_from_epoch: usize,
     // State of the current fit.
-    resolved: Mode,
-    wait: usize,
-    best: f32,
     best_epoch: Option<usize>,
     stopped_epoch: Option<usize>,
     best_weights: Option<Vec<Tensor>>,
@@ -59,7 +55,6 @@ pub struct EarlyStopping {
     restored: bool,
     /// The last epoch that ended.
     last_epoch: Option<usize>,
-    warned: bool,
 }
 
 impl Default for EarlyStopping {
@@ -72,35 +67,29 @@ impl EarlyStopping {
     /// Keras' defaults: monitor `"val_loss"`, `patience` 0, no restoring.
     pub fn new() -> Self {
         EarlyStopping {
-            monitor: "val_loss".into(),
-            min_delta: 0.0,
+            watch: Monitor::new(0.0, Margin::OnValue, ("Early stopping conditioned on", "")),
             patience: 0,
             verbose: 0,
-            mode: Mode::Auto,
             baseline: None,
             restore_best_weights: false,
             start_from_epoch: 0,
-            resolved: Mode::Min,
-            wait: 0,
-            best: f32::INFINITY,
             best_epoch: None,
             stopped_epoch: None,
             best_weights: None,
             restored: false,
             last_epoch: None,
-            warned: false,
         }
     }
 
     /// The log entry to watch (default `"val_loss"`).
     pub fn monitor(mut self, monitor: impl Into<String>) -> Self {
-        self.monitor = monitor.into();
+        self.watch.monitor = monitor.into();
         self
     }
 
     /// The smallest change that counts as an improvement (default 0; its absolute value is used, as in Keras).
     pub fn min_delta(mut self, min_delta: f32) -> Self {
-        self.min_delta = min_delta.abs();
+        self.watch.min_delta = min_delta.abs();
         self
     }
 
@@ -118,7 +107,7 @@ impl EarlyStopping {
 
     /// Whether the quantity should decrease or increase (default [`Mode::Auto`]).
     pub fn mode(mut self, mode: Mode) -> Self {
-        self.mode = mode;
+        self.watch.mode = mode;
         self
     }
 
@@ -145,9 +134,13 @@ impl EarlyStopping {
     /// # Errors
     /// [`Error::InvalidArgument`] for an empty `monitor`, or a `min_delta` or `baseline` that is not finite.
     pub fn validate(&self) -> Result<()> {
-        check_monitor(&self.monitor)?;
-        if !self.min_delta.is_finite() {
-            return Err(Error::invalid_argument("min_delta", self.min_delta, "must be a finite number"));
+        check_monitor(&self.watch.monitor)?;
+        if !self.watch.min_delta.is_finite() {
+            return Err(Error::invalid_argument(
+                "min_delta",
+                self.watch.min_delta,
+                "must be a finite number",
+            ));
         }
         if let Some(b) = self.baseline.filter(|b| !b.is_finite()) {
             return Err(Error::invalid_argument("baseline", b, "must be a finite number"));
@@ -163,7 +156,7 @@ impl EarlyStopping {
 
     /// The best monitored value of the last `fit` (`inf` in mode min, `-inf` in mode max before any).
     pub fn best(&self) -> f32 {
-        self.best
+        self.watch.best
     }
 
     /// The epoch of [`EarlyStopping::best`], once a value was monitored.
@@ -173,14 +166,7 @@ impl EarlyStopping {
 
     /// Epochs counted without improvement so far (Keras' `wait`).
     pub fn wait(&self) -> usize {
-        self.wait
-    }
-
-    fn is_improvement(&self, value: f32, reference: f32) -> bool {
-        match self.resolved {
-            Mode::Max => value - self.min_delta > reference,
-            _ => value + self.min_delta < reference,
-        }
+        self.watch.wait
     }
 
     fn restore(&mut self, model: &mut Sequential) -> Result<()> {
@@ -201,15 +187,12 @@ impl EarlyStopping {
 impl Callback for EarlyStopping {
     fn on_train_begin(&mut self, _: &mut Sequential, _: &TrainParams) -> Result<()> {
         self.validate()?;
-        self.resolved = self.mode.resolve(&self.monitor);
-        self.best = if self.resolved == Mode::Max { f32::NEG_INFINITY } else { f32::INFINITY };
-        self.wait = 0;
+        self.watch.begin();
         self.best_epoch = None;
         self.stopped_epoch = None;
         self.best_weights = None;
         self.restored = false;
         self.last_epoch = None;
-        self.warned = false;
         Ok(())
     }
 
@@ -217,16 +200,7 @@ impl Callback for EarlyStopping {
         // Any epoch run moves the weights away from a restored copy.
         self.restored = false;
         self.last_epoch = Some(epoch);
-        let Some(current) = logs.get(&self.monitor) else {
-            if !self.warned {
-                self.warned = true;
-                eprintln!(
-                    "WARNING: Early stopping conditioned on metric `{}` which is not available. Available \
-                     metrics are: {}",
-                    self.monitor,
-                    available(logs)
-                );
-            }
+        let Some(current) = self.watch.current(logs) else {
             return Ok(());
         };
         if epoch < self.start_from_epoch {
@@ -237,20 +211,20 @@ impl Callback for EarlyStopping {
             self.best_weights = Some(model.get_weights());
             self.best_epoch = Some(epoch);
         }
-        self.wait += 1;
-        if self.is_improvement(current, self.best) {
-            self.best = current;
+        self.watch.wait += 1;
+        if self.watch.is_improvement(current, self.watch.best) {
+            self.watch.best = current;
             self.best_epoch = Some(epoch);
             if self.restore_best_weights {
                 self.best_weights = Some(model.get_weights());
             }
             // Only restart the count when beating both the previous best and the baseline.
-            if self.baseline.is_none_or(|b| self.is_improvement(current, b)) {
-                self.wait = 0;
+            if self.baseline.is_none_or(|b| self.watch.is_improvement(current, b)) {
+                self.watch.wait = 0;
             }
             return Ok(());
         }
-        if self.wait >= self.patience && epoch > 0 {
+        if self.watch.wait >= self.patience && epoch > 0 {
             self.stopped_epoch = Some(epoch);
             model.stop_training();
             if self.restore_best_weights {

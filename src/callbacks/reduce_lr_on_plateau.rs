@@ -1,5 +1,5 @@
 //! [`ReduceLROnPlateau`]: lower the learning rate when a monitored quantity stops improving.
-use super::monitor::{available, check_monitor, check_non_negative};
+use super::monitor::{check_monitor, check_non_negative, Margin, Monitor};
 use super::{Callback, Logs, Mode, TrainParams};
 use crate::models::Sequential;
 use crate::{Error, Result};
@@ -34,20 +34,15 @@ use crate::{Error, Result};
 /// ```
 #[derive(Clone, Debug)]
 pub struct ReduceLROnPlateau {
-    monitor: String,
+    /// `monitor`, `mode`, `min_delta`, and the best value and epochs waited of the current fit.
+    watch: Monitor,
     factor: f32,
     patience: usize,
     verbose: u8,
-    mode: Mode,
-    min_delta: f32,
     cooldown: usize,
     min_lr: f32,
     // State of the current fit.
-    resolved: Mode,
-    best: f32,
-    wait: usize,
     cooldown_counter: usize,
-    warned: bool,
 }
 
 impl Default for ReduceLROnPlateau {
@@ -60,25 +55,23 @@ impl ReduceLROnPlateau {
     /// Keras' defaults: monitor `"val_loss"`, `factor` 0.1, `patience` 10.
     pub fn new() -> Self {
         ReduceLROnPlateau {
-            monitor: "val_loss".into(),
+            watch: Monitor::new(
+                1e-4,
+                Margin::OnReference,
+                ("Learning rate reduction is conditioned on", "."),
+            ),
             factor: 0.1,
             patience: 10,
             verbose: 0,
-            mode: Mode::Auto,
-            min_delta: 1e-4,
             cooldown: 0,
             min_lr: 0.0,
-            resolved: Mode::Min,
-            best: f32::INFINITY,
-            wait: 0,
             cooldown_counter: 0,
-            warned: false,
         }
     }
 
     /// The log entry to watch (default `"val_loss"`).
     pub fn monitor(mut self, monitor: impl Into<String>) -> Self {
-        self.monitor = monitor.into();
+        self.watch.monitor = monitor.into();
         self
     }
 
@@ -102,13 +95,13 @@ impl ReduceLROnPlateau {
 
     /// Whether the quantity should decrease or increase (default [`Mode::Auto`]).
     pub fn mode(mut self, mode: Mode) -> Self {
-        self.mode = mode;
+        self.watch.mode = mode;
         self
     }
 
     /// The smallest change that counts as an improvement (default 1e-4).
     pub fn min_delta(mut self, min_delta: f32) -> Self {
-        self.min_delta = min_delta;
+        self.watch.min_delta = min_delta;
         self
     }
 
@@ -130,7 +123,7 @@ impl ReduceLROnPlateau {
     /// [`Error::InvalidArgument`] for an empty `monitor`, a `factor` outside `[0, 1)` (Keras: "does not
     /// support a factor >= 1.0"), or a `min_lr` or `min_delta` that is negative or not finite.
     pub fn validate(&self) -> Result<()> {
-        check_monitor(&self.monitor)?;
+        check_monitor(&self.watch.monitor)?;
         if !(0.0..1.0).contains(&self.factor) {
             return Err(Error::invalid_argument(
                 "factor",
@@ -139,69 +132,50 @@ impl ReduceLROnPlateau {
             ));
         }
         check_non_negative("min_lr", self.min_lr)?;
-        check_non_negative("min_delta", self.min_delta)
+        check_non_negative("min_delta", self.watch.min_delta)
     }
 
     /// The best monitored value of the current or last `fit` (`inf` in mode min, `-inf` in mode max before
     /// any).
     pub fn best(&self) -> f32 {
-        self.best
+        self.watch.best
     }
 
     /// Epochs counted without improvement since the last reduction or improvement (Keras' `wait`).
     pub fn wait(&self) -> usize {
-        self.wait
+        self.watch.wait
     }
 
     /// Whether a reduction happened less than `cooldown` epochs ago.
     pub fn in_cooldown(&self) -> bool {
         self.cooldown_counter > 0
     }
-
-    fn is_improvement(&self, value: f32) -> bool {
-        match self.resolved {
-            Mode::Max => value > self.best + self.min_delta,
-            _ => value < self.best - self.min_delta,
-        }
-    }
 }
 
 impl Callback for ReduceLROnPlateau {
     fn on_train_begin(&mut self, _: &mut Sequential, _: &TrainParams) -> Result<()> {
         self.validate()?;
-        self.resolved = self.mode.resolve(&self.monitor);
-        self.best = if self.resolved == Mode::Max { f32::NEG_INFINITY } else { f32::INFINITY };
-        self.wait = 0;
+        self.watch.begin();
         self.cooldown_counter = 0;
-        self.warned = false;
         Ok(())
     }
 
     /// # Errors
     /// [`Error::NotReady`] if a reduction is due and the model has no optimizer (not compiled).
     fn on_epoch_end(&mut self, model: &mut Sequential, epoch: usize, logs: &Logs) -> Result<()> {
-        let Some(current) = logs.get(&self.monitor) else {
-            if !self.warned {
-                self.warned = true;
-                eprintln!(
-                    "WARNING: Learning rate reduction is conditioned on metric `{}` which is not available. \
-                     Available metrics are: {}.",
-                    self.monitor,
-                    available(logs)
-                );
-            }
+        let Some(current) = self.watch.current(logs) else {
             return Ok(());
         };
         if self.in_cooldown() {
             self.cooldown_counter -= 1;
-            self.wait = 0;
+            self.watch.wait = 0;
         }
-        if self.is_improvement(current) {
-            self.best = current;
-            self.wait = 0;
+        if self.watch.is_improvement(current, self.watch.best) {
+            self.watch.best = current;
+            self.watch.wait = 0;
         } else if !self.in_cooldown() {
-            self.wait += 1;
-            if self.wait >= self.patience {
+            self.watch.wait += 1;
+            if self.watch.wait >= self.patience {
                 let optimizer = model.optimizer_mut().ok_or_else(|| {
                     Error::NotReady(
                         "ReduceLROnPlateau needs a compiled model (it sets the optimizer's rate)".into(),
@@ -218,7 +192,7 @@ impl Callback for ReduceLROnPlateau {
                         );
                     }
                     self.cooldown_counter = self.cooldown;
-                    self.wait = 0;
+                    self.watch.wait = 0;
                 }
             }
         }
