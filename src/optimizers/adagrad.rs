@@ -61,21 +61,7 @@ impl Adagrad {
 }
 
 impl Optimizer for Adagrad {
-    fn name(&self) -> &str {
-        "adagrad"
-    }
-
-    fn learning_rate(&self) -> f32 {
-        self.learning_rate
-    }
-
-    fn set_learning_rate(&mut self, learning_rate: f32) {
-        self.learning_rate = learning_rate;
-    }
-
-    fn iterations(&self) -> u64 {
-        self.iterations
-    }
+    common_methods!("adagrad");
 
     fn apply(&mut self, params: &mut ParamStore, grads: &Gradients) {
         let (lr, eps) = (self.learning_rate, self.epsilon);

@@ -164,21 +164,7 @@ impl Adam {
 }
 
 impl Optimizer for Adam {
-    fn name(&self) -> &str {
-        "adam"
-    }
-
-    fn learning_rate(&self) -> f32 {
-        self.learning_rate
-    }
-
-    fn set_learning_rate(&mut self, learning_rate: f32) {
-        self.learning_rate = learning_rate;
-    }
-
-    fn iterations(&self) -> u64 {
-        self.iterations
-    }
+    common_methods!("adam");
 
     fn apply(&mut self, params: &mut ParamStore, grads: &Gradients) {
         self.step(params, grads, 0.0);
@@ -262,21 +248,7 @@ impl AdamW {
 }
 
 impl Optimizer for AdamW {
-    fn name(&self) -> &str {
-        "adamw"
-    }
-
-    fn learning_rate(&self) -> f32 {
-        self.adam.learning_rate
-    }
-
-    fn set_learning_rate(&mut self, learning_rate: f32) {
-        self.adam.learning_rate = learning_rate;
-    }
-
-    fn iterations(&self) -> u64 {
-        self.adam.iterations
-    }
+    common_methods!("adamw", adam);
 
     fn apply(&mut self, params: &mut ParamStore, grads: &Gradients) {
         self.adam.step(params, grads, self.weight_decay);

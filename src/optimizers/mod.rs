@@ -25,6 +25,30 @@
 //! assert_eq!(params.value(w), &array![0.8f32, -1.6].into_dyn());
 //! assert_eq!(sgd.iterations(), 1);
 //! ```
+
+/// The [`Optimizer`] methods that are the same in every optimizer: `name` returns the Keras name `$name`, and
+/// `learning_rate`, `set_learning_rate` and `iterations` read or write the fields `learning_rate` and
+/// `iterations` of `self`, or of `self.$inner` (AdamW's inner Adam). Invoked inside each `impl Optimizer`.
+macro_rules! common_methods {
+    ($name:literal $(, $inner:ident)?) => {
+        fn name(&self) -> &str {
+            $name
+        }
+
+        fn learning_rate(&self) -> f32 {
+            self$(.$inner)?.learning_rate
+        }
+
+        fn set_learning_rate(&mut self, learning_rate: f32) {
+            self$(.$inner)?.learning_rate = learning_rate;
+        }
+
+        fn iterations(&self) -> u64 {
+            self$(.$inner)?.iterations
+        }
+    };
+}
+
 mod adagrad;
 mod adam;
 mod config;

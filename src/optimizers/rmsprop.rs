@@ -96,21 +96,7 @@ impl RMSprop {
 }
 
 impl Optimizer for RMSprop {
-    fn name(&self) -> &str {
-        "rmsprop"
-    }
-
-    fn learning_rate(&self) -> f32 {
-        self.learning_rate
-    }
-
-    fn set_learning_rate(&mut self, learning_rate: f32) {
-        self.learning_rate = learning_rate;
-    }
-
-    fn iterations(&self) -> u64 {
-        self.iterations
-    }
+    common_methods!("rmsprop");
 
     fn apply(&mut self, params: &mut ParamStore, grads: &Gradients) {
         let (lr, rho, momentum, eps) = (self.learning_rate, self.rho, self.momentum, self.epsilon);

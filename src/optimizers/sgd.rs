@@ -71,21 +71,7 @@ impl SGD {
 }
 
 impl Optimizer for SGD {
-    fn name(&self) -> &str {
-        "sgd"
-    }
-
-    fn learning_rate(&self) -> f32 {
-        self.learning_rate
-    }
-
-    fn set_learning_rate(&mut self, learning_rate: f32) {
-        self.learning_rate = learning_rate;
-    }
-
-    fn iterations(&self) -> u64 {
-        self.iterations
-    }
+    common_methods!("sgd");
 
     fn apply(&mut self, params: &mut ParamStore, grads: &Gradients) {
         let (lr, momentum, nesterov) = (self.learning_rate, self.momentum, self.nesterov);
