@@ -150,47 +150,75 @@ fn check_fit(metric: &str, rule: &str, y_true: &[usize], y_pred: &[usize]) -> Re
     }
 }
 
-/// The builder that sets the display name, the same for every metric.
-macro_rules! named {
-    () => {
-        /// Logs the metric under `name` instead of its Keras name (`get("acc", ..)` logs as `acc`).
-        pub fn named(mut self, name: impl Into<String>) -> Self {
-            self.name = name.into();
-            self
+/// The part of a streaming metric that is the same for all of them: the struct (after its doc comment) with
+/// the display name, the metric's own settings (`field: type = default`) and a `Running` mean; `Default` with
+/// the Keras name and default settings; `new` (documented by `new_doc`); and the builder `named`. The
+/// `impl Metric` takes `name`, `result` and `reset` from `metric_methods!` and has its own `check_shapes` and
+/// `update`.
+macro_rules! streaming_metric {
+    (
+        $(#[$attr:meta])*
+        pub struct $ty:ident($keras_name:literal $(, $field:ident: $field_ty:ty = $default:expr)*);
+        new_doc: $new_doc:literal;
+    ) => {
+        $(#[$attr])*
+        #[derive(Clone, Debug, PartialEq)]
+        pub struct $ty {
+            name: String,
+            $($field: $field_ty,)*
+            acc: Running,
+        }
+
+        impl Default for $ty {
+            fn default() -> Self {
+                $ty { name: $keras_name.into(), $($field: $default,)* acc: Running::default() }
+            }
+        }
+
+        impl $ty {
+            #[doc = $new_doc]
+            pub fn new() -> Self {
+                Self::default()
+            }
+
+            /// Logs the metric under `name` instead of its Keras name (`get("acc", ..)` logs as `acc`).
+            pub fn named(mut self, name: impl Into<String>) -> Self {
+                self.name = name.into();
+                self
+            }
         }
     };
 }
 
-/// The share of samples whose predicted class (argmax) is the target's argmax (one-hot targets).
-///
-/// Keras: `keras.metrics.CategoricalAccuracy`, name `categorical_accuracy`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CategoricalAccuracy {
-    name: String,
-    acc: Running,
+/// The [`Metric`] methods of every metric made with `streaming_metric!`: the display name, the running mean,
+/// and a reset to no samples.
+macro_rules! metric_methods {
+    () => {
+        fn name(&self) -> &str {
+            &self.name
+        }
+
+        fn result(&self) -> f32 {
+            self.acc.mean()
+        }
+
+        fn reset(&mut self) {
+            self.acc = Running::default();
+        }
+    };
 }
 
-impl Default for CategoricalAccuracy {
-    fn default() -> Self {
-        CategoricalAccuracy { name: "categorical_accuracy".into(), acc: Running::default() }
-    }
-}
-
-impl CategoricalAccuracy {
-    /// A metric with no samples yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    named!();
+streaming_metric! {
+    /// The share of samples whose predicted class (argmax) is the target's argmax (one-hot targets).
+    ///
+    /// Keras: `keras.metrics.CategoricalAccuracy`, name `categorical_accuracy`.
+    pub struct CategoricalAccuracy("categorical_accuracy");
+    new_doc: " A metric with no samples yet.";
 }
 
 impl Metric for CategoricalAccuracy {
     fn check_shapes(&self, y_true: &[usize], y_pred: &[usize]) -> Result<()> {
         check_fit(self.name(), "same shape", y_true, y_pred)
-    }
-
-    fn name(&self) -> &str {
-        &self.name
     }
 
     /// # Panics
@@ -212,46 +240,21 @@ impl Metric for CategoricalAccuracy {
         self.acc.add_rows(hits as f64, rows, batch_size(&y_pred));
     }
 
-    fn result(&self) -> f32 {
-        self.acc.mean()
-    }
-
-    fn reset(&mut self) {
-        self.acc = Running::default();
-    }
+    metric_methods!();
 }
 
-/// The share of samples whose predicted class (argmax) equals the integer label (labels as `f32`, shape
-/// `(batch,)` or `(batch, 1)`).
-///
-/// Keras: `keras.metrics.SparseCategoricalAccuracy`, name `sparse_categorical_accuracy`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SparseCategoricalAccuracy {
-    name: String,
-    acc: Running,
-}
-
-impl Default for SparseCategoricalAccuracy {
-    fn default() -> Self {
-        SparseCategoricalAccuracy { name: "sparse_categorical_accuracy".into(), acc: Running::default() }
-    }
-}
-
-impl SparseCategoricalAccuracy {
-    /// A metric with no samples yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    named!();
+streaming_metric! {
+    /// The share of samples whose predicted class (argmax) equals the integer label (labels as `f32`, shape
+    /// `(batch,)` or `(batch, 1)`).
+    ///
+    /// Keras: `keras.metrics.SparseCategoricalAccuracy`, name `sparse_categorical_accuracy`.
+    pub struct SparseCategoricalAccuracy("sparse_categorical_accuracy");
+    new_doc: " A metric with no samples yet.";
 }
 
 impl Metric for SparseCategoricalAccuracy {
     fn check_shapes(&self, y_true: &[usize], y_pred: &[usize]) -> Result<()> {
         check_fit(self.name(), "sparse", y_true, y_pred)
-    }
-
-    fn name(&self) -> &str {
-        &self.name
     }
 
     /// # Panics
@@ -268,38 +271,18 @@ impl Metric for SparseCategoricalAccuracy {
         self.acc.add_rows(hits as f64, rows, batch_size(&y_pred));
     }
 
-    fn result(&self) -> f32 {
-        self.acc.mean()
-    }
-
-    fn reset(&mut self) {
-        self.acc = Running::default();
-    }
+    metric_methods!();
 }
 
-/// The share of binary predictions (`y_pred > threshold`) that equal the targets, averaged per sample.
-///
-/// Keras: `keras.metrics.BinaryAccuracy(threshold=0.5)`, name `binary_accuracy`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct BinaryAccuracy {
-    name: String,
-    threshold: f32,
-    acc: Running,
-}
-
-impl Default for BinaryAccuracy {
-    fn default() -> Self {
-        BinaryAccuracy { name: "binary_accuracy".into(), threshold: 0.5, acc: Running::default() }
-    }
+streaming_metric! {
+    /// The share of binary predictions (`y_pred > threshold`) that equal the targets, averaged per sample.
+    ///
+    /// Keras: `keras.metrics.BinaryAccuracy(threshold=0.5)`, name `binary_accuracy`.
+    pub struct BinaryAccuracy("binary_accuracy", threshold: f32 = 0.5);
+    new_doc: " Threshold 0.5, no samples yet.";
 }
 
 impl BinaryAccuracy {
-    /// Threshold 0.5, no samples yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    named!();
-
     /// Predictions above `threshold` count as 1.
     pub fn threshold(mut self, threshold: f32) -> Self {
         self.threshold = threshold;
@@ -310,10 +293,6 @@ impl BinaryAccuracy {
 impl Metric for BinaryAccuracy {
     fn check_shapes(&self, y_true: &[usize], y_pred: &[usize]) -> Result<()> {
         check_fit(self.name(), "same length", y_true, y_pred)
-    }
-
-    fn name(&self) -> &str {
-        &self.name
     }
 
     /// # Panics
@@ -328,38 +307,18 @@ impl Metric for BinaryAccuracy {
         self.acc.add_rows(hits as f64, y_pred.len(), batch_size(&y_pred));
     }
 
-    fn result(&self) -> f32 {
-        self.acc.mean()
-    }
-
-    fn reset(&mut self) {
-        self.acc = Running::default();
-    }
+    metric_methods!();
 }
 
-/// The share of samples whose target class (argmax of a one-hot target) is among the `k` highest predictions.
-///
-/// Keras: `keras.metrics.TopKCategoricalAccuracy(k=5)`, name `top_k_categorical_accuracy`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TopKCategoricalAccuracy {
-    name: String,
-    k: usize,
-    acc: Running,
-}
-
-impl Default for TopKCategoricalAccuracy {
-    fn default() -> Self {
-        TopKCategoricalAccuracy { name: "top_k_categorical_accuracy".into(), k: 5, acc: Running::default() }
-    }
+streaming_metric! {
+    /// The share of samples whose target class (argmax of a one-hot target) is among the `k` highest predictions.
+    ///
+    /// Keras: `keras.metrics.TopKCategoricalAccuracy(k=5)`, name `top_k_categorical_accuracy`.
+    pub struct TopKCategoricalAccuracy("top_k_categorical_accuracy", k: usize = 5);
+    new_doc: " `k = 5`, no samples yet.";
 }
 
 impl TopKCategoricalAccuracy {
-    /// `k = 5`, no samples yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    named!();
-
     /// How many of the highest predictions count as a hit.
     pub fn k(mut self, k: usize) -> Self {
         self.k = k;
@@ -370,10 +329,6 @@ impl TopKCategoricalAccuracy {
 impl Metric for TopKCategoricalAccuracy {
     fn check_shapes(&self, y_true: &[usize], y_pred: &[usize]) -> Result<()> {
         check_fit(self.name(), "same shape", y_true, y_pred)
-    }
-
-    fn name(&self) -> &str {
-        &self.name
     }
 
     /// # Panics
@@ -395,42 +350,18 @@ impl Metric for TopKCategoricalAccuracy {
         self.acc.add_rows(hits as f64, rows, batch_size(&y_pred));
     }
 
-    fn result(&self) -> f32 {
-        self.acc.mean()
-    }
-
-    fn reset(&mut self) {
-        self.acc = Running::default();
-    }
+    metric_methods!();
 }
 
-/// The share of samples whose integer label is among the `k` highest predictions.
-///
-/// Keras: `keras.metrics.SparseTopKCategoricalAccuracy(k=5)`, name `sparse_top_k_categorical_accuracy`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SparseTopKCategoricalAccuracy {
-    name: String,
-    k: usize,
-    acc: Running,
-}
-
-impl Default for SparseTopKCategoricalAccuracy {
-    fn default() -> Self {
-        SparseTopKCategoricalAccuracy {
-            name: "sparse_top_k_categorical_accuracy".into(),
-            k: 5,
-            acc: Running::default(),
-        }
-    }
+streaming_metric! {
+    /// The share of samples whose integer label is among the `k` highest predictions.
+    ///
+    /// Keras: `keras.metrics.SparseTopKCategoricalAccuracy(k=5)`, name `sparse_top_k_categorical_accuracy`.
+    pub struct SparseTopKCategoricalAccuracy("sparse_top_k_categorical_accuracy", k: usize = 5);
+    new_doc: " `k = 5`, no samples yet.";
 }
 
 impl SparseTopKCategoricalAccuracy {
-    /// `k = 5`, no samples yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    named!();
-
     /// How many of the highest predictions count as a hit.
     pub fn k(mut self, k: usize) -> Self {
         self.k = k;
@@ -441,10 +372,6 @@ impl SparseTopKCategoricalAccuracy {
 impl Metric for SparseTopKCategoricalAccuracy {
     fn check_shapes(&self, y_true: &[usize], y_pred: &[usize]) -> Result<()> {
         check_fit(self.name(), "sparse", y_true, y_pred)
-    }
-
-    fn name(&self) -> &str {
-        &self.name
     }
 
     /// # Panics
@@ -463,45 +390,20 @@ impl Metric for SparseTopKCategoricalAccuracy {
         self.acc.add_rows(hits as f64, rows, batch_size(&y_pred));
     }
 
-    fn result(&self) -> f32 {
-        self.acc.mean()
-    }
-
-    fn reset(&mut self) {
-        self.acc = Running::default();
-    }
+    metric_methods!();
 }
 
-/// Mean squared error, per sample over the last axis, averaged over samples.
-///
-/// Keras: `keras.metrics.MeanSquaredError`, name `mean_squared_error`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct MeanSquaredError {
-    name: String,
-    acc: Running,
-}
-
-impl Default for MeanSquaredError {
-    fn default() -> Self {
-        MeanSquaredError { name: "mean_squared_error".into(), acc: Running::default() }
-    }
-}
-
-impl MeanSquaredError {
-    /// A metric with no samples yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    named!();
+streaming_metric! {
+    /// Mean squared error, per sample over the last axis, averaged over samples.
+    ///
+    /// Keras: `keras.metrics.MeanSquaredError`, name `mean_squared_error`.
+    pub struct MeanSquaredError("mean_squared_error");
+    new_doc: " A metric with no samples yet.";
 }
 
 impl Metric for MeanSquaredError {
     fn check_shapes(&self, y_true: &[usize], y_pred: &[usize]) -> Result<()> {
         check_fit(self.name(), "same length", y_true, y_pred)
-    }
-
-    fn name(&self) -> &str {
-        &self.name
     }
 
     /// # Panics
@@ -512,45 +414,20 @@ impl Metric for MeanSquaredError {
         self.acc.add_rows(sum, y_pred.len(), batch_size(&y_pred));
     }
 
-    fn result(&self) -> f32 {
-        self.acc.mean()
-    }
-
-    fn reset(&mut self) {
-        self.acc = Running::default();
-    }
+    metric_methods!();
 }
 
-/// Mean absolute error, per sample over the last axis, averaged over samples.
-///
-/// Keras: `keras.metrics.MeanAbsoluteError`, name `mean_absolute_error`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct MeanAbsoluteError {
-    name: String,
-    acc: Running,
-}
-
-impl Default for MeanAbsoluteError {
-    fn default() -> Self {
-        MeanAbsoluteError { name: "mean_absolute_error".into(), acc: Running::default() }
-    }
-}
-
-impl MeanAbsoluteError {
-    /// A metric with no samples yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    named!();
+streaming_metric! {
+    /// Mean absolute error, per sample over the last axis, averaged over samples.
+    ///
+    /// Keras: `keras.metrics.MeanAbsoluteError`, name `mean_absolute_error`.
+    pub struct MeanAbsoluteError("mean_absolute_error");
+    new_doc: " A metric with no samples yet.";
 }
 
 impl Metric for MeanAbsoluteError {
     fn check_shapes(&self, y_true: &[usize], y_pred: &[usize]) -> Result<()> {
         check_fit(self.name(), "same length", y_true, y_pred)
-    }
-
-    fn name(&self) -> &str {
-        &self.name
     }
 
     /// # Panics
@@ -561,47 +438,28 @@ impl Metric for MeanAbsoluteError {
         self.acc.add_rows(sum, y_pred.len(), batch_size(&y_pred));
     }
 
-    fn result(&self) -> f32 {
-        self.acc.mean()
-    }
-
-    fn reset(&mut self) {
-        self.acc = Running::default();
-    }
+    metric_methods!();
 }
 
-/// A weighted running mean of values, e.g. the loss of each batch weighted by its size, so that the epoch's
-/// loss is the per-sample mean.
-///
-/// Keras: `keras.metrics.Mean`, name `mean`.
-///
-/// ```
-/// use kerust::metrics::{Mean, Metric};
-///
-/// let mut loss = Mean::new().named("loss");
-/// loss.update_value(0.5, 32.0); // a batch of 32 with mean loss 0.5
-/// loss.update_value(2.0, 8.0); // a last batch of 8
-/// assert_eq!(loss.result(), (0.5 * 32.0 + 2.0 * 8.0) / 40.0);
-/// ```
-#[derive(Clone, Debug, PartialEq)]
-pub struct Mean {
-    name: String,
-    acc: Running,
-}
-
-impl Default for Mean {
-    fn default() -> Self {
-        Mean { name: "mean".into(), acc: Running::default() }
-    }
+streaming_metric! {
+    /// A weighted running mean of values, e.g. the loss of each batch weighted by its size, so that the epoch's
+    /// loss is the per-sample mean.
+    ///
+    /// Keras: `keras.metrics.Mean`, name `mean`.
+    ///
+    /// ```
+    /// use kerust::metrics::{Mean, Metric};
+    ///
+    /// let mut loss = Mean::new().named("loss");
+    /// loss.update_value(0.5, 32.0); // a batch of 32 with mean loss 0.5
+    /// loss.update_value(2.0, 8.0); // a last batch of 8
+    /// assert_eq!(loss.result(), (0.5 * 32.0 + 2.0 * 8.0) / 40.0);
+    /// ```
+    pub struct Mean("mean");
+    new_doc: " A mean of nothing yet (its result is 0); name it with [`Mean::named`].";
 }
 
 impl Mean {
-    /// A mean of nothing yet (its result is 0); name it with [`Mean::named`].
-    pub fn new() -> Self {
-        Self::default()
-    }
-    named!();
-
     /// Adds `value` with weight `weight`.
     pub fn update_value(&mut self, value: f32, weight: f32) {
         self.acc.add(f64::from(value) * f64::from(weight), f64::from(weight));
@@ -609,23 +467,13 @@ impl Mean {
 }
 
 impl Metric for Mean {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Adds every element of `y_pred` with weight 1 (`y_true` is ignored), as Keras' `Mean.update_state(values)`.
     fn update(&mut self, _y_true: ArrayViewD<'_, f32>, y_pred: ArrayViewD<'_, f32>) {
         let sum: f64 = y_pred.iter().map(|&v| f64::from(v)).sum();
         self.acc.add(sum, y_pred.len() as f64);
     }
 
-    fn result(&self) -> f32 {
-        self.acc.mean()
-    }
-
-    fn reset(&mut self) {
-        self.acc = Running::default();
-    }
+    metric_methods!();
 }
 
 /// The names [`get`] accepts (besides any capitalisation of `accuracy` and `acc`).
