@@ -229,9 +229,16 @@ fn get_and_set_weights() {
     assert!(err.contains("dense/bias") && err.contains("24"), "{err}");
 }
 
-struct CountBatches(usize, usize);
+/// Counts batch ends and epoch ends, and checks that every batch end follows its own batch begin.
+struct CountBatches(usize, usize, Option<usize>);
 impl Callback for CountBatches {
-    fn on_train_batch_end(&mut self, _: &mut Sequential, _: usize, _: &Logs) -> kerust::Result<()> {
+    fn on_train_batch_begin(&mut self, _: &mut Sequential, batch: usize) -> kerust::Result<()> {
+        assert_eq!(self.2, None, "batch {batch} began before the previous one ended");
+        self.2 = Some(batch);
+        Ok(())
+    }
+    fn on_train_batch_end(&mut self, _: &mut Sequential, batch: usize, _: &Logs) -> kerust::Result<()> {
+        assert_eq!(self.2.take(), Some(batch), "batch {batch} ended without beginning");
         self.0 += 1;
         Ok(())
     }
@@ -250,7 +257,7 @@ fn callbacks_see_batches_and_can_stop() {
     let mut model = Sequential::new();
     model.add(Dense::new(2).activation("softmax").input_shape([2])).unwrap();
     model.compile("categorical_crossentropy", "sgd", ["accuracy"]).unwrap();
-    let mut counter = CountBatches(0, 0);
+    let mut counter = CountBatches(0, 0, None);
     let history =
         model.fit(&x, &y).epochs(10).batch_size(32).verbose(0).callback_ref(&mut counter).run().unwrap();
     assert_eq!(counter.1, 2, "stopped after the second epoch");

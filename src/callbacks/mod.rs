@@ -77,6 +77,11 @@ pub trait Callback {
         Ok(())
     }
 
+    /// Before each training batch (0-based index within the epoch).
+    fn on_train_batch_begin(&mut self, model: &mut Sequential, batch: usize) -> Result<()> {
+        Ok(())
+    }
+
     /// After each training batch, with the running means of the epoch so far (`loss`, metrics).
     fn on_train_batch_end(&mut self, model: &mut Sequential, batch: usize, logs: &Logs) -> Result<()> {
         Ok(())

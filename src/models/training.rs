@@ -238,6 +238,9 @@ impl<'m, 'a> Fit<'m, 'a> {
                 metrics.iter_mut().for_each(|m| m.reset());
                 logs.clear();
                 for (batch, rows) in order.chunks(batch_size).enumerate() {
+                    for cb in all.iter_mut() {
+                        cb.on_train_batch_begin(model, batch)?;
+                    }
                     let loss = model.train_step(&train_x, &train_y, rows, &mut metrics)?;
                     loss_tracker.update_value(loss, rows.len() as f32);
                     logs.set("loss", loss_tracker.result());
