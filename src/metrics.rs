@@ -498,6 +498,20 @@ pub const KNOWN_NAMES: &[&str] = &[
     "mae",
 ];
 
+/// Checks that [`get`] knows `name`, before the shapes that decide what `"accuracy"` means are known (Keras'
+/// `compile` rejects an unknown metric at once).
+///
+/// # Errors
+/// [`Error::UnknownName`] listing the accepted names.
+pub fn check_name(name: &str) -> Result<()> {
+    let accuracy = name.eq_ignore_ascii_case("accuracy") || name.eq_ignore_ascii_case("acc");
+    if accuracy || KNOWN_NAMES.contains(&name) {
+        Ok(())
+    } else {
+        Err(Error::UnknownName { kind: "metric", name: name.to_string(), known: KNOWN_NAMES.join(", ") })
+    }
+}
+
 /// Which accuracy `"accuracy"` means, as Keras decides it (`compile_utils.get_metric`), from the loss and the
 /// per-sample shapes of targets and predictions.
 fn accuracy_for(

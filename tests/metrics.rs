@@ -244,3 +244,16 @@ fn metric_spec_resolves_names_and_objects() {
     let spec: MetricSpec = "f1".into();
     assert!(spec.resolve("mse", &[1], &[1]).is_err());
 }
+
+#[test]
+fn check_name_agrees_with_get() {
+    for &name in kerust::metrics::KNOWN_NAMES.iter().chain(&["Accuracy", "ACC"]) {
+        kerust::metrics::check_name(name).unwrap();
+        kerust::metrics::get(name, "categorical_crossentropy", &[3], &[3]).unwrap();
+    }
+    for bad in ["accuracyy", "", "top_k"] {
+        let err = kerust::metrics::check_name(bad).unwrap_err().to_string();
+        assert!(err.contains("categorical_accuracy"), "{err}");
+        assert!(kerust::metrics::get(bad, "categorical_crossentropy", &[3], &[3]).is_err());
+    }
+}

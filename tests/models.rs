@@ -399,3 +399,40 @@ fn predict_does_not_depend_on_the_batch_size() {
     }
     assert!(model.predict_with_batch_size(&x, 0).is_err());
 }
+
+/// A user's loss that takes class indices, under a name kerust does not know.
+struct MyIndexLoss;
+impl kerust::losses::Loss for MyIndexLoss {
+    fn name(&self) -> &str {
+        "my_index_loss"
+    }
+    fn validate(&self, _: ndarray::ArrayViewD<'_, f32>, _: &[usize]) -> kerust::Result<()> {
+        Ok(())
+    }
+    fn call<'t>(
+        &self,
+        y_true: kerust::autodiff::Var<'t>,
+        y_pred: kerust::autodiff::Var<'t>,
+    ) -> kerust::autodiff::Var<'t> {
+        y_pred.softmax_logits().unwrap_or(y_pred).sparse_softmax_cross_entropy(y_true).mean()
+    }
+}
+
+#[test]
+fn accuracy_is_resolved_from_the_targets_shape() {
+    // The loss does not say the labels are sparse; their shape (one axis fewer than the output) does, as in
+    // Keras' compile_utils. Resolving from the output's shape alone would pick categorical accuracy and fail.
+    let (x, y) = blobs(200, 14);
+    let labels: Array1<f32> = y.map_axis(Axis(1), |r| if r[1] > 0.5 { 1.0 } else { 0.0 });
+    let mut model = Sequential::new();
+    model.set_seed(3);
+    model.add(Dense::new(2).activation("softmax").input_shape([2])).unwrap();
+    model.compile(MyIndexLoss, SGD::new().learning_rate(0.1), ["accuracy"]).unwrap();
+    let h = model.fit(&x, &labels).epochs(5).verbose(0).run().unwrap();
+    assert!(h.last("accuracy").unwrap() > 0.95, "{:?}", &h["accuracy"]);
+    let pred = model.predict(&x).unwrap();
+    let correct = pred.outer_iter().zip(&labels).filter(|(p, &l)| (p[1] > p[0]) == (l > 0.5)).count();
+    assert!(
+        (model.evaluate(&x, &labels).unwrap().get("accuracy").unwrap() - correct as f32 / 200.0).abs() < 1e-6
+    );
+}

@@ -349,7 +349,7 @@ impl Sequential {
         // Check metric names now, so a typo fails at compile as in Keras (the variant is chosen at fit).
         for spec in &metrics {
             if let MetricSpec::Name(name) = spec {
-                crate::metrics::get(name, loss.name(), &[2], &[2])?;
+                crate::metrics::check_name(name)?;
             }
         }
         self.compiled = Some(Compiled { loss, optimizer, metrics: Metrics::Pending(metrics) });

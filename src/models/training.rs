@@ -190,6 +190,8 @@ impl<'m, 'a> Fit<'m, 'a> {
             None => (x, y, None),
         };
 
+        // The last check, before anything runs: metrics against the targets.
+        let mut metrics = model.take_metrics(&train_y, val.as_ref().map(|(_, vy)| vy))?;
         let n_train = train_x.len_of(Axis(0));
         let params = TrainParams {
             epochs,
@@ -210,19 +212,13 @@ impl<'m, 'a> Fit<'m, 'a> {
         all.push(&mut history);
 
         model.stop_training = false;
-        for cb in all.iter_mut() {
-            cb.on_train_begin(model, &params)?;
-        }
         let mut order: Vec<usize> = (0..n_train).collect();
         let mut loss_tracker = Mean::new();
         let mut logs = Logs::new();
-        let mut metrics = model.take_metrics();
-        let checked = model.check_metrics(&metrics, &train_y, val.as_ref().map(|(_, vy)| vy));
-        if let Err(e) = checked {
-            model.put_metrics(metrics);
-            return Err(e);
-        }
         let result = (|| -> Result<()> {
+            for cb in all.iter_mut() {
+                cb.on_train_begin(model, &params)?;
+            }
             for epoch in initial_epoch..epochs {
                 for cb in all.iter_mut() {
                     cb.on_epoch_begin(model, epoch)?;
@@ -352,35 +348,34 @@ impl Sequential {
         Ok(())
     }
 
-    /// The metrics, resolved for the model's shapes (taken out so the loop can borrow the model).
-    fn take_metrics(&mut self) -> Vec<Box<dyn Metric>> {
-        let out = self.output_shape().unwrap_or_default().to_vec();
-        let Some(compiled) = self.compiled.as_mut() else { return Vec::new() };
-        let metrics = std::mem::replace(&mut compiled.metrics, Metrics::Resolved(Vec::new()));
-        match metrics {
-            Metrics::Resolved(m) => m,
-            Metrics::Pending(specs) => specs
-                .into_iter()
-                .filter_map(|spec| spec.resolve(compiled.loss.name(), &out, &out).ok())
-                .collect(),
-        }
-    }
-
-    /// Checks every metric against the targets' and the predictions' shapes (samples first).
-    fn check_metrics(
-        &self,
-        metrics: &[Box<dyn Metric>],
+    /// The compiled metrics, taken out of the model so the loop can borrow both (`put_metrics` returns them).
+    /// The first time, names are resolved for these targets: `"accuracy"` becomes the variant the loss and the
+    /// targets' per-sample shape call for, as in Keras. Every metric is then checked against the shapes of `y`
+    /// (and `val_y`) and the model's output; on error the model keeps its metrics.
+    fn take_metrics(
+        &mut self,
         y: &ArrayViewD<'_, f32>,
         val_y: Option<&ArrayViewD<'_, f32>>,
-    ) -> Result<()> {
-        let out = self.output_shape().unwrap_or_default();
+    ) -> Result<Vec<Box<dyn Metric>>> {
+        let out = self.output_shape().unwrap_or_default().to_vec();
+        let Some(compiled) = self.compiled.as_mut() else { return Ok(Vec::new()) };
+        if let Metrics::Pending(specs) = &mut compiled.metrics {
+            let loss = compiled.loss.name();
+            // Names were checked by `compile`, so only a shape can make this fail.
+            let resolved = std::mem::take(specs)
+                .into_iter()
+                .map(|spec| spec.resolve(loss, &y.shape()[1..], &out))
+                .collect::<Result<Vec<_>>>()?;
+            compiled.metrics = Metrics::Resolved(resolved);
+        }
+        let Metrics::Resolved(metrics) = &mut compiled.metrics else { unreachable!("resolved above") };
         for y in std::iter::once(y).chain(val_y) {
-            let pred: Vec<usize> = y.shape().iter().take(1).chain(out).copied().collect();
-            for m in metrics {
+            let pred: Vec<usize> = y.shape().iter().take(1).chain(&out).copied().collect();
+            for m in metrics.iter() {
                 m.check_shapes(y.shape(), &pred)?;
             }
         }
-        Ok(())
+        Ok(std::mem::take(metrics))
     }
 
     fn put_metrics(&mut self, metrics: Vec<Box<dyn Metric>>) {
@@ -500,11 +495,7 @@ impl Sequential {
             return Err(Error::invalid_argument("batch_size", 0, "must be at least 1"));
         }
         self.prepare(&x, &y, "evaluate")?;
-        let mut metrics = self.take_metrics();
-        if let Err(e) = self.check_metrics(&metrics, &y, None) {
-            self.put_metrics(metrics);
-            return Err(e);
-        }
+        let mut metrics = self.take_metrics(&y, None)?;
         let logs = self.evaluate_views(&x, &y, batch_size, &mut metrics);
         self.put_metrics(metrics);
         Ok(logs)
@@ -574,11 +565,7 @@ impl Sequential {
         }
         self.prepare(&x, &y, "train_on_batch")?;
         let rows: Vec<usize> = (0..x.len_of(Axis(0))).collect();
-        let mut metrics = self.take_metrics();
-        if let Err(e) = self.check_metrics(&metrics, &y, None) {
-            self.put_metrics(metrics);
-            return Err(e);
-        }
+        let mut metrics = self.take_metrics(&y, None)?;
         metrics.iter_mut().for_each(|m| m.reset());
         let loss = self.train_step(&x, &y, &rows, &mut metrics);
         let mut logs = Logs::new();
