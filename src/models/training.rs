@@ -166,11 +166,11 @@ impl<'m, 'a> Fit<'m, 'a> {
         if !(0.0..1.0).contains(&validation_split) {
             return Err(Error::invalid_argument("validation_split", validation_split, "must be in [0, 1)"));
         }
-        model.prepare(&x, &y, "fit")?;
+        model.prepare(&x, Some(&y), "fit")?;
         let n = x.len_of(Axis(0));
         let (train_x, train_y, val) = match validation_data {
             Some((vx, vy)) => {
-                model.check_data(&vx, &vy, "validation_data")?;
+                model.check_data(&vx, Some(&vy), "validation_data")?;
                 (x, y, Some((vx, vy)))
             }
             None if validation_split > 0.0 => {
@@ -298,9 +298,14 @@ fn batch_shape(data: &ArrayViewD<'_, f32>, rows: usize) -> Vec<usize> {
 }
 
 impl Sequential {
-    /// Builds the model from `x` if needed and checks `x` and `y` against it; on error, a build done here is
+    /// Builds the model from `x` if needed and checks `x` (and `y`, if given) against it; on error, a build done here is
     /// undone.
-    fn prepare(&mut self, x: &ArrayViewD<'_, f32>, y: &ArrayViewD<'_, f32>, context: &str) -> Result<()> {
+    fn prepare(
+        &mut self,
+        x: &ArrayViewD<'_, f32>,
+        y: Option<&ArrayViewD<'_, f32>>,
+        context: &str,
+    ) -> Result<()> {
         if x.ndim() < 2 || x.len_of(Axis(0)) == 0 {
             return Err(Error::shape(
                 format!("{context} inputs"),
@@ -325,7 +330,12 @@ impl Sequential {
     }
 
     /// Checks inputs and targets against the built model and the compiled loss.
-    fn check_data(&self, x: &ArrayViewD<'_, f32>, y: &ArrayViewD<'_, f32>, context: &str) -> Result<()> {
+    fn check_data(
+        &self,
+        x: &ArrayViewD<'_, f32>,
+        y: Option<&ArrayViewD<'_, f32>>,
+        context: &str,
+    ) -> Result<()> {
         let input = self.input_shape.as_deref().unwrap_or_default();
         if x.ndim() < 1 || &x.shape()[1..] != input {
             return Err(Error::shape(
@@ -334,6 +344,7 @@ impl Sequential {
                 format!("{:?}", x.shape()),
             ));
         }
+        let Some(y) = y else { return Ok(()) };
         let n = x.len_of(Axis(0));
         if y.ndim() == 0 || y.len_of(Axis(0)) != n {
             return Err(Error::shape(
@@ -425,9 +436,11 @@ impl Sequential {
         let Sequential { layers, params, compiled, rng, workspace, .. } = self;
         let loss_fn = compiled.as_ref().map(|c| &c.loss);
         let mut start = 0;
+        let mut rows = Vec::with_capacity(batch_size.min(n));
         while start < n {
             let end = (start + batch_size).min(n);
-            let rows: Vec<usize> = (start..end).collect();
+            rows.clear();
+            rows.extend(start..end);
             let tape = Tape::inference(params, std::mem::take(workspace));
             let xb = tape.constant_with(&batch_shape(x, rows.len()), |buf| gather(x, &rows, buf));
             let out = Sequential::forward(layers, xb, &mut CallContext { training: false, rng });
@@ -494,7 +507,7 @@ impl Sequential {
         if batch_size == 0 {
             return Err(Error::invalid_argument("batch_size", 0, "must be at least 1"));
         }
-        self.prepare(&x, &y, "evaluate")?;
+        self.prepare(&x, Some(&y), "evaluate")?;
         let mut metrics = self.take_metrics(&y, None)?;
         let logs = self.evaluate_views(&x, &y, batch_size, &mut metrics);
         self.put_metrics(metrics);
@@ -520,21 +533,7 @@ impl Sequential {
         if batch_size == 0 {
             return Err(Error::invalid_argument("batch_size", 0, "must be at least 1"));
         }
-        if x.ndim() < 2 || x.len_of(Axis(0)) == 0 {
-            return Err(Error::shape("predict inputs", "at least one sample", format!("{:?}", x.shape())));
-        }
-        if !self.is_built() {
-            let shape = self.declared_input.clone().unwrap_or_else(|| x.shape()[1..].to_vec());
-            self.build(&shape)?;
-        }
-        let input = self.input_shape.clone().unwrap_or_default();
-        if x.shape()[1..] != input[..] {
-            return Err(Error::shape(
-                "predict: the inputs do not match the model's input",
-                format!("{} (samples first)", shape_str(&input)),
-                format!("{:?}", x.shape()),
-            ));
-        }
+        self.prepare(&x, None, "predict")?;
         let out_shape: Vec<usize> = std::iter::once(x.len_of(Axis(0)))
             .chain(self.output_shape().unwrap_or_default().iter().copied())
             .collect();
@@ -563,7 +562,7 @@ impl Sequential {
                 "train_on_batch before compile: call model.compile(...) first".into(),
             ));
         }
-        self.prepare(&x, &y, "train_on_batch")?;
+        self.prepare(&x, Some(&y), "train_on_batch")?;
         let rows: Vec<usize> = (0..x.len_of(Axis(0))).collect();
         let mut metrics = self.take_metrics(&y, None)?;
         metrics.iter_mut().for_each(|m| m.reset());
