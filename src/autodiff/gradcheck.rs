@@ -4,7 +4,7 @@ use ndarray::{ArrayD, IxDyn};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{Gradients, ParamStore, Tape, Tensor, Var, Workspace};
+use super::{Gradients, ParamId, ParamStore, Tape, Tensor, Var, Workspace};
 use crate::{Error, Result};
 
 /// Settings of a gradient check. The defaults suit `f32` functions of inputs of magnitude about 1, away from
@@ -64,8 +64,11 @@ impl GradCheck {
         F: for<'t> Fn(&[Var<'t>]) -> Var<'t>,
     {
         let mut store = ParamStore::new();
-        let ids: Vec<_> =
-            inputs.iter().enumerate().map(|(i, x)| store.add(format!("input{i}"), x.clone(), true)).collect();
+        let ids: Vec<_> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, x)| store.add(format!("input{i}"), x.as_standard_layout().into_owned(), true))
+            .collect();
 
         // The output's shape fixes the random weights.
         let out_shape = {
@@ -100,12 +103,12 @@ impl GradCheck {
                 None => vec![0.0; inputs[input].len()],
             };
             for (index, &analytic) in analytic.iter().enumerate() {
-                let original = nth(store.value_mut(id), index);
-                *nth_mut(store.value_mut(id), index) = original + self.epsilon;
+                let original = *element(&mut store, id, index);
+                *element(&mut store, id, index) = original + self.epsilon;
                 let plus = objective(&store);
-                *nth_mut(store.value_mut(id), index) = original - self.epsilon;
+                *element(&mut store, id, index) = original - self.epsilon;
                 let minus = objective(&store);
-                *nth_mut(store.value_mut(id), index) = original;
+                *element(&mut store, id, index) = original;
 
                 // The step actually taken in f32, not the nominal one.
                 let step = f64::from(original + self.epsilon) - f64::from(original - self.epsilon);
@@ -125,10 +128,25 @@ impl GradCheck {
     }
 }
 
-fn nth(t: &Tensor, i: usize) -> f32 {
-    *t.iter().nth(i).expect("index within the input")
+/// Element `index` (row-major) of a parameter: the checker stores its inputs in standard layout, so this is
+/// a slice index, not a walk over the array.
+fn element(store: &mut ParamStore, id: ParamId, index: usize) -> &mut f32 {
+    &mut store.value_mut(id).as_slice_mut().expect("inputs are stored in standard layout")[index]
 }
 
-fn nth_mut(t: &mut Tensor, i: usize) -> &mut f32 {
-    t.iter_mut().nth(i).expect("index within the input")
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    #[test]
+    fn inputs_in_any_memory_layout_are_checked_element_by_element() {
+        // A transposed (column-major) input: element indices must follow the logical order of the gradient.
+        let x = Array2::from_shape_fn((3, 4), |(i, j)| (i as f32 - 1.0) * 0.3 + j as f32 * 0.2)
+            .reversed_axes()
+            .into_dyn();
+        let w = Array2::from_shape_fn((3, 2), |(i, j)| 0.1 * (i + 2 * j) as f32 - 0.2).into_dyn();
+        let report = check_gradients(&[x, w], |v| v[0].matmul(v[1]).tanh()).unwrap();
+        assert_eq!(report.checked, 12 + 6);
+    }
 }
