@@ -436,3 +436,38 @@ fn accuracy_is_resolved_from_the_targets_shape() {
         (model.evaluate(&x, &labels).unwrap().get("accuracy").unwrap() - correct as f32 / 200.0).abs() < 1e-6
     );
 }
+
+#[test]
+fn dropout_drops_and_rescales_in_training() {
+    use kerust::autodiff::{ParamStore, Tape};
+    use kerust::layers::{CallContext, Layer};
+    let mut layer = Dropout::new(0.25);
+    let (mut params, mut rng) = (ParamStore::new(), StdRng::seed_from_u64(21));
+    assert_eq!(layer.build(&[1000], &mut params, &mut rng).unwrap(), vec![1000]);
+    let tape = Tape::new(&params);
+    let x = tape.constant(Array2::<f32>::ones((4, 1000)).into_dyn().view());
+    let y = layer.call(x, &mut CallContext { training: true, rng: &mut rng }).value();
+    let dropped = y.iter().filter(|&&v| v == 0.0).count() as f32 / 4000.0;
+    assert!((dropped - 0.25).abs() < 0.03, "dropped {dropped}");
+    assert!(y.iter().all(|&v| v == 0.0 || v == 1.0 / 0.75), "survivors are scaled by 1 / (1 - rate)");
+    let z = layer.call(x, &mut CallContext { training: false, rng: &mut rng });
+    assert_eq!(z.id(), x.id(), "the identity at inference: no node recorded");
+}
+
+#[test]
+fn evaluate_and_train_on_batch_before_compile_are_errors() {
+    let mut model = tutorial_model();
+    let x = Array2::<f32>::zeros((4, 784));
+    let y = Array2::<f32>::zeros((4, 10));
+    assert_rejected(&mut model, &["evaluate before compile"], |m| m.evaluate(&x, &y).map(drop));
+    assert_rejected(&mut model, &["train_on_batch before compile"], |m| m.train_on_batch(&x, &y).map(drop));
+}
+
+#[test]
+fn build_for_another_shape_is_an_error() {
+    let mut model = tutorial_model();
+    let err = model.build(&[28, 28]).unwrap_err().to_string();
+    assert!(err.contains("(None, 784)") && err.contains("(None, 28, 28)"), "{err}");
+    model.build(&[784]).unwrap();
+    assert_eq!(model.count_params(), 19_885);
+}
