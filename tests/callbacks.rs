@@ -2,6 +2,7 @@
 //!
 //! Where a test needs an exact sequence of monitored values, it drives the callback's hooks itself with
 //! hand-made logs and a real small model; the others run `fit`.
+mod common;
 use std::path::PathBuf;
 
 use kerust::autodiff::Tensor;
@@ -14,22 +15,10 @@ use kerust::models::Sequential;
 use kerust::optimizers::SGD;
 use kerust::Error;
 use ndarray::Array2;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
-/// Two Gaussian blobs in 2-D, one-hot labels.
+/// Two overlapping Gaussian blobs in 2-D, one-hot labels.
 fn blobs(n: usize, seed: u64) -> (Array2<f32>, Array2<f32>) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut x = Array2::zeros((n, 2));
-    let mut y = Array2::zeros((n, 2));
-    for i in 0..n {
-        let class = i % 2;
-        let center = if class == 0 { -1.0 } else { 1.0 };
-        x[[i, 0]] = center + rng.random_range(-1.5f32..1.5);
-        x[[i, 1]] = center + rng.random_range(-1.5f32..1.5);
-        y[[i, class]] = 1.0;
-    }
-    (x, y)
+    common::blobs(n, seed, 1.0, 1.5)
 }
 
 /// A softmax classifier on 2 features, compiled with SGD at `learning_rate`.

@@ -1,4 +1,5 @@
 //! The Sequential workflow end to end: build, summary, compile, fit, evaluate, predict, and bad input.
+mod common;
 use kerust::callbacks::{Callback, Logs};
 use kerust::layers::{Activation, Dense, Dropout, Flatten, Input};
 use kerust::models::Sequential;
@@ -16,19 +17,9 @@ fn tutorial_model() -> Sequential {
     model
 }
 
-/// Two Gaussian blobs in 2-D, one-hot labels: linearly separable with a margin.
+/// Two blobs in 2-D, one-hot labels: linearly separable with a margin.
 fn blobs(n: usize, seed: u64) -> (Array2<f32>, Array2<f32>) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut x = Array2::zeros((n, 2));
-    let mut y = Array2::zeros((n, 2));
-    for i in 0..n {
-        let class = i % 2;
-        let center = if class == 0 { -2.0 } else { 2.0 };
-        x[[i, 0]] = center + rng.random_range(-1.0f32..1.0);
-        x[[i, 1]] = center + rng.random_range(-1.0f32..1.0);
-        y[[i, class]] = 1.0;
-    }
-    (x, y)
+    common::blobs(n, seed, 2.0, 1.0)
 }
 
 /// XOR of the signs of two coordinates: not linearly separable.
