@@ -462,3 +462,20 @@ fn build_for_another_shape_is_an_error() {
     model.build(&[784]).unwrap();
     assert_eq!(model.count_params(), 19_885);
 }
+
+#[test]
+fn dense_on_more_axes_applies_to_the_last_one() {
+    let mut seq = Sequential::new();
+    seq.set_seed(5);
+    seq.add(Dense::new(3).activation("softmax").input_shape([4, 5])).unwrap();
+    assert_eq!(seq.output_shape(), Some(&[4, 3][..]));
+    let mut rows = Sequential::new();
+    rows.add(Dense::new(3).activation("softmax").input_shape([5])).unwrap();
+    rows.set_weights(&seq.get_weights()).unwrap();
+    let mut rng = StdRng::seed_from_u64(3);
+    let x = Array3::from_shape_simple_fn((2, 4, 5), || rng.random_range(-1.0f32..1.0));
+    let by_sequence = seq.predict(&x).unwrap();
+    let by_rows = rows.predict(&x.to_shape((8, 5)).unwrap()).unwrap();
+    assert_eq!(by_sequence.shape(), &[2, 4, 3]);
+    assert_eq!(by_sequence.into_shape_with_order(vec![8, 3]).unwrap(), by_rows);
+}

@@ -156,33 +156,25 @@ impl Layer for Dense {
     fn call<'t>(&self, x: Var<'t>, _ctx: &mut CallContext<'_>) -> Var<'t> {
         let built = self.built.as_ref().expect("Dense::call before build: models build layers first");
         let tape = x.tape();
-        let shape = x.shape();
         let kernel = tape.param(built.weights[0]);
         let bias = built.weights.get(1).map(|&b| tape.param(b));
-        if shape.len() == 2 {
-            // The hot path: one fused node (bias, product and element-wise activation).
-            return match built.activation.elementwise() {
-                Some(act) => x.dense(kernel, bias, act),
-                None => built.activation.apply(x.dense(kernel, bias, None)),
-            };
-        }
-        // Inputs of more than two axes: apply to the last axis, as Keras does.
-        let flat = if shape.len() > 2 {
-            let rows = shape[..shape.len() - 1].iter().product();
-            x.reshape(&[rows, shape[shape.len() - 1]])
-        } else {
-            x
+        // One fused node: bias, product and, if it is element-wise, the activation; softmax follows it.
+        let (fused, after) = match built.activation.elementwise() {
+            Some(act) => (act, None),
+            None => (None, Some(built.activation)),
         };
-        let mut y = flat.matmul(kernel);
-        if let Some(bias) = bias {
-            y = y.add(bias);
-        }
-        if shape.len() > 2 {
-            let mut out = shape.clone();
-            *out.last_mut().expect("non-empty") = self.units;
-            y = y.reshape(&out);
-        }
-        built.activation.apply(y)
+        let shape = x.shape();
+        let y = match shape.as_slice() {
+            [_, _] => x.dense(kernel, bias, fused),
+            // More than two axes: apply to the last one, as Keras does, on the rows flattened.
+            [outer @ .., inner] => {
+                let rows = outer.iter().product();
+                let out: Vec<usize> = outer.iter().copied().chain([self.units]).collect();
+                x.reshape(&[rows, *inner]).dense(kernel, bias, fused).reshape(&out)
+            }
+            [] => unreachable!("build rejects inputs without an axis"),
+        };
+        after.map_or(y, |activation| activation.apply(y))
     }
 
     fn weights(&self) -> &[ParamId] {
