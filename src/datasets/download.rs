@@ -1,8 +1,5 @@
-//! HTTP downloads into temporary files that only become cache entries once verified.
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, IsTerminal, Read, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+//! HTTP downloads into memory: the caller verifies the bytes before any of them reaches the cache.
+use std::io::{self, IsTerminal, Read};
 use std::time::{Duration, Instant};
 
 use crate::{Error, Result};
@@ -11,56 +8,12 @@ use crate::{Error, Result};
 /// the disk.
 const MAX_DOWNLOAD_BYTES: u64 = 1 << 30;
 
-/// A file in the cache folder that is deleted when dropped unless [`TempFile::persist`]ed, so an
-/// interrupted or failed download leaves nothing behind, and nothing that looks complete.
-pub(crate) struct TempFile {
-    path: PathBuf,
-    persisted: bool,
-}
-
-impl TempFile {
-    /// Creates `dir/.<name>.<pid>-<n>.part`, a name no other download (in this or another process) uses.
-    pub(crate) fn create(dir: &Path, name: &str) -> Result<(TempFile, File)> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        loop {
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let path = dir.join(format!(".{name}.{}-{n}.part", std::process::id()));
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(file) => return Ok((TempFile { path, persisted: false }, file)),
-                // Left over from a crashed process with the same pid: pick the next name.
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(Error::io(path, e)),
-            }
-        }
-    }
-
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Atomically renames the file to `dest` (same folder, so the rename cannot be half done).
-    pub(crate) fn persist(mut self, dest: &Path) -> Result<()> {
-        fs::rename(&self.path, dest).map_err(|e| Error::io(dest, e))?;
-        self.persisted = true;
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.persisted {
-            let _ = fs::remove_file(&self.path);
-        }
-    }
-}
-
-/// Downloads `url` into `out` (the open temp file at `out_path`), showing progress on stderr if asked and
-/// stderr is a terminal. Returns the number of bytes written.
+/// Downloads `url` into memory (dataset files are a few MB; nothing touches the disk until the bytes are
+/// verified), showing progress on stderr if asked and stderr is a terminal.
 ///
 /// # Errors
-/// [`Error::Network`] for connection failures, non-2xx statuses and interrupted transfers;
-/// [`Error::Io`] if writing to `out` fails.
-pub(crate) fn fetch(url: &str, out: &mut File, out_path: &Path, show_progress: bool) -> Result<u64> {
+/// [`Error::Network`] for connection failures, non-2xx statuses and interrupted transfers.
+pub(crate) fn fetch(url: &str, show_progress: bool) -> Result<Vec<u8>> {
     let net = |reason: String| Error::Network { url: url.to_string(), reason };
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -81,6 +34,7 @@ pub(crate) fn fetch(url: &str, out: &mut File, out_path: &Path, show_progress: b
 
     let mut progress = Progress::new(url, total, show_progress && io::stderr().is_terminal());
     let mut buf = vec![0u8; 64 * 1024];
+    let mut out = Vec::with_capacity(total.unwrap_or(0).min(MAX_DOWNLOAD_BYTES) as usize);
     let mut done = 0u64;
     loop {
         let n = match body.read(&mut buf) {
@@ -92,7 +46,7 @@ pub(crate) fn fetch(url: &str, out: &mut File, out_path: &Path, show_progress: b
                 return Err(net(format!("the transfer broke off after {done} bytes: {e}")));
             }
         };
-        out.write_all(&buf[..n]).map_err(|e| Error::io(out_path, e))?;
+        out.extend_from_slice(&buf[..n]);
         done += n as u64;
         progress.update(done);
     }
@@ -102,9 +56,7 @@ pub(crate) fn fetch(url: &str, out: &mut File, out_path: &Path, show_progress: b
     if let Some(total) = total.filter(|&t| t != done) {
         return Err(net(format!("expected {total} bytes (Content-Length), received {done}")));
     }
-    // Durable before the rename makes it look complete.
-    out.sync_all().map_err(|e| Error::io(out_path, e))?;
-    Ok(done)
+    Ok(out)
 }
 
 /// A one-line `\r`-refreshed progress display on stderr.

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{ArrayD, Axis, Ix1, Ix3};
 
-use super::download::{self, TempFile};
+use super::download;
 use super::{idx, Cache, Split};
 use crate::{Error, Result};
 
@@ -141,12 +141,18 @@ fn fetch(spec: &DatasetSpec, file: &FileSpec, dir: &Path, cache: &Cache) -> Resu
     Err(combine(failures))
 }
 
+/// Downloads, verifies the bytes in memory, and only then writes them to the cache atomically
+/// ([`crate::saving::write_atomic`]): a failed or interrupted download leaves nothing on disk.
 fn fetch_from(url: &str, file: &FileSpec, dir: &Path, progress: bool) -> Result<ArrayD<u8>> {
-    let (temp, mut handle) = TempFile::create(dir, file.name)?;
-    download::fetch(url, &mut handle, temp.path(), progress)?;
-    drop(handle);
-    let array = read_verified(temp.path(), file, Origin::UserFolder).map_err(|e| invalid_download(url, e))?;
-    temp.persist(&dir.join(file.name))?;
+    let bytes = download::fetch(url, progress)?;
+    let (array, digest) =
+        idx::read_with_digest_from(bytes.as_slice(), url).map_err(|e| invalid_download(url, e))?;
+    if digest != file.sha256 {
+        let path = dir.join(file.name);
+        let mismatch = Error::Checksum { path, expected: file.sha256.to_string(), found: digest };
+        return Err(invalid_download(url, mismatch));
+    }
+    crate::saving::write_atomic(dir.join(file.name), |w| Ok(w.write_all(&bytes)?))?;
     Ok(array)
 }
 

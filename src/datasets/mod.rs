@@ -8,8 +8,9 @@
 //! # The cache
 //! Files are kept as distributed (the four `.gz` files of each dataset) in
 //! `$KERUST_HOME/datasets/<name>/`, e.g. `~/.kerust/datasets/mnist/`. Only missing files are downloaded.
-//! A download goes to a temporary file in that folder and is renamed into place only once verified, so an
-//! interrupted download never leaves a file that looks complete.
+//! A download is verified in memory first, then written with [`crate::saving::write_atomic`] (a temporary
+//! file beside the target, synced, renamed), so an interrupted or bad download never leaves a file that looks
+//! complete.
 //!
 //! Every file, cached or downloaded, is verified on every load by the SHA-256 of its uncompressed bytes
 //! (computed while decompressing, in the same pass as parsing). A cached file that fails is an error that
