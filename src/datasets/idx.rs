@@ -79,15 +79,9 @@ pub fn read_from<R: Read>(reader: R, compression: Compression) -> Result<ArrayD<
     parse(&mut decoder)
 }
 
-/// Reads an IDX file and returns it with the SHA-256 (hex) of its uncompressed bytes, computed in the same
-/// pass.
-pub(crate) fn read_with_digest(path: &Path) -> Result<(ArrayD<u8>, String)> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    read_with_digest_from(file, &path.display().to_string())
-}
-
-/// [`read_with_digest`] from any reader (e.g. a download held in memory), `source_name` naming it in errors.
-pub(crate) fn read_with_digest_from(reader: impl Read, source_name: &str) -> Result<(ArrayD<u8>, String)> {
+/// Reads an IDX file (gzip or not) from `reader` and returns it with the SHA-256 (hex) of its uncompressed
+/// bytes, computed in the same pass; `source_name` names the input in errors.
+pub(crate) fn read_with_digest(reader: impl Read, source_name: &str) -> Result<(ArrayD<u8>, String)> {
     let decoder = Decoder::new(reader, Compression::Auto, source_name)?;
     let source = decoder.source.clone();
     let gzip = decoder.is_gzip();

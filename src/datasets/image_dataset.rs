@@ -1,5 +1,6 @@
 //! Loading an MNIST-style dataset: four IDX files (train/test images/labels), each verified by the SHA-256
 //! of its uncompressed bytes, from the cache (downloading what is missing) or from a folder.
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ndarray::{ArrayD, Axis, Ix1, Ix3};
@@ -99,7 +100,20 @@ fn read_all(
 
 /// Parses `path` and checks the SHA-256 of its uncompressed bytes, both in one pass.
 fn read_verified(path: &Path, file: &FileSpec, origin: Origin) -> Result<ArrayD<u8>> {
-    let (array, digest) = idx::read_with_digest(path).map_err(|e| with_fix_hint(e, origin))?;
+    let reader = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    verify(reader, &path.display().to_string(), path, file, origin)
+}
+
+/// Parses an IDX file from `reader` and checks the SHA-256 of its uncompressed bytes; `source` names it in
+/// format errors, `path` in a checksum error.
+fn verify(
+    reader: impl Read,
+    source: &str,
+    path: &Path,
+    file: &FileSpec,
+    origin: Origin,
+) -> Result<ArrayD<u8>> {
+    let (array, digest) = idx::read_with_digest(reader, source).map_err(|e| with_fix_hint(e, origin))?;
     if digest != file.sha256 {
         return Err(Error::Checksum {
             path: path.to_path_buf(),
@@ -145,14 +159,10 @@ fn fetch(spec: &DatasetSpec, file: &FileSpec, dir: &Path, cache: &Cache) -> Resu
 /// ([`crate::saving::write_atomic`]): a failed or interrupted download leaves nothing on disk.
 fn fetch_from(url: &str, file: &FileSpec, dir: &Path, progress: bool) -> Result<ArrayD<u8>> {
     let bytes = download::fetch(url, progress)?;
-    let (array, digest) =
-        idx::read_with_digest_from(bytes.as_slice(), url).map_err(|e| invalid_download(url, e))?;
-    if digest != file.sha256 {
-        let path = dir.join(file.name);
-        let mismatch = Error::Checksum { path, expected: file.sha256.to_string(), found: digest };
-        return Err(invalid_download(url, mismatch));
-    }
-    crate::saving::write_atomic(dir.join(file.name), |w| Ok(w.write_all(&bytes)?))?;
+    let path = dir.join(file.name);
+    let array = verify(bytes.as_slice(), url, &path, file, Origin::UserFolder)
+        .map_err(|e| invalid_download(url, e))?;
+    crate::saving::write_atomic(&path, |w| Ok(w.write_all(&bytes)?))?;
     Ok(array)
 }
 
