@@ -132,22 +132,28 @@ impl Layer for Dense {
                 format!("{input_shape:?}"),
             ));
         }
-        if input_dim.checked_mul(self.units).is_none_or(|n| n > isize::MAX as usize / 4) {
-            return Err(Error::invalid_argument(
-                "units",
-                self.units,
-                format!("a kernel of {input_dim} x {} floats does not fit in memory", self.units),
-            ));
-        }
         let activation = self.activation.resolve()?;
         let (kernel_init, bias_init) = (self.kernel_initializer.resolve()?, self.bias_initializer.resolve()?);
         kernel_init.validate()?;
         bias_init.validate()?;
         let name = self.name.clone().unwrap_or_else(|| "dense".into());
-        let mut weights =
-            vec![params.add(format!("{name}/kernel"), kernel_init.init(&[input_dim, self.units], rng), true)];
+        let mut weights = vec![super::add_weight(
+            params,
+            format!("{name}/kernel"),
+            &[input_dim, self.units],
+            kernel_init,
+            rng,
+            true,
+        )?];
         if self.use_bias {
-            weights.push(params.add(format!("{name}/bias"), bias_init.init(&[self.units], rng), true));
+            weights.push(super::add_weight(
+                params,
+                format!("{name}/bias"),
+                &[self.units],
+                bias_init,
+                rng,
+                true,
+            )?);
         }
         self.built = Some(Built { activation, weights });
         Ok(outer.iter().copied().chain([self.units]).collect())

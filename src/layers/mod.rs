@@ -38,6 +38,7 @@ pub use input::Input;
 use rand::rngs::StdRng;
 
 use crate::autodiff::{ParamId, ParamStore, Var};
+use crate::initializers::Initializer;
 use crate::Result;
 
 /// What a layer's forward pass may need besides its input.
@@ -101,6 +102,30 @@ pub trait Layer: Send {
             self.class_name()
         )))
     }
+}
+
+/// Creates a weight of `shape` drawn from `initializer` and registers it in `params` (Keras' `add_weight`):
+/// every layer creates its weights through here, so size checks apply to all of them alike.
+///
+/// # Errors
+/// A shape whose element count does not fit in memory.
+pub fn add_weight(
+    params: &mut ParamStore,
+    name: String,
+    shape: &[usize],
+    initializer: Initializer,
+    rng: &mut StdRng,
+    trainable: bool,
+) -> Result<ParamId> {
+    let len = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    if len.is_none_or(|n| n > isize::MAX as usize / std::mem::size_of::<f32>()) {
+        return Err(crate::Error::invalid_argument(
+            "shape",
+            format!("{shape:?}"),
+            format!("the weight `{name}` does not fit in memory"),
+        ));
+    }
+    Ok(params.add(name, initializer.init(shape, rng), trainable))
 }
 
 /// Keras' snake_case of a class name: `Dense` -> `dense`, `InputLayer` -> `input_layer`.
