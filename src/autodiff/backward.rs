@@ -43,6 +43,8 @@ pub(crate) enum Op {
         targets: usize,
     },
     Custom(Vec<usize>, Box<dyn CustomOp>),
+    /// An operation that keeps its forward, backward and tests in one file of `ops/` (see [`Kernel`]).
+    Kernel(Box<dyn Kernel>),
     /// `act(x · w + b)` on 2-D `x`: Dense's hot path in one node. The auxiliary buffer holds `x · w + b` when
     /// the activation's derivative needs its input.
     Dense {
@@ -71,6 +73,7 @@ impl Op {
             | Op::SparseSoftmaxCrossEntropy { logits: a, labels: b }
             | Op::SigmoidCrossEntropy { logits: a, targets: b } => pred(a) || pred(b),
             Op::Custom(ref inputs, _) => inputs.iter().any(|&i| pred(i)),
+            Op::Kernel(ref k) => k.inputs().iter().any(|&i| pred(i)),
             Op::Dense { x, w, b, .. } => pred(x) || pred(w) || b.is_some_and(&mut pred),
         }
     }
@@ -117,6 +120,64 @@ impl Sink<'_> {
     }
 }
 
+/// An operation written in one place: its `Var` method records the node and computes the value, and this
+/// trait gives its derivative. `ops/conv2d.rs` is the model to copy when adding one.
+pub(crate) trait Kernel: Send + Sync {
+    /// The nodes the operation reads, in the order its rule knows them.
+    fn inputs(&self) -> &[usize];
+
+    /// Adds the gradient of every input that wants one, given `g`, the gradient of the output. `g` is the
+    /// node's own buffer, needed by no one else: a rule may overwrite it (e.g. with `g * act'(y)`).
+    fn backward(&self, g: &mut Tensor, ctx: &mut BackwardCtx<'_, '_>);
+}
+
+/// What a [`Kernel`]'s backward rule reads and writes: recorded values, the node's auxiliary buffer (its own
+/// to reuse as scratch), and the gradient buffers of its inputs.
+pub(crate) struct BackwardCtx<'a, 'w> {
+    vals: &'a Values<'w>,
+    id: usize,
+    /// The auxiliary buffer the forward pass filled; free for reuse once the rule has read it.
+    pub(crate) aux: &'a mut Tensor,
+    sink: &'a mut Sink<'w>,
+}
+
+impl<'w> BackwardCtx<'_, 'w> {
+    /// The recorded value of node `id`.
+    pub(crate) fn value(&self, id: usize) -> ArrayViewD<'w, f32> {
+        self.vals.get(id)
+    }
+
+    /// The node's own output.
+    pub(crate) fn output(&self) -> ArrayViewD<'w, f32> {
+        self.vals.get(self.id)
+    }
+
+    /// The gradient buffer of input `id` (of `shape`) and whether this is its first contribution (then its
+    /// content is stale and must be overwritten, not added to); `None` if no gradient flows there.
+    pub(crate) fn grad(&mut self, id: usize, shape: &[usize]) -> Option<(&mut Tensor, bool)> {
+        self.sink.target(id, shape)
+    }
+
+    /// Like [`BackwardCtx::grad`], zero-filled on first use, for rules that accumulate with `+=`.
+    pub(crate) fn grad_zeroed(&mut self, id: usize, shape: &[usize]) -> Option<&mut Tensor> {
+        self.sink.zeroed(id, shape)
+    }
+}
+
+/// `g *= act'(z)` in place, with `y = act(z)`: the fused rules (Dense, Conv2D) turn the output gradient into
+/// the pre-activation gradient with it. `z` is only read by activations whose derivative needs it.
+pub(crate) fn scale_by_derivative(g: &mut Tensor, f: Unary, z: ArrayViewD<'_, f32>, y: ArrayViewD<'_, f32>) {
+    fn scale(g: &mut Tensor, z: ArrayViewD<'_, f32>, y: ArrayViewD<'_, f32>, df: impl Fn(f32, f32) -> f32) {
+        Zip::from(g).and(&z).and(&y).for_each(|g, &z, &y| *g *= df(z, y));
+    }
+    match f {
+        Unary::Relu => scale(g, z, y, |z, y| Unary::Relu.df(z, y)),
+        Unary::Sigmoid => scale(g, z, y, |z, y| Unary::Sigmoid.df(z, y)),
+        Unary::Tanh => scale(g, z, y, |z, y| Unary::Tanh.df(z, y)),
+        other => scale(g, z, y, move |z, y| other.df(z, y)),
+    }
+}
+
 /// Runs the backward pass from the scalar node `loss`.
 pub(super) fn run(ws: &mut Workspace, params: &ParamStore, loss: usize, grads: &mut Gradients) {
     let Workspace { nodes, values, aux, grads: node_grads, grad_set } = ws;
@@ -139,6 +200,9 @@ pub(super) fn run(ws: &mut Workspace, params: &ParamStore, loss: usize, grads: &
         match nodes[id].op {
             // The node's gradient is needed by no one else, so the fused rule reuses it in place.
             Op::Dense { x, w, b, act } => dense(x, w, b, act, id, &mut g, &vals, &aux[id], &mut sink),
+            Op::Kernel(ref k) => {
+                k.backward(&mut g, &mut BackwardCtx { vals: &vals, id, aux: &mut aux[id], sink: &mut sink })
+            }
             ref op => apply(op, id, g.view(), &vals, &aux[id], &mut sink),
         }
         sink.node_grads[id] = g;
@@ -241,20 +305,7 @@ fn dense(
         let y = vals.get(id);
         // z is kept only for activations whose derivative needs it; the others read y.
         let z = if f.df_uses_output_only() { vals.get(id) } else { aux.view() };
-        fn scale(
-            g: &mut Tensor,
-            z: ArrayViewD<'_, f32>,
-            y: ArrayViewD<'_, f32>,
-            df: impl Fn(f32, f32) -> f32,
-        ) {
-            Zip::from(g).and(&z).and(&y).for_each(|g, &z, &y| *g *= df(z, y));
-        }
-        match f {
-            Unary::Relu => scale(g, z, y, |z, y| Unary::Relu.df(z, y)),
-            Unary::Sigmoid => scale(g, z, y, |z, y| Unary::Sigmoid.df(z, y)),
-            Unary::Tanh => scale(g, z, y, |z, y| Unary::Tanh.df(z, y)),
-            other => scale(g, z, y, move |z, y| other.df(z, y)),
-        }
+        scale_by_derivative(g, f, z, y);
     }
     let dz = as2(g.view());
     if let Some(b) = b {
@@ -285,7 +336,7 @@ fn dense(
 fn apply(op: &Op, id: usize, g: ArrayViewD<'_, f32>, vals: &Values<'_>, aux: &Tensor, sink: &mut Sink<'_>) {
     match *op {
         Op::Input | Op::Param(_) => {}
-        Op::Dense { .. } => unreachable!("the fused Dense rule runs in place, from run()"),
+        Op::Dense { .. } | Op::Kernel(_) => unreachable!("in-place rules run from run()"),
         Op::Unary(a, f) => {
             let x = vals.get(a);
             // Written, not zero-filled and added, on the first contribution: one pass fewer.

@@ -57,8 +57,35 @@ pub(crate) fn gemm(
     }
     // Twice as many parts as threads, so that a core slowed by other work costs at most a small part.
     let parts = 2 * threads;
+    if m >= 4 * n {
+        // Tall and narrow (convolutions: pixels x filters): split the rows, so that each part packs only its
+        // rows of `a` rather than all of it.
+        let height = m.div_ceil(parts).next_multiple_of(16);
+        split_rows(alpha, a.view(), b, beta, c.view_mut(), height);
+        return;
+    }
     let width = n.div_ceil(parts).next_multiple_of(16);
     split(alpha, a, b.view(), beta, c.view_mut(), width);
+}
+
+/// [`split`] by rows: `C[part, :] = A[part, :] · B`. Each output element is computed exactly as on one thread.
+fn split_rows(
+    alpha: f32,
+    a: ArrayView2<'_, f32>,
+    b: &ArrayView2<'_, f32>,
+    beta: f32,
+    mut c: ArrayViewMut2<'_, f32>,
+    height: usize,
+) {
+    let m = a.nrows();
+    if m <= height {
+        general_mat_mul(alpha, &a, b, beta, &mut c);
+        return;
+    }
+    let mid = (m / 2).next_multiple_of(16).min(m);
+    let (a1, a2) = a.split_at(Axis(0), mid);
+    let (c1, c2) = c.split_at(Axis(0), mid);
+    rayon::join(|| split_rows(alpha, a1, b, beta, c1, height), || split_rows(alpha, a2, b, beta, c2, height));
 }
 
 /// Halves the columns until parts are at most `width` wide, and runs the halves with `rayon::join`: an idle
@@ -105,5 +132,13 @@ mod tests {
         gemm(1.0, &at.t(), &b.view(), 1.0, &mut acc_split.view_mut());
         assert_eq!(acc_single, acc_split);
         assert!(acc_split.iter().zip(&single).all(|(a, s)| (a - 2.0 * s).abs() <= 1e-3 * s.abs().max(1.0)));
+        // Tall and narrow products are split by rows, with the same result.
+        let tall = Array2::from_shape_fn((1000, 300), |(i, j)| ((i * 7 + j * 3) % 89) as f32 / 44.0 - 1.0);
+        let narrow = Array2::from_shape_fn((300, 64), |(i, j)| ((i * 5 + j * 11) % 83) as f32 / 41.0 - 1.0);
+        let mut single = Array2::zeros((1000, 64));
+        general_mat_mul(1.0, &tall, &narrow, 0.0, &mut single);
+        let mut split = Array2::from_elem((1000, 64), f32::NAN);
+        gemm(1.0, &tall.view(), &narrow.view(), 0.0, &mut split.view_mut());
+        assert_eq!(single, split);
     }
 }

@@ -37,7 +37,7 @@ mod unary;
 
 pub use gemm::{num_threads, set_num_threads};
 pub use gradcheck::{check_gradients, GradCheck, GradCheckReport};
-pub use ops::CustomOp;
+pub use ops::{Conv2dOptions, CustomOp, Padding};
 pub(crate) use unary::Unary;
 
 use std::cell::RefCell;

@@ -3,6 +3,13 @@
 //! Shapes are a programming matter here, as in ndarray: an operation on incompatible shapes panics with a message
 //! naming both. Models validate shapes once, when they are built, so the training loop never hits these panics;
 //! a custom layer that does the same needs no `?` on every operation.
+mod conv2d;
+mod pool2d;
+mod window;
+
+pub use conv2d::Conv2dOptions;
+pub use window::Padding;
+
 use super::gemm::gemm;
 use ndarray::{ArrayViewD, Axis, Ix2, Ix3, IxDyn, Zip};
 

@@ -1,0 +1,321 @@
+//! 2-D max and average pooling over channels-last images (NHWC).
+//!
+//! Max pooling remembers, for every output element, which tap of its window won (in the node's auxiliary
+//! buffer), and backward routes the gradient there. Average pooling divides by the number of taps inside the
+//! input: with `same` padding the padded positions do not count, as in TensorFlow. A NaN in a window makes its
+//! maximum NaN, as `numpy.max` does.
+use super::window::{parallel, per_image, Axis1, Padding};
+use crate::autodiff::backward::{BackwardCtx, Kernel, Op};
+use crate::autodiff::{fit_buffer, Tensor, Var};
+
+/// Which reduction a pooling window applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reduce {
+    Max,
+    Average,
+}
+
+/// The sizes of one pooling, fixed when it is recorded.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    channels: usize,
+    rows: Axis1,
+    cols: Axis1,
+}
+
+impl Geometry {
+    fn image(&self) -> usize {
+        self.rows.input * self.cols.input * self.channels
+    }
+    fn out_image(&self) -> usize {
+        self.rows.output * self.cols.output * self.channels
+    }
+    /// The in-bounds taps of the window at output pixel `(oh, ow)`: `(tap index, input pixel offset)`.
+    fn taps(&self, oh: usize, ow: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        (0..self.rows.size).filter_map(move |i| self.rows.source(oh, i).map(|ih| (i, ih))).flat_map(
+            move |(i, ih)| {
+                (0..self.cols.size).filter_map(move |j| {
+                    self.cols
+                        .source(ow, j)
+                        .map(|iw| (i * self.cols.size + j, (ih * self.cols.input + iw) * self.channels))
+                })
+            },
+        )
+    }
+}
+
+struct Pool2d {
+    input: [usize; 1],
+    geometry: Geometry,
+    reduce: Reduce,
+}
+
+impl<'t> Var<'t> {
+    /// Max pooling of channels-last images `(N, H, W, C)` with windows of `pool` moving by `strides`: Keras'
+    /// `MaxPooling2D`. The output is `(N, OH, OW, C)`.
+    ///
+    /// ```
+    /// use kerust::autodiff::{Padding, ParamStore, Tape};
+    /// use ndarray::Array4;
+    ///
+    /// let params = ParamStore::new();
+    /// let tape = Tape::new(&params);
+    /// let x = Array4::from_shape_fn((1, 4, 4, 1), |(_, i, j, _)| (i * 4 + j) as f32);
+    /// let y = tape.constant(x.into_dyn().view()).max_pool2d((2, 2), (2, 2), Padding::Valid);
+    /// assert_eq!(y.value().iter().copied().collect::<Vec<_>>(), [5.0, 7.0, 13.0, 15.0]);
+    /// ```
+    ///
+    /// # Panics
+    /// If `self` is not 4-D or a valid window does not fit; layers check this when they are built.
+    pub fn max_pool2d(self, pool: (usize, usize), strides: (usize, usize), padding: Padding) -> Var<'t> {
+        self.pool2d(pool, strides, padding, Reduce::Max)
+    }
+
+    /// Average pooling, as [`Var::max_pool2d`] (Keras' `AveragePooling2D`); with `same` padding each window
+    /// averages only its taps inside the image.
+    pub fn avg_pool2d(self, pool: (usize, usize), strides: (usize, usize), padding: Padding) -> Var<'t> {
+        self.pool2d(pool, strides, padding, Reduce::Average)
+    }
+
+    fn pool2d(
+        self,
+        pool: (usize, usize),
+        strides: (usize, usize),
+        padding: Padding,
+        reduce: Reduce,
+    ) -> Var<'t> {
+        let xs = self.shape();
+        let &[batch, h, w, channels] = xs.as_slice() else {
+            panic!("pool2d: needs images (N, H, W, C), got {xs:?}")
+        };
+        let (Some(rows), Some(cols)) =
+            (Axis1::new(h, pool.0, strides.0, 1, padding), Axis1::new(w, pool.1, strides.1, 1, padding))
+        else {
+            panic!("pool2d: a {pool:?} window moving by {strides:?} does not fit images of {h}x{w}")
+        };
+        let g = Geometry { channels, rows, cols };
+        let node = Pool2d { input: [self.id], geometry: g, reduce };
+        let shape = [batch, rows.output, cols.output, channels];
+        self.tape.push(Op::Kernel(Box::new(node)), &shape, |v, out, aux| {
+            let x = v.get(self.id);
+            let x = x.as_slice().expect("tape values and parameters are contiguous");
+            let out = out.as_slice_mut().expect("owned buffers are contiguous");
+            match reduce {
+                Reduce::Max => {
+                    // The winning tap of each output element, kept for backward (exact in f32: taps < 2^24).
+                    fit_buffer(aux, &shape);
+                    let argmax = aux.as_slice_mut().expect("owned buffers are contiguous");
+                    let (n, m) = (g.out_image(), g.image());
+                    let each =
+                        |((out, arg), x): ((&mut [f32], &mut [f32]), &[f32])| max_forward(x, out, arg, &g);
+                    if parallel() && batch > 1 {
+                        use rayon::prelude::*;
+                        out.par_chunks_mut(n)
+                            .zip(argmax.par_chunks_mut(n))
+                            .zip(x.par_chunks(m))
+                            .for_each(each);
+                    } else {
+                        out.chunks_mut(n).zip(argmax.chunks_mut(n)).zip(x.chunks(m)).for_each(each);
+                    }
+                }
+                Reduce::Average => {
+                    per_image(out, g.out_image(), x, g.image(), |_, out, x| avg_forward(x, out, &g))
+                }
+            }
+        })
+    }
+}
+
+/// Whether `v` replaces `best` as a window's maximum: larger, or the first NaN (which then stays).
+#[inline]
+fn beats(v: f32, best: f32) -> bool {
+    v > best || (v.is_nan() && !best.is_nan())
+}
+
+/// The maximum of each window and the tap it came from (the first one on ties), as `f32` for the auxiliary
+/// buffer (exact: a window has fewer than 2^24 taps).
+fn max_forward(x: &[f32], out: &mut [f32], argmax: &mut [f32], g: &Geometry) {
+    let c = g.channels;
+    for (p, (out, arg)) in out.chunks_exact_mut(c).zip(argmax.chunks_exact_mut(c)).enumerate() {
+        out.fill(f32::NEG_INFINITY);
+        arg.fill(f32::NAN);
+        for (tap, at) in g.taps(p / g.cols.output, p % g.cols.output) {
+            for ((o, a), &v) in out.iter_mut().zip(arg.iter_mut()).zip(&x[at..at + c]) {
+                if beats(v, *o) || a.is_nan() {
+                    *o = v;
+                    *a = tap as f32;
+                }
+            }
+        }
+    }
+}
+
+fn avg_forward(x: &[f32], out: &mut [f32], g: &Geometry) {
+    let c = g.channels;
+    for (p, out) in out.chunks_exact_mut(c).enumerate() {
+        out.fill(0.0);
+        let mut count = 0;
+        for (_, at) in g.taps(p / g.cols.output, p % g.cols.output) {
+            out.iter_mut().zip(&x[at..at + c]).for_each(|(o, &v)| *o += v);
+            count += 1;
+        }
+        let scale = 1.0 / count as f32;
+        out.iter_mut().for_each(|o| *o *= scale);
+    }
+}
+
+impl Kernel for Pool2d {
+    fn inputs(&self) -> &[usize] {
+        &self.input
+    }
+
+    fn backward(&self, g: &mut Tensor, ctx: &mut BackwardCtx<'_, '_>) {
+        let geo = self.geometry;
+        let x = self.input[0];
+        let shape = ctx.value(x).shape().to_vec();
+        let argmax = std::mem::replace(ctx.aux, crate::autodiff::empty());
+        if let Some(dx) = ctx.grad_zeroed(x, &shape) {
+            let dx = dx.as_slice_mut().expect("gradient buffers are contiguous");
+            let gs = g.as_slice().expect("gradient buffers are contiguous");
+            let c = geo.channels;
+            match self.reduce {
+                Reduce::Max => {
+                    let args = argmax.as_slice().expect("owned buffers are contiguous");
+                    per_image(dx, geo.image(), gs, geo.out_image(), |image, dx, g| {
+                        let args = &args[image * geo.out_image()..][..geo.out_image()];
+                        for (p, (g, a)) in g.chunks_exact(c).zip(args.chunks_exact(c)).enumerate() {
+                            let (oh, ow) = (p / geo.cols.output, p % geo.cols.output);
+                            for (ch, (&g, &a)) in g.iter().zip(a).enumerate() {
+                                let tap = a as usize;
+                                let (i, j) = (tap / geo.cols.size, tap % geo.cols.size);
+                                if let (Some(ih), Some(iw)) = (geo.rows.source(oh, i), geo.cols.source(ow, j))
+                                {
+                                    dx[(ih * geo.cols.input + iw) * c + ch] += g;
+                                }
+                            }
+                        }
+                    });
+                }
+                Reduce::Average => per_image(dx, geo.image(), gs, geo.out_image(), |_, dx, g| {
+                    for (p, g) in g.chunks_exact(c).enumerate() {
+                        let (oh, ow) = (p / geo.cols.output, p % geo.cols.output);
+                        let scale = 1.0 / geo.taps(oh, ow).count() as f32;
+                        for (_, at) in geo.taps(oh, ow) {
+                            dx[at..at + c].iter_mut().zip(g).for_each(|(d, &g)| *d += g * scale);
+                        }
+                    }
+                }),
+            }
+        }
+        *ctx.aux = argmax;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::autodiff::{check_gradients, ParamStore, Tape};
+    use ndarray::{ArrayD, IxDyn};
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+
+    /// Distinct values (so that no window has a tie within a finite difference step) in random order.
+    fn distinct(shape: &[usize], seed: u64) -> Tensor {
+        let n: usize = shape.iter().product();
+        let mut values: Vec<f32> = (0..n).map(|i| i as f32 * 0.05 - n as f32 * 0.025).collect();
+        values.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+        ArrayD::from_shape_vec(IxDyn(shape), values).unwrap()
+    }
+
+    /// The definition: each window's max or mean over its taps inside the input.
+    fn naive(
+        x: &Tensor,
+        pool: (usize, usize),
+        strides: (usize, usize),
+        padding: Padding,
+        max: bool,
+    ) -> Tensor {
+        let (n, h, w, c) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
+        let rows = Axis1::new(h, pool.0, strides.0, 1, padding).unwrap();
+        let cols = Axis1::new(w, pool.1, strides.1, 1, padding).unwrap();
+        ArrayD::from_shape_fn(IxDyn(&[n, rows.output, cols.output, c]), |i| {
+            let mut taps = vec![];
+            for a in 0..pool.0 {
+                for b in 0..pool.1 {
+                    if let (Some(ih), Some(iw)) = (rows.source(i[1], a), cols.source(i[2], b)) {
+                        taps.push(x[[i[0], ih, iw, i[3]]]);
+                    }
+                }
+            }
+            if max {
+                taps.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+            } else {
+                taps.iter().sum::<f32>() / taps.len() as f32
+            }
+        })
+    }
+
+    /// Input shape, pool size, strides, padding.
+    type Case = (Vec<usize>, (usize, usize), (usize, usize), Padding);
+
+    fn cases() -> Vec<Case> {
+        vec![
+            (vec![2, 4, 4, 3], (2, 2), (2, 2), Padding::Valid),
+            (vec![1, 5, 7, 2], (2, 2), (2, 2), Padding::Valid), // odd sizes: the last row/column is dropped
+            (vec![1, 5, 7, 2], (2, 2), (2, 2), Padding::Same),
+            (vec![2, 5, 5, 1], (3, 3), (1, 1), Padding::Valid), // overlapping windows
+            (vec![1, 6, 5, 2], (3, 2), (2, 1), Padding::Same),
+            (vec![1, 3, 3, 2], (3, 3), (3, 3), Padding::Valid), // global
+        ]
+    }
+
+    #[test]
+    fn forward_matches_the_definition() {
+        for (i, (shape, pool, strides, padding)) in cases().into_iter().enumerate() {
+            let x = distinct(&shape, i as u64);
+            let params = ParamStore::new();
+            let tape = Tape::new(&params);
+            let xv = tape.constant(x.view());
+            assert_eq!(
+                xv.max_pool2d(pool, strides, padding).value(),
+                naive(&x, pool, strides, padding, true)
+            );
+            let avg = xv.avg_pool2d(pool, strides, padding).value();
+            let want = naive(&x, pool, strides, padding, false);
+            assert!(avg.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-5), "case {i}: {avg} vs {want}");
+        }
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        for (i, (shape, pool, strides, padding)) in cases().into_iter().enumerate() {
+            let x = [distinct(&shape, i as u64)];
+            check_gradients(&x, |v| v[0].max_pool2d(pool, strides, padding))
+                .unwrap_or_else(|e| panic!("max, case {i}: {e}"));
+            check_gradients(&x, |v| v[0].avg_pool2d(pool, strides, padding))
+                .unwrap_or_else(|e| panic!("average, case {i}: {e}"));
+            // Accumulating onto a gradient that is already set.
+            check_gradients(&x, |v| {
+                v[0].max_pool2d(pool, strides, padding).add(v[0].avg_pool2d(pool, strides, padding))
+            })
+            .unwrap_or_else(|e| panic!("max after another use, case {i}: {e}"));
+        }
+    }
+
+    #[test]
+    fn nan_and_inf_propagate_through_max() {
+        let mut x = distinct(&[1, 4, 4, 1], 0);
+        x[[0, 1, 0, 0]] = f32::NAN;
+        x[[0, 2, 3, 0]] = f32::INFINITY;
+        x[[0, 3, 1, 0]] = f32::NEG_INFINITY;
+        let params = ParamStore::new();
+        let tape = Tape::new(&params);
+        let y = tape.constant(x.view()).max_pool2d((2, 2), (2, 2), Padding::Valid).value();
+        assert!(y[[0, 0, 0, 0]].is_nan(), "a NaN in a window makes its max NaN: {y}");
+        assert!(y[[0, 0, 1, 0]].is_finite());
+        assert_eq!(y[[0, 1, 1, 0]], f32::INFINITY);
+        assert!(y[[0, 1, 0, 0]].is_finite(), "-inf loses to the finite values of its window");
+        let avg = tape.constant(x.view()).avg_pool2d((2, 2), (2, 2), Padding::Valid).value();
+        assert!(avg[[0, 0, 0, 0]].is_nan() && avg[[0, 1, 1, 0]] == f32::INFINITY);
+    }
+}

@@ -1,0 +1,141 @@
+//! The geometry shared by convolution and pooling: how a window slides along one spatial axis.
+use serde::{Deserialize, Serialize};
+
+/// Keras' `padding`: `"valid"` (no padding: the window stays inside the input) or `"same"` (zeros, or
+/// ignored positions for pooling, around the input so that the output has `ceil(input / stride)` positions).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Padding {
+    /// No padding (Keras' default).
+    #[default]
+    Valid,
+    /// Pad so that the output length is `ceil(input / stride)`; the odd element goes after, as in TensorFlow.
+    Same,
+}
+
+impl Padding {
+    /// Keras' name: `"valid"` or `"same"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Padding::Valid => "valid",
+            Padding::Same => "same",
+        }
+    }
+}
+
+impl std::str::FromStr for Padding {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "valid" => Ok(Padding::Valid),
+            "same" => Ok(Padding::Same),
+            _ => Err(crate::Error::UnknownName {
+                kind: "padding",
+                name: s.into(),
+                known: "valid, same".into(),
+            }),
+        }
+    }
+}
+
+/// One spatial axis of a sliding window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Axis1 {
+    /// Input length.
+    pub(crate) input: usize,
+    /// Window size (kernel or pool).
+    pub(crate) size: usize,
+    pub(crate) stride: usize,
+    pub(crate) dilation: usize,
+    /// Output length.
+    pub(crate) output: usize,
+    /// Padding before the first element.
+    pub(crate) pad: usize,
+}
+
+impl Axis1 {
+    /// The output length and padding of a window of `size` (taps `dilation` apart) moving by `stride` over
+    /// `input` elements; `None` if a valid window does not fit (or `stride`/`dilation`/`size` is 0).
+    pub(crate) fn new(
+        input: usize,
+        size: usize,
+        stride: usize,
+        dilation: usize,
+        padding: Padding,
+    ) -> Option<Self> {
+        if size == 0 || stride == 0 || dilation == 0 {
+            return None;
+        }
+        let extent = dilation.checked_mul(size - 1)?.checked_add(1)?;
+        let (output, pad) = match padding {
+            Padding::Valid => ((input.checked_sub(extent)? / stride) + 1, 0),
+            Padding::Same => {
+                let output = input.div_ceil(stride);
+                let total = ((output.max(1) - 1) * stride + extent).saturating_sub(input);
+                (output, total / 2)
+            }
+        };
+        Some(Axis1 { input, size, stride, dilation, output, pad })
+    }
+
+    /// The input position of tap `k` of the window at output position `o`, if it is inside the input.
+    #[inline]
+    pub(crate) fn source(&self, o: usize, k: usize) -> Option<usize> {
+        (o * self.stride + k * self.dilation).checked_sub(self.pad).filter(|&i| i < self.input)
+    }
+}
+
+/// Runs `f(index, out_image, in_image)` for every image of a batch: `out` in chunks of `out_len`, `input` in chunks of
+/// `in_len`, on the threads [`crate::autodiff::num_threads`] allows. Each image writes only its own chunk, so
+/// results do not depend on the thread count.
+pub(crate) fn per_image(
+    out: &mut [f32],
+    out_len: usize,
+    input: &[f32],
+    in_len: usize,
+    f: impl Fn(usize, &mut [f32], &[f32]) + Sync,
+) {
+    use rayon::prelude::*;
+    if out_len == 0 || in_len == 0 {
+        return;
+    }
+    if parallel() && out.len() / out_len > 1 {
+        out.par_chunks_mut(out_len)
+            .zip(input.par_chunks(in_len))
+            .enumerate()
+            .for_each(|(n, (o, i))| f(n, o, i));
+    } else {
+        out.chunks_mut(out_len).zip(input.chunks(in_len)).enumerate().for_each(|(n, (o, i))| f(n, o, i));
+    }
+}
+
+/// Whether kernels may split their work over threads ([`crate::autodiff::num_threads`] above 1).
+pub(crate) fn parallel() -> bool {
+    crate::autodiff::num_threads() > 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_lengths_match_keras() {
+        // Keras: valid -> floor((n - extent) / s) + 1; same -> ceil(n / s).
+        let valid = |n, k, s, d| Axis1::new(n, k, s, d, Padding::Valid).map(|a| a.output);
+        assert_eq!(valid(28, 3, 1, 1), Some(26));
+        assert_eq!(valid(13, 2, 2, 1), Some(6));
+        assert_eq!(valid(7, 3, 2, 2), Some(2)); // extent 5
+        assert_eq!(valid(4, 5, 1, 1), None);
+        assert_eq!(valid(4, 3, 0, 1), None);
+        let same = Axis1::new(7, 3, 2, 1, Padding::Same).unwrap();
+        assert_eq!((same.output, same.pad), (4, 1)); // total padding 2: 1 before, 1 after
+        let same = Axis1::new(6, 2, 2, 1, Padding::Same).unwrap();
+        assert_eq!((same.output, same.pad), (3, 0));
+        let same = Axis1::new(5, 4, 1, 1, Padding::Same).unwrap();
+        assert_eq!((same.output, same.pad), (5, 1)); // total 3: 1 before, 2 after (TensorFlow's rule)
+        assert_eq!(same.source(0, 0), None);
+        assert_eq!(same.source(0, 1), Some(0));
+        assert_eq!(same.source(4, 3), None);
+    }
+}
