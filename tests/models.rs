@@ -437,11 +437,11 @@ fn dropout_drops_and_rescales_in_training() {
     assert_eq!(layer.build(&[1000], &mut params, &mut rng).unwrap(), vec![1000]);
     let tape = Tape::new(&params);
     let x = tape.constant(Array2::<f32>::ones((4, 1000)).into_dyn().view());
-    let y = layer.call(x, &mut CallContext { training: true, rng: &mut rng }).value();
+    let y = layer.call(x, &mut CallContext::new(true, &mut rng)).value();
     let dropped = y.iter().filter(|&&v| v == 0.0).count() as f32 / 4000.0;
     assert!((dropped - 0.25).abs() < 0.03, "dropped {dropped}");
     assert!(y.iter().all(|&v| v == 0.0 || v == 1.0 / 0.75), "survivors are scaled by 1 / (1 - rate)");
-    let z = layer.call(x, &mut CallContext { training: false, rng: &mut rng });
+    let z = layer.call(x, &mut CallContext::new(false, &mut rng));
     assert_eq!(z.id(), x.id(), "the identity at inference: no node recorded");
 }
 

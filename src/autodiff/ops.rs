@@ -8,6 +8,7 @@ mod pool2d;
 mod window;
 
 pub use conv2d::Conv2dOptions;
+pub(crate) use window::window_output;
 pub use window::Padding;
 
 use super::gemm::gemm;

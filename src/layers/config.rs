@@ -15,7 +15,7 @@
 //! let again = layer_from_config(&config)?;
 //! assert_eq!(again.config()?, config);
 //! assert!(layer_from_config(&kerust::layers::LayerConfig {
-//!     class_name: "Conv2D".into(),
+//!     class_name: "LSTM".into(),
 //!     config: serde_json::json!({}),
 //! })
 //! .is_err());
@@ -26,7 +26,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Activation, Dense, Dropout, Flatten, Input, Layer};
+use super::{
+    Activation, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
+    GlobalAveragePooling2D, GlobalMaxPooling2D, Input, Layer, MaxPooling2D, Reshape,
+};
 use crate::activations::Activation as Function;
 use crate::initializers::Initializer;
 use crate::spec::Spec;
@@ -43,7 +46,20 @@ pub struct LayerConfig {
 }
 
 /// The class names [`layer_from_config`] knows.
-pub const KNOWN_LAYERS: &[&str] = &["Dense", "Dropout", "Flatten", "Activation", "InputLayer"];
+pub const KNOWN_LAYERS: &[&str] = &[
+    "Dense",
+    "Dropout",
+    "Flatten",
+    "Activation",
+    "InputLayer",
+    "Conv2D",
+    "MaxPooling2D",
+    "AveragePooling2D",
+    "GlobalMaxPooling2D",
+    "GlobalAveragePooling2D",
+    "BatchNormalization",
+    "Reshape",
+];
 
 /// A function with settings: an activation or an initializer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -93,6 +109,66 @@ pub(crate) struct InputConfig {
     pub(crate) shape: Vec<usize>,
 }
 
+/// Serde for a setting given by name or value, written as the value's own serialization (`"same"`): a layer
+/// whose settings struct derives serde stores it with `#[serde(with = "spec_value")]`.
+pub(crate) mod spec_value {
+    use serde::{de::Error as _, ser::Error as _, Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::spec::Spec;
+
+    pub(crate) fn serialize<T, S>(spec: &Spec<T>, s: S) -> Result<S::Ok, S::Error>
+    where
+        T: Serialize + std::str::FromStr<Err = crate::Error> + Clone,
+        S: Serializer,
+    {
+        spec.resolve().map_err(S::Error::custom)?.serialize(s)
+    }
+
+    pub(crate) fn deserialize<'de, T, D>(d: D) -> Result<Spec<T>, D::Error>
+    where
+        T: Deserialize<'de> + std::str::FromStr<Err = crate::Error>,
+        D: Deserializer<'de>,
+    {
+        // Through the name, so that the message for a bad value is the setting's own (`unknown padding`).
+        let name = String::deserialize(d)?;
+        name.parse().map(Spec::Value).map_err(D::Error::custom)
+    }
+}
+
+/// Serde for an activation setting, as a [`FnConfig`] (`{"class_name": "relu", "config": {}}`).
+pub(crate) mod activation_fn {
+    use serde::{de::Error as _, ser::Error as _, Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{activation_config, activation_from, FnConfig};
+    use crate::activations::Activation;
+    use crate::spec::Spec;
+
+    pub(crate) fn serialize<S: Serializer>(spec: &Spec<Activation>, s: S) -> Result<S::Ok, S::Error> {
+        activation_config(spec).map_err(S::Error::custom)?.serialize(s)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Spec<Activation>, D::Error> {
+        activation_from(&FnConfig::deserialize(d)?).map(Spec::Value).map_err(D::Error::custom)
+    }
+}
+
+/// Serde for an initializer setting, as a [`FnConfig`].
+pub(crate) mod initializer_fn {
+    use serde::{de::Error as _, ser::Error as _, Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{initializer_config, initializer_from, FnConfig};
+    use crate::initializers::Initializer;
+    use crate::spec::Spec;
+
+    pub(crate) fn serialize<S: Serializer>(spec: &Spec<Initializer>, s: S) -> Result<S::Ok, S::Error> {
+        initializer_config(spec).map_err(S::Error::custom)?.serialize(s)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Spec<Initializer>, D::Error> {
+        initializer_from(&FnConfig::deserialize(d)?).map(Spec::Value).map_err(D::Error::custom)
+    }
+}
+
 /// A layer config from a typed struct.
 pub(crate) fn to_config(class_name: &str, config: &impl Serialize) -> Result<LayerConfig> {
     let config = serde_json::to_value(config).map_err(|e| Error::Format {
@@ -103,7 +179,7 @@ pub(crate) fn to_config(class_name: &str, config: &impl Serialize) -> Result<Lay
     Ok(LayerConfig { class_name: class_name.into(), config })
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(config: &LayerConfig) -> Result<T> {
+pub(crate) fn parse<T: for<'de> Deserialize<'de>>(config: &LayerConfig) -> Result<T> {
     T::deserialize(&config.config).map_err(|e| Error::Format {
         format: "layer config",
         source_name: format!("a {} layer", config.class_name),
@@ -168,6 +244,14 @@ pub fn layer_from_config(config: &LayerConfig) -> Result<Box<dyn Layer>> {
             }
             Box::new(i)
         }
+        // Layers whose settings struct is their saved config.
+        "Conv2D" => Box::new(Conv2D::from_settings(parse(config)?)),
+        "MaxPooling2D" => Box::new(MaxPooling2D::from_settings(parse(config)?)),
+        "AveragePooling2D" => Box::new(AveragePooling2D::from_settings(parse(config)?)),
+        "GlobalMaxPooling2D" => Box::new(GlobalMaxPooling2D::from_settings(parse(config)?)),
+        "GlobalAveragePooling2D" => Box::new(GlobalAveragePooling2D::from_settings(parse(config)?)),
+        "BatchNormalization" => Box::new(BatchNormalization::from_settings(parse(config)?)),
+        "Reshape" => Box::new(Reshape::from_settings(parse(config)?)),
         other => {
             return Err(Error::UnknownName {
                 kind: "layer type",
@@ -290,7 +374,37 @@ mod tests {
             Box::new(Flatten::new().input_shape([2, 3])),
             Box::new(Activation::new("tanh")),
             Box::new(Input::new([5, 6])),
+            Box::new(
+                Conv2D::new(4, (3, 2))
+                    .strides(2)
+                    .padding("same")
+                    .activation("relu")
+                    .use_bias(false)
+                    .kernel_initializer("he_uniform")
+                    .input_shape([8, 8, 3])
+                    .name("c"),
+            ),
+            Box::new(Conv2D::new(2, 3).dilation_rate((2, 1)).bias_initializer(Initializer::Constant(0.1))),
+            Box::new(MaxPooling2D::new(3).strides(1).padding("same")),
+            Box::new(AveragePooling2D::new((2, 3)).input_shape([4, 6, 1])),
+            Box::new(GlobalMaxPooling2D::new().keepdims(true)),
+            Box::new(GlobalAveragePooling2D::new().name("gap")),
+            Box::new(
+                BatchNormalization::new()
+                    .axis(1)
+                    .momentum(0.9)
+                    .epsilon(1e-5)
+                    .center(false)
+                    .gamma_initializer(Initializer::Constant(2.0)),
+            ),
+            Box::new(Reshape::new([-1, 4, 1]).input_shape([8])),
         ];
+        let mut seen: Vec<&str> = layers.iter().map(|l| l.class_name()).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        let mut known = KNOWN_LAYERS.to_vec();
+        known.sort_unstable();
+        assert_eq!(seen, known, "every known layer is round-tripped here, and every layer here is known");
         for layer in layers {
             let config = layer.config().unwrap();
             let json = serde_json::to_string(&config).unwrap();

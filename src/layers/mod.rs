@@ -18,35 +18,67 @@
 //!
 //! let tape = Tape::inference(&params, Default::default());
 //! let x = tape.constant(Array2::<f32>::ones((2, 4)).into_dyn().view());
-//! let y = dense.call(x, &mut CallContext { training: false, rng: &mut rng });
+//! let y = dense.call(x, &mut CallContext::new(false, &mut rng));
 //! assert_eq!(y.shape(), vec![2, 3]);
 //! ```
 mod activation;
+mod batch_normalization;
 mod config;
+mod conv2d;
 mod dense;
 mod dropout;
 mod flatten;
 mod input;
+mod pooling;
+mod reshape;
 
 pub use activation::Activation;
+pub use batch_normalization::BatchNormalization;
 pub use config::{layer_from_config, LayerConfig, KNOWN_LAYERS};
+pub use conv2d::Conv2D;
 pub use dense::Dense;
 pub use dropout::Dropout;
 pub use flatten::Flatten;
 pub use input::Input;
+pub use pooling::{
+    Average, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, GlobalPooling2D, Max,
+    MaxPooling2D, PoolKind, Pooling2D,
+};
+pub use reshape::Reshape;
 
 use rand::rngs::StdRng;
 
-use crate::autodiff::{ParamId, ParamStore, Var};
+use crate::autodiff::{ParamId, ParamStore, Tensor, Var};
 use crate::initializers::Initializer;
 use crate::Result;
 
-/// What a layer's forward pass may need besides its input.
+/// What a layer's forward pass may need besides its input, and where it records state to update.
 pub struct CallContext<'r> {
-    /// Training (dropout active) or inference.
+    /// Training (dropout active, batch statistics) or inference.
     pub training: bool,
     /// The model's random generator (dropout masks).
     pub rng: &'r mut StdRng,
+    updates: Vec<(ParamId, Tensor)>,
+}
+
+impl<'r> CallContext<'r> {
+    /// A context for one forward pass.
+    pub fn new(training: bool, rng: &'r mut StdRng) -> Self {
+        CallContext { training, rng, updates: Vec::new() }
+    }
+
+    /// Records a new value for a (non-trainable) weight, Keras' `variable.assign` in `call`: a layer's state
+    /// across steps, such as BatchNormalization's moving statistics. The layer cannot write it now (the tape
+    /// reads the weights during the step); the training step assigns it after the optimizer's update.
+    pub fn assign(&mut self, weight: ParamId, value: Tensor) {
+        self.updates.push((weight, value));
+    }
+
+    /// The values recorded by [`CallContext::assign`], in order, for whoever runs the step to write into the
+    /// [`ParamStore`] after the backward pass.
+    pub fn into_updates(self) -> Vec<(ParamId, Tensor)> {
+        self.updates
+    }
 }
 
 /// A layer of a [`crate::models::Sequential`] model.
@@ -101,6 +133,53 @@ pub trait Layer: Send {
             self.name().unwrap_or("?"),
             self.class_name()
         )))
+    }
+}
+
+/// A size along the two spatial axes, (rows, columns): Keras' `kernel_size=3` or `kernel_size=(3, 5)`.
+///
+/// ```
+/// use kerust::layers::Size2;
+/// assert_eq!(Size2::from(3), Size2(3, 3));
+/// assert_eq!(Size2::from((2, 4)), Size2(2, 4));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "[usize; 2]", into = "[usize; 2]")]
+pub struct Size2(pub usize, pub usize);
+
+impl From<usize> for Size2 {
+    fn from(n: usize) -> Self {
+        Size2(n, n)
+    }
+}
+
+impl From<(usize, usize)> for Size2 {
+    fn from((a, b): (usize, usize)) -> Self {
+        Size2(a, b)
+    }
+}
+
+impl From<[usize; 2]> for Size2 {
+    fn from([a, b]: [usize; 2]) -> Self {
+        Size2(a, b)
+    }
+}
+
+impl From<Size2> for [usize; 2] {
+    fn from(s: Size2) -> Self {
+        [s.0, s.1]
+    }
+}
+
+impl From<Size2> for (usize, usize) {
+    fn from(s: Size2) -> Self {
+        (s.0, s.1)
+    }
+}
+
+impl std::fmt::Display for Size2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "({}, {})", self.0, self.1)
     }
 }
 

@@ -409,7 +409,8 @@ impl Sequential {
         let tape = Tape::with_workspace(params, std::mem::take(workspace));
         let xb = tape.constant_with(&batch_shape(x, rows.len()), |buf| gather(x, rows, buf));
         let yb = tape.constant_with(&batch_shape(y, rows.len()), |buf| gather(y, rows, buf));
-        let out = Sequential::forward(layers, xb, &mut CallContext { training: true, rng });
+        let mut ctx = CallContext::new(true, rng);
+        let out = Sequential::forward(layers, xb, &mut ctx);
         let loss = compiled.loss.call(yb, out);
         let value = loss.item();
         tape.backward(loss, grads)?;
@@ -420,6 +421,10 @@ impl Sequential {
         }
         *workspace = tape.into_workspace();
         compiled.optimizer.apply(params, grads);
+        // State the layers recorded during the forward pass (moving statistics), now that the tape is gone.
+        for (id, value) in ctx.into_updates() {
+            params.value_mut(id).assign(&value);
+        }
         Ok(value)
     }
 
@@ -443,7 +448,7 @@ impl Sequential {
             rows.extend(start..end);
             let tape = Tape::inference(params, std::mem::take(workspace));
             let xb = tape.constant_with(&batch_shape(x, rows.len()), |buf| gather(x, &rows, buf));
-            let out = Sequential::forward(layers, xb, &mut CallContext { training: false, rng });
+            let out = Sequential::forward(layers, xb, &mut CallContext::new(false, rng));
             match (y, loss_fn) {
                 (Some(y), Some(loss_fn)) => {
                     let yb = tape.constant_with(&batch_shape(y, rows.len()), |buf| gather(y, &rows, buf));

@@ -39,6 +39,20 @@ impl std::str::FromStr for Padding {
     }
 }
 
+crate::spec::impl_spec!(Padding);
+
+/// The output length of a window of `size` (taps `dilation` apart) moving by `stride` over `input` elements,
+/// or `None` where a valid window does not fit or a setting is 0: what layers check when they are built.
+pub(crate) fn window_output(
+    input: usize,
+    size: usize,
+    stride: usize,
+    dilation: usize,
+    padding: Padding,
+) -> Option<usize> {
+    Axis1::new(input, size, stride, dilation, padding).map(|a| a.output)
+}
+
 /// One spatial axis of a sliding window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Axis1 {

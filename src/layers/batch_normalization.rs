@@ -1,0 +1,274 @@
+//! `BatchNormalization`: normalizes each feature with batch statistics in training and moving statistics at
+//! inference, the layer that shows how a layer keeps state across steps ([`CallContext::assign`]).
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+use super::config::initializer_fn;
+use super::{add_weight, CallContext, Layer, LayerConfig};
+use crate::autodiff::{ParamId, ParamStore, Var};
+use crate::initializers::Initializer;
+use crate::spec::Spec;
+use crate::{Error, Result};
+
+/// Keras' `layers.BatchNormalization`: `gamma * (x - mean) / sqrt(var + epsilon) + beta` per feature of `axis`.
+///
+/// In training, `mean` and `var` are the batch's (the biased variance, as Keras), and each training step
+/// moves the non-trainable `moving_mean` and `moving_variance` toward them:
+/// `moving = moving * momentum + batch * (1 - momentum)`. At inference (`evaluate`, `predict`) the moving
+/// statistics are used. The weights, in Keras' order: `gamma`, `beta` (trainable), `moving_mean`,
+/// `moving_variance` (non-trainable, counted as such in the summary, saved and loaded with the model).
+///
+/// Keras' defaults: `axis=-1`, `momentum=0.99`, `epsilon=1e-3`, `center` and `scale` on, `gamma` ones, `beta`
+/// zeros, moving mean zeros, moving variance ones.
+///
+/// ```
+/// use kerust::layers::{BatchNormalization, Dense};
+/// use kerust::models::Sequential;
+///
+/// let mut model = Sequential::new();
+/// model.add(Dense::new(8).input_shape([4]))?;
+/// model.add(BatchNormalization::new())?;
+/// assert!(model.summary_string().contains("Non-trainable params: 16"));
+/// # Ok::<(), kerust::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct BatchNormalization {
+    settings: BatchNormalizationConfig,
+    built: Option<Built>,
+}
+
+/// The settings, as saved.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BatchNormalizationConfig {
+    name: Option<String>,
+    axis: i64,
+    momentum: f32,
+    epsilon: f32,
+    center: bool,
+    scale: bool,
+    #[serde(with = "initializer_fn")]
+    beta_initializer: Spec<Initializer>,
+    #[serde(with = "initializer_fn")]
+    gamma_initializer: Spec<Initializer>,
+    #[serde(with = "initializer_fn")]
+    moving_mean_initializer: Spec<Initializer>,
+    #[serde(with = "initializer_fn")]
+    moving_variance_initializer: Spec<Initializer>,
+    input_shape: Option<Vec<usize>>,
+}
+
+#[derive(Clone, Debug)]
+struct Built {
+    /// The normalized axis, counting the batch axis as 0.
+    axis: usize,
+    gamma: Option<ParamId>,
+    beta: Option<ParamId>,
+    moving_mean: ParamId,
+    moving_variance: ParamId,
+    weights: Vec<ParamId>,
+}
+
+impl Default for BatchNormalization {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BatchNormalization {
+    /// Batch normalization with Keras' defaults.
+    pub fn new() -> Self {
+        BatchNormalization {
+            settings: BatchNormalizationConfig {
+                name: None,
+                axis: -1,
+                momentum: 0.99,
+                epsilon: 1e-3,
+                center: true,
+                scale: true,
+                beta_initializer: Spec::Value(Initializer::Zeros),
+                gamma_initializer: Spec::Value(Initializer::Ones),
+                moving_mean_initializer: Spec::Value(Initializer::Zeros),
+                moving_variance_initializer: Spec::Value(Initializer::Ones),
+                input_shape: None,
+            },
+            built: None,
+        }
+    }
+
+    pub(crate) fn from_settings(settings: BatchNormalizationConfig) -> Self {
+        BatchNormalization { settings, built: None }
+    }
+
+    /// The feature axis (default -1, the last; positive values count the batch axis as 0, as in Keras).
+    pub fn axis(mut self, axis: i64) -> Self {
+        self.settings.axis = axis;
+        self
+    }
+
+    /// The moving statistics' momentum, in `[0, 1]` (default 0.99).
+    pub fn momentum(mut self, momentum: f32) -> Self {
+        self.settings.momentum = momentum;
+        self
+    }
+
+    /// Added to the variance before its square root, `> 0` (default 1e-3).
+    pub fn epsilon(mut self, epsilon: f32) -> Self {
+        self.settings.epsilon = epsilon;
+        self
+    }
+
+    /// Whether to add the learned offset `beta` (default true).
+    pub fn center(mut self, center: bool) -> Self {
+        self.settings.center = center;
+        self
+    }
+
+    /// Whether to multiply by the learned scale `gamma` (default true).
+    pub fn scale(mut self, scale: bool) -> Self {
+        self.settings.scale = scale;
+        self
+    }
+
+    /// `beta`'s initializer (default `zeros`).
+    pub fn beta_initializer(mut self, init: impl Into<Spec<Initializer>>) -> Self {
+        self.settings.beta_initializer = init.into();
+        self
+    }
+
+    /// `gamma`'s initializer (default `ones`).
+    pub fn gamma_initializer(mut self, init: impl Into<Spec<Initializer>>) -> Self {
+        self.settings.gamma_initializer = init.into();
+        self
+    }
+
+    /// The moving mean's initializer (default `zeros`).
+    pub fn moving_mean_initializer(mut self, init: impl Into<Spec<Initializer>>) -> Self {
+        self.settings.moving_mean_initializer = init.into();
+        self
+    }
+
+    /// The moving variance's initializer (default `ones`).
+    pub fn moving_variance_initializer(mut self, init: impl Into<Spec<Initializer>>) -> Self {
+        self.settings.moving_variance_initializer = init.into();
+        self
+    }
+
+    /// The per-sample input shape, for the first layer of a model.
+    pub fn input_shape(mut self, shape: impl AsRef<[usize]>) -> Self {
+        self.settings.input_shape = Some(shape.as_ref().to_vec());
+        self
+    }
+
+    /// A name instead of the one the model would assign.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.settings.name = Some(name.into());
+        self
+    }
+}
+
+impl Layer for BatchNormalization {
+    fn class_name(&self) -> &'static str {
+        "BatchNormalization"
+    }
+
+    fn name(&self) -> Option<&str> {
+        self.settings.name.as_deref()
+    }
+
+    fn set_name(&mut self, name: String) {
+        self.settings.name = Some(name);
+    }
+
+    fn declared_input_shape(&self) -> Option<&[usize]> {
+        self.settings.input_shape.as_deref()
+    }
+
+    fn build(
+        &mut self,
+        input_shape: &[usize],
+        params: &mut ParamStore,
+        rng: &mut StdRng,
+    ) -> Result<Vec<usize>> {
+        let s = &self.settings;
+        if !(0.0..=1.0).contains(&s.momentum) {
+            return Err(Error::invalid_argument("momentum", s.momentum, "must be in [0, 1]"));
+        }
+        if !(s.epsilon > 0.0 && s.epsilon.is_finite()) {
+            return Err(Error::invalid_argument("epsilon", s.epsilon, "must be a finite number > 0"));
+        }
+        // Axes counting the batch as 0: -1 is the last; 0 (the batch) cannot be normalized over itself.
+        let ndim = input_shape.len() as i64 + 1;
+        let axis = if s.axis < 0 { s.axis + ndim } else { s.axis };
+        if !(1..ndim).contains(&axis) {
+            return Err(Error::invalid_argument(
+                "axis",
+                s.axis,
+                format!(
+                    "must name a feature axis of inputs {}: 1 to {} or -1 to -{}",
+                    crate::models::shape_str(input_shape),
+                    ndim - 1,
+                    ndim - 1
+                ),
+            ));
+        }
+        let axis = axis as usize;
+        let features = input_shape[axis - 1];
+        let name = s.name.clone().unwrap_or_else(|| "batch_normalization".into());
+        let mut weight = |what: &str, init: &Spec<Initializer>, trainable: bool| -> Result<ParamId> {
+            let init = init.resolve()?;
+            init.validate()?;
+            add_weight(params, format!("{name}/{what}"), &[features], init, rng, trainable)
+        };
+        let gamma = s.scale.then(|| weight("gamma", &s.gamma_initializer, true)).transpose()?;
+        let beta = s.center.then(|| weight("beta", &s.beta_initializer, true)).transpose()?;
+        let moving_mean = weight("moving_mean", &s.moving_mean_initializer, false)?;
+        let moving_variance = weight("moving_variance", &s.moving_variance_initializer, false)?;
+        let weights = gamma.into_iter().chain(beta).chain([moving_mean, moving_variance]).collect();
+        self.built = Some(Built { axis, gamma, beta, moving_mean, moving_variance, weights });
+        Ok(input_shape.to_vec())
+    }
+
+    fn call<'t>(&self, x: Var<'t>, ctx: &mut CallContext<'_>) -> Var<'t> {
+        let b =
+            self.built.as_ref().expect("BatchNormalization::call before build: models build layers first");
+        let tape = x.tape();
+        let shape = x.shape();
+        // The statistics' shape: 1 on every axis but the features, so that they broadcast against x.
+        let stats_shape: Vec<usize> =
+            shape.iter().enumerate().map(|(i, &n)| if i == b.axis { n } else { 1 }).collect();
+        let as_stats = |v: Var<'t>| if b.axis + 1 == shape.len() { v } else { v.reshape(&stats_shape) };
+        let (eps, momentum) = (self.settings.epsilon, self.settings.momentum);
+        let (centered, variance) = if ctx.training {
+            let reduced: Vec<usize> = (0..shape.len()).filter(|&i| i != b.axis).collect();
+            let mean = x.mean_axes(&reduced, true);
+            let centered = x.sub(mean);
+            let variance = centered.square().mean_axes(&reduced, true);
+            // Moving statistics, assigned after the step: moving * momentum + batch * (1 - momentum).
+            for (id, batch) in [(b.moving_mean, mean), (b.moving_variance, variance)] {
+                let moving = tape.params().value(id);
+                let batch = batch.value().into_shape_with_order(moving.raw_dim()).expect("one per feature");
+                ctx.assign(id, moving * momentum + batch * (1.0 - momentum));
+            }
+            (centered, variance)
+        } else {
+            (x.sub(as_stats(tape.param(b.moving_mean))), as_stats(tape.param(b.moving_variance)))
+        };
+        let mut y = centered.div(variance.add_scalar(eps).sqrt());
+        if let Some(gamma) = b.gamma {
+            y = y.mul(as_stats(tape.param(gamma)));
+        }
+        if let Some(beta) = b.beta {
+            y = y.add(as_stats(tape.param(beta)));
+        }
+        y
+    }
+
+    fn weights(&self) -> &[ParamId] {
+        self.built.as_ref().map_or(&[], |b| &b.weights)
+    }
+
+    fn config(&self) -> Result<LayerConfig> {
+        super::config::to_config(self.class_name(), &self.settings)
+    }
+}

@@ -1,0 +1,276 @@
+//! `Conv2D`: a 2-D convolution over channels-last images.
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+use super::config::{activation_fn, initializer_fn, spec_value};
+use super::{add_weight, CallContext, Layer, LayerConfig, Size2};
+use crate::activations::Activation;
+use crate::autodiff::{Conv2dOptions, Padding, ParamId, ParamStore, Var};
+use crate::initializers::Initializer;
+use crate::spec::Spec;
+use crate::{Error, Result};
+
+/// A 2-D convolution (Keras' `layers.Conv2D`): `activation(conv(x, kernel) + bias)` over images of shape
+/// `(height, width, channels)` (channels last, Keras' default), with a kernel of shape
+/// `(kernel_rows, kernel_cols, channels, filters)`, Keras' layout, so Keras weights load unchanged.
+///
+/// Keras' defaults: strides 1, `"valid"` padding, dilation 1, no activation, a bias, `glorot_uniform` kernel,
+/// `zeros` bias.
+///
+/// ```
+/// use kerust::layers::{Conv2D, Flatten, Dense, MaxPooling2D};
+/// use kerust::models::Sequential;
+///
+/// let mut model = Sequential::new();
+/// model.add(Conv2D::new(32, 3).activation("relu").input_shape([28, 28, 1]))?;
+/// model.add(MaxPooling2D::new(2))?;
+/// model.add(Flatten::new())?;
+/// model.add(Dense::new(10).activation("softmax"))?;
+/// assert_eq!(model.layers()[0].count_params(model.params()), 3 * 3 * 32 + 32);
+/// assert_eq!(model.output_shape(), Some(&[10][..]));
+/// # Ok::<(), kerust::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Conv2D {
+    settings: Conv2DConfig,
+    built: Option<Built>,
+}
+
+/// The settings, as they are saved: each written once, here.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Conv2DConfig {
+    name: Option<String>,
+    filters: usize,
+    kernel_size: Size2,
+    strides: Size2,
+    #[serde(with = "spec_value")]
+    padding: Spec<Padding>,
+    dilation_rate: Size2,
+    #[serde(with = "activation_fn")]
+    activation: Spec<Activation>,
+    use_bias: bool,
+    #[serde(with = "initializer_fn")]
+    kernel_initializer: Spec<Initializer>,
+    #[serde(with = "initializer_fn")]
+    bias_initializer: Spec<Initializer>,
+    input_shape: Option<Vec<usize>>,
+}
+
+#[derive(Clone, Debug)]
+struct Built {
+    options: Conv2dOptions,
+    activation: Activation,
+    weights: Vec<ParamId>,
+}
+
+impl Conv2D {
+    /// A convolution with `filters` output channels and a `kernel_size` window (`3` or `(3, 5)`).
+    pub fn new(filters: usize, kernel_size: impl Into<Size2>) -> Self {
+        Conv2D {
+            settings: Conv2DConfig {
+                name: None,
+                filters,
+                kernel_size: kernel_size.into(),
+                strides: Size2(1, 1),
+                padding: Spec::Value(Padding::Valid),
+                dilation_rate: Size2(1, 1),
+                activation: Spec::Value(Activation::Linear),
+                use_bias: true,
+                kernel_initializer: Spec::Value(Initializer::GlorotUniform),
+                bias_initializer: Spec::Value(Initializer::Zeros),
+                input_shape: None,
+            },
+            built: None,
+        }
+    }
+
+    pub(crate) fn from_settings(settings: Conv2DConfig) -> Self {
+        Conv2D { settings, built: None }
+    }
+
+    /// Steps between windows (default 1).
+    pub fn strides(mut self, strides: impl Into<Size2>) -> Self {
+        self.settings.strides = strides.into();
+        self
+    }
+
+    /// `"valid"` (default) or `"same"`.
+    pub fn padding(mut self, padding: impl Into<Spec<Padding>>) -> Self {
+        self.settings.padding = padding.into();
+        self
+    }
+
+    /// Spacing of the kernel's taps (default 1); Keras allows it above 1 only with strides of 1.
+    pub fn dilation_rate(mut self, rate: impl Into<Size2>) -> Self {
+        self.settings.dilation_rate = rate.into();
+        self
+    }
+
+    /// The activation, by Keras' name (`"relu"`) or typed.
+    pub fn activation(mut self, activation: impl Into<Spec<Activation>>) -> Self {
+        self.settings.activation = activation.into();
+        self
+    }
+
+    /// Whether to add a bias (default true).
+    pub fn use_bias(mut self, use_bias: bool) -> Self {
+        self.settings.use_bias = use_bias;
+        self
+    }
+
+    /// The kernel's initializer (default `glorot_uniform`).
+    pub fn kernel_initializer(mut self, init: impl Into<Spec<Initializer>>) -> Self {
+        self.settings.kernel_initializer = init.into();
+        self
+    }
+
+    /// The bias' initializer (default `zeros`).
+    pub fn bias_initializer(mut self, init: impl Into<Spec<Initializer>>) -> Self {
+        self.settings.bias_initializer = init.into();
+        self
+    }
+
+    /// The per-sample input shape `(height, width, channels)`, for the first layer of a model.
+    pub fn input_shape(mut self, shape: impl AsRef<[usize]>) -> Self {
+        self.settings.input_shape = Some(shape.as_ref().to_vec());
+        self
+    }
+
+    /// A name instead of the one the model would assign.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.settings.name = Some(name.into());
+        self
+    }
+
+    /// The number of filters (output channels).
+    pub fn filters(&self) -> usize {
+        self.settings.filters
+    }
+}
+
+/// The per-sample shape `(height, width, channels)` of an image layer's input, or an error that says what is
+/// missing (most often the channel axis of grayscale images).
+pub(crate) fn image_shape(layer: &str, input_shape: &[usize]) -> Result<[usize; 3]> {
+    match *input_shape {
+        [h, w, c] if h > 0 && w > 0 && c > 0 => Ok([h, w, c]),
+        [h, w] => Err(Error::shape(
+            format!("{layer} input"),
+            "images (None, height, width, channels), channels last",
+            format!(
+                "{}; the channel axis is missing: add it to the data (`x.insert_axis(Axis(3))`, numpy's \
+                 `expand_dims(x, -1)`) or put `Reshape::new([{h}, {w}, 1])` first",
+                crate::models::shape_str(input_shape)
+            ),
+        )),
+        _ => Err(Error::shape(
+            format!("{layer} input"),
+            "images (None, height, width, channels) of positive sizes, channels last",
+            crate::models::shape_str(input_shape),
+        )),
+    }
+}
+
+/// Checks that each of a window setting's sizes is positive.
+pub(crate) fn positive(name: &'static str, size: Size2) -> Result<()> {
+    if size.0 == 0 || size.1 == 0 {
+        return Err(Error::invalid_argument(name, size, "every size must be at least 1"));
+    }
+    Ok(())
+}
+
+impl Layer for Conv2D {
+    fn class_name(&self) -> &'static str {
+        "Conv2D"
+    }
+
+    fn name(&self) -> Option<&str> {
+        self.settings.name.as_deref()
+    }
+
+    fn set_name(&mut self, name: String) {
+        self.settings.name = Some(name);
+    }
+
+    fn declared_input_shape(&self) -> Option<&[usize]> {
+        self.settings.input_shape.as_deref()
+    }
+
+    fn build(
+        &mut self,
+        input_shape: &[usize],
+        params: &mut ParamStore,
+        rng: &mut StdRng,
+    ) -> Result<Vec<usize>> {
+        let s = &self.settings;
+        if s.filters == 0 {
+            return Err(Error::invalid_argument("filters", 0, "Conv2D needs a positive number of filters"));
+        }
+        positive("kernel_size", s.kernel_size)?;
+        positive("strides", s.strides)?;
+        positive("dilation_rate", s.dilation_rate)?;
+        if (s.strides.0 > 1 || s.strides.1 > 1) && (s.dilation_rate.0 > 1 || s.dilation_rate.1 > 1) {
+            return Err(Error::invalid_argument(
+                "strides",
+                s.strides,
+                format!(
+                    "strides above 1 cannot be combined with dilation_rate={} (as in Keras)",
+                    s.dilation_rate
+                ),
+            ));
+        }
+        let [h, w, channels] = image_shape("Conv2D", input_shape)?;
+        let padding = s.padding.resolve()?;
+        let options = Conv2dOptions { strides: s.strides.into(), padding, dilation: s.dilation_rate.into() };
+        let rows =
+            crate::autodiff::window_output(h, s.kernel_size.0, s.strides.0, s.dilation_rate.0, padding);
+        let cols =
+            crate::autodiff::window_output(w, s.kernel_size.1, s.strides.1, s.dilation_rate.1, padding);
+        let (Some(oh), Some(ow)) = (rows, cols) else {
+            return Err(Error::shape(
+                "Conv2D input",
+                format!(
+                    "images at least as large as the kernel {} with dilation {} (padding \"{}\")",
+                    s.kernel_size,
+                    s.dilation_rate,
+                    padding.name()
+                ),
+                crate::models::shape_str(input_shape),
+            ));
+        };
+        let activation = s.activation.resolve()?;
+        let (kernel_init, bias_init) = (s.kernel_initializer.resolve()?, s.bias_initializer.resolve()?);
+        kernel_init.validate()?;
+        bias_init.validate()?;
+        let name = s.name.clone().unwrap_or_else(|| "conv2d".into());
+        let kernel_shape = [s.kernel_size.0, s.kernel_size.1, channels, s.filters];
+        let mut weights =
+            vec![add_weight(params, format!("{name}/kernel"), &kernel_shape, kernel_init, rng, true)?];
+        if s.use_bias {
+            weights.push(add_weight(params, format!("{name}/bias"), &[s.filters], bias_init, rng, true)?);
+        }
+        self.built = Some(Built { options, activation, weights });
+        Ok(vec![oh, ow, s.filters])
+    }
+
+    fn call<'t>(&self, x: Var<'t>, _ctx: &mut CallContext<'_>) -> Var<'t> {
+        let built = self.built.as_ref().expect("Conv2D::call before build: models build layers first");
+        let tape = x.tape();
+        let kernel = tape.param(built.weights[0]);
+        let bias = built.weights.get(1).map(|&b| tape.param(b));
+        // relu, sigmoid and tanh run inside the convolution's node; other activations after it.
+        match built.activation.elementwise() {
+            Some(None) => x.conv2d(kernel, bias, built.options),
+            Some(Some(f)) if f.df_uses_output_only() => x.conv2d_fused(kernel, bias, built.options, Some(f)),
+            _ => built.activation.apply(x.conv2d(kernel, bias, built.options)),
+        }
+    }
+
+    fn weights(&self) -> &[ParamId] {
+        self.built.as_ref().map_or(&[], |b| &b.weights)
+    }
+
+    fn config(&self) -> Result<LayerConfig> {
+        super::config::to_config(self.class_name(), &self.settings)
+    }
+}
