@@ -207,18 +207,20 @@ pub fn add_weight(
     Ok(params.add(name, initializer.init(shape, rng), trainable))
 }
 
-/// Keras' snake_case of a class name: `Dense` -> `dense`, `InputLayer` -> `input_layer`.
+/// Keras' `to_snake_case` of a class name: `Dense` -> `dense`, `InputLayer` -> `input_layer`, `Conv2D` ->
+/// `conv2d`, `MaxPooling2D` -> `max_pooling2d`. An underscore goes before a capital that starts a lower-case
+/// run (`xPo` -> `x_Po`) and between a lower-case letter and a capital (`tL` -> `t_L`).
 pub(crate) fn snake_case(class_name: &str) -> String {
+    let c: Vec<char> = class_name.chars().filter(|c| c.is_alphanumeric() || *c == '_').collect();
     let mut out = String::new();
-    for (i, c) in class_name.chars().enumerate() {
-        if c.is_uppercase() {
-            if i > 0 {
-                out.push('_');
-            }
-            out.extend(c.to_lowercase());
-        } else {
-            out.push(c);
+    for (i, &ch) in c.iter().enumerate() {
+        let starts_word =
+            i > 0 && ch.is_ascii_uppercase() && c.get(i + 1).is_some_and(char::is_ascii_lowercase);
+        let after_lower = i > 0 && ch.is_ascii_uppercase() && c[i - 1].is_ascii_lowercase();
+        if starts_word || after_lower {
+            out.push('_');
         }
+        out.extend(ch.to_lowercase());
     }
     out
 }
@@ -229,5 +231,9 @@ mod tests {
     fn snake_case_names() {
         assert_eq!(super::snake_case("Dense"), "dense");
         assert_eq!(super::snake_case("InputLayer"), "input_layer");
+        assert_eq!(super::snake_case("Conv2D"), "conv2d");
+        assert_eq!(super::snake_case("MaxPooling2D"), "max_pooling2d");
+        assert_eq!(super::snake_case("GlobalAveragePooling2D"), "global_average_pooling2d");
+        assert_eq!(super::snake_case("BatchNormalization"), "batch_normalization");
     }
 }

@@ -1,12 +1,12 @@
 //! 2-D max and average pooling over channels-last images (NHWC).
 //!
-//! Max pooling remembers, for every output element, which tap of its window won (in the node's auxiliary
-//! buffer), and backward routes the gradient there. Average pooling divides by the number of taps inside the
+//! Max pooling's backward routes each output's gradient to the first tap of its window that holds the
+//! maximum (TensorFlow's choice on ties); the forward pass stores nothing for it. Average pooling divides by the number of taps inside the
 //! input: with `same` padding the padded positions do not count, as in TensorFlow. A NaN in a window makes its
 //! maximum NaN, as `numpy.max` does.
-use super::window::{parallel, per_image, Axis1, Padding};
+use super::window::{per_image, Axis1, Padding};
 use crate::autodiff::backward::{BackwardCtx, Kernel, Op};
-use crate::autodiff::{fit_buffer, Tensor, Var};
+use crate::autodiff::{Tensor, Var};
 
 /// Which reduction a pooling window applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,27 +96,13 @@ impl<'t> Var<'t> {
         let g = Geometry { channels, rows, cols };
         let node = Pool2d { input: [self.id], geometry: g, reduce };
         let shape = [batch, rows.output, cols.output, channels];
-        self.tape.push(Op::Kernel(Box::new(node)), &shape, |v, out, aux| {
+        self.tape.push(Op::Kernel(Box::new(node)), &shape, |v, out, _| {
             let x = v.get(self.id);
             let x = x.as_slice().expect("tape values and parameters are contiguous");
             let out = out.as_slice_mut().expect("owned buffers are contiguous");
             match reduce {
                 Reduce::Max => {
-                    // The winning tap of each output element, kept for backward (exact in f32: taps < 2^24).
-                    fit_buffer(aux, &shape);
-                    let argmax = aux.as_slice_mut().expect("owned buffers are contiguous");
-                    let (n, m) = (g.out_image(), g.image());
-                    let each =
-                        |((out, arg), x): ((&mut [f32], &mut [f32]), &[f32])| max_forward(x, out, arg, &g);
-                    if parallel() && batch > 1 {
-                        use rayon::prelude::*;
-                        out.par_chunks_mut(n)
-                            .zip(argmax.par_chunks_mut(n))
-                            .zip(x.par_chunks(m))
-                            .for_each(each);
-                    } else {
-                        out.chunks_mut(n).zip(argmax.chunks_mut(n)).zip(x.chunks(m)).for_each(each);
-                    }
+                    per_image(out, g.out_image(), x, g.image(), |_, out, x| max_forward(x, out, &g))
                 }
                 Reduce::Average => {
                     per_image(out, g.out_image(), x, g.image(), |_, out, x| avg_forward(x, out, &g))
@@ -126,25 +112,18 @@ impl<'t> Var<'t> {
     }
 }
 
-/// Whether `v` replaces `best` as a window's maximum: larger, or the first NaN (which then stays).
-#[inline]
-fn beats(v: f32, best: f32) -> bool {
-    v > best || (v.is_nan() && !best.is_nan())
-}
-
-/// The maximum of each window and the tap it came from (the first one on ties), as `f32` for the auxiliary
-/// buffer (exact: a window has fewer than 2^24 taps).
-fn max_forward(x: &[f32], out: &mut [f32], argmax: &mut [f32], g: &Geometry) {
+/// The maximum of each window. A NaN wins and stays, as in `numpy.max`.
+fn max_forward(x: &[f32], out: &mut [f32], g: &Geometry) {
     let c = g.channels;
-    for (p, (out, arg)) in out.chunks_exact_mut(c).zip(argmax.chunks_exact_mut(c)).enumerate() {
-        out.fill(f32::NEG_INFINITY);
-        arg.fill(f32::NAN);
-        for (tap, at) in g.taps(p / g.cols.output, p % g.cols.output) {
-            for ((o, a), &v) in out.iter_mut().zip(arg.iter_mut()).zip(&x[at..at + c]) {
-                if beats(v, *o) || a.is_nan() {
-                    *o = v;
-                    *a = tap as f32;
-                }
+    for (p, out) in out.chunks_exact_mut(c).enumerate() {
+        let mut taps = g.taps(p / g.cols.output, p % g.cols.output);
+        // Every window has a tap inside the input (padding is always smaller than the window).
+        let (_, at) = taps.next().expect("a window overlaps its input");
+        out.copy_from_slice(&x[at..at + c]);
+        for (_, at) in taps {
+            // Non-short-circuit `|`, so that the loop vectorizes across channels.
+            for (o, &v) in out.iter_mut().zip(&x[at..at + c]) {
+                *o = if (v > *o) | v.is_nan() { v } else { *o };
             }
         }
     }
@@ -173,24 +152,30 @@ impl Kernel for Pool2d {
         let geo = self.geometry;
         let x = self.input[0];
         let shape = ctx.value(x).shape().to_vec();
-        let argmax = std::mem::replace(ctx.aux, crate::autodiff::empty());
+        let (xv, y) = (ctx.value(x), ctx.output());
         if let Some(dx) = ctx.grad_zeroed(x, &shape) {
             let dx = dx.as_slice_mut().expect("gradient buffers are contiguous");
             let gs = g.as_slice().expect("gradient buffers are contiguous");
             let c = geo.channels;
             match self.reduce {
                 Reduce::Max => {
-                    let args = argmax.as_slice().expect("owned buffers are contiguous");
+                    let (xs, ys) = (xv.as_slice().expect("contiguous"), y.as_slice().expect("contiguous"));
                     per_image(dx, geo.image(), gs, geo.out_image(), |image, dx, g| {
-                        let args = &args[image * geo.out_image()..][..geo.out_image()];
-                        for (p, (g, a)) in g.chunks_exact(c).zip(args.chunks_exact(c)).enumerate() {
-                            let (oh, ow) = (p / geo.cols.output, p % geo.cols.output);
-                            for (ch, (&g, &a)) in g.iter().zip(a).enumerate() {
-                                let tap = a as usize;
-                                let (i, j) = (tap / geo.cols.size, tap % geo.cols.size);
-                                if let (Some(ih), Some(iw)) = (geo.rows.source(oh, i), geo.cols.source(ow, j))
+                        let x = &xs[image * geo.image()..][..geo.image()];
+                        let y = &ys[image * geo.out_image()..][..geo.out_image()];
+                        // Whether each channel's gradient has found its tap: the first that holds the maximum
+                        // (TensorFlow's argmax on ties).
+                        let mut done = vec![false; c];
+                        for (p, (g, y)) in g.chunks_exact(c).zip(y.chunks_exact(c)).enumerate() {
+                            done.fill(false);
+                            for (_, at) in geo.taps(p / geo.cols.output, p % geo.cols.output) {
+                                let (x, dx) = (&x[at..at + c], &mut dx[at..at + c]);
+                                for ((((d, &x), &y), &g), done) in
+                                    dx.iter_mut().zip(x).zip(y).zip(g).zip(&mut done)
                                 {
-                                    dx[(ih * geo.cols.input + iw) * c + ch] += g;
+                                    let hit = !*done & ((x == y) | (x.is_nan() & y.is_nan()));
+                                    *d += if hit { g } else { 0.0 };
+                                    *done |= hit;
                                 }
                             }
                         }
@@ -207,7 +192,6 @@ impl Kernel for Pool2d {
                 }),
             }
         }
-        *ctx.aux = argmax;
     }
 }
 
