@@ -338,10 +338,20 @@ impl Sequential {
     ) -> Result<()> {
         let input = self.input_shape.as_deref().unwrap_or_default();
         if x.ndim() < 1 || &x.shape()[1..] != input {
+            // The most common case with images: grayscale data without the channel axis a Conv2D expects.
+            let hint = match input.split_last() {
+                Some((1, rest)) if x.ndim() >= 1 && &x.shape()[1..] == rest => format!(
+                    "; the channel axis is missing: (None, {}) data for a model of {}: add it with                      `x.insert_axis(Axis({}))` (numpy's `expand_dims(x, -1)`)",
+                    x.shape()[1..].iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                    shape_str(input),
+                    x.ndim()
+                ),
+                _ => String::new(),
+            };
             return Err(Error::shape(
                 format!("{context}: the inputs do not match the model's input"),
                 format!("{} (samples first)", shape_str(input)),
-                format!("{:?}", x.shape()),
+                format!("{:?}{hint}", x.shape()),
             ));
         }
         let Some(y) = y else { return Ok(()) };
