@@ -1,12 +1,11 @@
-//! Matrix products: ndarray's GEMM (matrixmultiply), split across threads when a product is large enough to
-//! pay for it.
+//! Matrix products: the `gemm` crate's kernels (AVX-512 where the processor has it, chosen at run time), split
+//! across threads by kerust when a product is large enough to pay for it.
 //!
 //! A product is split by columns of the output: each part computes `C[:, part] = A · B[:, part]`, packing all
 //! of `A` (the batch side, small) and its part of `B`. Each output element is summed in the same order as
 //! on one thread, so results are identical, bit for bit, whatever the thread count.
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 
 /// Below this many multiply-adds a product runs on one thread: starting a thread (~20 µs) would cost more than
@@ -88,6 +87,49 @@ fn split_rows(
     rayon::join(|| split_rows(alpha, a1, b, beta, c1, height), || split_rows(alpha, a2, b, beta, c2, height));
 }
 
+/// `c = alpha * a · b + beta * c` on one thread, through the `gemm` crate. With `beta == 0`, `c` is not read.
+fn general_mat_mul(
+    alpha: f32,
+    a: &ArrayView2<'_, f32>,
+    b: &ArrayView2<'_, f32>,
+    beta: f32,
+    c: &mut ArrayViewMut2<'_, f32>,
+) {
+    let ((m, k), (k2, n)) = (a.dim(), b.dim());
+    assert!(k == k2 && c.dim() == (m, n), "gemm: {:?} x {:?} into {:?}", a.dim(), b.dim(), c.dim());
+    if m == 0 || n == 0 {
+        return;
+    }
+    let (ars, acs) = (a.strides()[0], a.strides()[1]);
+    let (brs, bcs) = (b.strides()[0], b.strides()[1]);
+    let (crs, ccs) = (c.strides()[0], c.strides()[1]);
+    // SAFETY: the pointers and strides describe the three views, which ndarray guarantees valid for their
+    // dimensions; `c` is borrowed mutably, so it overlaps neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            ccs,
+            crs,
+            beta != 0.0,
+            a.as_ptr(),
+            acs,
+            ars,
+            b.as_ptr(),
+            bcs,
+            brs,
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
 /// Halves the columns until parts are at most `width` wide, and runs the halves with `rayon::join`: an idle
 /// worker takes the second half; if none is free, the caller runs it itself, so a busy machine never waits.
 fn split(
@@ -116,29 +158,55 @@ mod tests {
     use super::*;
     use ndarray::Array2;
 
+    fn pattern(rows: usize, cols: usize, seed: usize) -> Array2<f32> {
+        Array2::from_shape_fn((rows, cols), |(i, j)| ((i * 31 + j * 17 + seed) % 101) as f32 / 50.0 - 1.0)
+    }
+
+    /// One thread's product: the unsplit kernel.
+    fn single(a: &ArrayView2<'_, f32>, b: &ArrayView2<'_, f32>, beta: f32, c: &Array2<f32>) -> Array2<f32> {
+        let mut c = c.clone();
+        general_mat_mul(1.0, a, b, beta, &mut c.view_mut());
+        c
+    }
+
     #[test]
-    fn split_product_equals_single_thread_bit_for_bit() {
-        let a = Array2::from_shape_fn((128, 784), |(i, j)| ((i * 31 + j * 17) % 101) as f32 / 50.0 - 1.0);
-        let b = Array2::from_shape_fn((784, 520), |(i, j)| ((i * 13 + j * 7) % 97) as f32 / 48.0 - 1.0);
-        let mut single = Array2::zeros((128, 520));
-        general_mat_mul(1.0, &a, &b, 0.0, &mut single);
-        let mut split = Array2::from_elem((128, 520), f32::NAN); // stale content must not leak with beta = 0
-        gemm(1.0, &a.view(), &b.view(), 0.0, &mut split.view_mut());
-        assert_eq!(single, split);
-        // The accumulating form (beta = 1), with a transposed operand as backward uses it.
-        let at = a.t().to_owned();
-        let (mut acc_single, mut acc_split) = (single.clone(), single.clone());
-        general_mat_mul(1.0, &at.t(), &b, 1.0, &mut acc_single);
-        gemm(1.0, &at.t(), &b.view(), 1.0, &mut acc_split.view_mut());
-        assert_eq!(acc_single, acc_split);
-        assert!(acc_split.iter().zip(&single).all(|(a, s)| (a - 2.0 * s).abs() <= 1e-3 * s.abs().max(1.0)));
-        // Tall and narrow products are split by rows, with the same result.
-        let tall = Array2::from_shape_fn((1000, 300), |(i, j)| ((i * 7 + j * 3) % 89) as f32 / 44.0 - 1.0);
-        let narrow = Array2::from_shape_fn((300, 64), |(i, j)| ((i * 5 + j * 11) % 83) as f32 / 41.0 - 1.0);
-        let mut single = Array2::zeros((1000, 64));
-        general_mat_mul(1.0, &tall, &narrow, 0.0, &mut single);
-        let mut split = Array2::from_elem((1000, 64), f32::NAN);
-        gemm(1.0, &tall.view(), &narrow.view(), 0.0, &mut split.view_mut());
-        assert_eq!(single, split);
+    fn products_match_ndarray() {
+        let (a, b) = (pattern(37, 53, 0), pattern(53, 29, 1));
+        let want = a.dot(&b);
+        let got = single(&a.view(), &b.view(), 0.0, &Array2::from_elem((37, 29), f32::NAN));
+        assert!(got.iter().zip(&want).all(|(g, w)| (g - w).abs() <= 1e-4 * w.abs().max(1.0)));
+        // Transposed operands and accumulation: c = a · b + c.
+        let (at, bt) = (a.t().to_owned(), b.t().to_owned());
+        let acc = single(&at.t(), &bt.t(), 1.0, &want);
+        assert!(acc.iter().zip(&want).all(|(g, w)| (g - 2.0 * w).abs() <= 1e-4 * w.abs().max(1.0)));
+    }
+
+    #[test]
+    fn split_products_equal_one_thread_bit_for_bit() {
+        // Wide (split by columns) and tall (split by rows), written over stale NaN with beta = 0, and
+        // accumulated with beta = 1 through a transposed operand as backward uses it.
+        for (m, k, n) in [(128, 784, 520), (1000, 300, 64)] {
+            let (a, b) = (pattern(m, k, 2), pattern(k, n, 3));
+            let stale = Array2::from_elem((m, n), f32::NAN);
+            let want = single(&a.view(), &b.view(), 0.0, &stale);
+            for parts in [16, 48] {
+                let mut cols = stale.clone();
+                split(1.0, &a.view(), b.view(), 0.0, cols.view_mut(), parts);
+                assert_eq!(cols, want, "{m}x{k}x{n} in columns of {parts}");
+                let mut rows = stale.clone();
+                split_rows(1.0, a.view(), &b.view(), 0.0, rows.view_mut(), parts);
+                assert_eq!(rows, want, "{m}x{k}x{n} in rows of {parts}");
+            }
+            let at = a.t().to_owned();
+            let acc_want = single(&at.t(), &b.view(), 1.0, &want);
+            let mut acc = want.clone();
+            split_rows(1.0, at.t(), &b.view(), 1.0, acc.view_mut(), 32);
+            assert_eq!(acc, acc_want);
+        }
+        // And through the entry point, whatever it chooses.
+        let (a, b) = (pattern(1000, 300, 4), pattern(300, 64, 5));
+        let mut c = Array2::from_elem((1000, 64), f32::NAN);
+        gemm(1.0, &a.view(), &b.view(), 0.0, &mut c.view_mut());
+        assert_eq!(c, single(&a.view(), &b.view(), 0.0, &c));
     }
 }

@@ -131,14 +131,17 @@ impl<'t> Var<'t> {
                 let x = x.as_slice().expect("tape values and parameters are contiguous");
                 let cols = aux.as_slice_mut().expect("owned buffers are contiguous");
                 per_image(cols, g.pixels() * g.field(), x, g.image(), |_, cols, x| im2col(x, cols, &g));
-                let mut y = out.view_mut().into_shape_with_order((m, g.filters)).expect("contiguous output");
+                // The bias is written into every output row, and the product accumulates onto it.
                 let beta = match bias.map(|b| v.get(b.id)) {
                     Some(b) => {
-                        y.rows_mut().into_iter().for_each(|mut row| row.assign(&b));
+                        let b = b.to_slice().expect("parameters are contiguous");
+                        let out = out.as_slice_mut().expect("owned buffers are contiguous");
+                        out.chunks_exact_mut(g.filters).for_each(|row| row.copy_from_slice(b));
                         1.0
                     }
                     None => 0.0,
                 };
+                let mut y = out.view_mut().into_shape_with_order((m, g.filters)).expect("contiguous output");
                 let k = v.get(kernel.id);
                 gemm(
                     1.0,
