@@ -69,7 +69,8 @@ pub(crate) struct DenseConfig {
 #[serde(deny_unknown_fields)]
 pub(crate) struct DropoutConfig {
     pub(crate) name: Option<String>,
-    pub(crate) rate: f32,
+    /// An `f32` rate, written in its shortest decimal form and read back strictly.
+    pub(crate) rate: f64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -135,7 +136,11 @@ pub fn layer_from_config(config: &LayerConfig) -> Result<Box<dyn Layer>> {
         }
         "Dropout" => {
             let c: DropoutConfig = parse(config)?;
-            let mut d = Dropout::new(c.rate);
+            let rate = crate::saving::settings::f32_setting("layer config", "rate", c.rate)?;
+            if !(0.0..1.0).contains(&rate) {
+                return Err(Error::invalid_argument("rate", rate, "Dropout's rate must be in [0, 1)"));
+            }
+            let mut d = Dropout::new(rate);
             if let Some(name) = c.name {
                 d = d.name(name);
             }
@@ -196,7 +201,7 @@ fn settings<const N: usize>(c: &FnConfig, names: [&str; N]) -> Result<[f32; N]> 
                 reason: format!("missing setting `{name}`"),
             });
         };
-        *slot = v as f32;
+        *slot = crate::saving::settings::f32_setting("layer config", name, v)?;
     }
     if let Some(extra) = c.config.keys().find(|k| !names.contains(&k.as_str())) {
         return Err(Error::Format {

@@ -52,6 +52,7 @@
 //!
 //! [safetensors]: https://huggingface.co/docs/safetensors
 mod atomic;
+pub(crate) mod settings;
 pub(crate) mod tensors;
 
 pub use crate::models::{load_model, load_model_from_bytes};
