@@ -123,6 +123,14 @@ fn case3_iterations_load_exactly_and_never_wrap() {
         let e = load_err(&bytes);
         assert!(e.contains("iterations") && e.contains(&bad.to_string()), "{e}");
     }
+    // The epoch count, the other integer a file holds: counted on without wrapping, and bounded at load.
+    let bytes = with_config(|c| c["training"]["epochs_run"] = json!(u64::MAX));
+    assert!(load_err(&bytes).contains("epochs_run"));
+    let bytes = with_config(|c| c["training"]["epochs_run"] = json!(i64::MAX));
+    let mut m = load_model_from_bytes(&bytes).unwrap();
+    let x = Array2::from_shape_fn((2, 3), |(i, j)| (i + j) as f32);
+    m.fit(&x, &array![[1.0f32, 0.0], [0.0, 1.0]]).epochs(1).verbose(0).run().unwrap();
+    assert_eq!(m.epochs_run(), i64::MAX as u64 + 1);
     for not_an_integer in [json!(1.5), json!(-1), json!(1e20)] {
         let bytes = with_config(|c| c["compile"]["optimizer"]["iterations"] = not_an_integer.clone());
         let e = load_err(&bytes);

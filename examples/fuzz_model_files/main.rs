@@ -2,10 +2,11 @@
 //! state, metadata; the checksum recomputed) and raw byte mutations. See `harness.rs` for what is checked.
 //!
 //! ```text
-//! nice -n 19 cargo run --release --example fuzz_model_files -- --iterations 1000000 --seed 14 --mem-limit-mb 1024
+//! nice -n 19 cargo run --profile fuzz --example fuzz_model_files -- --iterations 1000000 --seed 14 --mem-limit-mb 1024
 //! ```
 //!
-//! The inputs run in one worker process started through `sh -c 'ulimit -v ...; exec ...'`, so that an
+//! The `fuzz` profile is `release` with overflow checks and debug assertions, so that arithmetic that would
+//! wrap on a file's numbers panics and is counted. The inputs run in one worker process started through `sh -c 'ulimit -v ...; exec ...'`, so that an
 //! allocation the loader should have refused kills only the worker (an abort, or an out-of-memory kill) and is
 //! counted, with its input index; the parent then restarts a worker after it. A worker reports its peak
 //! memory (`VmHWM`). `--replay N` runs input N alone in this process and prints what it did.

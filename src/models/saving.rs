@@ -372,6 +372,16 @@ fn load_model_from(bytes: &[u8], source: &str) -> Result<Sequential> {
             model.compile(loss, optimizer, c.metrics)?;
         }
     }
+    if config.training.epochs_run > i64::MAX as u64 {
+        return Err(format_error(
+            source,
+            format!(
+                "training.epochs_run is {}; at most {} epochs can have run",
+                config.training.epochs_run,
+                i64::MAX
+            ),
+        ));
+    }
     model.epochs_run = config.training.epochs_run;
     Ok(model)
 }
