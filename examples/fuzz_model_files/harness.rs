@@ -282,12 +282,16 @@ fn mutate_config(config: &mut Value, rng: &mut StdRng) {
         },
         // Case 1 of issue 14: no top-level shape, the first layer declares its own, with hostile units.
         7 => {
-            config["input_shape"] = Value::Null;
-            config["build_input_shape"] = Value::Null;
-            if let Some(first) = config.pointer_mut("/layers/0/config") {
-                if first.get("units").is_some() {
-                    first["input_shape"] = json!([rng.random_range(1..5u64)]);
-                    first["units"] = interesting(rng);
+            if let Some(top) = config.as_object_mut() {
+                top.insert("input_shape".into(), Value::Null);
+                top.insert("build_input_shape".into(), Value::Null);
+            }
+            let units = interesting(rng);
+            let dim = rng.random_range(1..5u64);
+            if let Some(first) = config.pointer_mut("/layers/0/config").and_then(Value::as_object_mut) {
+                if first.contains_key("units") {
+                    first.insert("input_shape".into(), json!([dim]));
+                    first.insert("units".into(), units);
                 }
             }
         }
@@ -489,26 +493,34 @@ pub struct Stats {
     pub panics: Vec<(u64, String)>,
 }
 
-/// Runs inputs `start..end` of the run seeded `seed` in this process, catching panics; `progress` is called
-/// with each index before it runs (the child process reports it, so that an abort names its input).
-pub fn run(corpus: &[Vec<u8>], seed: u64, start: u64, end: u64, mut progress: impl FnMut(u64)) -> Stats {
+/// Runs inputs `start..end` of the run seeded `seed` in this process, catching panics. `progress` is called
+/// with each index before it runs, and `done` with its outcome after (the worker process reports both, so
+/// that an abort names its input and no count is lost with the worker).
+pub fn run(
+    corpus: &[Vec<u8>],
+    seed: u64,
+    start: u64,
+    end: u64,
+    mut progress: impl FnMut(u64),
+    mut done: impl FnMut(u64, &Result<Outcome, String>),
+) -> Stats {
     let mut stats = Stats::default();
     for i in start..end {
         progress(i);
-        let bytes = input(corpus, seed, i);
+        let outcome = std::panic::catch_unwind(|| check(&input(corpus, seed, i))).map_err(|payload| {
+            payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        });
+        done(i, &outcome);
         stats.inputs += 1;
-        match std::panic::catch_unwind(|| check(&bytes)) {
+        match outcome {
             Ok(Outcome::Rejected) => stats.rejected += 1,
             Ok(Outcome::Loaded) => stats.loaded += 1,
             Ok(Outcome::RoundTrip(why)) => stats.round_trip_failures.push((i, why)),
-            Err(payload) => {
-                let msg = payload
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                stats.panics.push((i, msg));
-            }
+            Err(msg) => stats.panics.push((i, msg)),
         }
     }
     stats

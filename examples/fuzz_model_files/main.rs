@@ -56,8 +56,8 @@ fn main() {
     let mem_kib = arg(&args, "--mem-limit-mb", 1024) * 1024;
     let exe = std::env::current_exe().expect("own path");
     let started = Instant::now();
-    let (mut next, mut aborts, mut panics, mut round_trips, mut loaded, mut peak) =
-        (0u64, Vec::new(), 0u64, 0u64, 0u64, 0u64);
+    let (mut next, mut aborts) = (0u64, Vec::new());
+    let (mut rejected, mut loaded, mut panics, mut round_trips, mut peak) = (0u64, 0u64, 0u64, 0u64, 0u64);
     while next < iterations {
         let mut child = Command::new("sh")
             .arg("-c")
@@ -69,40 +69,49 @@ fn main() {
             .spawn()
             .expect("start a worker");
         let mut current = next;
+        let mut finished = false;
         for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
             let line = line.expect("worker output");
-            let mut words = line.split_whitespace();
-            match words.next() {
-                Some("at") => current = words.next().and_then(|w| w.parse().ok()).unwrap_or(current),
-                Some("panic") | Some("roundtrip") => eprintln!("{line}"),
-                Some("done") => {
-                    let n: Vec<u64> = words.map(|w| w.parse().unwrap_or(0)).collect();
-                    panics += n[0];
-                    round_trips += n[1];
-                    loaded += n[2];
-                    peak = peak.max(n[3]);
-                    current = iterations;
+            let mut words = line.splitn(3, ' ');
+            let (kind, index) =
+                (words.next().unwrap_or(""), words.next().and_then(|w| w.parse::<u64>().ok()));
+            match (kind, index) {
+                ("at", Some(i)) => current = i,
+                ("r", _) => rejected += 1,
+                ("l", _) => loaded += 1,
+                ("p", _) => {
+                    panics += 1;
+                    eprintln!("panic: {line}");
+                }
+                ("t", _) => {
+                    round_trips += 1;
+                    eprintln!("round trip: {line}");
+                }
+                ("peak", Some(kib)) => {
+                    peak = peak.max(kib);
+                    finished = true;
                 }
                 _ => {}
             }
         }
         let status = child.wait().expect("worker status");
-        if !status.success() {
+        if finished && status.success() {
+            next = iterations;
+        } else {
             eprintln!("abort: input {current} killed the worker ({status}); replay with --replay {current}");
             aborts.push(current);
             next = current + 1;
-        } else {
-            next = iterations;
         }
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
         "fuzz_model_files: {iterations} inputs (seed {seed}) in {secs:.1} s: {panics} panics, {} aborts {:?}, \
-         {round_trips} round-trip failures, {loaded} loaded; worker memory limit {} MiB, peak {} MiB",
+         {round_trips} round-trip failures; {rejected} rejected, {loaded} loaded; worker memory limit {} MiB, \
+         peak {} MiB",
         aborts.len(),
         aborts,
         mem_kib / 1024,
-        peak / 1024
+        peak.div_ceil(1024)
     );
     if panics + round_trips > 0 || !aborts.is_empty() {
         std::process::exit(1);
@@ -113,25 +122,27 @@ fn worker(args: &[String], seed: u64) {
     std::panic::set_hook(Box::new(|_| {}));
     let (start, end) = (arg(args, "--start", 0), arg(args, "--end", 0));
     let corpus = harness::corpus();
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let stats = harness::run(&corpus, seed, start, end, |i| {
-        // The index reaches the parent before the input runs: an abort names it.
-        let _ = writeln!(out, "at {i}");
-        let _ = out.flush();
-    });
-    for (i, msg) in &stats.panics {
-        let _ = writeln!(out, "panic {i} {msg}");
-    }
-    for (i, msg) in &stats.round_trip_failures {
-        let _ = writeln!(out, "roundtrip {i} {msg}");
-    }
-    let _ = writeln!(
-        out,
-        "done {} {} {} {}",
-        stats.panics.len(),
-        stats.round_trip_failures.len(),
-        stats.loaded,
-        peak_kib()
+    let out = std::cell::RefCell::new(std::io::stdout().lock());
+    harness::run(
+        &corpus,
+        seed,
+        start,
+        end,
+        |i| {
+            // The index reaches the parent before the input runs: an abort names it.
+            let mut out = out.borrow_mut();
+            let _ = writeln!(out, "at {i}");
+            let _ = out.flush();
+        },
+        |i, outcome| {
+            let mut out = out.borrow_mut();
+            let _ = match outcome {
+                Ok(harness::Outcome::Rejected) => writeln!(out, "r {i}"),
+                Ok(harness::Outcome::Loaded) => writeln!(out, "l {i}"),
+                Ok(harness::Outcome::RoundTrip(why)) => writeln!(out, "t {i} {why}"),
+                Err(msg) => writeln!(out, "p {i} {msg}"),
+            };
+        },
     );
+    let _ = writeln!(out.borrow_mut(), "peak {}", peak_kib());
 }
