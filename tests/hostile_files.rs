@@ -167,6 +167,9 @@ fn case5_huge_layers_are_errors_not_aborts() {
     assert!(m.add(Dense::new(usize::MAX).input_shape([4])).is_err());
 }
 
+/// An edit of a model config.
+type Edit = Box<dyn Fn(&mut Value)>;
+
 #[test]
 fn case7_config_parsing_is_strict() {
     let sgd = |edit: &dyn Fn(&mut Value)| {
@@ -180,7 +183,7 @@ fn case7_config_parsing_is_strict() {
         file.set_config(&config);
         file.encode()
     };
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let cases: Vec<(&str, Edit)> = vec![
         ("nesterov=0.5", Box::new(|c| c["compile"]["optimizer"]["config"]["nesterov"] = json!(0.5))),
         ("nesterov=2", Box::new(|c| c["compile"]["optimizer"]["config"]["nesterov"] = json!(2))),
         (
