@@ -271,11 +271,13 @@ fn case6_saves_killed_midway_leave_at_most_one_temporary_file() {
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        // Kill it once its temporary file holds the first MiB.
+        // Kill it once its own temporary file (named with its process id) holds the first MiB.
+        let own = format!(".model.safetensors.tmp-{}-", child.id());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             let full = std::fs::read_dir(&dir).unwrap().flatten().any(|e| {
-                e.file_name() != "model.safetensors" && e.metadata().is_ok_and(|m| m.len() >= 1 << 20)
+                e.file_name().to_string_lossy().starts_with(&own)
+                    && e.metadata().is_ok_and(|m| m.len() >= 1 << 20)
             });
             if full || std::time::Instant::now() > deadline {
                 break;
