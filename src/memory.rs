@@ -9,7 +9,8 @@ use std::sync::OnceLock;
 use crate::{Error, Result};
 
 /// The most bytes one buffer may take: `isize::MAX` (Rust's limit), and on Linux the machine's RAM plus swap
-/// (`MemTotal + SwapTotal` of `/proc/meminfo`), since a larger buffer can never be filled.
+/// (`MemTotal + SwapTotal` of `/proc/meminfo`, within a cgroup's `memory.max`), since a larger buffer can never
+/// be filled.
 pub(crate) fn allocatable_bytes() -> usize {
     static LIMIT: OnceLock<usize> = OnceLock::new();
     *LIMIT.get_or_init(|| {
@@ -18,15 +19,21 @@ pub(crate) fn allocatable_bytes() -> usize {
     })
 }
 
-/// RAM + swap in bytes, where the system says (Linux).
+/// RAM + swap in bytes, where the system says (Linux), and no more than the memory limit of the process'
+/// control group (cgroup v2 `memory.max`, plus swap), as in a container.
 fn machine_memory() -> Option<usize> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let field = |name: &str| -> Option<u64> {
         let line = info.lines().find(|l| l.starts_with(name))?;
         line[name.len()..].trim().trim_end_matches("kB").trim().parse::<u64>().ok()
     };
-    let kib = field("MemTotal:")?.saturating_add(field("SwapTotal:").unwrap_or(0));
-    usize::try_from(kib.saturating_mul(1024)).ok()
+    let swap = field("SwapTotal:").unwrap_or(0).saturating_mul(1024);
+    let mut bytes = field("MemTotal:")?.saturating_mul(1024).saturating_add(swap);
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok();
+    if let Some(limit) = cgroup.and_then(|s| s.trim().parse::<u64>().ok()) {
+        bytes = bytes.min(limit.saturating_add(swap));
+    }
+    usize::try_from(bytes).ok()
 }
 
 /// The element count of `shape`, or an [`Error::Allocation`] if it overflows.
