@@ -122,10 +122,12 @@ fn convnet() -> Sequential {
 /// one only (the input needs no gradient); the Dense layer's three products. Single-threaded, into
 /// preallocated outputs.
 struct ConvFloor {
-    /// `out = op(a) · op(b)`, with the operands stored as the step stores them and read transposed where
-    /// the flags say.
-    products: Vec<(Array2<f32>, bool, Array2<f32>, bool, Array2<f32>)>,
+    products: Vec<Product>,
 }
+
+/// `out = op(a) · op(b)`, with the operands stored as the step stores them and read transposed where the flags
+/// say: `(a, transpose a, b, transpose b, out)`.
+type Product = (Array2<f32>, bool, Array2<f32>, bool, Array2<f32>);
 
 impl ConvFloor {
     fn new(batch: usize) -> Self {

@@ -122,6 +122,18 @@ pub enum Error {
         tolerance: f64,
     },
 
+    /// An array could not be allocated: its size (from a file or an argument) is more than this machine can
+    /// hold, or more than a bound such as the weights a model file brings.
+    #[error("cannot allocate {what} of shape {shape}: {reason}")]
+    Allocation {
+        /// What was being allocated, e.g. "weight `dense/kernel`".
+        what: String,
+        /// The shape asked for.
+        shape: String,
+        /// Why it was refused, with the sizes.
+        reason: String,
+    },
+
     /// Training produced a NaN or infinite loss.
     #[error("non-finite loss {value} at epoch {epoch}, batch {batch}")]
     NonFiniteLoss {

@@ -14,7 +14,6 @@ use std::str::FromStr;
 
 use ndarray::{ArrayD, IxDyn};
 use ndarray_rand::rand_distr::{Normal, Uniform};
-use ndarray_rand::RandomExt;
 use rand::rngs::StdRng;
 use rand::Rng;
 
@@ -89,32 +88,46 @@ pub fn compute_fans(shape: &[usize]) -> (usize, usize) {
 impl Initializer {
     /// A tensor of `shape` drawn from this initializer.
     pub fn init(self, shape: &[usize], rng: &mut StdRng) -> Tensor {
+        self.init_in(shape, Vec::new(), rng)
+    }
+
+    /// [`Initializer::init`] written into `buf` (cleared first): with room reserved for every element, nothing
+    /// more is allocated, so a caller that reserved it fallibly cannot abort here. Draws the same values, in the
+    /// same order, as `init`.
+    pub(crate) fn init_in(self, shape: &[usize], mut buf: Vec<f32>, rng: &mut StdRng) -> Tensor {
         let (fan_in, fan_out) = compute_fans(shape);
-        let shape = IxDyn(shape);
+        let n: usize = shape.iter().product();
         let glorot = (fan_in + fan_out) as f32 / 2.0;
+        buf.clear();
         match self {
-            Initializer::GlorotUniform => uniform_scaled(shape, 1.0, glorot, rng),
-            Initializer::GlorotNormal => truncated(shape, 0.0, (1.0 / glorot).sqrt() / TRUNCATED_STDDEV, rng),
-            Initializer::HeUniform => uniform_scaled(shape, 2.0, fan_in as f32, rng),
+            Initializer::GlorotUniform => uniform_scaled(&mut buf, n, 1.0, glorot, rng),
+            Initializer::GlorotNormal => {
+                truncated(&mut buf, n, 0.0, (1.0 / glorot).sqrt() / TRUNCATED_STDDEV, rng)
+            }
+            Initializer::HeUniform => uniform_scaled(&mut buf, n, 2.0, fan_in as f32, rng),
             Initializer::HeNormal => {
-                truncated(shape, 0.0, (2.0 / fan_in as f32).sqrt() / TRUNCATED_STDDEV, rng)
+                truncated(&mut buf, n, 0.0, (2.0 / fan_in as f32).sqrt() / TRUNCATED_STDDEV, rng)
             }
-            Initializer::LecunUniform => uniform_scaled(shape, 1.0, fan_in as f32, rng),
+            Initializer::LecunUniform => uniform_scaled(&mut buf, n, 1.0, fan_in as f32, rng),
             Initializer::LecunNormal => {
-                truncated(shape, 0.0, (1.0 / fan_in as f32).sqrt() / TRUNCATED_STDDEV, rng)
+                truncated(&mut buf, n, 0.0, (1.0 / fan_in as f32).sqrt() / TRUNCATED_STDDEV, rng)
             }
-            Initializer::Zeros => ArrayD::zeros(shape),
-            Initializer::Ones => ArrayD::ones(shape),
-            Initializer::Constant(c) => ArrayD::from_elem(shape, c),
+            Initializer::Zeros => buf.resize(n, 0.0),
+            Initializer::Ones => buf.resize(n, 1.0),
+            Initializer::Constant(c) => buf.resize(n, c),
             Initializer::RandomNormal { mean, stddev } => match Normal::new(mean, stddev) {
-                Ok(d) => ArrayD::random_using(shape, d, rng),
-                Err(_) => ArrayD::from_elem(shape, f32::NAN),
+                Ok(d) => buf.extend((0..n).map(|_| rng.sample(d))),
+                Err(_) => buf.resize(n, f32::NAN),
             },
             Initializer::RandomUniform { minval, maxval } => match Uniform::new(minval, maxval) {
-                Ok(d) => ArrayD::random_using(shape, d, rng),
-                Err(_) => ArrayD::from_elem(shape, minval),
+                Ok(d) => buf.extend((0..n).map(|_| rng.sample(d))),
+                Err(_) => buf.resize(n, minval),
             },
-            Initializer::TruncatedNormal { mean, stddev } => truncated(shape, mean, stddev, rng),
+            Initializer::TruncatedNormal { mean, stddev } => truncated(&mut buf, n, mean, stddev, rng),
+        }
+        match ArrayD::from_shape_vec(IxDyn(shape), buf) {
+            Ok(t) => t,
+            Err(_) => unreachable!("the buffer holds the product of the shape's dimensions"),
         }
     }
 
@@ -159,20 +172,20 @@ impl Initializer {
 }
 
 /// `U(-limit, limit)` with `limit = sqrt(3 * scale / n)`.
-fn uniform_scaled(shape: IxDyn, scale: f32, n: f32, rng: &mut StdRng) -> Tensor {
+fn uniform_scaled(buf: &mut Vec<f32>, len: usize, scale: f32, n: f32, rng: &mut StdRng) {
     let limit = (3.0 * scale / n.max(1.0)).sqrt();
-    ArrayD::from_shape_simple_fn(shape, || rng.random_range(-limit..=limit))
+    buf.extend((0..len).map(|_| rng.random_range(-limit..=limit)));
 }
 
 /// A normal truncated to `mean ± 2 stddev`, by rejection.
-fn truncated(shape: IxDyn, mean: f32, stddev: f32, rng: &mut StdRng) -> Tensor {
+fn truncated(buf: &mut Vec<f32>, len: usize, mean: f32, stddev: f32, rng: &mut StdRng) {
     let Ok(normal) = Normal::new(0.0f32, 1.0) else { unreachable!("unit normal") };
-    ArrayD::from_shape_simple_fn(shape, || loop {
+    buf.extend((0..len).map(|_| loop {
         let z: f32 = rng.sample(normal);
         if z.abs() <= 2.0 {
             break mean + stddev * z;
         }
-    })
+    }));
 }
 
 impl FromStr for Initializer {

@@ -8,6 +8,7 @@ pub mod datasets;
 pub mod initializers;
 pub mod layers;
 pub mod losses;
+mod memory;
 pub mod metrics;
 pub mod models;
 pub mod optimizers;

@@ -55,7 +55,8 @@ pub trait Loss: Send {
 /// A built-in loss from its name and [`Loss::config`]: the inverse of `(loss.name(), loss.config())`.
 ///
 /// # Errors
-/// [`Error::UnknownName`] for an unknown loss or setting; [`Error::InvalidArgument`] for a missing setting.
+/// [`Error::UnknownName`] for an unknown loss or setting; [`Error::InvalidArgument`] for a missing setting, a
+/// number that is not exactly an `f32`, a `label_smoothing` outside `[0, 1]`, or a boolean that is not 0 or 1.
 pub fn from_config(name: &str, config: &[(String, f64)]) -> Result<Box<dyn Loss>> {
     let loss = get(name)?;
     let expected: Vec<String> = loss.config().into_iter().map(|(k, _)| k).collect();
@@ -77,21 +78,24 @@ pub fn from_config(name: &str, config: &[(String, f64)]) -> Result<Box<dyn Loss>
             )
         })
     };
+    use crate::saving::settings::{bool_setting, f32_setting};
+    let flag = |key: &'static str| bool_setting("loss config", key, value(key)?);
+    let number = |key: &'static str| f32_setting("loss config", key, value(key)?);
+    let smoothing = || {
+        let s = number("label_smoothing")?;
+        check_label_smoothing(s).map(|()| s)
+    };
     Ok(match loss.name() {
         "categorical_crossentropy" => Box::new(
-            CategoricalCrossentropy::new()
-                .from_logits(value("from_logits")? != 0.0)
-                .label_smoothing(value("label_smoothing")? as f32),
+            CategoricalCrossentropy::new().from_logits(flag("from_logits")?).label_smoothing(smoothing()?),
         ),
         "sparse_categorical_crossentropy" => {
-            Box::new(SparseCategoricalCrossentropy::new().from_logits(value("from_logits")? != 0.0))
+            Box::new(SparseCategoricalCrossentropy::new().from_logits(flag("from_logits")?))
         }
         "binary_crossentropy" => Box::new(
-            BinaryCrossentropy::new()
-                .from_logits(value("from_logits")? != 0.0)
-                .label_smoothing(value("label_smoothing")? as f32),
+            BinaryCrossentropy::new().from_logits(flag("from_logits")?).label_smoothing(smoothing()?),
         ),
-        "huber_loss" => Box::new(Huber::new().delta(value("delta")? as f32)),
+        "huber_loss" => Box::new(Huber::new().delta(number("delta")?)),
         _ => loss,
     })
 }

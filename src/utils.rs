@@ -9,7 +9,9 @@ use crate::{Error, Result};
 /// Accepts any 1-D integer array or view (`&Array1<u8>`, `&ArrayView1<i64>`, ...).
 ///
 /// # Errors
-/// [`Error::LabelOutOfRange`] naming the first label that is negative or `>= num_classes`, and its index.
+/// [`Error::LabelOutOfRange`] naming the first label that is negative or `>= num_classes`, and its index;
+/// [`Error::Allocation`] if the result is larger than this machine can allocate (e.g. `num_classes = 1 << 62`):
+/// the result is allocated fallibly, never aborting the process.
 ///
 /// ```
 /// use ndarray::array;
@@ -33,10 +35,14 @@ where
             format!("{} labels x num_classes overflows", labels.len()),
         )
     })?;
-    // Validate everything before allocating the (possibly large) result.
+    // Validate everything before allocating the (possibly large) result, and allocate it fallibly.
     let classes = class_indices(labels, num_classes)?;
-    let mut one_hot = Array2::zeros((labels.len(), num_classes));
-    debug_assert_eq!(one_hot.len(), size);
+    let shape = [labels.len(), num_classes];
+    let mut buf = crate::memory::try_vec::<f32>(size, || "to_categorical's one-hot array".into(), &shape)?;
+    buf.resize(size, 0.0);
+    let Ok(mut one_hot) = Array2::from_shape_vec(shape, buf) else {
+        unreachable!("the buffer holds labels x num_classes elements")
+    };
     for (mut row, class) in one_hot.rows_mut().into_iter().zip(classes) {
         row[class] = 1.0;
     }
@@ -47,7 +53,8 @@ where
 /// Empty input gives a `(0, 0)` array.
 ///
 /// # Errors
-/// [`Error::LabelOutOfRange`] for a negative label.
+/// [`Error::LabelOutOfRange`] for a negative label; [`Error::Allocation`] if the largest label asks for more
+/// columns than this machine can allocate (a label of `i64::MAX`).
 ///
 /// ```
 /// use ndarray::array;

@@ -82,12 +82,32 @@ pub struct Param {
 #[derive(Clone, Debug, Default)]
 pub struct ParamStore {
     params: Vec<Param>,
+    /// The most scalars the store may hold through [`crate::layers::add_weight`], if bounded.
+    weight_limit: Option<usize>,
 }
 
 impl ParamStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Bounds the total number of scalars this store may hold: [`crate::layers::add_weight`] refuses, before
+    /// allocating, a weight that would take the store past `limit` (`None`, the default: no bound besides the
+    /// machine's memory). Loading a model file sets it to the number of weights the file brings, so that a
+    /// corrupt or hostile config cannot make any layer, of any type, allocate more.
+    pub fn set_weight_limit(&mut self, limit: Option<usize>) {
+        self.weight_limit = limit;
+    }
+
+    /// The bound set by [`ParamStore::set_weight_limit`].
+    pub fn weight_limit(&self) -> Option<usize> {
+        self.weight_limit
+    }
+
+    /// The number of scalars held, over all parameters.
+    pub fn total_len(&self) -> usize {
+        self.params.iter().map(|p| p.value.len()).sum()
     }
 
     /// Adds a parameter and returns its handle.

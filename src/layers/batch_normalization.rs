@@ -3,7 +3,7 @@
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-use super::config::initializer_fn;
+use super::config::{initializer_fn, strict_f32};
 use super::{add_weight, CallContext, Layer, LayerConfig};
 use crate::autodiff::{ParamId, ParamStore, Var};
 use crate::initializers::Initializer;
@@ -43,7 +43,9 @@ pub struct BatchNormalization {
 pub(crate) struct BatchNormalizationConfig {
     name: Option<String>,
     axis: i64,
+    #[serde(deserialize_with = "strict_f32::momentum")]
     momentum: f32,
+    #[serde(deserialize_with = "strict_f32::epsilon")]
     epsilon: f32,
     center: bool,
     scale: bool,

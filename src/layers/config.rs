@@ -85,7 +85,8 @@ pub(crate) struct DenseConfig {
 #[serde(deny_unknown_fields)]
 pub(crate) struct DropoutConfig {
     pub(crate) name: Option<String>,
-    pub(crate) rate: f32,
+    /// An `f32` rate, written in its shortest decimal form and read back strictly.
+    pub(crate) rate: f64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -133,6 +134,23 @@ pub(crate) mod spec_value {
         let name = String::deserialize(d)?;
         name.parse().map(Spec::Value).map_err(D::Error::custom)
     }
+}
+
+/// Strict `f32` settings of the layers whose settings struct derives serde: a stored number that does not
+/// round-trip through `f32` is an error naming the setting (see `saving::settings`).
+/// Use: `#[serde(deserialize_with = "strict_f32::momentum")]`.
+pub(crate) mod strict_f32 {
+    macro_rules! settings {
+        ($($name:ident),*) => {$(
+            pub(crate) fn $name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+                use serde::{de::Error as _, Deserialize};
+                let value = f64::deserialize(d)?;
+                crate::saving::settings::f32_setting("layer config", stringify!($name), value)
+                    .map_err(D::Error::custom)
+            }
+        )*};
+    }
+    settings!(momentum, epsilon);
 }
 
 /// Serde for an activation setting, as a [`FnConfig`] (`{"class_name": "relu", "config": {}}`).
@@ -211,7 +229,11 @@ pub fn layer_from_config(config: &LayerConfig) -> Result<Box<dyn Layer>> {
         }
         "Dropout" => {
             let c: DropoutConfig = parse(config)?;
-            let mut d = Dropout::new(c.rate);
+            let rate = crate::saving::settings::f32_setting("layer config", "rate", c.rate)?;
+            if !(0.0..1.0).contains(&rate) {
+                return Err(Error::invalid_argument("rate", rate, "Dropout's rate must be in [0, 1)"));
+            }
+            let mut d = Dropout::new(rate);
             if let Some(name) = c.name {
                 d = d.name(name);
             }
@@ -280,7 +302,7 @@ fn settings<const N: usize>(c: &FnConfig, names: [&str; N]) -> Result<[f32; N]> 
                 reason: format!("missing setting `{name}`"),
             });
         };
-        *slot = v as f32;
+        *slot = crate::saving::settings::f32_setting("layer config", name, v)?;
     }
     if let Some(extra) = c.config.keys().find(|k| !names.contains(&k.as_str())) {
         return Err(Error::Format {
@@ -427,6 +449,25 @@ mod tests {
         let mut act = dense;
         act.config["activation"]["class_name"] = "relux".into();
         assert!(err(&act).contains("relux"));
+        // Settings of the layers that derive serde are as strict: a float that would change, a mistyped field.
+        let bn = BatchNormalization::new().config().unwrap();
+        for (field, value, words) in [
+            ("momentum", serde_json::json!(0.9999999999), &["momentum", "0.9999999999"][..]),
+            ("epsilon", serde_json::json!(1e-50), &["epsilon"][..]),
+            ("center", serde_json::json!(1), &["expected a boolean"][..]),
+            ("axis", serde_json::json!(-1.5), &["-1.5", "i64"][..]),
+        ] {
+            let mut c = bn.clone();
+            c.config[field] = value;
+            let e = err(&c);
+            assert!(words.iter().all(|w| e.contains(w)), "{field}: {e}");
+        }
+        let mut conv = Conv2D::new(2, 3).config().unwrap();
+        conv.config["padding"] = "full".into();
+        assert!(err(&conv).contains("full"));
+        conv.config["padding"] = "same".into();
+        conv.config["kernel_size"] = serde_json::json!([3]);
+        assert!(layer_from_config(&conv).is_err());
         let unknown = LayerConfig { class_name: "LSTM".into(), config: Value::Null };
         let e = err(&unknown);
         assert!(e.contains("LSTM") && e.contains("Dense"), "{e}");

@@ -183,11 +183,34 @@ impl std::fmt::Display for Size2 {
     }
 }
 
-/// Creates a weight of `shape` drawn from `initializer` and registers it in `params` (Keras' `add_weight`):
-/// every layer creates its weights through here, so size checks apply to all of them alike.
+/// Creates a weight of `shape` drawn from `initializer` and registers it in `params` (Keras' `add_weight`).
+/// Every layer creates its weights through here, so the checks apply to all of them alike, built-in or not:
+///
+/// - the element count must not overflow, and its bytes must fit in what this machine can allocate (RAM plus
+///   swap on Linux);
+/// - the store's [`ParamStore::weight_limit`] (set while a model file is loaded, to the weights the file
+///   brings) must not be exceeded;
+/// - the memory is reserved fallibly ([`Vec::try_reserve_exact`]) before anything is drawn.
+///
+/// So a mistyped size (`Dense::new(1 << 40)`) or a hostile model file is an error, never a process abort.
+///
+/// ```
+/// use kerust::autodiff::ParamStore;
+/// use kerust::initializers::Initializer;
+/// use rand::SeedableRng;
+///
+/// let mut params = ParamStore::new();
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+/// let huge = [1 << 20, 1 << 40];
+/// let err = kerust::layers::add_weight(&mut params, "big/kernel".into(), &huge, Initializer::Zeros, &mut rng, true);
+/// assert!(err.unwrap_err().to_string().contains("big/kernel"));
+/// params.set_weight_limit(Some(10));
+/// assert!(kerust::layers::add_weight(&mut params, "w".into(), &[3, 4], Initializer::Zeros, &mut rng, true).is_err());
+/// ```
 ///
 /// # Errors
-/// A shape whose element count does not fit in memory.
+/// [`Error::Allocation`](crate::Error::Allocation) naming the weight and its shape: too many elements for this
+/// machine, more than the store's weight limit, or an allocation the allocator refused.
 pub fn add_weight(
     params: &mut ParamStore,
     name: String,
@@ -196,15 +219,23 @@ pub fn add_weight(
     rng: &mut StdRng,
     trainable: bool,
 ) -> Result<ParamId> {
-    let len = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
-    if len.is_none_or(|n| n > isize::MAX as usize / std::mem::size_of::<f32>()) {
-        return Err(crate::Error::invalid_argument(
-            "shape",
-            format!("{shape:?}"),
-            format!("the weight `{name}` does not fit in memory"),
-        ));
+    let what = || format!("weight `{name}`");
+    let len = crate::memory::element_count(shape, what)?;
+    if let Some(limit) = params.weight_limit() {
+        let held = params.total_len();
+        if held.checked_add(len).is_none_or(|total| total > limit) {
+            return Err(crate::Error::Allocation {
+                what: what(),
+                shape: format!("{shape:?}"),
+                reason: format!(
+                    "{len} elements would bring the weights to more than the limit of {limit} ({held} held); \
+                     when loading a model file, the limit is the number of weights the file holds"
+                ),
+            });
+        }
     }
-    Ok(params.add(name, initializer.init(shape, rng), trainable))
+    let buf = crate::memory::try_vec::<f32>(len, what, shape)?;
+    Ok(params.add(name, initializer.init_in(shape, buf, rng), trainable))
 }
 
 /// Keras' `to_snake_case` of a class name: `Dense` -> `dense`, `InputLayer` -> `input_layer`, `Conv2D` ->

@@ -62,9 +62,13 @@ impl PoolKind for Average {
 #[derive(Clone, Debug)]
 pub struct Pooling2D<K: PoolKind> {
     settings: Pooling2DConfig,
-    window: Option<((usize, usize), (usize, usize), Padding)>,
+    /// Pool size, strides and padding, resolved by `build`.
+    window: Option<Window>,
     kind: PhantomData<K>,
 }
+
+/// A pooling window: size, strides, padding.
+type Window = ((usize, usize), (usize, usize), Padding);
 
 /// Keras' `MaxPooling2D(pool_size=(2, 2), strides=None, padding="valid")`.
 pub type MaxPooling2D = Pooling2D<Max>;

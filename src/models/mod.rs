@@ -133,7 +133,7 @@ impl Sequential {
     /// Starts a training epoch: its own generator, from `(seed, epochs_run)`.
     fn begin_epoch_rng(&mut self) {
         self.train_rng = crate::random::epoch_rng(self.seed, self.epochs_run);
-        self.epochs_run += 1;
+        self.epochs_run = self.epochs_run.saturating_add(1);
     }
 
     /// The model's name.

@@ -112,9 +112,6 @@ impl Sequential {
         if let Some(c) = &self.compiled {
             state = c.optimizer.state();
             for (name, value) in &state {
-                if name == "iterations" {
-                    continue;
-                }
                 let param = name
                     .rsplit_once('/')
                     .and_then(|(slot, index)| Some((slot, index.parse::<usize>().ok()?)))
@@ -241,10 +238,19 @@ fn check_weights<'f>(model: &Sequential, file: &'f Decoded, source: &str) -> Res
 /// # Ok::<(), kerust::Error>(())
 /// ```
 ///
+/// # Memory
+/// Loading allocates no more than the file brings: while the layers are built, the model's
+/// [`ParamStore::weight_limit`](crate::autodiff::ParamStore::weight_limit) is the number of weights the file
+/// holds, and [`crate::layers::add_weight`] refuses (before allocating) any weight beyond it, whatever the layer
+/// type and wherever the input shape is declared. A file that holds weights must also say what input shape
+/// they were built for; a file without weights (a model saved before it was built) loads unbuilt, and builds
+/// later from the caller's data like any new model, through the same fallible allocation.
+///
 /// # Errors
 /// An unreadable, truncated or corrupt file (with the byte offset where it helps); a format version from a
-/// newer kerust; an unknown layer type, loss, optimizer or metric; a missing or unknown setting; a missing or
-/// extra tensor or one of another shape or dtype.
+/// newer kerust; an unknown layer type, loss, optimizer or metric; a missing, unknown or out-of-range setting; a
+/// missing or extra tensor or one of another shape or dtype; [`Error::Allocation`] for a layer that would need
+/// more weights than the file holds; weights without an input shape.
 pub fn load_model(path: impl AsRef<Path>) -> Result<Sequential> {
     let path = path.as_ref();
     let bytes = read_file(path)?;
@@ -294,32 +300,33 @@ fn load_model_from(bytes: &[u8], source: &str) -> Result<Sequential> {
     let mut model = Sequential::new().with_name(config.name.clone());
     model.set_seed(config.training.seed);
     // The weights the file holds bound what building may allocate: a corrupt or hostile config cannot ask for
-    // more memory than the file brings.
-    let budget: usize = file.tensors.iter().map(|(_, t)| t.len()).sum();
+    // more memory than the file brings. The bound sits on the parameter store, where `layers::add_weight`
+    // checks it before allocating, so it holds for every layer type and wherever the input shape comes from
+    // (the model's config or a first layer's own `input_shape`, built inside `add_boxed`).
+    let budget: usize =
+        file.tensors.iter().filter(|(n, _)| !n.starts_with(OPTIMIZER_PREFIX)).map(|(_, t)| t.len()).sum();
+    model.params.set_weight_limit(Some(budget));
     if let Some(shape) = config.build_input_shape.as_ref().or(config.input_shape.as_ref()) {
         model.add(Input::new(shape))?;
     }
     for (i, layer_config) in config.layers.iter().enumerate() {
         let layer = layer_from_config(layer_config)
             .map_err(|e| format_error(source, format!("layer {i} ({}): {e}", layer_config.class_name)))?;
-        if let (Some(input), "Dense") =
-            (model.output_shape().map(<[usize]>::to_vec), layer_config.class_name.as_str())
-        {
-            let units = layer_config.config.get("units").and_then(serde_json::Value::as_u64).unwrap_or(0);
-            let input_dim = input.last().copied().unwrap_or(0) as u64;
-            let needed = input_dim.saturating_mul(units).saturating_add(units);
-            if needed > budget as u64 {
-                return Err(format_error(
-                    source,
-                    format!(
-                        "layer {i} (Dense, {units} units on {input_dim} inputs) needs {needed} weights; the file \
-                         holds {budget}"
-                    ),
-                ));
-            }
-        }
         model.add_boxed(layer)?;
     }
+    // A model without an input shape builds later, from the caller's data, beyond any bound the file could
+    // set: so a file may leave the model unbuilt only if it brings no weights (a model saved before its first
+    // build). Weights without a shape to build them for are a corrupt file.
+    if !model.is_built() && budget > 0 {
+        return Err(format_error(
+            source,
+            format!(
+                "the file holds {budget} weights, but its model has no input shape to build them for \
+                 (`build_input_shape`, `input_shape` and the first layer's `input_shape` are all null)"
+            ),
+        ));
+    }
+    model.params.set_weight_limit(None);
     model.declared_input = config.input_shape.clone();
     let weights = check_weights(&model, &file, source)?;
     let weights: Vec<Tensor> = weights.into_iter().cloned().collect();
@@ -342,10 +349,7 @@ fn load_model_from(bytes: &[u8], source: &str) -> Result<Sequential> {
             let loss = crate::losses::from_config(&c.loss.name, &loss_config)?;
             let opt_config: Vec<(String, f64)> = c.optimizer.config.into_iter().collect();
             let mut optimizer = crate::optimizers::from_config(&c.optimizer.name, &opt_config)?;
-            let mut state = vec![(
-                "iterations".to_string(),
-                Tensor::from_elem(ndarray::IxDyn(&[1]), c.optimizer.iterations as f32),
-            )];
+            let mut state = Vec::new();
             for (name, t) in &file.tensors {
                 let Some(rest) = name.strip_prefix(OPTIMIZER_PREFIX) else { continue };
                 let found = rest.rsplit_once('/').and_then(|(param, slot)| Some((param_index(param)?, slot)));
@@ -362,9 +366,21 @@ fn load_model_from(bytes: &[u8], source: &str) -> Result<Sequential> {
                 }
                 state.push((format!("{slot}/{index}"), t.clone()));
             }
-            optimizer.load_state(&state)?;
+            // `iterations` is an integer in the JSON and stays one: exact for every count up to
+            // `optimizers::MAX_ITERATIONS`, and a larger one is an error.
+            optimizer.load_state(c.optimizer.iterations, &state)?;
             model.compile(loss, optimizer, c.metrics)?;
         }
+    }
+    if config.training.epochs_run > i64::MAX as u64 {
+        return Err(format_error(
+            source,
+            format!(
+                "training.epochs_run is {}; at most {} epochs can have run",
+                config.training.epochs_run,
+                i64::MAX
+            ),
+        ));
     }
     model.epochs_run = config.training.epochs_run;
     Ok(model)

@@ -73,7 +73,7 @@ impl Optimizer for Adagrad {
                 *w -= lr * g / (*acc + eps).sqrt();
             });
         });
-        self.iterations += 1;
+        self.iterations = self.iterations.saturating_add(1);
     }
 
     fn validate(&self) -> Result<()> {
@@ -83,11 +83,11 @@ impl Optimizer for Adagrad {
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        slots::save(self.iterations, &[&self.accumulators])
+        slots::save(&[&self.accumulators])
     }
 
-    fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
-        slots::load(state, &mut self.iterations, &mut [&mut self.accumulators])
+    fn load_state(&mut self, iterations: u64, state: &[(String, Tensor)]) -> Result<()> {
+        slots::load(iterations, state, &mut self.iterations, &mut [&mut self.accumulators])
     }
 
     fn config(&self) -> Vec<(String, f64)> {

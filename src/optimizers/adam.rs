@@ -87,7 +87,7 @@ impl Adam {
         let lr = self.learning_rate;
         let (b1, b2, eps) = (self.beta_1, self.beta_2, self.epsilon);
         // The bias correction in f64: beta^t of a large t loses nothing there.
-        let t = (self.iterations + 1) as f64;
+        let t = self.iterations.saturating_add(1) as f64;
         let alpha =
             (f64::from(lr) * (1.0 - f64::from(b2).powf(t)).sqrt() / (1.0 - f64::from(b1).powf(t))) as f32;
         let decay = weight_decay * lr;
@@ -126,7 +126,7 @@ impl Adam {
                 }
             }
         });
-        self.iterations += 1;
+        self.iterations = self.iterations.saturating_add(1);
     }
 
     fn check(&self) -> Result<()> {
@@ -138,18 +138,18 @@ impl Adam {
 
     fn save(&self) -> Vec<(String, Tensor)> {
         if self.amsgrad {
-            slots::save(self.iterations, &[&self.m, &self.v, &self.v_hat])
+            slots::save(&[&self.m, &self.v, &self.v_hat])
         } else {
-            slots::save(self.iterations, &[&self.m, &self.v])
+            slots::save(&[&self.m, &self.v])
         }
     }
 
-    fn load(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+    fn load(&mut self, iterations: u64, state: &[(String, Tensor)]) -> Result<()> {
         let mut slots: Vec<&mut Slots> = vec![&mut self.m, &mut self.v];
         if self.amsgrad {
             slots.push(&mut self.v_hat);
         }
-        slots::load(state, &mut self.iterations, &mut slots)
+        slots::load(iterations, state, &mut self.iterations, &mut slots)
     }
 
     fn settings(&self) -> Vec<(String, f64)> {
@@ -178,8 +178,8 @@ impl Optimizer for Adam {
         self.save()
     }
 
-    fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
-        self.load(state)
+    fn load_state(&mut self, iterations: u64, state: &[(String, Tensor)]) -> Result<()> {
+        self.load(iterations, state)
     }
 
     fn config(&self) -> Vec<(String, f64)> {
@@ -263,8 +263,8 @@ impl Optimizer for AdamW {
         self.adam.save()
     }
 
-    fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
-        self.adam.load(state)
+    fn load_state(&mut self, iterations: u64, state: &[(String, Tensor)]) -> Result<()> {
+        self.adam.load(iterations, state)
     }
 
     fn config(&self) -> Vec<(String, f64)> {

@@ -1,5 +1,6 @@
 //! [`from_config`]: an optimizer from its name and [`Optimizer::config`], for loading saved models.
 use super::{get, Adagrad, Adam, AdamW, Optimizer, RMSprop, SGD};
+use crate::saving::settings::{bool_setting, f32_setting};
 use crate::{Error, Result};
 
 /// A built-in optimizer from its name and settings: the inverse of `(optimizer.name(), optimizer.config())`.
@@ -16,7 +17,8 @@ use crate::{Error, Result};
 ///
 /// # Errors
 /// [`Error::UnknownName`] for an unknown optimizer or setting; [`Error::InvalidArgument`] for a missing or
-/// invalid setting (as [`Optimizer::validate`]).
+/// invalid setting (as [`Optimizer::validate`]), a number that is not exactly an `f32` (`1e-50` would become 0:
+/// an error, not a different setting), or a boolean setting that is not 0 or 1.
 pub fn from_config(name: &str, config: &[(String, f64)]) -> Result<Box<dyn Optimizer>> {
     let defaults = get(name)?;
     let expected: Vec<String> = defaults.config().into_iter().map(|(k, _)| k).collect();
@@ -34,7 +36,7 @@ pub fn from_config(name: &str, config: &[(String, f64)]) -> Result<Box<dyn Optim
     }
     let v = |key: &str| -> Result<f32> {
         match config.iter().find(|(k, _)| k == key) {
-            Some(&(_, value)) => Ok(value as f32),
+            Some(&(_, value)) => f32_setting("optimizer config", key, value),
             None => Err(Error::invalid_argument(
                 "optimizer config",
                 format!("{name} without `{key}`"),
@@ -42,7 +44,11 @@ pub fn from_config(name: &str, config: &[(String, f64)]) -> Result<Box<dyn Optim
             )),
         }
     };
-    let b = |key: &str| -> Result<bool> { Ok(v(key)? != 0.0) };
+    let b = |key: &str| -> Result<bool> {
+        let value = config.iter().find(|(k, _)| k == key).map_or(f64::NAN, |&(_, value)| value);
+        v(key)?;
+        bool_setting("optimizer config", key, value)
+    };
     let optimizer: Box<dyn Optimizer> = match defaults.name() {
         "sgd" => Box::new(
             SGD::new().learning_rate(v("learning_rate")?).momentum(v("momentum")?).nesterov(b("nesterov")?),

@@ -90,17 +90,18 @@ pub trait Optimizer: Send {
         Ok(())
     }
 
-    /// Everything needed to resume training: `iterations` as a one-element tensor (exact up to 2^24 steps), then
-    /// every state array named `<slot>/<parameter index>`, e.g. `m/3`.
+    /// The state arrays needed to resume training, named `<slot>/<parameter index>`, e.g. `m/3`. With
+    /// [`Optimizer::iterations`] (an integer, kept exact: it is not part of these `f32` arrays), it is
+    /// everything [`Optimizer::load_state`] needs.
     fn state(&self) -> Vec<(String, Tensor)>;
 
-    /// Restores what [`Optimizer::state`] returned, replacing all current state.
+    /// Restores the step count `iterations` and what [`Optimizer::state`] returned, replacing all current state.
     ///
     /// # Errors
-    /// On an unknown or repeated name, a missing `iterations`, a parameter with only some of its slots, or a
-    /// shape that disagrees with another slot of the same parameter or with the state already held. The
-    /// optimizer is unchanged on error.
-    fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()>;
+    /// `iterations` above [`MAX_ITERATIONS`]; an unknown or repeated name, a parameter with only some of its
+    /// slots, or a shape that disagrees with another slot of the same parameter or with the state already
+    /// held. The optimizer is unchanged on error.
+    fn load_state(&mut self, iterations: u64, state: &[(String, Tensor)]) -> Result<()>;
 
     /// The settings by Keras' argument names (`learning_rate`, `momentum`, ...); booleans as 0 or 1.
     fn config(&self) -> Vec<(String, f64)>;
@@ -166,6 +167,10 @@ fn check_unit(name: &'static str, value: f32, one_allowed: bool) -> Result<()> {
         ))
     }
 }
+
+/// The largest step count an optimizer accepts from saved state: `i64::MAX`, the range of Keras' `iterations`
+/// variable (an int64). Counting past it saturates rather than wraps, so a step never sees a count of 0 again.
+pub const MAX_ITERATIONS: u64 = i64::MAX as u64;
 
 /// The names [`get`] accepts, in any capitalisation.
 pub const KNOWN_NAMES: &[&str] = &["sgd", "adam", "adamw", "rmsprop", "adagrad"];

@@ -138,7 +138,7 @@ impl Optimizer for RMSprop {
                 }
             }
         });
-        self.iterations += 1;
+        self.iterations = self.iterations.saturating_add(1);
     }
 
     fn validate(&self) -> Result<()> {
@@ -149,10 +149,10 @@ impl Optimizer for RMSprop {
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        slots::save(self.iterations, &self.slots())
+        slots::save(&self.slots())
     }
 
-    fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+    fn load_state(&mut self, iterations: u64, state: &[(String, Tensor)]) -> Result<()> {
         let mut slots: Vec<&mut Slots> = vec![&mut self.velocities];
         if self.momentum > 0.0 {
             slots.push(&mut self.momentums);
@@ -160,7 +160,7 @@ impl Optimizer for RMSprop {
         if self.centered {
             slots.push(&mut self.average_gradients);
         }
-        slots::load(state, &mut self.iterations, &mut slots)
+        slots::load(iterations, state, &mut self.iterations, &mut slots)
     }
 
     fn config(&self) -> Vec<(String, f64)> {

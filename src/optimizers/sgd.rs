@@ -94,7 +94,7 @@ impl Optimizer for SGD {
                 });
             }
         });
-        self.iterations += 1;
+        self.iterations = self.iterations.saturating_add(1);
     }
 
     fn validate(&self) -> Result<()> {
@@ -104,13 +104,13 @@ impl Optimizer for SGD {
 
     fn state(&self) -> Vec<(String, Tensor)> {
         let slots: &[&Slots] = if self.momentum != 0.0 { &[&self.momentums] } else { &[] };
-        slots::save(self.iterations, slots)
+        slots::save(slots)
     }
 
-    fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
-        let mut iterations = self.iterations;
-        slots::load(state, &mut iterations, &mut self.slots_mut())?;
-        self.iterations = iterations;
+    fn load_state(&mut self, iterations: u64, state: &[(String, Tensor)]) -> Result<()> {
+        let mut count = self.iterations;
+        slots::load(iterations, state, &mut count, &mut self.slots_mut())?;
+        self.iterations = count;
         Ok(())
     }
 

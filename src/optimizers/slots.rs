@@ -43,9 +43,9 @@ impl Slots {
     }
 }
 
-/// `iterations`, then every array of `slots`, by parameter index and in the order of `slots`.
-pub(super) fn save(iterations: u64, slots: &[&Slots]) -> Vec<(String, Tensor)> {
-    let mut out = vec![("iterations".to_string(), ArrayD::from_elem(IxDyn(&[1]), iterations as f32))];
+/// Every array of `slots`, by parameter index and in the order of `slots`.
+pub(super) fn save(slots: &[&Slots]) -> Vec<(String, Tensor)> {
+    let mut out = Vec::new();
     let len = slots.iter().map(|s| s.arrays.len()).max().unwrap_or(0);
     for index in 0..len {
         for s in slots {
@@ -57,32 +57,25 @@ pub(super) fn save(iterations: u64, slots: &[&Slots]) -> Vec<(String, Tensor)> {
     out
 }
 
-/// Checks `state` against `slots` and, only if all of it is valid, replaces their arrays and `iterations`.
-pub(super) fn load(state: &[(String, Tensor)], iterations: &mut u64, slots: &mut [&mut Slots]) -> Result<()> {
-    let known = || {
-        let mut names = vec!["iterations".to_string()];
-        names.extend(slots.iter().map(|s| format!("{}/<parameter index>", s.kind)));
-        names.join(", ")
-    };
-    let mut new_iterations = None;
+/// Checks `new_iterations` and `state` against `slots` and, only if all of it is valid, replaces their arrays
+/// and `iterations`.
+pub(super) fn load(
+    new_iterations: u64,
+    state: &[(String, Tensor)],
+    iterations: &mut u64,
+    slots: &mut [&mut Slots],
+) -> Result<()> {
+    if new_iterations > super::MAX_ITERATIONS {
+        return Err(Error::invalid_argument(
+            "iterations",
+            new_iterations,
+            format!("must be at most {} (an int64, as Keras stores it)", super::MAX_ITERATIONS),
+        ));
+    }
+    let known =
+        || slots.iter().map(|s| format!("{}/<parameter index>", s.kind)).collect::<Vec<_>>().join(", ");
     let mut new_arrays: Vec<Vec<Option<Tensor>>> = vec![Vec::new(); slots.len()];
     for (name, value) in state {
-        if name == "iterations" {
-            let step = match value.as_slice_memory_order() {
-                Some(&[step]) if step >= 0.0 && step.fract() == 0.0 && step.is_finite() => step,
-                _ => {
-                    return Err(Error::invalid_argument(
-                        "iterations",
-                        format!("{value}"),
-                        "must be one non-negative integer",
-                    ))
-                }
-            };
-            if new_iterations.replace(step as u64).is_some() {
-                return Err(Error::invalid_argument("state", name, "the name appears twice"));
-            }
-            continue;
-        }
         let parsed = name.split_once('/').and_then(|(kind, index)| {
             let k = slots.iter().position(|s| s.kind == kind)?;
             Some((k, index.parse::<usize>().ok()?))
@@ -92,15 +85,17 @@ pub(super) fn load(state: &[(String, Tensor)], iterations: &mut u64, slots: &mut
         };
         let arrays = &mut new_arrays[k];
         if arrays.len() <= index {
-            arrays.resize_with(index + 1, || None);
+            // The index comes from the caller's names: allocate fallibly.
+            let what = || format!("optimizer state `{name}`");
+            let mut grown = crate::memory::try_vec(index + 1, what, &[index + 1])?;
+            grown.append(arrays);
+            grown.resize_with(index + 1, || None);
+            *arrays = grown;
         }
         if arrays[index].replace(value.clone()).is_some() {
             return Err(Error::invalid_argument("state", name, "the name appears twice"));
         }
     }
-    let Some(new_iterations) = new_iterations else {
-        return Err(Error::invalid_argument("state", "(no `iterations` entry)", "must contain `iterations`"));
-    };
 
     // Every parameter that has state must have all of its slots, of one shape, matching what is held.
     let len = new_arrays.iter().map(Vec::len).max().unwrap_or(0);

@@ -8,10 +8,81 @@ use crate::{Error, Result};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// A random number drawn once per process: with the process id it tells this process' temporary files from
+/// those of an earlier process that had the same id (a restarted container often reuses its process ids).
+fn process_nonce() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static NONCE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *NONCE.get_or_init(|| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
+        );
+        h.finish() & 0xffff_ffff
+    })
+}
+
+/// The prefix of every temporary file of `file_name`: `.<file_name>.tmp-`.
+fn tmp_prefix(file_name: &str) -> String {
+    format!(".{file_name}.tmp-")
+}
+
+/// Whether process `pid` is running. `None` where the system cannot tell (no `/proc`).
+fn is_running(pid: u32) -> Option<bool> {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return None;
+    }
+    Some(proc.join(pid.to_string()).exists())
+}
+
+/// Removes the temporary files of earlier saves of `file_name` in `dir` whose writer is gone (killed during a
+/// save: a crash, the OOM killer, a preempted job): files `.<file_name>.tmp-<pid>-<nonce>-<n>` of a process
+/// that no longer runs, or of an earlier process with this one's id. Where the system cannot tell whether a
+/// process runs (no `/proc`), files older than a day are removed. Errors are ignored: cleaning is best effort.
+fn remove_stale(dir: &Path, file_name: &str) {
+    let prefix = tmp_prefix(file_name);
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    let me = (std::process::id(), process_nonce());
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else { continue };
+        let mut parts = rest.split('-');
+        let (Some(pid), Some(nonce), Some(_), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let (Ok(pid), Ok(nonce)) = (pid.parse::<u32>(), u64::from_str_radix(nonce, 16)) else { continue };
+        let stale = if pid == me.0 {
+            nonce != me.1
+        } else {
+            match is_running(pid) {
+                Some(running) => !running,
+                None => entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age.as_secs() > 24 * 3600),
+            }
+        };
+        if stale {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Writes a file atomically: `write` fills a temporary file beside `path` (same folder, so the rename stays on
 /// one file system); it is flushed and synced to disk, then renamed over `path`, and the folder is synced
 /// (Unix). If `write` fails, or anything after it, the temporary file is removed and `path` is left as it was:
 /// a reader sees the old file or the new one, never a mix, even after a crash or a full disk.
+///
+/// A writer killed mid-save (`SIGKILL`, the OOM killer) cannot remove its temporary file; the next save of the
+/// same `path` does: temporary files of `path` whose process is no longer running are removed first, so
+/// repeated kills leave at most one temporary file per target. (The temporary file is named
+/// `.<name>.tmp-<pid>-<nonce>-<n>`; where there is no `/proc` to ask whether a process runs, such files older
+/// than a day are removed.)
 ///
 /// ```
 /// let path = std::env::temp_dir().join(format!("kerust-doc-atomic-{}.txt", std::process::id()));
@@ -39,10 +110,13 @@ pub fn write_atomic(path: impl AsRef<Path>, write: impl FnOnce(&mut dyn Write) -
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    let file_name = file_name.to_string_lossy();
+    remove_stale(&dir, &file_name);
     let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        file_name.to_string_lossy(),
+        "{}{}-{:x}-{}",
+        tmp_prefix(&file_name),
         std::process::id(),
+        process_nonce(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     let result = write_then_rename(&tmp, path, write);

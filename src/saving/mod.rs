@@ -25,6 +25,12 @@
 //!   {"name", "config"}, "optimizer": {"name", "config", "iterations"}, "metrics": [...]} or null,
 //!   "training": {"seed", "epochs_run"}}`.
 //!
+//! Booleans among the loss and optimizer settings are stored as the numbers `0` and `1`, and every setting is
+//! read strictly: a number an `f32` setting cannot hold exactly, or a boolean other than `0`/`1`, is an error
+//! naming the setting. `iterations` (the optimizer's step count) and `epochs_run` are JSON integers and are
+//! read exactly, up to `i64::MAX`; larger values are an error. The same model always saves to the same bytes
+//! (the header lists metadata by key and tensors by name).
+//!
 //! One file rather than JSON beside weights: the architecture cannot get separated from its weights, and one
 //! atomic rename replaces both at once.
 //!
@@ -32,9 +38,11 @@
 //!
 //! Every save goes through [`write_atomic`]: a temporary file beside the target, flushed and `sync_all`ed, then
 //! renamed over it (and the folder synced, on Unix). A crash or a full disk mid-save leaves the previous file
-//! as it was. Loading checks everything (header, checksum, version, layer types and settings, tensor names,
-//! dtypes and shapes, optimizer state) before a model is touched; each problem is an [`Error`](crate::Error) naming the
-//! tensor, the expected and the found shape, or the byte offset.
+//! as it was; a temporary file left by a writer that was killed is removed by the next save of the same file.
+//! Loading allocates no more than the file brings (see [`load_model`]) and checks everything (header,
+//! checksum, version, layer types and settings, tensor names, dtypes and shapes, optimizer state) before a
+//! model is touched; each problem is an [`Error`](crate::Error) naming the tensor, the expected and the found
+//! shape, or the byte offset.
 //!
 //! ```
 //! use kerust::layers::Dense;
@@ -52,6 +60,7 @@
 //!
 //! [safetensors]: https://huggingface.co/docs/safetensors
 mod atomic;
+pub(crate) mod settings;
 pub(crate) mod tensors;
 
 pub use crate::models::{load_model, load_model_from_bytes};

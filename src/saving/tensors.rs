@@ -1,9 +1,8 @@
 //! Named `f32` tensors and string metadata to and from checksummed safetensors bytes.
 use std::collections::BTreeMap;
-use std::collections::HashMap;
 
 use ndarray::{ArrayD, IxDyn};
-use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors};
 use sha2::{Digest, Sha256};
 
 use super::FORMAT_VERSION;
@@ -85,14 +84,45 @@ pub(crate) fn encode(
     }
     let sum = checksum(&metadata, raw.iter().map(|(n, s, d)| (n.as_str(), s.as_slice(), d.as_slice())));
     metadata.insert("checksum".to_string(), sum);
-    let mut views = Vec::with_capacity(raw.len());
-    for (name, shape, data) in &raw {
-        let view = TensorView::new(Dtype::F32, shape.clone(), data)
-            .map_err(|e| format_error("<writing>", format!("tensor {name}: {e}")))?;
-        views.push((name.as_str(), view));
+    Ok(serialize(&metadata, raw))
+}
+
+/// The safetensors bytes of `metadata` and `tensors` (all `F32`), the same for the same content: the header
+/// lists the metadata in key order and the tensors in name order (the safetensors crate's writer takes a
+/// `HashMap` and so orders the metadata differently on every call), tensor data follows in that order, and the
+/// header is padded with spaces to a multiple of 8 bytes, as safetensors writes it.
+fn serialize(
+    metadata: &BTreeMap<String, String>,
+    mut tensors: Vec<(String, Vec<usize>, Vec<u8>)>,
+) -> Vec<u8> {
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut header = format!("{{\"__metadata__\":{}", json(metadata));
+    let mut offset = 0usize;
+    for (name, shape, data) in &tensors {
+        let end = offset + data.len();
+        header.push_str(&format!(
+            ",{}:{{\"dtype\":\"F32\",\"shape\":{},\"data_offsets\":[{offset},{end}]}}",
+            json(name),
+            json(shape)
+        ));
+        offset = end;
     }
-    let metadata: HashMap<String, String> = metadata.into_iter().collect();
-    safetensors::serialize(views, Some(metadata)).map_err(|e| format_error("<writing>", e.to_string()))
+    header.push('}');
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + header.len() + offset);
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for (_, _, data) in &tensors {
+        out.extend_from_slice(data);
+    }
+    out
+}
+
+/// JSON text of a header value (a string, a map of strings, a shape): these always serialize.
+fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 /// Parses and checks `bytes` (from `source`, for messages): the safetensors structure, the format version,
