@@ -54,7 +54,12 @@ impl Layer for Dropout {
         let (rate, scale) = (self.rate, 1.0 / (1.0 - self.rate));
         let rng = &mut *ctx.rng;
         let mask = x.tape().constant_with(&x.shape(), |m| {
-            m.iter_mut().for_each(|v| *v = if rng.random::<f32>() < rate { 0.0 } else { scale });
+            let draw = |v: &mut f32| *v = if rng.random::<f32>() < rate { 0.0 } else { scale };
+            // Tape buffers are contiguous: a plain slice loop, in the same order as the general one.
+            match m.as_slice_mut() {
+                Some(s) => s.iter_mut().for_each(draw),
+                None => m.iter_mut().for_each(draw),
+            }
         });
         x.mul(mask)
     }

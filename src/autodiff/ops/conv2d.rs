@@ -10,7 +10,7 @@
 use ndarray::{ArrayView2, ArrayViewMut2, Ix2};
 
 use super::window::{per_image, Axis1, Padding};
-use crate::autodiff::backward::{scale_by_derivative, BackwardCtx, Kernel, Op};
+use crate::autodiff::backward::{BackwardCtx, Kernel, Op};
 use crate::autodiff::gemm::gemm;
 use crate::autodiff::unary::Unary;
 use crate::autodiff::{fit_buffer, Tensor, Var};
@@ -162,6 +162,11 @@ impl<'t> Var<'t> {
     }
 }
 
+/// `g *= df(y)` element-wise, image by image (`len` elements each) over the threads.
+fn scale_images(g: &mut [f32], y: &[f32], len: usize, df: impl Fn(f32) -> f32 + Sync) {
+    per_image(g, len, y, len, |_, g, y| g.iter_mut().zip(y).for_each(|(g, &y)| *g *= df(y)));
+}
+
 /// The kernel `(KH, KW, C, F)` as the `(KH·KW·C, F)` matrix it is in memory.
 fn as_matrix<'a>(k: &ndarray::ArrayViewD<'a, f32>, g: &Geometry) -> ArrayView2<'a, f32> {
     k.clone().into_shape_with_order((g.field(), g.filters)).expect("kernels are contiguous")
@@ -184,16 +189,26 @@ fn im2col(x: &[f32], cols: &mut [f32], g: &Geometry) {
             if let (true, Some(first), Some(_)) =
                 (contiguous, g.cols.source(ow, 0), g.cols.source(ow, kw - 1))
             {
-                field.copy_from_slice(&line[first * c..][..kw * c]);
+                copy(field, &line[first * c..][..kw * c]);
                 continue;
             }
             for (j, tap) in field.chunks_exact_mut(c).enumerate() {
                 match g.cols.source(ow, j) {
-                    Some(iw) => tap.copy_from_slice(&line[iw * c..][..c]),
+                    Some(iw) => copy(tap, &line[iw * c..][..c]),
                     None => tap.fill(0.0),
                 }
             }
         }
+    }
+}
+
+/// `dst.copy_from_slice(src)`, without a `memcpy` call for the few elements of a single-channel image's taps.
+#[inline]
+fn copy(dst: &mut [f32], src: &[f32]) {
+    if dst.len() < 16 {
+        dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s);
+    } else {
+        dst.copy_from_slice(src);
     }
 }
 
@@ -222,19 +237,37 @@ impl Kernel for Conv2d {
     fn backward(&self, g: &mut Tensor, ctx: &mut BackwardCtx<'_, '_>) {
         let geo = &self.geometry;
         let (x, w) = (self.inputs[0], self.inputs[1]);
+        let per_image_len = geo.pixels() * geo.filters;
         if let Some(f) = self.act {
-            scale_by_derivative(g, f, ctx.output(), ctx.output());
+            // dz = g * act'(y), in place, image by image over the threads.
+            let y = ctx.output();
+            let y = y.as_slice().expect("tape values are contiguous");
+            let g = g.as_slice_mut().expect("gradient buffers are contiguous");
+            let len = per_image_len.max(1);
+            match f {
+                Unary::Relu => scale_images(g, y, len, |y| Unary::Relu.df(y, y)),
+                other => scale_images(g, y, len, move |y| other.df(y, y)),
+            }
         }
         let m = geo.batch * geo.pixels();
         let dz = g.view().into_shape_with_order((m, geo.filters)).expect("contiguous gradient");
         if let Some(&b) = self.inputs.get(2) {
             if let Some((d, fresh)) = ctx.grad(b, &[geo.filters]) {
+                // Column sums per image over the threads, then added in image order: the same bits for any
+                // thread count.
+                let mut partial = vec![0.0f32; geo.batch * geo.filters];
+                let gs = dz.as_slice().expect("contiguous gradient");
+                per_image(&mut partial, geo.filters, gs, per_image_len, |_, sum, g| {
+                    for row in g.chunks_exact(geo.filters) {
+                        sum.iter_mut().zip(row).for_each(|(s, &g)| *s += g);
+                    }
+                });
                 let d = d.as_slice_mut().expect("gradient buffers are contiguous");
                 if fresh {
                     d.fill(0.0);
                 }
-                for row in dz.rows() {
-                    d.iter_mut().zip(row).for_each(|(d, &g)| *d += g);
+                for sum in partial.chunks_exact(geo.filters) {
+                    d.iter_mut().zip(sum).for_each(|(d, &s)| *d += s);
                 }
             }
         }

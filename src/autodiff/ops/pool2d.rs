@@ -163,20 +163,21 @@ impl Kernel for Pool2d {
                     per_image(dx, geo.image(), gs, geo.out_image(), |image, dx, g| {
                         let x = &xs[image * geo.image()..][..geo.image()];
                         let y = &ys[image * geo.out_image()..][..geo.out_image()];
-                        // Whether each channel's gradient has found its tap: the first that holds the maximum
-                        // (TensorFlow's argmax on ties).
-                        let mut done = vec![false; c];
+                        // Each channel's gradient goes to the first tap that holds the maximum (TensorFlow's
+                        // argmax on ties): taps in reverse, each overwriting the winner where it matches. A NaN
+                        // tap makes the maximum NaN, so it matches too.
+                        let (mut taps, mut winner) = (Vec::new(), vec![0u32; c]);
                         for (p, (g, y)) in g.chunks_exact(c).zip(y.chunks_exact(c)).enumerate() {
-                            done.fill(false);
-                            for (_, at) in geo.taps(p / geo.cols.output, p % geo.cols.output) {
-                                let (x, dx) = (&x[at..at + c], &mut dx[at..at + c]);
-                                for ((((d, &x), &y), &g), done) in
-                                    dx.iter_mut().zip(x).zip(y).zip(g).zip(&mut done)
-                                {
-                                    let hit = !*done & ((x == y) | (x.is_nan() & y.is_nan()));
-                                    *d += if hit { g } else { 0.0 };
-                                    *done |= hit;
+                            taps.clear();
+                            taps.extend(geo.taps(p / geo.cols.output, p % geo.cols.output).map(|(_, at)| at));
+                            for &at in taps.iter().rev() {
+                                let tap = at as u32;
+                                for ((w, &x), &y) in winner.iter_mut().zip(&x[at..at + c]).zip(y) {
+                                    *w = if (x == y) | x.is_nan() { tap } else { *w };
                                 }
+                            }
+                            for (k, (&w, &g)) in winner.iter().zip(g).enumerate() {
+                                dx[w as usize + k] += g;
                             }
                         }
                     });
