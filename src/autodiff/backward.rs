@@ -152,16 +152,17 @@ impl<'w> BackwardCtx<'_, 'w> {
         self.vals.get(self.id)
     }
 
+    /// Whether a gradient flows to input `id` (without claiming its buffer, as [`BackwardCtx::grad`] does).
+    pub(crate) fn wants(&self, id: usize) -> bool {
+        self.sink.nodes[id].requires_grad
+    }
+
     /// The gradient buffer of input `id` (of `shape`) and whether this is its first contribution (then its
     /// content is stale and must be overwritten, not added to); `None` if no gradient flows there.
     pub(crate) fn grad(&mut self, id: usize, shape: &[usize]) -> Option<(&mut Tensor, bool)> {
         self.sink.target(id, shape)
     }
 
-    /// Like [`BackwardCtx::grad`], zero-filled on first use, for rules that accumulate with `+=`.
-    pub(crate) fn grad_zeroed(&mut self, id: usize, shape: &[usize]) -> Option<&mut Tensor> {
-        self.sink.zeroed(id, shape)
-    }
 }
 
 /// `g *= act'(z)` in place, with `y = act(z)`: the fused rules (Dense, Conv2D) turn the output gradient into

@@ -88,7 +88,7 @@ fn split_rows(
 }
 
 /// `c = alpha * a · b + beta * c` on one thread, through the `gemm` crate. With `beta == 0`, `c` is not read.
-fn general_mat_mul(
+pub(crate) fn general_mat_mul(
     alpha: f32,
     a: &ArrayView2<'_, f32>,
     b: &ArrayView2<'_, f32>,

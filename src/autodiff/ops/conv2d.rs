@@ -1,17 +1,20 @@
-//! 2-D convolution over channels-last images (NHWC, Keras' default), as im2col and one matrix product.
+//! 2-D convolution over channels-last images (NHWC, Keras' default), as im2col and matrix products, a few
+//! images at a time.
 //!
-//! Forward: the receptive field of every output pixel is copied into one row of `cols`, of shape
-//! `(N·OH·OW, KH·KW·C)`; Keras' kernel `(KH, KW, C, F)` read row-major is the `(KH·KW·C, F)` matrix that
-//! multiplies it, so `y = act(cols · W + b)` comes out directly in NHWC. `cols` stays in the node's auxiliary
-//! buffer for the backward pass.
+//! The batch is cut into groups of images whose im2col rows fit in a core's cache, and each group is one task
+//! for the threads. Forward, for a group: the receptive field of every output pixel is copied into one row of
+//! `cols` (`pixels x KH·KW·C`); Keras' kernel `(KH, KW, C, F)` read row-major is the `(KH·KW·C, F)` matrix that
+//! multiplies it, so `y = act(cols · W + b)` comes out directly in NHWC.
 //!
-//! Backward: `dz = g · act'(y)` in place, `db = Σ dz`, `dW = colsᵀ · dz`, and `dx = col2im(dz · Wᵀ)`, where
-//! col2im adds every row back onto the pixels it was copied from (the `cols` buffer is reused for `dz · Wᵀ`).
-use ndarray::{ArrayView2, ArrayViewMut2, Ix2};
+//! Backward, for a group: `dz = g · act'(y)` in place, its column sums and `colsᵀ · dz` (with `cols` copied
+//! again: cheaper than keeping it in memory) as the group's share of `db` and `dW`, and `dx = col2im(dz · Wᵀ)`,
+//! where col2im adds every row back onto the pixels it was copied from. The shares are added in group order,
+//! so the result does not depend on the thread count.
+use ndarray::{ArrayView2, ArrayViewMut2};
 
-use super::window::{per_image, Axis1, Padding};
+use super::window::{parallel, Axis1, Padding};
 use crate::autodiff::backward::{BackwardCtx, Kernel, Op};
-use crate::autodiff::gemm::gemm;
+use crate::autodiff::gemm::general_mat_mul;
 use crate::autodiff::unary::Unary;
 use crate::autodiff::{fit_buffer, Tensor, Var};
 
@@ -55,7 +58,16 @@ impl Geometry {
     fn field(&self) -> usize {
         self.rows.size * self.cols.size * self.channels
     }
+    /// Images per task: as many as keep a task's im2col rows within `GROUP_BYTES`, at least one. It depends on
+    /// the shapes only, so results do not depend on the thread count.
+    fn group(&self) -> usize {
+        let per_image = self.pixels() * self.field() * std::mem::size_of::<f32>();
+        (GROUP_BYTES / per_image.max(1)).clamp(1, self.batch.max(1))
+    }
 }
+
+/// The im2col rows of one task: about what a core's L2 cache holds, so that they are written and read there.
+const GROUP_BYTES: usize = 512 * 1024;
 
 /// The recorded node: inputs `[x, w]` or `[x, w, b]`.
 struct Conv2d {
@@ -124,47 +136,73 @@ impl<'t> Var<'t> {
         self.tape.push(
             Op::Kernel(Box::new(node)),
             &[batch, rows.output, cols.output, filters],
-            |v, out, aux| {
-                let m = g.batch * g.pixels();
-                fit_buffer(aux, &[m, g.field()]);
+            |v, out, _| {
                 let x = v.get(self.id);
                 let x = x.as_slice().expect("tape values and parameters are contiguous");
-                let cols = aux.as_slice_mut().expect("owned buffers are contiguous");
-                per_image(cols, g.pixels() * g.field(), x, g.image(), |_, cols, x| im2col(x, cols, &g));
-                // The bias is written into every output row, and the product accumulates onto it.
-                let beta = match bias.map(|b| v.get(b.id)) {
-                    Some(b) => {
-                        let b = b.to_slice().expect("parameters are contiguous");
-                        let out = out.as_slice_mut().expect("owned buffers are contiguous");
-                        out.chunks_exact_mut(g.filters).for_each(|row| row.copy_from_slice(b));
-                        1.0
-                    }
-                    None => 0.0,
-                };
-                let mut y = out.view_mut().into_shape_with_order((m, g.filters)).expect("contiguous output");
                 let k = v.get(kernel.id);
-                gemm(
-                    1.0,
-                    &aux.view().into_dimensionality::<Ix2>().expect("2-D"),
-                    &as_matrix(&k, &g),
-                    beta,
-                    &mut y,
-                );
-                if let Some(f) = act {
-                    let y = out.as_slice_mut().expect("owned buffers are contiguous");
-                    match f {
-                        Unary::Relu => y.iter_mut().for_each(|v| *v = Unary::Relu.f(*v)),
-                        other => y.iter_mut().for_each(|v| *v = other.f(*v)),
-                    }
-                }
+                let w = as_matrix(&k, &g);
+                let bias = bias.map(|b| v.get(b.id));
+                let bias = bias.as_ref().map(|b| b.to_slice().expect("parameters are contiguous"));
+                let out = out.as_slice_mut().expect("owned buffers are contiguous");
+                let images = g.group();
+                let work: Vec<_> = out
+                    .chunks_mut(images * g.pixels() * g.filters)
+                    .zip(x.chunks(images * g.image()))
+                    .collect();
+                for_each_task(work, |(out, x)| {
+                    with_scratch(out.len() / g.filters * g.field(), |cols| {
+                        im2col_images(x, cols, &g);
+                        // The bias is written into every output row, and the product accumulates onto it.
+                        if let Some(b) = bias {
+                            out.chunks_exact_mut(g.filters).for_each(|row| row.copy_from_slice(b));
+                        }
+                        let rows = out.len() / g.filters;
+                        let cols = ArrayView2::from_shape((rows, g.field()), cols).expect("sized above");
+                        let mut y = ArrayViewMut2::from_shape((rows, g.filters), &mut *out).expect("a group");
+                        general_mat_mul(1.0, &cols, &w, if bias.is_some() { 1.0 } else { 0.0 }, &mut y);
+                        match act {
+                            Some(Unary::Relu) => out.iter_mut().for_each(|v| *v = Unary::Relu.f(*v)),
+                            Some(f) => out.iter_mut().for_each(|v| *v = f.f(*v)),
+                            None => {}
+                        }
+                    })
+                });
             },
         )
     }
 }
 
-/// `g *= df(y)` element-wise, image by image (`len` elements each) over the threads.
-fn scale_images(g: &mut [f32], y: &[f32], len: usize, df: impl Fn(f32) -> f32 + Sync) {
-    per_image(g, len, y, len, |_, g, y| g.iter_mut().zip(y).for_each(|(g, &y)| *g *= df(y)));
+/// Runs `task` on every item, over the threads [`crate::autodiff::num_threads`] allows.
+fn for_each_task<T: Send>(mut work: Vec<T>, task: impl Fn(&mut T) + Sync + Send) {
+    use rayon::prelude::*;
+    if parallel() && work.len() > 1 {
+        work.par_iter_mut().for_each(task);
+    } else {
+        work.iter_mut().for_each(task);
+    }
+}
+
+thread_local! {
+    /// Each thread's im2col buffer, kept from one call to the next.
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Calls `f` with this thread's scratch buffer of `len` elements (content stale).
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < len {
+            s.resize(len, 0.0);
+        }
+        f(&mut s[..len])
+    })
+}
+
+/// im2col of consecutive images `x` into consecutive blocks of rows of `cols`.
+fn im2col_images(x: &[f32], cols: &mut [f32], g: &Geometry) {
+    for (x, cols) in x.chunks_exact(g.image()).zip(cols.chunks_exact_mut(g.pixels() * g.field())) {
+        im2col(x, cols, g);
+    }
 }
 
 /// The kernel `(KH, KW, C, F)` as the `(KH·KW·C, F)` matrix it is in memory.
@@ -237,63 +275,95 @@ impl Kernel for Conv2d {
     fn backward(&self, g: &mut Tensor, ctx: &mut BackwardCtx<'_, '_>) {
         let geo = &self.geometry;
         let (x, w) = (self.inputs[0], self.inputs[1]);
-        let per_image_len = geo.pixels() * geo.filters;
-        if let Some(f) = self.act {
-            // dz = g * act'(y), in place, image by image over the threads.
-            let y = ctx.output();
-            let y = y.as_slice().expect("tape values are contiguous");
-            let g = g.as_slice_mut().expect("gradient buffers are contiguous");
-            let len = per_image_len.max(1);
-            match f {
-                Unary::Relu => scale_images(g, y, len, |y| Unary::Relu.df(y, y)),
-                other => scale_images(g, y, len, move |y| other.df(y, y)),
-            }
-        }
-        let m = geo.batch * geo.pixels();
-        let dz = g.view().into_shape_with_order((m, geo.filters)).expect("contiguous gradient");
-        if let Some(&b) = self.inputs.get(2) {
-            if let Some((d, fresh)) = ctx.grad(b, &[geo.filters]) {
-                // Column sums per image over the threads, then added in image order: the same bits for any
-                // thread count.
-                let mut partial = vec![0.0f32; geo.batch * geo.filters];
-                let gs = dz.as_slice().expect("contiguous gradient");
-                per_image(&mut partial, geo.filters, gs, per_image_len, |_, sum, g| {
-                    for row in g.chunks_exact(geo.filters) {
-                        sum.iter_mut().zip(row).for_each(|(s, &g)| *s += g);
-                    }
-                });
+        let (xv, wv, y) = (ctx.value(x), ctx.value(w), ctx.output());
+        let wm = as_matrix(&wv, geo);
+        let images = geo.group();
+        let groups = geo.batch.div_ceil(images);
+        let (field, filters) = (geo.field(), geo.filters);
+        // Each group's share of dW and db, side by side in the auxiliary buffer.
+        let share = field * filters + filters;
+        let mut shares = std::mem::replace(ctx.aux, crate::autodiff::empty());
+        fit_buffer(&mut shares, &[groups, share]);
+        let want_w = ctx.wants(w);
+        let dx = ctx.grad(x, xv.shape());
+        let (xs, ys) = (xv.as_slice().expect("contiguous"), y.as_slice().expect("contiguous"));
+        let gs = g.as_slice_mut().expect("gradient buffers are contiguous");
+        let (out_len, in_len) = (images * geo.pixels() * filters, images * geo.image());
+        let mut dx_parts: Vec<Option<&mut [f32]>> = Vec::new();
+        let fresh_dx = match dx {
+            Some((d, fresh)) => {
                 let d = d.as_slice_mut().expect("gradient buffers are contiguous");
-                if fresh {
-                    d.fill(0.0);
-                }
-                for sum in partial.chunks_exact(geo.filters) {
-                    d.iter_mut().zip(sum).for_each(|(d, &s)| *d += s);
-                }
+                dx_parts.extend(d.chunks_mut(in_len).map(Some));
+                fresh
             }
-        }
-        let wv = ctx.value(w);
-        let mut cols = std::mem::replace(ctx.aux, crate::autodiff::empty());
-        if let Some((d, fresh)) = ctx.grad(w, wv.shape()) {
-            let mut dw = d.view_mut().into_shape_with_order((geo.field(), geo.filters)).expect("contiguous");
-            let cols = cols.view().into_dimensionality::<Ix2>().expect("im2col buffer");
-            gemm(1.0, &cols.t(), &dz, if fresh { 0.0 } else { 1.0 }, &mut dw);
-        }
-        let xv = ctx.value(x);
-        // dcols = dz · Wᵀ, into the im2col buffer (its columns were used above), then back onto the pixels.
-        let dcols = &mut cols;
-        if let Some((dx, fresh)) = ctx.grad(x, xv.shape()) {
-            let mut dc: ArrayViewMut2<'_, f32> = dcols.view_mut().into_dimensionality().expect("2-D");
-            gemm(1.0, &dz, &as_matrix(&wv, geo).t(), 0.0, &mut dc);
-            let dx = dx.as_slice_mut().expect("gradient buffers are contiguous");
-            if fresh {
-                dx.fill(0.0);
+            None => {
+                dx_parts.resize_with(groups, || None);
+                false
             }
-            let dcols = dcols.as_slice().expect("owned buffers are contiguous");
-            per_image(dx, geo.image(), dcols, geo.pixels() * geo.field(), |_, dx, cols| {
-                col2im(cols, dx, geo)
+        };
+        let shares_slice = shares.as_slice_mut().expect("owned buffers are contiguous");
+        let work: Vec<_> = gs
+            .chunks_mut(out_len)
+            .zip(ys.chunks(out_len))
+            .zip(xs.chunks(in_len))
+            .zip(dx_parts)
+            .zip(shares_slice.chunks_mut(share))
+            .collect();
+        let act = self.act;
+        for_each_task(work, |((((g, y), x), dx), share)| {
+            let rows = g.len() / filters;
+            match act {
+                Some(Unary::Relu) => g.iter_mut().zip(*y).for_each(|(g, &y)| *g *= Unary::Relu.df(y, y)),
+                Some(f) => g.iter_mut().zip(*y).for_each(|(g, &y)| *g *= f.df(y, y)),
+                None => {}
+            }
+            let (dw, db) = share.split_at_mut(field * filters);
+            db.fill(0.0);
+            for row in g.chunks_exact(filters) {
+                db.iter_mut().zip(row).for_each(|(d, &g)| *d += g);
+            }
+            let dz = ArrayView2::from_shape((rows, filters), &**g).expect("a group");
+            with_scratch(rows * field, |cols| {
+                if want_w {
+                    im2col_images(x, cols, geo);
+                    let c = ArrayView2::from_shape((rows, field), &*cols).expect("sized above");
+                    let mut dw = ArrayViewMut2::from_shape((field, filters), dw).expect("a share");
+                    general_mat_mul(1.0, &c.t(), &dz, 0.0, &mut dw);
+                }
+                if let Some(dx) = dx {
+                    // dcols = dz · Wᵀ in the same scratch, then back onto the pixels.
+                    let mut dc = ArrayViewMut2::from_shape((rows, field), &mut *cols).expect("sized above");
+                    general_mat_mul(1.0, &dz, &wm.t(), 0.0, &mut dc);
+                    if fresh_dx {
+                        dx.fill(0.0);
+                    }
+                    for (dx, cols) in
+                        dx.chunks_exact_mut(geo.image()).zip(cols.chunks_exact(geo.pixels() * field))
+                    {
+                        col2im(cols, dx, geo);
+                    }
+                }
             });
+        });
+        // The shares, added in group order.
+        let sum_shares = |d: &mut Tensor, fresh: bool, range: std::ops::Range<usize>| {
+            let d = d.as_slice_mut().expect("gradient buffers are contiguous");
+            if fresh {
+                d.fill(0.0);
+            }
+            for part in shares_slice.chunks_exact(share) {
+                d.iter_mut().zip(&part[range.clone()]).for_each(|(d, &s)| *d += s);
+            }
+        };
+        if let Some((d, fresh)) = ctx.grad(w, wv.shape()) {
+            sum_shares(d, fresh, 0..field * filters);
         }
-        *ctx.aux = cols;
+        if let Some(&b) = self.inputs.get(2) {
+            if let Some((d, fresh)) = ctx.grad(b, &[filters]) {
+                sum_shares(d, fresh, field * filters..share);
+            }
+        }
+        *ctx.aux = shares;
     }
 }
 
@@ -396,6 +466,49 @@ mod tests {
         let same = Conv2dOptions { padding: Padding::Same, ..Default::default() };
         check_gradients(&inputs, |v| v[0].conv2d(v[1], None, same).add(v[0].conv2d(v[2], None, same)))
             .expect("accumulated");
+    }
+
+    /// Gradients of `sum(conv(x, w, b) * r)` with respect to x, w and b.
+    fn grads(x: &Tensor, w: &Tensor, b: &Tensor, r: &Tensor, o: Conv2dOptions) -> Vec<Tensor> {
+        let mut store = ParamStore::new();
+        let ids = [x, w, b].map(|t| store.add("t", t.clone(), true));
+        let tape = Tape::new(&store);
+        let v = ids.map(|id| tape.param(id));
+        let y = v[0].conv2d_fused(v[1], Some(v[2]), o, Some(Unary::Tanh));
+        let loss = y.mul(tape.constant(r.view())).sum();
+        let mut g = crate::autodiff::Gradients::new();
+        tape.backward(loss, &mut g).unwrap();
+        ids.iter().map(|&id| g.get(id).unwrap().clone()).collect()
+    }
+
+    #[test]
+    fn a_batch_in_several_groups_equals_its_images_one_by_one() {
+        // Images large enough that each is a group of its own: the batch's kernel and bias gradients are the
+        // sums of the images', and each image's input gradient its own.
+        let o = Conv2dOptions { padding: Padding::Same, ..Default::default() };
+        let (x, w, b) = (random(&[3, 32, 32, 16], 1), random(&[3, 3, 16, 4], 2), random(&[4], 3));
+        let r = random(&[3, 32, 32, 4], 4);
+        let g = Geometry {
+            batch: 3,
+            channels: 16,
+            filters: 4,
+            rows: Axis1::new(32, 3, 1, 1, Padding::Same).unwrap(),
+            cols: Axis1::new(32, 3, 1, 1, Padding::Same).unwrap(),
+        };
+        assert_eq!(g.group(), 1, "the test needs one image per group");
+        let batch = grads(&x, &w, &b, &r, o);
+        let mut sum_w = Tensor::zeros(w.raw_dim());
+        let mut sum_b = Tensor::zeros(b.raw_dim());
+        for i in 0..3 {
+            let one = |t: &Tensor| t.slice_axis(ndarray::Axis(0), (i..i + 1).into()).to_owned();
+            let single = grads(&one(&x), &w, &b, &one(&r), o);
+            let dx = one(&batch[0]);
+            assert!(dx.iter().zip(&single[0]).all(|(a, b)| (a - b).abs() < 1e-5), "image {i}");
+            sum_w += &single[1];
+            sum_b += &single[2];
+        }
+        assert!(batch[1].iter().zip(&sum_w).all(|(a, b)| (a - b).abs() < 1e-3 * (1.0 + b.abs())));
+        assert!(batch[2].iter().zip(&sum_b).all(|(a, b)| (a - b).abs() < 1e-3 * (1.0 + b.abs())));
     }
 
     #[test]

@@ -153,7 +153,8 @@ impl Kernel for Pool2d {
         let x = self.input[0];
         let shape = ctx.value(x).shape().to_vec();
         let (xv, y) = (ctx.value(x), ctx.output());
-        if let Some(dx) = ctx.grad_zeroed(x, &shape) {
+        // A first contribution is zero-filled image by image, on the thread that then adds into it.
+        if let Some((dx, fresh)) = ctx.grad(x, &shape) {
             let dx = dx.as_slice_mut().expect("gradient buffers are contiguous");
             let gs = g.as_slice().expect("gradient buffers are contiguous");
             let c = geo.channels;
@@ -161,6 +162,9 @@ impl Kernel for Pool2d {
                 Reduce::Max => {
                     let (xs, ys) = (xv.as_slice().expect("contiguous"), y.as_slice().expect("contiguous"));
                     per_image(dx, geo.image(), gs, geo.out_image(), |image, dx, g| {
+                        if fresh {
+                            dx.fill(0.0);
+                        }
                         let x = &xs[image * geo.image()..][..geo.image()];
                         let y = &ys[image * geo.out_image()..][..geo.out_image()];
                         // Each channel's gradient goes to the first tap that holds the maximum (TensorFlow's
@@ -183,6 +187,9 @@ impl Kernel for Pool2d {
                     });
                 }
                 Reduce::Average => per_image(dx, geo.image(), gs, geo.out_image(), |_, dx, g| {
+                    if fresh {
+                        dx.fill(0.0);
+                    }
                     for (p, g) in g.chunks_exact(c).enumerate() {
                         let (oh, ow) = (p / geo.cols.output, p % geo.cols.output);
                         let scale = 1.0 / geo.taps(oh, ow).count() as f32;
