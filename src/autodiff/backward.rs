@@ -162,7 +162,6 @@ impl<'w> BackwardCtx<'_, 'w> {
     pub(crate) fn grad(&mut self, id: usize, shape: &[usize]) -> Option<(&mut Tensor, bool)> {
         self.sink.target(id, shape)
     }
-
 }
 
 /// `g *= act'(z)` in place, with `y = act(z)`: the fused rules (Dense, Conv2D) turn the output gradient into

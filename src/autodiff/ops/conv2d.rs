@@ -62,7 +62,8 @@ impl Geometry {
     /// the shapes only, so results do not depend on the thread count.
     fn group(&self) -> usize {
         let per_image = self.pixels() * self.field() * std::mem::size_of::<f32>();
-        (GROUP_BYTES / per_image.max(1)).clamp(1, self.batch.max(1))
+        // At least 16 groups in a large batch, so that the threads share the work evenly.
+        (GROUP_BYTES / per_image.max(1)).clamp(1, (self.batch / 16).max(1))
     }
 }
 
@@ -152,23 +153,30 @@ impl<'t> Var<'t> {
                 for_each_task(work, |(out, x)| {
                     with_scratch(out.len() / g.filters * g.field(), |cols| {
                         im2col_images(x, cols, &g);
-                        // The bias is written into every output row, and the product accumulates onto it.
-                        if let Some(b) = bias {
-                            out.chunks_exact_mut(g.filters).for_each(|row| row.copy_from_slice(b));
-                        }
                         let rows = out.len() / g.filters;
                         let cols = ArrayView2::from_shape((rows, g.field()), cols).expect("sized above");
                         let mut y = ArrayViewMut2::from_shape((rows, g.filters), &mut *out).expect("a group");
-                        general_mat_mul(1.0, &cols, &w, if bias.is_some() { 1.0 } else { 0.0 }, &mut y);
+                        general_mat_mul(1.0, &cols, &w, 0.0, &mut y);
+                        // Bias and activation in one pass over the output, while it is in cache.
                         match act {
-                            Some(Unary::Relu) => out.iter_mut().for_each(|v| *v = Unary::Relu.f(*v)),
-                            Some(f) => out.iter_mut().for_each(|v| *v = f.f(*v)),
-                            None => {}
+                            Some(Unary::Relu) => epilogue(out, bias, |v| Unary::Relu.f(v)),
+                            Some(f) => epilogue(out, bias, |v| f.f(v)),
+                            None => epilogue(out, bias, |v| v),
                         }
                     })
                 });
             },
         )
+    }
+}
+
+/// `y = f(y + b)` on every row of `out` (`y = f(y)` without a bias).
+fn epilogue(out: &mut [f32], bias: Option<&[f32]>, f: impl Fn(f32) -> f32) {
+    match bias {
+        Some(b) => out.chunks_exact_mut(b.len()).for_each(|row| {
+            row.iter_mut().zip(b).for_each(|(y, &b)| *y = f(*y + b));
+        }),
+        None => out.iter_mut().for_each(|y| *y = f(*y)),
     }
 }
 
