@@ -106,7 +106,7 @@ pub(crate) fn general_mat_mul(
     // SAFETY: the pointers and strides describe the three views, which ndarray guarantees valid for their
     // dimensions; `c` is borrowed mutably, so it overlaps neither input.
     unsafe {
-        gemm::gemm(
+        gemm_f32::gemm::f32::get_gemm_fn()(
             m,
             n,
             k,
@@ -125,7 +125,7 @@ pub(crate) fn general_mat_mul(
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            gemm_common::Parallelism::None,
         );
     }
 }
