@@ -103,8 +103,20 @@ pub(crate) fn general_mat_mul(
     let (ars, acs) = (a.strides()[0], a.strides()[1]);
     let (brs, bcs) = (b.strides()[0], b.strides()[1]);
     let (crs, ccs) = (c.strides()[0], c.strides()[1]);
-    // SAFETY: the pointers and strides describe the three views, which ndarray guarantees valid for their
-    // dimensions; `c` is borrowed mutably, so it overlaps neither input.
+    if [ars, acs, brs, bcs, crs, ccs].iter().any(|&s| s < 0) {
+        // Reversed views never occur in kerust's own products; ndarray handles them.
+        ndarray::linalg::general_mat_mul(alpha, a, b, beta, c);
+        return;
+    }
+    // The kernels prefer a column-major output: for a row-major `c`, compute `cᵀ = bᵀ · aᵀ` instead (what the
+    // `gemm` crate's own entry point does).
+    let (m, n, crs, ccs, lhs, lrs, lcs, rhs, rrs, rcs) = if ccs.abs() < crs.abs() {
+        (n, m, ccs, crs, b.as_ptr(), bcs, brs, a.as_ptr(), acs, ars)
+    } else {
+        (m, n, crs, ccs, a.as_ptr(), ars, acs, b.as_ptr(), brs, bcs)
+    };
+    // SAFETY: the pointers and strides describe the three views (transposed together above), which ndarray
+    // guarantees valid for their dimensions; `c` is borrowed mutably, so it overlaps neither input.
     unsafe {
         gemm_f32::gemm::f32::get_gemm_fn()(
             m,
@@ -114,12 +126,12 @@ pub(crate) fn general_mat_mul(
             ccs,
             crs,
             beta != 0.0,
-            a.as_ptr(),
-            acs,
-            ars,
-            b.as_ptr(),
-            bcs,
-            brs,
+            lhs,
+            lcs,
+            lrs,
+            rhs,
+            rcs,
+            rrs,
             beta,
             alpha,
             false,
