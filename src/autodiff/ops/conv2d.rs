@@ -155,7 +155,7 @@ impl<'t> Var<'t> {
                         im2col_images(x, cols, &g);
                         let rows = out.len() / g.filters;
                         let cols = ArrayView2::from_shape((rows, g.field()), cols).expect("sized above");
-                        let mut y = ArrayViewMut2::from_shape((rows, g.filters), &mut *out).expect("a group");
+                        let mut y = ArrayViewMut2::from_shape((rows, g.filters), out).expect("a group");
                         general_mat_mul(1.0, &cols, &w, 0.0, &mut y);
                         // Bias and activation in one pass over the output, while it is in cache.
                         match act {
@@ -330,7 +330,7 @@ impl Kernel for Conv2d {
             for row in g.chunks_exact(filters) {
                 db.iter_mut().zip(row).for_each(|(d, &g)| *d += g);
             }
-            let dz = ArrayView2::from_shape((rows, filters), &**g).expect("a group");
+            let dz = ArrayView2::from_shape((rows, filters), g).expect("a group");
             with_scratch(rows * field, |cols| {
                 if want_w {
                     im2col_images(x, cols, geo);
