@@ -81,7 +81,8 @@ impl<'r> CallContext<'r> {
     }
 }
 
-/// A layer of a [`crate::models::Sequential`] model.
+/// A layer of a [`crate::models::Sequential`] model: settings in its constructor, weights created in
+/// [`Layer::build`] through [`add_weight`], the forward pass in [`Layer::call`].
 pub trait Layer: Send {
     /// Keras' class name, e.g. `"Dense"` (shown in the summary).
     fn class_name(&self) -> &'static str;
@@ -111,6 +112,8 @@ pub trait Layer: Send {
     ) -> Result<Vec<usize>>;
 
     /// The forward pass on a batch, `x` of shape `(batch, input_shape...)`. Shapes were checked by `build`.
+    /// A layer with state across steps (BatchNormalization's moving statistics) records the new values with
+    /// [`CallContext::assign`] when `ctx.training`; it never writes its weights itself.
     fn call<'t>(&self, x: Var<'t>, ctx: &mut CallContext<'_>) -> Var<'t>;
 
     /// The layer's weights, in Keras' order (kernel, then bias). Empty before `build`.

@@ -224,8 +224,17 @@ fn im2col(x: &[f32], cols: &mut [f32], g: &Geometry) {
     let (c, kw) = (g.channels, g.cols.size);
     // With unit dilation, the taps of one kernel row are adjacent pixels: one copy when all are inside.
     let contiguous = g.cols.dilation == 1;
+    let (line_len, span) = (g.cols.input * c, kw * c);
     for (row, field) in cols.chunks_exact_mut(g.field()).enumerate() {
         let (oh, ow) = (row / g.cols.output, row % g.cols.output);
+        // The common case, a window inside the image: one copy per kernel row, no bounds arithmetic.
+        if let (true, Some(r0), Some(c0)) = (contiguous, g.rows.inside(oh), g.cols.inside(ow)) {
+            for (i, field) in field.chunks_exact_mut(span).enumerate() {
+                let start = (r0 + i * g.rows.dilation) * line_len + c0 * c;
+                copy(field, &x[start..start + span]);
+            }
+            continue;
+        }
         for (i, field) in field.chunks_exact_mut(kw * c).enumerate() {
             let Some(ih) = g.rows.source(oh, i) else {
                 field.fill(0.0);

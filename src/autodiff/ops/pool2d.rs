@@ -30,6 +30,29 @@ impl Geometry {
     fn out_image(&self) -> usize {
         self.rows.output * self.cols.output * self.channels
     }
+    /// Replaces `taps` with the input offsets of the in-bounds taps of the window at output pixel `(oh, ow)`,
+    /// in window order; plain index arithmetic for a window inside the input (all of them with `valid`
+    /// padding).
+    fn tap_offsets(&self, oh: usize, ow: usize, taps: &mut Vec<usize>) {
+        taps.clear();
+        let (r0, c0) = (
+            (oh * self.rows.stride).checked_sub(self.rows.pad),
+            (ow * self.cols.stride).checked_sub(self.cols.pad),
+        );
+        match (r0, c0) {
+            (Some(r0), Some(c0))
+                if r0 + self.rows.size <= self.rows.input && c0 + self.cols.size <= self.cols.input =>
+            {
+                let (c, width) = (self.channels, self.cols.input);
+                for i in 0..self.rows.size {
+                    let row = ((r0 + i) * width + c0) * c;
+                    taps.extend((0..self.cols.size).map(|j| row + j * c));
+                }
+            }
+            _ => taps.extend(self.taps(oh, ow).map(|(_, at)| at)),
+        }
+    }
+
     /// The in-bounds taps of the window at output pixel `(oh, ow)`: `(tap index, input pixel offset)`.
     fn taps(&self, oh: usize, ow: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
         (0..self.rows.size).filter_map(move |i| self.rows.source(oh, i).map(|ih| (i, ih))).flat_map(
@@ -115,12 +138,13 @@ impl<'t> Var<'t> {
 /// The maximum of each window. A NaN wins and stays, as in `numpy.max`.
 fn max_forward(x: &[f32], out: &mut [f32], g: &Geometry) {
     let c = g.channels;
+    let mut taps = Vec::with_capacity(g.rows.size * g.cols.size);
     for (p, out) in out.chunks_exact_mut(c).enumerate() {
-        let mut taps = g.taps(p / g.cols.output, p % g.cols.output);
+        g.tap_offsets(p / g.cols.output, p % g.cols.output, &mut taps);
         // Every window has a tap inside the input (padding is always smaller than the window).
-        let (_, at) = taps.next().expect("a window overlaps its input");
-        out.copy_from_slice(&x[at..at + c]);
-        for (_, at) in taps {
+        let (&first, rest) = taps.split_first().expect("a window overlaps its input");
+        out.iter_mut().zip(&x[first..first + c]).for_each(|(o, &v)| *o = v);
+        for &at in rest {
             // Non-short-circuit `|`, so that the loop vectorizes across channels.
             for (o, &v) in out.iter_mut().zip(&x[at..at + c]) {
                 *o = if (v > *o) | v.is_nan() { v } else { *o };
@@ -172,8 +196,7 @@ impl Kernel for Pool2d {
                         // tap makes the maximum NaN, so it matches too.
                         let (mut taps, mut winner) = (Vec::new(), vec![0u32; c]);
                         for (p, (g, y)) in g.chunks_exact(c).zip(y.chunks_exact(c)).enumerate() {
-                            taps.clear();
-                            taps.extend(geo.taps(p / geo.cols.output, p % geo.cols.output).map(|(_, at)| at));
+                            geo.tap_offsets(p / geo.cols.output, p % geo.cols.output, &mut taps);
                             for &at in taps.iter().rev() {
                                 let tap = at as u32;
                                 for ((w, &x), &y) in winner.iter_mut().zip(&x[at..at + c]).zip(y) {

@@ -93,6 +93,14 @@ impl Axis1 {
         Some(Axis1 { input, size, stride, dilation, output, pad })
     }
 
+    /// The input position of the first tap of the window at output position `o`, if the whole window is inside
+    /// the input.
+    #[inline]
+    pub(crate) fn inside(&self, o: usize) -> Option<usize> {
+        let first = (o * self.stride).checked_sub(self.pad)?;
+        (first + (self.size - 1) * self.dilation < self.input).then_some(first)
+    }
+
     /// The input position of tap `k` of the window at output position `o`, if it is inside the input.
     #[inline]
     pub(crate) fn source(&self, o: usize, k: usize) -> Option<usize> {
