@@ -1,5 +1,6 @@
 //! Training steps of the two MNIST MLP workloads and of Keras' MNIST convnet against the bare matrix products
-//! they contain (the floor), and `predict` throughput. Synthetic data of MNIST's shapes: the arithmetic does not depend on the values.
+//! they contain (the floor: the same products through `autodiff::gemm` on one thread), and `predict`
+//! throughput. Synthetic data of MNIST's shapes: the arithmetic does not depend on the values.
 //!
 //! `cargo bench --bench training`; each report shows step and floor from the same run, so step / floor is the
 //! framework's overhead.
@@ -9,7 +10,6 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use kerust::autodiff::set_num_threads;
 use kerust::layers::{Conv2D, Dense, Dropout, Flatten, Input, MaxPooling2D};
 use kerust::models::Sequential;
-use ndarray::linalg::general_mat_mul;
 use ndarray::Array2;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -201,3 +201,24 @@ fn predict(c: &mut Criterion) {
 
 criterion_group!(benches, training_steps, convnet_step, predict);
 criterion_main!(benches);
+
+/// The engine's own matrix product on the calling thread's share (one thread once `set_num_threads(1)`): the
+/// floor runs the same kernels as the step.
+fn general_mat_mul<A, B>(alpha: f32, a: &A, b: &B, beta: f32, c: &mut ndarray::Array2<f32>)
+where
+    A: AsView,
+    B: AsView,
+{
+    kerust::autodiff::gemm(alpha, &a.as_view(), &b.as_view(), beta, &mut c.view_mut());
+}
+
+/// An owned matrix or a view of one.
+trait AsView {
+    fn as_view(&self) -> ndarray::ArrayView2<'_, f32>;
+}
+
+impl<S: ndarray::Data<Elem = f32>> AsView for ndarray::ArrayBase<S, ndarray::Ix2> {
+    fn as_view(&self) -> ndarray::ArrayView2<'_, f32> {
+        self.view()
+    }
+}

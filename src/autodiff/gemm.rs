@@ -39,8 +39,21 @@ pub fn set_num_threads(threads: usize) {
     THREADS.store(threads, Ordering::Relaxed);
 }
 
-/// `c = alpha * a · b + beta * c`. With `beta == 0`, `c`'s previous content is ignored (it may be stale).
-pub(crate) fn gemm(
+/// `c = alpha * a · b + beta * c`: the engine's matrix product, which every op and benchmark floor uses. With
+/// `beta == 0`, `c`'s previous content is ignored (it may be stale). Large products are split over
+/// [`num_threads`] threads; the result is the same, bit for bit, for any thread count.
+///
+/// ```
+/// use ndarray::{array, Array2};
+/// let (a, b) = (array![[1.0f32, 2.0], [3.0, 4.0]], array![[1.0f32, 0.0], [1.0, 1.0]]);
+/// let mut c = Array2::from_elem((2, 2), f32::NAN);
+/// kerust::autodiff::gemm(1.0, &a.view(), &b.view(), 0.0, &mut c.view_mut());
+/// assert_eq!(c, array![[3.0, 2.0], [7.0, 4.0]]);
+/// ```
+///
+/// # Panics
+/// If the shapes do not fit `(m, k) x (k, n)` into `(m, n)`.
+pub fn gemm(
     alpha: f32,
     a: &ArrayView2<'_, f32>,
     b: &ArrayView2<'_, f32>,

@@ -35,7 +35,7 @@ mod gradcheck;
 mod ops;
 mod unary;
 
-pub use gemm::{num_threads, set_num_threads};
+pub use gemm::{gemm, num_threads, set_num_threads};
 pub use gradcheck::{check_gradients, GradCheck, GradCheckReport};
 pub(crate) use ops::window_output;
 pub use ops::{Conv2dOptions, CustomOp, Padding};
