@@ -7,6 +7,8 @@
 use std::hint::black_box;
 use std::time::Duration;
 
+mod common;
+use common::general_mat_mul;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use kerust::autodiff::{Gradients, ParamStore, Tape, Tensor, Workspace};
 use ndarray::{Array2, ArrayD, IxDyn};
@@ -88,24 +90,3 @@ fn bare_matmul(c: &mut Criterion) {
 
 criterion_group!(benches, dense_step, bare_matmul);
 criterion_main!(benches);
-
-/// The engine's own matrix product on the calling thread's share (one thread once `set_num_threads(1)`): the
-/// floor runs the same kernels as the step.
-fn general_mat_mul<A, B>(alpha: f32, a: &A, b: &B, beta: f32, c: &mut ndarray::Array2<f32>)
-where
-    A: AsView,
-    B: AsView,
-{
-    kerust::autodiff::gemm(alpha, &a.as_view(), &b.as_view(), beta, &mut c.view_mut());
-}
-
-/// An owned matrix or a view of one.
-trait AsView {
-    fn as_view(&self) -> ndarray::ArrayView2<'_, f32>;
-}
-
-impl<S: ndarray::Data<Elem = f32>> AsView for ndarray::ArrayBase<S, ndarray::Ix2> {
-    fn as_view(&self) -> ndarray::ArrayView2<'_, f32> {
-        self.view()
-    }
-}

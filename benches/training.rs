@@ -6,6 +6,8 @@
 //! framework's overhead.
 use std::time::Duration;
 
+mod common;
+use common::general_mat_mul;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use kerust::autodiff::set_num_threads;
 use kerust::layers::{Conv2D, Dense, Dropout, Flatten, Input, MaxPooling2D};
@@ -201,24 +203,3 @@ fn predict(c: &mut Criterion) {
 
 criterion_group!(benches, training_steps, convnet_step, predict);
 criterion_main!(benches);
-
-/// The engine's own matrix product on the calling thread's share (one thread once `set_num_threads(1)`): the
-/// floor runs the same kernels as the step.
-fn general_mat_mul<A, B>(alpha: f32, a: &A, b: &B, beta: f32, c: &mut ndarray::Array2<f32>)
-where
-    A: AsView,
-    B: AsView,
-{
-    kerust::autodiff::gemm(alpha, &a.as_view(), &b.as_view(), beta, &mut c.view_mut());
-}
-
-/// An owned matrix or a view of one.
-trait AsView {
-    fn as_view(&self) -> ndarray::ArrayView2<'_, f32>;
-}
-
-impl<S: ndarray::Data<Elem = f32>> AsView for ndarray::ArrayBase<S, ndarray::Ix2> {
-    fn as_view(&self) -> ndarray::ArrayView2<'_, f32> {
-        self.view()
-    }
-}

@@ -4,7 +4,7 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use super::config::{initializer_fn, strict_f32};
-use super::{add_weight, CallContext, Layer, LayerConfig};
+use super::{add_weight, CallContext, Layer};
 use crate::autodiff::{ParamId, ParamStore, Var};
 use crate::initializers::Initializer;
 use crate::spec::Spec;
@@ -156,17 +156,7 @@ impl BatchNormalization {
         self
     }
 
-    /// The per-sample input shape, for the first layer of a model.
-    pub fn input_shape(mut self, shape: impl AsRef<[usize]>) -> Self {
-        self.settings.input_shape = Some(shape.as_ref().to_vec());
-        self
-    }
-
-    /// A name instead of the one the model would assign.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.settings.name = Some(name.into());
-        self
-    }
+    super::settings_builders!();
 }
 
 impl Layer for BatchNormalization {
@@ -174,17 +164,7 @@ impl Layer for BatchNormalization {
         "BatchNormalization"
     }
 
-    fn name(&self) -> Option<&str> {
-        self.settings.name.as_deref()
-    }
-
-    fn set_name(&mut self, name: String) {
-        self.settings.name = Some(name);
-    }
-
-    fn declared_input_shape(&self) -> Option<&[usize]> {
-        self.settings.input_shape.as_deref()
-    }
+    super::settings_accessors!();
 
     fn build(
         &mut self,
@@ -268,9 +248,5 @@ impl Layer for BatchNormalization {
 
     fn weights(&self) -> &[ParamId] {
         self.built.as_ref().map_or(&[], |b| &b.weights)
-    }
-
-    fn config(&self) -> Result<LayerConfig> {
-        super::config::to_config(self.class_name(), &self.settings)
     }
 }

@@ -3,7 +3,7 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use super::config::{activation_fn, initializer_fn, spec_value};
-use super::{add_weight, CallContext, Layer, LayerConfig, Size2};
+use super::{add_weight, CallContext, Layer, Size2};
 use crate::activations::Activation;
 use crate::autodiff::{Conv2dOptions, Padding, ParamId, ParamStore, Var};
 use crate::initializers::Initializer;
@@ -131,17 +131,7 @@ impl Conv2D {
         self
     }
 
-    /// The per-sample input shape `(height, width, channels)`, for the first layer of a model.
-    pub fn input_shape(mut self, shape: impl AsRef<[usize]>) -> Self {
-        self.settings.input_shape = Some(shape.as_ref().to_vec());
-        self
-    }
-
-    /// A name instead of the one the model would assign.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.settings.name = Some(name.into());
-        self
-    }
+    super::settings_builders!();
 
     /// The number of filters (output channels).
     pub fn filters(&self) -> usize {
@@ -184,17 +174,7 @@ impl Layer for Conv2D {
         "Conv2D"
     }
 
-    fn name(&self) -> Option<&str> {
-        self.settings.name.as_deref()
-    }
-
-    fn set_name(&mut self, name: String) {
-        self.settings.name = Some(name);
-    }
-
-    fn declared_input_shape(&self) -> Option<&[usize]> {
-        self.settings.input_shape.as_deref()
-    }
+    super::settings_accessors!();
 
     fn build(
         &mut self,
@@ -268,9 +248,5 @@ impl Layer for Conv2D {
 
     fn weights(&self) -> &[ParamId] {
         self.built.as_ref().map_or(&[], |b| &b.weights)
-    }
-
-    fn config(&self) -> Result<LayerConfig> {
-        super::config::to_config(self.class_name(), &self.settings)
     }
 }

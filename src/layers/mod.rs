@@ -241,6 +241,48 @@ pub fn add_weight(
     Ok(params.add(name, initializer.init_in(shape, buf, rng), trainable))
 }
 
+/// The builder methods `input_shape` and `name` of a layer whose settings struct (its saved config, in
+/// `self.settings`) has the fields `input_shape: Option<Vec<usize>>` and `name: Option<String>`.
+macro_rules! settings_builders {
+    () => {
+        /// The per-sample input shape, for the first layer of a model (Keras' `input_shape=`).
+        pub fn input_shape(mut self, shape: impl AsRef<[usize]>) -> Self {
+            self.settings.input_shape = Some(shape.as_ref().to_vec());
+            self
+        }
+
+        /// A name instead of the one the model would assign.
+        pub fn name(mut self, name: impl Into<String>) -> Self {
+            self.settings.name = Some(name.into());
+            self
+        }
+    };
+}
+use settings_builders;
+
+/// The [`Layer`] methods that read and write `self.settings.name` and `self.settings.input_shape`, and `config`,
+/// which is the settings struct itself, for a layer whose settings struct derives serde.
+macro_rules! settings_accessors {
+    () => {
+        fn name(&self) -> Option<&str> {
+            self.settings.name.as_deref()
+        }
+
+        fn set_name(&mut self, name: String) {
+            self.settings.name = Some(name);
+        }
+
+        fn declared_input_shape(&self) -> Option<&[usize]> {
+            self.settings.input_shape.as_deref()
+        }
+
+        fn config(&self) -> $crate::Result<$crate::layers::LayerConfig> {
+            super::config::to_config(self.class_name(), &self.settings)
+        }
+    };
+}
+use settings_accessors;
+
 /// Keras' `to_snake_case` of a class name: `Dense` -> `dense`, `InputLayer` -> `input_layer`, `Conv2D` ->
 /// `conv2d`, `MaxPooling2D` -> `max_pooling2d`. An underscore goes before a capital that starts a lower-case
 /// run (`xPo` -> `x_Po`) and between a lower-case letter and a capital (`tL` -> `t_L`).

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::spec_value;
 use super::conv2d::{image_shape, positive};
-use super::{CallContext, Layer, LayerConfig, Size2};
+use super::{CallContext, Layer, Size2};
 use crate::autodiff::{window_output, Padding, ParamId, ParamStore, Var};
 use crate::spec::Spec;
 use crate::{Error, Result};
@@ -123,17 +123,7 @@ impl<K: PoolKind> Pooling2D<K> {
         self
     }
 
-    /// The per-sample input shape `(height, width, channels)`, for the first layer of a model.
-    pub fn input_shape(mut self, shape: impl AsRef<[usize]>) -> Self {
-        self.settings.input_shape = Some(shape.as_ref().to_vec());
-        self
-    }
-
-    /// A name instead of the one the model would assign.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.settings.name = Some(name.into());
-        self
-    }
+    super::settings_builders!();
 }
 
 impl<K: PoolKind> Layer for Pooling2D<K> {
@@ -141,17 +131,7 @@ impl<K: PoolKind> Layer for Pooling2D<K> {
         K::WINDOWED
     }
 
-    fn name(&self) -> Option<&str> {
-        self.settings.name.as_deref()
-    }
-
-    fn set_name(&mut self, name: String) {
-        self.settings.name = Some(name);
-    }
-
-    fn declared_input_shape(&self) -> Option<&[usize]> {
-        self.settings.input_shape.as_deref()
-    }
+    super::settings_accessors!();
 
     fn build(&mut self, input_shape: &[usize], _: &mut ParamStore, _: &mut StdRng) -> Result<Vec<usize>> {
         let s = &self.settings;
@@ -184,10 +164,6 @@ impl<K: PoolKind> Layer for Pooling2D<K> {
 
     fn weights(&self) -> &[ParamId] {
         &[]
-    }
-
-    fn config(&self) -> Result<LayerConfig> {
-        super::config::to_config(self.class_name(), &self.settings)
     }
 }
 
@@ -236,17 +212,7 @@ impl<K: PoolKind> GlobalPooling2D<K> {
         self
     }
 
-    /// The per-sample input shape `(height, width, channels)`, for the first layer of a model.
-    pub fn input_shape(mut self, shape: impl AsRef<[usize]>) -> Self {
-        self.settings.input_shape = Some(shape.as_ref().to_vec());
-        self
-    }
-
-    /// A name instead of the one the model would assign.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.settings.name = Some(name.into());
-        self
-    }
+    super::settings_builders!();
 }
 
 impl<K: PoolKind> Layer for GlobalPooling2D<K> {
@@ -254,17 +220,7 @@ impl<K: PoolKind> Layer for GlobalPooling2D<K> {
         K::GLOBAL
     }
 
-    fn name(&self) -> Option<&str> {
-        self.settings.name.as_deref()
-    }
-
-    fn set_name(&mut self, name: String) {
-        self.settings.name = Some(name);
-    }
-
-    fn declared_input_shape(&self) -> Option<&[usize]> {
-        self.settings.input_shape.as_deref()
-    }
+    super::settings_accessors!();
 
     fn build(&mut self, input_shape: &[usize], _: &mut ParamStore, _: &mut StdRng) -> Result<Vec<usize>> {
         let [h, w, c] = image_shape(K::GLOBAL, input_shape)?;
@@ -284,9 +240,5 @@ impl<K: PoolKind> Layer for GlobalPooling2D<K> {
 
     fn weights(&self) -> &[ParamId] {
         &[]
-    }
-
-    fn config(&self) -> Result<LayerConfig> {
-        super::config::to_config(self.class_name(), &self.settings)
     }
 }

@@ -2,7 +2,7 @@
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-use super::{CallContext, Layer, LayerConfig};
+use super::{CallContext, Layer};
 use crate::autodiff::{ParamId, ParamStore, Var};
 use crate::models::shape_str;
 use crate::{Error, Result};
@@ -57,17 +57,7 @@ impl Reshape {
         Reshape { settings, output: None }
     }
 
-    /// The per-sample input shape, for the first layer of a model.
-    pub fn input_shape(mut self, shape: impl AsRef<[usize]>) -> Self {
-        self.settings.input_shape = Some(shape.as_ref().to_vec());
-        self
-    }
-
-    /// A name instead of the one the model would assign.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.settings.name = Some(name.into());
-        self
-    }
+    super::settings_builders!();
 }
 
 impl Layer for Reshape {
@@ -75,17 +65,7 @@ impl Layer for Reshape {
         "Reshape"
     }
 
-    fn name(&self) -> Option<&str> {
-        self.settings.name.as_deref()
-    }
-
-    fn set_name(&mut self, name: String) {
-        self.settings.name = Some(name);
-    }
-
-    fn declared_input_shape(&self) -> Option<&[usize]> {
-        self.settings.input_shape.as_deref()
-    }
+    super::settings_accessors!();
 
     fn build(&mut self, input_shape: &[usize], _: &mut ParamStore, _: &mut StdRng) -> Result<Vec<usize>> {
         let target = &self.settings.target_shape;
@@ -120,9 +100,5 @@ impl Layer for Reshape {
 
     fn weights(&self) -> &[ParamId] {
         &[]
-    }
-
-    fn config(&self) -> Result<LayerConfig> {
-        super::config::to_config(self.class_name(), &self.settings)
     }
 }
