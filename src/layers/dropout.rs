@@ -27,6 +27,20 @@ impl Dropout {
     }
 }
 
+/// Writes 0 with probability `rate`, else `scale`, into every element, drawing exactly what one
+/// `rng.random::<f32>()` per element would (the same stream, in the same order: a saved model's dropout masks do
+/// not change), but with the generator filling blocks of random words at a time.
+fn fill_mask(mask: &mut [f32], rate: f32, scale: f32, rng: &mut StdRng) {
+    // rand's `f32` from a word: its top 24 bits times 2^-24.
+    let unit = |bits: u32| (bits >> 8) as f32 * (1.0 / (1u32 << 24) as f32);
+    let mut words = [0u32; 256];
+    for chunk in mask.chunks_mut(words.len()) {
+        let words = &mut words[..chunk.len()];
+        rng.fill(words);
+        chunk.iter_mut().zip(words.iter()).for_each(|(v, &w)| *v = if unit(w) < rate { 0.0 } else { scale });
+    }
+}
+
 impl Layer for Dropout {
     fn class_name(&self) -> &'static str {
         "Dropout"
@@ -53,13 +67,9 @@ impl Layer for Dropout {
         }
         let (rate, scale) = (self.rate, 1.0 / (1.0 - self.rate));
         let rng = &mut *ctx.rng;
-        let mask = x.tape().constant_with(&x.shape(), |m| {
-            let draw = |v: &mut f32| *v = if rng.random::<f32>() < rate { 0.0 } else { scale };
-            // Tape buffers are contiguous: a plain slice loop, in the same order as the general one.
-            match m.as_slice_mut() {
-                Some(s) => s.iter_mut().for_each(draw),
-                None => m.iter_mut().for_each(draw),
-            }
+        let mask = x.tape().constant_with(&x.shape(), |m| match m.as_slice_mut() {
+            Some(s) => fill_mask(s, rate, scale, rng),
+            None => m.iter_mut().for_each(|v| *v = if rng.random::<f32>() < rate { 0.0 } else { scale }),
         });
         x.mul(mask)
     }
@@ -72,5 +82,26 @@ impl Layer for Dropout {
         let rate = self.rate.to_string().parse().unwrap_or(f64::from(self.rate));
         let config = super::config::DropoutConfig { name: self.name.clone(), rate };
         super::config::to_config(self.class_name(), &config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn block_masks_equal_one_draw_per_element() {
+        for len in [0, 1, 255, 256, 257, 1000] {
+            let (mut a, mut b) = (StdRng::seed_from_u64(7), StdRng::seed_from_u64(7));
+            // A draw first, so that the blocks start mid-way through the generator's buffer.
+            let _: f32 = a.random();
+            let _: f32 = b.random();
+            let mut fast = vec![f32::NAN; len];
+            fill_mask(&mut fast, 0.3, 2.0, &mut a);
+            let slow: Vec<f32> = (0..len).map(|_| if b.random::<f32>() < 0.3 { 0.0 } else { 2.0 }).collect();
+            assert_eq!(fast, slow, "{len} elements");
+            assert_eq!(a.random::<u64>(), b.random::<u64>(), "the generators stay in step");
+        }
     }
 }
