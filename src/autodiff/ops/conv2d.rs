@@ -12,7 +12,7 @@
 //! so the result does not depend on the thread count.
 use ndarray::{ArrayView2, ArrayViewMut2};
 
-use super::window::{parallel, Axis1, Padding};
+use super::window::{parallel, wide, Axis1, Padding};
 use crate::autodiff::backward::{BackwardCtx, Kernel, Op};
 use crate::autodiff::gemm::general_mat_mul;
 use crate::autodiff::unary::Unary;
@@ -185,9 +185,9 @@ fn epilogue(out: &mut [f32], bias: Option<&[f32]>, f: impl Fn(f32) -> f32) {
 fn for_each_task<T: Send>(mut work: Vec<T>, task: impl Fn(&mut T) + Sync + Send) {
     use rayon::prelude::*;
     if parallel() && work.len() > 1 {
-        work.par_iter_mut().for_each(task);
+        work.par_iter_mut().for_each(|item| wide(|| task(item)));
     } else {
-        work.iter_mut().for_each(task);
+        work.iter_mut().for_each(|item| wide(|| task(item)));
     }
 }
 
