@@ -137,6 +137,25 @@ pub(crate) fn parallel() -> bool {
     crate::autodiff::num_threads() > 1
 }
 
+/// Runs `f` compiled for AVX2 and FMA where the processor has them (checked at run time), else as the crate is
+/// built (SSE2 on x86-64): the kernels' element-wise loops then run 8 floats wide instead of 4. Only
+/// instructions change, not the arithmetic, so results are the same bits either way.
+#[inline(always)]
+pub(crate) fn wide<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the processor has the features `avx2` is compiled for (checked just above).
+            return unsafe { avx2(f) };
+        }
+    }
+    f()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,23 +179,4 @@ mod tests {
         assert_eq!(same.source(0, 1), Some(0));
         assert_eq!(same.source(4, 3), None);
     }
-}
-
-/// Runs `f` compiled for AVX2 and FMA where the processor has them (checked at run time), else as the crate is
-/// built (SSE2 on x86-64): the kernels' element-wise loops then run 8 floats wide instead of 4. Only
-/// instructions change, not the arithmetic, so results are the same bits either way.
-#[inline(always)]
-pub(crate) fn wide<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2,fma")]
-        fn avx2<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the processor has the features `avx2` is compiled for (checked just above).
-            return unsafe { avx2(f) };
-        }
-    }
-    f()
 }
