@@ -12,7 +12,7 @@
 //! so the result does not depend on the thread count.
 use ndarray::{ArrayView2, ArrayViewMut2};
 
-use super::window::{parallel, wide, Axis1, Padding};
+use super::window::{parallel, wide_fn, Axis1, Padding};
 use crate::autodiff::backward::{BackwardCtx, Kernel, Op};
 use crate::autodiff::gemm::general_mat_mul;
 use crate::autodiff::unary::Unary;
@@ -160,7 +160,7 @@ impl<'t> Var<'t> {
                         general_mat_mul(1.0, &cols, &w, 0.0, &mut y);
                         // Bias and activation in one pass over the output, while it is in cache.
                         match act {
-                            Some(Unary::Relu) => epilogue(out, bias, |v| Unary::Relu.f(v)),
+                            Some(Unary::Relu) => epilogue_relu(out, bias),
                             Some(f) => epilogue(out, bias, |v| f.f(v)),
                             None => epilogue(out, bias, |v| v),
                         }
@@ -181,13 +181,38 @@ fn epilogue(out: &mut [f32], bias: Option<&[f32]>, f: impl Fn(f32) -> f32) {
     }
 }
 
+wide_fn! {
+    /// [`epilogue`] with relu, the common case.
+    fn epilogue_relu(out: &mut [f32], bias: Option<&[f32]>) {
+        epilogue(out, bias, |v| Unary::Relu.f(v))
+    }
+}
+
+wide_fn! {
+    /// `g *= relu'(y)` and the column sums of the result into `db` (overwritten): the start of a group's
+    /// backward pass.
+    fn relu_grad_and_bias(g: &mut [f32], y: &[f32], db: &mut [f32]) {
+        g.iter_mut().zip(y).for_each(|(g, &y)| *g *= Unary::Relu.df(y, y));
+        column_sums(g, db);
+    }
+}
+
+/// The column sums of the rows of `g` (rows as long as `db`) into `db`, overwritten.
+#[inline(always)]
+fn column_sums(g: &[f32], db: &mut [f32]) {
+    db.fill(0.0);
+    for row in g.chunks_exact(db.len()) {
+        db.iter_mut().zip(row).for_each(|(d, &g)| *d += g);
+    }
+}
+
 /// Runs `task` on every item, over the threads [`crate::autodiff::num_threads`] allows.
 fn for_each_task<T: Send>(mut work: Vec<T>, task: impl Fn(&mut T) + Sync + Send) {
     use rayon::prelude::*;
     if parallel() && work.len() > 1 {
-        work.par_iter_mut().for_each(|item| wide(|| task(item)));
+        work.par_iter_mut().for_each(task);
     } else {
-        work.iter_mut().for_each(|item| wide(|| task(item)));
+        work.iter_mut().for_each(task);
     }
 }
 
@@ -207,10 +232,12 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     })
 }
 
-/// im2col of consecutive images `x` into consecutive blocks of rows of `cols`.
-fn im2col_images(x: &[f32], cols: &mut [f32], g: &Geometry) {
-    for (x, cols) in x.chunks_exact(g.image()).zip(cols.chunks_exact_mut(g.pixels() * g.field())) {
-        im2col(x, cols, g);
+wide_fn! {
+    /// im2col of consecutive images `x` into consecutive blocks of rows of `cols`.
+    fn im2col_images(x: &[f32], cols: &mut [f32], g: &Geometry) {
+        for (x, cols) in x.chunks_exact(g.image()).zip(cols.chunks_exact_mut(g.pixels() * g.field())) {
+            im2col(x, cols, g);
+        }
     }
 }
 
@@ -221,6 +248,7 @@ fn as_matrix<'a>(k: &ndarray::ArrayViewD<'a, f32>, g: &Geometry) -> ArrayView2<'
 
 /// Copies the receptive field of every output pixel of one image `x` into a row of `cols`, zeros where it
 /// hangs over the padding.
+#[inline(always)]
 fn im2col(x: &[f32], cols: &mut [f32], g: &Geometry) {
     let (c, kw) = (g.channels, g.cols.size);
     // With unit dilation, the taps of one kernel row are adjacent pixels: one copy when all are inside.
@@ -268,17 +296,19 @@ fn copy(dst: &mut [f32], src: &[f32]) {
     }
 }
 
-/// The adjoint of [`im2col`]: adds every row of `cols` onto the pixels of one image `dx` it was copied from.
-fn col2im(cols: &[f32], dx: &mut [f32], g: &Geometry) {
-    let (c, kw) = (g.channels, g.cols.size);
-    for (row, field) in cols.chunks_exact(g.field()).enumerate() {
-        let (oh, ow) = (row / g.cols.output, row % g.cols.output);
-        for (i, field) in field.chunks_exact(kw * c).enumerate() {
-            let Some(ih) = g.rows.source(oh, i) else { continue };
-            let line = &mut dx[ih * g.cols.input * c..][..g.cols.input * c];
-            for (j, tap) in field.chunks_exact(c).enumerate() {
-                if let Some(iw) = g.cols.source(ow, j) {
-                    line[iw * c..][..c].iter_mut().zip(tap).for_each(|(d, &t)| *d += t);
+wide_fn! {
+    /// The adjoint of [`im2col`]: adds every row of `cols` onto the pixels of one image `dx` it was copied from.
+    fn col2im(cols: &[f32], dx: &mut [f32], g: &Geometry) {
+        let (c, kw) = (g.channels, g.cols.size);
+        for (row, field) in cols.chunks_exact(g.field()).enumerate() {
+            let (oh, ow) = (row / g.cols.output, row % g.cols.output);
+            for (i, field) in field.chunks_exact(kw * c).enumerate() {
+                let Some(ih) = g.rows.source(oh, i) else { continue };
+                let line = &mut dx[ih * g.cols.input * c..][..g.cols.input * c];
+                for (j, tap) in field.chunks_exact(c).enumerate() {
+                    if let Some(iw) = g.cols.source(ow, j) {
+                        line[iw * c..][..c].iter_mut().zip(tap).for_each(|(d, &t)| *d += t);
+                    }
                 }
             }
         }
@@ -330,15 +360,14 @@ impl Kernel for Conv2d {
         let act = self.act;
         for_each_task(work, |((((g, y), x), dx), share)| {
             let rows = g.len() / filters;
-            match act {
-                Some(Unary::Relu) => g.iter_mut().zip(*y).for_each(|(g, &y)| *g *= Unary::Relu.df(y, y)),
-                Some(f) => g.iter_mut().zip(*y).for_each(|(g, &y)| *g *= f.df(y, y)),
-                None => {}
-            }
             let (dw, db) = share.split_at_mut(field * filters);
-            db.fill(0.0);
-            for row in g.chunks_exact(filters) {
-                db.iter_mut().zip(row).for_each(|(d, &g)| *d += g);
+            match act {
+                Some(Unary::Relu) => relu_grad_and_bias(g, y, db),
+                Some(f) => {
+                    g.iter_mut().zip(*y).for_each(|(g, &y)| *g *= f.df(y, y));
+                    column_sums(g, db);
+                }
+                None => column_sums(g, db),
             }
             let dz = ArrayView2::from_shape((rows, filters), g).expect("a group");
             with_scratch(rows * field, |cols| {

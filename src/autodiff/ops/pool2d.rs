@@ -4,7 +4,7 @@
 //! maximum (TensorFlow's choice on ties); the forward pass stores nothing for it. Average pooling divides by the number of taps inside the
 //! input: with `same` padding the padded positions do not count, as in TensorFlow. A NaN in a window makes its
 //! maximum NaN, as `numpy.max` does.
-use super::window::{per_image, Axis1, Padding};
+use super::window::{per_image, wide_fn, Axis1, Padding};
 use crate::autodiff::backward::{BackwardCtx, Kernel, Op};
 use crate::autodiff::{Tensor, Var};
 
@@ -135,19 +135,50 @@ impl<'t> Var<'t> {
     }
 }
 
-/// The maximum of each window. A NaN wins and stays, as in `numpy.max`.
-fn max_forward(x: &[f32], out: &mut [f32], g: &Geometry) {
-    let c = g.channels;
-    let mut taps = Vec::with_capacity(g.rows.size * g.cols.size);
-    for (p, out) in out.chunks_exact_mut(c).enumerate() {
-        g.tap_offsets(p / g.cols.output, p % g.cols.output, &mut taps);
-        // Every window has a tap inside the input (padding is always smaller than the window).
-        let (&first, rest) = taps.split_first().expect("a window overlaps its input");
-        out.iter_mut().zip(&x[first..first + c]).for_each(|(o, &v)| *o = v);
-        for &at in rest {
-            // Non-short-circuit `|`, so that the loop vectorizes across channels.
-            for (o, &v) in out.iter_mut().zip(&x[at..at + c]) {
-                *o = if (v > *o) | v.is_nan() { v } else { *o };
+wide_fn! {
+    /// The maximum of each window. A NaN wins and stays, as in `numpy.max`.
+    fn max_forward(x: &[f32], out: &mut [f32], g: &Geometry) {
+        let c = g.channels;
+        let mut taps = Vec::with_capacity(g.rows.size * g.cols.size);
+        for (p, out) in out.chunks_exact_mut(c).enumerate() {
+            g.tap_offsets(p / g.cols.output, p % g.cols.output, &mut taps);
+            // Every window has a tap inside the input (padding is always smaller than the window).
+            let (&first, rest) = taps.split_first().expect("a window overlaps its input");
+            out.iter_mut().zip(&x[first..first + c]).for_each(|(o, &v)| *o = v);
+            for &at in rest {
+                // Non-short-circuit `|`, so that the loop vectorizes across channels.
+                for (o, &v) in out.iter_mut().zip(&x[at..at + c]) {
+                    *o = if (v > *o) | v.is_nan() { v } else { *o };
+                }
+            }
+        }
+    }
+}
+
+wide_fn! {
+    /// Adds (or writes, if `fresh`) one image's max pooling input gradient into `dx`: each channel's gradient goes
+    /// to the first tap that holds the maximum (TensorFlow's argmax on ties), found by scanning the taps in
+    /// reverse, each overwriting the winner where it matches (a NaN tap makes the maximum NaN, so it matches
+    /// too); then added tap by tap under the winner mask, contiguous and vectorized, unlike a scatter.
+    fn max_backward(x: &[f32], y: &[f32], g: &[f32], dx: &mut [f32], geo: &Geometry, fresh: bool) {
+        if fresh {
+            dx.fill(0.0);
+        }
+        let c = geo.channels;
+        let (mut taps, mut winner) = (Vec::with_capacity(geo.rows.size * geo.cols.size), vec![0u32; c]);
+        for (p, (g, y)) in g.chunks_exact(c).zip(y.chunks_exact(c)).enumerate() {
+            geo.tap_offsets(p / geo.cols.output, p % geo.cols.output, &mut taps);
+            for &at in taps.iter().rev() {
+                let tap = at as u32;
+                for ((w, &x), &y) in winner.iter_mut().zip(&x[at..at + c]).zip(y) {
+                    *w = if (x == y) | x.is_nan() { tap } else { *w };
+                }
+            }
+            for &at in &taps {
+                let tap = at as u32;
+                for ((d, &w), &g) in dx[at..at + c].iter_mut().zip(&winner).zip(g) {
+                    *d += if w == tap { g } else { 0.0 };
+                }
             }
         }
     }
@@ -186,31 +217,9 @@ impl Kernel for Pool2d {
                 Reduce::Max => {
                     let (xs, ys) = (xv.as_slice().expect("contiguous"), y.as_slice().expect("contiguous"));
                     per_image(dx, geo.image(), gs, geo.out_image(), |image, dx, g| {
-                        if fresh {
-                            dx.fill(0.0);
-                        }
                         let x = &xs[image * geo.image()..][..geo.image()];
                         let y = &ys[image * geo.out_image()..][..geo.out_image()];
-                        // Each channel's gradient goes to the first tap that holds the maximum (TensorFlow's
-                        // argmax on ties): taps in reverse, each overwriting the winner where it matches. A NaN
-                        // tap makes the maximum NaN, so it matches too.
-                        let (mut taps, mut winner) = (Vec::new(), vec![0u32; c]);
-                        for (p, (g, y)) in g.chunks_exact(c).zip(y.chunks_exact(c)).enumerate() {
-                            geo.tap_offsets(p / geo.cols.output, p % geo.cols.output, &mut taps);
-                            for &at in taps.iter().rev() {
-                                let tap = at as u32;
-                                for ((w, &x), &y) in winner.iter_mut().zip(&x[at..at + c]).zip(y) {
-                                    *w = if (x == y) | x.is_nan() { tap } else { *w };
-                                }
-                            }
-                            // Added tap by tap under the winner mask: contiguous and vectorized, unlike a scatter.
-                            for &at in &taps {
-                                let tap = at as u32;
-                                for ((d, &w), &g) in dx[at..at + c].iter_mut().zip(&winner).zip(g) {
-                                    *d += if w == tap { g } else { 0.0 };
-                                }
-                            }
-                        }
+                        max_backward(x, y, g, dx, &geo, fresh);
                     });
                 }
                 Reduce::Average => per_image(dx, geo.image(), gs, geo.out_image(), |_, dx, g| {

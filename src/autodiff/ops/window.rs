@@ -137,24 +137,32 @@ pub(crate) fn parallel() -> bool {
     crate::autodiff::num_threads() > 1
 }
 
-/// Runs `f` compiled for AVX2 and FMA where the processor has them (checked at run time), else as the crate is
-/// built (SSE2 on x86-64): the kernels' element-wise loops then run 8 floats wide instead of 4. Only
-/// instructions change, not the arithmetic, so results are the same bits either way.
-#[inline(always)]
-pub(crate) fn wide<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2,fma")]
-        fn avx2<R>(f: impl FnOnce() -> R) -> R {
-            f()
+/// Defines `fn $name(args)` whose body is compiled twice, as built (SSE2 on x86-64) and for AVX2 and FMA, and
+/// runs the AVX2 copy where the processor has it (checked at run time, cached): the kernels' element-wise
+/// loops then run 8 floats wide instead of 4. Only instructions change, not the arithmetic (Rust does not
+/// contract `a * b + c` into an FMA), so results are the same bits either way.
+macro_rules! wide_fn {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$doc])*
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                    // SAFETY: the processor has the features `avx2` is compiled for (checked just above).
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            body($($arg),*)
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the processor has the features `avx2` is compiled for (checked just above).
-            return unsafe { avx2(f) };
-        }
-    }
-    f()
+    };
 }
+pub(crate) use wide_fn;
 
 #[cfg(test)]
 mod tests {
