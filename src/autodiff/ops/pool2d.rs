@@ -1,12 +1,12 @@
 //! 2-D max and average pooling over channels-last images (NHWC).
 //!
 //! Max pooling's backward routes each output's gradient to the first tap of its window that holds the
-//! maximum (TensorFlow's choice on ties); the forward pass stores nothing for it. Average pooling divides by the number of taps inside the
+//! maximum (TensorFlow's choice on ties), which a recording forward pass keeps in the node's auxiliary buffer. Average pooling divides by the number of taps inside the
 //! input: with `same` padding the padded positions do not count, as in TensorFlow. A NaN in a window makes its
 //! maximum NaN, as `numpy.max` does.
-use super::window::{per_image, wide_fn, Axis1, Padding};
+use super::window::{parallel, per_image, wide_fn, Axis1, Padding};
 use crate::autodiff::backward::{BackwardCtx, Kernel, Op};
-use crate::autodiff::{Tensor, Var};
+use crate::autodiff::{fit_buffer, Tensor, Var};
 
 /// Which reduction a pooling window applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +30,13 @@ impl Geometry {
     fn out_image(&self) -> usize {
         self.rows.output * self.cols.output * self.channels
     }
+    /// Whether every input position lies in exactly one window: windows side by side (strides equal to the
+    /// window), no padding, and no rows or columns left over.
+    fn tiles(&self) -> bool {
+        let exact = |a: &Axis1| a.stride == a.size && a.pad == 0 && a.output * a.size == a.input;
+        exact(&self.rows) && exact(&self.cols)
+    }
+
     /// Replaces `taps` with the input offsets of the in-bounds taps of the window at output pixel `(oh, ow)`,
     /// in window order; plain index arithmetic for a window inside the input (all of them with `valid`
     /// padding).
@@ -119,13 +126,30 @@ impl<'t> Var<'t> {
         let g = Geometry { channels, rows, cols };
         let node = Pool2d { input: [self.id], geometry: g, reduce };
         let shape = [batch, rows.output, cols.output, channels];
-        self.tape.push(Op::Kernel(Box::new(node)), &shape, |v, out, _| {
+        let recording = self.tape.is_recording();
+        self.tape.push(Op::Kernel(Box::new(node)), &shape, |v, out, aux| {
             let x = v.get(self.id);
             let x = x.as_slice().expect("tape values and parameters are contiguous");
             let out = out.as_slice_mut().expect("owned buffers are contiguous");
             match reduce {
-                Reduce::Max => {
+                // Inference needs the maxima only; training also keeps each one's tap for backward, so that
+                // backward does not read the input again.
+                Reduce::Max if !recording => {
                     per_image(out, g.out_image(), x, g.image(), |_, out, x| max_forward(x, out, &g))
+                }
+                Reduce::Max => {
+                    fit_buffer(aux, &shape);
+                    let arg = aux.as_slice_mut().expect("owned buffers are contiguous");
+                    let (n, m) = (g.out_image(), g.image());
+                    let each = |((out, arg), x): ((&mut [f32], &mut [f32]), &[f32])| {
+                        max_forward_taps(x, out, arg, &g)
+                    };
+                    if parallel() && batch > 1 {
+                        use rayon::prelude::*;
+                        out.par_chunks_mut(n).zip(arg.par_chunks_mut(n)).zip(x.par_chunks(m)).for_each(each);
+                    } else {
+                        out.chunks_mut(n).zip(arg.chunks_mut(n)).zip(x.chunks(m)).for_each(each);
+                    }
                 }
                 Reduce::Average => {
                     per_image(out, g.out_image(), x, g.image(), |_, out, x| avg_forward(x, out, &g))
@@ -156,28 +180,51 @@ wide_fn! {
 }
 
 wide_fn! {
-    /// Adds (or writes, if `fresh`) one image's max pooling input gradient into `dx`: each channel's gradient goes
-    /// to the first tap that holds the maximum (TensorFlow's argmax on ties), found by scanning the taps in
-    /// reverse, each overwriting the winner where it matches (a NaN tap makes the maximum NaN, so it matches
-    /// too); then added tap by tap under the winner mask, contiguous and vectorized, unlike a scatter.
-    fn max_backward(x: &[f32], y: &[f32], g: &[f32], dx: &mut [f32], geo: &Geometry, fresh: bool) {
-        if fresh {
+    /// [`max_forward`], also writing which of its window's in-bounds taps each maximum came from (the first on
+    /// ties, TensorFlow's argmax; the first NaN, which then stays), as `f32`: exact, a window having fewer than
+    /// 2^24 taps.
+    fn max_forward_taps(x: &[f32], out: &mut [f32], arg: &mut [f32], g: &Geometry) {
+        let c = g.channels;
+        let mut taps = Vec::with_capacity(g.rows.size * g.cols.size);
+        for (p, (out, arg)) in out.chunks_exact_mut(c).zip(arg.chunks_exact_mut(c)).enumerate() {
+            g.tap_offsets(p / g.cols.output, p % g.cols.output, &mut taps);
+            let (&first, rest) = taps.split_first().expect("a window overlaps its input");
+            out.copy_from_slice(&x[first..first + c]);
+            arg.fill(0.0);
+            for (t, &at) in rest.iter().enumerate() {
+                let t = (t + 1) as f32;
+                for ((o, a), &v) in out.iter_mut().zip(arg.iter_mut()).zip(&x[at..at + c]) {
+                    // Non-short-circuit `&` and `|`: selects, so that the loop vectorizes.
+                    let take = (v > *o) | (v.is_nan() & !o.is_nan());
+                    *o = if take { v } else { *o };
+                    *a = if take { t } else { *a };
+                }
+            }
+        }
+    }
+}
+
+wide_fn! {
+    /// One image's max pooling input gradient: each output's gradient goes to the tap [`max_forward_taps`]
+    /// recorded, written tap by tap under a mask (contiguous and vectorized, unlike a scatter). Where the
+    /// windows tile the image exactly, a first contribution (`fresh`) writes every position once; otherwise
+    /// it is zero-filled first, and later contributions add.
+    fn max_backward(arg: &[f32], g: &[f32], dx: &mut [f32], geo: &Geometry, fresh: bool) {
+        let write = fresh && geo.tiles();
+        if fresh && !write {
             dx.fill(0.0);
         }
         let c = geo.channels;
-        let (mut taps, mut winner) = (Vec::with_capacity(geo.rows.size * geo.cols.size), vec![0u32; c]);
-        for (p, (g, y)) in g.chunks_exact(c).zip(y.chunks_exact(c)).enumerate() {
+        let mut taps = Vec::with_capacity(geo.rows.size * geo.cols.size);
+        for (p, (g, arg)) in g.chunks_exact(c).zip(arg.chunks_exact(c)).enumerate() {
             geo.tap_offsets(p / geo.cols.output, p % geo.cols.output, &mut taps);
-            for &at in taps.iter().rev() {
-                let tap = at as u32;
-                for ((w, &x), &y) in winner.iter_mut().zip(&x[at..at + c]).zip(y) {
-                    *w = if (x == y) | x.is_nan() { tap } else { *w };
-                }
-            }
-            for &at in &taps {
-                let tap = at as u32;
-                for ((d, &w), &g) in dx[at..at + c].iter_mut().zip(&winner).zip(g) {
-                    *d += if w == tap { g } else { 0.0 };
+            for (t, &at) in taps.iter().enumerate() {
+                let t = t as f32;
+                let dx = dx[at..at + c].iter_mut().zip(arg).zip(g);
+                if write {
+                    dx.for_each(|((d, &a), &g)| *d = if a == t { g } else { 0.0 });
+                } else {
+                    dx.for_each(|((d, &a), &g)| *d += if a == t { g } else { 0.0 });
                 }
             }
         }
@@ -207,7 +254,8 @@ impl Kernel for Pool2d {
         let geo = self.geometry;
         let x = self.input[0];
         let shape = ctx.value(x).shape().to_vec();
-        let (xv, y) = (ctx.value(x), ctx.output());
+        // The taps of the maxima, which the (recording) forward pass kept.
+        let args = std::mem::replace(ctx.aux, crate::autodiff::empty());
         // A first contribution is zero-filled image by image, on the thread that then adds into it.
         if let Some((dx, fresh)) = ctx.grad(x, &shape) {
             let dx = dx.as_slice_mut().expect("gradient buffers are contiguous");
@@ -215,11 +263,10 @@ impl Kernel for Pool2d {
             let c = geo.channels;
             match self.reduce {
                 Reduce::Max => {
-                    let (xs, ys) = (xv.as_slice().expect("contiguous"), y.as_slice().expect("contiguous"));
+                    let args = args.as_slice().expect("owned buffers are contiguous");
                     per_image(dx, geo.image(), gs, geo.out_image(), |image, dx, g| {
-                        let x = &xs[image * geo.image()..][..geo.image()];
-                        let y = &ys[image * geo.out_image()..][..geo.out_image()];
-                        max_backward(x, y, g, dx, &geo, fresh);
+                        let arg = &args[image * geo.out_image()..][..geo.out_image()];
+                        max_backward(arg, g, dx, &geo, fresh);
                     });
                 }
                 Reduce::Average => per_image(dx, geo.image(), gs, geo.out_image(), |_, dx, g| {
@@ -236,6 +283,7 @@ impl Kernel for Pool2d {
                 }),
             }
         }
+        *ctx.aux = args;
     }
 }
 
