@@ -1140,3 +1140,100 @@ fn checker_fails_on_a_nan_gradient() {
     let err = check_gradients(&x, |v| v[0].tape().custom(&[v[0]], NanGrad)).unwrap_err();
     assert!(matches!(err, Error::GradientCheck { .. }), "unexpected error {err}");
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// NaN and inf propagate as IEEE arithmetic says (numpy and Keras do the same)
+// ---------------------------------------------------------------------------------------------------------
+
+/// An operation of one value, and of two.
+type UnaryOp = for<'t> fn(Var<'t>) -> Var<'t>;
+type BinaryOp = for<'t> fn(Var<'t>, Var<'t>) -> Var<'t>;
+
+/// The value of `f` on constant inputs.
+fn eval(inputs: &[Tensor], f: impl for<'t> Fn(&[Var<'t>]) -> Var<'t>) -> Tensor {
+    let params = ParamStore::new();
+    let tape = Tape::new(&params);
+    let vars: Vec<_> = inputs.iter().map(|x| tape.constant(x.view())).collect();
+    f(&vars).value()
+}
+
+#[test]
+fn a_nan_input_makes_every_op_nan() {
+    let x = array![[0.5f32, f32::NAN, -1.5], [2.0, -0.25, 1.0]].into_dyn();
+    let y = array![[1.0f32, 0.5, 0.75], [-1.0, 2.0, 0.5]].into_dyn();
+    let unary: Vec<(&str, UnaryOp)> = vec![
+        ("relu", |v| v.relu()),
+        ("leaky_relu", |v| v.leaky_relu(0.2)),
+        ("elu", |v| v.elu(1.0)),
+        ("selu", |v| v.selu()),
+        ("sigmoid", |v| v.sigmoid()),
+        ("tanh", |v| v.tanh()),
+        ("softplus", |v| v.softplus()),
+        ("softsign", |v| v.softsign()),
+        ("gelu", |v| v.gelu()),
+        ("swish", |v| v.swish()),
+        ("exp", |v| v.exp()),
+        ("abs", |v| v.abs()),
+        ("square", |v| v.square()),
+        ("clip", |v| v.clip(-1.0, 1.0)),
+        ("neg", |v| v.neg()),
+    ];
+    for (name, f) in unary {
+        let out = eval(std::slice::from_ref(&x), |v| f(v[0]));
+        assert!(out[[0, 1]].is_nan(), "{name}({}) = {}", f32::NAN, out[[0, 1]]);
+    }
+    let binary: Vec<(&str, BinaryOp)> = vec![
+        ("add", |a, b| a.add(b)),
+        ("mul", |a, b| a.mul(b)),
+        ("div", |a, b| a.div(b)),
+        ("maximum", |a, b| a.maximum(b)),
+        ("minimum", |a, b| a.minimum(b)),
+    ];
+    for (name, f) in binary {
+        let out = eval(&[x.clone(), y.clone()], |v| f(v[0], v[1]));
+        assert!(out[[0, 1]].is_nan(), "{name}(NaN, y)");
+        let out = eval(&[y.clone(), x.clone()], |v| f(v[0], v[1]));
+        assert!(out[[0, 1]].is_nan(), "{name}(y, NaN)");
+    }
+    // Row-wise ops: the NaN's row becomes NaN; the other row is untouched.
+    for (name, out) in [
+        ("softmax", eval(std::slice::from_ref(&x), |v| v[0].softmax(1))),
+        ("log_softmax", eval(std::slice::from_ref(&x), |v| v[0].log_softmax(1))),
+    ] {
+        assert!(out.row_is_nan(0), "{name}: {out}");
+        assert!(out.index_axis(Axis(0), 1).iter().all(|v| v.is_finite()), "{name}: {out}");
+    }
+    // Over axis 0, the NaN's column.
+    let cols = eval(std::slice::from_ref(&x), |v| v[0].softmax(0)).reversed_axes();
+    let finite = |r: usize| cols.index_axis(Axis(0), r).iter().all(|v| v.is_finite());
+    assert!(cols.row_is_nan(1) && finite(0) && finite(2), "{cols}");
+    let ce = eval(&[x.clone(), y.mapv(f32::abs)], |v| v[0].softmax_cross_entropy(v[1]));
+    assert!(ce[[0]].is_nan() && ce[[1]].is_finite(), "softmax_cross_entropy: {ce}");
+    let all_nan = ArrayD::from_elem(IxDyn(&[1, 3]), f32::NAN);
+    assert!(eval(&[all_nan], |v| v[0].log_softmax(1)).iter().all(|v| v.is_nan()), "a row of NaN only");
+    for (name, out) in [
+        ("sum", eval(std::slice::from_ref(&x), |v| v[0].sum())),
+        ("mean", eval(std::slice::from_ref(&x), |v| v[0].mean())),
+        ("matmul", eval(&[x.clone(), y.clone().reversed_axes()], |v| v[0].matmul(v[1]))),
+    ] {
+        assert!(out.iter().any(|v| v.is_nan()), "{name}: {out}");
+    }
+    // inf: relu keeps it, maximum keeps it, softmax of a row with +inf is NaN (inf - inf), as in numpy.
+    let inf = array![[f32::INFINITY, 0.0, f32::NEG_INFINITY]].into_dyn();
+    assert_eq!(
+        eval(std::slice::from_ref(&inf), |v| v[0].relu()),
+        array![[f32::INFINITY, 0.0, 0.0]].into_dyn()
+    );
+    assert!(eval(std::slice::from_ref(&inf), |v| v[0].softmax(1))[[0, 0]].is_nan());
+}
+
+/// The rows of a 2-D result as a helper for the test above.
+trait RowIsNan {
+    fn row_is_nan(&self, row: usize) -> bool;
+}
+
+impl RowIsNan for Tensor {
+    fn row_is_nan(&self, row: usize) -> bool {
+        self.index_axis(Axis(0), row).iter().all(|v| v.is_nan())
+    }
+}

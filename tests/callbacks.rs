@@ -647,3 +647,33 @@ fn csv_logger_unwritable_path_is_an_error_naming_it() {
     let err = model.fit(&x, &y).verbose(0).callback(CSVLogger::new(&dir.0)).run().unwrap_err();
     assert!(err.to_string().contains(&dir.0.display().to_string()), "{err}");
 }
+
+#[test]
+fn a_nan_in_the_inputs_shows_in_the_loss_and_stops_training() {
+    // The case a user met: relu and softmax, categorical cross-entropy, one NaN in x. Keras shows `loss: nan`
+    // at the first batch; the loss must not stay finite while the weights fill with NaN.
+    let (mut x, y) = common::blobs(64, 3, 2.0, 0.5);
+    x[[5, 1]] = f32::NAN;
+    let mut model = Sequential::new();
+    model.set_seed(1);
+    model.add(Dense::new(8).activation("relu").input_shape([2])).unwrap();
+    model.add(Dense::new(2).activation("softmax")).unwrap();
+    model.compile("categorical_crossentropy", "adam", ["accuracy"]).unwrap();
+    let mut batches = Batches::default();
+    let history = model
+        .fit(&x, &y)
+        .batch_size(16)
+        .epochs(3)
+        .shuffle(false)
+        .verbose(0)
+        .callback(TerminateOnNaN::new())
+        .callback_ref(&mut batches)
+        .run()
+        .unwrap();
+    assert_eq!(batches.count, 1, "the first batch holds the NaN: training stops there");
+    assert!(batches.last_loss.is_nan(), "loss {}", batches.last_loss);
+    assert!(history["loss"][0].is_nan(), "{:?}", &history["loss"]);
+    // Predictions of the NaN sample are NaN, not a confident-looking constant.
+    let p = model.predict(&x.slice(ndarray::s![5..6, ..])).unwrap();
+    assert!(p.iter().all(|v| v.is_nan()), "{p}");
+}

@@ -37,8 +37,8 @@ impl Binary {
             Binary::Sub => x - y,
             Binary::Mul => x * y,
             Binary::Div => x / y,
-            Binary::Maximum => x.max(y),
-            Binary::Minimum => x.min(y),
+            Binary::Maximum => nan_max(x, y),
+            Binary::Minimum => nan_min(x, y),
         }
     }
 
@@ -491,7 +491,7 @@ impl<'t> Var<'t> {
                 }
             }
             Zip::from(out.lanes_mut(Axis(axis))).and(x.lanes(Axis(axis))).for_each(|mut o, x| {
-                let max = x.fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                let max = x.fold(f32::NEG_INFINITY, |m, &x| nan_max(m, x));
                 let mut total = 0.0;
                 Zip::from(&mut o).and(&x).for_each(|o, &x| {
                     *o = (x - max).exp();
@@ -677,7 +677,7 @@ pub(crate) fn rows_of_mut(t: &mut Tensor) -> Option<std::slice::ChunksExactMut<'
 
 /// Stable softmax of one row.
 fn softmax_row(x: &[f32], out: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, nan_max);
     let mut total = 0.0;
     for (o, &x) in out.iter_mut().zip(x) {
         *o = (x - max).exp();
@@ -687,9 +687,29 @@ fn softmax_row(x: &[f32], out: &mut [f32]) {
     out.iter_mut().for_each(|o| *o *= inv);
 }
 
-/// `log(sum(exp(x)))` without overflow.
+/// The larger of `a` and `b`, NaN if either is (numpy's `maximum`; `f32::max` returns the other operand).
+#[inline]
+pub(crate) fn nan_max(a: f32, b: f32) -> f32 {
+    if a >= b || a.is_nan() {
+        a
+    } else {
+        b
+    }
+}
+
+/// The smaller of `a` and `b`, NaN if either is (numpy's `minimum`).
+#[inline]
+pub(crate) fn nan_min(a: f32, b: f32) -> f32 {
+    if a <= b || a.is_nan() {
+        a
+    } else {
+        b
+    }
+}
+
+/// `log(sum(exp(x)))` without overflow; NaN if any element is.
 fn logsumexp(x: impl Iterator<Item = f32> + Clone) -> f32 {
-    let max = x.clone().fold(f32::NEG_INFINITY, f32::max);
+    let max = x.clone().fold(f32::NEG_INFINITY, nan_max);
     if max == f32::NEG_INFINITY {
         return max;
     }

@@ -94,7 +94,14 @@ impl Unary {
             Unary::AddScalar(s) => x + s,
             Unary::MulScalar(s) => x * s,
             Unary::Clip(lo, hi) => x.clamp(lo, hi),
-            Unary::Relu => x.max(0.0),
+            // Not `x.max(0.0)`, which returns 0 for a NaN: NaN propagates, as in numpy and Keras.
+            Unary::Relu => {
+                if x < 0.0 {
+                    0.0
+                } else {
+                    x
+                }
+            }
             Unary::LeakyRelu(a) => {
                 if x > 0.0 {
                     x
