@@ -677,3 +677,30 @@ fn a_nan_in_the_inputs_shows_in_the_loss_and_stops_training() {
     let p = model.predict(&x.slice(ndarray::s![5..6, ..])).unwrap();
     assert!(p.iter().all(|v| v.is_nan()), "{p}");
 }
+
+/// Evaluates the model from inside fit, as a Keras callback may.
+struct EvaluateEachEpoch {
+    x: ndarray::Array2<f32>,
+    y: ndarray::Array2<f32>,
+    losses: Vec<f32>,
+}
+
+impl Callback for EvaluateEachEpoch {
+    fn on_epoch_end(&mut self, model: &mut Sequential, _: usize, _: &Logs) -> kerust::Result<()> {
+        let logs = model.evaluate(&self.x, &self.y)?;
+        self.losses.push(logs.get("loss").unwrap_or(f32::NAN));
+        Ok(())
+    }
+}
+
+#[test]
+fn evaluate_inside_fit_works_and_the_model_keeps_its_metrics() {
+    let (x, y) = common::blobs(32, 5, 2.0, 0.5);
+    let mut model = classifier(0.1);
+    let mut cb = EvaluateEachEpoch { x: x.clone(), y: y.clone(), losses: vec![] };
+    let history = model.fit(&x, &y).epochs(2).verbose(0).callback_ref(&mut cb).run().unwrap();
+    assert_eq!(cb.losses.len(), 2);
+    assert!(cb.losses.iter().all(|l| l.is_finite()));
+    assert_eq!(history["accuracy"].len(), 2, "fit's own metrics are unaffected");
+    assert!(model.evaluate(&x, &y).unwrap().get("accuracy").is_some());
+}

@@ -533,3 +533,24 @@ fn checkpoint_never_overwrites_a_good_file_with_nan() {
     let back = load_model(&path).unwrap();
     assert!(back.get_weights().iter().all(|w| w.iter().all(|v| v.is_finite())));
 }
+
+#[test]
+fn a_checkpoint_saved_during_fit_keeps_the_metrics() {
+    // fit takes the metrics out of the model while it updates them; a save from a callback must still
+    // write them, as a save after fit does (issue 12, point 2).
+    let dir = TempDir::new("ckpt-metrics");
+    let mut m = model(4);
+    let (x, y) = data();
+    let path = dir.path("during.safetensors");
+    let mut ckpt = ModelCheckpoint::new(path.display().to_string()).monitor("loss");
+    m.fit(&x, &y).epochs(1).batch_size(8).verbose(0).callback_ref(&mut ckpt).run().unwrap();
+    let after = dir.path("after.safetensors");
+    m.save(&after).unwrap();
+    for file in [&path, &after] {
+        let mut loaded = load_model(file).unwrap();
+        let logs = loaded.evaluate(&x, &y).unwrap();
+        assert!(logs.get("accuracy").is_some(), "{}: {logs:?}", file.display());
+    }
+    // And the model itself keeps them after fit, for the next fit and evaluate.
+    assert!(m.evaluate(&x, &y).unwrap().get("accuracy").is_some());
+}

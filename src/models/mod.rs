@@ -70,6 +70,9 @@ struct Compiled {
 enum Metrics {
     Pending(Vec<MetricSpec>),
     Resolved(Vec<Box<dyn Metric>>),
+    /// Out with a running `fit`, which updates them; their names stay, so that a model saved during `fit` (a
+    /// checkpoint) keeps its metrics.
+    Lent(Vec<String>),
 }
 
 impl Default for Sequential {

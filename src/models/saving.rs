@@ -134,6 +134,7 @@ impl Sequential {
                     })
                     .collect(),
                 Metrics::Resolved(ms) => ms.iter().map(|m| m.name().to_string()).collect(),
+                Metrics::Lent(names) => names.clone(),
             };
             compile = Some(CompileConfig {
                 loss: NamedConfig {

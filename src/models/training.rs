@@ -389,18 +389,32 @@ impl Sequential {
                 .collect::<Result<Vec<_>>>()?;
             compiled.metrics = Metrics::Resolved(resolved);
         }
-        let Metrics::Resolved(metrics) = &mut compiled.metrics else { unreachable!("resolved above") };
+        let metrics = match &mut compiled.metrics {
+            Metrics::Resolved(metrics) => metrics,
+            // Called from a callback during fit (e.g. evaluate): the loss only, as the metrics are in use.
+            Metrics::Lent(_) => return Ok(Vec::new()),
+            Metrics::Pending(_) => unreachable!("resolved above"),
+        };
         for y in std::iter::once(y).chain(val_y) {
             let pred: Vec<usize> = y.shape().iter().take(1).chain(&out).copied().collect();
             for m in metrics.iter() {
                 m.check_shapes(y.shape(), &pred)?;
             }
         }
-        Ok(std::mem::take(metrics))
+        let names = metrics.iter().map(|m| m.name().to_string()).collect();
+        let Metrics::Resolved(metrics) = std::mem::replace(&mut compiled.metrics, Metrics::Lent(names))
+        else {
+            unreachable!("resolved above")
+        };
+        Ok(metrics)
     }
 
     fn put_metrics(&mut self, metrics: Vec<Box<dyn Metric>>) {
         if let Some(compiled) = self.compiled.as_mut() {
+            // A call nested in a running fit got no metrics and gives none back.
+            if metrics.is_empty() && matches!(&compiled.metrics, Metrics::Lent(names) if !names.is_empty()) {
+                return;
+            }
             compiled.metrics = Metrics::Resolved(metrics);
         }
     }
