@@ -17,7 +17,6 @@ use ndarray::{Array2, ArrayD, IxDyn};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 /// A safetensors file taken apart: metadata and tensors (name, dtype, shape, raw bytes), in file order.
 #[derive(Clone, Debug)]
@@ -64,7 +63,9 @@ impl ModelFile {
     /// The file's bytes with a valid checksum over the (possibly mutated) content.
     pub fn encode(&self) -> Vec<u8> {
         let mut metadata = self.metadata.clone();
-        metadata.insert("checksum".into(), checksum(&metadata, &self.tensors));
+        let tensors =
+            self.tensors.iter().map(|(n, _, shape, data)| (n.as_str(), shape.as_slice(), data.as_slice()));
+        metadata.insert("checksum".into(), kerust::saving::checksum(&metadata, tensors));
         self.encode_raw(&metadata)
     }
 
@@ -90,31 +91,6 @@ impl ModelFile {
         out.extend(data);
         out
     }
-}
-
-/// kerust's checksum: SHA-256 of every metadata entry but `checksum` and every tensor, length-prefixed, sorted.
-fn checksum(
-    metadata: &BTreeMap<String, String>,
-    tensors: &[(String, String, Vec<usize>, Vec<u8>)],
-) -> String {
-    let mut h = Sha256::new();
-    let mut field = |bytes: &[u8]| {
-        h.update((bytes.len() as u64).to_le_bytes());
-        h.update(bytes);
-    };
-    for (k, v) in metadata.iter().filter(|(k, _)| *k != "checksum") {
-        field(k.as_bytes());
-        field(v.as_bytes());
-    }
-    let mut sorted: Vec<_> = tensors.iter().collect();
-    sorted.sort_by(|a, b| a.0.cmp(&b.0));
-    for (name, _, shape, data) in sorted {
-        field(name.as_bytes());
-        let dims: Vec<u8> = shape.iter().flat_map(|&d| (d as u64).to_le_bytes()).collect();
-        field(&dims);
-        field(data);
-    }
-    format!("sha256:{}", h.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
 /// The corpus: small valid model files covering every built-in layer, optimizer and loss, trained a step so

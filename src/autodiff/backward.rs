@@ -164,9 +164,9 @@ impl<'w> BackwardCtx<'_, 'w> {
     }
 }
 
-/// `g *= act'(z)` in place, with `y = act(z)`: the fused rules (Dense, Conv2D) turn the output gradient into
-/// the pre-activation gradient with it. `z` is only read by activations whose derivative needs it.
-pub(crate) fn scale_by_derivative(g: &mut Tensor, f: Unary, z: ArrayViewD<'_, f32>, y: ArrayViewD<'_, f32>) {
+/// `g *= act'(z)` in place, with `y = act(z)`: the fused Dense rule turns the output gradient into the
+/// pre-activation gradient with it. `z` is only read by activations whose derivative needs it.
+fn scale_by_derivative(g: &mut Tensor, f: Unary, z: ArrayViewD<'_, f32>, y: ArrayViewD<'_, f32>) {
     fn scale(g: &mut Tensor, z: ArrayViewD<'_, f32>, y: ArrayViewD<'_, f32>, df: impl Fn(f32, f32) -> f32) {
         Zip::from(g).and(&z).and(&y).for_each(|g, &z, &y| *g *= df(z, y));
     }

@@ -65,6 +65,7 @@ pub(crate) mod tensors;
 
 pub use crate::models::{load_model, load_model_from_bytes};
 pub use atomic::write_atomic;
+pub use tensors::checksum;
 
 /// The version of the file format this kerust writes, and the newest it reads.
 pub const FORMAT_VERSION: u32 = 1;

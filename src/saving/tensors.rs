@@ -28,8 +28,10 @@ fn format_error(source: &str, reason: impl Into<String>) -> Error {
     Error::Format { format: FORMAT, source_name: source.into(), reason: reason.into() }
 }
 
-/// SHA-256 of every metadata entry but `checksum` and every tensor, each length-prefixed, in sorted order.
-fn checksum<'a>(
+/// The `checksum` a kerust file carries: SHA-256 of every metadata entry but `checksum` and every tensor
+/// (name, shape, bytes), each length-prefixed, in sorted order. Tools that edit a file (the fuzz harness)
+/// recompute it with this.
+pub fn checksum<'a>(
     metadata: &BTreeMap<String, String>,
     tensors: impl IntoIterator<Item = (&'a str, &'a [usize], &'a [u8])>,
 ) -> String {

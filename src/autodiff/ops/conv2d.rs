@@ -12,7 +12,7 @@
 //! so the result does not depend on the thread count.
 use ndarray::{ArrayView2, ArrayViewMut2};
 
-use super::window::{parallel, wide_fn, Axis1, Padding};
+use super::window::{for_each_task, wide_fn, Axis1, Padding};
 use crate::autodiff::backward::{BackwardCtx, Kernel, Op};
 use crate::autodiff::gemm::general_mat_mul;
 use crate::autodiff::unary::Unary;
@@ -203,16 +203,6 @@ fn column_sums(g: &[f32], db: &mut [f32]) {
     db.fill(0.0);
     for row in g.chunks_exact(db.len()) {
         db.iter_mut().zip(row).for_each(|(d, &g)| *d += g);
-    }
-}
-
-/// Runs `task` on every item, over the threads [`crate::autodiff::num_threads`] allows.
-fn for_each_task<T: Send>(mut work: Vec<T>, task: impl Fn(&mut T) + Sync + Send) {
-    use rayon::prelude::*;
-    if parallel() && work.len() > 1 {
-        work.par_iter_mut().for_each(task);
-    } else {
-        work.iter_mut().for_each(task);
     }
 }
 

@@ -1,10 +1,10 @@
 //! 2-D max and average pooling over channels-last images (NHWC).
 //!
-//! Max pooling's backward routes each output's gradient to the first tap of its window that holds the
-//! maximum (TensorFlow's choice on ties), which a recording forward pass keeps in the node's auxiliary buffer. Average pooling divides by the number of taps inside the
-//! input: with `same` padding the padded positions do not count, as in TensorFlow. A NaN in a window makes its
-//! maximum NaN, as `numpy.max` does.
-use super::window::{parallel, per_image, wide_fn, Axis1, Padding};
+//! Max pooling keeps, in the node's auxiliary buffer, which tap of its window each maximum came from (the
+//! first on ties, TensorFlow's choice), and its backward routes the gradient there without reading the input
+//! again. A NaN in a window makes its maximum NaN, as `numpy.max` does. Average pooling divides by the number
+//! of taps inside the input: with `same` padding the padded positions do not count, as in TensorFlow.
+use super::window::{for_each_task, per_image, wide_fn, Axis1, Padding};
 use crate::autodiff::backward::{BackwardCtx, Kernel, Op};
 use crate::autodiff::{fit_buffer, Tensor, Var};
 
@@ -56,21 +56,18 @@ impl Geometry {
                     taps.extend((0..self.cols.size).map(|j| row + j * c));
                 }
             }
-            _ => taps.extend(self.taps(oh, ow).map(|(_, at)| at)),
+            _ => taps.extend(self.taps(oh, ow)),
         }
     }
 
-    /// The in-bounds taps of the window at output pixel `(oh, ow)`: `(tap index, input pixel offset)`.
-    fn taps(&self, oh: usize, ow: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
-        (0..self.rows.size).filter_map(move |i| self.rows.source(oh, i).map(|ih| (i, ih))).flat_map(
-            move |(i, ih)| {
-                (0..self.cols.size).filter_map(move |j| {
-                    self.cols
-                        .source(ow, j)
-                        .map(|iw| (i * self.cols.size + j, (ih * self.cols.input + iw) * self.channels))
-                })
-            },
-        )
+    /// The input offsets of the in-bounds taps of the window at output pixel `(oh, ow)`, in window order.
+    fn taps(&self, oh: usize, ow: usize) -> impl Iterator<Item = usize> + '_ {
+        let rows = (0..self.rows.size).filter_map(move |i| self.rows.source(oh, i));
+        rows.flat_map(move |ih| {
+            (0..self.cols.size)
+                .filter_map(move |j| self.cols.source(ow, j))
+                .map(move |iw| (ih * self.cols.input + iw) * self.channels)
+        })
     }
 }
 
@@ -126,30 +123,17 @@ impl<'t> Var<'t> {
         let g = Geometry { channels, rows, cols };
         let node = Pool2d { input: [self.id], geometry: g, reduce };
         let shape = [batch, rows.output, cols.output, channels];
-        let recording = self.tape.is_recording();
         self.tape.push(Op::Kernel(Box::new(node)), &shape, |v, out, aux| {
             let x = v.get(self.id);
             let x = x.as_slice().expect("tape values and parameters are contiguous");
             let out = out.as_slice_mut().expect("owned buffers are contiguous");
             match reduce {
-                // Inference needs the maxima only; training also keeps each one's tap for backward, so that
-                // backward does not read the input again.
-                Reduce::Max if !recording => {
-                    per_image(out, g.out_image(), x, g.image(), |_, out, x| max_forward(x, out, &g))
-                }
                 Reduce::Max => {
                     fit_buffer(aux, &shape);
                     let arg = aux.as_slice_mut().expect("owned buffers are contiguous");
                     let (n, m) = (g.out_image(), g.image());
-                    let each = |((out, arg), x): ((&mut [f32], &mut [f32]), &[f32])| {
-                        max_forward_taps(x, out, arg, &g)
-                    };
-                    if parallel() && batch > 1 {
-                        use rayon::prelude::*;
-                        out.par_chunks_mut(n).zip(arg.par_chunks_mut(n)).zip(x.par_chunks(m)).for_each(each);
-                    } else {
-                        out.chunks_mut(n).zip(arg.chunks_mut(n)).zip(x.chunks(m)).for_each(each);
-                    }
+                    let work: Vec<_> = out.chunks_mut(n).zip(arg.chunks_mut(n)).zip(x.chunks(m)).collect();
+                    for_each_task(work, |((out, arg), x)| max_forward(x, out, arg, &g));
                 }
                 Reduce::Average => {
                     per_image(out, g.out_image(), x, g.image(), |_, out, x| avg_forward(x, out, &g))
@@ -160,30 +144,10 @@ impl<'t> Var<'t> {
 }
 
 wide_fn! {
-    /// The maximum of each window. A NaN wins and stays, as in `numpy.max`.
-    fn max_forward(x: &[f32], out: &mut [f32], g: &Geometry) {
-        let c = g.channels;
-        let mut taps = Vec::with_capacity(g.rows.size * g.cols.size);
-        for (p, out) in out.chunks_exact_mut(c).enumerate() {
-            g.tap_offsets(p / g.cols.output, p % g.cols.output, &mut taps);
-            // Every window has a tap inside the input (padding is always smaller than the window).
-            let (&first, rest) = taps.split_first().expect("a window overlaps its input");
-            out.iter_mut().zip(&x[first..first + c]).for_each(|(o, &v)| *o = v);
-            for &at in rest {
-                // Non-short-circuit `|`, so that the loop vectorizes across channels.
-                for (o, &v) in out.iter_mut().zip(&x[at..at + c]) {
-                    *o = if (v > *o) | v.is_nan() { v } else { *o };
-                }
-            }
-        }
-    }
-}
-
-wide_fn! {
-    /// [`max_forward`], also writing which of its window's in-bounds taps each maximum came from (the first on
-    /// ties, TensorFlow's argmax; the first NaN, which then stays), as `f32`: exact, a window having fewer than
+    /// The maximum of each window (a NaN wins and stays, as in `numpy.max`), and which of the window's in-bounds
+    /// taps it came from (the first on ties, TensorFlow's argmax), as `f32`: exact, a window having fewer than
     /// 2^24 taps.
-    fn max_forward_taps(x: &[f32], out: &mut [f32], arg: &mut [f32], g: &Geometry) {
+    fn max_forward(x: &[f32], out: &mut [f32], arg: &mut [f32], g: &Geometry) {
         let c = g.channels;
         let mut taps = Vec::with_capacity(g.rows.size * g.cols.size);
         for (p, (out, arg)) in out.chunks_exact_mut(c).zip(arg.chunks_exact_mut(c)).enumerate() {
@@ -205,7 +169,7 @@ wide_fn! {
 }
 
 wide_fn! {
-    /// One image's max pooling input gradient: each output's gradient goes to the tap [`max_forward_taps`]
+    /// One image's max pooling input gradient: each output's gradient goes to the tap [`max_forward`]
     /// recorded, written tap by tap under a mask (contiguous and vectorized, unlike a scatter). Where the
     /// windows tile the image exactly, a first contribution (`fresh`) writes every position once; otherwise
     /// it is zero-filled first, and later contributions add.
@@ -233,14 +197,14 @@ wide_fn! {
 
 fn avg_forward(x: &[f32], out: &mut [f32], g: &Geometry) {
     let c = g.channels;
+    let mut taps = Vec::with_capacity(g.rows.size * g.cols.size);
     for (p, out) in out.chunks_exact_mut(c).enumerate() {
+        g.tap_offsets(p / g.cols.output, p % g.cols.output, &mut taps);
         out.fill(0.0);
-        let mut count = 0;
-        for (_, at) in g.taps(p / g.cols.output, p % g.cols.output) {
+        for &at in &taps {
             out.iter_mut().zip(&x[at..at + c]).for_each(|(o, &v)| *o += v);
-            count += 1;
         }
-        let scale = 1.0 / count as f32;
+        let scale = 1.0 / taps.len() as f32;
         out.iter_mut().for_each(|o| *o *= scale);
     }
 }
@@ -254,9 +218,9 @@ impl Kernel for Pool2d {
         let geo = self.geometry;
         let x = self.input[0];
         let shape = ctx.value(x).shape().to_vec();
-        // The taps of the maxima, which the (recording) forward pass kept.
+        // The taps of the maxima, which the forward pass kept (max pooling only).
         let args = std::mem::replace(ctx.aux, crate::autodiff::empty());
-        // A first contribution is zero-filled image by image, on the thread that then adds into it.
+        // A first contribution is written or zero-filled image by image, on the thread that then adds into it.
         if let Some((dx, fresh)) = ctx.grad(x, &shape) {
             let dx = dx.as_slice_mut().expect("gradient buffers are contiguous");
             let gs = g.as_slice().expect("gradient buffers are contiguous");
@@ -273,10 +237,11 @@ impl Kernel for Pool2d {
                     if fresh {
                         dx.fill(0.0);
                     }
+                    let mut taps = Vec::with_capacity(geo.rows.size * geo.cols.size);
                     for (p, g) in g.chunks_exact(c).enumerate() {
-                        let (oh, ow) = (p / geo.cols.output, p % geo.cols.output);
-                        let scale = 1.0 / geo.taps(oh, ow).count() as f32;
-                        for (_, at) in geo.taps(oh, ow) {
+                        geo.tap_offsets(p / geo.cols.output, p % geo.cols.output, &mut taps);
+                        let scale = 1.0 / taps.len() as f32;
+                        for &at in &taps {
                             dx[at..at + c].iter_mut().zip(g).for_each(|(d, &g)| *d += g * scale);
                         }
                     }

@@ -132,6 +132,16 @@ pub(crate) fn per_image(
     }
 }
 
+/// Runs `task` on every item, over the threads [`crate::autodiff::num_threads`] allows.
+pub(crate) fn for_each_task<T: Send>(mut work: Vec<T>, task: impl Fn(&mut T) + Sync + Send) {
+    use rayon::prelude::*;
+    if parallel() && work.len() > 1 {
+        work.par_iter_mut().for_each(task);
+    } else {
+        work.iter_mut().for_each(task);
+    }
+}
+
 /// Whether kernels may split their work over threads ([`crate::autodiff::num_threads`] above 1).
 pub(crate) fn parallel() -> bool {
     crate::autodiff::num_threads() > 1
