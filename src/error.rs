@@ -144,6 +144,17 @@ pub enum Error {
         /// The batch within the epoch (0-based).
         batch: usize,
     },
+
+    /// Data-parallel training failed: the ranks disagree (model, data shapes, settings), or another rank failed.
+    #[error("distributed training, rank {rank} of {size}: {reason}")]
+    Distributed {
+        /// This process' rank.
+        rank: usize,
+        /// The number of ranks.
+        size: usize,
+        /// What went wrong, and on which rank.
+        reason: String,
+    },
 }
 
 impl Error {

@@ -5,6 +5,7 @@ pub mod activations;
 pub mod autodiff;
 pub mod callbacks;
 pub mod datasets;
+pub mod distributed;
 pub mod initializers;
 pub mod layers;
 pub mod losses;

@@ -193,6 +193,25 @@ impl Gradients {
             .map(|(i, (g, _))| (ParamId(i), g))
     }
 
+    /// Sets the gradient of parameter `id` of a store of `n` parameters to `values` in `shape` (`None`: no
+    /// gradient), reusing its buffer: data-parallel training writes the summed gradients back here.
+    pub(crate) fn assign(&mut self, n: usize, id: ParamId, shape: &[usize], values: Option<&[f32]>) {
+        if self.grads.len() != n {
+            self.reset(n);
+        }
+        self.present[id.0] = values.is_some();
+        if let Some(values) = values {
+            let g = &mut self.grads[id.0];
+            if g.shape() != shape {
+                *g = Tensor::zeros(IxDyn(shape));
+            }
+            match g.as_slice_mut() {
+                Some(dst) => dst.copy_from_slice(values),
+                None => g.iter_mut().zip(values).for_each(|(d, v)| *d = *v),
+            }
+        }
+    }
+
     fn reset(&mut self, n: usize) {
         self.grads.resize_with(n, empty);
         self.present.clear();

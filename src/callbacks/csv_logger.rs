@@ -123,11 +123,15 @@ fn format_value(v: f32) -> String {
 impl Callback for CSVLogger {
     /// # Errors
     /// An invalid separator, or [`Error::Io`] naming the file if it cannot be opened or read.
-    fn on_train_begin(&mut self, _: &mut Sequential, _: &TrainParams) -> Result<()> {
+    fn on_train_begin(&mut self, model: &mut Sequential, _: &TrainParams) -> Result<()> {
         self.validate()?;
         self.file = None;
         self.keys = None;
         self.write_header = true;
+        // Distributed training: the chief (rank 0) alone writes the log.
+        if !model.is_chief() {
+            return Ok(());
+        }
         let file = if self.append {
             if self.filename.exists() {
                 let mut first = String::new();
@@ -145,7 +149,10 @@ impl Callback for CSVLogger {
 
     /// # Errors
     /// [`Error::Io`] naming the file if writing fails; [`Error::NotReady`] if training did not begin.
-    fn on_epoch_end(&mut self, _: &mut Sequential, epoch: usize, logs: &Logs) -> Result<()> {
+    fn on_epoch_end(&mut self, model: &mut Sequential, epoch: usize, logs: &Logs) -> Result<()> {
+        if !model.is_chief() {
+            return Ok(());
+        }
         let Some(file) = self.file.as_mut() else {
             return Err(Error::NotReady(format!(
                 "CSVLogger for {}: on_epoch_end before on_train_begin",

@@ -208,6 +208,10 @@ impl Callback for ModelCheckpoint {
     }
 
     fn on_epoch_end(&mut self, model: &mut Sequential, epoch: usize, logs: &Logs) -> Result<()> {
+        // Distributed training: the chief (rank 0) alone writes checkpoints (the weights are the same).
+        if !model.is_chief() {
+            return Ok(());
+        }
         let current = logs.get(&self.monitor);
         if self.save_best_only {
             let Some(current) = current else {

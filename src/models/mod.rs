@@ -57,6 +57,8 @@ pub struct Sequential {
     stop_training: bool,
     workspace: Workspace,
     grads: Gradients,
+    /// Set by `distribute`: data-parallel training over these ranks.
+    comm: Option<std::sync::Arc<dyn crate::distributed::Communicator>>,
 }
 
 /// What `compile` set.
@@ -100,6 +102,7 @@ impl Sequential {
             stop_training: false,
             workspace: Workspace::new(),
             grads: Gradients::new(),
+            comm: None,
         }
     }
 

@@ -10,6 +10,9 @@ use crate::layers::CallContext;
 use crate::metrics::{Mean, Metric};
 use crate::{Error, Result};
 
+mod distributed;
+use distributed::DataParallel;
+
 /// Samples per batch in [`Sequential::predict`]. Keras uses 32; kerust uses 256 because outputs do not depend on
 /// it (each row is computed the same way) while matrix products on 256 rows run about 1.5x faster than on 32,
 /// for little memory (the bigger MNIST model's activations for 256 rows take 0.8 MB).
@@ -140,7 +143,16 @@ impl<'m, 'a> Fit<'m, 'a> {
     /// shape does not match the model's input (e.g. (60000, 28, 28) into an input of 784); targets that do not
     /// match the inputs' sample count or the output layer; any of these for the validation data. The model is
     /// unchanged when one of these is reported. Later, an error from a callback ends training.
+    ///
+    /// A distributed model ([`Sequential::distribute`]) also reports a rank that failed these checks, or that
+    /// would train another model, data shape or setting; a rank that fails later ends the whole job.
     pub fn run(self) -> Result<History> {
+        let mut dp = DataParallel::new(self.model);
+        let result = self.run_with(&mut dp);
+        dp.finish(result)
+    }
+
+    fn run_with(self, dp: &mut DataParallel) -> Result<History> {
         let Fit {
             model,
             x,
@@ -193,6 +205,17 @@ impl<'m, 'a> Fit<'m, 'a> {
         // The last check, before anything runs: metrics against the targets.
         let mut metrics = model.take_metrics(&train_y, val.as_ref().map(|(_, vy)| vy))?;
         let n_train = train_x.len_of(Axis(0));
+        let shapes = [("x", train_x.shape()), ("y", train_y.shape())];
+        let val_shapes =
+            val.as_ref().map(|(vx, vy)| [("validation x", vx.shape()), ("validation y", vy.shape())]);
+        let settings = format!(
+            "fit: batch_size={batch_size} epochs={epochs} initial_epoch={initial_epoch} shuffle={shuffle}"
+        );
+        let data: Vec<_> = shapes.into_iter().chain(val_shapes.into_iter().flatten()).collect();
+        if let Err(e) = dp.begin(model, &train_y, &data, &settings) {
+            model.put_metrics(metrics);
+            return Err(e);
+        }
         let params = TrainParams {
             epochs,
             initial_epoch,
@@ -204,7 +227,7 @@ impl<'m, 'a> Fit<'m, 'a> {
         let mut progbar = ProgbarLogger::new(verbose);
         let mut history = History::new();
         let mut all: Vec<&mut dyn Callback> = Vec::new();
-        if verbose > 0 {
+        if verbose > 0 && dp.is_chief() {
             all.push(&mut progbar);
         }
         all.extend(callbacks.iter_mut().map(|c| &mut **c as &mut dyn Callback));
@@ -237,7 +260,7 @@ impl<'m, 'a> Fit<'m, 'a> {
                     for cb in all.iter_mut() {
                         cb.on_train_batch_begin(model, batch)?;
                     }
-                    let loss = model.train_step(&train_x, &train_y, rows, &mut metrics)?;
+                    let loss = model.train_step(&train_x, &train_y, rows, &mut metrics, dp)?;
                     loss_tracker.update_value(loss, rows.len() as f32);
                     logs.set("loss", loss_tracker.result());
                     for m in &metrics {
@@ -246,7 +269,7 @@ impl<'m, 'a> Fit<'m, 'a> {
                     for cb in all.iter_mut() {
                         cb.on_train_batch_end(model, batch, &logs)?;
                     }
-                    if model.stop_training {
+                    if dp.stopping(model) {
                         break;
                     }
                 }
@@ -259,7 +282,7 @@ impl<'m, 'a> Fit<'m, 'a> {
                 for cb in all.iter_mut() {
                     cb.on_epoch_end(model, epoch, &logs)?;
                 }
-                if model.stop_training {
+                if dp.stopping(model) {
                     break;
                 }
             }
@@ -426,10 +449,16 @@ impl Sequential {
         y: &ArrayViewD<'_, f32>,
         rows: &[usize],
         metrics: &mut [Box<dyn Metric>],
+        dp: &mut DataParallel,
     ) -> Result<f32> {
         let Sequential { layers, params, compiled, train_rng: rng, workspace, grads, .. } = self;
         let compiled =
             compiled.as_mut().ok_or_else(|| Error::NotReady("train_step before compile".into()))?;
+        // Distributed: this rank's share of the batch; the others' gradients arrive in `dp.reduce`.
+        let rows = dp.share(rows);
+        if rows.is_empty() {
+            return dp.step_without_samples(params, grads, compiled.optimizer.as_mut(), metrics);
+        }
         let tape = Tape::with_workspace(params, std::mem::take(workspace));
         let xb = tape.constant_with(&batch_shape(x, rows.len()), |buf| gather(x, rows, buf));
         let yb = tape.constant_with(&batch_shape(y, rows.len()), |buf| gather(y, rows, buf));
@@ -438,15 +467,19 @@ impl Sequential {
         let loss = compiled.loss.call(yb, out);
         let value = loss.item();
         tape.backward(loss, grads)?;
-        if !metrics.is_empty() {
+        if dp.is_active() {
+            out.with_value(|pred| yb.with_value(|truth| dp.stage_outputs(pred, truth)));
+        } else if !metrics.is_empty() {
             out.with_value(|pred| {
                 yb.with_value(|truth| metrics.iter_mut().for_each(|m| m.update(truth.view(), pred.view())))
             });
         }
         *workspace = tape.into_workspace();
+        let mut updates = ctx.into_updates();
+        let value = dp.reduce(params, grads, &mut updates, value, metrics)?;
         compiled.optimizer.apply(params, grads);
         // State the layers recorded during the forward pass (moving statistics), now that the tape is gone.
-        for (id, value) in ctx.into_updates() {
+        for (id, value) in updates {
             params.value_mut(id).assign(&value);
         }
         Ok(value)
@@ -494,6 +527,9 @@ impl Sequential {
         batch_size: usize,
         metrics: &mut [Box<dyn Metric>],
     ) -> Logs {
+        if let Some(logs) = DataParallel::new(self).evaluate(self, x, y, batch_size, metrics) {
+            return logs;
+        }
         let mut loss_tracker = Mean::new();
         metrics.iter_mut().for_each(|m| m.reset());
         self.for_each_batch(x, Some(y), batch_size, |rows, out, truth| {
@@ -530,15 +566,31 @@ impl Sequential {
         batch_size: usize,
     ) -> Result<Logs> {
         let (x, y) = (x.into().into_dyn(), y.into().into_dyn());
+        let mut dp = DataParallel::new(self);
+        let result = self.evaluate_checked(&x, &y, batch_size, &mut dp);
+        dp.finish(result)
+    }
+
+    fn evaluate_checked(
+        &mut self,
+        x: &ArrayViewD<'_, f32>,
+        y: &ArrayViewD<'_, f32>,
+        batch_size: usize,
+        dp: &mut DataParallel,
+    ) -> Result<Logs> {
         if self.compiled.is_none() {
             return Err(Error::NotReady("evaluate before compile: call model.compile(...) first".into()));
         }
         if batch_size == 0 {
             return Err(Error::invalid_argument("batch_size", 0, "must be at least 1"));
         }
-        self.prepare(&x, Some(&y), "evaluate")?;
-        let mut metrics = self.take_metrics(&y, None)?;
-        let logs = self.evaluate_views(&x, &y, batch_size, &mut metrics);
+        self.prepare(x, Some(y), "evaluate")?;
+        let mut metrics = self.take_metrics(y, None)?;
+        if let Err(e) = dp.agree(self, y, &[("x", x.shape()), ("y", y.shape())], "evaluate") {
+            self.put_metrics(metrics);
+            return Err(e);
+        }
+        let logs = self.evaluate_views(x, y, batch_size, &mut metrics);
         self.put_metrics(metrics);
         Ok(logs)
     }
@@ -559,15 +611,30 @@ impl Sequential {
         batch_size: usize,
     ) -> Result<Tensor> {
         let x = x.into().into_dyn();
+        let mut dp = DataParallel::new(self);
+        let result = self.predict_checked(&x, batch_size, &mut dp);
+        dp.finish(result)
+    }
+
+    fn predict_checked(
+        &mut self,
+        x: &ArrayViewD<'_, f32>,
+        batch_size: usize,
+        dp: &mut DataParallel,
+    ) -> Result<Tensor> {
         if batch_size == 0 {
             return Err(Error::invalid_argument("batch_size", 0, "must be at least 1"));
         }
-        self.prepare(&x, None, "predict")?;
+        self.prepare(x, None, "predict")?;
+        dp.agree(self, x, &[("x", x.shape())], "predict")?;
+        if let Some(result) = dp.predict(self, x, batch_size) {
+            return Ok(result);
+        }
         let out_shape: Vec<usize> = std::iter::once(x.len_of(Axis(0)))
             .chain(self.output_shape().unwrap_or_default().iter().copied())
             .collect();
         let mut result = ArrayD::<f32>::zeros(IxDyn(&out_shape));
-        self.for_each_batch(&x, None, batch_size, |rows, out, _| {
+        self.for_each_batch(x, None, batch_size, |rows, out, _| {
             result.slice_axis_mut(Axis(0), (rows.start..rows.end).into()).assign(&out);
         });
         Ok(result)
@@ -586,16 +653,31 @@ impl Sequential {
         y: impl AsArray<'a, f32, D2>,
     ) -> Result<Logs> {
         let (x, y) = (x.into().into_dyn(), y.into().into_dyn());
+        let mut dp = DataParallel::new(self);
+        let result = self.train_on_batch_checked(&x, &y, &mut dp);
+        dp.finish(result)
+    }
+
+    fn train_on_batch_checked(
+        &mut self,
+        x: &ArrayViewD<'_, f32>,
+        y: &ArrayViewD<'_, f32>,
+        dp: &mut DataParallel,
+    ) -> Result<Logs> {
         if self.compiled.is_none() {
             return Err(Error::NotReady(
                 "train_on_batch before compile: call model.compile(...) first".into(),
             ));
         }
-        self.prepare(&x, Some(&y), "train_on_batch")?;
+        self.prepare(x, Some(y), "train_on_batch")?;
         let rows: Vec<usize> = (0..x.len_of(Axis(0))).collect();
-        let mut metrics = self.take_metrics(&y, None)?;
+        let mut metrics = self.take_metrics(y, None)?;
+        if let Err(e) = dp.begin(self, y, &[("x", x.shape()), ("y", y.shape())], "train_on_batch") {
+            self.put_metrics(metrics);
+            return Err(e);
+        }
         metrics.iter_mut().for_each(|m| m.reset());
-        let loss = self.train_step(&x, &y, &rows, &mut metrics);
+        let loss = self.train_step(x, y, &rows, &mut metrics, dp);
         let mut logs = Logs::new();
         if let Ok(loss) = loss {
             logs.set("loss", loss);

@@ -1,0 +1,174 @@
+//! Data-parallel training of the W2 MLP (Dense 512 relu, 256 relu, 10 softmax; Adam; batch 128) on MNIST over
+//! MPI: the same program runs as one process or as N ranks under `mpirun`, each rank computing the gradients
+//! of its share of every batch. One line switches it on: `model.distribute(world)`.
+//!
+//! ```text
+//! cargo build --release --features mpi --example mnist_distributed
+//! target/release/examples/mnist_distributed --epochs 2 --threads 1            # one process
+//! mpirun -np 2 target/release/examples/mnist_distributed --epochs 2 --threads 1   # two ranks
+//! ```
+//!
+//! As root, Open MPI also wants `--allow-run-as-root` (or `OMPI_ALLOW_RUN_AS_ROOT=1
+//! OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1`), and `--oversubscribe` when there are more ranks than cores.
+//!
+//! Rank 0 prints; every rank reports its time per step in the allreduce and the bytes per step on standard
+//! error with `--stats`. MNIST is read from `$KERUST_HOME/datasets/mnist/` (downloaded there if missing).
+use std::process::ExitCode;
+use std::time::Instant;
+
+use kerust::callbacks::{Callback, Logs};
+use kerust::distributed::{reset_step_stats, step_stats, Communicator, Mpi};
+use kerust::layers::Dense;
+use kerust::models::Sequential;
+use ndarray::{s, Axis};
+
+const USAGE: &str = "\
+W2 on MNIST, data-parallel over MPI (run under mpirun -np N, or alone).
+
+Usage: [mpirun -np N] mnist_distributed [OPTIONS]
+
+Options:
+  --epochs N           epochs (default: 2)
+  --batch-size N       global batch size, split across ranks (default: 128)
+  --threads N          threads for large products per rank (default: all cores)
+  --limit N            train on the first N training images only (default: all 60,000)
+  --seed N             seed (default: 1)
+  --no-validation      skip evaluating the test set after each epoch
+  --stats              print each rank's allreduce time and bytes per step (after the first epoch)
+  --min-test-accuracy X  exit with an error if the final test accuracy is below X
+  -h, --help           print this help";
+
+/// Times each epoch.
+#[derive(Default)]
+struct EpochTimer {
+    start: Option<Instant>,
+    seconds: Vec<f64>,
+}
+
+impl Callback for EpochTimer {
+    fn on_epoch_begin(&mut self, _: &mut Sequential, epoch: usize) -> kerust::Result<()> {
+        // The first epoch warms up (buffers, page faults): the collectives' counts start after it.
+        if epoch == 1 {
+            reset_step_stats();
+        }
+        self.start = Some(Instant::now());
+        Ok(())
+    }
+    fn on_epoch_end(&mut self, _: &mut Sequential, _: usize, _: &Logs) -> kerust::Result<()> {
+        self.seconds.extend(self.start.map(|s| s.elapsed().as_secs_f64()));
+        Ok(())
+    }
+}
+
+fn flag<T: std::str::FromStr>(args: &[String], name: &str) -> Result<Option<T>, String> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(None),
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .map(Some)
+            .ok_or_else(|| format!("{name} needs a value\n\n{USAGE}")),
+    }
+}
+
+fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let epochs = flag(args, "--epochs")?.unwrap_or(2usize);
+    let batch_size = flag(args, "--batch-size")?.unwrap_or(128usize);
+    let limit: Option<usize> = flag(args, "--limit")?;
+    let seed = flag(args, "--seed")?.unwrap_or(1u64);
+    let min_accuracy: Option<f32> = flag(args, "--min-test-accuracy")?;
+    if let Some(threads) = flag(args, "--threads")? {
+        kerust::autodiff::set_num_threads(threads);
+    }
+
+    let world = Mpi::init()?;
+    let chief = world.rank() == 0;
+
+    let ((x_train, y_train), (x_test, y_test)) = kerust::datasets::mnist::load_data()?;
+    let flat = |x: ndarray::Array3<u8>| {
+        let n = x.len_of(Axis(0));
+        x.into_shape_with_order((n, 784)).expect("28 x 28 images").mapv(|p| f32::from(p) / 255.0)
+    };
+    let (mut x_train, mut y_train) = (flat(x_train), kerust::utils::to_categorical(&y_train, 10)?);
+    if let Some(n) = limit {
+        x_train = x_train.slice(s![..n.min(x_train.nrows()), ..]).to_owned();
+        y_train = y_train.slice(s![..n.min(y_train.nrows()), ..]).to_owned();
+    }
+    let (x_test, y_test) = (flat(x_test), kerust::utils::to_categorical(&y_test, 10)?);
+
+    let mut model = Sequential::new();
+    model.set_seed(seed);
+    model.add(Dense::new(512).activation("relu").input_shape([784]))?;
+    model.add(Dense::new(256).activation("relu"))?;
+    model.add(Dense::new(10).activation("softmax"))?;
+    model.compile("categorical_crossentropy", "adam", ["accuracy"])?;
+    // The one line: from here on fit, evaluate and predict split their work across the ranks.
+    model.distribute(world.clone());
+    if chief {
+        println!(
+            "ranks: {}, threads per rank: {}, global batch {batch_size} ({} samples per rank), {} training images",
+            world.size(),
+            kerust::autodiff::num_threads(),
+            batch_size.div_ceil(world.size()),
+            x_train.nrows()
+        );
+    }
+
+    let mut timer = EpochTimer::default();
+    let mut fit = model.fit(&x_train, &y_train).batch_size(batch_size).epochs(epochs).verbose(2);
+    if !args.iter().any(|a| a == "--no-validation") {
+        fit = fit.validation_data(&x_test, &y_test);
+    }
+    let history = fit.callback_ref(&mut timer).run()?;
+    let stats = step_stats();
+    let logs = model.evaluate_with_batch_size(&x_test, &y_test, 256)?;
+    let accuracy = logs.get("accuracy").unwrap_or(f32::NAN);
+
+    let steps = x_train.nrows().div_ceil(batch_size);
+    let mut sorted = timer.seconds.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    if chief {
+        println!(
+            "epochs (s): {}; median {median:.3} s/epoch, {:.2} ms/step",
+            timer.seconds.iter().map(|s| format!("{s:.3}")).collect::<Vec<_>>().join(" "),
+            median / steps as f64 * 1e3
+        );
+        println!(
+            "final loss {:.4} accuracy {:.4}; test loss {:.4} test accuracy {accuracy:.4}",
+            history.last("loss").unwrap_or(f32::NAN),
+            history.last("accuracy").unwrap_or(f32::NAN),
+            logs.get("loss").unwrap_or(f32::NAN),
+        );
+    }
+    if args.iter().any(|a| a == "--stats") && stats.calls > 0 {
+        eprintln!(
+            "rank {}: {} collectives after epoch 1, {:.3} ms and {:.0} bytes each (mean)",
+            world.rank(),
+            stats.calls,
+            stats.seconds / stats.calls as f64 * 1e3,
+            stats.bytes as f64 / stats.calls as f64
+        );
+    }
+    if let Some(min) = min_accuracy {
+        if accuracy.is_nan() || accuracy < min {
+            return Err(format!("test accuracy {accuracy:.4} is below --min-test-accuracy {min}").into());
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

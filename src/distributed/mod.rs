@@ -1,0 +1,147 @@
+//! Data-parallel training across processes: the collective operations a model needs, behind one trait.
+//!
+//! A [`Communicator`] is a group of ranks that run the same program on the same data. Switch a model to it
+//! with one line, [`Sequential::distribute`](crate::models::Sequential::distribute); `fit`, `evaluate` and
+//! `predict` then split every batch across the ranks, as Keras' `MultiWorkerMirroredStrategy` and Horovod do:
+//!
+//! - the initial weights (and the seed of the shuffles) are broadcast from rank 0, and a digest of the model's
+//!   architecture, its weights, the data's shapes and the fit's settings is compared across ranks;
+//! - each global batch of `batch_size` samples (the same shuffle on every rank) is cut into contiguous shares,
+//!   one per rank; each rank computes the gradients of its share, and ONE allreduce per step sums them,
+//!   weighted by share size, with the batch's loss, predictions and targets and the layers' state updates
+//!   (BatchNormalization's moving statistics) in the same fused buffer;
+//! - every rank applies the same optimizer step to the same sums, so the weights stay bit-identical, and every
+//!   rank updates its metrics with the whole batch, so History is the same on every rank and equals what one
+//!   process reports (to float rounding);
+//! - stopping (`EarlyStopping`, `stop_training`) is agreed at each step; only rank 0 prints the progress bar
+//!   and writes CSV logs and checkpoints.
+//!
+//! Two implementations: `Mpi` (feature `mpi`, over an MPI library through the `mpi` crate), for runs under
+//! `mpirun`/`srun`, and [`ThreadGroup`], ranks as threads of one process, for tests and for trying the
+//! semantics without MPI.
+//!
+//! ```
+//! use kerust::distributed::{Communicator, ThreadGroup};
+//!
+//! let ranks = ThreadGroup::new(2);
+//! let sums: Vec<Vec<f32>> = std::thread::scope(|s| {
+//!     let handles: Vec<_> = ranks
+//!         .into_iter()
+//!         .map(|comm| {
+//!             s.spawn(move || {
+//!                 let mut buf = vec![comm.rank() as f32 + 1.0; 3];
+//!                 comm.all_reduce_sum(&mut buf);
+//!                 buf
+//!             })
+//!         })
+//!         .collect();
+//!     handles.into_iter().map(|h| h.join().unwrap()).collect()
+//! });
+//! assert_eq!(sums, vec![vec![3.0; 3], vec![3.0; 3]]);
+//! ```
+use std::sync::Mutex;
+
+mod threads;
+pub use threads::ThreadGroup;
+
+#[cfg(feature = "mpi")]
+mod mpi;
+#[cfg(feature = "mpi")]
+pub use self::mpi::Mpi;
+
+/// The collective operations of data-parallel training. Every rank must call the same operations in the
+/// same order with buffers of the same length; a call blocks until every rank has made it.
+///
+/// Results are bit-identical on every rank (a sum is added in the same order everywhere), so that ranks that
+/// apply the same update to the same weights stay identical.
+pub trait Communicator: Send + Sync + std::fmt::Debug {
+    /// This process' index, in `0..size()`. Rank 0 is the chief: it prints and writes files.
+    fn rank(&self) -> usize;
+
+    /// The number of ranks.
+    fn size(&self) -> usize;
+
+    /// Replaces `buf` on every rank by the element-wise sum of every rank's `buf`.
+    fn all_reduce_sum(&self, buf: &mut [f32]);
+
+    /// Every rank's `local` (rank `r` sends `counts[r]` values), concatenated in rank order into `out`, whose
+    /// length is the sum of `counts`.
+    fn all_gather(&self, local: &[f32], counts: &[usize], out: &mut [f32]);
+
+    /// Every rank's bytes, in rank order (lengths may differ).
+    fn all_gather_bytes(&self, local: &[u8]) -> Vec<Vec<u8>>;
+
+    /// Replaces `buf` on every rank by rank 0's.
+    fn broadcast(&self, buf: &mut [f32]);
+
+    /// Ends every rank of the job with exit code `code` (MPI_Abort): the way out when a rank fails while the
+    /// others may be waiting in a collective.
+    fn abort(&self, code: i32) -> !;
+}
+
+/// What the allreduces of training steps cost in this process so far: for the figures of a run (bytes per
+/// step, time per step in the allreduce). Counted for distributed models only.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StepStats {
+    /// Steps counted (one allreduce each).
+    pub calls: u64,
+    /// Bytes of the fused buffers they reduced (each rank's buffer, as the application sees it).
+    pub bytes: u64,
+    /// Time spent in them, waiting for other ranks included.
+    pub seconds: f64,
+}
+
+static STATS: Mutex<StepStats> = Mutex::new(StepStats { calls: 0, bytes: 0, seconds: 0.0 });
+
+/// The counts since the start of the process (or the last [`reset_step_stats`]).
+pub fn step_stats() -> StepStats {
+    *STATS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Restarts the counts of [`step_stats`] (e.g. after a warm-up epoch).
+pub fn reset_step_stats() {
+    *STATS.lock().unwrap_or_else(|e| e.into_inner()) = StepStats::default();
+}
+
+pub(crate) fn record_step(bytes: usize, elapsed: std::time::Duration) {
+    let mut s = STATS.lock().unwrap_or_else(|e| e.into_inner());
+    s.calls += 1;
+    s.bytes += bytes as u64;
+    s.seconds += elapsed.as_secs_f64();
+}
+
+/// The contiguous share of `0..n` that `rank` of `size` takes: sizes differ by at most one, the first
+/// `n % size` ranks take one more, and a rank's share is empty when `n < size`.
+///
+/// ```
+/// use kerust::distributed::share;
+/// assert_eq!(share(5, 0, 2), 0..3);
+/// assert_eq!(share(5, 1, 2), 3..5);
+/// assert_eq!(share(1, 1, 2), 1..1);
+/// ```
+pub fn share(n: usize, rank: usize, size: usize) -> std::ops::Range<usize> {
+    let (base, extra) = (n / size, n % size);
+    let start = rank * base + rank.min(extra);
+    start..start + base + usize::from(rank < extra)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share;
+
+    #[test]
+    fn shares_cover_the_range_in_order() {
+        for n in 0..20 {
+            for size in 1..6 {
+                let mut next = 0;
+                for rank in 0..size {
+                    let r = share(n, rank, size);
+                    assert_eq!(r.start, next);
+                    assert!(r.len() == n / size || r.len() == n / size + 1);
+                    next = r.end;
+                }
+                assert_eq!(next, n);
+            }
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! Data-parallel training with ranks as threads of this process (`ThreadGroup`): the same semantics as over
+//! MPI (the `mpirun -np 2` run of `examples/distributed_check.rs` checks those), without an MPI library.
+use std::sync::{Arc, Mutex};
+
+use kerust::autodiff::Tensor;
+use kerust::callbacks::{Callback, EarlyStopping, History, Logs};
+use kerust::distributed::{Communicator, ThreadGroup};
+use kerust::layers::{BatchNormalization, Dense, Dropout};
+use kerust::models::Sequential;
+use kerust::Error;
+use ndarray::Array2;
+
+/// Runs `f` on every rank of a group of `size` threads; results in rank order.
+fn on_ranks<T: Send>(size: usize, f: impl Fn(Arc<dyn Communicator>) -> T + Sync) -> Vec<T> {
+    std::thread::scope(|s| {
+        let f = &f;
+        let handles: Vec<_> =
+            ThreadGroup::new(size).into_iter().map(|rank| s.spawn(move || f(Arc::new(rank)))).collect();
+        handles.into_iter().map(|h| h.join().expect("a rank panicked")).collect()
+    })
+}
+
+fn data(n: usize) -> (Array2<f32>, Array2<f32>) {
+    let x = Array2::from_shape_fn((n, 5), |(i, j)| (((i * 7 + j * 3) % 11) as f32 - 5.0) / 5.0);
+    let y = Array2::from_shape_fn((n, 3), |(i, j)| f32::from((i * 5 + i / 3) % 3 == j));
+    (x, y)
+}
+
+fn mlp(seed: u64, batch_norm: bool) -> Sequential {
+    let mut m = Sequential::new();
+    m.set_seed(seed);
+    m.add(Dense::new(16).activation("relu").input_shape([5])).unwrap();
+    if batch_norm {
+        m.add(BatchNormalization::new()).unwrap();
+    }
+    m.add(Dense::new(3).activation("softmax")).unwrap();
+    m.compile("categorical_crossentropy", "adam", ["accuracy"]).unwrap();
+    m
+}
+
+/// Records the weights after every step.
+#[derive(Default)]
+struct Steps(Vec<Vec<Tensor>>);
+
+impl Callback for Steps {
+    fn on_train_batch_end(&mut self, model: &mut Sequential, _: usize, _: &Logs) -> kerust::Result<()> {
+        self.0.push(model.get_weights());
+        Ok(())
+    }
+}
+
+struct Run {
+    weights: Vec<Tensor>,
+    steps: Vec<Vec<Tensor>>,
+    history: History,
+}
+
+fn train(
+    comm: Option<Arc<dyn Communicator>>,
+    n: usize,
+    batch_size: usize,
+    seed: u64,
+    batch_norm: bool,
+) -> Run {
+    let (x, y) = data(n);
+    let mut model = mlp(seed, batch_norm);
+    if let Some(comm) = comm {
+        model.distribute(comm);
+    }
+    let mut steps = Steps::default();
+    let history =
+        model.fit(&x, &y).batch_size(batch_size).epochs(3).verbose(0).callback_ref(&mut steps).run().unwrap();
+    Run { weights: model.get_weights(), steps: steps.0, history }
+}
+
+fn assert_close(a: &[Tensor], b: &[Tensor], tolerance: f32) {
+    for (a, b) in a.iter().zip(b) {
+        assert_eq!(a.shape(), b.shape());
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= tolerance * (1.0 + x.abs()), "{x} vs {y}");
+        }
+    }
+}
+
+fn check_equivalence(n: usize, batch_size: usize) {
+    let single = train(None, n, batch_size, 3, false);
+    let ranks = on_ranks(2, |comm| train(Some(comm), n, batch_size, 3, false));
+    // Bit-identical on every rank after every step, with the same History.
+    assert_eq!(ranks[0].steps.len(), n.div_ceil(batch_size) * 3);
+    assert_eq!(ranks[0].steps, ranks[1].steps);
+    assert_eq!(ranks[0].history, ranks[1].history);
+    // The same training as one process, to float rounding (sums of two halves against one sum).
+    assert_close(&ranks[0].weights, &single.weights, 1e-4);
+    for key in ["loss", "accuracy"] {
+        let (d, s) = (&ranks[0].history[key], &single.history[key]);
+        assert_eq!(d.len(), 3);
+        for (d, s) in d.iter().zip(s) {
+            assert!((d - s).abs() < 1e-4, "{key}: {d} distributed, {s} one process");
+        }
+    }
+}
+
+#[test]
+fn two_ranks_train_like_one_process() {
+    // 64 samples: whole batches of 32, 16 per rank.
+    check_equivalence(64, 32);
+}
+
+#[test]
+fn an_uneven_last_batch_and_an_odd_sample_count() {
+    // 77 = 2 x 32 + 13: the last batch splits 7 / 6.
+    check_equivalence(77, 32);
+}
+
+#[test]
+fn a_last_batch_smaller_than_the_rank_count() {
+    // 33 = 32 + 1: rank 1 has no sample in the last batch and adds nothing.
+    check_equivalence(33, 32);
+}
+
+#[test]
+fn batch_normalization_state_stays_identical_across_ranks() {
+    let ranks = on_ranks(2, |comm| train(Some(comm), 50, 16, 5, true));
+    assert_eq!(ranks[0].steps, ranks[1].steps);
+    assert_eq!(ranks[0].history, ranks[1].history);
+    // The moving statistics moved (they are among the weights compared above).
+    let single = train(None, 50, 16, 5, true);
+    assert_eq!(single.weights.len(), ranks[0].weights.len());
+    assert!(ranks[0].weights.iter().all(|w| w.iter().all(|v| v.is_finite())));
+}
+
+#[test]
+fn one_rank_trains_exactly_as_without_distribution() {
+    let single = train(None, 45, 8, 9, true);
+    let one = on_ranks(1, |comm| train(Some(comm), 45, 8, 9, true));
+    assert_eq!(one[0].weights, single.weights);
+    assert_eq!(one[0].history, single.history);
+}
+
+#[test]
+fn ranks_with_different_seeds_take_rank_0s_weights_and_shuffles() {
+    let ranks = on_ranks(2, |comm| {
+        let seed = 100 + comm.rank() as u64;
+        train(Some(comm), 40, 8, seed, false)
+    });
+    assert_eq!(ranks[0].steps, ranks[1].steps);
+    let single = train(None, 40, 8, 100, false);
+    assert_close(&ranks[0].weights, &single.weights, 1e-4);
+}
+
+#[test]
+fn dropout_models_stay_identical_across_ranks() {
+    let ranks = on_ranks(2, |comm| {
+        let (x, y) = data(30);
+        let mut m = Sequential::new();
+        m.add(Dense::new(8).activation("relu").input_shape([5])).unwrap();
+        m.add(Dropout::new(0.3)).unwrap();
+        m.add(Dense::new(3).activation("softmax")).unwrap();
+        m.compile("categorical_crossentropy", "sgd", ["accuracy"]).unwrap();
+        m.distribute(comm);
+        let h = m.fit(&x, &y).batch_size(7).epochs(2).verbose(0).run().unwrap();
+        (m.get_weights(), h)
+    });
+    assert_eq!(ranks[0], ranks[1]);
+}
+
+#[test]
+fn evaluate_and_predict_split_their_work_and_match_one_process() {
+    let (x, y) = data(70);
+    let mut single = mlp(4, false);
+    let logs = single.evaluate_with_batch_size(&x, &y, 16).unwrap();
+    let pred = single.predict_with_batch_size(&x, 16).unwrap();
+    let ranks = on_ranks(2, |comm| {
+        let mut m = mlp(4, false);
+        m.distribute(comm);
+        (m.evaluate_with_batch_size(&x, &y, 16).unwrap(), m.predict_with_batch_size(&x, 16).unwrap())
+    });
+    for (l, p) in &ranks {
+        // Each batch is the one a single process runs, replayed in order: the same numbers exactly.
+        assert_eq!(l, &logs);
+        assert_eq!(p, &pred);
+    }
+}
+
+#[test]
+fn validation_logs_are_identical_on_every_rank() {
+    let (x, y) = data(60);
+    let ranks = on_ranks(2, |comm| {
+        let mut m = mlp(6, false);
+        m.distribute(comm);
+        m.fit(&x, &y).batch_size(10).epochs(2).validation_split(0.25).verbose(0).run().unwrap()
+    });
+    assert_eq!(ranks[0], ranks[1]);
+    assert!(ranks[0].get("val_accuracy").is_some());
+    let mut single = mlp(6, false);
+    let h = single.fit(&x, &y).batch_size(10).epochs(2).validation_split(0.25).verbose(0).run().unwrap();
+    for (d, s) in ranks[0]["val_loss"].iter().zip(&h["val_loss"]) {
+        assert!((d - s).abs() < 1e-4, "{d} vs {s}");
+    }
+}
+
+/// Asks to stop at the end of batch 2 of the first epoch, on one rank only.
+struct StopOnRank(usize);
+
+impl Callback for StopOnRank {
+    fn on_train_batch_end(&mut self, model: &mut Sequential, batch: usize, _: &Logs) -> kerust::Result<()> {
+        if model.communicator().map(|c| c.rank()) == Some(self.0) && batch == 2 {
+            model.stop_training();
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_stop_on_one_rank_stops_every_rank_at_the_same_step() {
+    let ranks = on_ranks(2, |comm| {
+        let (x, y) = data(80);
+        let mut m = mlp(2, false);
+        m.distribute(comm);
+        let mut steps = Steps::default();
+        m.fit(&x, &y)
+            .batch_size(8)
+            .epochs(5)
+            .verbose(0)
+            .callback(StopOnRank(1))
+            .callback_ref(&mut steps)
+            .run()
+            .unwrap();
+        steps.0
+    });
+    assert_eq!(ranks[0].len(), 3);
+    assert_eq!(ranks[0], ranks[1]);
+}
+
+#[test]
+fn early_stopping_stops_all_ranks_together() {
+    let ranks = on_ranks(2, |comm| {
+        let (x, y) = data(40);
+        let mut m = mlp(2, false);
+        m.distribute(comm);
+        let stop = EarlyStopping::new().monitor("loss").min_delta(10.0).patience(1);
+        m.fit(&x, &y).batch_size(8).epochs(20).verbose(0).callback(stop).run().unwrap()
+    });
+    assert_eq!(ranks[0], ranks[1]);
+    assert_eq!(ranks[0]["loss"].len(), 2);
+}
+
+#[test]
+fn bad_data_on_one_rank_is_an_error_on_every_rank() {
+    let results = on_ranks(2, |comm| {
+        let rank = comm.rank();
+        let (x, y) = data(40);
+        // Rank 1 has 4 features per sample instead of 5.
+        let x = if rank == 1 { x.slice(ndarray::s![.., ..4]).to_owned() } else { x };
+        let mut m = mlp(1, false);
+        let before = m.get_weights();
+        m.distribute(comm);
+        let result = m.fit(&x, &y).batch_size(8).verbose(0).run();
+        (result.map(|_| ()), before == m.get_weights())
+    });
+    let (Err(e0), unchanged0) = &results[0] else { panic!("rank 0 trained") };
+    let (Err(e1), unchanged1) = &results[1] else { panic!("rank 1 trained") };
+    assert!(*unchanged0 && *unchanged1, "a failed start changed the model");
+    assert!(matches!(e1, Error::Shape { .. }), "{e1}");
+    let message = e0.to_string();
+    assert!(matches!(e0, Error::Distributed { rank: 0, size: 2, .. }), "{message}");
+    assert!(message.contains("rank 1") && message.contains(&e1.to_string()), "{message}");
+}
+
+#[test]
+fn different_data_sizes_across_ranks_are_reported_before_training() {
+    let results = on_ranks(2, |comm| {
+        let (x, y) = data(if comm.rank() == 0 { 40 } else { 41 });
+        let mut m = mlp(1, false);
+        m.distribute(comm);
+        m.fit(&x, &y).batch_size(8).verbose(0).run().map(|_| ())
+    });
+    for r in &results {
+        let message = r.as_ref().unwrap_err().to_string();
+        assert!(message.contains("[40, 5]") && message.contains("[41, 5]"), "{message}");
+    }
+}
+
+#[test]
+fn different_models_across_ranks_are_reported_before_training() {
+    let results = on_ranks(2, |comm| {
+        let (x, y) = data(40);
+        let mut m = Sequential::new();
+        let units = if comm.rank() == 0 { 8 } else { 9 };
+        m.add(Dense::new(units).activation("relu").input_shape([5])).unwrap();
+        m.add(Dense::new(3).activation("softmax")).unwrap();
+        m.compile("categorical_crossentropy", "adam", ["accuracy"]).unwrap();
+        m.distribute(comm);
+        m.fit(&x, &y).batch_size(8).verbose(0).run().map(|_| ())
+    });
+    for r in &results {
+        let message = r.as_ref().unwrap_err().to_string();
+        assert!(message.contains("would train something else"), "{message}");
+    }
+}
+
+#[test]
+fn train_on_batch_splits_the_batch() {
+    let (x, y) = data(12);
+    let mut single = mlp(8, false);
+    let logs = single.train_on_batch(&x, &y).unwrap();
+    let ranks = on_ranks(2, |comm| {
+        let mut m = mlp(8, false);
+        m.distribute(comm);
+        let logs = m.train_on_batch(&x, &y).unwrap();
+        (logs, m.get_weights())
+    });
+    assert_eq!(ranks[0], ranks[1]);
+    assert_close(&ranks[0].1, &single.get_weights(), 1e-5);
+    assert!((ranks[0].0.get("loss").unwrap() - logs.get("loss").unwrap()).abs() < 1e-5);
+    assert_eq!(ranks[0].0.get("accuracy"), logs.get("accuracy"));
+}
+
+#[test]
+fn only_the_chief_writes_csv_logs() {
+    let dir = std::env::temp_dir().join(format!("kerust_distributed_csv_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let written = Mutex::new(Vec::new());
+    on_ranks(2, |comm| {
+        let rank = comm.rank();
+        let (x, y) = data(20);
+        let mut m = mlp(1, false);
+        m.distribute(comm);
+        let path = dir.join(format!("rank{rank}.csv"));
+        m.fit(&x, &y)
+            .batch_size(5)
+            .verbose(0)
+            .callback(kerust::callbacks::CSVLogger::new(&path))
+            .run()
+            .unwrap();
+        written.lock().unwrap().push((rank, path.exists()));
+    });
+    let mut written = written.into_inner().unwrap();
+    written.sort();
+    assert_eq!(written, vec![(0, true), (1, false)]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
