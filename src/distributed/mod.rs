@@ -29,9 +29,9 @@
 //!         .into_iter()
 //!         .map(|comm| {
 //!             s.spawn(move || {
-//!                 let mut buf = vec![comm.rank() as f32 + 1.0; 3];
-//!                 comm.all_reduce_sum(&mut buf);
-//!                 buf
+//!                 let mut sum = vec![0.0; 3];
+//!                 comm.all_reduce_sum(&[comm.rank() as f32 + 1.0; 3], &mut sum);
+//!                 sum
 //!             })
 //!         })
 //!         .collect();
@@ -61,8 +61,8 @@ pub trait Communicator: Send + Sync + std::fmt::Debug {
     /// The number of ranks.
     fn size(&self) -> usize;
 
-    /// Replaces `buf` on every rank by the element-wise sum of every rank's `buf`.
-    fn all_reduce_sum(&self, buf: &mut [f32]);
+    /// Writes into `recv`, on every rank, the element-wise sum of every rank's `send` (of `recv`'s length).
+    fn all_reduce_sum(&self, send: &[f32], recv: &mut [f32]);
 
     /// Every rank's `local` (rank `r` sends `counts[r]` values), concatenated in rank order into `out`, whose
     /// length is the sum of `counts`.

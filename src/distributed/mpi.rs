@@ -99,11 +99,8 @@ impl Communicator for Mpi {
         self.size
     }
 
-    fn all_reduce_sum(&self, buf: &mut [f32]) {
-        // MPI's collectives cannot alias send and receive buffers without MPI_IN_PLACE, which the crate does
-        // not expose for allreduce: one copy of the buffer.
-        let send = buf.to_vec();
-        self.serialized(|w| w.all_reduce_into(&send[..], buf, SystemOperation::sum()));
+    fn all_reduce_sum(&self, send: &[f32], recv: &mut [f32]) {
+        self.serialized(|w| w.all_reduce_into(send, recv, SystemOperation::sum()));
     }
 
     fn all_gather(&self, local: &[f32], counts: &[usize], out: &mut [f32]) {

@@ -58,12 +58,11 @@ impl Communicator for ThreadGroup {
         self.shared.size
     }
 
-    fn all_reduce_sum(&self, buf: &mut [f32]) {
-        let mine = buf.to_vec();
-        self.exchange_floats(&mine, |parts| {
-            buf.copy_from_slice(&parts[0]);
+    fn all_reduce_sum(&self, send: &[f32], recv: &mut [f32]) {
+        self.exchange_floats(send, |parts| {
+            recv.copy_from_slice(&parts[0]);
             for part in &parts[1..] {
-                buf.iter_mut().zip(part).for_each(|(b, p)| *b += p);
+                recv.iter_mut().zip(part).for_each(|(r, p)| *r += p);
             }
         });
     }

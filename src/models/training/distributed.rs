@@ -85,8 +85,9 @@ pub(super) struct DataParallel {
     /// This step's outputs and targets on this rank's share.
     pred: Vec<f32>,
     truth: Vec<f32>,
-    /// The fused buffer of one step.
+    /// The fused buffer of one step, and its sum over the ranks.
     buf: Vec<f32>,
+    sum: Vec<f32>,
     /// Rank 0's seed and count of epochs run, learnt by `agree`.
     chief_seed: (u64, u64),
 }
@@ -104,6 +105,7 @@ impl DataParallel {
             pred: Vec::new(),
             truth: Vec::new(),
             buf: Vec::new(),
+            sum: Vec::new(),
             chief_seed: (0, 0),
         }
     }
@@ -290,32 +292,46 @@ impl DataParallel {
         let (flags, loss_at, pred_at) = (values, values + np, values + np + 1);
         let truth_at = pred_at + n * pw;
         let buf = &mut self.buf;
-        buf.clear();
+        // Every element is written below (values or zeros): no clearing pass over the buffer.
         buf.resize(truth_at + n * tw, 0.0);
-        if has_samples {
-            let mut at = 0;
-            for (i, (id, p)) in params.iter().enumerate() {
-                let len = p.value.len();
-                let seg = &mut buf[at..at + len];
-                let (value, flag) = if p.trainable {
-                    (grads.get(id), 1.0)
-                } else {
-                    (updates.iter().find(|(u, _)| *u == id).map(|(_, v)| v), w)
-                };
-                if let Some(value) = value {
-                    seg.iter_mut().zip(value.iter()).for_each(|(s, v)| *s = v * w);
+        let mut at = 0;
+        for (i, (id, p)) in params.iter().enumerate() {
+            let len = p.value.len();
+            let seg = &mut buf[at..at + len];
+            let (value, flag) = if !has_samples {
+                (None, 0.0)
+            } else if p.trainable {
+                (grads.get(id), 1.0)
+            } else {
+                (updates.iter().find(|(u, _)| *u == id).map(|(_, v)| v), w)
+            };
+            match value {
+                Some(value) => {
+                    match value.as_slice() {
+                        Some(v) => seg.iter_mut().zip(v).for_each(|(s, v)| *s = v * w),
+                        None => seg.iter_mut().zip(value.iter()).for_each(|(s, v)| *s = v * w),
+                    }
                     buf[flags + i] = flag;
                 }
-                at += len;
+                None => {
+                    seg.fill(0.0);
+                    buf[flags + i] = 0.0;
+                }
             }
-            buf[loss_at] = loss * w;
+            at += len;
+        }
+        buf[loss_at] = if has_samples { loss * w } else { 0.0 };
+        buf[pred_at..].fill(0.0);
+        if has_samples {
             let l = &self.local;
             buf[pred_at + l.start * pw..pred_at + l.end * pw].copy_from_slice(&self.pred);
             buf[truth_at + l.start * tw..truth_at + l.end * tw].copy_from_slice(&self.truth);
         }
+        self.sum.resize(buf.len(), 0.0);
         let started = Instant::now();
-        comm.all_reduce_sum(buf);
+        comm.all_reduce_sum(buf, &mut self.sum);
         record_step(buf.len() * std::mem::size_of::<f32>(), started.elapsed());
+        let buf = &self.sum;
 
         updates.clear();
         let mut at = 0;
@@ -364,9 +380,9 @@ impl DataParallel {
     /// Whether training stops: true on every rank as soon as one rank's callbacks asked for it.
     pub(super) fn stopping(&mut self, model: &mut Sequential) -> bool {
         if let Some(comm) = &self.comm {
-            let mut flag = [f32::from(u8::from(model.stop_training))];
-            comm.all_reduce_sum(&mut flag);
-            model.stop_training = flag[0] > 0.0;
+            let mut any = [0.0];
+            comm.all_reduce_sum(&[f32::from(u8::from(model.stop_training))], &mut any);
+            model.stop_training = any[0] > 0.0;
         }
         model.stop_training
     }
