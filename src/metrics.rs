@@ -642,6 +642,41 @@ impl From<Box<dyn Metric>> for MetricSpec {
     }
 }
 
+/// The `metrics` argument of [`Sequential::compile`](crate::models::Sequential::compile): Keras'
+/// `metrics=["accuracy"]`, no metrics at all (`[]`, as short as Keras' leaving the argument out), or a `Vec` that
+/// mixes names and metric objects.
+///
+/// ```
+/// use kerust::metrics::{IntoMetrics, MetricSpec, TopKCategoricalAccuracy};
+/// assert_eq!([].into_metric_specs().len(), 0);
+/// assert_eq!(["accuracy", "mae"].into_metric_specs().len(), 2);
+/// let mixed = vec![MetricSpec::from("accuracy"), TopKCategoricalAccuracy::new().k(3).into()];
+/// assert_eq!(mixed.into_metric_specs().len(), 2);
+/// ```
+pub trait IntoMetrics {
+    /// The metrics, in order.
+    fn into_metric_specs(self) -> Vec<MetricSpec>;
+}
+
+// One impl for arrays only, of names: then `[]` has a type to infer (`[&str; 0]`). Metric objects come in a Vec.
+impl<const N: usize> IntoMetrics for [&str; N] {
+    fn into_metric_specs(self) -> Vec<MetricSpec> {
+        self.into_iter().map(MetricSpec::from).collect()
+    }
+}
+
+impl IntoMetrics for &[&str] {
+    fn into_metric_specs(self) -> Vec<MetricSpec> {
+        self.iter().copied().map(MetricSpec::from).collect()
+    }
+}
+
+impl<M: Into<MetricSpec>> IntoMetrics for Vec<M> {
+    fn into_metric_specs(self) -> Vec<MetricSpec> {
+        self.into_iter().map(Into::into).collect()
+    }
+}
+
 impl<T: Metric + 'static> From<T> for MetricSpec {
     fn from(metric: T) -> Self {
         MetricSpec::Metric(Box::new(metric))

@@ -65,7 +65,7 @@ fn predictions_and_one_training_step_match_keras() {
         let mut m = model(name);
         let weights: Vec<Tensor> = case["weights_before"].as_array().unwrap().iter().map(tensor).collect();
         m.set_weights(&weights).unwrap();
-        m.compile("categorical_crossentropy", SGD::new().learning_rate(0.1), Vec::<String>::new()).unwrap();
+        m.compile("categorical_crossentropy", SGD::new().learning_rate(0.1), []).unwrap();
         let (x, y) = (tensor(&case["x"]), tensor(&case["y"]));
         assert_close(
             &format!("{name}: predict"),
@@ -209,7 +209,7 @@ fn convnet() -> Sequential {
     m.add(Conv2D::new(2, 3)).unwrap();
     m.add(Flatten::new()).unwrap();
     m.add(Dense::new(3)).unwrap();
-    m.compile("mse", "sgd", Vec::<String>::new()).unwrap();
+    m.compile("mse", "sgd", []).unwrap();
     m
 }
 

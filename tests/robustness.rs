@@ -142,7 +142,7 @@ fn xy() -> (Array2<f32>, Array2<f32>) {
 fn compiled(loss: &str, metrics: &[&str]) -> Sequential {
     let mut m = Sequential::new();
     m.add(Dense::new(3).activation("softmax").input_shape([4])).unwrap();
-    m.compile(loss, "sgd", metrics.iter().copied()).unwrap();
+    m.compile(loss, "sgd", metrics).unwrap();
     m
 }
 
@@ -166,10 +166,10 @@ fn bad_settings_are_errors() {
     let mut m = Sequential::new();
     m.add(Dense::new(2).input_shape([3])).unwrap();
     for lr in [-1.0f32, f32::NAN, f32::INFINITY] {
-        assert!(m.compile("mse", SGD::new().learning_rate(lr), Vec::<&str>::new()).is_err());
+        assert!(m.compile("mse", SGD::new().learning_rate(lr), []).is_err());
     }
-    assert!(m.compile("mse", SGD::new().momentum(1.5), Vec::<&str>::new()).is_err());
-    assert!(m.compile("msee", "sgd", Vec::<&str>::new()).is_err());
+    assert!(m.compile("mse", SGD::new().momentum(1.5), []).is_err());
+    assert!(m.compile("msee", "sgd", []).is_err());
     assert!(m.compile("mse", "sgd", ["f1_score"]).is_err());
 }
 

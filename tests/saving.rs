@@ -520,7 +520,7 @@ fn checkpoint_never_overwrites_a_good_file_with_nan() {
     m.set_seed(2);
     m.add(Dense::new(1).input_shape([1])).unwrap();
     // Tiny steps first (a good checkpoint), then a learning rate that blows the weights up.
-    m.compile("mse", SGD::new().learning_rate(1e-3), Vec::<&str>::new()).unwrap();
+    m.compile("mse", SGD::new().learning_rate(1e-3), []).unwrap();
     let x = Array2::from_shape_fn((8, 1), |(i, _)| i as f32);
     let y = x.mapv(|v| 2.0 * v + 1.0);
     let mut ckpt = ModelCheckpoint::new(path.display().to_string()).monitor("loss");
