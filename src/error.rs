@@ -173,3 +173,11 @@ impl Error {
 
 /// `Result` with kerust's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An ndarray shape error (e.g. `into_dimensionality::<Ix2>()` on a 3-D prediction), so that `?` works on
+/// ndarray's conversions in a function returning [`Result`].
+impl From<ndarray::ShapeError> for Error {
+    fn from(e: ndarray::ShapeError) -> Self {
+        Error::shape("an ndarray conversion", "a compatible shape", e.to_string())
+    }
+}

@@ -89,10 +89,10 @@ fn fuzz_load_model_random_bytes_and_mutations() {
         .run(&mutations(), |edits| {
             let bytes = mutate(valid.clone(), &edits);
             // No panic; a mutated file loads only if the change was invisible (JSON whitespace).
-            if let Ok(mut m) = load_model_from_bytes(&bytes) {
+            if let Ok(m) = load_model_from_bytes(&bytes) {
                 loaded.set(loaded.get() + 1);
                 let x = ArrayD::<f32>::ones(IxDyn(&[1, 2, 2]));
-                let mut original = load_model_from_bytes(&valid).unwrap();
+                let original = load_model_from_bytes(&valid).unwrap();
                 prop_assert_eq!(m.predict(&x).unwrap(), original.predict(&x).unwrap());
             }
             Ok(())

@@ -82,7 +82,7 @@ fn save_load_predicts_bit_for_bit_with_everything_restored() {
     fit(&mut m, 0, 2);
     let path = dir.path("model.safetensors");
     m.save(&path).unwrap();
-    let mut back = load_model(&path).unwrap();
+    let back = load_model(&path).unwrap();
     let (x, _) = data();
     assert_eq!(bits(&back.predict(&x).unwrap()), bits(&m.predict(&x).unwrap()));
     assert_eq!(back.name(), m.name());
@@ -170,7 +170,7 @@ const CHILD_ENV: &str = "KERUST_TEST_LOAD_CHILD";
 fn a_fresh_process_reads_the_file() {
     let (x, _) = data();
     if let Ok(path) = std::env::var(CHILD_ENV) {
-        let mut m = load_model(&path).unwrap();
+        let m = load_model(&path).unwrap();
         let out = m.predict(&x).unwrap();
         let bytes: Vec<u8> = out.iter().flat_map(|v| v.to_le_bytes()).collect();
         std::fs::write(format!("{path}.predictions"), bytes).unwrap();

@@ -153,7 +153,7 @@ impl Perm {
 /// A user-defined operation: a forward computation and its backward rule, for what the built-in operations
 /// cannot express efficiently. [`crate::autodiff::check_gradients`] verifies a custom rule against finite
 /// differences.
-pub trait CustomOp {
+pub trait CustomOp: Send + Sync {
     /// The output for these inputs.
     fn forward(&self, inputs: &[ArrayViewD<'_, f32>]) -> Tensor;
 

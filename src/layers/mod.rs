@@ -83,7 +83,7 @@ impl<'r> CallContext<'r> {
 
 /// A layer of a [`crate::models::Sequential`] model: settings in its constructor, weights created in
 /// [`Layer::build`] through [`add_weight`], the forward pass in [`Layer::call`].
-pub trait Layer: Send {
+pub trait Layer: Send + Sync {
     /// Keras' class name, e.g. `"Dense"` (shown in the summary).
     fn class_name(&self) -> &'static str;
 
