@@ -125,17 +125,7 @@ impl Sequential {
                 };
                 tensors.push((format!("{OPTIMIZER_PREFIX}{}/{slot}", param.name), value));
             }
-            let metrics = match &c.metrics {
-                Metrics::Pending(specs) => specs
-                    .iter()
-                    .map(|s| match s {
-                        MetricSpec::Name(n) => n.clone(),
-                        MetricSpec::Metric(m) => m.name().to_string(),
-                    })
-                    .collect(),
-                Metrics::Resolved(ms) => ms.iter().map(|m| m.name().to_string()).collect(),
-                Metrics::Lent(names) => names.clone(),
-            };
+            let metrics = self.metric_names().unwrap_or_default();
             compile = Some(CompileConfig {
                 loss: NamedConfig {
                     name: c.loss.name().into(),
@@ -160,6 +150,22 @@ impl Sequential {
         };
         let json = serde_json::to_string(&config).map_err(|e| format_error("<writing>", e.to_string()))?;
         encode(MODEL_FORMAT, &[("model_config", json)], &tensors)
+    }
+
+    /// The names the compiled metrics log under (`None` before `compile`), in order; also while `fit` holds
+    /// them.
+    pub(crate) fn metric_names(&self) -> Option<Vec<String>> {
+        Some(match &self.compiled.as_ref()?.metrics {
+            Metrics::Pending(specs) => specs
+                .iter()
+                .map(|s| match s {
+                    MetricSpec::Name(n) => n.clone(),
+                    MetricSpec::Metric(m) => m.name().to_string(),
+                })
+                .collect(),
+            Metrics::Resolved(ms) => ms.iter().map(|m| m.name().to_string()).collect(),
+            Metrics::Lent(names) => names.clone(),
+        })
     }
 
     /// Saves the weights alone (safetensors, `<layer>/<weight>` names), atomically.
