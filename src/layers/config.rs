@@ -28,7 +28,7 @@ use serde_json::Value;
 
 use super::{
     Activation, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
-    GlobalAveragePooling2D, GlobalMaxPooling2D, Input, Layer, MaxPooling2D, Reshape,
+    GlobalAveragePooling2D, GlobalMaxPooling2D, Input, Layer, MaxPooling2D, Rescaling, Reshape,
 };
 use crate::activations::Activation as Function;
 use crate::initializers::Initializer;
@@ -59,6 +59,7 @@ pub const KNOWN_LAYERS: &[&str] = &[
     "GlobalAveragePooling2D",
     "BatchNormalization",
     "Reshape",
+    "Rescaling",
 ];
 
 /// A function with settings: an activation or an initializer.
@@ -150,7 +151,7 @@ pub(crate) mod strict_f32 {
             }
         )*};
     }
-    settings!(momentum, epsilon);
+    settings!(momentum, epsilon, scale, offset);
 }
 
 /// Serde for an activation setting, as a [`FnConfig`] (`{"class_name": "relu", "config": {}}`).
@@ -274,6 +275,7 @@ pub fn layer_from_config(config: &LayerConfig) -> Result<Box<dyn Layer>> {
         "GlobalAveragePooling2D" => Box::new(GlobalAveragePooling2D::from_settings(parse(config)?)),
         "BatchNormalization" => Box::new(BatchNormalization::from_settings(parse(config)?)),
         "Reshape" => Box::new(Reshape::from_settings(parse(config)?)),
+        "Rescaling" => Box::new(Rescaling::from_settings(parse(config)?)),
         other => {
             return Err(Error::UnknownName {
                 kind: "layer type",
@@ -420,6 +422,7 @@ mod tests {
                     .gamma_initializer(Initializer::Constant(2.0)),
             ),
             Box::new(Reshape::new([-1, 4, 1]).input_shape([8])),
+            Box::new(Rescaling::new(1.0 / 255.0).offset(-0.5).input_shape([2, 2]).name("scale")),
         ];
         let mut seen: Vec<&str> = layers.iter().map(|l| l.class_name()).collect();
         seen.sort_unstable();

@@ -30,6 +30,7 @@ mod dropout;
 mod flatten;
 mod input;
 mod pooling;
+mod rescaling;
 mod reshape;
 
 pub use activation::Activation;
@@ -44,6 +45,7 @@ pub use pooling::{
     Average, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, GlobalPooling2D, Max,
     MaxPooling2D, PoolKind, Pooling2D,
 };
+pub use rescaling::Rescaling;
 pub use reshape::Reshape;
 
 use rand::rngs::StdRng;

@@ -13,6 +13,7 @@
 //! model.compile("categorical_crossentropy", "sgd", ["accuracy"])?;
 //! # Ok::<(), kerust::Error>(())
 //! ```
+mod from_layers;
 mod saving;
 mod summary;
 mod training;
