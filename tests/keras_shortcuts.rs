@@ -1,7 +1,9 @@
-//! What a Keras user reaches for early (issue 12, point 9): a model from a list of layers, `Rescaling`, and
-//! readable `Logs` and `History`.
+//! What a Keras user reaches for early (issue 12, point 9): a model from a list of layers, custom activations
+//! without a layer, `Rescaling`, and readable `Logs` and `History`.
+use kerust::activations::Activation;
 use kerust::layers::{layer_from_config, Dense, Dropout, Flatten, Layer, Rescaling};
-use kerust::models::{load_model_from_bytes, Sequential};
+use kerust::models::{load_model_from_bytes, load_model_from_bytes_with, Sequential};
+use kerust::saving::LoadOptions;
 use kerust::sequential;
 use ndarray::{Array2, Array3};
 
@@ -54,6 +56,47 @@ fn sequential_macro_gives_the_errors_of_add() {
     assert_eq!(zero, err(m.add(Dense::new(0))));
     let dup = err(sequential![Dense::new(4).name("a").input_shape([3]), Dense::new(2).name("a")]);
     assert!(dup.to_string().contains("unique names"), "{dup}");
+}
+
+// ---- Custom activations --------------------------------------------------------------------------------
+
+fn cube() -> Activation {
+    Activation::custom("cube", |x| x * x * x, |x| 3.0 * x * x)
+}
+
+#[test]
+fn a_custom_activation_works_in_dense_and_activation_layers_and_trains() {
+    let (x, y) = xy();
+    let mut m = sequential![
+        Dense::new(6).activation(cube()).input_shape([4]),
+        kerust::layers::Activation::new(Activation::custom("halve", |x| 0.5 * x, |_| 0.5)),
+        Dense::new(2).activation("softmax"),
+    ]
+    .unwrap();
+    m.set_seed(1);
+    // The first layer's output is the cube of the same layer without activation.
+    let mut linear = sequential![Dense::new(6).input_shape([4])].unwrap();
+    linear.set_weights(&m.get_weights()[..2]).unwrap();
+    let mut first = sequential![Dense::new(6).activation(cube()).input_shape([4])].unwrap();
+    first.set_weights(&m.get_weights()[..2]).unwrap();
+    let (z, a) = (linear.predict(&x).unwrap(), first.predict(&x).unwrap());
+    assert_eq!(a, z.mapv(|v| v * v * v));
+
+    m.compile("categorical_crossentropy", "adam", ["accuracy"]).unwrap();
+    let h = m.fit(&x, &y).epochs(5).verbose(0).run().unwrap();
+    assert!(h["loss"][4] < h["loss"][0], "{h}");
+
+    // Saved by name; loaded back with the activations registered, identical.
+    let bytes = m.to_bytes().unwrap();
+    let e = err(load_model_from_bytes(&bytes));
+    assert!(e.contains("unknown activation `cube`") && e.contains("custom_activation"), "{e}");
+    let options = LoadOptions::new().custom_activation(cube()).custom_activation(Activation::custom(
+        "halve",
+        |x| 0.5 * x,
+        |_| 0.5,
+    ));
+    let mut back = load_model_from_bytes_with(&bytes, &options).unwrap();
+    assert_eq!(back.predict(&x).unwrap(), m.predict(&x).unwrap());
 }
 
 // ---- Rescaling ----------------------------------------------------------------------------------------
