@@ -191,13 +191,15 @@ fn moving_statistics_change_in_training_only_and_survive_save_and_load() {
 fn a_small_convnet_learns() {
     let (x, y) = quadrants(96);
     let mut m = Sequential::new();
+    // Seeded before the layers are built: seeded after, their weights came from the operating system's
+    // generator and about one run in ten stayed below the bar.
+    m.set_seed(3);
     m.add(Conv2D::new(8, 3).padding("same").activation("relu").input_shape([8, 8, 1])).unwrap();
     m.add(AveragePooling2D::new(2)).unwrap();
     m.add(Conv2D::new(8, 3).activation("relu")).unwrap();
     m.add(GlobalMaxPooling2D::new()).unwrap();
     m.add(Dense::new(4).activation("softmax")).unwrap();
     m.compile("categorical_crossentropy", "adam", ["accuracy"]).unwrap();
-    m.set_seed(3);
     let h = m.fit(&x, &y).batch_size(16).epochs(30).verbose(0).run().unwrap();
     let acc = *h["accuracy"].last().unwrap();
     assert!(acc > 0.95, "accuracy {acc}");

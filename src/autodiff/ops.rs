@@ -205,6 +205,11 @@ impl<'t> Tape<'t> {
 }
 
 impl<'t> Var<'t> {
+    /// A user's element-wise activation ([`crate::activations::Activation::custom`]).
+    pub(crate) fn custom_elementwise(self, c: crate::activations::CustomActivation) -> Var<'t> {
+        self.unary(Unary::Custom(c))
+    }
+
     fn unary(self, f: Unary) -> Var<'t> {
         let shape = self.shape();
         self.tape.push(Op::Unary(self.id, f), &shape, |v, out, _| {

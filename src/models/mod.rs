@@ -13,11 +13,12 @@
 //! model.compile("categorical_crossentropy", "sgd", ["accuracy"])?;
 //! # Ok::<(), kerust::Error>(())
 //! ```
+mod from_layers;
 mod saving;
 mod summary;
 mod training;
 
-pub use saving::{load_model, load_model_from_bytes};
+pub use saving::{load_model, load_model_from_bytes, load_model_from_bytes_with, load_model_with};
 pub use training::{Fit, PREDICT_BATCH_SIZE};
 
 use rand::rngs::StdRng;
