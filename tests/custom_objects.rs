@@ -14,7 +14,7 @@ use kerust::models::{
 };
 use kerust::saving::LoadOptions;
 use kerust::{Error, Result};
-use ndarray::{Array2, ArrayViewD};
+use ndarray::{Array2, ArrayView1, ArrayViewD};
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
@@ -118,8 +118,9 @@ impl Loss for ScaledMse {
         }
     }
 
-    fn call<'t>(&self, y_true: Var<'t>, y_pred: Var<'t>) -> Var<'t> {
-        y_pred.sub(y_true).square().mean().mul_scalar(self.factor)
+    // Per element: the mean over the batch is the scaled mean squared error.
+    fn per_sample<'t>(&self, y_true: Var<'t>, y_pred: Var<'t>) -> Var<'t> {
+        y_pred.sub(y_true).square().mul_scalar(self.factor)
     }
 
     fn config(&self) -> Vec<(String, f64)> {
@@ -142,7 +143,12 @@ impl Metric for MaxError {
         "max_error"
     }
 
-    fn update(&mut self, y_true: ArrayViewD<'_, f32>, y_pred: ArrayViewD<'_, f32>) {
+    fn update(
+        &mut self,
+        y_true: ArrayViewD<'_, f32>,
+        y_pred: ArrayViewD<'_, f32>,
+        _: Option<ArrayView1<'_, f32>>,
+    ) {
         self.0 = y_true.iter().zip(y_pred.iter()).fold(self.0, |m, (t, p)| m.max((t - p).abs()));
     }
 

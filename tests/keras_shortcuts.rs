@@ -95,7 +95,7 @@ fn a_custom_activation_works_in_dense_and_activation_layers_and_trains() {
         |x| 0.5 * x,
         |_| 0.5,
     ));
-    let mut back = load_model_from_bytes_with(&bytes, &options).unwrap();
+    let back = load_model_from_bytes_with(&bytes, &options).unwrap();
     assert_eq!(back.predict(&x).unwrap(), m.predict(&x).unwrap());
 }
 
@@ -105,7 +105,7 @@ fn a_custom_activation_works_in_dense_and_activation_layers_and_trains() {
 fn rescaling_is_kerass_formula_in_f32() {
     let x = Array3::from_shape_fn((3, 2, 4), |(i, j, k)| (i * 97 + j * 31 + k * 7) as f32 % 256.0);
     for (scale, offset) in [(1.0 / 255.0, 0.0), (1.0 / 127.5, -1.0), (-2.5, 0.25)] {
-        let mut m = sequential![Rescaling::new(scale).offset(offset).input_shape([2, 4])].unwrap();
+        let m = sequential![Rescaling::new(scale).offset(offset).input_shape([2, 4])].unwrap();
         let out = m.predict(&x).unwrap();
         assert_eq!(out.shape(), &[3, 2, 4]);
         // Keras: `inputs * scale + offset`, in float32, in that order.
@@ -115,7 +115,7 @@ fn rescaling_is_kerass_formula_in_f32() {
         assert_eq!(m.count_params(), 0);
     }
     // Before a Dense model: pixels 0-255 go in as they are.
-    let mut m =
+    let m =
         sequential![Rescaling::new(1.0 / 255.0).input_shape([2, 4]), Flatten::new(), Dense::new(3)].unwrap();
     assert_eq!(m.predict(&x).unwrap().shape(), &[3, 3]);
     let summary = m.summary_string();
@@ -130,11 +130,10 @@ fn rescaling_saves_loads_and_refuses_bad_settings() {
     assert_eq!(config.config["scale"], f64::from(1.0f32 / 255.0));
     assert_eq!(config.config["offset"], -0.5);
     assert_eq!(layer_from_config(&config).unwrap().config().unwrap(), config);
-    let mut m = sequential![layer.input_shape([4]), Dense::new(2)].unwrap();
+    let m = sequential![layer.input_shape([4]), Dense::new(2)].unwrap();
     let back = load_model_from_bytes(&m.to_bytes().unwrap()).unwrap();
     let (x, _) = xy();
     assert_eq!(back.layers()[0].config().unwrap(), m.layers()[0].config().unwrap());
-    let mut back = back;
     assert_eq!(back.predict(&x).unwrap(), m.predict(&x).unwrap());
 
     // A stored scale that an f32 cannot hold, or a missing offset, is an error naming it.
