@@ -66,34 +66,21 @@ impl Numeric for f64 {
     }
 }
 
+/// Integers: `to_i64` turns one into a class index candidate (saturating at `i64::MAX` for the wide types).
 macro_rules! integers {
-    ($($t:ty),*) => {$(
+    ($to_i64:expr => $($t:ty),*) => {$(
         impl sealed::Sealed for $t {}
         impl Numeric for $t {
             fn to_f32(self) -> f32 {
                 self as f32
             }
 
+            #[allow(clippy::useless_conversion)] // i64 from i64
             fn whole(self) -> Option<i64> {
-                Some(i64::from(self))
+                Some(($to_i64)(self))
             }
         }
     )*};
 }
-integers!(u8, u16, u32, i8, i16, i32, i64);
-
-macro_rules! wide_integers {
-    ($($t:ty),*) => {$(
-        impl sealed::Sealed for $t {}
-        impl Numeric for $t {
-            fn to_f32(self) -> f32 {
-                self as f32
-            }
-
-            fn whole(self) -> Option<i64> {
-                Some(i64::try_from(self).unwrap_or(i64::MAX))
-            }
-        }
-    )*};
-}
-wide_integers!(u64, usize, isize);
+integers!(i64::from => u8, u16, u32, i8, i16, i32, i64);
+integers!(|v| i64::try_from(v).unwrap_or(i64::MAX) => u64, usize, isize);
