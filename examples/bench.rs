@@ -140,7 +140,7 @@ fn main() -> Result<()> {
     w2.add(Dense::new(256).activation("relu"))?;
     w2.add(Dense::new(10).activation("softmax"))?;
     w2.compile("categorical_crossentropy", "adam", ["accuracy"])?;
-    let mut w2 = run("W2", w2, 128, w2_epochs, &data)?;
+    let w2 = run("W2", w2, 128, w2_epochs, &data)?;
 
     let x_test = &data.2;
     let times: Vec<f64> = (0..7)

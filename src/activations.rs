@@ -38,6 +38,50 @@ pub enum Activation {
     LeakyRelu(f32),
     /// `e^x`.
     Exponential,
+    /// A user's element-wise function with its derivative: see [`Activation::custom`].
+    Custom(CustomActivation),
+}
+
+/// An element-wise activation given by the user as a function `f` and its derivative `df` (both of `x`):
+/// made by [`Activation::custom`]. Plain function pointers, so that an [`Activation`] stays `Copy`; closures
+/// that capture nothing convert to them.
+#[derive(Clone, Copy)]
+pub struct CustomActivation {
+    name: &'static str,
+    f: fn(f32) -> f32,
+    df: fn(f32) -> f32,
+}
+
+impl CustomActivation {
+    /// The name it is saved under.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// `f(x)`.
+    pub fn f(&self, x: f32) -> f32 {
+        (self.f)(x)
+    }
+
+    /// `f'(x)`.
+    pub fn df(&self, x: f32) -> f32 {
+        (self.df)(x)
+    }
+}
+
+impl PartialEq for CustomActivation {
+    /// The same name and the same two functions.
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && std::ptr::fn_addr_eq(self.f, other.f)
+            && std::ptr::fn_addr_eq(self.df, other.df)
+    }
+}
+
+impl fmt::Debug for CustomActivation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CustomActivation").field("name", &self.name).finish_non_exhaustive()
+    }
 }
 
 const NAMES: &str =
@@ -45,6 +89,34 @@ const NAMES: &str =
                      swish, silu, leaky_relu, exponential";
 
 impl Activation {
+    /// An element-wise activation of your own, without writing a layer: `f` and its derivative `df`, both
+    /// functions of `x` (or closures that capture nothing). Usable wherever an activation is accepted
+    /// (`Dense::new(10).activation(...)`, `Conv2D`, the `Activation` layer); the gradient is `df`, so check it
+    /// with [`check_gradients`](crate::autodiff::check_gradients) as below.
+    ///
+    /// A model using one saves it by `name`; [`load_model_with`](crate::models::load_model_with) reads it back
+    /// when the same activation is registered with
+    /// [`LoadOptions::custom_activation`](crate::saving::LoadOptions::custom_activation). The name must not be
+    /// a built-in one (saving says so).
+    ///
+    /// ```
+    /// use kerust::activations::Activation;
+    /// use kerust::autodiff::check_gradients;
+    /// use kerust::layers::Dense;
+    ///
+    /// // Keras: `def cube(x): return x ** 3`, `Dense(10, activation=cube)`.
+    /// let cube = Activation::custom("cube", |x| x * x * x, |x| 3.0 * x * x);
+    /// let layer = Dense::new(10).activation(cube);
+    /// # let _ = layer;
+    ///
+    /// let x = ndarray::array![[0.5f32, -1.2], [2.0, 0.3]].into_dyn();
+    /// check_gradients(&[x], |v| cube.apply(v[0]))?;
+    /// # Ok::<(), kerust::Error>(())
+    /// ```
+    pub fn custom(name: &'static str, f: fn(f32) -> f32, df: fn(f32) -> f32) -> Activation {
+        Activation::Custom(CustomActivation { name, f, df })
+    }
+
     /// Applies the activation on the tape.
     pub fn apply<'t>(self, x: Var<'t>) -> Var<'t> {
         let last = || x.shape().len().saturating_sub(1);
@@ -63,6 +135,7 @@ impl Activation {
             Activation::Swish => x.swish(),
             Activation::LeakyRelu(alpha) => x.leaky_relu(alpha),
             Activation::Exponential => x.exp(),
+            Activation::Custom(c) => x.custom_elementwise(c),
         }
     }
 
@@ -83,6 +156,7 @@ impl Activation {
             Activation::Swish => Unary::Swish,
             Activation::LeakyRelu(alpha) => Unary::LeakyRelu(alpha),
             Activation::Exponential => Unary::Exp,
+            Activation::Custom(c) => Unary::Custom(c),
         }))
     }
 
@@ -103,6 +177,7 @@ impl Activation {
             Activation::Swish => "swish",
             Activation::LeakyRelu(_) => "leaky_relu",
             Activation::Exponential => "exponential",
+            Activation::Custom(c) => c.name,
         }
     }
 }
@@ -154,6 +229,44 @@ mod tests {
             }
         }
         assert_eq!("ReLU".parse::<Activation>().unwrap(), Activation::Relu);
+    }
+
+    fn lecun_tanh() -> Activation {
+        Activation::custom(
+            "lecun_tanh",
+            |x| 1.7159 * (2.0 / 3.0 * x).tanh(),
+            |x| {
+                let t = (2.0 / 3.0 * x).tanh();
+                1.7159 * 2.0 / 3.0 * (1.0 - t * t)
+            },
+        )
+    }
+
+    #[test]
+    fn a_custom_activation_applies_f_and_passes_the_gradient_check() {
+        use crate::autodiff::{check_gradients, ParamStore, Tape};
+        let act = lecun_tanh();
+        assert_eq!(act.name(), "lecun_tanh");
+        assert_eq!(act, lecun_tanh());
+        assert_ne!(act, Activation::custom("lecun_tanh", |x| x, |_| 1.0));
+        let x = ndarray::array![[0.5f32, -1.2, 3.0], [2.0, 0.3, -0.01]].into_dyn();
+        let params = ParamStore::new();
+        let tape = Tape::new(&params);
+        let y = act.apply(tape.constant(x.view())).value();
+        for (&x, &y) in x.iter().zip(y.iter()) {
+            assert_eq!(y, 1.7159 * (2.0 / 3.0 * x).tanh());
+        }
+        // Alone, and fused into Dense's node (where `df` reads the pre-activation kept for it).
+        check_gradients(std::slice::from_ref(&x), |v| act.apply(v[0])).unwrap();
+        let w = ndarray::array![[0.3f32, -0.5], [0.8, 0.1], [-0.2, 0.4]].into_dyn();
+        let b = ndarray::array![0.1f32, -0.3].into_dyn();
+        let fused = act.elementwise().unwrap();
+        assert!(fused.is_some());
+        check_gradients(&[x, w, b], |v| v[0].dense(v[1], Some(v[2]), fused)).unwrap();
+        // A wrong derivative is caught by the same check.
+        let wrong = Activation::custom("wrong", |x| x * x, |x| x);
+        let z = ndarray::array![0.5f32, 1.5].into_dyn();
+        assert!(check_gradients(&[z], |v| wrong.apply(v[0])).is_err());
     }
 
     #[test]

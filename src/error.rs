@@ -19,21 +19,20 @@ pub enum Error {
     },
 
     /// A download failed (connection, HTTP status, or an interrupted transfer).
-    #[error(
-        "download of {url} failed: {reason}. If this machine cannot reach the mirror, set \
-         KERUST_DATASETS_MIRROR to a base URL that serves the files, or load from a folder"
-    )]
+    #[error("download of {url} failed: {reason}. {help}")]
     Network {
         /// The URL that was requested.
         url: String,
         /// What went wrong.
         reason: String,
+        /// What to do without the network: for a dataset, the cache folder and the file names to put there,
+        /// the mirror variable, and `load_data_from`.
+        help: String,
     },
 
     /// A file's content does not match its known SHA-256.
     #[error(
-        "checksum mismatch for {}: expected SHA-256 {expected} of the uncompressed bytes, found {found}. \
-         Delete the file and it will be fetched again",
+        "checksum mismatch for {}: expected SHA-256 {expected} of the uncompressed bytes, found {found}. {fix}",
         path.display()
     )]
     Checksum {
@@ -43,6 +42,9 @@ pub enum Error {
         expected: String,
         /// The digest found.
         found: String,
+        /// How to fix it, for the path taken: a cached file is deleted and fetched again; a file in a folder
+        /// the user gave is not the expected one, and nothing is fetched.
+        fix: String,
     },
 
     /// A file is not in the format it should be (bad IDX header, not gzip, truncated data, ...).
@@ -184,3 +186,11 @@ impl Error {
 
 /// `Result` with kerust's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An ndarray shape error (e.g. `into_dimensionality::<Ix2>()` on a 3-D prediction), so that `?` works on
+/// ndarray's conversions in a function returning [`Result`].
+impl From<ndarray::ShapeError> for Error {
+    fn from(e: ndarray::ShapeError) -> Self {
+        Error::shape("an ndarray conversion", "a compatible shape", e.to_string())
+    }
+}

@@ -10,6 +10,8 @@ pub mod initializers;
 pub mod layers;
 pub mod losses;
 mod memory;
+mod numeric;
+pub use numeric::Numeric;
 pub mod metrics;
 pub mod models;
 pub mod optimizers;

@@ -34,7 +34,7 @@ use crate::{Error, Result};
 pub const EPSILON: f32 = 1e-7;
 
 /// A loss: forward code on the tape, so its gradient comes from [`crate::autodiff`].
-pub trait Loss: Send {
+pub trait Loss: Send + Sync {
     /// The Keras name, e.g. `"categorical_crossentropy"`.
     fn name(&self) -> &str;
 
@@ -42,8 +42,25 @@ pub trait Loss: Send {
     /// shapes, and values where the loss needs them (e.g. class indices in range for sparse losses).
     fn validate(&self, y_true: ArrayViewD<'_, f32>, output_shape: &[usize]) -> Result<()>;
 
+    /// The loss of each sample, before reduction: shape `(batch,)`, or `(batch, ...)` for losses that reduce
+    /// only the last axis (as Keras' loss functions return them).
+    fn per_sample<'t>(&self, y_true: Var<'t>, y_pred: Var<'t>) -> Var<'t>;
+
     /// The loss of one batch: a scalar, the mean over samples (Keras' `sum_over_batch_size`).
-    fn call<'t>(&self, y_true: Var<'t>, y_pred: Var<'t>) -> Var<'t>;
+    fn call<'t>(&self, y_true: Var<'t>, y_pred: Var<'t>) -> Var<'t> {
+        self.per_sample(y_true, y_pred).mean()
+    }
+
+    /// The loss of one batch with a weight per sample (`sample_weight`, shape `(batch,)`): Keras'
+    /// `sum_over_batch_size` of the weighted values, `sum(loss_i * w_i) / n`, so that weights of 1 give
+    /// [`Loss::call`].
+    fn weighted<'t>(&self, y_true: Var<'t>, y_pred: Var<'t>, sample_weight: Var<'t>) -> Var<'t> {
+        let values = self.per_sample(y_true, y_pred);
+        let shape = values.shape();
+        let mut weight_shape = vec![1; shape.len().max(1)];
+        weight_shape[0] = sample_weight.shape().first().copied().unwrap_or(1);
+        values.mul(sample_weight.reshape(&weight_shape)).mean()
+    }
 
     /// The settings by Keras' argument names (`from_logits`, `label_smoothing`, `delta`); booleans as 0 or 1.
     /// Saved with a model and read back by [`from_config`].
@@ -195,23 +212,6 @@ impl CategoricalCrossentropy {
         self.label_smoothing = label_smoothing;
         self
     }
-
-    /// The loss of each sample (the batch shape: the output's shape without its last axis).
-    pub fn per_sample<'t>(&self, y_true: Var<'t>, y_pred: Var<'t>) -> Var<'t> {
-        let mut y_true = align_targets(y_true, y_pred);
-        if self.label_smoothing > 0.0 {
-            let classes = y_pred.shape()[last_axis(y_pred)] as f32;
-            let s = self.label_smoothing;
-            y_true = y_true.mul_scalar(1.0 - s).add_scalar(s / classes);
-        }
-        if self.from_logits {
-            y_pred.softmax_cross_entropy(y_true)
-        } else if let Some(logits) = y_pred.softmax_logits() {
-            logits.softmax_cross_entropy(y_true)
-        } else {
-            categorical_from_probabilities(y_true, y_pred)
-        }
-    }
 }
 
 impl Loss for CategoricalCrossentropy {
@@ -251,8 +251,21 @@ impl Loss for CategoricalCrossentropy {
         ))
     }
 
-    fn call<'t>(&self, y_true: Var<'t>, y_pred: Var<'t>) -> Var<'t> {
-        self.per_sample(y_true, y_pred).mean()
+    /// The loss of each sample (the batch shape: the output's shape without its last axis).
+    fn per_sample<'t>(&self, y_true: Var<'t>, y_pred: Var<'t>) -> Var<'t> {
+        let mut y_true = align_targets(y_true, y_pred);
+        if self.label_smoothing > 0.0 {
+            let classes = y_pred.shape()[last_axis(y_pred)] as f32;
+            let s = self.label_smoothing;
+            y_true = y_true.mul_scalar(1.0 - s).add_scalar(s / classes);
+        }
+        if self.from_logits {
+            y_pred.softmax_cross_entropy(y_true)
+        } else if let Some(logits) = y_pred.softmax_logits() {
+            logits.softmax_cross_entropy(y_true)
+        } else {
+            categorical_from_probabilities(y_true, y_pred)
+        }
     }
 }
 
@@ -275,26 +288,6 @@ impl SparseCategoricalCrossentropy {
     pub fn from_logits(mut self, from_logits: bool) -> Self {
         self.from_logits = from_logits;
         self
-    }
-
-    /// The loss of each sample (the output's shape without its last axis).
-    ///
-    /// # Panics
-    /// If a label is not a class index; [`Loss::validate`] reports that as an error before training.
-    pub fn per_sample<'t>(&self, y_true: Var<'t>, y_pred: Var<'t>) -> Var<'t> {
-        let ps = y_pred.shape();
-        let rows = &ps[..last_axis(y_pred)];
-        let labels = if y_true.shape() == rows { y_true } else { y_true.reshape(rows) };
-        if self.from_logits {
-            y_pred.sparse_softmax_cross_entropy(labels)
-        } else if let Some(logits) = y_pred.softmax_logits() {
-            logits.sparse_softmax_cross_entropy(labels)
-        } else {
-            // TensorFlow's backend form: the log of the clipped, renormalised probabilities taken as logits.
-            let last = last_axis(y_pred);
-            let p = y_pred.div(y_pred.sum_axes(&[last], true)).clip(EPSILON, 1.0 - EPSILON);
-            p.log().sparse_softmax_cross_entropy(labels)
-        }
     }
 }
 
@@ -347,8 +340,24 @@ impl Loss for SparseCategoricalCrossentropy {
         Ok(())
     }
 
-    fn call<'t>(&self, y_true: Var<'t>, y_pred: Var<'t>) -> Var<'t> {
-        self.per_sample(y_true, y_pred).mean()
+    /// The loss of each sample (the output's shape without its last axis).
+    ///
+    /// # Panics
+    /// If a label is not a class index; [`Loss::validate`] reports that as an error before training.
+    fn per_sample<'t>(&self, y_true: Var<'t>, y_pred: Var<'t>) -> Var<'t> {
+        let ps = y_pred.shape();
+        let rows = &ps[..last_axis(y_pred)];
+        let labels = if y_true.shape() == rows { y_true } else { y_true.reshape(rows) };
+        if self.from_logits {
+            y_pred.sparse_softmax_cross_entropy(labels)
+        } else if let Some(logits) = y_pred.softmax_logits() {
+            logits.sparse_softmax_cross_entropy(labels)
+        } else {
+            // TensorFlow's backend form: the log of the clipped, renormalised probabilities taken as logits.
+            let last = last_axis(y_pred);
+            let p = y_pred.div(y_pred.sum_axes(&[last], true)).clip(EPSILON, 1.0 - EPSILON);
+            p.log().sparse_softmax_cross_entropy(labels)
+        }
     }
 }
 
@@ -378,9 +387,25 @@ impl BinaryCrossentropy {
         self.label_smoothing = label_smoothing;
         self
     }
+}
+
+impl Loss for BinaryCrossentropy {
+    fn name(&self) -> &str {
+        "binary_crossentropy"
+    }
+
+    fn config(&self) -> Vec<(String, f64)> {
+        let flag = f64::from(u8::from(self.from_logits));
+        vec![("from_logits".into(), flag), ("label_smoothing".into(), f64::from(self.label_smoothing))]
+    }
+
+    fn validate(&self, y_true: ArrayViewD<'_, f32>, output_shape: &[usize]) -> Result<()> {
+        check_label_smoothing(self.label_smoothing)?;
+        check_same_shape(self.name(), y_true, output_shape)
+    }
 
     /// The loss of each sample (the output's shape without its last axis).
-    pub fn per_sample<'t>(&self, y_true: Var<'t>, y_pred: Var<'t>) -> Var<'t> {
+    fn per_sample<'t>(&self, y_true: Var<'t>, y_pred: Var<'t>) -> Var<'t> {
         let mut y_true = align_targets(y_true, y_pred);
         if self.label_smoothing > 0.0 {
             let s = self.label_smoothing;
@@ -399,26 +424,6 @@ impl BinaryCrossentropy {
     }
 }
 
-impl Loss for BinaryCrossentropy {
-    fn name(&self) -> &str {
-        "binary_crossentropy"
-    }
-
-    fn config(&self) -> Vec<(String, f64)> {
-        let flag = f64::from(u8::from(self.from_logits));
-        vec![("from_logits".into(), flag), ("label_smoothing".into(), f64::from(self.label_smoothing))]
-    }
-
-    fn validate(&self, y_true: ArrayViewD<'_, f32>, output_shape: &[usize]) -> Result<()> {
-        check_label_smoothing(self.label_smoothing)?;
-        check_same_shape(self.name(), y_true, output_shape)
-    }
-
-    fn call<'t>(&self, y_true: Var<'t>, y_pred: Var<'t>) -> Var<'t> {
-        self.per_sample(y_true, y_pred).mean()
-    }
-}
-
 /// `mean((y_pred - y_true)^2)` over the last axis, then over the batch.
 ///
 /// Keras: `keras.losses.MeanSquaredError()`, alias `"mse"`.
@@ -429,12 +434,6 @@ impl MeanSquaredError {
     /// The loss.
     pub fn new() -> Self {
         Self
-    }
-
-    /// The loss of each sample (the output's shape without its last axis).
-    pub fn per_sample<'t>(&self, y_true: Var<'t>, y_pred: Var<'t>) -> Var<'t> {
-        let y_true = align_targets(y_true, y_pred);
-        y_pred.sub(y_true).square().mean_axes(&[last_axis(y_pred)], false)
     }
 }
 
@@ -447,8 +446,10 @@ impl Loss for MeanSquaredError {
         check_same_shape(self.name(), y_true, output_shape)
     }
 
-    fn call<'t>(&self, y_true: Var<'t>, y_pred: Var<'t>) -> Var<'t> {
-        self.per_sample(y_true, y_pred).mean()
+    /// The loss of each sample (the output's shape without its last axis).
+    fn per_sample<'t>(&self, y_true: Var<'t>, y_pred: Var<'t>) -> Var<'t> {
+        let y_true = align_targets(y_true, y_pred);
+        y_pred.sub(y_true).square().mean_axes(&[last_axis(y_pred)], false)
     }
 }
 
@@ -463,12 +464,6 @@ impl MeanAbsoluteError {
     pub fn new() -> Self {
         Self
     }
-
-    /// The loss of each sample (the output's shape without its last axis).
-    pub fn per_sample<'t>(&self, y_true: Var<'t>, y_pred: Var<'t>) -> Var<'t> {
-        let y_true = align_targets(y_true, y_pred);
-        y_pred.sub(y_true).abs().mean_axes(&[last_axis(y_pred)], false)
-    }
 }
 
 impl Loss for MeanAbsoluteError {
@@ -480,8 +475,10 @@ impl Loss for MeanAbsoluteError {
         check_same_shape(self.name(), y_true, output_shape)
     }
 
-    fn call<'t>(&self, y_true: Var<'t>, y_pred: Var<'t>) -> Var<'t> {
-        self.per_sample(y_true, y_pred).mean()
+    /// The loss of each sample (the output's shape without its last axis).
+    fn per_sample<'t>(&self, y_true: Var<'t>, y_pred: Var<'t>) -> Var<'t> {
+        let y_true = align_targets(y_true, y_pred);
+        y_pred.sub(y_true).abs().mean_axes(&[last_axis(y_pred)], false)
     }
 }
 
@@ -511,21 +508,6 @@ impl Huber {
         self.delta = delta;
         self
     }
-
-    /// The loss of each sample (the output's shape without its last axis).
-    pub fn per_sample<'t>(&self, y_true: Var<'t>, y_pred: Var<'t>) -> Var<'t> {
-        let y_true = align_targets(y_true, y_pred);
-        let abs_error = y_pred.sub(y_true).abs();
-        // With q = min(|e|, delta): 0.5 q^2 + delta (|e| - q) is both branches of Keras' `where` in one
-        // expression, so no select op is needed and the gradient is continuous at |e| = delta.
-        let quadratic = abs_error.clip(0.0, self.delta);
-        let linear = abs_error.sub(quadratic);
-        quadratic
-            .square()
-            .mul_scalar(0.5)
-            .add(linear.mul_scalar(self.delta))
-            .mean_axes(&[last_axis(y_pred)], false)
-    }
 }
 
 impl Loss for Huber {
@@ -544,8 +526,19 @@ impl Loss for Huber {
         check_same_shape(self.name(), y_true, output_shape)
     }
 
-    fn call<'t>(&self, y_true: Var<'t>, y_pred: Var<'t>) -> Var<'t> {
-        self.per_sample(y_true, y_pred).mean()
+    /// The loss of each sample (the output's shape without its last axis).
+    fn per_sample<'t>(&self, y_true: Var<'t>, y_pred: Var<'t>) -> Var<'t> {
+        let y_true = align_targets(y_true, y_pred);
+        let abs_error = y_pred.sub(y_true).abs();
+        // With q = min(|e|, delta): 0.5 q^2 + delta (|e| - q) is both branches of Keras' `where` in one
+        // expression, so no select op is needed and the gradient is continuous at |e| = delta.
+        let quadratic = abs_error.clip(0.0, self.delta);
+        let linear = abs_error.sub(quadratic);
+        quadratic
+            .square()
+            .mul_scalar(0.5)
+            .add(linear.mul_scalar(self.delta))
+            .mean_axes(&[last_axis(y_pred)], false)
     }
 }
 

@@ -13,22 +13,30 @@
 //! acc.update(
 //!     array![2.0f32, 0.0].into_dyn().view(),
 //!     array![[0.1f32, 0.2, 0.7], [0.3, 0.6, 0.1]].into_dyn().view(),
+//!     None, // or Some(sample weights)
 //! );
-//! acc.update(array![1.0f32].into_dyn().view(), array![[0.0f32, 1.0, 0.0]].into_dyn().view());
+//! acc.update(array![1.0f32].into_dyn().view(), array![[0.0f32, 1.0, 0.0]].into_dyn().view(), None);
 //! assert_eq!(acc.name(), "accuracy");
 //! assert!((acc.result() - 2.0 / 3.0).abs() < 1e-6); // 2 of 3 samples, not the mean of 1/2 and 1
 //! ```
 use ndarray::{ArrayView1, ArrayViewD, Axis};
 
+use crate::utils::argmax_lane as argmax;
 use crate::{Error, Result};
 
 /// A streaming metric: `update` with each batch, `result` is the value over everything seen since `reset`.
-pub trait Metric: Send {
+pub trait Metric: Send + Sync {
     /// The name it is logged under (e.g. `"accuracy"`, prefixed `val_` for validation).
     fn name(&self) -> &str;
 
-    /// Accumulates one batch.
-    fn update(&mut self, y_true: ArrayViewD<'_, f32>, y_pred: ArrayViewD<'_, f32>);
+    /// Accumulates one batch, each sample weighted by `sample_weight` (shape `(batch,)`) if given: Keras'
+    /// `update_state(y_true, y_pred, sample_weight=None)`, a weighted mean `sum(v_i * w_i) / sum(w_i)`.
+    fn update(
+        &mut self,
+        y_true: ArrayViewD<'_, f32>,
+        y_pred: ArrayViewD<'_, f32>,
+        sample_weight: Option<ArrayView1<'_, f32>>,
+    );
 
     /// Checks that targets and predictions of these shapes (batch axis included) fit this metric; `fit` and
     /// `evaluate` call it before the first batch, so that a mismatch is an error rather than a panic in
@@ -70,33 +78,45 @@ impl Running {
         }
     }
 
-    /// Adds a batch whose per-row values sum to `row_sum`, with `rows` rows over `batch` samples: each sample's
-    /// value is the mean of its rows (Keras' `reduce_to_samplewise_values`).
-    fn add_rows(&mut self, row_sum: f64, rows: usize, batch: usize) {
+    /// Adds a batch of `batch` samples given as per-row values, `rows` rows in sample order: each sample's value
+    /// is the mean of its rows (Keras' `reduce_to_samplewise_values`), weighted by its `sample_weight`.
+    fn add_rows(
+        &mut self,
+        per_row: impl Iterator<Item = f64>,
+        rows: usize,
+        batch: usize,
+        sample_weight: Option<ArrayView1<'_, f32>>,
+    ) {
         if rows == 0 || batch == 0 {
             return;
         }
         let rows_per_sample = rows as f64 / batch as f64;
-        self.add(row_sum / rows_per_sample, batch as f64);
+        match sample_weight {
+            None => self.add(per_row.sum::<f64>() / rows_per_sample, batch as f64),
+            Some(weights) => {
+                let per = (rows / batch).max(1);
+                let mut sample = 0.0;
+                for (i, value) in per_row.enumerate() {
+                    sample += value;
+                    if (i + 1) % per == 0 {
+                        let w = f64::from(weights[i / per]);
+                        self.add(sample / rows_per_sample * w, w);
+                        sample = 0.0;
+                    }
+                }
+            }
+        }
     }
+}
+
+/// 1 for a hit, 0 for a miss.
+fn hit(hit: bool) -> f64 {
+    f64::from(u8::from(hit))
 }
 
 /// The batch size of `y_pred` (1 for a scalar).
 fn batch_size(y_pred: &ArrayViewD<'_, f32>) -> usize {
     y_pred.shape().first().copied().unwrap_or(1)
-}
-
-/// The index of the first largest element (`argmax`).
-fn argmax(lane: ArrayView1<'_, f32>) -> usize {
-    let mut best = 0;
-    let mut best_value = f32::NEG_INFINITY;
-    for (i, &x) in lane.iter().enumerate() {
-        if x > best_value || i == 0 {
-            best = i;
-            best_value = x;
-        }
-    }
-    best
 }
 
 /// Whether class `target` is among the `k` largest of `lane` (ties at the boundary count as in, like
@@ -223,7 +243,12 @@ impl Metric for CategoricalAccuracy {
 
     /// # Panics
     /// If the shapes of `y_true` and `y_pred` differ.
-    fn update(&mut self, y_true: ArrayViewD<'_, f32>, y_pred: ArrayViewD<'_, f32>) {
+    fn update(
+        &mut self,
+        y_true: ArrayViewD<'_, f32>,
+        y_pred: ArrayViewD<'_, f32>,
+        sample_weight: Option<ArrayView1<'_, f32>>,
+    ) {
         assert!(
             y_true.shape() == y_pred.shape(),
             "categorical_accuracy: targets {:?} and predictions {:?} differ in shape",
@@ -231,13 +256,10 @@ impl Metric for CategoricalAccuracy {
             y_pred.shape()
         );
         let axis = class_axis(&y_pred, "categorical_accuracy");
-        let mut hits = 0usize;
-        let mut rows = 0usize;
-        for (t, p) in y_true.lanes(axis).into_iter().zip(y_pred.lanes(axis)) {
-            hits += usize::from(argmax(t) == argmax(p));
-            rows += 1;
-        }
-        self.acc.add_rows(hits as f64, rows, batch_size(&y_pred));
+        let rows = y_pred.len() / y_pred.len_of(axis).max(1);
+        let hits =
+            y_true.lanes(axis).into_iter().zip(y_pred.lanes(axis)).map(|(t, p)| hit(argmax(t) == argmax(p)));
+        self.acc.add_rows(hits, rows, batch_size(&y_pred), sample_weight);
     }
 
     metric_methods!();
@@ -259,16 +281,17 @@ impl Metric for SparseCategoricalAccuracy {
 
     /// # Panics
     /// If there is not one label per row of `y_pred`.
-    fn update(&mut self, y_true: ArrayViewD<'_, f32>, y_pred: ArrayViewD<'_, f32>) {
+    fn update(
+        &mut self,
+        y_true: ArrayViewD<'_, f32>,
+        y_pred: ArrayViewD<'_, f32>,
+        sample_weight: Option<ArrayView1<'_, f32>>,
+    ) {
         assert_sparse_labels("sparse_categorical_accuracy", &y_true, &y_pred);
         let axis = class_axis(&y_pred, "sparse_categorical_accuracy");
-        let mut hits = 0usize;
-        let mut rows = 0usize;
-        for (&label, p) in y_true.iter().zip(y_pred.lanes(axis)) {
-            hits += usize::from(label == argmax(p) as f32);
-            rows += 1;
-        }
-        self.acc.add_rows(hits as f64, rows, batch_size(&y_pred));
+        let rows = y_true.len();
+        let hits = y_true.iter().zip(y_pred.lanes(axis)).map(|(&label, p)| hit(label == argmax(p) as f32));
+        self.acc.add_rows(hits, rows, batch_size(&y_pred), sample_weight);
     }
 
     metric_methods!();
@@ -297,14 +320,17 @@ impl Metric for BinaryAccuracy {
 
     /// # Panics
     /// If `y_true` and `y_pred` have different numbers of elements.
-    fn update(&mut self, y_true: ArrayViewD<'_, f32>, y_pred: ArrayViewD<'_, f32>) {
+    fn update(
+        &mut self,
+        y_true: ArrayViewD<'_, f32>,
+        y_pred: ArrayViewD<'_, f32>,
+        sample_weight: Option<ArrayView1<'_, f32>>,
+    ) {
         assert_same_len("binary_accuracy", &y_true, &y_pred);
-        let hits = y_true
-            .iter()
-            .zip(y_pred.iter())
-            .filter(|&(&t, &p)| t == if p > self.threshold { 1.0 } else { 0.0 })
-            .count();
-        self.acc.add_rows(hits as f64, y_pred.len(), batch_size(&y_pred));
+        let threshold = self.threshold;
+        let hits =
+            y_true.iter().zip(y_pred.iter()).map(|(&t, &p)| hit(t == if p > threshold { 1.0 } else { 0.0 }));
+        self.acc.add_rows(hits, y_pred.len(), batch_size(&y_pred), sample_weight);
     }
 
     metric_methods!();
@@ -333,7 +359,12 @@ impl Metric for TopKCategoricalAccuracy {
 
     /// # Panics
     /// If the shapes of `y_true` and `y_pred` differ.
-    fn update(&mut self, y_true: ArrayViewD<'_, f32>, y_pred: ArrayViewD<'_, f32>) {
+    fn update(
+        &mut self,
+        y_true: ArrayViewD<'_, f32>,
+        y_pred: ArrayViewD<'_, f32>,
+        sample_weight: Option<ArrayView1<'_, f32>>,
+    ) {
         assert!(
             y_true.shape() == y_pred.shape(),
             "top_k_categorical_accuracy: targets {:?} and predictions {:?} differ in shape",
@@ -341,13 +372,14 @@ impl Metric for TopKCategoricalAccuracy {
             y_pred.shape()
         );
         let axis = class_axis(&y_pred, "top_k_categorical_accuracy");
-        let mut hits = 0usize;
-        let mut rows = 0usize;
-        for (t, p) in y_true.lanes(axis).into_iter().zip(y_pred.lanes(axis)) {
-            hits += usize::from(in_top_k(p, argmax(t), self.k));
-            rows += 1;
-        }
-        self.acc.add_rows(hits as f64, rows, batch_size(&y_pred));
+        let rows = y_pred.len() / y_pred.len_of(axis).max(1);
+        let k = self.k;
+        let hits = y_true
+            .lanes(axis)
+            .into_iter()
+            .zip(y_pred.lanes(axis))
+            .map(|(t, p)| hit(in_top_k(p, argmax(t), k)));
+        self.acc.add_rows(hits, rows, batch_size(&y_pred), sample_weight);
     }
 
     metric_methods!();
@@ -376,18 +408,22 @@ impl Metric for SparseTopKCategoricalAccuracy {
 
     /// # Panics
     /// If there is not one label per row of `y_pred`.
-    fn update(&mut self, y_true: ArrayViewD<'_, f32>, y_pred: ArrayViewD<'_, f32>) {
+    fn update(
+        &mut self,
+        y_true: ArrayViewD<'_, f32>,
+        y_pred: ArrayViewD<'_, f32>,
+        sample_weight: Option<ArrayView1<'_, f32>>,
+    ) {
         assert_sparse_labels("sparse_top_k_categorical_accuracy", &y_true, &y_pred);
         let axis = class_axis(&y_pred, "sparse_top_k_categorical_accuracy");
-        let mut hits = 0usize;
-        let mut rows = 0usize;
-        for (&label, p) in y_true.iter().zip(y_pred.lanes(axis)) {
-            // A label that is not a class index is never a hit.
-            let hit = label >= 0.0 && label.fract() == 0.0 && in_top_k(p, label as usize, self.k);
-            hits += usize::from(hit);
-            rows += 1;
-        }
-        self.acc.add_rows(hits as f64, rows, batch_size(&y_pred));
+        let rows = y_true.len();
+        let k = self.k;
+        // A label that is not a class index is never a hit.
+        let hits = y_true
+            .iter()
+            .zip(y_pred.lanes(axis))
+            .map(|(&label, p)| hit(label >= 0.0 && label.fract() == 0.0 && in_top_k(p, label as usize, k)));
+        self.acc.add_rows(hits, rows, batch_size(&y_pred), sample_weight);
     }
 
     metric_methods!();
@@ -408,10 +444,15 @@ impl Metric for MeanSquaredError {
 
     /// # Panics
     /// If `y_true` and `y_pred` have different numbers of elements.
-    fn update(&mut self, y_true: ArrayViewD<'_, f32>, y_pred: ArrayViewD<'_, f32>) {
+    fn update(
+        &mut self,
+        y_true: ArrayViewD<'_, f32>,
+        y_pred: ArrayViewD<'_, f32>,
+        sample_weight: Option<ArrayView1<'_, f32>>,
+    ) {
         assert_same_len("mean_squared_error", &y_true, &y_pred);
-        let sum: f64 = y_true.iter().zip(y_pred.iter()).map(|(&t, &p)| f64::from(p - t).powi(2)).sum();
-        self.acc.add_rows(sum, y_pred.len(), batch_size(&y_pred));
+        let squares = y_true.iter().zip(y_pred.iter()).map(|(&t, &p)| f64::from(p - t).powi(2));
+        self.acc.add_rows(squares, y_pred.len(), batch_size(&y_pred), sample_weight);
     }
 
     metric_methods!();
@@ -432,10 +473,15 @@ impl Metric for MeanAbsoluteError {
 
     /// # Panics
     /// If `y_true` and `y_pred` have different numbers of elements.
-    fn update(&mut self, y_true: ArrayViewD<'_, f32>, y_pred: ArrayViewD<'_, f32>) {
+    fn update(
+        &mut self,
+        y_true: ArrayViewD<'_, f32>,
+        y_pred: ArrayViewD<'_, f32>,
+        sample_weight: Option<ArrayView1<'_, f32>>,
+    ) {
         assert_same_len("mean_absolute_error", &y_true, &y_pred);
-        let sum: f64 = y_true.iter().zip(y_pred.iter()).map(|(&t, &p)| f64::from((p - t).abs())).sum();
-        self.acc.add_rows(sum, y_pred.len(), batch_size(&y_pred));
+        let errors = y_true.iter().zip(y_pred.iter()).map(|(&t, &p)| f64::from((p - t).abs()));
+        self.acc.add_rows(errors, y_pred.len(), batch_size(&y_pred), sample_weight);
     }
 
     metric_methods!();
@@ -467,10 +513,27 @@ impl Mean {
 }
 
 impl Metric for Mean {
-    /// Adds every element of `y_pred` with weight 1 (`y_true` is ignored), as Keras' `Mean.update_state(values)`.
-    fn update(&mut self, _y_true: ArrayViewD<'_, f32>, y_pred: ArrayViewD<'_, f32>) {
-        let sum: f64 = y_pred.iter().map(|&v| f64::from(v)).sum();
-        self.acc.add(sum, y_pred.len() as f64);
+    /// Adds every element of `y_pred` (`y_true` is ignored), as Keras' `Mean.update_state(values, sample_weight)`:
+    /// weight 1 each, or its sample's weight.
+    fn update(
+        &mut self,
+        _y_true: ArrayViewD<'_, f32>,
+        y_pred: ArrayViewD<'_, f32>,
+        sample_weight: Option<ArrayView1<'_, f32>>,
+    ) {
+        match sample_weight {
+            None => {
+                let sum: f64 = y_pred.iter().map(|&v| f64::from(v)).sum();
+                self.acc.add(sum, y_pred.len() as f64);
+            }
+            Some(weights) => {
+                let per = (y_pred.len() / weights.len().max(1)).max(1);
+                for (i, &v) in y_pred.iter().enumerate() {
+                    let w = f64::from(weights[i / per]);
+                    self.acc.add(f64::from(v) * w, w);
+                }
+            }
+        }
     }
 
     metric_methods!();
@@ -639,6 +702,41 @@ impl From<String> for MetricSpec {
 impl From<Box<dyn Metric>> for MetricSpec {
     fn from(metric: Box<dyn Metric>) -> Self {
         MetricSpec::Metric(metric)
+    }
+}
+
+/// The `metrics` argument of [`Sequential::compile`](crate::models::Sequential::compile): Keras'
+/// `metrics=["accuracy"]`, no metrics at all (`[]`, as short as Keras' leaving the argument out), or a `Vec` that
+/// mixes names and metric objects.
+///
+/// ```
+/// use kerust::metrics::{IntoMetrics, MetricSpec, TopKCategoricalAccuracy};
+/// assert_eq!([].into_metric_specs().len(), 0);
+/// assert_eq!(["accuracy", "mae"].into_metric_specs().len(), 2);
+/// let mixed = vec![MetricSpec::from("accuracy"), TopKCategoricalAccuracy::new().k(3).into()];
+/// assert_eq!(mixed.into_metric_specs().len(), 2);
+/// ```
+pub trait IntoMetrics {
+    /// The metrics, in order.
+    fn into_metric_specs(self) -> Vec<MetricSpec>;
+}
+
+// One impl for arrays only, of names: then `[]` has a type to infer (`[&str; 0]`). Metric objects come in a Vec.
+impl<const N: usize> IntoMetrics for [&str; N] {
+    fn into_metric_specs(self) -> Vec<MetricSpec> {
+        self.into_iter().map(MetricSpec::from).collect()
+    }
+}
+
+impl IntoMetrics for &[&str] {
+    fn into_metric_specs(self) -> Vec<MetricSpec> {
+        self.iter().copied().map(MetricSpec::from).collect()
+    }
+}
+
+impl<M: Into<MetricSpec>> IntoMetrics for Vec<M> {
+    fn into_metric_specs(self) -> Vec<MetricSpec> {
+        self.into_iter().map(Into::into).collect()
     }
 }
 

@@ -1,15 +1,17 @@
 //! Utilities: one-hot encoding, seeding.
-use ndarray::{Array2, ArrayBase, Data, Ix1};
+use ndarray::{Array, Array2, ArrayBase, ArrayView1, AsArray, Axis, Data, Ix1, RemoveAxis};
 
-use crate::{Error, Result};
+use crate::{Error, Numeric, Result};
 
 /// One-hot encodes integer class labels, like Keras' `to_categorical(y, num_classes)`: row `i` of the
 /// result is all zeros except a `1.0` in column `labels[i]`.
 ///
-/// Accepts any 1-D integer array or view (`&Array1<u8>`, `&ArrayView1<i64>`, ...).
+/// Accepts any 1-D array or view of a [`Numeric`] type (`&Array1<u8>`, `&ArrayView1<i64>`, `&Array1<f32>`, ...);
+/// float labels must hold whole numbers (`2.0`, not `2.5`).
 ///
 /// # Errors
 /// [`Error::LabelOutOfRange`] naming the first label that is negative or `>= num_classes`, and its index;
+/// [`Error::InvalidArgument`] for a float label that is not a whole number (`2.5`, NaN), with its index;
 /// [`Error::Allocation`] if the result is larger than this machine can allocate (e.g. `num_classes = 1 << 62`):
 /// the result is allocated fallibly, never aborting the process.
 ///
@@ -21,12 +23,16 @@ use crate::{Error, Result};
 /// assert_eq!(one_hot, array![[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]);
 ///
 /// assert!(kerust::utils::to_categorical(&array![3i64], 3).is_err());
+///
+/// // Labels stored as floats, as numpy often has them.
+/// assert_eq!(kerust::utils::to_categorical(&array![1.0f32, 0.0], 2)?, array![[0.0, 1.0], [1.0, 0.0]]);
+/// assert!(kerust::utils::to_categorical(&array![2.5f32], 3).is_err());
 /// # Ok::<(), kerust::Error>(())
 /// ```
 pub fn to_categorical<S, A>(labels: &ArrayBase<S, Ix1>, num_classes: usize) -> Result<Array2<f32>>
 where
     S: Data<Elem = A>,
-    A: Copy + TryInto<i64>,
+    A: Numeric,
 {
     let size = labels.len().checked_mul(num_classes).ok_or_else(|| {
         Error::invalid_argument(
@@ -66,10 +72,10 @@ where
 pub fn to_categorical_inferred<S, A>(labels: &ArrayBase<S, Ix1>) -> Result<Array2<f32>>
 where
     S: Data<Elem = A>,
-    A: Copy + TryInto<i64>,
+    A: Numeric,
 {
-    // A label that does not fit i64 is rejected by to_categorical below, so treat it as 0 here.
-    let max = labels.iter().map(|&l| l.try_into().unwrap_or(0)).max();
+    // A label that is not a whole number is rejected by to_categorical below, so treat it as 0 here.
+    let max = labels.iter().map(|&l| l.whole().unwrap_or(0)).max();
     let num_classes = match max {
         None => 0,
         Some(max) => usize::try_from(max).map_or(0, |m| m.saturating_add(1)),
@@ -81,14 +87,19 @@ where
 fn class_indices<S, A>(labels: &ArrayBase<S, Ix1>, num_classes: usize) -> Result<Vec<usize>>
 where
     S: Data<Elem = A>,
-    A: Copy + TryInto<i64>,
+    A: Numeric,
 {
     labels
         .iter()
         .enumerate()
         .map(|(index, &label)| {
-            // Only u64/usize labels above i64::MAX fail to convert; report them as i64::MAX.
-            let label = label.try_into().unwrap_or(i64::MAX);
+            let Some(label) = label.whole() else {
+                return Err(Error::invalid_argument(
+                    "labels",
+                    format!("{label} at index {index}"),
+                    format!("class labels must be whole numbers in 0..{num_classes}"),
+                ));
+            };
             usize::try_from(label).ok().filter(|&class| class < num_classes).ok_or(Error::LabelOutOfRange {
                 label,
                 index,
@@ -96,6 +107,53 @@ where
             })
         })
         .collect()
+}
+
+/// The index of the largest value along `axis`, as numpy's `np.argmax(a, axis)`: the first of equal maxima,
+/// or the first NaN if there is one. The usual use is the class of each prediction:
+///
+/// ```
+/// use kerust::utils::argmax;
+/// use ndarray::{array, Axis};
+///
+/// let probabilities = array![[0.1f32, 0.7, 0.2], [0.5, 0.2, 0.3]];
+/// assert_eq!(argmax(&probabilities, Axis(1))?, array![1, 0]);
+/// assert_eq!(argmax(&probabilities, Axis(0))?, array![1, 0, 1]);
+/// assert!(argmax(&probabilities, Axis(2)).is_err());
+/// # Ok::<(), kerust::Error>(())
+/// ```
+///
+/// # Errors
+/// An `axis` the array does not have, or one of length 0 (there is no largest of nothing).
+pub fn argmax<'a, D: RemoveAxis>(
+    a: impl AsArray<'a, f32, D>,
+    axis: Axis,
+) -> Result<Array<usize, D::Smaller>> {
+    let a = a.into();
+    if axis.index() >= a.ndim() || a.len_of(axis) == 0 {
+        return Err(Error::shape(
+            "argmax",
+            format!("a non-empty axis {} of an array of {} axes", axis.index(), a.ndim()),
+            format!("an array of shape {:?}", a.shape()),
+        ));
+    }
+    Ok(a.map_axis(axis, argmax_lane))
+}
+
+/// The index of the largest element of a non-empty lane; the first NaN wins, as in numpy.
+pub(crate) fn argmax_lane(lane: ArrayView1<'_, f32>) -> usize {
+    let mut best = 0;
+    let mut best_value = f32::NEG_INFINITY;
+    for (i, &x) in lane.iter().enumerate() {
+        if x.is_nan() {
+            return i;
+        }
+        if x > best_value || i == 0 {
+            best = i;
+            best_value = x;
+        }
+    }
+    best
 }
 
 pub use crate::random::set_random_seed;

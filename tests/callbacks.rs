@@ -339,7 +339,7 @@ fn diverging() -> (Sequential, Array2<f32>, Array2<f32>) {
     let mut model = Sequential::new();
     model.set_seed(1);
     model.add(Dense::new(1).input_shape([1])).unwrap();
-    model.compile("mse", SGD::new().learning_rate(1e10), Vec::<&str>::new()).unwrap();
+    model.compile("mse", SGD::new().learning_rate(1e10), []).unwrap();
     let x = Array2::from_shape_fn((40, 1), |(i, _)| 1.0 + i as f32 / 10.0);
     let y = x.mapv(|v| 3.0 * v);
     (model, x, y)

@@ -65,7 +65,7 @@ fn predictions_and_one_training_step_match_keras() {
         let mut m = model(name);
         let weights: Vec<Tensor> = case["weights_before"].as_array().unwrap().iter().map(tensor).collect();
         m.set_weights(&weights).unwrap();
-        m.compile("categorical_crossentropy", SGD::new().learning_rate(0.1), Vec::<String>::new()).unwrap();
+        m.compile("categorical_crossentropy", SGD::new().learning_rate(0.1), []).unwrap();
         let (x, y) = (tensor(&case["x"]), tensor(&case["y"]));
         assert_close(
             &format!("{name}: predict"),
@@ -191,13 +191,15 @@ fn moving_statistics_change_in_training_only_and_survive_save_and_load() {
 fn a_small_convnet_learns() {
     let (x, y) = quadrants(96);
     let mut m = Sequential::new();
+    // Seeded before the layers are built: seeded after, their weights came from the operating system's
+    // generator and about one run in ten stayed below the bar.
+    m.set_seed(3);
     m.add(Conv2D::new(8, 3).padding("same").activation("relu").input_shape([8, 8, 1])).unwrap();
     m.add(AveragePooling2D::new(2)).unwrap();
     m.add(Conv2D::new(8, 3).activation("relu")).unwrap();
     m.add(GlobalMaxPooling2D::new()).unwrap();
     m.add(Dense::new(4).activation("softmax")).unwrap();
     m.compile("categorical_crossentropy", "adam", ["accuracy"]).unwrap();
-    m.set_seed(3);
     let h = m.fit(&x, &y).batch_size(16).epochs(30).verbose(0).run().unwrap();
     let acc = *h["accuracy"].last().unwrap();
     assert!(acc > 0.95, "accuracy {acc}");
@@ -209,7 +211,7 @@ fn convnet() -> Sequential {
     m.add(Conv2D::new(2, 3)).unwrap();
     m.add(Flatten::new()).unwrap();
     m.add(Dense::new(3)).unwrap();
-    m.compile("mse", "sgd", Vec::<String>::new()).unwrap();
+    m.compile("mse", "sgd", []).unwrap();
     m
 }
 

@@ -149,7 +149,7 @@ fn mnist_tampered_file_fails_its_checksum() {
     let target = tmp.0.join("t10k-labels-idx1-ubyte.gz");
     idx::write(&target, &labels, Compression::Auto).unwrap();
     match mnist::load_data_from(&tmp.0) {
-        Err(Error::Checksum { path, expected, found }) => {
+        Err(Error::Checksum { path, expected, found, .. }) => {
             assert_eq!(path, target);
             assert_eq!(expected, "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2");
             assert_ne!(found, expected);
@@ -191,7 +191,20 @@ fn fashion_mnist_real_files_load() {
 #[test]
 fn mnist_files_are_not_fashion_mnist() {
     let Some(dir) = mnist_dir() else { return };
-    assert!(matches!(fashion_mnist::load_data_from(&dir), Err(Error::Checksum { .. })));
+    match fashion_mnist::load_data_from(&dir) {
+        Err(e @ Error::Checksum { .. }) => {
+            // A folder the user gave is never fetched into: the message must not promise a download, and
+            // must say the file there is not the expected one.
+            let msg = e.to_string();
+            assert!(!msg.contains("Delete") && !msg.contains("fetched again"), "{msg}");
+            for needle in
+                [&dir.display().to_string()[..], "is not the expected", "fashion_mnist", "never downloads"]
+            {
+                assert!(msg.contains(needle), "message {msg:?} lacks {needle:?}");
+            }
+        }
+        other => panic!("expected a checksum error, got {other:?}"),
+    }
 }
 
 #[test]

@@ -340,3 +340,58 @@ fn only_the_chief_writes_csv_logs() {
     assert_eq!(written, vec![(0, true), (1, false)]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn sample_and_class_weights_train_like_one_process() {
+    let (x, y) = data(45);
+    let w = ndarray::Array1::from_shape_fn(45, |i| 0.5 + (i % 4) as f32);
+    let mut single = mlp(12, false);
+    let hs = single.fit(&x, &y).batch_size(16).epochs(2).sample_weight(&w).verbose(0).run().unwrap();
+    let mut single_c = mlp(12, false);
+    let hc = single_c
+        .fit(&x, &y)
+        .batch_size(16)
+        .epochs(2)
+        .class_weight([(0, 1.0), (1, 3.0), (2, 0.5)])
+        .verbose(0)
+        .run()
+        .unwrap();
+    let ranks = on_ranks(2, |comm| {
+        let mut m = mlp(12, false);
+        m.distribute(comm.clone());
+        let h = m.fit(&x, &y).batch_size(16).epochs(2).sample_weight(&w).verbose(0).run().unwrap();
+        let mut c = mlp(12, false);
+        c.distribute(comm);
+        let h2 = c
+            .fit(&x, &y)
+            .batch_size(16)
+            .epochs(2)
+            .class_weight([(0, 1.0), (1, 3.0), (2, 0.5)])
+            .verbose(0)
+            .run()
+            .unwrap();
+        (m.get_weights(), h, c.get_weights(), h2)
+    });
+    assert_eq!(ranks[0], ranks[1]);
+    assert_close(&ranks[0].0, &single.get_weights(), 1e-4);
+    assert_close(&ranks[0].2, &single_c.get_weights(), 1e-4);
+    for (d, s) in ranks[0].1["loss"].iter().zip(&hs["loss"]).chain(ranks[0].3["loss"].iter().zip(&hc["loss"]))
+    {
+        assert!((d - s).abs() < 1e-4, "{d} vs {s}");
+    }
+}
+
+#[test]
+fn weighted_evaluate_matches_one_process() {
+    let (x, y) = data(50);
+    let w = ndarray::Array1::from_shape_fn(50, |i| (i % 3) as f32);
+    let mut single = mlp(13, false);
+    let logs = single.evaluate_weighted(&x, &y, &w).unwrap();
+    let ranks = on_ranks(2, |comm| {
+        let mut m = mlp(13, false);
+        m.distribute(comm);
+        m.evaluate_weighted(&x, &y, &w).unwrap()
+    });
+    assert_eq!(ranks[0], logs);
+    assert_eq!(ranks[1], logs);
+}

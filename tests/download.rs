@@ -325,6 +325,26 @@ fn a_404_names_the_url_and_the_mirror_override() {
 }
 
 #[test]
+fn a_failed_download_names_the_cache_folder_and_the_files_to_put_there() {
+    let _env = ENV_LOCK.read().unwrap();
+    let server = Server::start(HashMap::new());
+    let home = TempHome::new("offline");
+    let msg = expect_network_error(mnist::load_data_with(&home.cache(&[server.base("nothing")])), &FILES);
+    // The real folder the cache reads (resolved, not `$KERUST_HOME`), and the other two ways out.
+    let folder = fs::canonicalize(home.mnist_dir()).unwrap();
+    for needle in [&folder.display().to_string()[..], "$KERUST_HOME/datasets/mnist/", "mnist::load_data_from"]
+    {
+        assert!(msg.contains(needle), "message {msg:?} lacks {needle:?}");
+    }
+    // Putting the files there, as the message says, is enough: nothing more is requested.
+    let Some(src) = mnist_dir() else { return };
+    home.seed(&src, "");
+    let before = server.requests().len();
+    mnist::load_data_with(&home.cache(&[server.base("nothing")])).unwrap();
+    assert_eq!(server.requests().len(), before);
+}
+
+#[test]
 fn an_unreachable_mirror_is_a_network_error() {
     let _env = ENV_LOCK.read().unwrap();
     // A loopback port that was just free: nothing listens there.

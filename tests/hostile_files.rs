@@ -98,7 +98,7 @@ fn case2_weights_without_an_input_shape_are_refused() {
     file.set_config(&config);
     let mut loaded = load_model_from_bytes(&file.encode()).unwrap();
     assert!(!loaded.is_built());
-    let e = loaded.predict(&Array2::<f32>::zeros((1, 3))).unwrap_err();
+    let e = loaded.build(&[3]).unwrap_err();
     assert!(matches!(e, Error::Allocation { .. }) && e.to_string().contains("dense/kernel"), "{e}");
 }
 

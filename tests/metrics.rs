@@ -15,7 +15,7 @@ fn d2(a: ndarray::Array2<f32>) -> ArrayD<f32> {
 }
 
 fn update(m: &mut dyn Metric, y_true: &ArrayD<f32>, y_pred: &ArrayD<f32>) {
-    m.update(y_true.view(), y_pred.view());
+    m.update(y_true.view(), y_pred.view(), None);
 }
 
 fn assert_close(got: f32, want: f32) {
@@ -143,7 +143,7 @@ fn mean_weights_values() {
     m.update_value(2.0, 8.0);
     assert_close(m.result(), (0.5 * 32.0 + 2.0 * 8.0) / 40.0);
     m.reset();
-    m.update(d1(array![0.0]).view(), d1(array![1.0, 2.0, 6.0]).view());
+    m.update(d1(array![0.0]).view(), d1(array![1.0, 2.0, 6.0]).view(), None);
     assert_close(m.result(), 3.0);
     assert_eq!(Mean::new().name(), "mean");
 }
@@ -162,7 +162,7 @@ fn accuracy_kind(m: &mut dyn Metric) -> &'static str {
     let pred = d2(array![[0.9], [0.9]]);
     let mut probe = |t: f32| {
         m.reset();
-        m.update(d2(array![[t], [t]]).view(), pred.view());
+        m.update(d2(array![[t], [t]]).view(), pred.view(), None);
         m.result()
     };
     match (probe(1.0), probe(0.0)) {
@@ -224,7 +224,7 @@ fn get_resolves_explicit_names() {
     }
     // The explicit MSE metric computes MSE.
     let mut m = metrics::get("mse", "mse", &[2], &[2]).unwrap();
-    m.update(d2(array![[0.0, 0.0]]).view(), d2(array![[1.0, 3.0]]).view());
+    m.update(d2(array![[0.0, 0.0]]).view(), d2(array![[1.0, 3.0]]).view(), None);
     assert_close(m.result(), 5.0);
 
     let err = metrics::get("acuracy", "mse", &[1], &[1]).err().unwrap();
@@ -256,4 +256,38 @@ fn check_name_agrees_with_get() {
         assert!(err.contains("categorical_accuracy"), "{err}");
         assert!(kerust::metrics::get(bad, "categorical_crossentropy", &[3], &[3]).is_err());
     }
+}
+
+#[test]
+fn sample_weights_give_keras_weighted_means() {
+    // Keras' update_state(y_true, y_pred, sample_weight): sum(v_i * w_i) / sum(w_i) over per-sample values.
+    let w = array![1.0f32, 3.0];
+    let mut acc = CategoricalAccuracy::new();
+    acc.update(
+        d2(array![[1.0, 0.0], [1.0, 0.0]]).view(),
+        d2(array![[0.9, 0.1], [0.2, 0.8]]).view(),
+        Some(w.view()),
+    );
+    assert_eq!(acc.result(), 0.25); // the hit weighs 1 of 4
+
+    // Per-sample values are means over the last axis first: (1 + 9) / 2 = 5 and 0, weighted 1 and 3.
+    let mut mse = MeanSquaredError::new();
+    mse.update(
+        d2(array![[0.0, 0.0], [1.0, 1.0]]).view(),
+        d2(array![[1.0, 3.0], [1.0, 1.0]]).view(),
+        Some(w.view()),
+    );
+    assert_eq!(mse.result(), 5.0 / 4.0);
+
+    let mut mean = Mean::new();
+    mean.update(d1(array![0.0]).view(), d1(array![2.0, 10.0]).view(), Some(w.view()));
+    assert_eq!(mean.result(), (2.0 + 30.0) / 4.0);
+
+    // Weights of one are no weights.
+    let mut a = BinaryAccuracy::new();
+    let mut b = BinaryAccuracy::new();
+    let (t, p) = (d2(array![[1.0], [0.0], [1.0]]), d2(array![[0.7], [0.6], [0.2]]));
+    a.update(t.view(), p.view(), None);
+    b.update(t.view(), p.view(), Some(array![1.0f32, 1.0, 1.0].view()));
+    assert_eq!(a.result(), b.result());
 }

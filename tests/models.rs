@@ -89,9 +89,16 @@ fn unbuilt_model_summary_and_lazy_build() {
     model.add(Dense::new(2)).unwrap();
     assert!(!model.is_built());
     assert!(model.summary_string().contains("0 (unbuilt)"));
+    // predict takes &self, so it cannot build the model: it says how to.
+    let e = model.predict(&Array2::<f32>::ones((3, 5))).unwrap_err().to_string();
+    assert!(e.contains("not built") && e.contains("build(input_shape)"), "{e}");
+    assert!(!model.is_built());
+    // fit and evaluate build it from their data, as Keras does.
+    model.compile("mse", "sgd", []).unwrap();
+    model.evaluate(&Array2::<f32>::ones((3, 5)), &Array2::<f32>::ones((3, 2))).unwrap();
+    assert!(model.is_built());
     let out = model.predict(&Array2::<f32>::ones((3, 5))).unwrap();
     assert_eq!(out.shape(), &[3, 2]);
-    assert!(model.is_built());
     assert_eq!(model.count_params(), 5 * 4 + 4 + 4 * 2 + 2);
 }
 
@@ -195,6 +202,7 @@ fn same_seed_same_weights_same_history() {
 fn dropout_only_in_training() {
     let mut model = Sequential::new();
     model.add(Dropout::new(0.5).name("drop")).unwrap();
+    model.build(&[100]).unwrap();
     let x = Array2::<f32>::ones((4, 100));
     // predict: the identity.
     assert_eq!(model.predict(&x).unwrap(), x.clone().into_dyn());
@@ -202,7 +210,7 @@ fn dropout_only_in_training() {
 
 #[test]
 fn get_and_set_weights() {
-    let mut a = tutorial_model();
+    let a = tutorial_model();
     let mut b = Sequential::new();
     b.set_seed(99);
     b.add(Dense::new(25).activation("sigmoid").input_shape([784])).unwrap();
@@ -400,12 +408,12 @@ impl kerust::losses::Loss for MyIndexLoss {
     fn validate(&self, _: ndarray::ArrayViewD<'_, f32>, _: &[usize]) -> kerust::Result<()> {
         Ok(())
     }
-    fn call<'t>(
+    fn per_sample<'t>(
         &self,
         y_true: kerust::autodiff::Var<'t>,
         y_pred: kerust::autodiff::Var<'t>,
     ) -> kerust::autodiff::Var<'t> {
-        y_pred.softmax_logits().unwrap_or(y_pred).sparse_softmax_cross_entropy(y_true).mean()
+        y_pred.softmax_logits().unwrap_or(y_pred).sparse_softmax_cross_entropy(y_true)
     }
 }
 
@@ -478,4 +486,18 @@ fn dense_on_more_axes_applies_to_the_last_one() {
     let by_rows = rows.predict(&x.to_shape((8, 5)).unwrap()).unwrap();
     assert_eq!(by_sequence.shape(), &[2, 4, 3]);
     assert_eq!(by_sequence.into_shape_with_order(vec![8, 3]).unwrap(), by_rows);
+}
+
+#[test]
+fn a_model_predicts_from_several_threads_at_once() {
+    fn shareable<T: Sync + Send>(_: &T) {}
+    let model = tutorial_model();
+    shareable(&model);
+    let x = Array2::from_shape_fn((64, 784), |(i, j)| ((i * 7 + j) % 13) as f32 / 13.0);
+    let alone = model.predict(&x).unwrap();
+    let together: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4).map(|_| s.spawn(|| model.predict(&x).unwrap())).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(together.iter().all(|p| *p == alone));
 }

@@ -82,7 +82,7 @@ fn save_load_predicts_bit_for_bit_with_everything_restored() {
     fit(&mut m, 0, 2);
     let path = dir.path("model.safetensors");
     m.save(&path).unwrap();
-    let mut back = load_model(&path).unwrap();
+    let back = load_model(&path).unwrap();
     let (x, _) = data();
     assert_eq!(bits(&back.predict(&x).unwrap()), bits(&m.predict(&x).unwrap()));
     assert_eq!(back.name(), m.name());
@@ -170,7 +170,7 @@ const CHILD_ENV: &str = "KERUST_TEST_LOAD_CHILD";
 fn a_fresh_process_reads_the_file() {
     let (x, _) = data();
     if let Ok(path) = std::env::var(CHILD_ENV) {
-        let mut m = load_model(&path).unwrap();
+        let m = load_model(&path).unwrap();
         let out = m.predict(&x).unwrap();
         let bytes: Vec<u8> = out.iter().flat_map(|v| v.to_le_bytes()).collect();
         std::fs::write(format!("{path}.predictions"), bytes).unwrap();
@@ -520,7 +520,7 @@ fn checkpoint_never_overwrites_a_good_file_with_nan() {
     m.set_seed(2);
     m.add(Dense::new(1).input_shape([1])).unwrap();
     // Tiny steps first (a good checkpoint), then a learning rate that blows the weights up.
-    m.compile("mse", SGD::new().learning_rate(1e-3), Vec::<&str>::new()).unwrap();
+    m.compile("mse", SGD::new().learning_rate(1e-3), []).unwrap();
     let x = Array2::from_shape_fn((8, 1), |(i, _)| i as f32);
     let y = x.mapv(|v| 2.0 * v + 1.0);
     let mut ckpt = ModelCheckpoint::new(path.display().to_string()).monitor("loss");
@@ -553,4 +553,79 @@ fn a_checkpoint_saved_during_fit_keeps_the_metrics() {
     }
     // And the model itself keeps them after fit, for the next fit and evaluate.
     assert!(m.evaluate(&x, &y).unwrap().get("accuracy").is_some());
+}
+
+#[test]
+fn a_save_into_a_missing_folder_names_the_users_path_and_the_folder() {
+    let dir = TempDir::new("missing-folder");
+    let path = dir.path("no/such/folder/m.safetensors");
+    let m = model(1);
+    for err in [m.save(&path).unwrap_err(), m.save_weights(&path).unwrap_err()] {
+        let msg = err.to_string();
+        assert!(msg.contains(&path.display().to_string()), "{msg}");
+        assert!(
+            msg.contains("does not exist") && msg.contains(&dir.path("no/such/folder").display().to_string())
+        );
+        assert!(!msg.contains(".tmp-"), "the temporary file is ours, not the user's: {msg}");
+    }
+}
+
+#[test]
+fn a_typo_in_a_checkpoint_placeholder_names_the_unknown_key() {
+    let dir = TempDir::new("ckpt-typo");
+    let (x, y) = data();
+    let mut m = model(3);
+    let template = dir.path("m-{epoc:02d}.safetensors").display().to_string();
+    let err = m.fit(&x, &y).epochs(1).verbose(0).callback(ModelCheckpoint::new(template)).run().unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("unknown key `epoc`"), "{msg}");
+    assert!(msg.contains("known keys: epoch, loss, accuracy, val_loss, val_accuracy"), "{msg}");
+    assert!(!msg.contains("format spec"), "the spec is fine, the key is not: {msg}");
+    // A known key with a spec that does not fit it is still reported as the spec.
+    let template = dir.path("m-{loss:02d}.safetensors").display().to_string();
+    let err = m.fit(&x, &y).epochs(1).verbose(0).callback(ModelCheckpoint::new(template)).run().unwrap_err();
+    assert!(err.to_string().contains("unsupported format spec `02d`"), "{err}");
+    // Nothing was trained or written by the refused fits.
+    assert_eq!(m.epochs_run(), 0);
+    assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 0);
+}
+
+/// The child of `checkpoint_verbose_prints_the_best_value_as_keras_does`: two epochs where the second does
+/// not improve (a learning rate of 0 keeps the weights, so the loss stays the same).
+#[test]
+fn checkpoint_verbose_child() {
+    let Ok(dir) = std::env::var("KERUST_TEST_CKPT_VERBOSE") else { return };
+    let (x, y) = data();
+    let mut m = Sequential::new();
+    m.set_seed(1);
+    m.add(Flatten::new().input_shape([2, 3])).unwrap();
+    m.add(Dense::new(3).activation("softmax")).unwrap();
+    m.compile("categorical_crossentropy", SGD::new().learning_rate(0.0), Vec::<&str>::new()).unwrap();
+    let path = Path::new(&dir).join("best.safetensors");
+    let ckpt =
+        ModelCheckpoint::new(path.display().to_string()).monitor("loss").save_best_only(true).verbose(1);
+    let h = m.fit(&x, &y).epochs(2).verbose(0).shuffle(false).callback(ckpt).run().unwrap();
+    eprintln!("LOSS {:.5}", h["loss"][0]);
+}
+
+#[test]
+fn checkpoint_verbose_prints_the_best_value_as_keras_does() {
+    let dir = TempDir::new("ckpt-verbose");
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["checkpoint_verbose_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env("KERUST_TEST_CKPT_VERBOSE", &dir.0)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let loss = stderr.lines().find_map(|l| l.strip_prefix("LOSS ")).unwrap();
+    let path = dir.path("best.safetensors");
+    let want = [
+        format!("Epoch 1: loss improved from inf to {loss}, saving model to {}", path.display()),
+        format!("Epoch 2: loss did not improve from {loss}"),
+    ];
+    for line in &want {
+        assert!(stderr.lines().any(|l| l == line), "{line:?} not in:\n{stderr}");
+    }
+    assert!(!stderr.contains("Some("), "{stderr}");
 }

@@ -153,7 +153,7 @@ impl Perm {
 /// A user-defined operation: a forward computation and its backward rule, for what the built-in operations
 /// cannot express efficiently. [`crate::autodiff::check_gradients`] verifies a custom rule against finite
 /// differences.
-pub trait CustomOp {
+pub trait CustomOp: Send + Sync {
     /// The output for these inputs.
     fn forward(&self, inputs: &[ArrayViewD<'_, f32>]) -> Tensor;
 
@@ -205,6 +205,11 @@ impl<'t> Tape<'t> {
 }
 
 impl<'t> Var<'t> {
+    /// A user's element-wise activation ([`crate::activations::Activation::custom`]).
+    pub(crate) fn custom_elementwise(self, c: crate::activations::CustomActivation) -> Var<'t> {
+        self.unary(Unary::Custom(c))
+    }
+
     fn unary(self, f: Unary) -> Var<'t> {
         let shape = self.shape();
         self.tape.push(Op::Unary(self.id, f), &shape, |v, out, _| {

@@ -26,6 +26,8 @@ pub(crate) enum Unary {
     Softsign,
     Gelu,
     Swish,
+    /// A user's activation: its own `f` and `df` of `x`.
+    Custom(crate::activations::CustomActivation),
 }
 
 /// SELU's constants (Klambauer et al. 2017), as Keras uses them.
@@ -129,6 +131,7 @@ impl Unary {
             Unary::Softsign => x / (1.0 + x.abs()),
             Unary::Gelu => 0.5 * x * (1.0 + erf(x * INV_SQRT_2)),
             Unary::Swish => x * sigmoid(x),
+            Unary::Custom(c) => c.f(x),
         }
     }
 
@@ -215,6 +218,7 @@ impl Unary {
                 let s = sigmoid(x);
                 s + x * s * (1.0 - s)
             }
+            Unary::Custom(c) => c.df(x),
         }
     }
 }

@@ -28,7 +28,7 @@ use crate::{Error, Result};
 ///
 /// let mut model = Sequential::new();
 /// model.add(Dense::new(1).input_shape([1]))?;
-/// model.compile("mse", "sgd", Vec::<&str>::new())?;
+/// model.compile("mse", "sgd", [])?;
 /// let (x, y) = (array![[0.0f32], [1.0]], array![[0.0f32], [2.0]]);
 /// let mut early = EarlyStopping::new().monitor("loss").patience(3).restore_best_weights(true);
 /// let history = model.fit(&x, &y).epochs(100).verbose(0).callback_ref(&mut early).run()?;

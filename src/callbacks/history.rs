@@ -7,6 +7,19 @@ use crate::Result;
 
 /// The per-epoch values of a `fit`: `history["loss"][e]` is the loss of the `e`-th epoch run, and likewise for
 /// every metric and `val_` value. `fit` records it and returns it (Keras' `History`).
+///
+/// `Display` prints the per-key lists as Keras' `print(history.history)` does (keys sorted), each value in its
+/// shortest exact form, or with a fixed number of decimals if a precision is given:
+///
+/// ```
+/// use kerust::callbacks::History;
+///
+/// let mut history = History::new();
+/// history.history.insert("loss".into(), vec![0.5, 0.3125]);
+/// history.history.insert("accuracy".into(), vec![0.6875, 0.875]);
+/// assert_eq!(history.to_string(), "{'accuracy': [0.6875, 0.875], 'loss': [0.5, 0.3125]}");
+/// assert_eq!(format!("{history:.1}"), "{'accuracy': [0.7, 0.9], 'loss': [0.5, 0.3]}");
+/// ```
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct History {
     /// Name to per-epoch values (sorted by name, as Keras' keys are).
@@ -36,6 +49,22 @@ impl History {
     /// The value of `name` at the last epoch.
     pub fn last(&self, name: &str) -> Option<f32> {
         self.get(name).and_then(|v| v.last().copied())
+    }
+}
+
+impl std::fmt::Display for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let entries = self.history.iter().map(|(k, v)| (k.as_str(), v));
+        super::logs::write_dict(f, entries, |f, values| {
+            f.write_str("[")?;
+            for (i, &v) in values.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                super::logs::write_value(f, v)?;
+            }
+            f.write_str("]")
+        })
     }
 }
 

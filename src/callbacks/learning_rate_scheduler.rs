@@ -19,7 +19,7 @@ use crate::{Error, Result};
 ///
 /// let mut model = Sequential::new();
 /// model.add(Dense::new(1).input_shape([1]))?;
-/// model.compile("mse", "sgd", Vec::<&str>::new())?; // learning rate 0.01
+/// model.compile("mse", "sgd", [])?; // learning rate 0.01
 /// // Keep the rate for 2 epochs, then halve it every epoch.
 /// let schedule = LearningRateScheduler::new(|epoch, lr| if epoch < 2 { lr } else { lr * 0.5 });
 /// let (x, y) = (array![[0.0f32], [1.0]], array![[0.0f32], [2.0]]);

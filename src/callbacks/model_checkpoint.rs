@@ -95,6 +95,16 @@ impl ModelCheckpoint {
         &self.saved
     }
 
+    /// The best value as Keras prints it (`%0.5f`): `0.09258`, or `inf` (`-inf` when higher is better)
+    /// before the first save.
+    fn best_text(&self) -> String {
+        let best = self.best.unwrap_or(match self.mode.resolve(&self.monitor) {
+            Mode::Max => f32::NEG_INFINITY,
+            _ => f32::INFINITY,
+        });
+        format!("{best:.5}")
+    }
+
     fn improved(&self, current: f32) -> bool {
         match (self.best, self.mode.resolve(&self.monitor)) {
             (None, _) => true,
@@ -126,10 +136,9 @@ pub(crate) fn format_filepath(template: &str, epoch: usize, logs: &Logs) -> Resu
             match logs.get(name) {
                 Some(v) => Value::Float(v),
                 None => {
-                    return Err(bad(format!(
-                        "placeholder `{{{field}}}`: `{name}` is not `epoch` nor a log entry (available: {})",
-                        available(logs)
-                    )))
+                    let known: Vec<&str> =
+                        std::iter::once("epoch").chain(logs.iter().map(|(n, _)| n)).collect();
+                    return Err(bad(unknown_key(field, name, &known.join(", "))));
                 }
             }
         };
@@ -138,6 +147,20 @@ pub(crate) fn format_filepath(template: &str, epoch: usize, logs: &Logs) -> Resu
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// The error for a placeholder naming a key that will not be there, as Keras' `KeyError` names it.
+fn unknown_key(field: &str, name: &str, known: &str) -> String {
+    format!("placeholder `{{{field}}}`: unknown key `{name}`; known keys: {known}")
+}
+
+/// The keys a template may use in a `fit` of `model`: `epoch` and the log entries each epoch ends with (the
+/// loss, the metrics and, with validation data, their `val_` versions), or `None` if the model cannot tell
+/// (not compiled).
+fn known_keys(model: &Sequential) -> Option<Vec<String>> {
+    let logged: Vec<String> = std::iter::once("loss".to_string()).chain(model.metric_names()?).collect();
+    let val = logged.iter().map(|n| format!("val_{n}"));
+    Some(std::iter::once("epoch".to_string()).chain(logged.iter().cloned()).chain(val).collect())
 }
 
 enum Value {
@@ -187,9 +210,12 @@ impl Value {
 }
 
 impl Callback for ModelCheckpoint {
-    fn on_train_begin(&mut self, _: &mut Sequential, _: &TrainParams) -> Result<()> {
+    fn on_train_begin(&mut self, model: &mut Sequential, _: &TrainParams) -> Result<()> {
         check_monitor(&self.monitor)?;
-        // Check the template's syntax now rather than after the first epoch.
+        // Check the template now rather than after the first epoch: its syntax, and its keys against those
+        // the epochs' logs will have. A key is checked before its format spec, so that `{epoc:02d}` is
+        // reported as the unknown key `epoc`, not as a spec that does not fit a log entry.
+        let known = known_keys(model);
         let mut logs = Logs::new();
         let template = &self.filepath;
         let mut rest = template.as_str();
@@ -198,6 +224,12 @@ impl Callback for ModelCheckpoint {
             let close = after.find('}').unwrap_or(after.len());
             let field = &after[..close];
             let name = field.split_once(':').map_or(field, |(n, _)| n);
+            if let Some(known) =
+                known.as_ref().filter(|k| close < after.len() && !k.iter().any(|k| k == name))
+            {
+                let known = format!("{} (`val_` entries only with validation data)", known.join(", "));
+                return Err(Error::invalid_argument("filepath", template, unknown_key(field, name, &known)));
+            }
             if name != "epoch" {
                 logs.set(name, 0.0);
             }
@@ -232,7 +264,12 @@ impl Callback for ModelCheckpoint {
             }
             if !self.improved(current) {
                 if self.verbose > 0 {
-                    eprintln!("Epoch {}: {} did not improve from {:?}", epoch + 1, self.monitor, self.best);
+                    eprintln!(
+                        "Epoch {}: {} did not improve from {}",
+                        epoch + 1,
+                        self.monitor,
+                        self.best_text()
+                    );
                 }
                 return Ok(());
             }
@@ -254,7 +291,16 @@ impl Callback for ModelCheckpoint {
         }
         let path = PathBuf::from(format_filepath(&self.filepath, epoch + 1, logs)?);
         if self.verbose > 0 {
-            eprintln!("Epoch {}: saving model to {}", epoch + 1, path.display());
+            match current.filter(|_| self.save_best_only) {
+                Some(current) => eprintln!(
+                    "Epoch {}: {} improved from {} to {current:.5}, saving model to {}",
+                    epoch + 1,
+                    self.monitor,
+                    self.best_text(),
+                    path.display()
+                ),
+                None => eprintln!("Epoch {}: saving model to {}", epoch + 1, path.display()),
+            }
         }
         if self.save_weights_only {
             model.save_weights(&path)?;

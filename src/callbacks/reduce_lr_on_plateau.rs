@@ -25,7 +25,7 @@ use crate::{Error, Result};
 ///
 /// let mut model = Sequential::new();
 /// model.add(Dense::new(1).input_shape([1]))?;
-/// model.compile("mse", "sgd", Vec::<&str>::new())?;
+/// model.compile("mse", "sgd", [])?;
 /// let reduce = ReduceLROnPlateau::new().monitor("loss").factor(0.2).patience(5).min_lr(0.001);
 /// let (x, y) = (array![[0.0f32], [1.0]], array![[0.0f32], [2.0]]);
 /// model.fit(&x, &y).epochs(3).verbose(0).callback(reduce).run()?;

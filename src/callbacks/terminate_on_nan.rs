@@ -21,7 +21,7 @@ use crate::{Error, Result};
 /// let mut model = Sequential::new();
 /// model.add(Dense::new(1).input_shape([1]))?;
 /// // A learning rate this large makes the weights, then the loss, blow up.
-/// model.compile("mse", SGD::new().learning_rate(1e6), Vec::<&str>::new())?;
+/// model.compile("mse", SGD::new().learning_rate(1e6), [])?;
 /// let (x, y) = (array![[1.0f32], [2.0], [3.0]], array![[1.0f32], [2.0], [3.0]]);
 /// let history = model.fit(&x, &y).batch_size(1).epochs(50).verbose(0).callback(TerminateOnNaN::new()).run()?;
 /// assert!(history.epoch.len() < 50);

@@ -8,13 +8,18 @@ use crate::{Error, Result};
 /// the disk.
 const MAX_DOWNLOAD_BYTES: u64 = 1 << 30;
 
+/// What a failed download suggests when nothing more is known; a dataset replaces it with its own folder
+/// and file names.
+pub(crate) const HELP: &str =
+    "If this machine cannot reach the mirror, set KERUST_DATASETS_MIRROR to a base URL that serves the files";
+
 /// Downloads `url` into memory (dataset files are a few MB; nothing touches the disk until the bytes are
 /// verified), showing progress on stderr if asked and stderr is a terminal.
 ///
 /// # Errors
 /// [`Error::Network`] for connection failures, non-2xx statuses and interrupted transfers.
 pub(crate) fn fetch(url: &str, show_progress: bool) -> Result<Vec<u8>> {
-    let net = |reason: String| Error::Network { url: url.to_string(), reason };
+    let net = |reason: String| Error::Network { url: url.to_string(), reason, help: HELP.to_string() };
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         // The .gz files are the payload: ask servers not to wrap them in another encoding.

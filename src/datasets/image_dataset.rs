@@ -32,8 +32,10 @@ pub(crate) struct DatasetSpec {
 enum Origin {
     /// In the cache: deleting it makes the next load fetch it again.
     Cache,
-    /// In a folder the user gave: we must not suggest deleting their data.
+    /// In a folder the user gave: we must not suggest deleting their data, nor promise a download.
     UserFolder,
+    /// Bytes just downloaded, not yet on disk.
+    Download,
 }
 
 /// Loads from the cache, downloading only the files that are missing.
@@ -55,7 +57,7 @@ pub(crate) fn load_cached(spec: &DatasetSpec, cache: &Cache) -> Result<(Split, S
     // Downloads one at a time, so progress lines don't interleave.
     for (slot, file) in slots.iter_mut().zip(&spec.files) {
         if slot.is_none() {
-            *slot = Some(fetch(spec, file, &dir, cache)?);
+            *slot = Some(fetch(spec, file, &dir, cache).map_err(|e| with_offline_help(e, spec, &dir))?);
         }
     }
     assemble(spec, slots.into_iter().flatten().collect())
@@ -89,7 +91,7 @@ fn read_all(
     std::thread::scope(|scope| {
         let handles: Vec<_> = jobs
             .iter()
-            .map(|(i, path)| (*i, scope.spawn(move || read_verified(path, &spec.files[*i], origin))))
+            .map(|(i, path)| (*i, scope.spawn(move || read_verified(path, spec, &spec.files[*i], origin))))
             .collect();
         handles
             .into_iter()
@@ -99,9 +101,9 @@ fn read_all(
 }
 
 /// Parses `path` and checks the SHA-256 of its uncompressed bytes, both in one pass.
-fn read_verified(path: &Path, file: &FileSpec, origin: Origin) -> Result<ArrayD<u8>> {
+fn read_verified(path: &Path, spec: &DatasetSpec, file: &FileSpec, origin: Origin) -> Result<ArrayD<u8>> {
     let reader = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    verify(reader, &path.display().to_string(), path, file, origin)
+    verify(reader, &path.display().to_string(), path, spec, file, origin)
 }
 
 /// Parses an IDX file from `reader` and checks the SHA-256 of its uncompressed bytes; `source` names it in
@@ -110,15 +112,30 @@ fn verify(
     reader: impl Read,
     source: &str,
     path: &Path,
+    spec: &DatasetSpec,
     file: &FileSpec,
     origin: Origin,
 ) -> Result<ArrayD<u8>> {
     let (array, digest) = idx::read_with_digest(reader, source).map_err(|e| with_fix_hint(e, origin))?;
     if digest != file.sha256 {
+        let fix = match origin {
+            Origin::Cache => "Delete the file and it will be fetched again".to_string(),
+            Origin::UserFolder => format!(
+                "The file in {} is not the expected {} of {} (another dataset's file, or a damaged copy). \
+                 Loading from a folder never downloads: put the original file there, or load through the \
+                 cache (`load_data`), which fetches what is missing",
+                path.parent().map_or_else(|| ".".into(), |d| d.display().to_string()),
+                file.name,
+                spec.name
+            ),
+            // Reported against the URL by `invalid_download`.
+            Origin::Download => String::new(),
+        };
         return Err(Error::Checksum {
             path: path.to_path_buf(),
             expected: file.sha256.to_string(),
             found: digest,
+            fix,
         });
     }
     Ok(array)
@@ -145,7 +162,7 @@ fn fetch(spec: &DatasetSpec, file: &FileSpec, dir: &Path, cache: &Cache) -> Resu
     let mut failures = Vec::new();
     for base in &mirrors {
         let url = format!("{}/{}", base.trim_end_matches('/'), file.name);
-        match fetch_from(&url, file, dir, cache.progress()) {
+        match fetch_from(&url, spec, file, dir, cache.progress()) {
             Ok(array) => return Ok(array),
             // A local problem (disk full, permissions) would fail the same way for every mirror.
             Err(e @ Error::Io { .. }) => return Err(e),
@@ -157,10 +174,16 @@ fn fetch(spec: &DatasetSpec, file: &FileSpec, dir: &Path, cache: &Cache) -> Resu
 
 /// Downloads, verifies the bytes in memory, and only then writes them to the cache atomically
 /// ([`crate::saving::write_atomic`]): a failed or interrupted download leaves nothing on disk.
-fn fetch_from(url: &str, file: &FileSpec, dir: &Path, progress: bool) -> Result<ArrayD<u8>> {
+fn fetch_from(
+    url: &str,
+    spec: &DatasetSpec,
+    file: &FileSpec,
+    dir: &Path,
+    progress: bool,
+) -> Result<ArrayD<u8>> {
     let bytes = download::fetch(url, progress)?;
     let path = dir.join(file.name);
-    let array = verify(bytes.as_slice(), url, &path, file, Origin::UserFolder)
+    let array = verify(bytes.as_slice(), url, &path, spec, file, Origin::Download)
         .map_err(|e| invalid_download(url, e))?;
     crate::saving::write_atomic(&path, |w| Ok(w.write_all(&bytes)?))?;
     Ok(array)
@@ -175,7 +198,7 @@ fn invalid_download(url: &str, error: Error) -> Error {
         Error::Format { format, reason, .. } => format!("the file served is not valid {format}: {reason}"),
         other => return other,
     };
-    Error::Network { url: url.to_string(), reason }
+    Error::Network { url: url.to_string(), reason, help: download::HELP.to_string() }
 }
 
 /// One failure is reported as is; several are summed up in one [`Error::Network`].
@@ -193,7 +216,34 @@ fn combine(mut failures: Vec<(String, Error)>) -> Error {
         })
         .collect();
     let url = failures.last().map(|(url, _)| url.clone()).unwrap_or_default();
-    Error::Network { url, reason: format!("every mirror failed ({})", reasons.join("; ")) }
+    Error::Network {
+        url,
+        reason: format!("every mirror failed ({})", reasons.join("; ")),
+        help: download::HELP.to_string(),
+    }
+}
+
+/// A failed download says what to do without the network: which folder the cache reads (the real path, not
+/// `$KERUST_HOME`, which the user may not have set) and which files to put there, the mirror variable, and
+/// loading from any folder.
+fn with_offline_help(error: Error, spec: &DatasetSpec, dir: &Path) -> Error {
+    match error {
+        Error::Network { url, reason, .. } => {
+            let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+            let names: Vec<&str> = spec.files.iter().map(|f| f.name).collect();
+            let help = format!(
+                "Without the network, either put the files {} in {} \
+                 (the cache folder, $KERUST_HOME/datasets/{}/) and load again; or set KERUST_DATASETS_MIRROR \
+                 to a base URL that serves them; or load them from any folder with {}::load_data_from",
+                names.join(", "),
+                dir.display(),
+                spec.name,
+                spec.name
+            );
+            Error::Network { url, reason, help }
+        }
+        other => other,
+    }
 }
 
 /// Checks dimensions and pairs images with labels.

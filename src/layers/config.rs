@@ -28,7 +28,7 @@ use serde_json::Value;
 
 use super::{
     Activation, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
-    GlobalAveragePooling2D, GlobalMaxPooling2D, Input, Layer, MaxPooling2D, Reshape,
+    GlobalAveragePooling2D, GlobalMaxPooling2D, Input, Layer, MaxPooling2D, Rescaling, Reshape,
 };
 use crate::activations::Activation as Function;
 use crate::initializers::Initializer;
@@ -45,6 +45,56 @@ pub struct LayerConfig {
     pub config: Value,
 }
 
+impl LayerConfig {
+    /// A layer's config from its class name and a settings struct that derives `serde::Serialize`: what a
+    /// custom layer's [`Layer::config`] returns so that a model using it can be saved (and, with its
+    /// constructor registered in [`LoadOptions::custom_layer`](crate::saving::LoadOptions::custom_layer),
+    /// loaded). Keep the settings in one struct that derives `Serialize` and `Deserialize`, as the built-in
+    /// layers do:
+    ///
+    /// ```
+    /// use kerust::layers::LayerConfig;
+    ///
+    /// #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    /// struct ScaleSettings {
+    ///     name: Option<String>,
+    ///     factor: f32,
+    /// }
+    ///
+    /// let settings = ScaleSettings { name: Some("scale".into()), factor: 0.5 };
+    /// let config = LayerConfig::new("Scale", &settings)?;
+    /// assert_eq!(config.config["factor"], 0.5);
+    /// assert_eq!(config.parse::<ScaleSettings>()?, settings);
+    /// # Ok::<(), kerust::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Format`] if the settings cannot be written as JSON (e.g. a map with non-string keys).
+    pub fn new(class_name: impl Into<String>, settings: &impl Serialize) -> Result<LayerConfig> {
+        let class_name = class_name.into();
+        let config = serde_json::to_value(settings).map_err(|e| Error::Format {
+            format: "layer config",
+            source_name: class_name.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(LayerConfig { class_name, config })
+    }
+
+    /// The settings struct back from the config ([`LayerConfig::new`]'s inverse), for a custom layer's
+    /// constructor at load time.
+    ///
+    /// # Errors
+    /// [`Error::Format`] naming the class and the missing, unknown (with `#[serde(deny_unknown_fields)]`) or
+    /// mistyped field.
+    pub fn parse<T: for<'de> Deserialize<'de>>(&self) -> Result<T> {
+        T::deserialize(&self.config).map_err(|e| Error::Format {
+            format: "layer config",
+            source_name: format!("a {} layer", self.class_name),
+            reason: e.to_string(),
+        })
+    }
+}
+
 /// The class names [`layer_from_config`] knows.
 pub const KNOWN_LAYERS: &[&str] = &[
     "Dense",
@@ -59,6 +109,7 @@ pub const KNOWN_LAYERS: &[&str] = &[
     "GlobalAveragePooling2D",
     "BatchNormalization",
     "Reshape",
+    "Rescaling",
 ];
 
 /// A function with settings: an activation or an initializer.
@@ -150,7 +201,7 @@ pub(crate) mod strict_f32 {
             }
         )*};
     }
-    settings!(momentum, epsilon);
+    settings!(momentum, epsilon, scale, offset);
 }
 
 /// Serde for an activation setting, as a [`FnConfig`] (`{"class_name": "relu", "config": {}}`).
@@ -189,20 +240,11 @@ pub(crate) mod initializer_fn {
 
 /// A layer config from a typed struct.
 pub(crate) fn to_config(class_name: &str, config: &impl Serialize) -> Result<LayerConfig> {
-    let config = serde_json::to_value(config).map_err(|e| Error::Format {
-        format: "layer config",
-        source_name: class_name.into(),
-        reason: e.to_string(),
-    })?;
-    Ok(LayerConfig { class_name: class_name.into(), config })
+    LayerConfig::new(class_name, config)
 }
 
 pub(crate) fn parse<T: for<'de> Deserialize<'de>>(config: &LayerConfig) -> Result<T> {
-    T::deserialize(&config.config).map_err(|e| Error::Format {
-        format: "layer config",
-        source_name: format!("a {} layer", config.class_name),
-        reason: e.to_string(),
-    })
+    config.parse()
 }
 
 /// A built-in layer (unbuilt) from its config.
@@ -274,6 +316,7 @@ pub fn layer_from_config(config: &LayerConfig) -> Result<Box<dyn Layer>> {
         "GlobalAveragePooling2D" => Box::new(GlobalAveragePooling2D::from_settings(parse(config)?)),
         "BatchNormalization" => Box::new(BatchNormalization::from_settings(parse(config)?)),
         "Reshape" => Box::new(Reshape::from_settings(parse(config)?)),
+        "Rescaling" => Box::new(Rescaling::from_settings(parse(config)?)),
         other => {
             return Err(Error::UnknownName {
                 kind: "layer type",
@@ -319,12 +362,40 @@ pub(crate) fn activation_config(spec: &Spec<Function>) -> Result<FnConfig> {
     let f = spec.resolve()?;
     Ok(match f {
         Function::LeakyRelu(alpha) => fn_config("leaky_relu", &[("negative_slope", alpha)]),
+        // Saved by name: a built-in's name would load as the built-in, silently another function.
+        Function::Custom(c) if c.name().parse::<Function>().is_ok() => {
+            return Err(Error::invalid_argument(
+                "activation",
+                c.name(),
+                "a custom activation is saved by its name, which must not be a built-in activation's; \
+                 give it another name in Activation::custom",
+            ))
+        }
         other => fn_config(other.name(), &[]),
     })
 }
 
 fn activation_from(c: &FnConfig) -> Result<Function> {
-    let f: Function = c.class_name.parse()?;
+    let f: Function = match c.class_name.parse() {
+        Ok(f) => f,
+        Err(e) => match crate::saving::registered_activation(&c.class_name) {
+            Some(custom) => custom,
+            None => {
+                return Err(match e {
+                    Error::UnknownName { kind, name, known } => Error::UnknownName {
+                        kind,
+                        name: name.clone(),
+                        known: format!(
+                            "{known}; a custom activation must be registered to load: \
+                             `LoadOptions::new().custom_activation(Activation::custom(\"{name}\", f, df))` \
+                             with `models::load_model_with`"
+                        ),
+                    },
+                    other => other,
+                })
+            }
+        },
+    };
     Ok(match f {
         Function::LeakyRelu(_) => Function::LeakyRelu(settings(c, ["negative_slope"])?[0]),
         other => {
@@ -420,6 +491,7 @@ mod tests {
                     .gamma_initializer(Initializer::Constant(2.0)),
             ),
             Box::new(Reshape::new([-1, 4, 1]).input_shape([8])),
+            Box::new(Rescaling::new(1.0 / 255.0).offset(-0.5).input_shape([2, 2]).name("scale")),
         ];
         let mut seen: Vec<&str> = layers.iter().map(|l| l.class_name()).collect();
         seen.sort_unstable();

@@ -30,6 +30,7 @@ mod dropout;
 mod flatten;
 mod input;
 mod pooling;
+mod rescaling;
 mod reshape;
 
 pub use activation::Activation;
@@ -44,6 +45,7 @@ pub use pooling::{
     Average, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, GlobalPooling2D, Max,
     MaxPooling2D, PoolKind, Pooling2D,
 };
+pub use rescaling::Rescaling;
 pub use reshape::Reshape;
 
 use rand::rngs::StdRng;
@@ -83,7 +85,7 @@ impl<'r> CallContext<'r> {
 
 /// A layer of a [`crate::models::Sequential`] model: settings in its constructor, weights created in
 /// [`Layer::build`] through [`add_weight`], the forward pass in [`Layer::call`].
-pub trait Layer: Send {
+pub trait Layer: Send + Sync {
     /// Keras' class name, e.g. `"Dense"` (shown in the summary).
     fn class_name(&self) -> &'static str;
 
@@ -125,15 +127,19 @@ pub trait Layer: Send {
     }
 
     /// The layer's class and settings, for saving a model ([`layer_from_config`] reads it back for built-in
-    /// layers).
+    /// layers). A custom layer implements it with [`LayerConfig::new`] on a serde settings struct, and is
+    /// loaded by the constructor registered with
+    /// [`LoadOptions::custom_layer`](crate::saving::LoadOptions::custom_layer).
     ///
     /// # Errors
     /// The default: the layer cannot describe itself (a custom layer); `save_weights` still works for it.
     fn config(&self) -> Result<LayerConfig> {
         Err(crate::Error::NotReady(format!(
-            "layer `{}` ({}) cannot be saved with its architecture: implement Layer::config, or use \
-             save_weights",
+            "layer `{}` ({}) cannot be saved with its architecture: implement Layer::config (return \
+             LayerConfig::new(\"{}\", &settings) for a serde settings struct) and load with \
+             LoadOptions::custom_layer, or use save_weights",
             self.name().unwrap_or("?"),
+            self.class_name(),
             self.class_name()
         )))
     }

@@ -13,11 +13,12 @@
 //! model.compile("categorical_crossentropy", "sgd", ["accuracy"])?;
 //! # Ok::<(), kerust::Error>(())
 //! ```
+mod from_layers;
 mod saving;
 mod summary;
 mod training;
 
-pub use saving::{load_model, load_model_from_bytes};
+pub use saving::{load_model, load_model_from_bytes, load_model_from_bytes_with, load_model_with};
 pub use training::{Fit, PREDICT_BATCH_SIZE};
 
 use rand::rngs::StdRng;
@@ -26,7 +27,7 @@ use rand::SeedableRng;
 use crate::autodiff::{Gradients, ParamStore, Tensor, Var, Workspace};
 use crate::layers::{snake_case, CallContext, Layer};
 use crate::losses::{Loss, LossSpec};
-use crate::metrics::{Metric, MetricSpec};
+use crate::metrics::{IntoMetrics, Metric, MetricSpec};
 use crate::optimizers::{Optimizer, OptimizerSpec};
 use crate::{Error, Result};
 
@@ -330,11 +331,14 @@ impl Sequential {
     }
 
     /// Configures training: the loss, the optimizer and the metrics, each by Keras' name or as a typed value.
+    /// `metrics` is `["accuracy", ...]`, `[]` for none, or a `Vec` mixing names and metric objects (see
+    /// [`IntoMetrics`]).
     ///
     /// ```
     /// use kerust::models::Sequential;
     /// use kerust::optimizers::SGD;
     /// let mut model = Sequential::new();
+    /// model.compile("mse", "adam", [])?; // Keras: compile(loss="mse", optimizer="adam")
     /// model.compile("categorical_crossentropy", SGD::new().learning_rate(0.1), ["accuracy"])?;
     /// assert!(model.compile("categorical_crossentropy", "sgdx", ["accuracy"]).is_err());
     /// # Ok::<(), kerust::Error>(())
@@ -342,16 +346,16 @@ impl Sequential {
     ///
     /// # Errors
     /// An unknown name or invalid optimizer settings; the model keeps its previous compile settings then.
-    pub fn compile<M: Into<MetricSpec>>(
+    pub fn compile(
         &mut self,
         loss: impl Into<LossSpec>,
         optimizer: impl Into<OptimizerSpec>,
-        metrics: impl IntoIterator<Item = M>,
+        metrics: impl IntoMetrics,
     ) -> Result<()> {
         let loss = loss.into().resolve()?;
         let optimizer = optimizer.into().resolve()?;
         optimizer.validate()?;
-        let metrics: Vec<MetricSpec> = metrics.into_iter().map(Into::into).collect();
+        let metrics = metrics.into_metric_specs();
         // Check metric names now, so a typo fails at compile as in Keras (the variant is chosen at fit).
         for spec in &metrics {
             if let MetricSpec::Name(name) = spec {

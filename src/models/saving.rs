@@ -11,7 +11,7 @@ use crate::autodiff::Tensor;
 use crate::layers::{layer_from_config, Input, LayerConfig};
 use crate::metrics::MetricSpec;
 use crate::saving::tensors::{decode, encode, Decoded};
-use crate::saving::write_atomic;
+use crate::saving::{write_atomic, LoadOptions};
 use crate::{Error, Result};
 
 const MODEL_FORMAT: &str = "kerust.model";
@@ -62,6 +62,22 @@ struct TrainingState {
 
 fn format_error(source: &str, reason: impl Into<String>) -> Error {
     Error::Format { format: "kerust model", source_name: source.into(), reason: reason.into() }
+}
+
+/// An unknown loss or metric in a file's compile state: say how to register it, or how to load without it.
+fn with_compile_hint(error: Error, what: &str, method: &str, example: &str) -> Error {
+    match error {
+        Error::UnknownName { kind, name, known } if kind == what => Error::UnknownName {
+            kind,
+            known: format!(
+                "{known}. A custom {what} must be registered to load the model compiled: \
+                 `LoadOptions::new().{method}(\"{name}\", {example})` with `models::load_model_with`; or load \
+                 the architecture and weights only with `LoadOptions::new().compile(false)`"
+            ),
+            name,
+        },
+        other => other,
+    }
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>> {
@@ -125,17 +141,7 @@ impl Sequential {
                 };
                 tensors.push((format!("{OPTIMIZER_PREFIX}{}/{slot}", param.name), value));
             }
-            let metrics = match &c.metrics {
-                Metrics::Pending(specs) => specs
-                    .iter()
-                    .map(|s| match s {
-                        MetricSpec::Name(n) => n.clone(),
-                        MetricSpec::Metric(m) => m.name().to_string(),
-                    })
-                    .collect(),
-                Metrics::Resolved(ms) => ms.iter().map(|m| m.name().to_string()).collect(),
-                Metrics::Lent(names) => names.clone(),
-            };
+            let metrics = self.metric_names().unwrap_or_default();
             compile = Some(CompileConfig {
                 loss: NamedConfig {
                     name: c.loss.name().into(),
@@ -160,6 +166,22 @@ impl Sequential {
         };
         let json = serde_json::to_string(&config).map_err(|e| format_error("<writing>", e.to_string()))?;
         encode(MODEL_FORMAT, &[("model_config", json)], &tensors)
+    }
+
+    /// The names the compiled metrics log under (`None` before `compile`), in order; also while `fit` holds
+    /// them.
+    pub(crate) fn metric_names(&self) -> Option<Vec<String>> {
+        Some(match &self.compiled.as_ref()?.metrics {
+            Metrics::Pending(specs) => specs
+                .iter()
+                .map(|s| match s {
+                    MetricSpec::Name(n) => n.clone(),
+                    MetricSpec::Metric(m) => m.name().to_string(),
+                })
+                .collect(),
+            Metrics::Resolved(ms) => ms.iter().map(|m| m.name().to_string()).collect(),
+            Metrics::Lent(names) => names.clone(),
+        })
     }
 
     /// Saves the weights alone (safetensors, `<layer>/<weight>` names), atomically.
@@ -253,9 +275,7 @@ fn check_weights<'f>(model: &Sequential, file: &'f Decoded, source: &str) -> Res
 /// missing or extra tensor or one of another shape or dtype; [`Error::Allocation`] for a layer that would need
 /// more weights than the file holds; weights without an input shape.
 pub fn load_model(path: impl AsRef<Path>) -> Result<Sequential> {
-    let path = path.as_ref();
-    let bytes = read_file(path)?;
-    load_model_from(&bytes, &path.display().to_string())
+    load_model_with(path, &LoadOptions::new())
 }
 
 /// [`load_model`] from the bytes of a file (e.g. [`Sequential::to_bytes`]).
@@ -263,10 +283,39 @@ pub fn load_model(path: impl AsRef<Path>) -> Result<Sequential> {
 /// # Errors
 /// As [`load_model`].
 pub fn load_model_from_bytes(bytes: &[u8]) -> Result<Sequential> {
-    load_model_from(bytes, "<bytes>")
+    load_model_from(bytes, "<bytes>", &LoadOptions::new())
 }
 
-fn load_model_from(bytes: &[u8], source: &str) -> Result<Sequential> {
+/// [`load_model`] with custom layers, losses, metrics and activations, or without the compile state: Keras'
+/// `load_model(path, custom_objects={...}, compile=False)`. See [`LoadOptions`].
+///
+/// ```no_run
+/// use kerust::models::load_model_with;
+/// use kerust::saving::LoadOptions;
+///
+/// // A model compiled with a custom loss, loaded for inference without it.
+/// let mut model = load_model_with("model.safetensors", &LoadOptions::new().compile(false))?;
+/// # Ok::<(), kerust::Error>(())
+/// ```
+///
+/// # Errors
+/// As [`load_model`]; a layer class, loss, metric or activation that is neither built in nor registered is an
+/// error naming it and the way to register it; a registered constructor's own error.
+pub fn load_model_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Sequential> {
+    let path = path.as_ref();
+    let bytes = read_file(path)?;
+    load_model_from(&bytes, &path.display().to_string(), options)
+}
+
+/// [`load_model_with`] from the bytes of a file.
+///
+/// # Errors
+/// As [`load_model_with`].
+pub fn load_model_from_bytes_with(bytes: &[u8], options: &LoadOptions) -> Result<Sequential> {
+    load_model_from(bytes, "<bytes>", options)
+}
+
+fn load_model_from(bytes: &[u8], source: &str, options: &LoadOptions) -> Result<Sequential> {
     let file = decode(bytes, source)?;
     match file.metadata.get("format").map(String::as_str) {
         Some(MODEL_FORMAT) => {}
@@ -311,8 +360,20 @@ fn load_model_from(bytes: &[u8], source: &str) -> Result<Sequential> {
         model.add(Input::new(shape))?;
     }
     for (i, layer_config) in config.layers.iter().enumerate() {
-        let layer = layer_from_config(layer_config)
-            .map_err(|e| format_error(source, format!("layer {i} ({}): {e}", layer_config.class_name)))?;
+        let class = &layer_config.class_name;
+        let layer = options
+            .scope(|| options.layer(layer_config).unwrap_or_else(|| layer_from_config(layer_config)))
+            .map_err(|e| {
+                let hint = match e {
+                    Error::UnknownName { kind: "layer type", .. } => format!(
+                        ". A custom layer must be registered to load: \
+                         `LoadOptions::new().custom_layer(\"{class}\", |config| ...)` with \
+                         `models::load_model_with` (Keras' custom_objects)"
+                    ),
+                    _ => String::new(),
+                };
+                format_error(source, format!("layer {i} ({class}): {e}{hint}"))
+            })?;
         model.add_boxed(layer)?;
     }
     // A model without an input shape builds later, from the caller's data, beyond any bound the file could
@@ -336,7 +397,8 @@ fn load_model_from(bytes: &[u8], source: &str) -> Result<Sequential> {
     }
 
     let param_index = |name: &str| model.params.iter().position(|(_, p)| p.name == name);
-    match config.compile {
+    match config.compile.filter(|_| options.restores_compile()) {
+        None if !options.restores_compile() => {}
         None => {
             if let Some((n, _)) = file.tensors.iter().find(|(n, _)| n.starts_with(OPTIMIZER_PREFIX)) {
                 return Err(format_error(
@@ -347,7 +409,11 @@ fn load_model_from(bytes: &[u8], source: &str) -> Result<Sequential> {
         }
         Some(c) => {
             let loss_config: Vec<(String, f64)> = c.loss.config.into_iter().collect();
-            let loss = crate::losses::from_config(&c.loss.name, &loss_config)?;
+            let loss = match options.loss(&c.loss.name, &loss_config) {
+                Some(loss) => loss?,
+                None => crate::losses::from_config(&c.loss.name, &loss_config)
+                    .map_err(|e| with_compile_hint(e, "loss", "custom_loss", "|settings| ..."))?,
+            };
             let opt_config: Vec<(String, f64)> = c.optimizer.config.into_iter().collect();
             let mut optimizer = crate::optimizers::from_config(&c.optimizer.name, &opt_config)?;
             let mut state = Vec::new();
@@ -370,7 +436,17 @@ fn load_model_from(bytes: &[u8], source: &str) -> Result<Sequential> {
             // `iterations` is an integer in the JSON and stays one: exact for every count up to
             // `optimizers::MAX_ITERATIONS`, and a larger one is an error.
             optimizer.load_state(c.optimizer.iterations, &state)?;
-            model.compile(loss, optimizer, c.metrics)?;
+            let metrics = c
+                .metrics
+                .into_iter()
+                .map(|name| match options.metric(&name) {
+                    Some(metric) => Ok(MetricSpec::Metric(metric)),
+                    None => crate::metrics::check_name(&name)
+                        .map(|()| MetricSpec::Name(name))
+                        .map_err(|e| with_compile_hint(e, "metric", "custom_metric", "MyMetric::new")),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            model.compile(loss, optimizer, metrics)?;
         }
     }
     if config.training.epochs_run > i64::MAX as u64 {

@@ -1,14 +1,19 @@
 //! The training loop: `fit`, `evaluate`, `predict`. It knows layers, losses, metrics and optimizers only through
 //! their traits.
-use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, AsArray, Axis, Dimension, IxDyn};
+use ndarray::{
+    Array1, ArrayD, ArrayView1, ArrayViewD, ArrayViewMutD, AsArray, Axis, CowArray, Dimension, Ix1, IxDyn,
+};
+use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use std::ops::Not;
 
 use super::{shape_str, Metrics, Sequential};
-use crate::autodiff::{Tape, Tensor};
+use crate::autodiff::{Tape, Tensor, Workspace};
 use crate::callbacks::{Callback, History, Logs, ProgbarLogger, TrainParams};
 use crate::layers::CallContext;
 use crate::metrics::{Mean, Metric};
-use crate::{Error, Result};
+use crate::{Error, Numeric, Result};
 
 mod distributed;
 use distributed::DataParallel;
@@ -19,7 +24,7 @@ use distributed::DataParallel;
 pub const PREDICT_BATCH_SIZE: usize = 256;
 
 /// A `fit` being set up: chain its settings, then [`Fit::run`]. Defaults are Keras': `batch_size` 32, `epochs`
-/// 1, `verbose` 1, `shuffle` true, no validation.
+/// 1, `verbose` 1, `shuffle` true, no validation, no sample or class weights.
 ///
 /// ```no_run
 /// # fn main() -> kerust::Result<()> {
@@ -39,12 +44,14 @@ pub const PREDICT_BATCH_SIZE: usize = 256;
 #[must_use = "a Fit does nothing until .run()"]
 pub struct Fit<'m, 'a> {
     model: &'m mut Sequential,
-    x: ArrayViewD<'a, f32>,
-    y: ArrayViewD<'a, f32>,
+    x: Data<'a>,
+    y: Data<'a>,
+    sample_weight: Option<CowArray<'a, f32, Ix1>>,
+    class_weight: Option<Vec<(usize, f32)>>,
     batch_size: usize,
     epochs: usize,
     verbose: u8,
-    validation_data: Option<(ArrayViewD<'a, f32>, ArrayViewD<'a, f32>)>,
+    validation_data: Option<(Data<'a>, Data<'a>)>,
     validation_split: f32,
     shuffle: bool,
     initial_epoch: usize,
@@ -52,18 +59,29 @@ pub struct Fit<'m, 'a> {
     borrowed_callbacks: Vec<&'a mut dyn Callback>,
 }
 
+/// Inputs or targets as the model computes with them: `f32`, borrowed when the caller's data is `f32`, else
+/// converted once (Keras casts to `float32` too).
+type Data<'a> = CowArray<'a, f32, IxDyn>;
+
+fn data<'a, A: Numeric, D: Dimension>(array: impl AsArray<'a, A, D>) -> Data<'a> {
+    A::to_f32_array(array.into().into_dyn())
+}
+
 impl Sequential {
     /// Starts a `fit` on inputs `x` (samples on the first axis, then the model's input shape) and targets `y`;
-    /// both by reference or as views, never copied as a whole.
-    pub fn fit<'m, 'a, D1: Dimension, D2: Dimension>(
+    /// both by reference or as views. Any [`Numeric`] element type is accepted (`u8` images, `i64` labels, `f64`
+    /// arrays): `f32` data is never copied as a whole, other types are converted to `f32` once.
+    pub fn fit<'m, 'a, A: Numeric, B: Numeric, D1: Dimension, D2: Dimension>(
         &'m mut self,
-        x: impl AsArray<'a, f32, D1>,
-        y: impl AsArray<'a, f32, D2>,
+        x: impl AsArray<'a, A, D1>,
+        y: impl AsArray<'a, B, D2>,
     ) -> Fit<'m, 'a> {
         Fit {
             model: self,
-            x: x.into().into_dyn(),
-            y: y.into().into_dyn(),
+            x: data(x),
+            y: data(y),
+            sample_weight: None,
+            class_weight: None,
             batch_size: 32,
             epochs: 1,
             verbose: 1,
@@ -97,12 +115,52 @@ impl<'m, 'a> Fit<'m, 'a> {
     }
 
     /// Data to evaluate at the end of each epoch, logged with a `val_` prefix. Overrides `validation_split`.
-    pub fn validation_data<D1: Dimension, D2: Dimension>(
+    pub fn validation_data<A: Numeric, B: Numeric, D1: Dimension, D2: Dimension>(
         mut self,
-        x: impl AsArray<'a, f32, D1>,
-        y: impl AsArray<'a, f32, D2>,
+        x: impl AsArray<'a, A, D1>,
+        y: impl AsArray<'a, B, D2>,
     ) -> Self {
-        self.validation_data = Some((x.into().into_dyn(), y.into().into_dyn()));
+        self.validation_data = Some((data(x), data(y)));
+        self
+    }
+
+    /// A weight per training sample (Keras' `sample_weight`, shape `(samples,)`): each sample's loss counts this
+    /// many times, as Keras computes it (the batch loss is `sum(loss_i * w_i) / batch`). The compiled metrics stay
+    /// unweighted, as Keras' `metrics` do.
+    /// With `validation_split`, the last fraction of the weights weighs the validation samples.
+    ///
+    /// ```
+    /// # use kerust::{layers::Dense, models::Sequential};
+    /// # use ndarray::array;
+    /// let mut model = Sequential::new();
+    /// model.add(Dense::new(1).input_shape([2]))?;
+    /// model.compile("mse", "sgd", [])?;
+    /// let (x, y) = (array![[0.0f32, 1.0], [1.0, 0.0]], array![[1.0f32], [0.0]]);
+    /// // The second sample does not count at all.
+    /// model.fit(&x, &y).sample_weight(&array![1.0f32, 0.0]).verbose(0).run()?;
+    /// # Ok::<(), kerust::Error>(())
+    /// ```
+    pub fn sample_weight<A: Numeric>(mut self, weights: impl AsArray<'a, A, Ix1>) -> Self {
+        self.sample_weight = Some(A::to_f32_array(weights.into()));
+        self
+    }
+
+    /// Weights by class (Keras' `class_weight={0: 1.0, 1: 5.0}`): every training sample weighs what its class
+    /// does, 1 for a class not listed. The class is the target's argmax for one-hot targets, the rounded label
+    /// otherwise. Cannot be combined with [`Fit::sample_weight`], as in Keras.
+    ///
+    /// ```
+    /// # use kerust::{layers::Dense, models::Sequential};
+    /// # use ndarray::array;
+    /// # let mut model = Sequential::new();
+    /// # model.add(Dense::new(1).activation("sigmoid").input_shape([2]))?;
+    /// # model.compile("binary_crossentropy", "sgd", ["accuracy"])?;
+    /// # let (x, y) = (array![[0.0f32, 1.0], [1.0, 0.0]], array![1u8, 0]);
+    /// model.fit(&x, &y).class_weight([(0, 1.0), (1, 5.0)]).verbose(0).run()?;
+    /// # Ok::<(), kerust::Error>(())
+    /// ```
+    pub fn class_weight(mut self, weights: impl IntoIterator<Item = (usize, f32)>) -> Self {
+        self.class_weight = Some(weights.into_iter().collect());
         self
     }
 
@@ -141,8 +199,9 @@ impl<'m, 'a> Fit<'m, 'a> {
     /// # Errors
     /// `fit` before `compile`; a batch size of 0; a validation split outside [0, 1); no samples; inputs whose
     /// shape does not match the model's input (e.g. (60000, 28, 28) into an input of 784); targets that do not
-    /// match the inputs' sample count or the output layer; any of these for the validation data. The model is
-    /// unchanged when one of these is reported. Later, an error from a callback ends training.
+    /// match the inputs' sample count or the output layer; any of these for the validation data; sample weights
+    /// not one per sample, or given with class weights; class weights for targets of more than two axes. The
+    /// model is unchanged when one of these is reported. Later, an error from a callback ends training.
     ///
     /// A distributed model ([`Sequential::distribute`]) also reports a rank that failed these checks, or that
     /// would train another model, data shape or setting; a rank that fails later ends the whole job.
@@ -157,6 +216,8 @@ impl<'m, 'a> Fit<'m, 'a> {
             model,
             x,
             y,
+            sample_weight,
+            class_weight,
             batch_size,
             epochs,
             verbose,
@@ -178,12 +239,28 @@ impl<'m, 'a> Fit<'m, 'a> {
         if !(0.0..1.0).contains(&validation_split) {
             return Err(Error::invalid_argument("validation_split", validation_split, "must be in [0, 1)"));
         }
+        let (x, y) = (x.view(), y.view());
         model.prepare(&x, Some(&y), "fit")?;
         let n = x.len_of(Axis(0));
-        let (train_x, train_y, val) = match validation_data {
+        let class_weighted = class_weight.is_some();
+        let weights = match (sample_weight, class_weight) {
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid_argument(
+                    "class_weight",
+                    "given with sample_weight",
+                    "use one or the other (as in Keras)",
+                ))
+            }
+            (Some(w), None) => Some(check_sample_weight(w, n, "fit")?),
+            (None, Some(classes)) => Some(CowArray::from(class_weights_to_sample_weights(&y, &classes)?)),
+            (None, None) => None,
+        };
+        let weights = weights.as_ref().map(|w| w.view());
+        let validation_data = validation_data.as_ref().map(|(vx, vy)| (vx.view(), vy.view()));
+        let (train_x, train_y, train_w, val, val_w) = match validation_data {
             Some((vx, vy)) => {
                 model.check_data(&vx, Some(&vy), "validation_data")?;
-                (x, y, Some((vx, vy)))
+                (x, y, weights, Some((vx, vy)), None)
             }
             None if validation_split > 0.0 => {
                 // Keras: the last fraction, before shuffling.
@@ -197,9 +274,17 @@ impl<'m, 'a> Fit<'m, 'a> {
                 }
                 let (tx, vx) = x.split_at(Axis(0), split_at);
                 let (ty, vy) = y.split_at(Axis(0), split_at);
-                (tx, ty, Some((vx, vy)))
+                let (tw, vw) = match weights {
+                    Some(w) => {
+                        let (tw, vw) = w.split_at(Axis(0), split_at);
+                        // Keras weighs validation samples by their sample_weight, never by class_weight.
+                        (Some(tw), class_weighted.not().then_some(vw))
+                    }
+                    None => (None, None),
+                };
+                (tx, ty, tw, Some((vx, vy)), vw)
             }
-            None => (x, y, None),
+            None => (x, y, weights, None, None),
         };
 
         // The last check, before anything runs: metrics against the targets.
@@ -211,7 +296,11 @@ impl<'m, 'a> Fit<'m, 'a> {
         let settings = format!(
             "fit: batch_size={batch_size} epochs={epochs} initial_epoch={initial_epoch} shuffle={shuffle}"
         );
-        let data: Vec<_> = shapes.into_iter().chain(val_shapes.into_iter().flatten()).collect();
+        let data: Vec<_> = shapes
+            .into_iter()
+            .chain(val_shapes.into_iter().flatten())
+            .chain(train_w.as_ref().map(|w| ("sample_weight", w.shape())))
+            .collect();
         if let Err(e) = dp.begin(model, &train_y, &data, &settings) {
             model.put_metrics(metrics);
             return Err(e);
@@ -260,7 +349,8 @@ impl<'m, 'a> Fit<'m, 'a> {
                     for cb in all.iter_mut() {
                         cb.on_train_batch_begin(model, batch)?;
                     }
-                    let loss = model.train_step(&train_x, &train_y, rows, &mut metrics, dp)?;
+                    let loss =
+                        model.train_step(&train_x, &train_y, train_w.as_ref(), rows, &mut metrics, dp)?;
                     loss_tracker.update_value(loss, rows.len() as f32);
                     logs.set("loss", loss_tracker.result());
                     for m in &metrics {
@@ -274,7 +364,7 @@ impl<'m, 'a> Fit<'m, 'a> {
                     }
                 }
                 if let Some((vx, vy)) = &val {
-                    let val_logs = model.evaluate_views(vx, vy, batch_size, &mut metrics);
+                    let val_logs = model.evaluate_views(vx, vy, val_w.as_ref(), batch_size, &mut metrics);
                     for (name, value) in &val_logs {
                         logs.set(&format!("val_{name}"), value);
                     }
@@ -314,6 +404,48 @@ fn gather(src: &ArrayViewD<'_, f32>, rows: &[usize], dst: &mut ArrayViewMutD<'_,
     }
 }
 
+/// The weights of the samples `rows`, or `None` without weights.
+fn gather_weights(weights: Option<&ArrayView1<'_, f32>>, rows: &[usize]) -> Option<Array1<f32>> {
+    weights.map(|w| rows.iter().map(|&r| w[r]).collect())
+}
+
+/// Checks that `weights` has one value per sample.
+fn check_sample_weight<'a>(
+    weights: CowArray<'a, f32, Ix1>,
+    samples: usize,
+    context: &str,
+) -> Result<CowArray<'a, f32, Ix1>> {
+    if weights.len() != samples {
+        return Err(Error::shape(
+            format!("{context}: sample_weight needs one weight per sample"),
+            format!("({samples},)"),
+            format!("({},)", weights.len()),
+        ));
+    }
+    Ok(weights)
+}
+
+/// Keras' `class_weight_to_sample_weights`: each sample weighs what its class does (1 for a class not
+/// listed); the class is the argmax of a target row, or the rounded label when there is one value per sample.
+fn class_weights_to_sample_weights(y: &ArrayViewD<'_, f32>, classes: &[(usize, f32)]) -> Result<Array1<f32>> {
+    let weight_of = |class: f32| {
+        let class = class.round();
+        classes.iter().find(|&&(c, _)| c as f32 == class).map_or(1.0, |&(_, w)| w)
+    };
+    match y.shape() {
+        [_] => Ok(y.iter().map(|&label| weight_of(label)).collect()),
+        [_, 1] => Ok(y.iter().map(|&label| weight_of(label)).collect()),
+        [_, _] => {
+            Ok(y.rows().into_iter().map(|row| weight_of(crate::utils::argmax_lane(row) as f32)).collect())
+        }
+        shape => Err(Error::shape(
+            "fit: class_weight",
+            "targets of shape (samples,) or (samples, classes)",
+            format!("{shape:?}; use sample_weight for targets of more axes"),
+        )),
+    }
+}
+
 fn batch_shape(data: &ArrayViewD<'_, f32>, rows: usize) -> Vec<usize> {
     let mut shape = data.shape().to_vec();
     shape[0] = rows;
@@ -329,13 +461,7 @@ impl Sequential {
         y: Option<&ArrayViewD<'_, f32>>,
         context: &str,
     ) -> Result<()> {
-        if x.ndim() < 2 || x.len_of(Axis(0)) == 0 {
-            return Err(Error::shape(
-                format!("{context} inputs"),
-                "at least one sample: (samples, ...input shape)",
-                format!("{:?}", x.shape()),
-            ));
-        }
+        check_has_samples(x, context)?;
         let built_before = self.is_built();
         let snapshot =
             (!built_before).then(|| (self.params.len(), self.output_shapes.len(), self.input_shape.clone()));
@@ -442,11 +568,12 @@ impl Sequential {
         }
     }
 
-    /// One gradient step on the samples `rows`; returns the batch loss.
+    /// One gradient step on the samples `rows`, weighted by `weights` if given; returns the batch loss.
     fn train_step(
         &mut self,
         x: &ArrayViewD<'_, f32>,
         y: &ArrayViewD<'_, f32>,
+        weights: Option<&ArrayView1<'_, f32>>,
         rows: &[usize],
         metrics: &mut [Box<dyn Metric>],
         dp: &mut DataParallel,
@@ -464,14 +591,21 @@ impl Sequential {
         let yb = tape.constant_with(&batch_shape(y, rows.len()), |buf| gather(y, rows, buf));
         let mut ctx = CallContext::new(true, rng);
         let out = Sequential::forward(layers, xb, &mut ctx);
-        let loss = compiled.loss.call(yb, out);
+        let wb = gather_weights(weights, rows);
+        let loss = match &wb {
+            Some(w) => compiled.loss.weighted(yb, out, tape.constant(w.view().into_dyn())),
+            None => compiled.loss.call(yb, out),
+        };
         let value = loss.item();
         tape.backward(loss, grads)?;
+        // Compiled metrics are unweighted, as Keras' `metrics` (its `weighted_metrics` are another list).
         if dp.is_active() {
             out.with_value(|pred| yb.with_value(|truth| dp.stage_outputs(pred, truth)));
         } else if !metrics.is_empty() {
             out.with_value(|pred| {
-                yb.with_value(|truth| metrics.iter_mut().for_each(|m| m.update(truth.view(), pred.view())))
+                yb.with_value(|truth| {
+                    metrics.iter_mut().for_each(|m| m.update(truth.view(), pred.view(), None))
+                })
             });
         }
         *workspace = tape.into_workspace();
@@ -485,18 +619,21 @@ impl Sequential {
         Ok(value)
     }
 
-    /// Runs the model on `x` in batches without recording gradients; `each` gets every batch's rows, output and
-    /// the tape's values.
+    /// Runs the model on `x` in batches without recording gradients, with `workspace`'s buffers; `each` gets
+    /// every batch's rows, output, and with `y` its targets and (weighted) loss.
     fn for_each_batch(
-        &mut self,
+        &self,
+        workspace: &mut Workspace,
         x: &ArrayViewD<'_, f32>,
-        y: Option<&ArrayViewD<'_, f32>>,
+        y: Option<(&ArrayViewD<'_, f32>, Option<&ArrayView1<'_, f32>>)>,
         batch_size: usize,
         mut each: impl FnMut(std::ops::Range<usize>, ArrayViewD<'_, f32>, Option<(ArrayViewD<'_, f32>, f32)>),
     ) {
         let n = x.len_of(Axis(0));
-        let Sequential { layers, params, compiled, rng, workspace, .. } = self;
+        let Sequential { layers, params, compiled, .. } = self;
         let loss_fn = compiled.as_ref().map(|c| &c.loss);
+        // Inference draws nothing at random (dropout is off); the context wants a generator all the same.
+        let mut rng = StdRng::seed_from_u64(0);
         let mut start = 0;
         let mut rows = Vec::with_capacity(batch_size.min(n));
         while start < n {
@@ -505,11 +642,17 @@ impl Sequential {
             rows.extend(start..end);
             let tape = Tape::inference(params, std::mem::take(workspace));
             let xb = tape.constant_with(&batch_shape(x, rows.len()), |buf| gather(x, &rows, buf));
-            let out = Sequential::forward(layers, xb, &mut CallContext::new(false, rng));
+            let out = Sequential::forward(layers, xb, &mut CallContext::new(false, &mut rng));
             match (y, loss_fn) {
-                (Some(y), Some(loss_fn)) => {
+                (Some((y, weights)), Some(loss_fn)) => {
                     let yb = tape.constant_with(&batch_shape(y, rows.len()), |buf| gather(y, &rows, buf));
-                    let loss = loss_fn.call(yb, out).item();
+                    let loss = match weights {
+                        Some(w) => {
+                            let wb = w.slice(ndarray::s![start..end]).into_dyn();
+                            loss_fn.weighted(yb, out, tape.constant(wb)).item()
+                        }
+                        None => loss_fn.call(yb, out).item(),
+                    };
                     out.with_value(|o| yb.with_value(|t| each(start..end, o, Some((t, loss)))));
                 }
                 _ => out.with_value(|o| each(start..end, o, None)),
@@ -519,25 +662,28 @@ impl Sequential {
         }
     }
 
-    /// Loss and metrics over `(x, y)`, already checked.
+    /// Loss and metrics over `(x, y)` (weighted by `weights` if given), already checked.
     fn evaluate_views(
         &mut self,
         x: &ArrayViewD<'_, f32>,
         y: &ArrayViewD<'_, f32>,
+        weights: Option<&ArrayView1<'_, f32>>,
         batch_size: usize,
         metrics: &mut [Box<dyn Metric>],
     ) -> Logs {
-        if let Some(logs) = DataParallel::new(self).evaluate(self, x, y, batch_size, metrics) {
+        if let Some(logs) = DataParallel::new(self).evaluate(self, x, y, weights, batch_size, metrics) {
             return logs;
         }
         let mut loss_tracker = Mean::new();
         metrics.iter_mut().for_each(|m| m.reset());
-        self.for_each_batch(x, Some(y), batch_size, |rows, out, truth| {
+        let mut workspace = std::mem::take(&mut self.workspace);
+        self.for_each_batch(&mut workspace, x, Some((y, weights)), batch_size, |rows, out, truth| {
             if let Some((truth, loss)) = truth {
                 loss_tracker.update_value(loss, rows.len() as f32);
-                metrics.iter_mut().for_each(|m| m.update(truth.view(), out.view()));
+                metrics.iter_mut().for_each(|m| m.update(truth.view(), out.view(), None));
             }
         });
+        self.workspace = workspace;
         let mut logs = Logs::new();
         logs.set("loss", loss_tracker.result());
         for m in metrics.iter() {
@@ -546,28 +692,56 @@ impl Sequential {
         logs
     }
 
-    /// The loss and metrics on `(x, y)` (Keras' `evaluate(..., return_dict=True)`), in batches of 32.
+    /// The loss and metrics on `(x, y)` (Keras' `evaluate(..., return_dict=True)`), in batches of 32. Any
+    /// [`Numeric`] element type is accepted, as in [`Sequential::fit`].
+    ///
+    /// It takes `&mut self` because the compiled metrics accumulate their state in the model, as Keras' do;
+    /// [`Sequential::predict`] needs only `&self`.
     ///
     /// # Errors
     /// Before `compile`, or on data that does not fit the model (as for [`Sequential::fit`]).
-    pub fn evaluate<'a, D1: Dimension, D2: Dimension>(
+    pub fn evaluate<'a, A: Numeric, B: Numeric, D1: Dimension, D2: Dimension>(
         &mut self,
-        x: impl AsArray<'a, f32, D1>,
-        y: impl AsArray<'a, f32, D2>,
+        x: impl AsArray<'a, A, D1>,
+        y: impl AsArray<'a, B, D2>,
     ) -> Result<Logs> {
-        self.evaluate_with_batch_size(x, y, 32)
+        self.evaluate_data(data(x), data(y), None, 32)
     }
 
     /// [`Sequential::evaluate`] with another batch size.
-    pub fn evaluate_with_batch_size<'a, D1: Dimension, D2: Dimension>(
+    pub fn evaluate_with_batch_size<'a, A: Numeric, B: Numeric, D1: Dimension, D2: Dimension>(
         &mut self,
-        x: impl AsArray<'a, f32, D1>,
-        y: impl AsArray<'a, f32, D2>,
+        x: impl AsArray<'a, A, D1>,
+        y: impl AsArray<'a, B, D2>,
         batch_size: usize,
     ) -> Result<Logs> {
-        let (x, y) = (x.into().into_dyn(), y.into().into_dyn());
+        self.evaluate_data(data(x), data(y), None, batch_size)
+    }
+
+    /// [`Sequential::evaluate`] with a weight per sample (Keras' `evaluate(x, y, sample_weight=w)`): the loss is
+    /// `sum(loss_i * w_i) / n` per batch, as in Keras; the compiled metrics stay unweighted, as Keras' `metrics`.
+    ///
+    /// # Errors
+    /// As [`Sequential::evaluate`], and weights that are not one per sample.
+    pub fn evaluate_weighted<'a, A: Numeric, B: Numeric, W: Numeric, D1: Dimension, D2: Dimension>(
+        &mut self,
+        x: impl AsArray<'a, A, D1>,
+        y: impl AsArray<'a, B, D2>,
+        sample_weight: impl AsArray<'a, W, Ix1>,
+    ) -> Result<Logs> {
+        self.evaluate_data(data(x), data(y), Some(W::to_f32_array(sample_weight.into())), 32)
+    }
+
+    fn evaluate_data(
+        &mut self,
+        x: Data<'_>,
+        y: Data<'_>,
+        weights: Option<CowArray<'_, f32, Ix1>>,
+        batch_size: usize,
+    ) -> Result<Logs> {
+        let (x, y) = (x.view(), y.view());
         let mut dp = DataParallel::new(self);
-        let result = self.evaluate_checked(&x, &y, batch_size, &mut dp);
+        let result = self.evaluate_checked(&x, &y, weights, batch_size, &mut dp);
         dp.finish(result)
     }
 
@@ -575,6 +749,7 @@ impl Sequential {
         &mut self,
         x: &ArrayViewD<'_, f32>,
         y: &ArrayViewD<'_, f32>,
+        weights: Option<CowArray<'_, f32, Ix1>>,
         batch_size: usize,
         dp: &mut DataParallel,
     ) -> Result<Logs> {
@@ -585,39 +760,61 @@ impl Sequential {
             return Err(Error::invalid_argument("batch_size", 0, "must be at least 1"));
         }
         self.prepare(x, Some(y), "evaluate")?;
+        let weights = weights.map(|w| check_sample_weight(w, x.len_of(Axis(0)), "evaluate")).transpose()?;
         let mut metrics = self.take_metrics(y, None)?;
-        if let Err(e) = dp.agree(self, y, &[("x", x.shape()), ("y", y.shape())], "evaluate") {
+        let mut data = vec![("x", x.shape()), ("y", y.shape())];
+        data.extend(weights.as_ref().map(|w| ("sample_weight", w.shape())));
+        if let Err(e) = dp.agree(self, y, &data, "evaluate") {
             self.put_metrics(metrics);
             return Err(e);
         }
-        let logs = self.evaluate_views(x, y, batch_size, &mut metrics);
+        let logs =
+            self.evaluate_views(x, y, weights.as_ref().map(|w| w.view()).as_ref(), batch_size, &mut metrics);
         self.put_metrics(metrics);
         Ok(logs)
     }
 
     /// The model's outputs for `x`, computed without recording gradients, [`PREDICT_BATCH_SIZE`] samples at a
-    /// time.
+    /// time. Any [`Numeric`] element type is accepted.
+    ///
+    /// It takes `&self`: a model can serve predictions from several threads at once (share it in an `Arc`, or
+    /// by reference in scoped threads). The result is an `ArrayD`, as outputs may have any rank; for the usual
+    /// `(samples, classes)`, [`Sequential::predict_classes`] gives the class of each sample, and
+    /// `into_dimensionality::<Ix2>()` a 2-D array.
+    ///
+    /// ```
+    /// use kerust::{layers::Dense, models::Sequential};
+    /// use ndarray::{array, Ix2};
+    ///
+    /// let mut model = Sequential::new();
+    /// model.add(Dense::new(3).activation("softmax").input_shape([2]))?;
+    /// let probabilities = model.predict(&array![[0.5f32, -1.0], [2.0, 0.0]])?.into_dimensionality::<Ix2>()?;
+    /// assert_eq!(probabilities.row(0).len(), 3);
+    /// # Ok::<(), kerust::Error>(())
+    /// ```
     ///
     /// # Errors
-    /// If `x` does not match the model's input shape (a model without a known input shape is built from `x`).
-    pub fn predict<'a, D: Dimension>(&mut self, x: impl AsArray<'a, f32, D>) -> Result<Tensor> {
+    /// A model that is not built yet (its first layer has no `input_shape` and it has seen no data: call
+    /// [`Sequential::build`]); `x` that does not match the model's input shape.
+    pub fn predict<'a, A: Numeric, D: Dimension>(&self, x: impl AsArray<'a, A, D>) -> Result<Tensor> {
         self.predict_with_batch_size(x, PREDICT_BATCH_SIZE)
     }
 
     /// [`Sequential::predict`] with another batch size.
-    pub fn predict_with_batch_size<'a, D: Dimension>(
-        &mut self,
-        x: impl AsArray<'a, f32, D>,
+    pub fn predict_with_batch_size<'a, A: Numeric, D: Dimension>(
+        &self,
+        x: impl AsArray<'a, A, D>,
         batch_size: usize,
     ) -> Result<Tensor> {
-        let x = x.into().into_dyn();
+        let x = data(x);
+        let x = x.view();
         let mut dp = DataParallel::new(self);
         let result = self.predict_checked(&x, batch_size, &mut dp);
         dp.finish(result)
     }
 
     fn predict_checked(
-        &mut self,
+        &self,
         x: &ArrayViewD<'_, f32>,
         batch_size: usize,
         dp: &mut DataParallel,
@@ -625,7 +822,15 @@ impl Sequential {
         if batch_size == 0 {
             return Err(Error::invalid_argument("batch_size", 0, "must be at least 1"));
         }
-        self.prepare(x, None, "predict")?;
+        if !self.is_built() {
+            return Err(Error::NotReady(
+                "predict on a model that is not built: give the first layer an input_shape (or add an Input), \
+                 or call model.build(input_shape), before predicting"
+                    .into(),
+            ));
+        }
+        check_has_samples(x, "predict")?;
+        self.check_data(x, None, "predict")?;
         dp.agree(self, x, &[("x", x.shape())], "predict")?;
         if let Some(result) = dp.predict(self, x, batch_size) {
             return Ok(result);
@@ -634,25 +839,77 @@ impl Sequential {
             .chain(self.output_shape().unwrap_or_default().iter().copied())
             .collect();
         let mut result = ArrayD::<f32>::zeros(IxDyn(&out_shape));
-        self.for_each_batch(x, None, batch_size, |rows, out, _| {
+        self.for_each_batch(&mut Workspace::new(), x, None, batch_size, |rows, out, _| {
             result.slice_axis_mut(Axis(0), (rows.start..rows.end).into()).assign(&out);
         });
         Ok(result)
     }
+
+    /// The class of each sample (Keras 2's `predict_classes`): the index of the largest output for an output of
+    /// several units (softmax), or 1 where the single output is above 0.5 (sigmoid), else 0. NaN outputs give
+    /// the class of the first NaN, as numpy's `argmax` does.
+    ///
+    /// ```
+    /// use kerust::{layers::Dense, models::Sequential};
+    /// use ndarray::array;
+    ///
+    /// let mut model = Sequential::new();
+    /// model.add(Dense::new(3).activation("softmax").input_shape([2]))?;
+    /// let classes = model.predict_classes(&array![[0.5f32, -1.0], [2.0, 0.0]])?; // Array1<usize>
+    /// assert_eq!(classes.len(), 2);
+    /// assert!(classes.iter().all(|&c| c < 3));
+    /// # Ok::<(), kerust::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Sequential::predict`], and a model whose output per sample is not a vector (e.g. an image).
+    pub fn predict_classes<'a, A: Numeric, D: Dimension>(
+        &self,
+        x: impl AsArray<'a, A, D>,
+    ) -> Result<Array1<usize>> {
+        let out = self.output_shape().unwrap_or_default().to_vec();
+        if self.is_built() && out.len() != 1 {
+            return Err(Error::shape(
+                "predict_classes: the model's output",
+                "(None, classes): one vector per sample",
+                super::shape_str(&out),
+            ));
+        }
+        let pred = self.predict(x)?;
+        let pred = pred.view().into_dimensionality::<ndarray::Ix2>()?;
+        Ok(if pred.ncols() == 1 {
+            pred.column(0).mapv(|p| usize::from(p > 0.5))
+        } else {
+            pred.rows().into_iter().map(crate::utils::argmax_lane).collect()
+        })
+    }
+}
+
+/// An error unless `x` has a sample axis with at least one sample.
+fn check_has_samples(x: &ArrayViewD<'_, f32>, context: &str) -> Result<()> {
+    if x.ndim() < 2 || x.len_of(Axis(0)) == 0 {
+        return Err(Error::shape(
+            format!("{context} inputs"),
+            "at least one sample: (samples, ...input shape)",
+            format!("{:?}", x.shape()),
+        ));
+    }
+    Ok(())
 }
 
 impl Sequential {
     /// One gradient update on exactly this batch (Keras' `train_on_batch`); returns the batch's loss and
-    /// metrics. The model is built from `x` if needed.
+    /// metrics. The model is built from `x` if needed. Any [`Numeric`] element type is accepted.
     ///
     /// # Errors
     /// As for [`Sequential::fit`]: before `compile`, or on data that does not fit the model.
-    pub fn train_on_batch<'a, D1: Dimension, D2: Dimension>(
+    pub fn train_on_batch<'a, A: Numeric, B: Numeric, D1: Dimension, D2: Dimension>(
         &mut self,
-        x: impl AsArray<'a, f32, D1>,
-        y: impl AsArray<'a, f32, D2>,
+        x: impl AsArray<'a, A, D1>,
+        y: impl AsArray<'a, B, D2>,
     ) -> Result<Logs> {
-        let (x, y) = (x.into().into_dyn(), y.into().into_dyn());
+        let (x, y) = (data(x), data(y));
+        let (x, y) = (x.view(), y.view());
         let mut dp = DataParallel::new(self);
         let result = self.train_on_batch_checked(&x, &y, &mut dp);
         dp.finish(result)
@@ -677,7 +934,7 @@ impl Sequential {
             return Err(e);
         }
         metrics.iter_mut().for_each(|m| m.reset());
-        let loss = self.train_step(x, y, &rows, &mut metrics, dp);
+        let loss = self.train_step(x, y, None, &rows, &mut metrics, dp);
         let mut logs = Logs::new();
         if let Ok(loss) = loss {
             logs.set("loss", loss);

@@ -66,7 +66,7 @@ use crate::autodiff::{Gradients, ParamId, ParamStore, Tensor};
 use crate::{Error, Result};
 
 /// An optimizer: updates every trainable parameter that has a gradient, in place.
-pub trait Optimizer: Send {
+pub trait Optimizer: Send + Sync {
     /// The Keras name, e.g. `"sgd"`.
     fn name(&self) -> &str;
 

@@ -133,11 +133,37 @@ fn write_then_rename(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> Result<()>,
 ) -> Result<()> {
-    let file = OpenOptions::new().write(true).create_new(true).open(tmp).map_err(|e| Error::io(tmp, e))?;
+    // Errors name the user's path: the temporary file is ours, and a message about `.m.tmp-123-...` sends the
+    // user looking for a file they never asked for.
+    let on_tmp = |e: std::io::Error| {
+        let kind = e.kind();
+        Error::io(
+            path,
+            std::io::Error::new(kind, format!("{e} (writing the temporary file {})", tmp.display())),
+        )
+    };
+    let file = OpenOptions::new().write(true).create_new(true).open(tmp).map_err(|e| {
+        match tmp.parent().filter(|dir| e.kind() == std::io::ErrorKind::NotFound && !dir.is_dir()) {
+            Some(dir) => Error::io(
+                path,
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "the folder {} does not exist; create it first (std::fs::create_dir_all)",
+                        dir.display()
+                    ),
+                ),
+            ),
+            None => on_tmp(e),
+        }
+    })?;
     let mut writer = BufWriter::new(file);
-    write(&mut writer)?;
-    let file = writer.into_inner().map_err(|e| Error::io(tmp, e.into_error()))?;
-    file.sync_all().map_err(|e| Error::io(tmp, e))?;
+    write(&mut writer).map_err(|e| match e {
+        Error::Io { path: stream, source } if stream.as_os_str() == "<stream>" => on_tmp(source),
+        other => other,
+    })?;
+    let file = writer.into_inner().map_err(|e| on_tmp(e.into_error()))?;
+    file.sync_all().map_err(on_tmp)?;
     drop(file);
     fs::rename(tmp, path).map_err(|e| Error::io(path, e))
 }

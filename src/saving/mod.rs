@@ -2,6 +2,8 @@
 //!
 //! - [`Sequential::save`](crate::models::Sequential::save) / [`load_model`]: architecture, compile settings,
 //!   weights, optimizer state and the training RNG position, so that `fit` resumes exactly where it stopped.
+//! - [`load_model_with`] and [`LoadOptions`]: Keras' `custom_objects=` (custom layers, losses, metrics and
+//!   activations, registered by the name they saved) and `compile=False` (architecture and weights only).
 //! - [`Sequential::save_weights`](crate::models::Sequential::save_weights) /
 //!   [`Sequential::load_weights`](crate::models::Sequential::load_weights): the weights alone.
 //!
@@ -60,11 +62,14 @@
 //!
 //! [safetensors]: https://huggingface.co/docs/safetensors
 mod atomic;
+mod load_options;
 pub(crate) mod settings;
 pub(crate) mod tensors;
 
-pub use crate::models::{load_model, load_model_from_bytes};
+pub use crate::models::{load_model, load_model_from_bytes, load_model_from_bytes_with, load_model_with};
 pub use atomic::write_atomic;
+pub(crate) use load_options::registered_activation;
+pub use load_options::LoadOptions;
 pub use tensors::checksum;
 
 /// The version of the file format this kerust writes, and the newest it reads.

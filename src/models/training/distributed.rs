@@ -5,10 +5,10 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
+use ndarray::{ArrayD, ArrayView1, ArrayViewD, Axis, IxDyn, Slice};
 use sha2::{Digest, Sha256};
 
-use crate::autodiff::{Gradients, ParamId, ParamStore, Tensor};
+use crate::autodiff::{Gradients, ParamId, ParamStore, Tensor, Workspace};
 use crate::callbacks::Logs;
 use crate::distributed::{record_step, share, Communicator};
 use crate::metrics::{Mean, Metric};
@@ -354,7 +354,8 @@ impl DataParallel {
                 .expect("outputs of the batch's shape");
             let truth = ArrayViewD::from_shape(IxDyn(&shape(&self.truth_shape)), &buf[truth_at..])
                 .expect("targets of the batch's shape");
-            metrics.iter_mut().for_each(|m| m.update(truth.view(), pred.view()));
+            // Compiled metrics are unweighted, as Keras' `metrics`.
+            metrics.iter_mut().for_each(|m| m.update(truth.view(), pred.view(), None));
         }
         Ok(buf[loss_at])
     }
@@ -402,6 +403,7 @@ impl DataParallel {
         model: &mut Sequential,
         x: &ArrayViewD<'_, f32>,
         y: &ArrayViewD<'_, f32>,
+        weights: Option<&ArrayView1<'_, f32>>,
         batch_size: usize,
         metrics: &mut [Box<dyn Metric>],
     ) -> Option<Logs> {
@@ -414,9 +416,12 @@ impl DataParallel {
         let mut losses: Vec<f32> = Vec::new();
         let mut truths: Vec<f32> = Vec::new();
         let slice = Slice::from(mine.clone());
+        let weights = weights.map(|w| w.slice_axis(Axis(0), slice));
+        let mut workspace = std::mem::take(&mut model.workspace);
         model.for_each_batch(
+            &mut workspace,
             &x.slice_axis(Axis(0), slice),
-            Some(&y.slice_axis(Axis(0), slice)),
+            Some((&y.slice_axis(Axis(0), slice), weights.as_ref())),
             batch_size,
             |_, out, truth| {
                 local.extend(out.iter());
@@ -426,6 +431,7 @@ impl DataParallel {
                 }
             },
         );
+        model.workspace = workspace;
         local.extend(truths);
         local.extend(losses);
         let spans: Vec<Range<usize>> =
@@ -458,7 +464,7 @@ impl DataParallel {
                 )
                 .expect("targets of the batch's shape");
                 loss_tracker.update_value(losses[b], rows as f32);
-                metrics.iter_mut().for_each(|m| m.update(truth.view(), pred.view()));
+                metrics.iter_mut().for_each(|m| m.update(truth.view(), pred.view(), None));
             }
         }
         let mut logs = Logs::new();
@@ -472,7 +478,7 @@ impl DataParallel {
     /// `predict` split by whole batches, the rows gathered on every rank. `None` when inactive.
     pub(super) fn predict(
         &mut self,
-        model: &mut Sequential,
+        model: &Sequential,
         x: &ArrayViewD<'_, f32>,
         batch_size: usize,
     ) -> Option<Tensor> {
@@ -483,7 +489,8 @@ impl DataParallel {
         let pw: usize = out_shape[1..].iter().product();
         let mine = self.span(&*comm, comm.rank(), n, batch_size);
         let mut local = Vec::with_capacity(mine.len() * pw);
-        model.for_each_batch(&x.slice_axis(Axis(0), Slice::from(mine)), None, batch_size, |_, out, _| {
+        let slice = x.slice_axis(Axis(0), Slice::from(mine));
+        model.for_each_batch(&mut Workspace::new(), &slice, None, batch_size, |_, out, _| {
             local.extend(out.iter());
         });
         let counts: Vec<usize> =

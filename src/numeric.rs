@@ -1,0 +1,86 @@
+//! [`Numeric`]: the element types a Keras user passes without thinking (`u8` images and labels, `i64` labels,
+//! `f64` arrays), converted to `f32` once, where the data enters the library.
+use ndarray::{ArrayView, CowArray, Dimension};
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// An element type that `fit`, `evaluate`, `predict`, `train_on_batch` and `to_categorical` accept.
+///
+/// Keras casts inputs to `float32`; kerust does the same, once per call: `f32` data is borrowed as it is, any
+/// other type is converted to an `f32` copy (`u8` 255 becomes 255.0; `f64` rounds to the nearest `f32`, NaN and
+/// infinities stay what they are). Implemented for `f32`, `f64`, `u8`, `u16`, `u32`, `u64`, `i8`, `i16`, `i32`,
+/// `i64`, `usize` and `isize`; sealed.
+///
+/// ```
+/// use kerust::Numeric;
+/// use ndarray::array;
+///
+/// let labels = array![3u8, 0, 9];
+/// assert_eq!(Numeric::to_f32_array(labels.view()), array![3.0f32, 0.0, 9.0]);
+/// assert_eq!(2.0f64.whole(), Some(2));
+/// assert_eq!(2.5f64.whole(), None);
+/// ```
+pub trait Numeric:
+    Copy + Send + Sync + std::fmt::Display + std::fmt::Debug + 'static + sealed::Sealed
+{
+    /// The value as `f32` (Rust's `as` conversion: nearest value, saturating at the float range).
+    fn to_f32(self) -> f32;
+
+    /// The value as a whole number, or `None` for a fraction, NaN or an infinity. Integers above `i64::MAX`
+    /// give `i64::MAX` (out of range for any class count).
+    fn whole(self) -> Option<i64>;
+
+    /// The array as `f32`: borrowed when it already is, converted otherwise.
+    fn to_f32_array<D: Dimension>(array: ArrayView<'_, Self, D>) -> CowArray<'_, f32, D> {
+        CowArray::from(array.mapv(Self::to_f32))
+    }
+}
+
+impl sealed::Sealed for f32 {}
+impl Numeric for f32 {
+    fn to_f32(self) -> f32 {
+        self
+    }
+
+    fn whole(self) -> Option<i64> {
+        f64::from(self).whole()
+    }
+
+    fn to_f32_array<D: Dimension>(array: ArrayView<'_, f32, D>) -> CowArray<'_, f32, D> {
+        CowArray::from(array)
+    }
+}
+
+impl sealed::Sealed for f64 {}
+impl Numeric for f64 {
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+
+    fn whole(self) -> Option<i64> {
+        // i64 holds [-2^63, 2^63); `as` would saturate silently past it.
+        const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+        (self.fract() == 0.0 && (-TWO_POW_63..TWO_POW_63).contains(&self)).then_some(self as i64)
+    }
+}
+
+/// Integers: `to_i64` turns one into a class index candidate (saturating at `i64::MAX` for the wide types).
+macro_rules! integers {
+    ($to_i64:expr => $($t:ty),*) => {$(
+        impl sealed::Sealed for $t {}
+        impl Numeric for $t {
+            fn to_f32(self) -> f32 {
+                self as f32
+            }
+
+            #[allow(clippy::useless_conversion)] // i64 from i64
+            fn whole(self) -> Option<i64> {
+                Some(($to_i64)(self))
+            }
+        }
+    )*};
+}
+integers!(i64::from => u8, u16, u32, i8, i16, i32, i64);
+integers!(|v| i64::try_from(v).unwrap_or(i64::MAX) => u64, usize, isize);
