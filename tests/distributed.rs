@@ -395,3 +395,32 @@ fn weighted_evaluate_matches_one_process() {
     assert_eq!(ranks[0], logs);
     assert_eq!(ranks[1], logs);
 }
+
+#[test]
+fn layer_names_may_differ_across_ranks_but_not_settings() {
+    let results = on_ranks(2, |comm| {
+        let (x, y) = data(20);
+        let rank = comm.rank();
+        let mut m = Sequential::new();
+        m.add(Dense::new(4).activation("relu").input_shape([5]).name(format!("hidden_on_rank_{rank}")))
+            .unwrap();
+        m.add(Dense::new(3).activation("softmax")).unwrap();
+        m.compile("categorical_crossentropy", "adam", ["accuracy"]).unwrap();
+        m.distribute(comm.clone());
+        let named = m.fit(&x, &y).batch_size(5).verbose(0).run().map(|_| m.get_weights());
+        // The same layers but another activation on rank 1: an error on both ranks.
+        let mut other = Sequential::new();
+        let activation = if rank == 0 { "relu" } else { "tanh" };
+        other.add(Dense::new(4).activation(activation).input_shape([5])).unwrap();
+        other.add(Dense::new(3).activation("softmax")).unwrap();
+        other.compile("categorical_crossentropy", "adam", ["accuracy"]).unwrap();
+        other.distribute(comm);
+        let differs = other.fit(&x, &y).batch_size(5).verbose(0).run().map(|_| ());
+        (named, differs)
+    });
+    assert_eq!(results[0].0.as_ref().unwrap(), results[1].0.as_ref().unwrap());
+    for (_, differs) in &results {
+        let message = differs.as_ref().unwrap_err().to_string();
+        assert!(message.contains("relu") && message.contains("tanh"), "{message}");
+    }
+}

@@ -519,13 +519,17 @@ fn agreement(comm: &dyn Communicator, all: &[Vec<u8>]) -> Result<()> {
 
 /// What a rank is about to train, one item a line, for comparison across ranks.
 fn signature(model: &Sequential, data: &[(&str, &[usize])], settings: &str) -> Result<String> {
-    let layers = model.layers.iter().map(|l| l.config()).collect::<Result<Vec<_>>>()?;
-    let mut lines = vec![format!(
-        "layers: {}",
-        serde_json::to_string(&layers).map_err(|e| Error::NotReady(format!("layer configs: {e}")))?
-    )];
+    // Layer and weight names are left out: they change nothing that is computed.
+    let mut lines = Vec::new();
+    for layer in &model.layers {
+        let mut config = layer.config()?;
+        if let Some(settings) = config.config.as_object_mut() {
+            settings.remove("name");
+        }
+        lines.push(format!("layer {} {}", config.class_name, config.config));
+    }
     for (_, p) in model.params.iter() {
-        lines.push(format!("weight {} {:?} trainable={}", p.name, p.value.shape(), p.trainable));
+        lines.push(format!("weight of shape {:?} trainable={}", p.value.shape(), p.trainable));
     }
     if let Some(c) = &model.compiled {
         lines.push(format!("loss {} {:?}", c.loss.name(), c.loss.config()));
