@@ -21,7 +21,6 @@ use kerust::models::Sequential;
 use kerust::optimizers::{Adam, SGD};
 use kerust::utils::{set_random_seed, to_categorical};
 use ndarray::{Array2, ArrayView2};
-use plotters::prelude::*;
 
 const USAGE: &str = "\
 The Keras MNIST tutorial in Rust.
@@ -288,18 +287,11 @@ fn ascii_digit(image: ArrayView2<u8>) -> String {
 /// The image as a grayscale PNG, 10 screen pixels per image pixel (white digit on black, as
 /// `plt.imshow(x_train[0], cmap="gray")` shows it).
 fn save_digit_png(image: ArrayView2<u8>, path: &Path) -> kerust::Result<()> {
-    const SCALE: u32 = 10;
+    const SCALE: usize = 10;
     let (rows, cols) = image.dim();
-    let root = BitMapBackend::new(path, (cols as u32 * SCALE, rows as u32 * SCALE)).into_drawing_area();
-    let drawn = (|| {
-        for ((r, c), &v) in image.indexed_iter() {
-            let (x, y) = (c as i32 * SCALE as i32, r as i32 * SCALE as i32);
-            let rect = [(x, y), (x + SCALE as i32, y + SCALE as i32)];
-            root.draw(&Rectangle::new(rect, RGBColor(v, v, v).filled()))?;
-        }
-        root.present()
-    })();
-    drawn.map_err(|e| kerust::Error::io(path, std::io::Error::other(e.to_string())))
+    let big =
+        ndarray::Array2::from_shape_fn((rows * SCALE, cols * SCALE), |(r, c)| image[[r / SCALE, c / SCALE]]);
+    kerust::utils::save_img(path, &big)
 }
 
 /// Accuracy and loss curves, each as PNG and SVG.

@@ -11,6 +11,8 @@ pub mod layers;
 pub mod losses;
 mod memory;
 mod numeric;
+#[cfg(feature = "plot")]
+mod png_file;
 pub use numeric::Numeric;
 pub mod metrics;
 pub mod models;

@@ -157,3 +157,46 @@ pub(crate) fn argmax_lane(lane: ArrayView1<'_, f32>) -> usize {
 }
 
 pub use crate::random::set_random_seed;
+
+/// Writes an image of `u8` pixels as a PNG file, as Keras' `keras.utils.save_img(path, x)` does (cargo feature
+/// `plot`): `(rows, cols)` or `(rows, cols, 1)` is grayscale, `(rows, cols, 3)` RGB.
+///
+/// ```
+/// let digit = ndarray::Array2::<u8>::from_shape_fn((28, 28), |(r, c)| if (r as i32 - 14).abs() < 8 && c == 14 { 255 } else { 0 });
+/// let path = std::env::temp_dir().join("kerust_doc_save_img.png");
+/// kerust::utils::save_img(&path, &digit)?;
+/// assert_eq!(&std::fs::read(&path)?[1..4], b"PNG");
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Shape`] for another shape (or an empty image); [`Error::Io`] if the file cannot be written.
+#[cfg(feature = "plot")]
+pub fn save_img<'a, D: ndarray::Dimension>(
+    path: impl AsRef<std::path::Path>,
+    image: impl AsArray<'a, u8, D>,
+) -> Result<()> {
+    let image = image.into();
+    let (rows, cols, color) = match *image.shape() {
+        [rows, cols] | [rows, cols, 1] => (rows, cols, png::ColorType::Grayscale),
+        [rows, cols, 3] => (rows, cols, png::ColorType::Rgb),
+        _ => (0, 0, png::ColorType::Grayscale),
+    };
+    let (Ok(width), Ok(height)) = (u32::try_from(cols), u32::try_from(rows)) else {
+        return Err(Error::shape(
+            "save_img",
+            "at most 2^32 - 1 rows and columns",
+            format!("{:?}", image.shape()),
+        ));
+    };
+    if width == 0 || height == 0 {
+        return Err(Error::shape(
+            "save_img",
+            "a non-empty (rows, cols), (rows, cols, 1) or (rows, cols, 3) image",
+            format!("{:?}", image.shape()),
+        ));
+    }
+    let pixels: Vec<u8> = image.iter().copied().collect(); // row-major, whatever the array's layout
+    crate::png_file::write_png(path.as_ref(), &pixels, width, height, color)
+}

@@ -143,3 +143,34 @@ fn argmax_is_numpys() {
     assert!(e.contains("[3, 0]"), "{e}");
     assert!(argmax(&Array2::<f32>::zeros((3, 2)), Axis(2)).is_err());
 }
+
+#[cfg(feature = "plot")]
+#[test]
+fn save_img_writes_the_pixels_it_is_given() {
+    let dir = std::env::temp_dir().join(format!("kerust_save_img_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let decode = |path: &std::path::Path| {
+        let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        buf.truncate(info.buffer_size());
+        (info.width, info.height, info.color_type, buf)
+    };
+    let gray = Array2::from_shape_fn((3, 5), |(r, c)| (r * 50 + c) as u8);
+    kerust::utils::save_img(dir.join("g.png"), &gray).unwrap();
+    assert_eq!(decode(&dir.join("g.png")), (5, 3, png::ColorType::Grayscale, gray.iter().copied().collect()));
+    // A transposed view is written in its logical order.
+    kerust::utils::save_img(dir.join("t.png"), gray.t()).unwrap();
+    assert_eq!(decode(&dir.join("t.png")).3, gray.t().iter().copied().collect::<Vec<_>>());
+    let rgb = ndarray::Array3::from_shape_fn((2, 2, 3), |(r, c, k)| (r * 100 + c * 10 + k) as u8);
+    kerust::utils::save_img(dir.join("c.png"), &rgb).unwrap();
+    assert_eq!(decode(&dir.join("c.png")), (2, 2, png::ColorType::Rgb, rgb.iter().copied().collect()));
+
+    for bad in [ndarray::Array3::<u8>::zeros((2, 2, 2)).into_dyn(), Array2::<u8>::zeros((0, 4)).into_dyn()] {
+        let e = kerust::utils::save_img(dir.join("bad.png"), &bad).unwrap_err();
+        assert!(matches!(e, Error::Shape { .. }), "{e}");
+    }
+    assert!(!dir.join("bad.png").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -212,3 +212,33 @@ fn validation_split_splits_the_sample_weights() {
     let want = check.evaluate_weighted(vx, vy, &ndarray::array![0.0f32, 2.0]).unwrap();
     assert_eq!(history.get("val_loss").unwrap()[0], want.get("loss").unwrap());
 }
+
+#[test]
+fn class_weight_on_integer_labels_is_the_sample_weight_of_each_label() {
+    // Sparse labels (one per sample) take their class directly; unlisted class 2 weighs 1, as in Keras.
+    let fx = fixture();
+    let d = data(&fx);
+    let by_hand: Array1<f32> = d.labels.iter().map(|&l| [1.0, 4.0, 1.0][l as usize]).collect();
+    let mut with_classes = model(&fx, "sparse_categorical_crossentropy");
+    let a = with_classes
+        .fit(&d.x, &d.labels)
+        .batch_size(4)
+        .shuffle(false)
+        .verbose(0)
+        .class_weight(d.class_weight.clone())
+        .run()
+        .unwrap();
+    let mut with_samples = model(&fx, "sparse_categorical_crossentropy");
+    let b = with_samples
+        .fit(&d.x, &d.labels)
+        .batch_size(4)
+        .shuffle(false)
+        .verbose(0)
+        .sample_weight(&by_hand)
+        .run()
+        .unwrap();
+    assert_eq!(a, b);
+    assert_eq!(with_classes.get_weights(), with_samples.get_weights());
+    // And the one-hot run of the same data agrees with Keras' (checked above), so both target forms agree.
+    assert_ne!(by_hand, Array1::<f32>::ones(6), "the weights must matter for this test to mean anything");
+}

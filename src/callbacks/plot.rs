@@ -101,12 +101,13 @@ impl History {
             ));
         }
         register_bundled_font()?;
-        let drawn = if svg {
-            draw(SVGBackend::new(path, SIZE).into_drawing_area(), &curves)
-        } else {
-            draw(BitMapBackend::new(path, SIZE).into_drawing_area(), &curves)
-        };
-        drawn.map_err(|message| Error::io(path, std::io::Error::other(message)))
+        let as_io = |message: String| Error::io(path, std::io::Error::other(message));
+        if svg {
+            return draw(SVGBackend::new(path, SIZE).into_drawing_area(), &curves).map_err(as_io);
+        }
+        let mut pixels = vec![0u8; SIZE.0 as usize * SIZE.1 as usize * 3];
+        draw(BitMapBackend::with_buffer(&mut pixels, SIZE).into_drawing_area(), &curves).map_err(as_io)?;
+        crate::png_file::write_png(path, &pixels, SIZE.0, SIZE.1, png::ColorType::Rgb)
     }
 }
 

@@ -33,7 +33,8 @@ use crate::{Error, Result};
 
 /// A linear stack of layers: Keras' `Sequential`.
 ///
-/// Add layers (the first one knows its input shape, or the model builds itself from the first data it sees),
+/// Add layers (the first one knows its input shape, or the model builds itself from the first data `fit`,
+/// `evaluate` or `train_on_batch` sees; `predict` takes `&self` and needs a built model),
 /// then [`compile`](Sequential::compile), [`fit`](Sequential::fit), [`evaluate`](Sequential::evaluate),
 /// [`predict`](Sequential::predict).
 pub struct Sequential {

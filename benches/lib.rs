@@ -1,0 +1,1 @@
+//! Nothing to link: this package holds kerust's benchmarks (`dense.rs`, `training.rs`), run by `cargo bench`.
