@@ -424,3 +424,41 @@ fn layer_names_may_differ_across_ranks_but_not_settings() {
         assert!(message.contains("relu") && message.contains("tanh"), "{message}");
     }
 }
+
+#[test]
+fn a_convnet_with_batch_normalization_trains_on_two_ranks() {
+    use kerust::layers::{Conv2D, Flatten, Input, MaxPooling2D};
+    let convnet = |seed: u64, batch_norm: bool| {
+        let mut m = Sequential::new();
+        m.set_seed(seed);
+        m.add(Input::new([6, 6, 1])).unwrap();
+        m.add(Conv2D::new(4, (3, 3)).activation("relu")).unwrap();
+        if batch_norm {
+            m.add(BatchNormalization::new()).unwrap();
+        }
+        m.add(MaxPooling2D::new((2, 2))).unwrap();
+        m.add(Flatten::new()).unwrap();
+        m.add(Dense::new(3).activation("softmax")).unwrap();
+        m.compile("categorical_crossentropy", "adam", ["accuracy"]).unwrap();
+        m
+    };
+    let x =
+        ndarray::Array4::from_shape_fn((27, 6, 6, 1), |(i, r, c, _)| ((i * 3 + r * 5 + c) % 7) as f32 / 7.0);
+    let (_, y) = data(27);
+    let mut single = convnet(21, false);
+    let h = single.fit(&x, &y).batch_size(8).epochs(2).verbose(0).run().unwrap();
+    let ranks = on_ranks(2, |comm| {
+        let mut m = convnet(21, false);
+        m.distribute(comm.clone());
+        let hm = m.fit(&x, &y).batch_size(8).epochs(2).verbose(0).run().unwrap();
+        let mut b = convnet(22, true);
+        b.distribute(comm);
+        let hb = b.fit(&x, &y).batch_size(8).epochs(2).verbose(0).run().unwrap();
+        (m.get_weights(), hm, b.get_weights(), hb)
+    });
+    assert_eq!(ranks[0], ranks[1]);
+    assert_close(&ranks[0].0, &single.get_weights(), 1e-4);
+    for (d, s) in ranks[0].1["loss"].iter().zip(&h["loss"]) {
+        assert!((d - s).abs() < 1e-4, "{d} vs {s}");
+    }
+}
