@@ -462,3 +462,28 @@ fn a_convnet_with_batch_normalization_trains_on_two_ranks() {
         assert!((d - s).abs() < 1e-4, "{d} vs {s}");
     }
 }
+
+#[test]
+fn each_rank_draws_its_own_dropout_masks() {
+    // Two identical samples, one per rank, one SGD step: a column of the first kernel stays unchanged only
+    // where both ranks dropped that unit. The same masks on both ranks would leave about half the columns
+    // unchanged; masks of their own, about a quarter.
+    let units = 200;
+    let x = Array2::from_elem((2, 5), 1.0f32);
+    let y = Array2::from_shape_fn((2, 3), |(_, j)| f32::from(j == 0));
+    let unchanged = on_ranks(2, |comm| {
+        let mut m = Sequential::new();
+        m.set_seed(5);
+        m.add(Dense::new(units).activation("relu").kernel_initializer("ones").input_shape([5])).unwrap();
+        m.add(Dropout::new(0.5)).unwrap();
+        m.add(Dense::new(3).activation("softmax")).unwrap();
+        m.compile("categorical_crossentropy", "sgd", Vec::<&str>::new()).unwrap();
+        m.distribute(comm);
+        let before = m.get_weights()[0].clone();
+        m.fit(&x, &y).batch_size(2).shuffle(false).verbose(0).run().unwrap();
+        let after = &m.get_weights()[0];
+        (0..units).filter(|&j| (0..5).all(|i| after[[i, j]] == before[[i, j]])).count()
+    });
+    assert_eq!(unchanged[0], unchanged[1]);
+    assert!(unchanged[0] > units / 8 && unchanged[0] < units * 3 / 8, "{} of {units}", unchanged[0]);
+}

@@ -582,7 +582,7 @@ impl Sequential {
         let compiled =
             compiled.as_mut().ok_or_else(|| Error::NotReady("train_step before compile".into()))?;
         // Distributed: this rank's share of the batch; the others' gradients arrive in `dp.reduce`.
-        let rows = dp.share(rows);
+        let rows = dp.share(rows, rng);
         if rows.is_empty() {
             return dp.step_without_samples(params, grads, compiled.optimizer.as_mut(), metrics);
         }

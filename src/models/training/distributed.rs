@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ndarray::{ArrayD, ArrayView1, ArrayViewD, Axis, IxDyn, Slice};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 
 use crate::autodiff::{Gradients, ParamId, ParamStore, Tensor, Workspace};
@@ -234,9 +236,13 @@ impl DataParallel {
         }
     }
 
-    /// This rank's contiguous share of the global batch `rows` (all of it when inactive).
-    pub(super) fn share<'r>(&mut self, rows: &'r [usize]) -> &'r [usize] {
+    /// This rank's contiguous share of the global batch `rows` (all of it when inactive). The step's
+    /// generator `rng` (dropout masks) is reseeded per rank, so that the shares do not all get the same masks;
+    /// the shuffles stay the same everywhere, as each epoch's generator is seeded afresh.
+    pub(super) fn share<'r>(&mut self, rows: &'r [usize], rng: &mut StdRng) -> &'r [usize] {
         let Some(comm) = &self.comm else { return rows };
+        let next: u64 = rng.random();
+        *rng = StdRng::seed_from_u64(next ^ (comm.rank() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         self.global = rows.len();
         self.local = share(rows.len(), comm.rank(), comm.size());
         self.pred.clear();
