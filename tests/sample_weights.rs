@@ -1,7 +1,7 @@
 //! `sample_weight` and `class_weight` in fit and evaluate, against Keras' own numbers
 //! (`fixtures/keras_sample_weight.json`, written by `fixtures/keras_sample_weight.py`), and their errors.
 use kerust::layers::Dense;
-use kerust::models::Sequential;
+use kerust::models::{Fit, Sequential};
 use kerust::optimizers::SGD;
 use kerust::utils::to_categorical;
 use kerust::Error;
@@ -65,32 +65,23 @@ fn check_epoch(m: &mut Sequential, history: kerust::callbacks::History, want: &V
     assert_close(weights[1].as_slice().unwrap(), &floats(&want["bias"]), what);
 }
 
+/// The fixture's fit settings: batches of 4 (a full and a short one over 6 samples), no shuffling, silent.
+fn as_in_keras<'m, 'a>(fit: Fit<'m, 'a>) -> Fit<'m, 'a> {
+    fit.batch_size(4).shuffle(false).verbose(0)
+}
+
 #[test]
 fn fit_with_sample_weight_matches_keras() {
     let fx = fixture();
     let d = data(&fx);
     let mut m = model(&fx, "categorical_crossentropy");
-    let history = m
-        .fit(&d.x, &d.one_hot)
-        .batch_size(4)
-        .shuffle(false)
-        .verbose(0)
-        .sample_weight(&d.weights)
-        .run()
-        .unwrap();
+    let history = as_in_keras(m.fit(&d.x, &d.one_hot)).sample_weight(&d.weights).run().unwrap();
     check_epoch(&mut m, history, &fx["fit_sample_weight"], "categorical");
 
     // Integer labels, weights given as f64: the same numbers as Keras' sparse run.
     let mut m = model(&fx, "sparse_categorical_crossentropy");
     let weights64 = d.weights.mapv(f64::from);
-    let history = m
-        .fit(&d.x, &d.labels)
-        .batch_size(4)
-        .shuffle(false)
-        .verbose(0)
-        .sample_weight(&weights64)
-        .run()
-        .unwrap();
+    let history = as_in_keras(m.fit(&d.x, &d.labels)).sample_weight(&weights64).run().unwrap();
     check_epoch(&mut m, history, &fx["fit_sample_weight_sparse"], "sparse");
 }
 
@@ -99,14 +90,7 @@ fn fit_with_class_weight_matches_keras() {
     let fx = fixture();
     let d = data(&fx);
     let mut m = model(&fx, "categorical_crossentropy");
-    let history = m
-        .fit(&d.x, &d.one_hot)
-        .batch_size(4)
-        .shuffle(false)
-        .verbose(0)
-        .class_weight(d.class_weight.clone())
-        .run()
-        .unwrap();
+    let history = as_in_keras(m.fit(&d.x, &d.one_hot)).class_weight(d.class_weight.clone()).run().unwrap();
     check_epoch(&mut m, history, &fx["fit_class_weight"], "class_weight");
 }
 
@@ -220,23 +204,10 @@ fn class_weight_on_integer_labels_is_the_sample_weight_of_each_label() {
     let d = data(&fx);
     let by_hand: Array1<f32> = d.labels.iter().map(|&l| [1.0, 4.0, 1.0][l as usize]).collect();
     let mut with_classes = model(&fx, "sparse_categorical_crossentropy");
-    let a = with_classes
-        .fit(&d.x, &d.labels)
-        .batch_size(4)
-        .shuffle(false)
-        .verbose(0)
-        .class_weight(d.class_weight.clone())
-        .run()
-        .unwrap();
+    let a =
+        as_in_keras(with_classes.fit(&d.x, &d.labels)).class_weight(d.class_weight.clone()).run().unwrap();
     let mut with_samples = model(&fx, "sparse_categorical_crossentropy");
-    let b = with_samples
-        .fit(&d.x, &d.labels)
-        .batch_size(4)
-        .shuffle(false)
-        .verbose(0)
-        .sample_weight(&by_hand)
-        .run()
-        .unwrap();
+    let b = as_in_keras(with_samples.fit(&d.x, &d.labels)).sample_weight(&by_hand).run().unwrap();
     assert_eq!(a, b);
     assert_eq!(with_classes.get_weights(), with_samples.get_weights());
     // And the one-hot run of the same data agrees with Keras' (checked above), so both target forms agree.
