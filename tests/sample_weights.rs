@@ -213,3 +213,22 @@ fn class_weight_on_integer_labels_is_the_sample_weight_of_each_label() {
     // And the one-hot run of the same data agrees with Keras' (checked above), so both target forms agree.
     assert_ne!(by_hand, Array1::<f32>::ones(6), "the weights must matter for this test to mean anything");
 }
+
+#[test]
+fn a_weight_error_leaves_an_unbuilt_model_unbuilt() {
+    let mut m = Sequential::new();
+    m.add(Dense::new(2)).unwrap();
+    m.compile("mse", "sgd", []).unwrap();
+    let (x, y) = (Array2::<f32>::ones((4, 3)), Array2::<f32>::ones((4, 2)));
+    assert!(m.fit(&x, &y).verbose(0).sample_weight(&Array1::<f32>::ones(3)).run().is_err());
+    assert!(m
+        .fit(&x, &y)
+        .verbose(0)
+        .sample_weight(&Array1::<f32>::ones(4))
+        .class_weight([(0, 2.0)])
+        .run()
+        .is_err());
+    assert!(!m.is_built());
+    assert!(m.evaluate_weighted(&x, &y, &Array1::<f32>::ones(5)).is_err());
+    assert!(!m.is_built(), "evaluate_weighted built the model before refusing its weights");
+}

@@ -240,8 +240,9 @@ impl<'m, 'a> Fit<'m, 'a> {
             return Err(Error::invalid_argument("validation_split", validation_split, "must be in [0, 1)"));
         }
         let (x, y) = (x.view(), y.view());
-        model.prepare(&x, Some(&y), "fit")?;
+        check_has_samples(&x, "fit")?;
         let n = x.len_of(Axis(0));
+        // Weights before `prepare`: an error here leaves an unbuilt model unbuilt.
         let class_weighted = class_weight.is_some();
         let weights = match (sample_weight, class_weight) {
             (Some(_), Some(_)) => {
@@ -255,6 +256,7 @@ impl<'m, 'a> Fit<'m, 'a> {
             (None, Some(classes)) => Some(CowArray::from(class_weights_to_sample_weights(&y, &classes)?)),
             (None, None) => None,
         };
+        model.prepare(&x, Some(&y), "fit")?;
         let weights = weights.as_ref().map(|w| w.view());
         let validation_data = validation_data.as_ref().map(|(vx, vy)| (vx.view(), vy.view()));
         let (train_x, train_y, train_w, val, val_w) = match validation_data {
@@ -404,11 +406,6 @@ fn gather(src: &ArrayViewD<'_, f32>, rows: &[usize], dst: &mut ArrayViewMutD<'_,
     }
 }
 
-/// The weights of the samples `rows`, or `None` without weights.
-fn gather_weights(weights: Option<&ArrayView1<'_, f32>>, rows: &[usize]) -> Option<Array1<f32>> {
-    weights.map(|w| rows.iter().map(|&r| w[r]).collect())
-}
-
 /// Checks that `weights` has one value per sample.
 fn check_sample_weight<'a>(
     weights: CowArray<'a, f32, Ix1>,
@@ -433,8 +430,7 @@ fn class_weights_to_sample_weights(y: &ArrayViewD<'_, f32>, classes: &[(usize, f
         classes.iter().find(|&&(c, _)| c as f32 == class).map_or(1.0, |&(_, w)| w)
     };
     match y.shape() {
-        [_] => Ok(y.iter().map(|&label| weight_of(label)).collect()),
-        [_, 1] => Ok(y.iter().map(|&label| weight_of(label)).collect()),
+        [_] | [_, 1] => Ok(y.iter().map(|&label| weight_of(label)).collect()),
         [_, _] => {
             Ok(y.rows().into_iter().map(|row| weight_of(crate::utils::argmax_lane(row) as f32)).collect())
         }
@@ -591,9 +587,13 @@ impl Sequential {
         let yb = tape.constant_with(&batch_shape(y, rows.len()), |buf| gather(y, rows, buf));
         let mut ctx = CallContext::new(true, rng);
         let out = Sequential::forward(layers, xb, &mut ctx);
-        let wb = gather_weights(weights, rows);
-        let loss = match &wb {
-            Some(w) => compiled.loss.weighted(yb, out, tape.constant(w.view().into_dyn())),
+        let loss = match weights {
+            Some(w) => {
+                let wb = tape.constant_with(&[rows.len()], |buf| {
+                    buf.iter_mut().zip(rows).for_each(|(b, &r)| *b = w[r]);
+                });
+                compiled.loss.weighted(yb, out, wb)
+            }
             None => compiled.loss.call(yb, out),
         };
         let value = loss.item();
@@ -759,8 +759,10 @@ impl Sequential {
         if batch_size == 0 {
             return Err(Error::invalid_argument("batch_size", 0, "must be at least 1"));
         }
-        self.prepare(x, Some(y), "evaluate")?;
+        check_has_samples(x, "evaluate")?;
+        // Weights before `prepare`: an error here leaves an unbuilt model unbuilt.
         let weights = weights.map(|w| check_sample_weight(w, x.len_of(Axis(0)), "evaluate")).transpose()?;
+        self.prepare(x, Some(y), "evaluate")?;
         let mut metrics = self.take_metrics(y, None)?;
         let mut data = vec![("x", x.shape()), ("y", y.shape())];
         data.extend(weights.as_ref().map(|w| ("sample_weight", w.shape())));
