@@ -882,7 +882,7 @@ impl Sequential {
         Ok(if pred.ncols() == 1 {
             pred.column(0).mapv(|p| usize::from(p > 0.5))
         } else {
-            pred.rows().into_iter().map(crate::utils::argmax_lane).collect()
+            crate::utils::argmax(pred, Axis(1))?
         })
     }
 }
