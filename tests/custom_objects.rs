@@ -354,3 +354,26 @@ fn a_registered_layer_is_checked_like_a_builtin_one() {
     let err = load_error(&m.to_bytes().unwrap(), &everything());
     assert!(err.contains("layer 1 (Scale)") && err.contains("unknown field `bias`"), "{err}");
 }
+
+#[test]
+fn a_registered_name_takes_precedence_over_a_built_in_one() {
+    let mut m = Sequential::new();
+    m.add(Dense::new(3).activation("relu").input_shape([2])).unwrap();
+    m.compile("mse", "sgd", []).unwrap();
+    let bytes = m.to_bytes().unwrap();
+    // A registered "relu" that doubles its input, and a loss registered under the name the file gives "mse"
+    // (mean_squared_error): the loaded model uses both.
+    let doubling = Activation::custom("relu", |x| 2.0 * x, |_| 2.0);
+    let options = LoadOptions::new()
+        .custom_activation(doubling)
+        .custom_loss("mean_squared_error", |_: &[(String, f64)]| Ok(ScaledMse { factor: 3.0 }));
+    let loaded = load_model_from_bytes_with(&bytes, &options).unwrap();
+    assert_eq!(loaded.loss().unwrap().name(), "scaled_mse");
+    let x = ndarray::array![[1.0f32, -2.0], [0.5, 0.25]];
+    let kernel = &m.get_weights()[0];
+    let linear = x.dot(&kernel.view().into_dimensionality::<ndarray::Ix2>().unwrap());
+    let out = loaded.predict(&x).unwrap();
+    for (o, l) in out.iter().zip(linear.iter()) {
+        assert!((o - 2.0 * l).abs() < 1e-5, "{o} is not 2 x {l}: the built-in relu was used");
+    }
+}

@@ -23,7 +23,6 @@ fn xy() -> (Array2<f32>, Array2<f32>) {
 #[test]
 fn sequential_macro_builds_the_same_model_as_add() {
     let mut by_add = Sequential::new();
-    by_add.set_seed(3);
     by_add.add(Dense::new(25).activation("sigmoid").input_shape([784])).unwrap();
     by_add.add(Dropout::new(0.1)).unwrap();
     by_add.add(Dense::new(10).activation("softmax")).unwrap();
@@ -35,8 +34,10 @@ fn sequential_macro_builds_the_same_model_as_add() {
     ]
     .unwrap();
     assert_eq!(by_macro.summary_string(), by_add.summary_string());
-    // Same names, shapes and build; with the same seed, the same weights.
-    by_macro.set_seed(3);
+    // Same layers in the same order: the weights of one fit the other, and then both compute alike.
+    by_macro.set_weights(&by_add.get_weights()).unwrap();
+    let x = ndarray::Array2::from_shape_fn((3, 784), |(i, j)| ((i * 31 + j) % 17) as f32 / 17.0);
+    assert_eq!(by_macro.predict(&x).unwrap(), by_add.predict(&x).unwrap());
     let layers: Vec<Box<dyn Layer>> = vec![
         Box::new(Dense::new(25).activation("sigmoid").input_shape([784])),
         Box::new(Dropout::new(0.1)),
@@ -160,7 +161,6 @@ fn logs_and_history_print_as_keras_dicts() {
     let (loss, acc) = (logs.get("loss").unwrap(), logs.get("accuracy").unwrap());
     assert_eq!(logs.to_string(), format!("{{'loss': {loss}, 'accuracy': {acc}}}"));
     assert_eq!(format!("{logs:.4}"), format!("{{'loss': {loss:.4}, 'accuracy': {acc:.4}}}"));
-    assert!(!format!("{logs}").contains("entries"));
 
     let list = |k: &str| h[k].iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ");
     let want = format!(

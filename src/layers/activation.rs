@@ -56,7 +56,7 @@ impl Layer for Activation {
 
     fn config(&self) -> Result<super::LayerConfig> {
         let activation = super::config::activation_config(&self.function)?;
-        super::config::to_config(
+        super::LayerConfig::new(
             self.class_name(),
             &super::config::ActivationConfig { name: self.name.clone(), activation },
         )

@@ -238,15 +238,6 @@ pub(crate) mod initializer_fn {
     }
 }
 
-/// A layer config from a typed struct.
-pub(crate) fn to_config(class_name: &str, config: &impl Serialize) -> Result<LayerConfig> {
-    LayerConfig::new(class_name, config)
-}
-
-pub(crate) fn parse<T: for<'de> Deserialize<'de>>(config: &LayerConfig) -> Result<T> {
-    config.parse()
-}
-
 /// A built-in layer (unbuilt) from its config.
 ///
 /// # Errors
@@ -255,7 +246,7 @@ pub(crate) fn parse<T: for<'de> Deserialize<'de>>(config: &LayerConfig) -> Resul
 pub fn layer_from_config(config: &LayerConfig) -> Result<Box<dyn Layer>> {
     Ok(match config.class_name.as_str() {
         "Dense" => {
-            let c: DenseConfig = parse(config)?;
+            let c: DenseConfig = config.parse()?;
             let mut d = Dense::new(c.units)
                 .activation(activation_from(&c.activation)?)
                 .use_bias(c.use_bias)
@@ -270,7 +261,7 @@ pub fn layer_from_config(config: &LayerConfig) -> Result<Box<dyn Layer>> {
             Box::new(d)
         }
         "Dropout" => {
-            let c: DropoutConfig = parse(config)?;
+            let c: DropoutConfig = config.parse()?;
             let rate = crate::saving::settings::f32_setting("layer config", "rate", c.rate)?;
             if !(0.0..1.0).contains(&rate) {
                 return Err(Error::invalid_argument("rate", rate, "Dropout's rate must be in [0, 1)"));
@@ -282,7 +273,7 @@ pub fn layer_from_config(config: &LayerConfig) -> Result<Box<dyn Layer>> {
             Box::new(d)
         }
         "Flatten" => {
-            let c: FlattenConfig = parse(config)?;
+            let c: FlattenConfig = config.parse()?;
             let mut f = Flatten::new();
             if let Some(shape) = c.input_shape {
                 f = f.input_shape(shape);
@@ -293,7 +284,7 @@ pub fn layer_from_config(config: &LayerConfig) -> Result<Box<dyn Layer>> {
             Box::new(f)
         }
         "Activation" => {
-            let c: ActivationConfig = parse(config)?;
+            let c: ActivationConfig = config.parse()?;
             let mut a = Activation::new(activation_from(&c.activation)?);
             if let Some(name) = c.name {
                 a = a.name(name);
@@ -301,7 +292,7 @@ pub fn layer_from_config(config: &LayerConfig) -> Result<Box<dyn Layer>> {
             Box::new(a)
         }
         "InputLayer" => {
-            let c: InputConfig = parse(config)?;
+            let c: InputConfig = config.parse()?;
             let mut i = Input::new(c.shape);
             if let Some(name) = c.name {
                 i.set_name(name);
@@ -309,14 +300,14 @@ pub fn layer_from_config(config: &LayerConfig) -> Result<Box<dyn Layer>> {
             Box::new(i)
         }
         // Layers whose settings struct is their saved config.
-        "Conv2D" => Box::new(Conv2D::from_settings(parse(config)?)),
-        "MaxPooling2D" => Box::new(MaxPooling2D::from_settings(parse(config)?)),
-        "AveragePooling2D" => Box::new(AveragePooling2D::from_settings(parse(config)?)),
-        "GlobalMaxPooling2D" => Box::new(GlobalMaxPooling2D::from_settings(parse(config)?)),
-        "GlobalAveragePooling2D" => Box::new(GlobalAveragePooling2D::from_settings(parse(config)?)),
-        "BatchNormalization" => Box::new(BatchNormalization::from_settings(parse(config)?)),
-        "Reshape" => Box::new(Reshape::from_settings(parse(config)?)),
-        "Rescaling" => Box::new(Rescaling::from_settings(parse(config)?)),
+        "Conv2D" => Box::new(Conv2D::from_settings(config.parse()?)),
+        "MaxPooling2D" => Box::new(MaxPooling2D::from_settings(config.parse()?)),
+        "AveragePooling2D" => Box::new(AveragePooling2D::from_settings(config.parse()?)),
+        "GlobalMaxPooling2D" => Box::new(GlobalMaxPooling2D::from_settings(config.parse()?)),
+        "GlobalAveragePooling2D" => Box::new(GlobalAveragePooling2D::from_settings(config.parse()?)),
+        "BatchNormalization" => Box::new(BatchNormalization::from_settings(config.parse()?)),
+        "Reshape" => Box::new(Reshape::from_settings(config.parse()?)),
+        "Rescaling" => Box::new(Rescaling::from_settings(config.parse()?)),
         other => {
             return Err(Error::UnknownName {
                 kind: "layer type",
@@ -376,25 +367,21 @@ pub(crate) fn activation_config(spec: &Spec<Function>) -> Result<FnConfig> {
 }
 
 fn activation_from(c: &FnConfig) -> Result<Function> {
-    let f: Function = match c.class_name.parse() {
-        Ok(f) => f,
-        Err(e) => match crate::saving::registered_activation(&c.class_name) {
-            Some(custom) => custom,
-            None => {
-                return Err(match e {
-                    Error::UnknownName { kind, name, known } => Error::UnknownName {
-                        kind,
-                        name: name.clone(),
-                        known: format!(
-                            "{known}; a custom activation must be registered to load: \
-                             `LoadOptions::new().custom_activation(Activation::custom(\"{name}\", f, df))` \
-                             with `models::load_model_with`"
-                        ),
-                    },
-                    other => other,
-                })
-            }
-        },
+    // A registered activation comes first, as every registered custom object does.
+    let f: Function = match crate::saving::registered_activation(&c.class_name) {
+        Some(custom) => custom,
+        None => c.class_name.parse().map_err(|e| match e {
+            Error::UnknownName { kind, name, known } => Error::UnknownName {
+                kind,
+                known: format!(
+                    "{known}; a custom activation must be registered to load: \
+                     `LoadOptions::new().custom_activation(Activation::custom(\"{name}\", f, df))` \
+                     with `models::load_model_with`"
+                ),
+                name,
+            },
+            other => other,
+        })?,
     };
     Ok(match f {
         Function::LeakyRelu(_) => Function::LeakyRelu(settings(c, ["negative_slope"])?[0]),

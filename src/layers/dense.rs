@@ -188,8 +188,8 @@ impl Layer for Dense {
     }
 
     fn config(&self) -> Result<super::LayerConfig> {
-        use super::config::{activation_config, initializer_config, to_config, DenseConfig};
-        to_config(
+        use super::config::{activation_config, initializer_config, DenseConfig};
+        super::LayerConfig::new(
             self.class_name(),
             &DenseConfig {
                 name: self.name.clone(),

@@ -81,7 +81,7 @@ impl Layer for Dropout {
     fn config(&self) -> Result<super::LayerConfig> {
         let rate = self.rate.to_string().parse().unwrap_or(f64::from(self.rate));
         let config = super::config::DropoutConfig { name: self.name.clone(), rate };
-        super::config::to_config(self.class_name(), &config)
+        super::LayerConfig::new(self.class_name(), &config)
     }
 }
 

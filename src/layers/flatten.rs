@@ -75,6 +75,6 @@ impl Layer for Flatten {
     fn config(&self) -> Result<super::LayerConfig> {
         let config =
             super::config::FlattenConfig { name: self.name.clone(), input_shape: self.input_shape.clone() };
-        super::config::to_config(self.class_name(), &config)
+        super::LayerConfig::new(self.class_name(), &config)
     }
 }

@@ -58,6 +58,6 @@ impl Layer for Input {
 
     fn config(&self) -> Result<super::LayerConfig> {
         let config = super::config::InputConfig { name: self.name.clone(), shape: self.shape.clone() };
-        super::config::to_config(self.class_name(), &config)
+        super::LayerConfig::new(self.class_name(), &config)
     }
 }

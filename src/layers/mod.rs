@@ -283,7 +283,7 @@ macro_rules! settings_accessors {
         }
 
         fn config(&self) -> $crate::Result<$crate::layers::LayerConfig> {
-            super::config::to_config(self.class_name(), &self.settings)
+            $crate::layers::LayerConfig::new(self.class_name(), &self.settings)
         }
     };
 }

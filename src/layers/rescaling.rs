@@ -27,7 +27,6 @@ use crate::{Error, Result};
 #[derive(Clone, Debug)]
 pub struct Rescaling {
     settings: RescalingConfig,
-    built: bool,
 }
 
 /// The settings, as saved.
@@ -55,7 +54,7 @@ impl Rescaling {
     }
 
     pub(crate) fn from_settings(settings: RescalingConfig) -> Self {
-        Rescaling { settings, built: false }
+        Rescaling { settings }
     }
 
     super::settings_builders!();
@@ -82,12 +81,10 @@ impl Layer for Rescaling {
                 ));
             }
         }
-        self.built = true;
         Ok(input_shape.to_vec())
     }
 
     fn call<'t>(&self, x: Var<'t>, _: &mut CallContext<'_>) -> Var<'t> {
-        debug_assert!(self.built, "Rescaling::call before build: models build layers first");
         let RescalingConfig { scale, offset, .. } = self.settings;
         // The addition even for an offset of 0, as Keras does it: `-0.0 * s + 0.0` is +0.0.
         x.mul_scalar(scale).add_scalar(offset)

@@ -397,56 +397,61 @@ fn load_model_from(bytes: &[u8], source: &str, options: &LoadOptions) -> Result<
     }
 
     let param_index = |name: &str| model.params.iter().position(|(_, p)| p.name == name);
-    match config.compile.filter(|_| options.restores_compile()) {
-        None if !options.restores_compile() => {}
-        None => {
-            if let Some((n, _)) = file.tensors.iter().find(|(n, _)| n.starts_with(OPTIMIZER_PREFIX)) {
-                return Err(format_error(
-                    source,
-                    format!("tensor {n}: optimizer state in an uncompiled model"),
-                ));
-            }
-        }
-        Some(c) => {
-            let loss_config: Vec<(String, f64)> = c.loss.config.into_iter().collect();
-            let loss = match options.loss(&c.loss.name, &loss_config) {
-                Some(loss) => loss?,
-                None => crate::losses::from_config(&c.loss.name, &loss_config)
-                    .map_err(|e| with_compile_hint(e, "loss", "custom_loss", "|settings| ..."))?,
-            };
-            let opt_config: Vec<(String, f64)> = c.optimizer.config.into_iter().collect();
-            let mut optimizer = crate::optimizers::from_config(&c.optimizer.name, &opt_config)?;
-            let mut state = Vec::new();
-            for (name, t) in &file.tensors {
-                let Some(rest) = name.strip_prefix(OPTIMIZER_PREFIX) else { continue };
-                let found = rest.rsplit_once('/').and_then(|(param, slot)| Some((param_index(param)?, slot)));
-                let Some((index, slot)) = found else {
-                    return Err(format_error(source, format!("tensor {name} is not the state of a weight")));
-                };
-                let expected = model.params.iter().nth(index).map(|(_, p)| p.value.shape().to_vec());
-                if expected.as_deref() != Some(t.shape()) {
-                    return Err(Error::shape(
-                        format!("tensor {name} in {source}"),
-                        format!("{:?} (the weight's shape)", expected.unwrap_or_default()),
-                        format!("{:?}", t.shape()),
+    if options.restores_compile() {
+        match config.compile {
+            None => {
+                if let Some((n, _)) = file.tensors.iter().find(|(n, _)| n.starts_with(OPTIMIZER_PREFIX)) {
+                    return Err(format_error(
+                        source,
+                        format!("tensor {n}: optimizer state in an uncompiled model"),
                     ));
                 }
-                state.push((format!("{slot}/{index}"), t.clone()));
             }
-            // `iterations` is an integer in the JSON and stays one: exact for every count up to
-            // `optimizers::MAX_ITERATIONS`, and a larger one is an error.
-            optimizer.load_state(c.optimizer.iterations, &state)?;
-            let metrics = c
-                .metrics
-                .into_iter()
-                .map(|name| match options.metric(&name) {
-                    Some(metric) => Ok(MetricSpec::Metric(metric)),
-                    None => crate::metrics::check_name(&name)
-                        .map(|()| MetricSpec::Name(name))
-                        .map_err(|e| with_compile_hint(e, "metric", "custom_metric", "MyMetric::new")),
-                })
-                .collect::<Result<Vec<_>>>()?;
-            model.compile(loss, optimizer, metrics)?;
+            Some(c) => {
+                let loss_config: Vec<(String, f64)> = c.loss.config.into_iter().collect();
+                let loss = match options.loss(&c.loss.name, &loss_config) {
+                    Some(loss) => loss?,
+                    None => crate::losses::from_config(&c.loss.name, &loss_config)
+                        .map_err(|e| with_compile_hint(e, "loss", "custom_loss", "|settings| ..."))?,
+                };
+                let opt_config: Vec<(String, f64)> = c.optimizer.config.into_iter().collect();
+                let mut optimizer = crate::optimizers::from_config(&c.optimizer.name, &opt_config)?;
+                let mut state = Vec::new();
+                for (name, t) in &file.tensors {
+                    let Some(rest) = name.strip_prefix(OPTIMIZER_PREFIX) else { continue };
+                    let found =
+                        rest.rsplit_once('/').and_then(|(param, slot)| Some((param_index(param)?, slot)));
+                    let Some((index, slot)) = found else {
+                        return Err(format_error(
+                            source,
+                            format!("tensor {name} is not the state of a weight"),
+                        ));
+                    };
+                    let expected = model.params.iter().nth(index).map(|(_, p)| p.value.shape().to_vec());
+                    if expected.as_deref() != Some(t.shape()) {
+                        return Err(Error::shape(
+                            format!("tensor {name} in {source}"),
+                            format!("{:?} (the weight's shape)", expected.unwrap_or_default()),
+                            format!("{:?}", t.shape()),
+                        ));
+                    }
+                    state.push((format!("{slot}/{index}"), t.clone()));
+                }
+                // `iterations` is an integer in the JSON and stays one: exact for every count up to
+                // `optimizers::MAX_ITERATIONS`, and a larger one is an error.
+                optimizer.load_state(c.optimizer.iterations, &state)?;
+                let metrics = c
+                    .metrics
+                    .into_iter()
+                    .map(|name| match options.metric(&name) {
+                        Some(metric) => Ok(MetricSpec::Metric(metric)),
+                        None => crate::metrics::check_name(&name)
+                            .map(|()| MetricSpec::Name(name))
+                            .map_err(|e| with_compile_hint(e, "metric", "custom_metric", "MyMetric::new")),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                model.compile(loss, optimizer, metrics)?;
+            }
         }
     }
     if config.training.epochs_run > i64::MAX as u64 {
