@@ -318,7 +318,7 @@ impl<'m, 'a> Fit<'m, 'a> {
         let mut progbar = ProgbarLogger::new(verbose);
         let mut history = History::new();
         let mut all: Vec<&mut dyn Callback> = Vec::new();
-        if verbose > 0 && dp.is_chief() {
+        if verbose > 0 && model.is_chief() {
             all.push(&mut progbar);
         }
         all.extend(callbacks.iter_mut().map(|c| &mut **c as &mut dyn Callback));
@@ -577,39 +577,44 @@ impl Sequential {
         let Sequential { layers, params, compiled, train_rng: rng, workspace, grads, .. } = self;
         let compiled =
             compiled.as_mut().ok_or_else(|| Error::NotReady("train_step before compile".into()))?;
-        // Distributed: this rank's share of the batch; the others' gradients arrive in `dp.reduce`.
+        // Distributed: this rank's share of the batch; the others' gradients arrive in `dp.reduce`. A rank
+        // whose share is empty (a last batch smaller than the rank count) adds nothing, and applies the same
+        // update as the others.
         let rows = dp.share(rows, rng);
-        if rows.is_empty() {
-            return dp.step_without_samples(params, grads, compiled.optimizer.as_mut(), metrics);
-        }
-        let tape = Tape::with_workspace(params, std::mem::take(workspace));
-        let xb = tape.constant_with(&batch_shape(x, rows.len()), |buf| gather(x, rows, buf));
-        let yb = tape.constant_with(&batch_shape(y, rows.len()), |buf| gather(y, rows, buf));
-        let mut ctx = CallContext::new(true, rng);
-        let out = Sequential::forward(layers, xb, &mut ctx);
-        let loss = match weights {
-            Some(w) => {
-                let wb = tape.constant_with(&[rows.len()], |buf| {
-                    buf.iter_mut().zip(rows).for_each(|(b, &r)| *b = w[r]);
+        let (value, mut updates) = if rows.is_empty() {
+            (0.0, Vec::new())
+        } else {
+            let tape = Tape::with_workspace(params, std::mem::take(workspace));
+            let xb = tape.constant_with(&batch_shape(x, rows.len()), |buf| gather(x, rows, buf));
+            let yb = tape.constant_with(&batch_shape(y, rows.len()), |buf| gather(y, rows, buf));
+            let mut ctx = CallContext::new(true, rng);
+            let out = Sequential::forward(layers, xb, &mut ctx);
+            let loss = match weights {
+                Some(w) => {
+                    let wb = tape.constant_with(&[rows.len()], |buf| {
+                        buf.iter_mut().zip(rows).for_each(|(b, &r)| *b = w[r]);
+                    });
+                    compiled.loss.weighted(yb, out, wb)
+                }
+                None => compiled.loss.call(yb, out),
+            };
+            let value = loss.item();
+            tape.backward(loss, grads)?;
+            // Compiled metrics are unweighted, as Keras' `metrics` (its `weighted_metrics` are another list).
+            if !metrics.is_empty() {
+                out.with_value(|pred| {
+                    yb.with_value(|truth| {
+                        if dp.is_active() {
+                            dp.stage_outputs(pred, truth);
+                        } else {
+                            metrics.iter_mut().for_each(|m| m.update(truth.view(), pred.view(), None));
+                        }
+                    })
                 });
-                compiled.loss.weighted(yb, out, wb)
             }
-            None => compiled.loss.call(yb, out),
+            *workspace = tape.into_workspace();
+            (value, ctx.into_updates())
         };
-        let value = loss.item();
-        tape.backward(loss, grads)?;
-        // Compiled metrics are unweighted, as Keras' `metrics` (its `weighted_metrics` are another list).
-        if dp.is_active() {
-            out.with_value(|pred| yb.with_value(|truth| dp.stage_outputs(pred, truth)));
-        } else if !metrics.is_empty() {
-            out.with_value(|pred| {
-                yb.with_value(|truth| {
-                    metrics.iter_mut().for_each(|m| m.update(truth.view(), pred.view(), None))
-                })
-            });
-        }
-        *workspace = tape.into_workspace();
-        let mut updates = ctx.into_updates();
         let value = dp.reduce(params, grads, &mut updates, value, metrics)?;
         compiled.optimizer.apply(params, grads);
         // State the layers recorded during the forward pass (moving statistics), now that the tape is gone.

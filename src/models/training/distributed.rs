@@ -15,7 +15,6 @@ use crate::callbacks::Logs;
 use crate::distributed::{record_step, share, Communicator};
 use crate::metrics::{Mean, Metric};
 use crate::models::Sequential;
-use crate::optimizers::Optimizer;
 use crate::{Error, Result};
 
 impl Sequential {
@@ -114,11 +113,6 @@ impl DataParallel {
 
     pub(super) fn is_active(&self) -> bool {
         self.comm.is_some()
-    }
-
-    /// Whether this rank prints (the progress bar) and writes files.
-    pub(super) fn is_chief(&self) -> bool {
-        self.comm.as_ref().is_none_or(|c| c.rank() == 0)
     }
 
     fn error(comm: &dyn Communicator, reason: impl Into<String>) -> Error {
@@ -271,8 +265,12 @@ impl DataParallel {
         let n = self.global;
         let has_samples = !self.local.is_empty();
         let w = self.local.len() as f32 / n as f32;
-        let pw: usize = self.pred_shape.iter().product();
-        let tw: usize = self.truth_shape.iter().product();
+        // Outputs and targets travel only for the metrics (the same on every rank, by `signature`).
+        let (pw, tw): (usize, usize) = if metrics.is_empty() {
+            (0, 0)
+        } else {
+            (self.pred_shape.iter().product(), self.truth_shape.iter().product())
+        };
         if has_samples
             && (self.pred.len() != self.local.len() * pw || self.truth.len() != self.local.len() * tw)
         {
@@ -364,24 +362,6 @@ impl DataParallel {
             metrics.iter_mut().for_each(|m| m.update(truth.view(), pred.view(), None));
         }
         Ok(buf[loss_at])
-    }
-
-    /// A step on a rank whose share of the batch is empty (a last batch smaller than the rank count): it
-    /// adds nothing to the sums, and applies the same update as the others.
-    pub(super) fn step_without_samples(
-        &mut self,
-        params: &mut ParamStore,
-        grads: &mut Gradients,
-        optimizer: &mut dyn Optimizer,
-        metrics: &mut [Box<dyn Metric>],
-    ) -> Result<f32> {
-        let mut updates = Vec::new();
-        let loss = self.reduce(params, grads, &mut updates, 0.0, metrics)?;
-        optimizer.apply(params, grads);
-        for (id, value) in updates {
-            params.value_mut(id).assign(&value);
-        }
-        Ok(loss)
     }
 
     /// Whether training stops: true on every rank as soon as one rank's callbacks asked for it.
@@ -539,6 +519,9 @@ fn signature(model: &Sequential, data: &[(&str, &[usize])], settings: &str) -> R
     }
     if let Some(c) = &model.compiled {
         lines.push(format!("loss {} {:?}", c.loss.name(), c.loss.config()));
+        // The same metrics everywhere: History is then the same on every rank, and a step without metrics
+        // can leave the batch's outputs out of its allreduce on every rank alike.
+        lines.push(format!("metrics {:?}", model.metric_names().unwrap_or_default()));
         lines.push(format!(
             "optimizer {} {:?} iterations={}",
             c.optimizer.name(),
