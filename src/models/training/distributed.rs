@@ -337,7 +337,6 @@ impl DataParallel {
         record_step(buf.len() * std::mem::size_of::<f32>(), started.elapsed());
         let buf = &self.sum;
 
-        updates.clear();
         let mut at = 0;
         for (i, (id, p)) in params.iter().enumerate() {
             let len = p.value.len();
@@ -345,10 +344,17 @@ impl DataParallel {
             if p.trainable {
                 grads.assign(np, id, p.value.shape(), (flag > 0.0).then_some(seg));
             } else if flag > 0.0 {
-                let mean = seg.iter().map(|v| v / flag).collect();
-                let value =
-                    ArrayD::from_shape_vec(IxDyn(p.value.shape()), mean).expect("the weight's length");
-                updates.push((id, value));
+                // Into this rank's own update where it made one (no allocation); a rank with an empty share
+                // made none.
+                let mean = seg.iter().map(|v| v / flag);
+                match updates.iter_mut().find(|(u, _)| *u == id) {
+                    Some((_, value)) => value.iter_mut().zip(mean).for_each(|(d, m)| *d = m),
+                    None => updates.push((
+                        id,
+                        ArrayD::from_shape_vec(IxDyn(p.value.shape()), mean.collect())
+                            .expect("the weight's length"),
+                    )),
+                }
             }
             at += len;
         }
