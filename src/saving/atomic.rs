@@ -157,15 +157,33 @@ fn write_then_rename(
             None => on_tmp(e),
         }
     })?;
-    let mut writer = BufWriter::new(file);
+    let mut writer = TmpWriter { inner: BufWriter::new(file), failed: false };
+    // Only an error of the temporary file itself is reported as one; the closure's own errors stay its own.
     write(&mut writer).map_err(|e| match e {
-        Error::Io { path: stream, source } if stream.as_os_str() == "<stream>" => on_tmp(source),
+        Error::Io { source, .. } if writer.failed => on_tmp(source),
         other => other,
     })?;
-    let file = writer.into_inner().map_err(|e| on_tmp(e.into_error()))?;
+    let file = writer.inner.into_inner().map_err(|e| on_tmp(e.into_error()))?;
     file.sync_all().map_err(on_tmp)?;
     drop(file);
     fs::rename(tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// The temporary file's writer: remembers whether writing to the file failed, so that such an error (and no
+/// other error of the closure) is reported as the temporary file's.
+struct TmpWriter<W: Write> {
+    inner: W,
+    failed: bool,
+}
+
+impl<W: Write> Write for TmpWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf).inspect_err(|_| self.failed = true)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush().inspect_err(|_| self.failed = true)
+    }
 }
 
 /// Makes the rename durable: fsync of the folder (Unix; elsewhere, and on failure, nothing is done).
@@ -182,5 +200,32 @@ impl From<std::io::Error> for Error {
     /// An I/O error of a writer or reader that has no path (e.g. inside [`write_atomic`]'s closure).
     fn from(source: std::io::Error) -> Self {
         Error::Io { path: PathBuf::from("<stream>"), source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_temporary_writer_tells_its_own_failures_from_the_closures() {
+        let path = std::env::temp_dir().join(format!("kerust_tmp_writer_{}", std::process::id()));
+        fs::write(&path, b"x").unwrap();
+        // A read-only handle: every write to it fails, as a full disk would.
+        let mut w = TmpWriter { inner: File::open(&path).unwrap(), failed: false };
+        assert!(w.write_all(b"data").is_err());
+        assert!(w.failed);
+        fs::remove_file(&path).unwrap();
+
+        // An error the closure makes itself is not blamed on the temporary file.
+        let target = std::env::temp_dir().join(format!("kerust_tmp_writer_target_{}", std::process::id()));
+        let e = write_atomic(&target, |w| {
+            w.write_all(b"fine")?;
+            Err(std::io::Error::other("the source went away").into())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("the source went away") && !e.contains("temporary file"), "{e}");
+        assert!(!target.exists());
     }
 }
