@@ -440,17 +440,15 @@ fn load_model_from(bytes: &[u8], source: &str, options: &LoadOptions) -> Result<
                 // `iterations` is an integer in the JSON and stays one: exact for every count up to
                 // `optimizers::MAX_ITERATIONS`, and a larger one is an error.
                 optimizer.load_state(c.optimizer.iterations, &state)?;
-                let metrics = c
+                let metrics: Vec<MetricSpec> = c
                     .metrics
                     .into_iter()
-                    .map(|name| match options.metric(&name) {
-                        Some(metric) => Ok(MetricSpec::Metric(metric)),
-                        None => crate::metrics::check_name(&name)
-                            .map(|()| MetricSpec::Name(name))
-                            .map_err(|e| with_compile_hint(e, "metric", "custom_metric", "MyMetric::new")),
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                model.compile(loss, optimizer, metrics)?;
+                    .map(|name| options.metric(&name).map_or(MetricSpec::Name(name), MetricSpec::Metric))
+                    .collect();
+                // `compile` checks the metric names; an unknown one gets the registration hint.
+                model
+                    .compile(loss, optimizer, metrics)
+                    .map_err(|e| with_compile_hint(e, "metric", "custom_metric", "MyMetric::new"))?;
             }
         }
     }
