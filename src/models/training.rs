@@ -689,12 +689,7 @@ impl Sequential {
             }
         });
         self.workspace = workspace;
-        let mut logs = Logs::new();
-        logs.set("loss", loss_tracker.result());
-        for m in metrics.iter() {
-            logs.set(m.name(), m.result());
-        }
-        logs
+        loss_and_metrics(loss_tracker.result(), metrics)
     }
 
     /// The loss and metrics on `(x, y)` (Keras' `evaluate(..., return_dict=True)`), in batches of 32. Any
@@ -892,6 +887,16 @@ impl Sequential {
     }
 }
 
+/// The logs of an evaluation or a step: the loss, then each metric's result.
+pub(super) fn loss_and_metrics(loss: f32, metrics: &[Box<dyn Metric>]) -> Logs {
+    let mut logs = Logs::new();
+    logs.set("loss", loss);
+    for m in metrics {
+        logs.set(m.name(), m.result());
+    }
+    logs
+}
+
 /// An error unless `x` has a sample axis with at least one sample.
 fn check_has_samples(x: &ArrayViewD<'_, f32>, context: &str) -> Result<()> {
     if x.ndim() < 2 || x.len_of(Axis(0)) == 0 {
@@ -941,15 +946,9 @@ impl Sequential {
             return Err(e);
         }
         metrics.iter_mut().for_each(|m| m.reset());
-        let loss = self.train_step(x, y, None, &rows, &mut metrics, dp);
-        let mut logs = Logs::new();
-        if let Ok(loss) = loss {
-            logs.set("loss", loss);
-            for m in &metrics {
-                logs.set(m.name(), m.result());
-            }
-        }
+        let logs =
+            self.train_step(x, y, None, &rows, &mut metrics, dp).map(|loss| loss_and_metrics(loss, &metrics));
         self.put_metrics(metrics);
-        loss.map(|_| logs)
+        logs
     }
 }

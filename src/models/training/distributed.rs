@@ -459,12 +459,7 @@ impl DataParallel {
                 metrics.iter_mut().for_each(|m| m.update(truth.view(), pred.view(), None));
             }
         }
-        let mut logs = Logs::new();
-        logs.set("loss", loss_tracker.result());
-        for m in metrics.iter() {
-            logs.set(m.name(), m.result());
-        }
-        Some(logs)
+        Some(super::loss_and_metrics(loss_tracker.result(), metrics))
     }
 
     /// `predict` split by whole batches, the rows gathered on every rank. `None` when inactive.
