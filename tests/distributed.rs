@@ -506,3 +506,25 @@ fn different_metrics_across_ranks_are_reported_before_training() {
         assert!(message.contains("would train something else") && message.contains("metrics"), "{message}");
     }
 }
+
+#[test]
+fn bad_data_on_one_rank_fails_evaluate_predict_and_train_on_batch_on_every_rank() {
+    // The same start agreement guards every collective call, not only fit: no rank is left waiting.
+    for call in ["evaluate", "predict", "train_on_batch"] {
+        let results = on_ranks(2, |comm| {
+            let rank = comm.rank();
+            let (x, y) = data(40);
+            let x = if rank == 1 { x.slice(ndarray::s![.., ..4]).to_owned() } else { x };
+            let mut m = mlp(1, false);
+            m.distribute(comm);
+            match call {
+                "evaluate" => m.evaluate(&x, &y).map(|_| ()),
+                "predict" => m.predict(&x).map(|_| ()),
+                _ => m.train_on_batch(&x, &y).map(|_| ()),
+            }
+        });
+        let e0 = results[0].as_ref().expect_err(call).to_string();
+        let e1 = results[1].as_ref().expect_err(call).to_string();
+        assert!(e0.contains("rank 1") && e0.contains(&e1), "{call}: {e0}");
+    }
+}
