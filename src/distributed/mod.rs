@@ -8,12 +8,13 @@
 //!   architecture, its weights, the data's shapes and the fit's settings is compared across ranks;
 //! - each global batch of `batch_size` samples (the same shuffle on every rank) is cut into contiguous shares,
 //!   one per rank; each rank computes the gradients of its share, and ONE allreduce per step sums them,
-//!   weighted by share size, with the batch's loss, predictions and targets and the layers' state updates
-//!   (BatchNormalization's moving statistics) in the same fused buffer;
+//!   weighted by share size, with the batch's loss, predictions and targets (when there are metrics) and the
+//!   layers' state updates (BatchNormalization's moving statistics) in the same fused buffer;
 //! - every rank applies the same optimizer step to the same sums, so the weights stay bit-identical, and every
 //!   rank updates its metrics with the whole batch, so History is the same on every rank and equals what one
 //!   process reports (to float rounding);
-//! - stopping (`EarlyStopping`, `stop_training`) is agreed at each step; only rank 0 prints the progress bar
+//! - stopping (`EarlyStopping`, `stop_training`) is agreed at each step, by a second allreduce of one number
+//!   (after the callbacks, which run after the step's own allreduce); only rank 0 prints the progress bar
 //!   and writes CSV logs and checkpoints.
 //!
 //! Two implementations: `Mpi` (feature `mpi`, over an MPI library through the `mpi` crate), for runs under
