@@ -157,6 +157,25 @@ pub enum Error {
         /// What went wrong, and on which rank.
         reason: String,
     },
+
+    /// A layer of a graph model refused the tensors it was called on (their number or shapes).
+    #[error("layer `{layer}` ({class}) called on {inputs}: {source}")]
+    LayerCall {
+        /// The layer's name.
+        layer: String,
+        /// The layer's class.
+        class: &'static str,
+        /// The shapes of the tensors it was called on, e.g. `(None, 64), (None, 32)`.
+        inputs: String,
+        /// The layer's own error.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// A graph model's inputs and outputs do not make a valid graph (Keras' "Graph disconnected", tensors of
+    /// another graph, an input no output uses, ...).
+    #[error("invalid model graph: {0}")]
+    Graph(String),
 }
 
 impl Error {

@@ -37,6 +37,10 @@ impl Layer for Input {
         Some(&self.shape)
     }
 
+    fn is_input(&self) -> bool {
+        true
+    }
+
     fn build(&mut self, input_shape: &[usize], _: &mut ParamStore, _: &mut StdRng) -> Result<Vec<usize>> {
         if self.shape.is_empty() || self.shape.contains(&0) {
             return Err(Error::invalid_argument(

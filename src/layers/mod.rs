@@ -83,7 +83,7 @@ impl<'r> CallContext<'r> {
     }
 }
 
-/// A layer of a [`crate::models::Sequential`] model: settings in its constructor, weights created in
+/// A layer of a model: settings in its constructor, weights created in
 /// [`Layer::build`] through [`add_weight`], the forward pass in [`Layer::call`].
 pub trait Layer: Send + Sync {
     /// Keras' class name, e.g. `"Dense"` (shown in the summary).
@@ -117,6 +117,39 @@ pub trait Layer: Send + Sync {
     /// A layer with state across steps (BatchNormalization's moving statistics) records the new values with
     /// [`CallContext::assign`] when `ctx.training`; it never writes its weights itself.
     fn call<'t>(&self, x: Var<'t>, ctx: &mut CallContext<'_>) -> Var<'t>;
+
+    /// Builds the layer for one per-sample shape per input; models build every layer through here. The default
+    /// takes exactly one input and calls [`Layer::build`]; a layer of several inputs (the merge layers)
+    /// overrides it and [`Layer::call_many`].
+    ///
+    /// # Errors
+    /// Another number of inputs than the layer takes, or what [`Layer::build`] reports.
+    fn build_many(
+        &mut self,
+        input_shapes: &[&[usize]],
+        params: &mut ParamStore,
+        rng: &mut StdRng,
+    ) -> Result<Vec<usize>> {
+        match input_shapes {
+            [shape] => self.build(shape, params, rng),
+            _ => Err(crate::Error::invalid_argument(
+                "inputs",
+                input_shapes.len(),
+                format!("a {} layer takes exactly one input", self.class_name()),
+            )),
+        }
+    }
+
+    /// The forward pass on one batch per input, in [`Layer::build_many`]'s order; models call every layer
+    /// through here. The default passes the single input to [`Layer::call`].
+    fn call_many<'t>(&self, inputs: &[Var<'t>], ctx: &mut CallContext<'_>) -> Var<'t> {
+        self.call(inputs[0], ctx)
+    }
+
+    /// Whether this is a model's input declaration ([`Input`]), which a model keeps apart from its layers.
+    fn is_input(&self) -> bool {
+        false
+    }
 
     /// The layer's weights, in Keras' order (kernel, then bias). Empty before `build`.
     fn weights(&self) -> &[ParamId];

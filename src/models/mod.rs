@@ -161,14 +161,14 @@ impl Sequential {
 
     /// [`Sequential::add`] for a boxed layer.
     pub fn add_boxed(&mut self, mut layer: Box<dyn Layer>) -> Result<()> {
-        if layer.class_name() == "InputLayer" {
+        if layer.is_input() {
             if !self.layers.is_empty() || self.declared_input.is_some() {
                 return Err(Error::NotReady(
                     "an Input can only be the first entry of a Sequential model".into(),
                 ));
             }
             let shape = layer.declared_input_shape().unwrap_or_default().to_vec();
-            layer.build(&shape, &mut self.params, &mut self.rng)?;
+            layer.build_many(&[&shape], &mut self.params, &mut self.rng)?;
             self.declared_input = Some(shape.clone());
             return self.build(&shape);
         }
@@ -249,7 +249,7 @@ impl Sequential {
         let was_built = self.input_shape.is_some();
         for i in built_before..self.layers.len() {
             let shape_in = if i == 0 { input_shape.to_vec() } else { self.output_shapes[i - 1].clone() };
-            match self.layers[i].build(&shape_in, &mut self.params, &mut self.rng) {
+            match self.layers[i].build_many(&[&shape_in], &mut self.params, &mut self.rng) {
                 Ok(out) => self.output_shapes.push(out),
                 Err(e) => {
                     self.params.truncate(params_before);
@@ -394,7 +394,7 @@ impl Sequential {
 
     /// The forward pass of every layer.
     fn forward<'t>(layers: &[Box<dyn Layer>], x: Var<'t>, ctx: &mut CallContext<'_>) -> Var<'t> {
-        layers.iter().fold(x, |h, layer| layer.call(h, ctx))
+        layers.iter().fold(x, |h, layer| layer.call_many(&[h], ctx))
     }
 }
 
