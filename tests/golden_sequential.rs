@@ -155,8 +155,8 @@ fn expected(name: &str) -> Option<Value> {
     Some(section.clone())
 }
 
-/// Every leaf of a JSON value under its path (`history.values.loss[2]`), in document order.
-fn flatten(v: &Value, path: String, out: &mut BTreeMap<String, Value>) {
+/// Every leaf of a JSON value under its path (`history.values.loss[2]`), objects by key, arrays in order.
+fn flatten(v: &Value, path: String, out: &mut Vec<(String, Value)>) {
     match v {
         Value::Object(map) => {
             for (k, v) in map {
@@ -168,10 +168,31 @@ fn flatten(v: &Value, path: String, out: &mut BTreeMap<String, Value>) {
                 flatten(v, format!("{path}[{i}]"), out);
             }
         }
-        leaf => {
-            out.insert(path, leaf.clone());
-        }
+        leaf => out.push((path, leaf.clone())),
     }
+}
+
+/// Fields in the order training produces them, so that the first difference reported is the earliest one
+/// (a changed loss at epoch 0 explains the changed weights, not the other way round).
+fn chronological_rank(path: &str) -> usize {
+    const ORDER: &[&str] = &[
+        "summary",
+        "initial_weights_sha256",
+        "seed",
+        "epochs_run",
+        "inputs",
+        "history",
+        "train_on_batch",
+        "csv_log",
+        "early_stopping",
+        "evaluate",
+        "evaluate_weighted",
+        "predict",
+        "continued_history",
+        "model",
+    ];
+    let head = path.split(['.', '[']).next().unwrap_or(path);
+    ORDER.iter().position(|p| head == *p || (head.starts_with(p) && *p == "summary")).unwrap_or(ORDER.len())
 }
 
 fn show(v: Option<&Value>) -> String {
@@ -189,18 +210,21 @@ fn show(v: Option<&Value>) -> String {
 
 /// Panics naming the first differing field (and how many differ) if `got` is not the fixture's `want`.
 fn compare(name: &str, want: &Value, got: &Value) {
-    let (mut w, mut g) = (BTreeMap::new(), BTreeMap::new());
+    let (mut w, mut g) = (Vec::new(), Vec::new());
     flatten(want, String::new(), &mut w);
     flatten(got, String::new(), &mut g);
-    w.remove("cpu");
-    let keys: std::collections::BTreeSet<&String> = w.keys().chain(g.keys()).collect();
-    let differing: Vec<&String> = keys.into_iter().filter(|k| w.get(*k) != g.get(*k)).collect();
+    w.retain(|(k, _)| k != "cpu");
+    let (wm, gm): (BTreeMap<_, _>, BTreeMap<_, _>) =
+        (w.iter().map(|(k, v)| (k, v)).collect(), g.iter().map(|(k, v)| (k, v)).collect());
+    let mut differing: Vec<&String> = w.iter().map(|(k, _)| k).filter(|k| wm.get(k) != gm.get(k)).collect();
+    differing.extend(g.iter().map(|(k, _)| k).filter(|k| !wm.contains_key(k)));
+    differing.sort_by_key(|k| chronological_rank(k)); // stable: document order within a rank
     if let Some(first) = differing.first() {
         panic!(
             "golden `{name}` differs from today's numbers: first differing field `{first}`:\n  fixture: {}\n  now:     {}\n\
              {} field(s) differ: {:?}\n{BLESS_HINT}",
-            show(w.get(*first)),
-            show(g.get(*first)),
+            show(wm.get(*first).copied()),
+            show(gm.get(*first).copied()),
             differing.len(),
             differing.iter().take(20).collect::<Vec<_>>(),
         );
@@ -468,6 +492,12 @@ fn a_model_file_of_format_v1_loads_forever() {
         compare("v1_file", &want, &got);
     } else {
         // Other matrix kernels: the same predictions to rounding.
+        eprintln!(
+            "note: the v1 fixture was made on a `{}` processor and this one is `{}`: predictions are compared \
+             to 1e-6",
+            want["cpu"].as_str().unwrap_or("?"),
+            cpu_tag()
+        );
         let (g, w) = (floats_from_bits(&got["predict"]["bits"]), floats_from_bits(&want["predict"]["bits"]));
         for (i, (g, w)) in g.iter().zip(&w).enumerate() {
             assert!((g - w).abs() <= 1e-6, "v1 prediction {i}: now {g}, fixture {w}");
