@@ -185,7 +185,7 @@ fn convnet_step(c: &mut Criterion) {
 fn predict(c: &mut Criterion) {
     let (x, y) = data(10_000);
     let mut model = w2();
-    model.fit(&x.slice(ndarray::s![..256, ..]), &y.slice(ndarray::s![..256, ..])).verbose(0).run().unwrap();
+    model.fit(x.slice(ndarray::s![..256, ..]), y.slice(ndarray::s![..256, ..])).verbose(0).run().unwrap();
     let mut group = c.benchmark_group("predict_w2_10000");
     group.measurement_time(Duration::from_secs(5)).sample_size(20);
     for threads in [1, 2] {

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use kerust::callbacks::{Callback, Logs};
 use kerust::layers::Dense;
-use kerust::models::Sequential;
+use kerust::models::{Model, Sequential};
 use kerust::Result;
 use ndarray::{Array2, Axis};
 use rand::rngs::StdRng;
@@ -26,11 +26,11 @@ struct EpochTimer {
 }
 
 impl Callback for EpochTimer {
-    fn on_epoch_begin(&mut self, _: &mut Sequential, _: usize) -> Result<()> {
+    fn on_epoch_begin(&mut self, _: &mut Model, _: usize) -> Result<()> {
         self.start = Some(Instant::now());
         Ok(())
     }
-    fn on_epoch_end(&mut self, _: &mut Sequential, _: usize, _: &Logs) -> Result<()> {
+    fn on_epoch_end(&mut self, _: &mut Model, _: usize, _: &Logs) -> Result<()> {
         self.seconds.extend(self.start.map(|s| s.elapsed().as_secs_f64()));
         Ok(())
     }

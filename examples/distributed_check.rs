@@ -20,7 +20,7 @@ use kerust::autodiff::Tensor;
 use kerust::callbacks::{Callback, History, Logs};
 use kerust::distributed::{Communicator, Mpi};
 use kerust::layers::{BatchNormalization, Dense};
-use kerust::models::Sequential;
+use kerust::models::{Model, Sequential};
 use kerust::Error;
 use ndarray::Array2;
 use sha2::{Digest, Sha256};
@@ -68,11 +68,11 @@ struct Steps {
 }
 
 impl Callback for Steps {
-    fn on_train_batch_end(&mut self, model: &mut Sequential, _: usize, _: &Logs) -> kerust::Result<()> {
+    fn on_train_batch_end(&mut self, model: &mut Model, _: usize, _: &Logs) -> kerust::Result<()> {
         self.digests.extend(digest(&model.get_weights()));
         Ok(())
     }
-    fn on_epoch_end(&mut self, model: &mut Sequential, epoch: usize, _: &Logs) -> kerust::Result<()> {
+    fn on_epoch_end(&mut self, model: &mut Model, epoch: usize, _: &Logs) -> kerust::Result<()> {
         let rank = model.communicator().map_or(0, |c| c.rank());
         if self.fail_at_epoch == Some(epoch) && rank == 1 {
             return Err(Error::NotReady(format!(

@@ -17,7 +17,7 @@ use std::time::Instant;
 use kerust::callbacks::{Callback, History};
 use kerust::datasets::{mnist, Cache};
 use kerust::layers::{Dense, Dropout};
-use kerust::models::Sequential;
+use kerust::models::{Model, Sequential};
 use kerust::optimizers::{Adam, SGD};
 use kerust::utils::{set_random_seed, to_categorical};
 use ndarray::{Array2, ArrayView2};
@@ -367,17 +367,12 @@ impl EpochTimer {
 }
 
 impl Callback for EpochTimer {
-    fn on_epoch_begin(&mut self, _: &mut Sequential, _: usize) -> kerust::Result<()> {
+    fn on_epoch_begin(&mut self, _: &mut Model, _: usize) -> kerust::Result<()> {
         self.started = Some(Instant::now());
         Ok(())
     }
 
-    fn on_epoch_end(
-        &mut self,
-        _: &mut Sequential,
-        _: usize,
-        _: &kerust::callbacks::Logs,
-    ) -> kerust::Result<()> {
+    fn on_epoch_end(&mut self, _: &mut Model, _: usize, _: &kerust::callbacks::Logs) -> kerust::Result<()> {
         if let Some(start) = self.started.take() {
             self.seconds.push(start.elapsed().as_secs_f64());
         }
@@ -396,7 +391,7 @@ struct Outcome {
 }
 
 impl Outcome {
-    fn new(name: &'static str, model: &Sequential, history: &History, timer: &EpochTimer) -> Self {
+    fn new(name: &'static str, model: &Model, history: &History, timer: &EpochTimer) -> Self {
         Outcome {
             name,
             params: model.count_params(),

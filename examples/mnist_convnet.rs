@@ -15,7 +15,7 @@ use std::time::Instant;
 use kerust::callbacks::{Callback, Logs};
 use kerust::datasets::mnist;
 use kerust::layers::{Conv2D, Dense, Dropout, Flatten, Input, MaxPooling2D};
-use kerust::models::Sequential;
+use kerust::models::{Model, Sequential};
 use kerust::utils::{set_random_seed, to_categorical};
 use ndarray::{s, Axis};
 
@@ -176,12 +176,12 @@ impl EpochTimer {
 }
 
 impl Callback for EpochTimer {
-    fn on_epoch_begin(&mut self, _: &mut Sequential, _: usize) -> kerust::Result<()> {
+    fn on_epoch_begin(&mut self, _: &mut Model, _: usize) -> kerust::Result<()> {
         self.started = Some(Instant::now());
         Ok(())
     }
 
-    fn on_epoch_end(&mut self, _: &mut Sequential, _: usize, _: &Logs) -> kerust::Result<()> {
+    fn on_epoch_end(&mut self, _: &mut Model, _: usize, _: &Logs) -> kerust::Result<()> {
         if let Some(start) = self.started.take() {
             self.seconds.push(start.elapsed().as_secs_f64());
         }

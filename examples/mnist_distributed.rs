@@ -19,7 +19,7 @@ use std::time::Instant;
 use kerust::callbacks::{Callback, Logs};
 use kerust::distributed::{reset_step_stats, step_stats, Communicator, Mpi};
 use kerust::layers::{Conv2D, Dense, Dropout, Flatten, Input, MaxPooling2D};
-use kerust::models::Sequential;
+use kerust::models::{Model, Sequential};
 use ndarray::{s, Axis};
 
 const USAGE: &str = "\
@@ -47,7 +47,7 @@ struct EpochTimer {
 }
 
 impl Callback for EpochTimer {
-    fn on_epoch_begin(&mut self, _: &mut Sequential, epoch: usize) -> kerust::Result<()> {
+    fn on_epoch_begin(&mut self, _: &mut Model, epoch: usize) -> kerust::Result<()> {
         // The first epoch warms up (buffers, page faults): the collectives' counts start after it.
         if epoch == 1 {
             reset_step_stats();
@@ -55,7 +55,7 @@ impl Callback for EpochTimer {
         self.start = Some(Instant::now());
         Ok(())
     }
-    fn on_epoch_end(&mut self, _: &mut Sequential, _: usize, _: &Logs) -> kerust::Result<()> {
+    fn on_epoch_end(&mut self, _: &mut Model, _: usize, _: &Logs) -> kerust::Result<()> {
         self.seconds.extend(self.start.map(|s| s.elapsed().as_secs_f64()));
         Ok(())
     }

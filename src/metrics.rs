@@ -705,7 +705,7 @@ impl From<Box<dyn Metric>> for MetricSpec {
     }
 }
 
-/// The `metrics` argument of [`Sequential::compile`](crate::models::Sequential::compile): Keras'
+/// The `metrics` argument of [`Model::compile`](crate::models::Model::compile): Keras'
 /// `metrics=["accuracy"]`, no metrics at all (`[]`, as short as Keras' leaving the argument out), or a `Vec` that
 /// mixes names and metric objects.
 ///

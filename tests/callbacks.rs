@@ -11,7 +11,7 @@ use kerust::callbacks::{
     TrainParams,
 };
 use kerust::layers::Dense;
-use kerust::models::Sequential;
+use kerust::models::{Model, Sequential};
 use kerust::optimizers::SGD;
 use kerust::Error;
 use ndarray::Array2;
@@ -35,7 +35,7 @@ fn params(epochs: usize) -> TrainParams {
 }
 
 /// Weights shaped like the model's, every element `value`: stands for "the weights after epoch `value`".
-fn marker(model: &Sequential, value: f32) -> Vec<Tensor> {
+fn marker(model: &Model, value: f32) -> Vec<Tensor> {
     model.get_weights().iter().map(|w| Tensor::from_elem(w.raw_dim(), value)).collect()
 }
 
@@ -327,7 +327,7 @@ struct Batches {
 }
 
 impl Callback for Batches {
-    fn on_train_batch_end(&mut self, _: &mut Sequential, _: usize, logs: &Logs) -> kerust::Result<()> {
+    fn on_train_batch_end(&mut self, _: &mut Model, _: usize, logs: &Logs) -> kerust::Result<()> {
         self.count += 1;
         self.last_loss = logs.get("loss").unwrap();
         Ok(())
@@ -388,7 +388,7 @@ fn terminate_on_nan_stops_a_diverging_fit_within_the_epoch() {
 struct Rates(Vec<f32>);
 
 impl Callback for Rates {
-    fn on_epoch_end(&mut self, model: &mut Sequential, _: usize, _: &Logs) -> kerust::Result<()> {
+    fn on_epoch_end(&mut self, model: &mut Model, _: usize, _: &Logs) -> kerust::Result<()> {
         self.0.push(model.optimizer().unwrap().learning_rate());
         Ok(())
     }
@@ -674,7 +674,7 @@ fn a_nan_in_the_inputs_shows_in_the_loss_and_stops_training() {
     assert!(batches.last_loss.is_nan(), "loss {}", batches.last_loss);
     assert!(history["loss"][0].is_nan(), "{:?}", &history["loss"]);
     // Predictions of the NaN sample are NaN, not a confident-looking constant.
-    let p = model.predict(&x.slice(ndarray::s![5..6, ..])).unwrap();
+    let p = model.predict(x.slice(ndarray::s![5..6, ..])).unwrap();
     assert!(p.iter().all(|v| v.is_nan()), "{p}");
 }
 
@@ -686,7 +686,7 @@ struct EvaluateEachEpoch {
 }
 
 impl Callback for EvaluateEachEpoch {
-    fn on_epoch_end(&mut self, model: &mut Sequential, _: usize, _: &Logs) -> kerust::Result<()> {
+    fn on_epoch_end(&mut self, model: &mut Model, _: usize, _: &Logs) -> kerust::Result<()> {
         let logs = model.evaluate(&self.x, &self.y)?;
         self.losses.push(logs.get("loss").unwrap_or(f32::NAN));
         Ok(())

@@ -10,7 +10,7 @@ use kerust::layers::{add_weight, CallContext, Dense, Layer, LayerConfig};
 use kerust::losses::Loss;
 use kerust::metrics::{Metric, MetricSpec};
 use kerust::models::{
-    load_model, load_model_from_bytes, load_model_from_bytes_with, load_model_with, Sequential,
+    load_model, load_model_from_bytes, load_model_from_bytes_with, load_model_with, Model, Sequential,
 };
 use kerust::saving::LoadOptions;
 use kerust::{Error, Result};
@@ -199,7 +199,7 @@ fn model() -> Sequential {
     m
 }
 
-fn fit(m: &mut Sequential, from: usize, to: usize) -> History {
+fn fit(m: &mut Model, from: usize, to: usize) -> History {
     let (x, y) = data();
     m.fit(&x, &y).epochs(to).initial_epoch(from).batch_size(8).verbose(0).run().unwrap()
 }

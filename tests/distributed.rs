@@ -6,7 +6,7 @@ use kerust::autodiff::Tensor;
 use kerust::callbacks::{Callback, EarlyStopping, History, Logs};
 use kerust::distributed::{Communicator, ThreadGroup};
 use kerust::layers::{BatchNormalization, Dense, Dropout};
-use kerust::models::Sequential;
+use kerust::models::{Model, Sequential};
 use kerust::Error;
 use ndarray::Array2;
 
@@ -43,7 +43,7 @@ fn mlp(seed: u64, batch_norm: bool) -> Sequential {
 struct Steps(Vec<Vec<Tensor>>);
 
 impl Callback for Steps {
-    fn on_train_batch_end(&mut self, model: &mut Sequential, _: usize, _: &Logs) -> kerust::Result<()> {
+    fn on_train_batch_end(&mut self, model: &mut Model, _: usize, _: &Logs) -> kerust::Result<()> {
         self.0.push(model.get_weights());
         Ok(())
     }
@@ -204,7 +204,7 @@ fn validation_logs_are_identical_on_every_rank() {
 struct StopOnRank(usize);
 
 impl Callback for StopOnRank {
-    fn on_train_batch_end(&mut self, model: &mut Sequential, batch: usize, _: &Logs) -> kerust::Result<()> {
+    fn on_train_batch_end(&mut self, model: &mut Model, batch: usize, _: &Logs) -> kerust::Result<()> {
         if model.communicator().map(|c| c.rank()) == Some(self.0) && batch == 2 {
             model.stop_training();
         }

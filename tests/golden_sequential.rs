@@ -23,7 +23,7 @@ use std::sync::Mutex;
 use kerust::autodiff::Tensor;
 use kerust::callbacks::{CSVLogger, EarlyStopping, History, Logs};
 use kerust::layers::{BatchNormalization, Conv2D, Dense, Dropout, Flatten, Input, MaxPooling2D};
-use kerust::models::{load_model_from_bytes, Sequential};
+use kerust::models::{load_model_from_bytes, Model, Sequential};
 use kerust::optimizers::Adam;
 use ndarray::{Array1, Array2, Array4, Axis};
 use rand::rngs::StdRng;
@@ -77,7 +77,7 @@ fn tensor_sha(t: &Tensor) -> String {
     sha256_hex(&bytes)
 }
 
-fn weights_sha(m: &Sequential) -> String {
+fn weights_sha(m: &Model) -> String {
     let weights = m.get_weights();
     let mut bytes = (weights.len() as u64).to_le_bytes().to_vec();
     weights.iter().for_each(|w| tensor_bytes(w, &mut bytes));
@@ -105,7 +105,7 @@ fn predictions_json(p: &Tensor) -> Value {
 }
 
 /// The fingerprints every scenario shares, taken at its end.
-fn model_json(m: &Sequential) -> Value {
+fn model_json(m: &Model) -> Value {
     let file = m.to_bytes().expect("to_bytes");
     json!({
         "summary": m.summary_string(),

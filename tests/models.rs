@@ -2,7 +2,7 @@
 mod common;
 use kerust::callbacks::{Callback, Logs};
 use kerust::layers::{Activation, Dense, Dropout, Flatten, Input};
-use kerust::models::Sequential;
+use kerust::models::{Model, Sequential};
 use kerust::optimizers::{Adam, SGD};
 use kerust::Error;
 use ndarray::{Array1, Array2, Array3, Axis};
@@ -231,17 +231,17 @@ fn get_and_set_weights() {
 /// Counts batch ends and epoch ends, and checks that every batch end follows its own batch begin.
 struct CountBatches(usize, usize, Option<usize>);
 impl Callback for CountBatches {
-    fn on_train_batch_begin(&mut self, _: &mut Sequential, batch: usize) -> kerust::Result<()> {
+    fn on_train_batch_begin(&mut self, _: &mut Model, batch: usize) -> kerust::Result<()> {
         assert_eq!(self.2, None, "batch {batch} began before the previous one ended");
         self.2 = Some(batch);
         Ok(())
     }
-    fn on_train_batch_end(&mut self, _: &mut Sequential, batch: usize, _: &Logs) -> kerust::Result<()> {
+    fn on_train_batch_end(&mut self, _: &mut Model, batch: usize, _: &Logs) -> kerust::Result<()> {
         assert_eq!(self.2.take(), Some(batch), "batch {batch} ended without beginning");
         self.0 += 1;
         Ok(())
     }
-    fn on_epoch_end(&mut self, model: &mut Sequential, epoch: usize, _: &Logs) -> kerust::Result<()> {
+    fn on_epoch_end(&mut self, model: &mut Model, epoch: usize, _: &Logs) -> kerust::Result<()> {
         self.1 += 1;
         if epoch == 1 {
             model.stop_training();
@@ -290,11 +290,7 @@ fn sparse_labels_with_sparse_loss() {
 
 /// Asserts that `f` fails with an error whose text contains every one of `needles`, and that the model's
 /// weights did not change.
-fn assert_rejected(
-    model: &mut Sequential,
-    needles: &[&str],
-    f: impl FnOnce(&mut Sequential) -> kerust::Result<()>,
-) {
+fn assert_rejected(model: &mut Model, needles: &[&str], f: impl FnOnce(&mut Model) -> kerust::Result<()>) {
     let before = (model.get_weights(), model.is_built(), model.summary_string());
     let err = f(model).expect_err("bad input must be an error").to_string();
     for n in needles {

@@ -1,7 +1,7 @@
 //! `sample_weight` and `class_weight` in fit and evaluate, against Keras' own numbers
 //! (`fixtures/keras_sample_weight.json`, written by `fixtures/keras_sample_weight.py`), and their errors.
 use kerust::layers::Dense;
-use kerust::models::{Fit, Sequential};
+use kerust::models::{Fit, Model, Sequential};
 use kerust::optimizers::SGD;
 use kerust::utils::to_categorical;
 use kerust::Error;
@@ -57,7 +57,7 @@ fn assert_close(got: &[f32], want: &[f32], what: &str) {
 }
 
 /// One epoch in batches of 4 and 2, unshuffled, compared with Keras: the logs and every weight after it.
-fn check_epoch(m: &mut Sequential, history: kerust::callbacks::History, want: &Value, what: &str) {
+fn check_epoch(m: &mut Model, history: kerust::callbacks::History, want: &Value, what: &str) {
     assert_close(&[history.get("loss").unwrap()[0]], &[want["loss"].as_f64().unwrap() as f32], what);
     assert_close(&[history.get("accuracy").unwrap()[0]], &[want["accuracy"].as_f64().unwrap() as f32], what);
     let weights = m.get_weights();

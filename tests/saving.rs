@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use kerust::callbacks::{History, ModelCheckpoint};
 use kerust::layers::{Dense, Dropout, Flatten};
-use kerust::models::{load_model, load_model_from_bytes, Sequential};
+use kerust::models::{load_model, load_model_from_bytes, Model, Sequential};
 use kerust::optimizers::{Adam, SGD};
 use ndarray::{Array2, Array3};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -62,7 +62,7 @@ fn history_bits(h: &History) -> Vec<(String, Vec<u32>)> {
     h.history.iter().map(|(k, v)| (k.clone(), v.iter().map(|x| x.to_bits()).collect())).collect()
 }
 
-fn fit(m: &mut Sequential, from: usize, to: usize) -> History {
+fn fit(m: &mut Model, from: usize, to: usize) -> History {
     let (x, y) = data();
     let (vx, vy) = (x.slice(ndarray::s![..10, .., ..]).to_owned(), y.slice(ndarray::s![..10, ..]).to_owned());
     m.fit(&x, &y)

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use kerust::layers::{Activation, Dense, Dropout, Flatten, Input};
 use kerust::losses::{BinaryCrossentropy, Huber};
-use kerust::models::{load_model_from_bytes, Sequential};
+use kerust::models::{load_model_from_bytes, Model, Sequential};
 use kerust::optimizers::{Adagrad, Adam, AdamW, RMSprop, SGD};
 use ndarray::{Array2, ArrayD, IxDyn};
 use rand::rngs::StdRng;
@@ -101,7 +101,7 @@ pub fn corpus() -> Vec<Vec<u8>> {
     let x3 = ArrayD::from_shape_fn(IxDyn(&[4, 3]), |i| (i[0] * 3 + i[1]) as f32 / 7.0 - 0.5);
     let y1 = ArrayD::from_shape_fn(IxDyn(&[4, 1]), |i| (i[0] % 2) as f32);
     let mut out = Vec::new();
-    let fitted = |m: &mut Sequential, x: &ArrayD<f32>, y: &ArrayD<f32>| {
+    let fitted = |m: &mut Model, x: &ArrayD<f32>, y: &ArrayD<f32>| {
         m.fit(x, y).epochs(1).batch_size(2).verbose(0).run().unwrap();
     };
 

@@ -429,6 +429,19 @@ impl<'t> Var<'t> {
         f(Values { params: self.tape.params, nodes: &ws.nodes, values: &ws.values }.get(self.id))
     }
 
+    /// Calls `f` with views of several values of one tape at once (a model's outputs and targets).
+    ///
+    /// # Panics
+    /// If the values are on different tapes.
+    pub fn with_values<R>(vars: &[Var<'t>], f: impl FnOnce(&[ArrayViewD<'_, f32>]) -> R) -> R {
+        let Some(first) = vars.first() else { return f(&[]) };
+        assert!(vars.iter().all(|v| std::ptr::eq(v.tape, first.tape)), "values of different tapes");
+        let ws = first.tape.ws.borrow();
+        let values = Values { params: first.tape.params, nodes: &ws.nodes, values: &ws.values };
+        let views: Vec<ArrayViewD<'_, f32>> = vars.iter().map(|v| values.get(v.id)).collect();
+        f(&views)
+    }
+
     /// A copy of the value.
     pub fn value(&self) -> Tensor {
         self.with_value(|v| v.to_owned())

@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::{Callback, Logs, TrainParams};
-use crate::models::Sequential;
+use crate::models::Model;
 use crate::{Error, Result};
 
 /// Writes one CSV row per epoch (Keras' `CSVLogger`): a header `epoch,<log names sorted>` (e.g.
@@ -123,7 +123,7 @@ fn format_value(v: f32) -> String {
 impl Callback for CSVLogger {
     /// # Errors
     /// An invalid separator, or [`Error::Io`] naming the file if it cannot be opened or read.
-    fn on_train_begin(&mut self, model: &mut Sequential, _: &TrainParams) -> Result<()> {
+    fn on_train_begin(&mut self, model: &mut Model, _: &TrainParams) -> Result<()> {
         self.validate()?;
         self.file = None;
         self.keys = None;
@@ -149,7 +149,7 @@ impl Callback for CSVLogger {
 
     /// # Errors
     /// [`Error::Io`] naming the file if writing fails; [`Error::NotReady`] if training did not begin.
-    fn on_epoch_end(&mut self, model: &mut Sequential, epoch: usize, logs: &Logs) -> Result<()> {
+    fn on_epoch_end(&mut self, model: &mut Model, epoch: usize, logs: &Logs) -> Result<()> {
         if !model.is_chief() {
             return Ok(());
         }
@@ -185,7 +185,7 @@ impl Callback for CSVLogger {
     ///
     /// # Errors
     /// [`Error::Io`] naming the file if the last flush fails.
-    fn on_train_end(&mut self, _: &mut Sequential, _: &Logs) -> Result<()> {
+    fn on_train_end(&mut self, _: &mut Model, _: &Logs) -> Result<()> {
         if let Some(mut file) = self.file.take() {
             file.flush().map_err(|e| self.io(e))?;
         }

@@ -2,14 +2,14 @@
 use super::monitor::{check_monitor, Margin, Monitor};
 use super::{Callback, Logs, Mode, TrainParams};
 use crate::autodiff::Tensor;
-use crate::models::Sequential;
+use crate::models::Model;
 use crate::{Error, Result};
 
 /// Stops training when a monitored quantity has stopped improving (Keras' `EarlyStopping`).
 ///
 /// At the end of every epoch from `start_from_epoch` on, the monitored value (default `val_loss`) is compared
 /// with the best so far: it improves if it is lower (mode `Min`) or higher (`Max`) by more than `min_delta`.
-/// After `patience` epochs in a row without improvement, the callback calls [`Sequential::stop_training`]. With
+/// After `patience` epochs in a row without improvement, the callback calls [`Model::stop_training`](crate::models::Model::stop_training). With
 /// a `baseline`, an epoch that improves on the best but not on the baseline does not reset the count, so
 /// training stops after `patience` epochs unless the baseline is beaten.
 ///
@@ -169,7 +169,7 @@ impl EarlyStopping {
         self.watch.wait
     }
 
-    fn restore(&mut self, model: &mut Sequential) -> Result<()> {
+    fn restore(&mut self, model: &mut Model) -> Result<()> {
         if let Some(weights) = &self.best_weights {
             if self.verbose > 0 {
                 println!(
@@ -185,7 +185,7 @@ impl EarlyStopping {
 }
 
 impl Callback for EarlyStopping {
-    fn on_train_begin(&mut self, _: &mut Sequential, _: &TrainParams) -> Result<()> {
+    fn on_train_begin(&mut self, _: &mut Model, _: &TrainParams) -> Result<()> {
         self.validate()?;
         self.watch.begin();
         self.best_epoch = None;
@@ -196,7 +196,7 @@ impl Callback for EarlyStopping {
         Ok(())
     }
 
-    fn on_epoch_end(&mut self, model: &mut Sequential, epoch: usize, logs: &Logs) -> Result<()> {
+    fn on_epoch_end(&mut self, model: &mut Model, epoch: usize, logs: &Logs) -> Result<()> {
         // Any epoch run moves the weights away from a restored copy.
         self.restored = false;
         self.last_epoch = Some(epoch);
@@ -234,7 +234,7 @@ impl Callback for EarlyStopping {
         Ok(())
     }
 
-    fn on_train_end(&mut self, model: &mut Sequential, _: &Logs) -> Result<()> {
+    fn on_train_end(&mut self, model: &mut Model, _: &Logs) -> Result<()> {
         if let (Some(epoch), true) = (self.stopped_epoch, self.verbose > 0) {
             println!("Epoch {}: early stopping", epoch + 1);
         }

@@ -2,7 +2,7 @@
 use std::collections::BTreeMap;
 
 use super::{Callback, Logs, TrainParams};
-use crate::models::Sequential;
+use crate::models::Model;
 use crate::Result;
 
 /// The per-epoch values of a `fit`: `history["loss"][e]` is the loss of the `e`-th epoch run, and likewise for
@@ -82,12 +82,12 @@ impl std::ops::Index<&str> for History {
 }
 
 impl Callback for History {
-    fn on_train_begin(&mut self, _: &mut Sequential, params: &TrainParams) -> Result<()> {
+    fn on_train_begin(&mut self, _: &mut Model, params: &TrainParams) -> Result<()> {
         self.params = Some(params.clone());
         Ok(())
     }
 
-    fn on_epoch_end(&mut self, _: &mut Sequential, epoch: usize, logs: &Logs) -> Result<()> {
+    fn on_epoch_end(&mut self, _: &mut Model, epoch: usize, logs: &Logs) -> Result<()> {
         self.epoch.push(epoch);
         for (name, value) in logs {
             self.history.entry(name.to_owned()).or_default().push(value);

@@ -1,6 +1,6 @@
 //! [`LearningRateScheduler`]: set the learning rate from a function of the epoch.
 use super::Callback;
-use crate::models::Sequential;
+use crate::models::Model;
 use crate::{Error, Result};
 
 /// Sets the optimizer's learning rate at the start of every epoch to `schedule(epoch, current_lr)` (Keras'
@@ -55,7 +55,7 @@ impl<F: FnMut(usize, f32) -> f32> Callback for LearningRateScheduler<F> {
     /// # Errors
     /// [`Error::NotReady`] if the model has no optimizer (not compiled); [`Error::InvalidArgument`] if the
     /// schedule returns a negative, NaN or infinite rate (the optimizer keeps its rate then).
-    fn on_epoch_begin(&mut self, model: &mut Sequential, epoch: usize) -> Result<()> {
+    fn on_epoch_begin(&mut self, model: &mut Model, epoch: usize) -> Result<()> {
         let optimizer = model.optimizer_mut().ok_or_else(|| {
             Error::NotReady(
                 "LearningRateScheduler needs a compiled model (it sets the optimizer's rate)".into(),

@@ -1,5 +1,6 @@
 //! Callbacks: code that runs at points of training, with Keras' hook names. [`History`] and the progress bar
 //! ([`ProgbarLogger`]) are plain callbacks that `fit` adds itself.
+mod callback_list;
 mod csv_logger;
 mod early_stopping;
 mod history;
@@ -13,6 +14,7 @@ mod progbar;
 mod reduce_lr_on_plateau;
 mod terminate_on_nan;
 
+pub use callback_list::CallbackList;
 pub use csv_logger::CSVLogger;
 pub use early_stopping::EarlyStopping;
 pub use history::History;
@@ -24,7 +26,7 @@ pub use progbar::ProgbarLogger;
 pub use reduce_lr_on_plateau::ReduceLROnPlateau;
 pub use terminate_on_nan::TerminateOnNaN;
 
-use crate::models::Sequential;
+use crate::models::Model;
 use crate::Result;
 
 /// What `fit` tells callbacks when training begins (Keras' `callback.params`).
@@ -46,18 +48,18 @@ pub struct TrainParams {
 
 /// Hooks into training. Every method has an empty default; implement the ones you need.
 ///
-/// Hooks get the model, so a callback can stop training ([`Sequential::stop_training`]), read or restore
+/// Hooks get the model, so a callback can stop training ([`Model::stop_training`]), read or restore
 /// weights, or change the learning rate. An `Err` from a hook ends `fit` with that error.
 ///
 /// ```
 /// use kerust::callbacks::{Callback, Logs};
-/// use kerust::models::Sequential;
+/// use kerust::models::Model;
 ///
 /// /// Stops as soon as the training accuracy reaches a target.
 /// struct StopAt(f32);
 ///
 /// impl Callback for StopAt {
-///     fn on_epoch_end(&mut self, model: &mut Sequential, _epoch: usize, logs: &Logs) -> kerust::Result<()> {
+///     fn on_epoch_end(&mut self, model: &mut Model, _epoch: usize, logs: &Logs) -> kerust::Result<()> {
 ///         if logs.get("accuracy").is_some_and(|a| a >= self.0) {
 ///             model.stop_training();
 ///         }
@@ -68,32 +70,32 @@ pub struct TrainParams {
 #[allow(unused_variables)]
 pub trait Callback {
     /// Before the first epoch.
-    fn on_train_begin(&mut self, model: &mut Sequential, params: &TrainParams) -> Result<()> {
+    fn on_train_begin(&mut self, model: &mut Model, params: &TrainParams) -> Result<()> {
         Ok(())
     }
 
     /// At the start of an epoch (0-based index).
-    fn on_epoch_begin(&mut self, model: &mut Sequential, epoch: usize) -> Result<()> {
+    fn on_epoch_begin(&mut self, model: &mut Model, epoch: usize) -> Result<()> {
         Ok(())
     }
 
     /// Before each training batch (0-based index within the epoch).
-    fn on_train_batch_begin(&mut self, model: &mut Sequential, batch: usize) -> Result<()> {
+    fn on_train_batch_begin(&mut self, model: &mut Model, batch: usize) -> Result<()> {
         Ok(())
     }
 
     /// After each training batch, with the running means of the epoch so far (`loss`, metrics).
-    fn on_train_batch_end(&mut self, model: &mut Sequential, batch: usize, logs: &Logs) -> Result<()> {
+    fn on_train_batch_end(&mut self, model: &mut Model, batch: usize, logs: &Logs) -> Result<()> {
         Ok(())
     }
 
     /// At the end of an epoch, with the epoch's logs (`loss`, metrics, and `val_` ones after validation).
-    fn on_epoch_end(&mut self, model: &mut Sequential, epoch: usize, logs: &Logs) -> Result<()> {
+    fn on_epoch_end(&mut self, model: &mut Model, epoch: usize, logs: &Logs) -> Result<()> {
         Ok(())
     }
 
     /// After the last epoch (or when training stops early), with the last epoch's logs.
-    fn on_train_end(&mut self, model: &mut Sequential, logs: &Logs) -> Result<()> {
+    fn on_train_end(&mut self, model: &mut Model, logs: &Logs) -> Result<()> {
         Ok(())
     }
 }

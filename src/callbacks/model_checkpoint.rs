@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use super::monitor::{available, check_monitor};
 use super::{Callback, Logs, Mode, TrainParams};
-use crate::models::Sequential;
+use crate::models::Model;
 use crate::{Error, Result};
 
 /// Saves the model at the end of epochs (Keras' `ModelCheckpoint`), atomically (see
@@ -73,7 +73,7 @@ impl ModelCheckpoint {
         self
     }
 
-    /// Save the weights alone ([`Sequential::save_weights`]) rather than the whole model (default false).
+    /// Save the weights alone ([`Model::save_weights`](crate::models::Model::save_weights)) rather than the whole model (default false).
     pub fn save_weights_only(mut self, save_weights_only: bool) -> Self {
         self.save_weights_only = save_weights_only;
         self
@@ -157,8 +157,8 @@ fn unknown_key(field: &str, name: &str, known: &str) -> String {
 /// The keys a template may use in a `fit` of `model`: `epoch` and the log entries each epoch ends with (the
 /// loss, the metrics and, with validation data, their `val_` versions), or `None` if the model cannot tell
 /// (not compiled).
-fn known_keys(model: &Sequential) -> Option<Vec<String>> {
-    let logged: Vec<String> = std::iter::once("loss".to_string()).chain(model.metric_names()?).collect();
+fn known_keys(model: &Model) -> Option<Vec<String>> {
+    let logged = model.log_names()?;
     let val = logged.iter().map(|n| format!("val_{n}"));
     Some(std::iter::once("epoch".to_string()).chain(logged.iter().cloned()).chain(val).collect())
 }
@@ -210,7 +210,7 @@ impl Value {
 }
 
 impl Callback for ModelCheckpoint {
-    fn on_train_begin(&mut self, model: &mut Sequential, _: &TrainParams) -> Result<()> {
+    fn on_train_begin(&mut self, model: &mut Model, _: &TrainParams) -> Result<()> {
         check_monitor(&self.monitor)?;
         // Check the template now rather than after the first epoch: its syntax, and its keys against those
         // the epochs' logs will have. A key is checked before its format spec, so that `{epoc:02d}` is
@@ -239,7 +239,7 @@ impl Callback for ModelCheckpoint {
         Ok(())
     }
 
-    fn on_epoch_end(&mut self, model: &mut Sequential, epoch: usize, logs: &Logs) -> Result<()> {
+    fn on_epoch_end(&mut self, model: &mut Model, epoch: usize, logs: &Logs) -> Result<()> {
         // Distributed training: the chief (rank 0) alone writes checkpoints (the weights are the same).
         if !model.is_chief() {
             return Ok(());

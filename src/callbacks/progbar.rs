@@ -3,7 +3,7 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use super::{Callback, Logs, TrainParams};
-use crate::models::Sequential;
+use crate::models::Model;
 use crate::Result;
 
 /// How often an interactive bar is redrawn at most (Keras: 0.05 s).
@@ -103,13 +103,13 @@ fn push_logs(line: &mut String, logs: &Logs) {
 }
 
 impl Callback for ProgbarLogger {
-    fn on_train_begin(&mut self, _: &mut Sequential, params: &TrainParams) -> Result<()> {
+    fn on_train_begin(&mut self, _: &mut Model, params: &TrainParams) -> Result<()> {
         self.epochs = params.epochs;
         self.steps = params.steps;
         Ok(())
     }
 
-    fn on_epoch_begin(&mut self, _: &mut Sequential, epoch: usize) -> Result<()> {
+    fn on_epoch_begin(&mut self, _: &mut Model, epoch: usize) -> Result<()> {
         self.epoch_start = Instant::now();
         self.last_draw = None;
         if self.verbose > 0 && self.epochs > 1 {
@@ -119,7 +119,7 @@ impl Callback for ProgbarLogger {
         Ok(())
     }
 
-    fn on_train_batch_end(&mut self, _: &mut Sequential, batch: usize, logs: &Logs) -> Result<()> {
+    fn on_train_batch_end(&mut self, _: &mut Model, batch: usize, logs: &Logs) -> Result<()> {
         let current = batch + 1;
         if self.verbose != 1 || !self.interactive || current >= self.steps {
             return Ok(());
@@ -144,7 +144,7 @@ impl Callback for ProgbarLogger {
         self.emit(false)
     }
 
-    fn on_epoch_end(&mut self, _: &mut Sequential, _: usize, logs: &Logs) -> Result<()> {
+    fn on_epoch_end(&mut self, _: &mut Model, _: usize, logs: &Logs) -> Result<()> {
         if self.verbose == 0 {
             return Ok(());
         }

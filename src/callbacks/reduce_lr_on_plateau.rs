@@ -1,7 +1,7 @@
 //! [`ReduceLROnPlateau`]: lower the learning rate when a monitored quantity stops improving.
 use super::monitor::{check_monitor, check_non_negative, Margin, Monitor};
 use super::{Callback, Logs, Mode, TrainParams};
-use crate::models::Sequential;
+use crate::models::Model;
 use crate::{Error, Result};
 
 /// Multiplies the learning rate by `factor` when a monitored quantity has not improved for `patience` epochs
@@ -153,7 +153,7 @@ impl ReduceLROnPlateau {
 }
 
 impl Callback for ReduceLROnPlateau {
-    fn on_train_begin(&mut self, _: &mut Sequential, _: &TrainParams) -> Result<()> {
+    fn on_train_begin(&mut self, _: &mut Model, _: &TrainParams) -> Result<()> {
         self.validate()?;
         self.watch.begin();
         self.cooldown_counter = 0;
@@ -162,7 +162,7 @@ impl Callback for ReduceLROnPlateau {
 
     /// # Errors
     /// [`Error::NotReady`] if a reduction is due and the model has no optimizer (not compiled).
-    fn on_epoch_end(&mut self, model: &mut Sequential, epoch: usize, logs: &Logs) -> Result<()> {
+    fn on_epoch_end(&mut self, model: &mut Model, epoch: usize, logs: &Logs) -> Result<()> {
         let Some(current) = self.watch.current(logs) else {
             return Ok(());
         };

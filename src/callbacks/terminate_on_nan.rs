@@ -1,12 +1,12 @@
 //! [`TerminateOnNaN`]: stop training at the first NaN or infinite loss.
 use super::{Callback, Logs};
-use crate::models::Sequential;
+use crate::models::Model;
 use crate::{Error, Result};
 
 /// Stops training when a batch's loss is NaN or infinite (Keras' `TerminateOnNaN`).
 ///
 /// After each training batch it reads `loss` from the batch logs; on a NaN or an infinity it prints
-/// `Batch N: Invalid loss, terminating training` on standard error and calls [`Sequential::stop_training`], so
+/// `Batch N: Invalid loss, terminating training` on standard error and calls [`Model::stop_training`](crate::models::Model::stop_training), so
 /// `fit` ends after that batch and the usual end-of-epoch and end-of-training hooks still run. With
 /// [`raise_error(true)`](TerminateOnNaN::raise_error), it returns [`Error::NonFiniteLoss`] instead, which ends
 /// `fit` at once with that error (no `on_train_end`).
@@ -47,12 +47,12 @@ impl TerminateOnNaN {
 }
 
 impl Callback for TerminateOnNaN {
-    fn on_epoch_begin(&mut self, _: &mut Sequential, epoch: usize) -> Result<()> {
+    fn on_epoch_begin(&mut self, _: &mut Model, epoch: usize) -> Result<()> {
         self.epoch = epoch;
         Ok(())
     }
 
-    fn on_train_batch_end(&mut self, model: &mut Sequential, batch: usize, logs: &Logs) -> Result<()> {
+    fn on_train_batch_end(&mut self, model: &mut Model, batch: usize, logs: &Logs) -> Result<()> {
         match logs.get("loss") {
             Some(loss) if !loss.is_finite() => {
                 if self.raise_error {

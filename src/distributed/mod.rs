@@ -1,7 +1,7 @@
 //! Data-parallel training across processes: the collective operations a model needs, behind one trait.
 //!
 //! A [`Communicator`] is a group of ranks that run the same program on the same data. Switch a model to it
-//! with one line, [`Sequential::distribute`](crate::models::Sequential::distribute); `fit`, `evaluate` and
+//! with one line, [`Model::distribute`](crate::models::Model::distribute); `fit`, `evaluate` and
 //! `predict` then split every batch across the ranks, as Keras' `MultiWorkerMirroredStrategy` and Horovod do:
 //!
 //! - the initial weights (and the seed of the shuffles) are broadcast from rank 0, and a digest of the model's

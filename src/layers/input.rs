@@ -5,8 +5,8 @@ use super::{CallContext, Layer};
 use crate::autodiff::{ParamId, ParamStore, Var};
 use crate::{Error, Result};
 
-/// Declares the input shape (Keras' `keras.Input(shape=(784,))` as the first entry of a `Sequential`). It has no
-/// weights and is not listed in the summary, as in Keras.
+/// Declares the input shape: Keras' `keras.Input(shape=(784,))`, as the first entry of a `Sequential` (where it is
+/// not listed in the summary, as in Keras) or as a graph model's input ([`crate::models::Graph::input`]).
 #[derive(Clone, Debug)]
 pub struct Input {
     shape: Vec<usize>,
@@ -17,6 +17,13 @@ impl Input {
     /// An input of this per-sample shape.
     pub fn new(shape: impl AsRef<[usize]>) -> Self {
         Input { shape: shape.as_ref().to_vec(), name: None }
+    }
+
+    /// A name for the input (Keras' `keras.Input(shape, name=..)`): a graph model takes its arrays by this
+    /// name, and a Sequential ignores it.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
     }
 }
 

@@ -1,4 +1,5 @@
-//! Models: [`Sequential`], a stack of layers trained with [`Sequential::fit`].
+//! Models: [`Sequential`], a stack of layers, and [`Model`], a graph of layers built with Keras' functional API
+//! ([`Graph`]); both train with [`Model::fit`].
 //!
 //! The tutorial's model, summarised (it trains on MNIST in `examples/mnist.rs`):
 //!
@@ -13,44 +14,63 @@
 //! model.compile("categorical_crossentropy", "sgd", ["accuracy"])?;
 //! # Ok::<(), kerust::Error>(())
 //! ```
+//!
+//! The same model as a graph (Keras' `keras.Input`, layers called on tensors, `keras.Model(inputs, outputs)`):
+//!
+//! ```
+//! use kerust::layers::{Dense, Input};
+//! use kerust::models::{Graph, Model};
+//!
+//! let mut g = Graph::new();
+//! let x = g.input(Input::new([784]))?;
+//! let h = g.apply(Dense::new(25).activation("sigmoid"), x)?;
+//! let y = g.apply(Dense::new(10).activation("softmax"), h)?;
+//! let mut model = Model::new(g, x, y)?;
+//! assert_eq!(model.count_params(), 19_885);
+//! model.compile("categorical_crossentropy", "sgd", ["accuracy"])?;
+//! # Ok::<(), kerust::Error>(())
+//! ```
+mod compile;
 mod from_layers;
+mod functional;
+mod graph;
 mod saving;
+mod sequential;
 mod summary;
 mod training;
 
+pub use compile::{Compile, OutputKey};
+pub use functional::{Graph, IntoLayer, IntoTensors, LayerRef, SymbolicTensor};
 pub use saving::{load_model, load_model_from_bytes, load_model_from_bytes_with, load_model_with};
-pub use training::{Fit, PREDICT_BATCH_SIZE};
+pub use sequential::Sequential;
+pub use training::{Arrays, Fit, IntoArray, IntoArrays, Outputs, PREDICT_BATCH_SIZE};
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::autodiff::{Gradients, ParamStore, Tensor, Var, Workspace};
-use crate::layers::{snake_case, CallContext, Layer};
+use crate::autodiff::{Gradients, ParamStore, Tensor, Workspace};
+use crate::layers::Layer;
 use crate::losses::{Loss, LossSpec};
 use crate::metrics::{IntoMetrics, Metric, MetricSpec};
 use crate::optimizers::{Optimizer, OptimizerSpec};
 use crate::{Error, Result};
+use graph::Net;
 
-/// A linear stack of layers: Keras' `Sequential`.
+/// A model: layers connected as a graph, trained with [`Model::fit`]; Keras' `Model`.
 ///
-/// Add layers (the first one knows its input shape, or the model builds itself from the first data `fit`,
-/// `evaluate` or `train_on_batch` sees; `predict` takes `&self` and needs a built model),
-/// then [`compile`](Sequential::compile), [`fit`](Sequential::fit), [`evaluate`](Sequential::evaluate),
-/// [`predict`](Sequential::predict).
-pub struct Sequential {
+/// Build one with the functional API ([`Graph`], then [`Model::new`]), or as a [`Sequential`], which is a
+/// `Model` whose graph is a stack (it dereferences to `Model`). Then [`compile`](Model::compile) (or
+/// [`compile_with`](Model::compile_with) for a loss per output), [`fit`](Model::fit),
+/// [`evaluate`](Model::evaluate), [`predict`](Model::predict).
+pub struct Model {
     name: String,
-    layers: Vec<Box<dyn Layer>>,
-    /// The declared per-sample input shape (an `Input` or a first layer's `input_shape`).
-    declared_input: Option<Vec<usize>>,
-    /// The per-sample input shape the model is built for; `None` until built.
-    input_shape: Option<Vec<usize>>,
-    /// Per-sample output shape of each built layer; built layers are a prefix of `layers`.
-    output_shapes: Vec<Vec<usize>>,
+    net: Net,
+    kind: Kind,
     params: ParamStore,
     compiled: Option<Compiled>,
     /// Weight initialization of layers built from now on.
     rng: StdRng,
-    /// The seed of everything random in training (see [`Sequential::seed`]).
+    /// The seed of everything random in training (see [`Model::seed`]).
     seed: u64,
     /// Training epochs run over the model's life: epoch `k` shuffles and drops out with `epoch_rng(seed, k)`.
     epochs_run: u64,
@@ -63,11 +83,49 @@ pub struct Sequential {
     comm: Option<std::sync::Arc<dyn crate::distributed::Communicator>>,
 }
 
-/// What `compile` set.
+/// How the graph came about, which decides how it grows and how it is saved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A stack built by `Sequential::add`: `net.layers[i]` is node `i`; tensor 0 is the input once the input
+    /// shape is known (from `declared_input` or from data).
+    Sequential {
+        /// The declared per-sample input shape (an `Input` or a first layer's `input_shape`).
+        declared_input: Option<Vec<usize>>,
+    },
+    /// A graph from [`Model::new`]: built, inputs and outputs fixed.
+    Functional,
+}
+
+/// What `compile` set: the optimizer, and per model output its loss, loss weight and metrics.
 struct Compiled {
-    loss: Box<dyn Loss>,
     optimizer: Box<dyn Optimizer>,
+    heads: Vec<Head>,
+}
+
+/// One output's share of the training objective.
+struct Head {
+    /// Shared when one loss serves several outputs (losses hold no state).
+    loss: std::sync::Arc<dyn Loss>,
+    /// Keras' `loss_weights`: the total loss is the sum of `weight * loss` over the outputs.
+    weight: f32,
     metrics: Metrics,
+}
+
+impl Head {
+    /// The names the output's metrics log under (unprefixed), in order; also while `fit` holds them.
+    fn metric_names(&self) -> Vec<String> {
+        match &self.metrics {
+            Metrics::Pending(specs) => specs
+                .iter()
+                .map(|s| match s {
+                    MetricSpec::Name(n) => n.clone(),
+                    MetricSpec::Metric(m) => m.name().to_string(),
+                })
+                .collect(),
+            Metrics::Resolved(ms) => ms.iter().map(|m| m.name().to_string()).collect(),
+            Metrics::Lent(names) => names.clone(),
+        }
+    }
 }
 
 /// Metrics are resolved (`"accuracy"` to its variant) once the shapes are known, at the first fit or evaluate.
@@ -79,22 +137,14 @@ enum Metrics {
     Lent(Vec<String>),
 }
 
-impl Default for Sequential {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Sequential {
-    /// An empty model named `sequential`, seeded from [`crate::utils::set_random_seed`] if it was called.
-    pub fn new() -> Self {
+impl Model {
+    /// A model over `net`, seeded from [`crate::utils::set_random_seed`] if it was called.
+    fn with_net(name: &str, net: Net, kind: Kind) -> Self {
         let seed = crate::random::model_seed();
-        Sequential {
-            name: "sequential".into(),
-            layers: Vec::new(),
-            declared_input: None,
-            input_shape: None,
-            output_shapes: Vec::new(),
+        Model {
+            name: name.into(),
+            net,
+            kind,
             params: ParamStore::new(),
             compiled: None,
             rng: StdRng::seed_from_u64(seed),
@@ -115,17 +165,19 @@ impl Sequential {
     }
 
     /// Seeds this model's random choices (initialization of layers built from now on, dropout, shuffling), and
-    /// restarts the count of training epochs (see [`Sequential::seed`]).
+    /// restarts the count of training epochs (see [`Model::seed`]).
     pub fn set_seed(&mut self, seed: u64) {
         self.rng = StdRng::seed_from_u64(seed);
         self.seed = seed;
         self.epochs_run = 0;
+        // `train_on_batch` before any `fit` draws its dropout masks from here: reproducible too.
+        self.train_rng = crate::random::epoch_rng(seed, 0);
     }
 
     /// The seed of the model's training randomness.
     ///
     /// Training is resumable by design: epoch number `k` of the model's life (counted over all `fit` calls,
-    /// [`Sequential::epochs_run`]) shuffles the samples (from their original order) and draws dropout masks from
+    /// [`Model::epochs_run`]) shuffles the samples (from their original order) and draws dropout masks from
     /// a generator seeded with `(seed, k)` only. A saved model stores the seed and the count, so
     /// `fit(epochs=4)` gives the same History as `fit(epochs=2)`, save, load, `fit(epochs=4, initial_epoch=2)`;
     /// and two `fit` calls in a row do not repeat each other's shuffles.
@@ -149,95 +201,27 @@ impl Sequential {
         &self.name
     }
 
-    /// Adds a layer on top. A layer without a name gets Keras' (`dense`, `dense_1`, ...). If the model's input
-    /// shape is known, the layer is built (its weights created) now.
-    ///
-    /// # Errors
-    /// A duplicate name, an `Input` that is not first, or the layer's own checks (zero units, unknown activation,
-    /// ...). On error the model is unchanged.
-    pub fn add(&mut self, layer: impl Layer + 'static) -> Result<()> {
-        self.add_boxed(Box::new(layer))
-    }
-
-    /// [`Sequential::add`] for a boxed layer.
-    pub fn add_boxed(&mut self, mut layer: Box<dyn Layer>) -> Result<()> {
-        if layer.is_input() {
-            if !self.layers.is_empty() || self.declared_input.is_some() {
-                return Err(Error::NotReady(
-                    "an Input can only be the first entry of a Sequential model".into(),
-                ));
-            }
-            let shape = layer.declared_input_shape().unwrap_or_default().to_vec();
-            layer.build_many(&[&shape], &mut self.params, &mut self.rng)?;
-            self.declared_input = Some(shape.clone());
-            return self.build(&shape);
-        }
-        match layer.name() {
-            Some(name) if self.layers.iter().any(|l| l.name() == Some(name)) => {
-                return Err(Error::invalid_argument(
-                    "name",
-                    name,
-                    "all layers of a Sequential model need unique names",
-                ));
-            }
-            Some(_) => {}
-            None => layer.set_name(self.unique_name(&snake_case(layer.class_name()))),
-        }
-        if self.layers.is_empty() && self.declared_input.is_none() {
-            self.declared_input = layer.declared_input_shape().map(<[usize]>::to_vec);
-        }
-        self.layers.push(layer);
-        let result = match (&self.input_shape, &self.declared_input) {
-            (Some(shape), _) | (None, Some(shape)) => self.build(&shape.clone()),
-            (None, None) => Ok(()),
-        };
-        if result.is_err() {
-            self.layers.pop();
-            if self.layers.is_empty() {
-                self.declared_input = None;
-            }
-        }
-        result
-    }
-
-    fn unique_name(&self, base: &str) -> String {
-        let taken = |n: &str| self.layers.iter().any(|l| l.name() == Some(n));
-        if !taken(base) {
-            return base.to_owned();
-        }
-        (1..).map(|i| format!("{base}_{i}")).find(|n| !taken(n)).unwrap_or_default()
-    }
-
-    /// Removes the top layer and its weights, and returns it.
-    pub fn pop(&mut self) -> Option<Box<dyn Layer>> {
-        let layer = self.layers.pop()?;
-        if self.output_shapes.len() > self.layers.len() {
-            self.output_shapes.pop();
-            let first = layer.weights().iter().map(|id| id.index()).min();
-            if let Some(first) = first {
-                self.params.truncate(first);
-            }
-        }
-        if self.layers.is_empty() && self.output_shapes.is_empty() {
-            self.input_shape = self.declared_input.clone();
-        }
-        Some(layer)
-    }
-
-    /// The layers, bottom to top (an `Input` is not listed, as in Keras).
+    /// The layers: a Sequential's stack bottom to top (its `Input` is not listed, as in Keras), or a graph
+    /// model's layers in the order they were created, its `Input`s included (Keras lists them too).
     pub fn layers(&self) -> &[Box<dyn Layer>] {
-        &self.layers
+        &self.net.layers
+    }
+
+    /// The layer of this name, if any (Keras' `get_layer`).
+    pub fn get_layer(&self, name: &str) -> Option<&dyn Layer> {
+        self.net.layers.iter().find(|l| l.name() == Some(name)).map(|l| &**l)
     }
 
     /// Builds every layer not built yet for inputs of `input_shape` (per sample, without the batch axis), like
-    /// Keras' `model.build((None, ...))`. Called by `add`, `fit` and `predict` when needed.
+    /// Keras' `model.build((None, ...))`. Called by `add`, `fit` and `predict` when needed. A graph model is
+    /// built when it is made; for it this only checks the shape.
     ///
     /// # Errors
     /// If the model is already built for another shape, or a layer rejects its input. On error, the layers
     /// this call built are unbuilt again.
     pub fn build(&mut self, input_shape: &[usize]) -> Result<()> {
-        if let Some(built) = &self.input_shape {
-            if built != input_shape {
+        if let Some(built) = self.net.inputs.first().map(|&t| &self.net.tensors[t].shape) {
+            if built != input_shape || self.net.inputs.len() != 1 {
                 return Err(Error::shape(
                     "build",
                     format!("the shape the model is built for, {}", shape_str(built)),
@@ -245,42 +229,95 @@ impl Sequential {
                 ));
             }
         }
-        let (params_before, built_before) = (self.params.len(), self.output_shapes.len());
-        let was_built = self.input_shape.is_some();
-        for i in built_before..self.layers.len() {
-            let shape_in = if i == 0 { input_shape.to_vec() } else { self.output_shapes[i - 1].clone() };
-            match self.layers[i].build_many(&[&shape_in], &mut self.params, &mut self.rng) {
-                Ok(out) => self.output_shapes.push(out),
-                Err(e) => {
-                    self.params.truncate(params_before);
-                    self.output_shapes.truncate(built_before);
-                    if !was_built {
-                        self.input_shape = None;
-                    }
-                    return Err(e);
+        if self.kind == Kind::Functional {
+            return Ok(());
+        }
+        let (params_before, nodes_before) = (self.params.len(), self.net.nodes.len());
+        let was_built = !self.net.inputs.is_empty();
+        if !was_built {
+            self.net.add_input(input_shape.to_vec(), None);
+            self.net.inputs = vec![0];
+        }
+        for i in nodes_before..self.net.layers.len() {
+            let last = self.net.tensors.len() - 1;
+            if let Err(e) = self.net.apply(i, &[last], &mut self.params, &mut self.rng) {
+                self.params.truncate(params_before);
+                while self.net.nodes.len() > nodes_before {
+                    self.net.pop_node();
                 }
+                if !was_built {
+                    self.net.tensors.clear();
+                    self.net.inputs.clear();
+                }
+                return Err(e);
             }
         }
-        self.input_shape = Some(input_shape.to_vec());
+        self.net.outputs = vec![self.net.tensors.len() - 1];
         Ok(())
     }
 
     /// Whether the model's weights exist.
     pub fn is_built(&self) -> bool {
-        self.input_shape.is_some() && self.output_shapes.len() == self.layers.len()
+        !self.net.inputs.is_empty() && self.net.nodes.len() >= self.net.layers.len() - self.input_layers()
     }
 
-    /// The per-sample input shape, once known.
+    /// The number of `Input` layers listed in `layers` (a graph's; a Sequential lists none).
+    fn input_layers(&self) -> usize {
+        self.net.layers.iter().filter(|l| l.is_input()).count()
+    }
+
+    /// The per-sample input shape, once known; `None` for a model of several inputs ([`Model::input_shapes`]).
     pub fn input_shape(&self) -> Option<&[usize]> {
-        self.input_shape.as_deref().or(self.declared_input.as_deref())
+        match (&self.net.inputs[..], &self.kind) {
+            ([t], _) => Some(&self.net.tensors[*t].shape),
+            ([], Kind::Sequential { declared_input }) => declared_input.as_deref(),
+            _ => None,
+        }
     }
 
-    /// The per-sample output shape, once built.
+    /// The per-sample output shape, once built; `None` for a model of several outputs
+    /// ([`Model::output_shapes`]).
     pub fn output_shape(&self) -> Option<&[usize]> {
-        if self.is_built() {
-            self.output_shapes.last().map(Vec::as_slice).or(self.input_shape.as_deref())
-        } else {
-            None
+        match &self.net.outputs[..] {
+            [t] if self.is_built() => Some(&self.net.tensors[*t].shape),
+            _ => None,
+        }
+    }
+
+    /// The per-sample shape of every input, in order (empty before a Sequential is built).
+    pub fn input_shapes(&self) -> Vec<&[usize]> {
+        self.net.inputs.iter().map(|&t| self.net.tensors[t].shape.as_slice()).collect()
+    }
+
+    /// The per-sample shape of every output, in order (empty before a Sequential is built).
+    pub fn output_shapes(&self) -> Vec<&[usize]> {
+        self.net.outputs.iter().map(|&t| self.net.tensors[t].shape.as_slice()).collect()
+    }
+
+    /// The inputs' names (their `Input` layers' names; a Sequential's input is `input`), as `fit` and
+    /// `predict` take arrays by name.
+    pub fn input_names(&self) -> Vec<&str> {
+        match &self.kind {
+            Kind::Sequential { .. } => vec!["input"],
+            Kind::Functional => self.net.inputs.iter().map(|&t| self.net.tensor_name(t)).collect(),
+        }
+    }
+
+    /// The outputs' names (the names of the layers producing them, Keras' `output_names`): the keys of
+    /// per-output losses, metrics and targets, and the prefixes of their logs (`digit_loss`).
+    pub fn output_names(&self) -> Vec<&str> {
+        match (&self.kind, self.net.layers.last()) {
+            (Kind::Sequential { .. }, Some(last)) => vec![last.name().unwrap_or("output")],
+            (Kind::Sequential { .. }, None) => vec!["output"],
+            (Kind::Functional, _) => self.net.outputs.iter().map(|&t| self.net.tensor_name(t)).collect(),
+        }
+    }
+
+    /// The number of outputs (1 for a Sequential).
+    fn output_count(&self) -> usize {
+        match self.kind {
+            Kind::Sequential { .. } => 1,
+            Kind::Functional => self.net.outputs.len(),
         }
     }
 
@@ -333,7 +370,8 @@ impl Sequential {
 
     /// Configures training: the loss, the optimizer and the metrics, each by Keras' name or as a typed value.
     /// `metrics` is `["accuracy", ...]`, `[]` for none, or a `Vec` mixing names and metric objects (see
-    /// [`IntoMetrics`]).
+    /// [`IntoMetrics`]). A model of several outputs uses the loss and the metrics for every output; give each
+    /// its own, and loss weights, with [`Model::compile_with`].
     ///
     /// ```
     /// use kerust::models::Sequential;
@@ -353,18 +391,40 @@ impl Sequential {
         optimizer: impl Into<OptimizerSpec>,
         metrics: impl IntoMetrics,
     ) -> Result<()> {
-        let loss = loss.into().resolve()?;
-        let optimizer = optimizer.into().resolve()?;
-        optimizer.validate()?;
-        let metrics = metrics.into_metric_specs();
-        // Check metric names now, so a typo fails at compile as in Keras (the variant is chosen at fit).
-        for spec in &metrics {
-            if let MetricSpec::Name(name) = spec {
-                crate::metrics::check_name(name)?;
+        self.compile_with(Compile::new(optimizer).loss(loss).metrics(metrics))
+    }
+
+    /// Configures training with a loss, a loss weight and metrics per output (Keras' `compile(loss={..},
+    /// loss_weights={..}, metrics={..})`); see [`Compile`].
+    ///
+    /// # Errors
+    /// As [`Model::compile`]; an output named or numbered that the model does not have; an output without a
+    /// loss; a loss weight that is negative or not finite. The model keeps its previous compile settings then.
+    pub fn compile_with(&mut self, compile: Compile) -> Result<()> {
+        let names: Vec<String> = self.output_names().into_iter().map(str::to_owned).collect();
+        let (optimizer, heads) = compile.resolve(&names)?;
+        self.compiled = Some(Compiled { optimizer, heads });
+        Ok(())
+    }
+
+    /// The keys `fit` logs each epoch, without the `val_` ones (`None` before `compile`): `loss`, then for a
+    /// model of several outputs each output's loss (`digit_loss`), then the metrics (`accuracy`, or
+    /// `digit_accuracy` for several outputs), as Keras names them. A name of an unresolved metric is the one
+    /// given to `compile` (`"acc"` logs as `acc`).
+    pub fn log_names(&self) -> Option<Vec<String>> {
+        let compiled = self.compiled.as_ref()?;
+        let mut names = vec!["loss".to_owned()];
+        let outputs = self.output_names();
+        let several = compiled.heads.len() > 1;
+        if several {
+            names.extend(outputs.iter().map(|o| format!("{o}_loss")));
+        }
+        for (head, output) in compiled.heads.iter().zip(&outputs) {
+            for m in head.metric_names() {
+                names.push(if several { format!("{output}_{m}") } else { m });
             }
         }
-        self.compiled = Some(Compiled { loss, optimizer, metrics: Metrics::Pending(metrics) });
-        Ok(())
+        Some(names)
     }
 
     /// The optimizer set by `compile`.
@@ -377,9 +437,9 @@ impl Sequential {
         self.compiled.as_mut().map(|c| c.optimizer.as_mut())
     }
 
-    /// The loss set by `compile`.
+    /// The loss set by `compile` (the first output's, for a model of several outputs).
     pub fn loss(&self) -> Option<&dyn Loss> {
-        self.compiled.as_ref().map(|c| c.loss.as_ref())
+        self.compiled.as_ref().and_then(|c| c.heads.first()).map(|h| h.loss.as_ref())
     }
 
     /// Asks `fit` to stop after the current batch (Keras' `model.stop_training = True`).
@@ -390,11 +450,6 @@ impl Sequential {
     /// Whether a stop was requested during the current `fit`.
     pub fn is_stopping(&self) -> bool {
         self.stop_training
-    }
-
-    /// The forward pass of every layer.
-    fn forward<'t>(layers: &[Box<dyn Layer>], x: Var<'t>, ctx: &mut CallContext<'_>) -> Var<'t> {
-        layers.iter().fold(x, |h, layer| layer.call_many(&[h], ctx))
     }
 }
 

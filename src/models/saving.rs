@@ -1,14 +1,16 @@
-//! `Sequential::save` / [`load_model`] and `save_weights` / `load_weights`; the format is described in
-//! [`crate::saving`].
+//! `Model::save` / [`load_model`] and `save_weights` / `load_weights`; the format is described in
+//! [`crate::saving`]. A Sequential's `model_config` lists its layers; a graph model's lists each layer with the
+//! tensors each of its calls took (`inbound_nodes`, Keras 2's compact form), and its inputs and outputs.
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Metrics, Sequential};
+use super::functional::Graph;
+use super::{Compile, Kind, Model, Sequential};
 use crate::autodiff::Tensor;
-use crate::layers::{layer_from_config, Input, LayerConfig};
+use crate::layers::{layer_from_config, Input, Layer, LayerConfig};
 use crate::metrics::MetricSpec;
 use crate::saving::tensors::{decode, encode, Decoded};
 use crate::saving::{write_atomic, LoadOptions};
@@ -35,6 +37,49 @@ struct ModelConfig {
 struct CompileConfig {
     loss: NamedConfig,
     optimizer: OptimizerConfig,
+    metrics: Vec<String>,
+}
+
+/// A graph model's `model_config`.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FunctionalConfig {
+    class_name: String,
+    name: String,
+    layers: Vec<NodeLayerConfig>,
+    input_layers: Vec<TensorRef>,
+    output_layers: Vec<TensorRef>,
+    compile: Option<FunctionalCompileConfig>,
+    training: TrainingState,
+}
+
+/// Keras' reference to a tensor: `[layer name, node index, tensor index]`.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+struct TensorRef(String, usize, usize);
+
+/// A layer of a graph model and the tensors of each of its calls.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeLayerConfig {
+    class_name: String,
+    config: serde_json::Value,
+    inbound_nodes: Vec<Vec<TensorRef>>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FunctionalCompileConfig {
+    optimizer: OptimizerConfig,
+    outputs: Vec<OutputCompileConfig>,
+}
+
+/// One output's loss, loss weight and metrics.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutputCompileConfig {
+    output: String,
+    loss: NamedConfig,
+    loss_weight: f32,
     metrics: Vec<String>,
 }
 
@@ -84,36 +129,35 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(path, e))
 }
 
-impl Sequential {
+impl Model {
     /// Saves everything to one file (see [`crate::saving`] for the format): the architecture, the compile
     /// settings, the weights, the optimizer's state and the training RNG position, so that
     /// [`load_model`] then `fit(..).initial_epoch(k)` continues as if training had not stopped. The write is
     /// atomic: on any failure the previous file at `path` is untouched.
     ///
     /// # Errors
-    /// A layer that cannot describe itself (custom layers: use [`Sequential::save_weights`]), two weights of
+    /// A layer that cannot describe itself (custom layers: use [`Model::save_weights`]), two weights of
     /// one name, or an I/O error.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let bytes = self.to_bytes()?;
         write_atomic(path, |w| Ok(w.write_all(&bytes)?))
     }
 
-    /// Writes what [`Sequential::save`] writes to any writer (not atomic by itself: [`write_atomic`] is).
+    /// Writes what [`Model::save`] writes to any writer (not atomic by itself: [`write_atomic`] is).
     ///
     /// # Errors
-    /// As [`Sequential::to_bytes`], and the writer's errors.
+    /// As [`Model::to_bytes`], and the writer's errors.
     pub fn save_to_writer(&self, writer: &mut dyn Write) -> Result<()> {
         let bytes = self.to_bytes()?;
         writer.write_all(&bytes)?;
         Ok(())
     }
 
-    /// The bytes of the model file that [`Sequential::save`] writes.
+    /// The bytes of the model file that [`Model::save`] writes.
     ///
     /// # Errors
-    /// As [`Sequential::save`], without the I/O.
+    /// As [`Model::save`], without the I/O.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let layers = self.layers.iter().map(|l| l.config()).collect::<Result<Vec<_>>>()?;
         let mut tensors: Vec<(String, &Tensor)> =
             self.params.iter().map(|(_, p)| (p.name.clone(), &p.value)).collect();
         if let Some((name, _)) = tensors.iter().find(|(n, _)| n.starts_with(OPTIMIZER_PREFIX)) {
@@ -123,65 +167,115 @@ impl Sequential {
                 "a weight's name cannot start with `optimizer/` (reserved for the optimizer's state)",
             ));
         }
-        let mut compile = None;
-        let state;
-        if let Some(c) = &self.compiled {
-            state = c.optimizer.state();
-            for (name, value) in &state {
-                let param = name
-                    .rsplit_once('/')
-                    .and_then(|(slot, index)| Some((slot, index.parse::<usize>().ok()?)))
-                    .and_then(|(slot, index)| Some((slot, self.params.iter().nth(index)?.1)));
-                let Some((slot, param)) = param else {
-                    return Err(Error::invalid_argument(
-                        "optimizer state",
-                        name,
-                        "does not name a slot of one of the model's weights",
-                    ));
-                };
-                tensors.push((format!("{OPTIMIZER_PREFIX}{}/{slot}", param.name), value));
-            }
-            let metrics = self.metric_names().unwrap_or_default();
-            compile = Some(CompileConfig {
-                loss: NamedConfig {
-                    name: c.loss.name().into(),
-                    config: c.loss.config().into_iter().collect(),
-                },
-                optimizer: OptimizerConfig {
-                    name: c.optimizer.name().into(),
-                    config: c.optimizer.config().into_iter().collect(),
-                    iterations: c.optimizer.iterations(),
-                },
-                metrics,
-            });
+        let state = self.compiled.as_ref().map(|c| c.optimizer.state()).unwrap_or_default();
+        for (name, value) in &state {
+            let param = name
+                .rsplit_once('/')
+                .and_then(|(slot, index)| Some((slot, index.parse::<usize>().ok()?)))
+                .and_then(|(slot, index)| Some((slot, self.params.iter().nth(index)?.1)));
+            let Some((slot, param)) = param else {
+                return Err(Error::invalid_argument(
+                    "optimizer state",
+                    name,
+                    "does not name a slot of one of the model's weights",
+                ));
+            };
+            tensors.push((format!("{OPTIMIZER_PREFIX}{}/{slot}", param.name), value));
         }
-        let config = ModelConfig {
-            class_name: "Sequential".into(),
-            name: self.name.clone(),
-            input_shape: self.declared_input.clone(),
-            build_input_shape: self.input_shape.clone(),
-            layers,
-            compile,
-            training: TrainingState { seed: self.seed, epochs_run: self.epochs_run },
-        };
-        let json = serde_json::to_string(&config).map_err(|e| format_error("<writing>", e.to_string()))?;
+        let json = match &self.kind {
+            Kind::Sequential { declared_input } => {
+                serde_json::to_string(&self.sequential_config(declared_input)?)
+            }
+            Kind::Functional => serde_json::to_string(&self.functional_config()?),
+        }
+        .map_err(|e| format_error("<writing>", e.to_string()))?;
         encode(MODEL_FORMAT, &[("model_config", json)], &tensors)
     }
 
-    /// The names the compiled metrics log under (`None` before `compile`), in order; also while `fit` holds
-    /// them.
-    pub(crate) fn metric_names(&self) -> Option<Vec<String>> {
-        Some(match &self.compiled.as_ref()?.metrics {
-            Metrics::Pending(specs) => specs
-                .iter()
-                .map(|s| match s {
-                    MetricSpec::Name(n) => n.clone(),
-                    MetricSpec::Metric(m) => m.name().to_string(),
-                })
-                .collect(),
-            Metrics::Resolved(ms) => ms.iter().map(|m| m.name().to_string()).collect(),
-            Metrics::Lent(names) => names.clone(),
+    fn optimizer_config(&self) -> Option<OptimizerConfig> {
+        let c = self.compiled.as_ref()?;
+        Some(OptimizerConfig {
+            name: c.optimizer.name().into(),
+            config: c.optimizer.config().into_iter().collect(),
+            iterations: c.optimizer.iterations(),
         })
+    }
+
+    fn sequential_config(&self, declared_input: &Option<Vec<usize>>) -> Result<ModelConfig> {
+        let layers = self.net.layers.iter().map(|l| l.config()).collect::<Result<Vec<_>>>()?;
+        let compile = match (&self.compiled, self.optimizer_config()) {
+            (Some(c), Some(optimizer)) => {
+                let head = &c.heads[0];
+                Some(CompileConfig {
+                    loss: NamedConfig {
+                        name: head.loss.name().into(),
+                        config: head.loss.config().into_iter().collect(),
+                    },
+                    optimizer,
+                    metrics: head.metric_names(),
+                })
+            }
+            _ => None,
+        };
+        Ok(ModelConfig {
+            class_name: "Sequential".into(),
+            name: self.name.clone(),
+            input_shape: declared_input.clone(),
+            build_input_shape: self.net.inputs.first().map(|&t| self.net.tensors[t].shape.clone()),
+            layers,
+            compile,
+            training: TrainingState { seed: self.seed, epochs_run: self.epochs_run },
+        })
+    }
+
+    fn functional_config(&self) -> Result<FunctionalConfig> {
+        let net = &self.net;
+        let tensor_ref = |t: usize| {
+            let (name, node) = net.tensor_ref(t);
+            TensorRef(name, node, 0)
+        };
+        let mut layers = Vec::with_capacity(net.layers.len());
+        for (i, layer) in net.layers.iter().enumerate() {
+            let LayerConfig { class_name, config } = layer.config()?;
+            let inbound_nodes =
+                net.nodes_of(i).map(|node| node.inputs.iter().map(|&t| tensor_ref(t)).collect()).collect();
+            layers.push(NodeLayerConfig { class_name, config, inbound_nodes });
+        }
+        let compile = match (&self.compiled, self.optimizer_config()) {
+            (Some(c), Some(optimizer)) => Some(FunctionalCompileConfig {
+                optimizer,
+                outputs: c
+                    .heads
+                    .iter()
+                    .zip(self.output_names())
+                    .map(|(head, output)| OutputCompileConfig {
+                        output: output.to_owned(),
+                        loss: NamedConfig {
+                            name: head.loss.name().into(),
+                            config: head.loss.config().into_iter().collect(),
+                        },
+                        loss_weight: head.weight,
+                        metrics: head.metric_names(),
+                    })
+                    .collect(),
+            }),
+            _ => None,
+        };
+        Ok(FunctionalConfig {
+            class_name: "Functional".into(),
+            name: self.name.clone(),
+            layers,
+            input_layers: net.inputs.iter().map(|&t| tensor_ref(t)).collect(),
+            output_layers: net.outputs.iter().map(|&t| tensor_ref(t)).collect(),
+            compile,
+            training: TrainingState { seed: self.seed, epochs_run: self.epochs_run },
+        })
+    }
+
+    /// The names the compiled metrics log under (`None` before `compile`), in order; also while `fit` holds
+    /// them. For a model of several outputs, [`Model::log_names`] has the prefixed names.
+    pub(crate) fn metric_names(&self) -> Option<Vec<String>> {
+        Some(self.compiled.as_ref()?.heads.iter().flat_map(|h| h.metric_names()).collect())
     }
 
     /// Saves the weights alone (safetensors, `<layer>/<weight>` names), atomically.
@@ -195,7 +289,7 @@ impl Sequential {
         write_atomic(path, |w| Ok(w.write_all(&bytes)?))
     }
 
-    /// Loads weights saved by [`Sequential::save_weights`] or [`Sequential::save`] (or any safetensors file of
+    /// Loads weights saved by [`Model::save_weights`] or [`Model::save`] (or any safetensors file of
     /// `F32` tensors with the model's weight names) into this built model. Everything is checked first: on error
     /// the model is unchanged.
     ///
@@ -225,7 +319,7 @@ impl Sequential {
 
 /// The file's tensor for each of the model's weights, in order, after checking names and shapes; optimizer
 /// tensors are ignored.
-fn check_weights<'f>(model: &Sequential, file: &'f Decoded, source: &str) -> Result<Vec<&'f Tensor>> {
+fn check_weights<'f>(model: &Model, file: &'f Decoded, source: &str) -> Result<Vec<&'f Tensor>> {
     let mut out = Vec::with_capacity(model.params.len());
     for (_, p) in model.params.iter() {
         let Some(t) = file.get(&p.name) else {
@@ -253,7 +347,7 @@ fn check_weights<'f>(model: &Sequential, file: &'f Decoded, source: &str) -> Res
     Ok(out)
 }
 
-/// Loads a model saved by [`Sequential::save`]: architecture, compile settings, weights, optimizer state,
+/// Loads a model saved by [`Model::save`]: architecture, compile settings, weights, optimizer state,
 /// training RNG position. Predictions are bit-for-bit those of the saved model, and training resumes exactly.
 ///
 /// ```no_run
@@ -274,15 +368,15 @@ fn check_weights<'f>(model: &Sequential, file: &'f Decoded, source: &str) -> Res
 /// newer kerust; an unknown layer type, loss, optimizer or metric; a missing, unknown or out-of-range setting; a
 /// missing or extra tensor or one of another shape or dtype; [`Error::Allocation`] for a layer that would need
 /// more weights than the file holds; weights without an input shape.
-pub fn load_model(path: impl AsRef<Path>) -> Result<Sequential> {
+pub fn load_model(path: impl AsRef<Path>) -> Result<Model> {
     load_model_with(path, &LoadOptions::new())
 }
 
-/// [`load_model`] from the bytes of a file (e.g. [`Sequential::to_bytes`]).
+/// [`load_model`] from the bytes of a file (e.g. [`Model::to_bytes`]).
 ///
 /// # Errors
 /// As [`load_model`].
-pub fn load_model_from_bytes(bytes: &[u8]) -> Result<Sequential> {
+pub fn load_model_from_bytes(bytes: &[u8]) -> Result<Model> {
     load_model_from(bytes, "<bytes>", &LoadOptions::new())
 }
 
@@ -301,7 +395,7 @@ pub fn load_model_from_bytes(bytes: &[u8]) -> Result<Sequential> {
 /// # Errors
 /// As [`load_model`]; a layer class, loss, metric or activation that is neither built in nor registered is an
 /// error naming it and the way to register it; a registered constructor's own error.
-pub fn load_model_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Sequential> {
+pub fn load_model_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Model> {
     let path = path.as_ref();
     let bytes = read_file(path)?;
     load_model_from(&bytes, &path.display().to_string(), options)
@@ -311,11 +405,11 @@ pub fn load_model_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<
 ///
 /// # Errors
 /// As [`load_model_with`].
-pub fn load_model_from_bytes_with(bytes: &[u8], options: &LoadOptions) -> Result<Sequential> {
+pub fn load_model_from_bytes_with(bytes: &[u8], options: &LoadOptions) -> Result<Model> {
     load_model_from(bytes, "<bytes>", options)
 }
 
-fn load_model_from(bytes: &[u8], source: &str, options: &LoadOptions) -> Result<Sequential> {
+fn load_model_from(bytes: &[u8], source: &str, options: &LoadOptions) -> Result<Model> {
     let file = decode(bytes, source)?;
     match file.metadata.get("format").map(String::as_str) {
         Some(MODEL_FORMAT) => {}
@@ -329,52 +423,181 @@ fn load_model_from(bytes: &[u8], source: &str, options: &LoadOptions) -> Result<
             return Err(format_error(
                 source,
                 format!(
-                "metadata `format` is {other:?}; expected \"{MODEL_FORMAT}\" (a file from Sequential::save)"
-            ),
+                    "metadata `format` is {other:?}; expected \"{MODEL_FORMAT}\" (a file from Model::save)"
+                ),
             ))
         }
     }
     let Some(json) = file.metadata.get("model_config") else {
         return Err(format_error(source, "the metadata has no `model_config`"));
     };
-    let config: ModelConfig =
+    let value: serde_json::Value =
         serde_json::from_str(json).map_err(|e| format_error(source, format!("model_config: {e}")))?;
-    if config.class_name != "Sequential" {
-        return Err(Error::UnknownName {
-            kind: "model class",
-            name: config.class_name,
-            known: "Sequential".into(),
-        });
-    }
-
-    let mut model = Sequential::new().with_name(config.name.clone());
-    model.set_seed(config.training.seed);
+    let class = value.get("class_name").and_then(|c| c.as_str()).unwrap_or_default().to_owned();
+    let parse_error = |e: serde_json::Error| format_error(source, format!("model_config: {e}"));
     // The weights the file holds bound what building may allocate: a corrupt or hostile config cannot ask for
     // more memory than the file brings. The bound sits on the parameter store, where `layers::add_weight`
-    // checks it before allocating, so it holds for every layer type and wherever the input shape comes from
-    // (the model's config or a first layer's own `input_shape`, built inside `add_boxed`).
+    // checks it before allocating, so it holds for every layer type and wherever the input shape comes from.
     let budget: usize =
         file.tensors.iter().filter(|(n, _)| !n.starts_with(OPTIMIZER_PREFIX)).map(|(_, t)| t.len()).sum();
+    let (mut model, compile, training) = match class.as_str() {
+        "Sequential" => {
+            let config: ModelConfig = serde_json::from_value(value).map_err(parse_error)?;
+            let model = load_sequential(&config, budget, source, options)?;
+            (model, config.compile.map(Compiled::Sequential), config.training)
+        }
+        "Functional" => {
+            let config: FunctionalConfig = serde_json::from_value(value).map_err(parse_error)?;
+            let model = load_functional(&config, budget, source, options)?;
+            (model, config.compile.map(Compiled::Functional), config.training)
+        }
+        _ => {
+            return Err(Error::UnknownName {
+                kind: "model class",
+                name: class,
+                known: "Sequential, Functional".into(),
+            })
+        }
+    };
+    let weights = check_weights(&model, &file, source)?;
+    let weights: Vec<Tensor> = weights.into_iter().cloned().collect();
+    for ((_, p), w) in model.params.iter_mut().zip(weights) {
+        p.value = w;
+    }
+
+    if options.restores_compile() {
+        match compile {
+            None => {
+                if let Some((n, _)) = file.tensors.iter().find(|(n, _)| n.starts_with(OPTIMIZER_PREFIX)) {
+                    return Err(format_error(
+                        source,
+                        format!("tensor {n}: optimizer state in an uncompiled model"),
+                    ));
+                }
+            }
+            Some(Compiled::Sequential(c)) => {
+                let loss = restore_loss(&c.loss, options)?;
+                let optimizer = restore_optimizer(&c.optimizer, &model, &file, source)?;
+                let metrics = restore_metrics(c.metrics, options);
+                // `compile` checks the metric names; an unknown one gets the registration hint.
+                model
+                    .compile(loss, optimizer, metrics)
+                    .map_err(|e| with_compile_hint(e, "metric", "custom_metric", "MyMetric::new"))?;
+            }
+            Some(Compiled::Functional(c)) => {
+                let mut compile = Compile::new(restore_optimizer(&c.optimizer, &model, &file, source)?);
+                for output in c.outputs {
+                    let key = output.output.as_str();
+                    compile = compile
+                        .output_loss(key, restore_loss(&output.loss, options)?)
+                        .loss_weight(key, output.loss_weight)
+                        .output_metrics(key, restore_metrics(output.metrics, options));
+                }
+                model
+                    .compile_with(compile)
+                    .map_err(|e| with_compile_hint(e, "metric", "custom_metric", "MyMetric::new"))?;
+            }
+        }
+    }
+    if training.epochs_run > i64::MAX as u64 {
+        return Err(format_error(
+            source,
+            format!(
+                "training.epochs_run is {}; at most {} epochs can have run",
+                training.epochs_run,
+                i64::MAX
+            ),
+        ));
+    }
+    model.epochs_run = training.epochs_run;
+    Ok(model)
+}
+
+/// The compile state of a file, by model class.
+enum Compiled {
+    Sequential(CompileConfig),
+    Functional(FunctionalCompileConfig),
+}
+
+fn restore_loss(c: &NamedConfig, options: &LoadOptions) -> Result<Box<dyn crate::losses::Loss>> {
+    let loss_config: Vec<(String, f64)> = c.config.clone().into_iter().collect();
+    match options.loss(&c.name, &loss_config) {
+        Some(loss) => loss,
+        None => crate::losses::from_config(&c.name, &loss_config)
+            .map_err(|e| with_compile_hint(e, "loss", "custom_loss", "|settings| ...")),
+    }
+}
+
+fn restore_metrics(names: Vec<String>, options: &LoadOptions) -> Vec<MetricSpec> {
+    names
+        .into_iter()
+        .map(|name| options.metric(&name).map_or(MetricSpec::Name(name), MetricSpec::Metric))
+        .collect()
+}
+
+/// The optimizer of the file, with its state (tensors `optimizer/<weight>/<slot>`) for `model`'s weights.
+fn restore_optimizer(
+    c: &OptimizerConfig,
+    model: &Model,
+    file: &Decoded,
+    source: &str,
+) -> Result<Box<dyn crate::optimizers::Optimizer>> {
+    let param_index = |name: &str| model.params.iter().position(|(_, p)| p.name == name);
+    let opt_config: Vec<(String, f64)> = c.config.clone().into_iter().collect();
+    let mut optimizer = crate::optimizers::from_config(&c.name, &opt_config)?;
+    let mut state = Vec::new();
+    for (name, t) in &file.tensors {
+        let Some(rest) = name.strip_prefix(OPTIMIZER_PREFIX) else { continue };
+        let found = rest.rsplit_once('/').and_then(|(param, slot)| Some((param_index(param)?, slot)));
+        let Some((index, slot)) = found else {
+            return Err(format_error(source, format!("tensor {name} is not the state of a weight")));
+        };
+        let expected = model.params.iter().nth(index).map(|(_, p)| p.value.shape().to_vec());
+        if expected.as_deref() != Some(t.shape()) {
+            return Err(Error::shape(
+                format!("tensor {name} in {source}"),
+                format!("{:?} (the weight's shape)", expected.unwrap_or_default()),
+                format!("{:?}", t.shape()),
+            ));
+        }
+        state.push((format!("{slot}/{index}"), t.clone()));
+    }
+    // `iterations` is an integer in the JSON and stays one: exact for every count up to
+    // `optimizers::MAX_ITERATIONS`, and a larger one is an error.
+    optimizer.load_state(c.iterations, &state)?;
+    Ok(optimizer)
+}
+
+/// A layer of the file: registered custom layers first, then the built-in ones.
+fn load_layer(config: &LayerConfig, i: usize, source: &str, options: &LoadOptions) -> Result<Box<dyn Layer>> {
+    let class = &config.class_name;
+    options.scope(|| options.layer(config).unwrap_or_else(|| layer_from_config(config))).map_err(|e| {
+        let hint = match e {
+            Error::UnknownName { kind: "layer type", .. } => format!(
+                ". A custom layer must be registered to load: \
+                 `LoadOptions::new().custom_layer(\"{class}\", |config| ...)` with \
+                 `models::load_model_with` (Keras' custom_objects)"
+            ),
+            _ => String::new(),
+        };
+        format_error(source, format!("layer {i} ({class}): {e}{hint}"))
+    })
+}
+
+fn load_sequential(
+    config: &ModelConfig,
+    budget: usize,
+    source: &str,
+    options: &LoadOptions,
+) -> Result<Model> {
+    let mut model = Sequential::new().with_name(config.name.clone());
+    model.set_seed(config.training.seed);
     model.params.set_weight_limit(Some(budget));
     if let Some(shape) = config.build_input_shape.as_ref().or(config.input_shape.as_ref()) {
         model.add(Input::new(shape))?;
     }
     for (i, layer_config) in config.layers.iter().enumerate() {
-        let class = &layer_config.class_name;
-        let layer = options
-            .scope(|| options.layer(layer_config).unwrap_or_else(|| layer_from_config(layer_config)))
-            .map_err(|e| {
-                let hint = match e {
-                    Error::UnknownName { kind: "layer type", .. } => format!(
-                        ". A custom layer must be registered to load: \
-                         `LoadOptions::new().custom_layer(\"{class}\", |config| ...)` with \
-                         `models::load_model_with` (Keras' custom_objects)"
-                    ),
-                    _ => String::new(),
-                };
-                format_error(source, format!("layer {i} ({class}): {e}{hint}"))
-            })?;
-        model.add_boxed(layer)?;
+        model.add_boxed(load_layer(layer_config, i, source, options)?)?;
     }
     // A model without an input shape builds later, from the caller's data, beyond any bound the file could
     // set: so a file may leave the model unbuilt only if it brings no weights (a model saved before its first
@@ -389,79 +612,83 @@ fn load_model_from(bytes: &[u8], source: &str, options: &LoadOptions) -> Result<
         ));
     }
     model.params.set_weight_limit(None);
-    model.declared_input = config.input_shape.clone();
-    let weights = check_weights(&model, &file, source)?;
-    let weights: Vec<Tensor> = weights.into_iter().cloned().collect();
-    for ((_, p), w) in model.params.iter_mut().zip(weights) {
-        p.value = w;
-    }
+    model.kind = Kind::Sequential { declared_input: config.input_shape.clone() };
+    Ok(model.into())
+}
 
-    let param_index = |name: &str| model.params.iter().position(|(_, p)| p.name == name);
-    if options.restores_compile() {
-        match config.compile {
-            None => {
-                if let Some((n, _)) = file.tensors.iter().find(|(n, _)| n.starts_with(OPTIMIZER_PREFIX)) {
-                    return Err(format_error(
-                        source,
-                        format!("tensor {n}: optimizer state in an uncompiled model"),
-                    ));
-                }
+/// Replays the file's layer calls into a [`Graph`]: each layer is created in the file's order, and its calls
+/// are made as soon as the tensors they take exist (the earliest layer first), so every weight is built once,
+/// within the file's weight budget.
+fn load_functional(
+    config: &FunctionalConfig,
+    budget: usize,
+    source: &str,
+    options: &LoadOptions,
+) -> Result<Model> {
+    let bad = |reason: String| format_error(source, reason);
+    let mut g = Graph::with_seed(config.training.seed);
+    g.set_weight_limit(Some(budget));
+    let mut handles = Vec::with_capacity(config.layers.len());
+    let mut names = Vec::with_capacity(config.layers.len());
+    let mut tensors: std::collections::HashMap<(String, usize), super::SymbolicTensor> = Default::default();
+    for (i, layer) in config.layers.iter().enumerate() {
+        let layer_config = LayerConfig { class_name: layer.class_name.clone(), config: layer.config.clone() };
+        let loaded = load_layer(&layer_config, i, source, options)?;
+        let name = loaded.name().map(str::to_owned);
+        let Some(name) = name else {
+            return Err(bad(format!("layer {i} ({}) has no name", layer.class_name)));
+        };
+        names.push(name.clone());
+        if loaded.is_input() {
+            if !layer.inbound_nodes.is_empty() {
+                return Err(bad(format!("input `{name}` has inbound nodes")));
             }
-            Some(c) => {
-                let loss_config: Vec<(String, f64)> = c.loss.config.into_iter().collect();
-                let loss = match options.loss(&c.loss.name, &loss_config) {
-                    Some(loss) => loss?,
-                    None => crate::losses::from_config(&c.loss.name, &loss_config)
-                        .map_err(|e| with_compile_hint(e, "loss", "custom_loss", "|settings| ..."))?,
-                };
-                let opt_config: Vec<(String, f64)> = c.optimizer.config.into_iter().collect();
-                let mut optimizer = crate::optimizers::from_config(&c.optimizer.name, &opt_config)?;
-                let mut state = Vec::new();
-                for (name, t) in &file.tensors {
-                    let Some(rest) = name.strip_prefix(OPTIMIZER_PREFIX) else { continue };
-                    let found =
-                        rest.rsplit_once('/').and_then(|(param, slot)| Some((param_index(param)?, slot)));
-                    let Some((index, slot)) = found else {
-                        return Err(format_error(
-                            source,
-                            format!("tensor {name} is not the state of a weight"),
-                        ));
-                    };
-                    let expected = model.params.iter().nth(index).map(|(_, p)| p.value.shape().to_vec());
-                    if expected.as_deref() != Some(t.shape()) {
-                        return Err(Error::shape(
-                            format!("tensor {name} in {source}"),
-                            format!("{:?} (the weight's shape)", expected.unwrap_or_default()),
-                            format!("{:?}", t.shape()),
-                        ));
-                    }
-                    state.push((format!("{slot}/{index}"), t.clone()));
-                }
-                // `iterations` is an integer in the JSON and stays one: exact for every count up to
-                // `optimizers::MAX_ITERATIONS`, and a larger one is an error.
-                optimizer.load_state(c.optimizer.iterations, &state)?;
-                let metrics: Vec<MetricSpec> = c
-                    .metrics
-                    .into_iter()
-                    .map(|name| options.metric(&name).map_or(MetricSpec::Name(name), MetricSpec::Metric))
-                    .collect();
-                // `compile` checks the metric names; an unknown one gets the registration hint.
-                model
-                    .compile(loss, optimizer, metrics)
-                    .map_err(|e| with_compile_hint(e, "metric", "custom_metric", "MyMetric::new"))?;
-            }
+            tensors.insert((name, 0), g.input_boxed(loaded)?);
+            handles.push(None);
+        } else {
+            handles.push(Some(g.layer_boxed(loaded)?));
         }
     }
-    if config.training.epochs_run > i64::MAX as u64 {
-        return Err(format_error(
-            source,
-            format!(
-                "training.epochs_run is {}; at most {} epochs can have run",
-                config.training.epochs_run,
-                i64::MAX
-            ),
-        ));
+    let mut done = vec![0usize; config.layers.len()];
+    let ready = |tensors: &std::collections::HashMap<(String, usize), super::SymbolicTensor>,
+                 refs: &[TensorRef]| {
+        refs.iter()
+            .map(|r| tensors.get(&(r.0.clone(), r.1)).copied().filter(|_| r.2 == 0))
+            .collect::<Option<Vec<_>>>()
+    };
+    loop {
+        let next = (0..config.layers.len()).find_map(|i| {
+            let node = config.layers[i].inbound_nodes.get(done[i])?;
+            Some((i, ready(&tensors, node)?))
+        });
+        let Some((i, inputs)) = next else { break };
+        let handle = handles[i].expect("inputs have no inbound nodes");
+        let out = g.apply(handle, inputs)?;
+        tensors.insert((names[i].clone(), done[i]), out);
+        done[i] += 1;
     }
-    model.epochs_run = config.training.epochs_run;
+    if let Some(i) = (0..config.layers.len()).find(|&i| done[i] < config.layers[i].inbound_nodes.len()) {
+        let waiting: Vec<String> = config.layers[i].inbound_nodes[done[i]]
+            .iter()
+            .filter(|r| r.2 != 0 || !tensors.contains_key(&(r.0.clone(), r.1)))
+            .map(|r| format!("{}[{}][{}]", r.0, r.1, r.2))
+            .collect();
+        return Err(bad(format!(
+            "node {} of layer {i} ({}) takes tensors no layer produces: {} (a cycle, or a missing layer or node)",
+            done[i],
+            config.layers[i].class_name,
+            waiting.join(", ")
+        )));
+    }
+    let find =
+        |r: &TensorRef, what: &str| {
+            tensors.get(&(r.0.clone(), r.1)).copied().filter(|_| r.2 == 0).ok_or_else(|| {
+                bad(format!("model {what} {}[{}][{}] is no tensor of the model", r.0, r.1, r.2))
+            })
+        };
+    let inputs = config.input_layers.iter().map(|r| find(r, "input")).collect::<Result<Vec<_>>>()?;
+    let outputs = config.output_layers.iter().map(|r| find(r, "output")).collect::<Result<Vec<_>>>()?;
+    let mut model = Model::new(g, inputs, outputs)?.with_name(config.name.clone());
+    model.params.set_weight_limit(None);
     Ok(model)
 }

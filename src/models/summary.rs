@@ -1,8 +1,12 @@
-//! `summary()`: Keras' table of layers, output shapes and parameter counts.
-use super::{shape_str, Sequential};
+//! `summary()`: Keras' table of layers, output shapes and parameter counts; for a graph model, with the tensors
+//! each layer is connected to.
+use super::graph::Producer;
+use super::{shape_str, Kind, Model};
 
 /// Column widths (inside the borders), as Keras 3 prints them at its default line length.
 const WIDTHS: [usize; 3] = [33, 24, 15];
+/// The same for a graph model's four columns.
+const GRAPH_WIDTHS: [usize; 4] = [21, 19, 12, 19];
 
 /// `19885` -> `19,885`.
 pub(crate) fn thousands(n: usize) -> String {
@@ -29,7 +33,7 @@ fn memory(bytes: usize) -> String {
     format!("{size:.2} {}", units[unit])
 }
 
-fn rule(widths: &[usize; 3], left: char, fill: char, mid: char, right: char) -> String {
+fn rule(widths: &[usize], left: char, fill: char, mid: char, right: char) -> String {
     let mut s = String::new();
     s.push(left);
     for (i, w) in widths.iter().enumerate() {
@@ -40,46 +44,84 @@ fn rule(widths: &[usize; 3], left: char, fill: char, mid: char, right: char) -> 
     s
 }
 
-fn row(widths: &[usize; 3], cells: [&str; 3], border: char) -> String {
-    let [a, b, c] = cells;
-    format!(
-        "{border} {a:<w0$} {border} {b:<w1$} {border} {c:>w2$} {border}\n",
-        w0 = widths[0] - 2,
-        w1 = widths[1] - 2,
-        w2 = widths[2] - 2
-    )
+/// One line of the table: cells left-aligned, but the parameter count (the third column) right-aligned.
+fn row(widths: &[usize], cells: &[&str], border: char) -> String {
+    let mut s = String::new();
+    for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+        let w = w - 2;
+        if i == 2 {
+            s += &format!("{border} {cell:>w$} ");
+        } else {
+            s += &format!("{border} {cell:<w$} ");
+        }
+    }
+    s.push(border);
+    s.push('\n');
+    s
 }
 
-impl Sequential {
+impl Model {
     /// The summary as text: the table Keras prints (`Layer (type)`, `Output Shape` with `None` for the batch,
-    /// `Param #`), then total, trainable and non-trainable parameter counts with their sizes. An unbuilt layer
-    /// shows `?` and `0 (unbuilt)`.
+    /// `Param #`, and for a graph model `Connected to`: the tensors each call of the layer took, as
+    /// `layer[node][tensor]`), then total, trainable and non-trainable parameter counts with their sizes. An
+    /// unbuilt layer shows `?` and `0 (unbuilt)`. Columns widen to fit their longest cell.
     pub fn summary_string(&self) -> String {
-        let rows: Vec<[String; 3]> = self
+        let net = &self.net;
+        let graph = self.kind == Kind::Functional;
+        let rows: Vec<Vec<String>> = net
             .layers
             .iter()
             .enumerate()
             .map(|(i, layer)| {
                 let title = format!("{} ({})", layer.name().unwrap_or("?"), layer.class_name());
-                match self.output_shapes.get(i) {
-                    Some(shape) => [title, shape_str(shape), thousands(layer.count_params(&self.params))],
-                    None => [title, "?".into(), "0 (unbuilt)".into()],
+                // A layer's output shape is its first call's (a shared layer gives the same shape each time).
+                let output = net.tensors.iter().position(|t| match t.producer {
+                    Producer::Input { layer } => layer == Some(i),
+                    Producer::Node(n) => net.nodes[n].layer == i,
+                });
+                let mut row = match output {
+                    Some(t) => {
+                        vec![
+                            title,
+                            shape_str(&net.tensors[t].shape),
+                            thousands(layer.count_params(&self.params)),
+                        ]
+                    }
+                    None => vec![title, "?".into(), "0 (unbuilt)".into()],
+                };
+                if graph {
+                    let connected: Vec<String> = net
+                        .nodes_of(i)
+                        .flat_map(|node| node.inputs.iter())
+                        .map(|&t| {
+                            let (name, node) = net.tensor_ref(t);
+                            format!("{name}[{node}][0]")
+                        })
+                        .collect();
+                    row.push(if connected.is_empty() { "-".into() } else { connected.join(", ") });
                 }
+                row
             })
             .collect();
-        let mut widths = WIDTHS;
+        let mut widths: Vec<usize> = if graph { GRAPH_WIDTHS.to_vec() } else { WIDTHS.to_vec() };
         for r in &rows {
             for (w, cell) in widths.iter_mut().zip(r) {
                 *w = (*w).max(cell.chars().count() + 2);
             }
         }
+        let header: &[&str] = if graph {
+            &["Layer (type)", "Output Shape", "Param #", "Connected to"]
+        } else {
+            &["Layer (type)", "Output Shape", "Param #"]
+        };
 
         let mut s = format!("Model: \"{}\"\n", self.name);
         s += &rule(&widths, '┏', '━', '┳', '┓');
-        s += &row(&widths, ["Layer (type)", "Output Shape", "Param #"], '┃');
+        s += &row(&widths, header, '┃');
         s += &rule(&widths, '┡', '━', '╇', '┩');
         for (i, r) in rows.iter().enumerate() {
-            s += &row(&widths, [&r[0], &r[1], &r[2]], '│');
+            let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+            s += &row(&widths, &cells, '│');
             if i + 1 < rows.len() {
                 s += &rule(&widths, '├', '─', '┼', '┤');
             }
@@ -103,7 +145,7 @@ impl Sequential {
         s
     }
 
-    /// Prints [`Sequential::summary_string`] to standard output.
+    /// Prints [`Model::summary_string`] to standard output.
     pub fn summary(&self) {
         print!("{}", self.summary_string());
     }

@@ -1,24 +1,28 @@
 //! The training loop: `fit`, `evaluate`, `predict`. It knows layers, losses, metrics and optimizers only through
 //! their traits.
-use ndarray::{
-    Array1, ArrayD, ArrayView1, ArrayViewD, ArrayViewMutD, AsArray, Axis, CowArray, Dimension, Ix1, IxDyn,
-};
+use ndarray::{Array1, ArrayD, ArrayView1, ArrayViewD, ArrayViewMutD, AsArray, Axis, CowArray, Ix1, IxDyn};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::ops::Not;
 
-use super::{shape_str, Metrics, Sequential};
-use crate::autodiff::{Tape, Tensor, Workspace};
-use crate::callbacks::{Callback, History, Logs, ProgbarLogger, TrainParams};
+use super::{shape_str, Metrics, Model};
+use crate::autodiff::{Tape, Tensor, Var, Workspace};
+use crate::callbacks::{Callback, CallbackList, History, Logs, ProgbarLogger, TrainParams};
 use crate::layers::CallContext;
 use crate::metrics::{Mean, Metric};
 use crate::{Error, Numeric, Result};
 
+mod data;
 mod distributed;
+use data::Data;
+pub use data::{Arrays, IntoArray, IntoArrays, Outputs};
 use distributed::DataParallel;
 
-/// Samples per batch in [`Sequential::predict`]. Keras uses 32; kerust uses 256 because outputs do not depend on
+/// The compiled metrics of every output, taken out of the model while a call updates them.
+type HeadMetrics = Vec<Vec<Box<dyn Metric>>>;
+
+/// Samples per batch in [`Model::predict`]. Keras uses 32; kerust uses 256 because outputs do not depend on
 /// it (each row is computed the same way) while matrix products on 256 rows run about 1.5x faster than on 32,
 /// for little memory (the bigger MNIST model's activations for 256 rows take 0.8 MB).
 pub const PREDICT_BATCH_SIZE: usize = 256;
@@ -43,15 +47,15 @@ pub const PREDICT_BATCH_SIZE: usize = 256;
 /// ```
 #[must_use = "a Fit does nothing until .run()"]
 pub struct Fit<'m, 'a> {
-    model: &'m mut Sequential,
-    x: Data<'a>,
-    y: Data<'a>,
+    model: &'m mut Model,
+    x: Arrays<'a>,
+    y: Arrays<'a>,
     sample_weight: Option<CowArray<'a, f32, Ix1>>,
     class_weight: Option<Vec<(usize, f32)>>,
     batch_size: usize,
     epochs: usize,
     verbose: u8,
-    validation_data: Option<(Data<'a>, Data<'a>)>,
+    validation_data: Option<(Arrays<'a>, Arrays<'a>)>,
     validation_split: f32,
     shuffle: bool,
     initial_epoch: usize,
@@ -59,27 +63,19 @@ pub struct Fit<'m, 'a> {
     borrowed_callbacks: Vec<&'a mut dyn Callback>,
 }
 
-/// Inputs or targets as the model computes with them: `f32`, borrowed when the caller's data is `f32`, else
-/// converted once (Keras casts to `float32` too).
-type Data<'a> = CowArray<'a, f32, IxDyn>;
-
-fn data<'a, A: Numeric, D: Dimension>(array: impl AsArray<'a, A, D>) -> Data<'a> {
-    A::to_f32_array(array.into().into_dyn())
-}
-
-impl Sequential {
+impl Model {
     /// Starts a `fit` on inputs `x` (samples on the first axis, then the model's input shape) and targets `y`;
     /// both by reference or as views. Any [`Numeric`] element type is accepted (`u8` images, `i64` labels, `f64`
     /// arrays): `f32` data is never copied as a whole, other types are converted to `f32` once.
-    pub fn fit<'m, 'a, A: Numeric, B: Numeric, D1: Dimension, D2: Dimension>(
-        &'m mut self,
-        x: impl AsArray<'a, A, D1>,
-        y: impl AsArray<'a, B, D2>,
-    ) -> Fit<'m, 'a> {
+    ///
+    /// A model of several inputs or outputs takes one array per input and per output ([`IntoArrays`]): a
+    /// tuple such as `(&images, &features)` in the model's order, or by name with
+    /// [`arrays!`](crate::arrays)`["image" => &images, "features" => &features]`.
+    pub fn fit<'m, 'a>(&'m mut self, x: impl IntoArrays<'a>, y: impl IntoArrays<'a>) -> Fit<'m, 'a> {
         Fit {
             model: self,
-            x: data(x),
-            y: data(y),
+            x: x.into_arrays(),
+            y: y.into_arrays(),
             sample_weight: None,
             class_weight: None,
             batch_size: 32,
@@ -115,12 +111,8 @@ impl<'m, 'a> Fit<'m, 'a> {
     }
 
     /// Data to evaluate at the end of each epoch, logged with a `val_` prefix. Overrides `validation_split`.
-    pub fn validation_data<A: Numeric, B: Numeric, D1: Dimension, D2: Dimension>(
-        mut self,
-        x: impl AsArray<'a, A, D1>,
-        y: impl AsArray<'a, B, D2>,
-    ) -> Self {
-        self.validation_data = Some((data(x), data(y)));
+    pub fn validation_data(mut self, x: impl IntoArrays<'a>, y: impl IntoArrays<'a>) -> Self {
+        self.validation_data = Some((x.into_arrays(), y.into_arrays()));
         self
     }
 
@@ -197,13 +189,15 @@ impl<'m, 'a> Fit<'m, 'a> {
     /// Trains, and returns the per-epoch [`History`].
     ///
     /// # Errors
-    /// `fit` before `compile`; a batch size of 0; a validation split outside [0, 1); no samples; inputs whose
-    /// shape does not match the model's input (e.g. (60000, 28, 28) into an input of 784); targets that do not
-    /// match the inputs' sample count or the output layer; any of these for the validation data; sample weights
-    /// not one per sample, or given with class weights; class weights for targets of more than two axes. The
-    /// model is unchanged when one of these is reported. Later, an error from a callback ends training.
+    /// `fit` before `compile`; a batch size of 0; a validation split outside [0, 1); no samples; another
+    /// number of arrays than the model has inputs or outputs, or names it does not have; inputs whose shape does
+    /// not match the model's input (e.g. (60000, 28, 28) into an input of 784); targets that do not match the
+    /// inputs' sample count or the output layer; any of these for the validation data; sample weights not one
+    /// per sample, or given with class weights; class weights for a model of several outputs or targets of more
+    /// than two axes. The model is unchanged when one of these is reported. Later, an error from a callback ends
+    /// training.
     ///
-    /// A distributed model ([`Sequential::distribute`]) also reports a rank that failed these checks, or that
+    /// A distributed model ([`Model::distribute`]) also reports a rank that failed these checks, or that
     /// would train another model, data shape or setting; a rank that fails later ends the whole job.
     pub fn run(self) -> Result<History> {
         let mut dp = DataParallel::new(self.model);
@@ -239,9 +233,9 @@ impl<'m, 'a> Fit<'m, 'a> {
         if !(0.0..1.0).contains(&validation_split) {
             return Err(Error::invalid_argument("validation_split", validation_split, "must be in [0, 1)"));
         }
-        let (x, y) = (x.view(), y.view());
-        check_has_samples(&x, "fit")?;
-        let n = x.len_of(Axis(0));
+        let (x, y) = model.match_data(x, y, "fit")?;
+        let (x, y) = (views(&x), views(&y));
+        let n = check_samples(&x, Some(&y), "fit")?;
         // Weights before `prepare`: an error here leaves an unbuilt model unbuilt.
         let class_weighted = class_weight.is_some();
         let weights = match (sample_weight, class_weight) {
@@ -253,14 +247,28 @@ impl<'m, 'a> Fit<'m, 'a> {
                 ))
             }
             (Some(w), None) => Some(check_sample_weight(w, n, "fit")?),
-            (None, Some(classes)) => Some(CowArray::from(class_weights_to_sample_weights(&y, &classes)?)),
+            (None, Some(classes)) => {
+                if y.len() != 1 {
+                    return Err(Error::invalid_argument(
+                        "class_weight",
+                        format!("{} outputs", y.len()),
+                        "`class_weight` is only supported for Models with a single output (as in Keras)",
+                    ));
+                }
+                Some(CowArray::from(class_weights_to_sample_weights(&y[0], &classes)?))
+            }
             (None, None) => None,
         };
         model.prepare(&x, Some(&y), "fit")?;
         let weights = weights.as_ref().map(|w| w.view());
-        let validation_data = validation_data.as_ref().map(|(vx, vy)| (vx.view(), vy.view()));
+        let validation_data = match validation_data {
+            Some((vx, vy)) => Some(model.match_data(vx, vy, "validation_data")?),
+            None => None,
+        };
+        let validation_data = validation_data.as_ref().map(|(vx, vy)| (views(vx), views(vy)));
         let (train_x, train_y, train_w, val, val_w) = match validation_data {
             Some((vx, vy)) => {
+                check_samples(&vx, Some(&vy), "validation_data")?;
                 model.check_data(&vx, Some(&vy), "validation_data")?;
                 (x, y, weights, Some((vx, vy)), None)
             }
@@ -274,8 +282,8 @@ impl<'m, 'a> Fit<'m, 'a> {
                         format!("leaves no training or no validation sample of {n}"),
                     ));
                 }
-                let (tx, vx) = x.split_at(Axis(0), split_at);
-                let (ty, vy) = y.split_at(Axis(0), split_at);
+                let (tx, vx) = split(&x, split_at);
+                let (ty, vy) = split(&y, split_at);
                 let (tw, vw) = match weights {
                     Some(w) => {
                         let (tw, vw) = w.split_at(Axis(0), split_at);
@@ -290,19 +298,17 @@ impl<'m, 'a> Fit<'m, 'a> {
         };
 
         // The last check, before anything runs: metrics against the targets.
-        let mut metrics = model.take_metrics(&train_y, val.as_ref().map(|(_, vy)| vy))?;
-        let n_train = train_x.len_of(Axis(0));
-        let shapes = [("x", train_x.shape()), ("y", train_y.shape())];
-        let val_shapes =
-            val.as_ref().map(|(vx, vy)| [("validation x", vx.shape()), ("validation y", vy.shape())]);
+        let mut metrics = model.take_metrics(&train_y, val.as_ref().map(|(_, vy)| vy.as_slice()))?;
+        let n_train = train_x[0].len_of(Axis(0));
         let settings = format!(
             "fit: batch_size={batch_size} epochs={epochs} initial_epoch={initial_epoch} shuffle={shuffle}"
         );
-        let data: Vec<_> = shapes
-            .into_iter()
-            .chain(val_shapes.into_iter().flatten())
-            .chain(train_w.as_ref().map(|w| ("sample_weight", w.shape())))
-            .collect();
+        let mut data = data_shapes("", &train_x, &train_y);
+        if let Some((vx, vy)) = &val {
+            data.extend(data_shapes("validation ", vx, vy));
+        }
+        data.extend(train_w.as_ref().map(|w| ("sample_weight".to_owned(), w.shape())));
+        let data: Vec<(&str, &[usize])> = data.iter().map(|(n, s)| (n.as_str(), *s)).collect();
         if let Err(e) = dp.begin(model, &train_y, &data, &settings) {
             model.put_metrics(metrics);
             return Err(e);
@@ -317,76 +323,128 @@ impl<'m, 'a> Fit<'m, 'a> {
         };
         let mut progbar = ProgbarLogger::new(verbose);
         let mut history = History::new();
-        let mut all: Vec<&mut dyn Callback> = Vec::new();
+        // Keras' order: the progress bar (printed by the chief only), the user's callbacks, History last.
+        let mut list = CallbackList::new();
         if verbose > 0 && model.is_chief() {
-            all.push(&mut progbar);
+            list.push(&mut progbar);
         }
-        all.extend(callbacks.iter_mut().map(|c| &mut **c as &mut dyn Callback));
-        all.extend(borrowed_callbacks.iter_mut().map(|c| &mut **c));
-        all.push(&mut history);
+        for cb in callbacks.iter_mut() {
+            list.push(&mut **cb);
+        }
+        for cb in borrowed_callbacks.iter_mut() {
+            list.push(&mut **cb);
+        }
+        list.push(&mut history);
 
-        model.stop_training = false;
+        let data = TrainData { x: &train_x, y: &train_y, weights: train_w.as_ref() };
+        let val = val.as_ref().map(|(vx, vy)| TrainData { x: vx, y: vy, weights: val_w.as_ref() });
+        let result = model.train_epochs(&data, val.as_ref(), &params, shuffle, &mut metrics, &mut list, dp);
+        model.put_metrics(metrics);
+        drop(list);
+        result.map(|()| history)
+    }
+}
+
+/// Inputs, targets and sample weights, in the model's order of inputs and outputs.
+struct TrainData<'d, 'a> {
+    x: &'d [ArrayViewD<'a, f32>],
+    y: &'d [ArrayViewD<'a, f32>],
+    weights: Option<&'d ArrayView1<'a, f32>>,
+}
+
+impl Model {
+    /// The epochs of `fit`, once everything is checked: hooks, shuffles, steps, validation.
+    #[allow(clippy::too_many_arguments)]
+    fn train_epochs(
+        &mut self,
+        data: &TrainData<'_, '_>,
+        val: Option<&TrainData<'_, '_>>,
+        params: &TrainParams,
+        shuffle: bool,
+        metrics: &mut HeadMetrics,
+        callbacks: &mut CallbackList<'_>,
+        dp: &mut DataParallel,
+    ) -> Result<()> {
+        let n_train = data.x[0].len_of(Axis(0));
+        self.stop_training = false;
         let mut order: Vec<usize> = (0..n_train).collect();
         let mut loss_tracker = Mean::new();
+        let mut head_trackers: Vec<Mean> = metrics.iter().map(|_| Mean::new()).collect();
+        let mut head_losses = Vec::new();
+        let prefixes = self.log_prefixes();
         let mut logs = Logs::new();
-        let result = (|| -> Result<()> {
-            for cb in all.iter_mut() {
-                cb.on_train_begin(model, &params)?;
+        callbacks.on_train_begin(self, params)?;
+        for epoch in params.initial_epoch..params.epochs {
+            callbacks.on_epoch_begin(self, epoch)?;
+            // A fresh shuffle of the original order from this epoch's own generator: resumable (see
+            // `Model::seed`).
+            self.begin_epoch_rng();
+            if shuffle {
+                order.iter_mut().enumerate().for_each(|(i, o)| *o = i);
+                order.shuffle(&mut self.train_rng);
             }
-            for epoch in initial_epoch..epochs {
-                for cb in all.iter_mut() {
-                    cb.on_epoch_begin(model, epoch)?;
+            loss_tracker.reset();
+            head_trackers.iter_mut().for_each(Metric::reset);
+            metrics.iter_mut().flatten().for_each(|m| m.reset());
+            for (batch, rows) in order.chunks(params.batch_size).enumerate() {
+                callbacks.on_train_batch_begin(self, batch)?;
+                let loss = self.train_step(data, rows, metrics, &mut head_losses, dp)?;
+                loss_tracker.update_value(loss, rows.len() as f32);
+                for (t, &l) in head_trackers.iter_mut().zip(&head_losses) {
+                    t.update_value(l, rows.len() as f32);
                 }
-                // A fresh shuffle of the original order from this epoch's own generator: resumable (see
-                // `Sequential::seed`).
-                model.begin_epoch_rng();
-                if shuffle {
-                    order.iter_mut().enumerate().for_each(|(i, o)| *o = i);
-                    order.shuffle(&mut model.train_rng);
-                }
-                loss_tracker.reset();
-                metrics.iter_mut().for_each(|m| m.reset());
-                logs.clear();
-                for (batch, rows) in order.chunks(batch_size).enumerate() {
-                    for cb in all.iter_mut() {
-                        cb.on_train_batch_begin(model, batch)?;
-                    }
-                    let loss =
-                        model.train_step(&train_x, &train_y, train_w.as_ref(), rows, &mut metrics, dp)?;
-                    loss_tracker.update_value(loss, rows.len() as f32);
-                    logs.set("loss", loss_tracker.result());
-                    for m in &metrics {
-                        logs.set(m.name(), m.result());
-                    }
-                    for cb in all.iter_mut() {
-                        cb.on_train_batch_end(model, batch, &logs)?;
-                    }
-                    if dp.stopping(model) {
-                        break;
-                    }
-                }
-                if let Some((vx, vy)) = &val {
-                    let val_logs = model.evaluate_views(vx, vy, val_w.as_ref(), batch_size, &mut metrics);
-                    for (name, value) in &val_logs {
-                        logs.set(&format!("val_{name}"), value);
-                    }
-                }
-                for cb in all.iter_mut() {
-                    cb.on_epoch_end(model, epoch, &logs)?;
-                }
-                if dp.stopping(model) {
+                let head_means: Vec<f32> = head_trackers.iter().map(Metric::result).collect();
+                logs = loss_and_metrics(loss_tracker.result(), &head_means, metrics, &prefixes);
+                callbacks.on_train_batch_end(self, batch, &logs)?;
+                if dp.stopping(self) {
                     break;
                 }
             }
-            for cb in all.iter_mut() {
-                cb.on_train_end(model, &logs)?;
+            if let Some(val) = val {
+                let val_logs = self.evaluate_views(val, params.batch_size, metrics);
+                for (name, value) in &val_logs {
+                    logs.set(&format!("val_{name}"), value);
+                }
             }
-            Ok(())
-        })();
-        model.put_metrics(metrics);
-        drop(all);
-        result.map(|()| history)
+            callbacks.on_epoch_end(self, epoch, &logs)?;
+            if dp.stopping(self) {
+                break;
+            }
+        }
+        callbacks.on_train_end(self, &logs)
     }
+}
+
+/// Views of the arrays.
+fn views<'b>(data: &'b [Data<'_>]) -> Vec<ArrayViewD<'b, f32>> {
+    data.iter().map(|d| d.view()).collect()
+}
+
+/// Every array cut at sample `at`.
+fn split<'a>(
+    arrays: &[ArrayViewD<'a, f32>],
+    at: usize,
+) -> (Vec<ArrayViewD<'a, f32>>, Vec<ArrayViewD<'a, f32>>) {
+    arrays.iter().map(|a| a.clone().split_at(Axis(0), at)).unzip()
+}
+
+/// The names and shapes of a call's arrays (`x`, `y`; `x0`, `x1`, ... for several), which distributed ranks
+/// compare.
+fn data_shapes<'d>(
+    prefix: &str,
+    x: &'d [ArrayViewD<'_, f32>],
+    y: &'d [ArrayViewD<'_, f32>],
+) -> Vec<(String, &'d [usize])> {
+    let name = |what: &str, i: usize, n: usize| {
+        if n == 1 {
+            format!("{prefix}{what}")
+        } else {
+            format!("{prefix}{what}{i}")
+        }
+    };
+    let xs = x.iter().enumerate().map(|(i, a)| (name("x", i, x.len()), a.shape()));
+    let ys = y.iter().enumerate().map(|(i, a)| (name("y", i, y.len()), a.shape()));
+    xs.chain(ys).collect()
 }
 
 /// Copies the samples `rows` of `src` into `dst` (a batch buffer of shape `(rows.len(), ...)`).
@@ -404,6 +462,14 @@ fn gather(src: &ArrayViewD<'_, f32>, rows: &[usize], dst: &mut ArrayViewMutD<'_,
             }
         }
     }
+}
+
+/// The batch of samples `rows` of each array, as constants on `tape`.
+fn batch_of<'t>(tape: &'t Tape<'_>, arrays: &[ArrayViewD<'_, f32>], rows: &[usize]) -> Vec<Var<'t>> {
+    arrays
+        .iter()
+        .map(|a| tape.constant_with(&batch_shape(a, rows.len()), |buf| gather(a, rows, buf)))
+        .collect()
 }
 
 /// Checks that `weights` has one value per sample.
@@ -448,166 +514,227 @@ fn batch_shape(data: &ArrayViewD<'_, f32>, rows: usize) -> Vec<usize> {
     shape
 }
 
-impl Sequential {
-    /// Builds the model from `x` if needed and checks `x` (and `y`, if given) against it; on error, a build done here is
-    /// undone.
+impl Model {
+    /// The arrays of a call in the order of the model's inputs and outputs.
+    fn match_data<'a>(
+        &self,
+        x: Arrays<'a>,
+        y: Arrays<'a>,
+        context: &str,
+    ) -> Result<(Vec<Data<'a>>, Vec<Data<'a>>)> {
+        let x = x.matched(&self.input_names(), "input", context)?;
+        let y = y.matched(&self.output_names(), "output", context)?;
+        Ok((x, y))
+    }
+
+    /// Builds the model from `x` if needed and checks `x` (and `y`, if given) against it; on error, a build
+    /// done here is undone.
     fn prepare(
         &mut self,
-        x: &ArrayViewD<'_, f32>,
-        y: Option<&ArrayViewD<'_, f32>>,
+        x: &[ArrayViewD<'_, f32>],
+        y: Option<&[ArrayViewD<'_, f32>]>,
         context: &str,
     ) -> Result<()> {
-        check_has_samples(x, context)?;
+        check_samples(x, y, context)?;
         let built_before = self.is_built();
-        let snapshot =
-            (!built_before).then(|| (self.params.len(), self.output_shapes.len(), self.input_shape.clone()));
         if !built_before {
-            let shape = self.declared_input.clone().unwrap_or_else(|| x.shape()[1..].to_vec());
+            let declared = self.input_shape().map(<[usize]>::to_vec);
+            let shape = declared.unwrap_or_else(|| x[0].shape()[1..].to_vec());
             self.build(&shape)?;
         }
         let result = self.check_data(x, y, context);
-        if let (Err(_), Some((params, shapes, input))) = (&result, snapshot) {
-            self.params.truncate(params);
-            self.output_shapes.truncate(shapes);
-            self.input_shape = input;
+        if result.is_err() && !built_before {
+            self.unbuild();
         }
         result
     }
 
-    /// Checks inputs and targets against the built model and the compiled loss.
+    /// Undoes the build of a Sequential built from data (weights, nodes and the input).
+    fn unbuild(&mut self) {
+        self.params.truncate(0);
+        self.net.nodes.clear();
+        self.net.tensors.clear();
+        self.net.inputs.clear();
+        self.net.outputs.clear();
+        if let super::Kind::Sequential { declared_input: Some(shape) } = &self.kind {
+            self.net.add_input(shape.clone(), None);
+            self.net.inputs = vec![0];
+            self.net.outputs = vec![0];
+        }
+    }
+
+    /// Checks inputs and targets against the built model and the compiled losses.
     fn check_data(
         &self,
-        x: &ArrayViewD<'_, f32>,
-        y: Option<&ArrayViewD<'_, f32>>,
+        x: &[ArrayViewD<'_, f32>],
+        y: Option<&[ArrayViewD<'_, f32>]>,
         context: &str,
     ) -> Result<()> {
-        let input = self.input_shape.as_deref().unwrap_or_default();
-        if x.ndim() < 1 || &x.shape()[1..] != input {
-            // The most common case with images: grayscale data without the channel axis a Conv2D expects.
-            let hint = match input.split_last() {
-                Some((1, rest)) if x.ndim() >= 1 && &x.shape()[1..] == rest => format!(
-                    "; the channel axis is missing: (None, {}) data for a model of {}: add it with                      `x.insert_axis(Axis({}))` (numpy's `expand_dims(x, -1)`)",
-                    x.shape()[1..].iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
-                    shape_str(input),
-                    x.ndim()
-                ),
-                _ => String::new(),
-            };
-            return Err(Error::shape(
-                format!("{context}: the inputs do not match the model's input"),
-                format!("{} (samples first)", shape_str(input)),
-                format!("{:?}{hint}", x.shape()),
-            ));
+        let names = self.input_names();
+        for ((x, input), name) in x.iter().zip(self.input_shapes()).zip(names) {
+            if x.ndim() < 1 || &x.shape()[1..] != input {
+                // The most common case with images: grayscale data without the channel axis a Conv2D expects.
+                let hint = match input.split_last() {
+                    Some((1, rest)) if x.ndim() >= 1 && &x.shape()[1..] == rest => format!(
+                        "; the channel axis is missing: (None, {}) data for a model of {}: add it with                      `x.insert_axis(Axis({}))` (numpy's `expand_dims(x, -1)`)",
+                        x.shape()[1..].iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                        shape_str(input),
+                        x.ndim()
+                    ),
+                    _ => String::new(),
+                };
+                let what = if self.net.inputs.len() == 1 {
+                    "the inputs do not match the model's input".to_owned()
+                } else {
+                    format!("the inputs do not match the model's input `{name}`")
+                };
+                return Err(Error::shape(
+                    format!("{context}: {what}"),
+                    format!("{} (samples first)", shape_str(input)),
+                    format!("{:?}{hint}", x.shape()),
+                ));
+            }
         }
-        let Some(y) = y else { return Ok(()) };
-        let n = x.len_of(Axis(0));
-        if y.ndim() == 0 || y.len_of(Axis(0)) != n {
-            return Err(Error::shape(
-                format!("{context}: inputs and targets need the same number of samples"),
-                format!("{n} samples"),
-                format!("targets of shape {:?}", y.shape()),
-            ));
-        }
-        if let (Some(compiled), Some(out)) = (&self.compiled, self.output_shape()) {
-            compiled.loss.validate(y.view(), out)?;
+        let (Some(y), Some(compiled)) = (y, &self.compiled) else { return Ok(()) };
+        for ((y, head), out) in y.iter().zip(&compiled.heads).zip(self.output_shapes()) {
+            head.loss.validate(y.view(), out)?;
         }
         Ok(())
+    }
+
+    /// The prefix of each output's logs: none for a single output (`loss`, `accuracy`), the output's name for
+    /// several (`digit_loss`, `digit_accuracy`), as Keras writes them.
+    fn log_prefixes(&self) -> Vec<Option<String>> {
+        let names = self.output_names();
+        if names.len() == 1 {
+            return vec![None];
+        }
+        names.into_iter().map(|n| Some(n.to_owned())).collect()
     }
 
     /// The compiled metrics, taken out of the model so the loop can borrow both (`put_metrics` returns them).
     /// The first time, names are resolved for these targets: `"accuracy"` becomes the variant the loss and the
     /// targets' per-sample shape call for, as in Keras. Every metric is then checked against the shapes of `y`
-    /// (and `val_y`) and the model's output; on error the model keeps its metrics.
+    /// (and `val_y`) and the model's outputs; on error the model keeps its metrics.
     fn take_metrics(
         &mut self,
-        y: &ArrayViewD<'_, f32>,
-        val_y: Option<&ArrayViewD<'_, f32>>,
-    ) -> Result<Vec<Box<dyn Metric>>> {
-        let out = self.output_shape().unwrap_or_default().to_vec();
+        y: &[ArrayViewD<'_, f32>],
+        val_y: Option<&[ArrayViewD<'_, f32>]>,
+    ) -> Result<HeadMetrics> {
+        let outs: Vec<Vec<usize>> = self.output_shapes().into_iter().map(<[usize]>::to_vec).collect();
         let Some(compiled) = self.compiled.as_mut() else { return Ok(Vec::new()) };
-        if let Metrics::Pending(specs) = &mut compiled.metrics {
-            let loss = compiled.loss.name();
-            // Names were checked by `compile`, so only a shape can make this fail.
-            let resolved = std::mem::take(specs)
-                .into_iter()
-                .map(|spec| spec.resolve(loss, &y.shape()[1..], &out))
-                .collect::<Result<Vec<_>>>()?;
-            compiled.metrics = Metrics::Resolved(resolved);
-        }
-        let metrics = match &mut compiled.metrics {
-            Metrics::Resolved(metrics) => metrics,
-            // Called from a callback during fit (e.g. evaluate): the loss only, as the metrics are in use.
-            Metrics::Lent(_) => return Ok(Vec::new()),
-            Metrics::Pending(_) => unreachable!("resolved above"),
-        };
-        for y in std::iter::once(y).chain(val_y) {
-            let pred: Vec<usize> = y.shape().iter().take(1).chain(&out).copied().collect();
-            for m in metrics.iter() {
-                m.check_shapes(y.shape(), &pred)?;
+        for ((h, head), out) in compiled.heads.iter_mut().enumerate().zip(&outs) {
+            let super::Head { loss, metrics, .. } = head;
+            if let Metrics::Pending(specs) = metrics {
+                // Names were checked by `compile`, so only a shape can make this fail.
+                let resolved = std::mem::take(specs)
+                    .into_iter()
+                    .map(|spec| spec.resolve(loss.name(), &y[h].shape()[1..], out))
+                    .collect::<Result<Vec<_>>>()?;
+                *metrics = Metrics::Resolved(resolved);
             }
         }
-        let names = metrics.iter().map(|m| m.name().to_string()).collect();
-        let Metrics::Resolved(metrics) = std::mem::replace(&mut compiled.metrics, Metrics::Lent(names))
-        else {
-            unreachable!("resolved above")
-        };
-        Ok(metrics)
+        // Called from a callback during fit (e.g. evaluate): the losses only, as the metrics are in use.
+        if compiled.heads.iter().any(|h| matches!(h.metrics, Metrics::Lent(_))) {
+            return Ok(compiled.heads.iter().map(|_| Vec::new()).collect());
+        }
+        for ((h, head), out) in compiled.heads.iter().enumerate().zip(&outs) {
+            let Metrics::Resolved(metrics) = &head.metrics else { unreachable!("resolved above") };
+            for y in std::iter::once(&y[h]).chain(val_y.map(|v| &v[h])) {
+                let pred: Vec<usize> = y.shape().iter().take(1).chain(out).copied().collect();
+                for m in metrics.iter() {
+                    m.check_shapes(y.shape(), &pred)?;
+                }
+            }
+        }
+        Ok(compiled
+            .heads
+            .iter_mut()
+            .map(|head| {
+                let names = match &head.metrics {
+                    Metrics::Resolved(ms) => ms.iter().map(|m| m.name().to_string()).collect(),
+                    _ => Vec::new(),
+                };
+                match std::mem::replace(&mut head.metrics, Metrics::Lent(names)) {
+                    Metrics::Resolved(metrics) => metrics,
+                    _ => unreachable!("resolved above"),
+                }
+            })
+            .collect())
     }
 
-    fn put_metrics(&mut self, metrics: Vec<Box<dyn Metric>>) {
-        if let Some(compiled) = self.compiled.as_mut() {
-            // A call nested in a running fit got no metrics and gives none back.
-            if metrics.is_empty() && matches!(&compiled.metrics, Metrics::Lent(names) if !names.is_empty()) {
-                return;
-            }
-            compiled.metrics = Metrics::Resolved(metrics);
+    fn put_metrics(&mut self, metrics: HeadMetrics) {
+        let Some(compiled) = self.compiled.as_mut() else { return };
+        // A call nested in a running fit got no metrics and gives none back.
+        let nested =
+            compiled.heads.iter().zip(&metrics).any(|(h, m)| {
+                matches!(&h.metrics, Metrics::Lent(names) if !names.is_empty()) && m.is_empty()
+            });
+        if nested || metrics.len() != compiled.heads.len() {
+            return;
+        }
+        for (head, m) in compiled.heads.iter_mut().zip(metrics) {
+            head.metrics = Metrics::Resolved(m);
         }
     }
 
-    /// One gradient step on the samples `rows`, weighted by `weights` if given; returns the batch loss.
+    /// One gradient step on the samples `rows`, weighted by `data.weights` if given; returns the batch loss
+    /// (the weighted sum over the outputs), and each output's own loss in `head_losses`.
     fn train_step(
         &mut self,
-        x: &ArrayViewD<'_, f32>,
-        y: &ArrayViewD<'_, f32>,
-        weights: Option<&ArrayView1<'_, f32>>,
+        data: &TrainData<'_, '_>,
         rows: &[usize],
-        metrics: &mut [Box<dyn Metric>],
+        metrics: &mut HeadMetrics,
+        head_losses: &mut Vec<f32>,
         dp: &mut DataParallel,
     ) -> Result<f32> {
-        let Sequential { layers, params, compiled, train_rng: rng, workspace, grads, .. } = self;
+        let Model { net, params, compiled, train_rng: rng, workspace, grads, .. } = self;
         let compiled =
             compiled.as_mut().ok_or_else(|| Error::NotReady("train_step before compile".into()))?;
+        head_losses.clear();
         // Distributed: this rank's share of the batch; the others' gradients arrive in `dp.reduce`. A rank
         // whose share is empty (a last batch smaller than the rank count) adds nothing, and applies the same
         // update as the others.
         let rows = dp.share(rows, rng);
         let (value, mut updates) = if rows.is_empty() {
+            head_losses.resize(compiled.heads.len(), 0.0);
             (0.0, Vec::new())
         } else {
             let tape = Tape::with_workspace(params, std::mem::take(workspace));
-            let xb = tape.constant_with(&batch_shape(x, rows.len()), |buf| gather(x, rows, buf));
-            let yb = tape.constant_with(&batch_shape(y, rows.len()), |buf| gather(y, rows, buf));
+            let xb = batch_of(&tape, data.x, rows);
+            let yb = batch_of(&tape, data.y, rows);
             let mut ctx = CallContext::new(true, rng);
-            let out = Sequential::forward(layers, xb, &mut ctx);
-            let loss = match weights {
-                Some(w) => {
-                    let wb = tape.constant_with(&[rows.len()], |buf| {
-                        buf.iter_mut().zip(rows).for_each(|(b, &r)| *b = w[r]);
-                    });
-                    compiled.loss.weighted(yb, out, wb)
-                }
-                None => compiled.loss.call(yb, out),
-            };
+            let out = net.forward(&xb, &mut ctx);
+            let wb = data.weights.map(|w| {
+                tape.constant_with(&[rows.len()], |buf| {
+                    buf.iter_mut().zip(rows).for_each(|(b, &r)| *b = w[r]);
+                })
+            });
+            let mut total: Option<Var<'_>> = None;
+            for (h, head) in compiled.heads.iter().enumerate() {
+                let loss = match wb {
+                    Some(wb) => head.loss.weighted(yb[h], out[h], wb),
+                    None => head.loss.call(yb[h], out[h]),
+                };
+                // Each output's loss is logged unweighted, as Keras does.
+                head_losses.push(loss.item());
+                // One output of weight 1: exactly the loss itself, no extra node on the tape.
+                let loss = if head.weight == 1.0 { loss } else { loss.mul_scalar(head.weight) };
+                total = Some(total.map_or(loss, |t| t.add(loss)));
+            }
+            let loss = total.expect("a compiled model has at least one output");
             let value = loss.item();
             tape.backward(loss, grads)?;
             // Compiled metrics are unweighted, as Keras' `metrics` (its `weighted_metrics` are another list).
-            if !metrics.is_empty() {
-                out.with_value(|pred| {
-                    yb.with_value(|truth| {
+            if metrics.iter().any(|m| !m.is_empty()) {
+                Var::with_values(&out, |pred| {
+                    Var::with_values(&yb, |truth| {
                         if dp.is_active() {
-                            dp.stage_outputs(pred, truth);
+                            dp.stage_outputs(pred[0].view(), truth[0].view());
                         } else {
-                            metrics.iter_mut().for_each(|m| m.update(truth.view(), pred.view(), None));
+                            for ((m, p), t) in metrics.iter_mut().zip(pred).zip(truth) {
+                                m.iter_mut().for_each(|m| m.update(t.view(), p.view(), None));
+                            }
                         }
                     })
                 });
@@ -615,7 +742,11 @@ impl Sequential {
             *workspace = tape.into_workspace();
             (value, ctx.into_updates())
         };
-        let value = dp.reduce(params, grads, &mut updates, value, metrics)?;
+        let dp_metrics = metrics.first_mut().map(Vec::as_mut_slice).unwrap_or_default();
+        let value = dp.reduce(params, grads, &mut updates, value, dp_metrics)?;
+        if let [only] = head_losses.as_mut_slice() {
+            *only = value;
+        }
         compiled.optimizer.apply(params, grads);
         // State the layers recorded during the forward pass (moving statistics), now that the tape is gone.
         for (id, value) in updates {
@@ -625,130 +756,158 @@ impl Sequential {
     }
 
     /// Runs the model on `x` in batches without recording gradients, with `workspace`'s buffers; `each` gets
-    /// every batch's rows, output, and with `y` its targets and (weighted) loss.
+    /// every batch's rows and outputs, and with `y` its targets, each output's (weighted) loss and the total.
+    #[allow(clippy::type_complexity)]
     fn for_each_batch(
         &self,
         workspace: &mut Workspace,
-        x: &ArrayViewD<'_, f32>,
-        y: Option<(&ArrayViewD<'_, f32>, Option<&ArrayView1<'_, f32>>)>,
+        x: &[ArrayViewD<'_, f32>],
+        y: Option<(&[ArrayViewD<'_, f32>], Option<&ArrayView1<'_, f32>>)>,
         batch_size: usize,
-        mut each: impl FnMut(std::ops::Range<usize>, ArrayViewD<'_, f32>, Option<(ArrayViewD<'_, f32>, f32)>),
+        mut each: impl FnMut(
+            std::ops::Range<usize>,
+            &[ArrayViewD<'_, f32>],
+            Option<(&[ArrayViewD<'_, f32>], &[f32], f32)>,
+        ),
     ) {
-        let n = x.len_of(Axis(0));
-        let Sequential { layers, params, compiled, .. } = self;
-        let loss_fn = compiled.as_ref().map(|c| &c.loss);
+        let n = x[0].len_of(Axis(0));
+        let Model { net, params, compiled, .. } = self;
         // Inference draws nothing at random (dropout is off); the context wants a generator all the same.
         let mut rng = StdRng::seed_from_u64(0);
         let mut start = 0;
         let mut rows = Vec::with_capacity(batch_size.min(n));
+        let mut head_losses = Vec::new();
         while start < n {
             let end = (start + batch_size).min(n);
             rows.clear();
             rows.extend(start..end);
             let tape = Tape::inference(params, std::mem::take(workspace));
-            let xb = tape.constant_with(&batch_shape(x, rows.len()), |buf| gather(x, &rows, buf));
-            let out = Sequential::forward(layers, xb, &mut CallContext::new(false, &mut rng));
-            match (y, loss_fn) {
-                (Some((y, weights)), Some(loss_fn)) => {
-                    let yb = tape.constant_with(&batch_shape(y, rows.len()), |buf| gather(y, &rows, buf));
-                    let loss = match weights {
-                        Some(w) => {
-                            let wb = w.slice(ndarray::s![start..end]).into_dyn();
-                            loss_fn.weighted(yb, out, tape.constant(wb)).item()
-                        }
-                        None => loss_fn.call(yb, out).item(),
-                    };
-                    out.with_value(|o| yb.with_value(|t| each(start..end, o, Some((t, loss)))));
+            let xb = batch_of(&tape, x, &rows);
+            let out = net.forward(&xb, &mut CallContext::new(false, &mut rng));
+            match (y, compiled) {
+                (Some((y, weights)), Some(compiled)) => {
+                    let yb = batch_of(&tape, y, &rows);
+                    let wb = weights.map(|w| tape.constant(w.slice(ndarray::s![start..end]).into_dyn()));
+                    head_losses.clear();
+                    let mut total = 0.0;
+                    for (h, head) in compiled.heads.iter().enumerate() {
+                        let loss = match wb {
+                            Some(wb) => head.loss.weighted(yb[h], out[h], wb).item(),
+                            None => head.loss.call(yb[h], out[h]).item(),
+                        };
+                        head_losses.push(loss);
+                        total = if h == 0 { head.weight * loss } else { total + head.weight * loss };
+                    }
+                    Var::with_values(&out, |o| {
+                        Var::with_values(&yb, |t| each(start..end, o, Some((t, &head_losses, total))))
+                    });
                 }
-                _ => out.with_value(|o| each(start..end, o, None)),
+                _ => Var::with_values(&out, |o| each(start..end, o, None)),
             }
             *workspace = tape.into_workspace();
             start = end;
         }
     }
 
-    /// Loss and metrics over `(x, y)` (weighted by `weights` if given), already checked.
+    /// Loss and metrics over `data` (weighted by its weights if given), already checked.
     fn evaluate_views(
         &mut self,
-        x: &ArrayViewD<'_, f32>,
-        y: &ArrayViewD<'_, f32>,
-        weights: Option<&ArrayView1<'_, f32>>,
+        data: &TrainData<'_, '_>,
         batch_size: usize,
-        metrics: &mut [Box<dyn Metric>],
+        metrics: &mut HeadMetrics,
     ) -> Logs {
-        if let Some(logs) = DataParallel::new(self).evaluate(self, x, y, weights, batch_size, metrics) {
+        let dp_metrics = metrics.first_mut().map(Vec::as_mut_slice).unwrap_or_default();
+        if let Some(logs) = DataParallel::new(self).evaluate(
+            self,
+            &data.x[0],
+            &data.y[0],
+            data.weights,
+            batch_size,
+            dp_metrics,
+        ) {
             return logs;
         }
         let mut loss_tracker = Mean::new();
-        metrics.iter_mut().for_each(|m| m.reset());
+        let mut head_trackers: Vec<Mean> = metrics.iter().map(|_| Mean::new()).collect();
+        metrics.iter_mut().flatten().for_each(|m| m.reset());
         let mut workspace = std::mem::take(&mut self.workspace);
-        self.for_each_batch(&mut workspace, x, Some((y, weights)), batch_size, |rows, out, truth| {
-            if let Some((truth, loss)) = truth {
-                loss_tracker.update_value(loss, rows.len() as f32);
-                metrics.iter_mut().for_each(|m| m.update(truth.view(), out.view(), None));
-            }
-        });
+        self.for_each_batch(
+            &mut workspace,
+            data.x,
+            Some((data.y, data.weights)),
+            batch_size,
+            |rows, out, truth| {
+                if let Some((truth, losses, total)) = truth {
+                    let n = rows.len() as f32;
+                    loss_tracker.update_value(total, n);
+                    for (t, &l) in head_trackers.iter_mut().zip(losses) {
+                        t.update_value(l, n);
+                    }
+                    for ((m, p), t) in metrics.iter_mut().zip(out).zip(truth) {
+                        m.iter_mut().for_each(|m| m.update(t.view(), p.view(), None));
+                    }
+                }
+            },
+        );
         self.workspace = workspace;
-        loss_and_metrics(loss_tracker.result(), metrics)
+        let head_means: Vec<f32> = head_trackers.iter().map(Metric::result).collect();
+        loss_and_metrics(loss_tracker.result(), &head_means, metrics, &self.log_prefixes())
     }
 
     /// The loss and metrics on `(x, y)` (Keras' `evaluate(..., return_dict=True)`), in batches of 32. Any
-    /// [`Numeric`] element type is accepted, as in [`Sequential::fit`].
+    /// [`Numeric`] element type is accepted, and one array per input and output for a model of several, as in
+    /// [`Model::fit`].
     ///
     /// It takes `&mut self` because the compiled metrics accumulate their state in the model, as Keras' do;
-    /// [`Sequential::predict`] needs only `&self`.
+    /// [`Model::predict`] needs only `&self`.
     ///
     /// # Errors
-    /// Before `compile`, or on data that does not fit the model (as for [`Sequential::fit`]).
-    pub fn evaluate<'a, A: Numeric, B: Numeric, D1: Dimension, D2: Dimension>(
-        &mut self,
-        x: impl AsArray<'a, A, D1>,
-        y: impl AsArray<'a, B, D2>,
-    ) -> Result<Logs> {
-        self.evaluate_data(data(x), data(y), None, 32)
+    /// Before `compile`, or on data that does not fit the model (as for [`Model::fit`]).
+    pub fn evaluate<'a>(&mut self, x: impl IntoArrays<'a>, y: impl IntoArrays<'a>) -> Result<Logs> {
+        self.evaluate_data(x.into_arrays(), y.into_arrays(), None, 32)
     }
 
-    /// [`Sequential::evaluate`] with another batch size.
-    pub fn evaluate_with_batch_size<'a, A: Numeric, B: Numeric, D1: Dimension, D2: Dimension>(
+    /// [`Model::evaluate`] with another batch size.
+    pub fn evaluate_with_batch_size<'a>(
         &mut self,
-        x: impl AsArray<'a, A, D1>,
-        y: impl AsArray<'a, B, D2>,
+        x: impl IntoArrays<'a>,
+        y: impl IntoArrays<'a>,
         batch_size: usize,
     ) -> Result<Logs> {
-        self.evaluate_data(data(x), data(y), None, batch_size)
+        self.evaluate_data(x.into_arrays(), y.into_arrays(), None, batch_size)
     }
 
-    /// [`Sequential::evaluate`] with a weight per sample (Keras' `evaluate(x, y, sample_weight=w)`): the loss is
+    /// [`Model::evaluate`] with a weight per sample (Keras' `evaluate(x, y, sample_weight=w)`): the loss is
     /// `sum(loss_i * w_i) / n` per batch, as in Keras; the compiled metrics stay unweighted, as Keras' `metrics`.
     ///
     /// # Errors
-    /// As [`Sequential::evaluate`], and weights that are not one per sample.
-    pub fn evaluate_weighted<'a, A: Numeric, B: Numeric, W: Numeric, D1: Dimension, D2: Dimension>(
+    /// As [`Model::evaluate`], and weights that are not one per sample.
+    pub fn evaluate_weighted<'a, W: Numeric>(
         &mut self,
-        x: impl AsArray<'a, A, D1>,
-        y: impl AsArray<'a, B, D2>,
+        x: impl IntoArrays<'a>,
+        y: impl IntoArrays<'a>,
         sample_weight: impl AsArray<'a, W, Ix1>,
     ) -> Result<Logs> {
-        self.evaluate_data(data(x), data(y), Some(W::to_f32_array(sample_weight.into())), 32)
+        let weights = W::to_f32_array(sample_weight.into());
+        self.evaluate_data(x.into_arrays(), y.into_arrays(), Some(weights), 32)
     }
 
-    fn evaluate_data(
+    fn evaluate_data<'a>(
         &mut self,
-        x: Data<'_>,
-        y: Data<'_>,
+        x: Arrays<'a>,
+        y: Arrays<'a>,
         weights: Option<CowArray<'_, f32, Ix1>>,
         batch_size: usize,
     ) -> Result<Logs> {
-        let (x, y) = (x.view(), y.view());
         let mut dp = DataParallel::new(self);
-        let result = self.evaluate_checked(&x, &y, weights, batch_size, &mut dp);
+        let result = self.evaluate_checked(x, y, weights, batch_size, &mut dp);
         dp.finish(result)
     }
 
-    fn evaluate_checked(
+    fn evaluate_checked<'a>(
         &mut self,
-        x: &ArrayViewD<'_, f32>,
-        y: &ArrayViewD<'_, f32>,
+        x: Arrays<'a>,
+        y: Arrays<'a>,
         weights: Option<CowArray<'_, f32, Ix1>>,
         batch_size: usize,
         dp: &mut DataParallel,
@@ -759,29 +918,34 @@ impl Sequential {
         if batch_size == 0 {
             return Err(Error::invalid_argument("batch_size", 0, "must be at least 1"));
         }
-        check_has_samples(x, "evaluate")?;
+        let (x, y) = self.match_data(x, y, "evaluate")?;
+        let (x, y) = (views(&x), views(&y));
+        let n = check_samples(&x, Some(&y), "evaluate")?;
         // Weights before `prepare`: an error here leaves an unbuilt model unbuilt.
-        let weights = weights.map(|w| check_sample_weight(w, x.len_of(Axis(0)), "evaluate")).transpose()?;
-        self.prepare(x, Some(y), "evaluate")?;
-        let mut metrics = self.take_metrics(y, None)?;
-        let mut data = vec![("x", x.shape()), ("y", y.shape())];
-        data.extend(weights.as_ref().map(|w| ("sample_weight", w.shape())));
-        if let Err(e) = dp.agree(self, y, &data, "evaluate") {
+        let weights = weights.map(|w| check_sample_weight(w, n, "evaluate")).transpose()?;
+        self.prepare(&x, Some(&y), "evaluate")?;
+        let mut metrics = self.take_metrics(&y, None)?;
+        let mut data = data_shapes("", &x, &y);
+        data.extend(weights.as_ref().map(|w| ("sample_weight".to_owned(), w.shape())));
+        let data: Vec<(&str, &[usize])> = data.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+        if let Err(e) = dp.agree(self, &y, &data, "evaluate") {
             self.put_metrics(metrics);
             return Err(e);
         }
-        let logs =
-            self.evaluate_views(x, y, weights.as_ref().map(|w| w.view()).as_ref(), batch_size, &mut metrics);
+        let weights = weights.as_ref().map(|w| w.view());
+        let data = TrainData { x: &x, y: &y, weights: weights.as_ref() };
+        let logs = self.evaluate_views(&data, batch_size, &mut metrics);
         self.put_metrics(metrics);
         Ok(logs)
     }
 
-    /// The model's outputs for `x`, computed without recording gradients, [`PREDICT_BATCH_SIZE`] samples at a
-    /// time. Any [`Numeric`] element type is accepted.
+    /// The model's output for `x`, computed without recording gradients, [`PREDICT_BATCH_SIZE`] samples at a
+    /// time. Any [`Numeric`] element type is accepted; a model of several inputs takes one array per input, as
+    /// [`Model::fit`] does. A model of several outputs gives them with [`Model::predict_outputs`].
     ///
     /// It takes `&self`: a model can serve predictions from several threads at once (share it in an `Arc`, or
     /// by reference in scoped threads). The result is an `ArrayD`, as outputs may have any rank; for the usual
-    /// `(samples, classes)`, [`Sequential::predict_classes`] gives the class of each sample, and
+    /// `(samples, classes)`, [`Model::predict_classes`] gives the class of each sample, and
     /// `into_dimensionality::<Ix2>()` a 2-D array.
     ///
     /// ```
@@ -797,30 +961,52 @@ impl Sequential {
     ///
     /// # Errors
     /// A model that is not built yet (its first layer has no `input_shape` and it has seen no data: call
-    /// [`Sequential::build`]); `x` that does not match the model's input shape.
-    pub fn predict<'a, A: Numeric, D: Dimension>(&self, x: impl AsArray<'a, A, D>) -> Result<Tensor> {
+    /// [`Model::build`]); `x` that does not match the model's input shape; a model of several outputs.
+    pub fn predict<'a>(&self, x: impl IntoArrays<'a>) -> Result<Tensor> {
         self.predict_with_batch_size(x, PREDICT_BATCH_SIZE)
     }
 
-    /// [`Sequential::predict`] with another batch size.
-    pub fn predict_with_batch_size<'a, A: Numeric, D: Dimension>(
+    /// [`Model::predict`] with another batch size.
+    pub fn predict_with_batch_size<'a>(&self, x: impl IntoArrays<'a>, batch_size: usize) -> Result<Tensor> {
+        if self.output_count() != 1 {
+            return Err(Error::invalid_argument(
+                "predict",
+                format!("a model of {} outputs ({})", self.output_count(), self.output_names().join(", ")),
+                "use predict_outputs, which returns every output",
+            ));
+        }
+        Ok(self.predict_outputs_with_batch_size(x, batch_size)?.arrays.remove(0))
+    }
+
+    /// Every output of the model for `x`, in order and by name (Keras' `predict` of a model of several
+    /// outputs).
+    ///
+    /// # Errors
+    /// As [`Model::predict`], for any number of outputs.
+    pub fn predict_outputs<'a>(&self, x: impl IntoArrays<'a>) -> Result<Outputs> {
+        self.predict_outputs_with_batch_size(x, PREDICT_BATCH_SIZE)
+    }
+
+    /// [`Model::predict_outputs`] with another batch size.
+    pub fn predict_outputs_with_batch_size<'a>(
         &self,
-        x: impl AsArray<'a, A, D>,
+        x: impl IntoArrays<'a>,
         batch_size: usize,
-    ) -> Result<Tensor> {
-        let x = data(x);
-        let x = x.view();
+    ) -> Result<Outputs> {
+        let x = x.into_arrays().matched(&self.input_names(), "input", "predict")?;
+        let x = views(&x);
         let mut dp = DataParallel::new(self);
         let result = self.predict_checked(&x, batch_size, &mut dp);
-        dp.finish(result)
+        let arrays = dp.finish(result)?;
+        Ok(Outputs { names: self.output_names().into_iter().map(str::to_owned).collect(), arrays })
     }
 
     fn predict_checked(
         &self,
-        x: &ArrayViewD<'_, f32>,
+        x: &[ArrayViewD<'_, f32>],
         batch_size: usize,
         dp: &mut DataParallel,
-    ) -> Result<Tensor> {
+    ) -> Result<Vec<Tensor>> {
         if batch_size == 0 {
             return Err(Error::invalid_argument("batch_size", 0, "must be at least 1"));
         }
@@ -831,20 +1017,28 @@ impl Sequential {
                     .into(),
             ));
         }
-        check_has_samples(x, "predict")?;
+        let n = check_samples(x, None, "predict")?;
         self.check_data(x, None, "predict")?;
-        dp.agree(self, x, &[("x", x.shape())], "predict")?;
-        if let Some(result) = dp.predict(self, x, batch_size) {
-            return Ok(result);
+        let shapes = data_shapes("", x, &[]);
+        let shapes: Vec<(&str, &[usize])> = shapes.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+        dp.agree(self, x, &shapes, "predict")?;
+        if let Some(result) = dp.predict(self, &x[0], batch_size) {
+            return Ok(vec![result]);
         }
-        let out_shape: Vec<usize> = std::iter::once(x.len_of(Axis(0)))
-            .chain(self.output_shape().unwrap_or_default().iter().copied())
+        let mut results: Vec<Tensor> = self
+            .output_shapes()
+            .iter()
+            .map(|out| {
+                let shape: Vec<usize> = std::iter::once(n).chain(out.iter().copied()).collect();
+                ArrayD::<f32>::zeros(IxDyn(&shape))
+            })
             .collect();
-        let mut result = ArrayD::<f32>::zeros(IxDyn(&out_shape));
-        self.for_each_batch(&mut Workspace::new(), x, None, batch_size, |rows, out, _| {
-            result.slice_axis_mut(Axis(0), (rows.start..rows.end).into()).assign(&out);
+        self.for_each_batch(&mut Workspace::new(), x, None, batch_size, |rows, outs, _| {
+            for (result, out) in results.iter_mut().zip(outs) {
+                result.slice_axis_mut(Axis(0), (rows.start..rows.end).into()).assign(out);
+            }
         });
-        Ok(result)
+        Ok(results)
     }
 
     /// The class of each sample (Keras 2's `predict_classes`): the index of the largest output for an output of
@@ -864,11 +1058,8 @@ impl Sequential {
     /// ```
     ///
     /// # Errors
-    /// As [`Sequential::predict`], and a model whose output per sample is not a vector (e.g. an image).
-    pub fn predict_classes<'a, A: Numeric, D: Dimension>(
-        &self,
-        x: impl AsArray<'a, A, D>,
-    ) -> Result<Array1<usize>> {
+    /// As [`Model::predict`], and a model whose output per sample is not a vector (e.g. an image).
+    pub fn predict_classes<'a>(&self, x: impl IntoArrays<'a>) -> Result<Array1<usize>> {
         let out = self.output_shape().unwrap_or_default().to_vec();
         if self.is_built() && out.len() != 1 {
             return Err(Error::shape(
@@ -887,50 +1078,85 @@ impl Sequential {
     }
 }
 
-/// The logs of an evaluation or a step: the loss, then each metric's result.
-pub(super) fn loss_and_metrics(loss: f32, metrics: &[Box<dyn Metric>]) -> Logs {
+/// The logs of an evaluation or a step, in Keras' order: the loss; each output's loss, for several outputs;
+/// then each metric's result, prefixed by its output's name for several outputs.
+pub(super) fn loss_and_metrics(
+    loss: f32,
+    head_losses: &[f32],
+    metrics: &[Vec<Box<dyn Metric>>],
+    prefixes: &[Option<String>],
+) -> Logs {
     let mut logs = Logs::new();
     logs.set("loss", loss);
-    for m in metrics {
-        logs.set(m.name(), m.result());
+    for (prefix, l) in prefixes.iter().zip(head_losses) {
+        if let Some(p) = prefix {
+            logs.set(&format!("{p}_loss"), *l);
+        }
+    }
+    for (prefix, ms) in prefixes.iter().zip(metrics) {
+        for m in ms {
+            match prefix {
+                Some(p) => logs.set(&format!("{p}_{}", m.name()), m.result()),
+                None => logs.set(m.name(), m.result()),
+            }
+        }
     }
     logs
 }
 
-/// An error unless `x` has a sample axis with at least one sample.
-fn check_has_samples(x: &ArrayViewD<'_, f32>, context: &str) -> Result<()> {
-    if x.ndim() < 2 || x.len_of(Axis(0)) == 0 {
+/// The number of samples, after checking every input has a sample axis with at least one sample, and every
+/// input and target the same number of samples.
+fn check_samples(
+    x: &[ArrayViewD<'_, f32>],
+    y: Option<&[ArrayViewD<'_, f32>]>,
+    context: &str,
+) -> Result<usize> {
+    for x in x {
+        if x.ndim() < 2 || x.len_of(Axis(0)) == 0 {
+            return Err(Error::shape(
+                format!("{context} inputs"),
+                "at least one sample: (samples, ...input shape)",
+                format!("{:?}", x.shape()),
+            ));
+        }
+    }
+    let n = x[0].len_of(Axis(0));
+    if let Some(x) = x.iter().find(|x| x.len_of(Axis(0)) != n) {
         return Err(Error::shape(
-            format!("{context} inputs"),
-            "at least one sample: (samples, ...input shape)",
-            format!("{:?}", x.shape()),
+            format!("{context}: every input needs the same number of samples"),
+            format!("{n} samples"),
+            format!("inputs of shape {:?}", x.shape()),
         ));
     }
-    Ok(())
+    for y in y.unwrap_or_default() {
+        if y.ndim() == 0 || y.len_of(Axis(0)) != n {
+            return Err(Error::shape(
+                format!("{context}: inputs and targets need the same number of samples"),
+                format!("{n} samples"),
+                format!("targets of shape {:?}", y.shape()),
+            ));
+        }
+    }
+    Ok(n)
 }
 
-impl Sequential {
+impl Model {
     /// One gradient update on exactly this batch (Keras' `train_on_batch`); returns the batch's loss and
-    /// metrics. The model is built from `x` if needed. Any [`Numeric`] element type is accepted.
+    /// metrics. The model is built from `x` if needed. Any [`Numeric`] element type is accepted, and one array
+    /// per input and output for a model of several, as in [`Model::fit`].
     ///
     /// # Errors
-    /// As for [`Sequential::fit`]: before `compile`, or on data that does not fit the model.
-    pub fn train_on_batch<'a, A: Numeric, B: Numeric, D1: Dimension, D2: Dimension>(
-        &mut self,
-        x: impl AsArray<'a, A, D1>,
-        y: impl AsArray<'a, B, D2>,
-    ) -> Result<Logs> {
-        let (x, y) = (data(x), data(y));
-        let (x, y) = (x.view(), y.view());
+    /// As for [`Model::fit`]: before `compile`, or on data that does not fit the model.
+    pub fn train_on_batch<'a>(&mut self, x: impl IntoArrays<'a>, y: impl IntoArrays<'a>) -> Result<Logs> {
         let mut dp = DataParallel::new(self);
-        let result = self.train_on_batch_checked(&x, &y, &mut dp);
+        let result = self.train_on_batch_checked(x.into_arrays(), y.into_arrays(), &mut dp);
         dp.finish(result)
     }
 
-    fn train_on_batch_checked(
+    fn train_on_batch_checked<'a>(
         &mut self,
-        x: &ArrayViewD<'_, f32>,
-        y: &ArrayViewD<'_, f32>,
+        x: Arrays<'a>,
+        y: Arrays<'a>,
         dp: &mut DataParallel,
     ) -> Result<Logs> {
         if self.compiled.is_none() {
@@ -938,16 +1164,23 @@ impl Sequential {
                 "train_on_batch before compile: call model.compile(...) first".into(),
             ));
         }
-        self.prepare(x, Some(y), "train_on_batch")?;
-        let rows: Vec<usize> = (0..x.len_of(Axis(0))).collect();
-        let mut metrics = self.take_metrics(y, None)?;
-        if let Err(e) = dp.begin(self, y, &[("x", x.shape()), ("y", y.shape())], "train_on_batch") {
+        let (x, y) = self.match_data(x, y, "train_on_batch")?;
+        let (x, y) = (views(&x), views(&y));
+        self.prepare(&x, Some(&y), "train_on_batch")?;
+        let rows: Vec<usize> = (0..x[0].len_of(Axis(0))).collect();
+        let mut metrics = self.take_metrics(&y, None)?;
+        let data = data_shapes("", &x, &y);
+        let data: Vec<(&str, &[usize])> = data.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+        if let Err(e) = dp.begin(self, &y, &data, "train_on_batch") {
             self.put_metrics(metrics);
             return Err(e);
         }
-        metrics.iter_mut().for_each(|m| m.reset());
-        let logs =
-            self.train_step(x, y, None, &rows, &mut metrics, dp).map(|loss| loss_and_metrics(loss, &metrics));
+        metrics.iter_mut().flatten().for_each(|m| m.reset());
+        let mut head_losses = Vec::new();
+        let train = TrainData { x: &x, y: &y, weights: None };
+        let logs = self
+            .train_step(&train, &rows, &mut metrics, &mut head_losses, dp)
+            .map(|loss| loss_and_metrics(loss, &head_losses, &metrics, &self.log_prefixes()));
         self.put_metrics(metrics);
         logs
     }

@@ -1,11 +1,11 @@
 //! Saving and loading models: one self-contained, checksummed [safetensors] file, written atomically.
 //!
-//! - [`Sequential::save`](crate::models::Sequential::save) / [`load_model`]: architecture, compile settings,
+//! - [`Model::save`](crate::models::Model::save) / [`load_model`]: architecture, compile settings,
 //!   weights, optimizer state and the training RNG position, so that `fit` resumes exactly where it stopped.
 //! - [`load_model_with`] and [`LoadOptions`]: Keras' `custom_objects=` (custom layers, losses, metrics and
 //!   activations, registered by the name they saved) and `compile=False` (architecture and weights only).
-//! - [`Sequential::save_weights`](crate::models::Sequential::save_weights) /
-//!   [`Sequential::load_weights`](crate::models::Sequential::load_weights): the weights alone.
+//! - [`Model::save_weights`](crate::models::Model::save_weights) /
+//!   [`Model::load_weights`](crate::models::Model::load_weights): the weights alone.
 //!
 //! # The file format (`format_version` 1)
 //!

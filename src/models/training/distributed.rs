@@ -14,10 +14,10 @@ use crate::autodiff::{Gradients, ParamId, ParamStore, Tensor, Workspace};
 use crate::callbacks::Logs;
 use crate::distributed::{record_step, share, Communicator};
 use crate::metrics::{Mean, Metric};
-use crate::models::Sequential;
+use crate::models::Model;
 use crate::{Error, Result};
 
-impl Sequential {
+impl Model {
     /// Trains, evaluates and predicts data-parallel over `comm` from now on: the one line that switches a
     /// program to distributed training. With a communicator of one rank (a program started without
     /// `mpirun`) nothing changes.
@@ -57,7 +57,7 @@ impl Sequential {
         self.comm = Some(comm);
     }
 
-    /// The communicator set by [`Sequential::distribute`], if any.
+    /// The communicator set by [`Model::distribute`], if any.
     pub fn communicator(&self) -> Option<&Arc<dyn Communicator>> {
         self.comm.as_ref()
     }
@@ -94,7 +94,7 @@ pub(super) struct DataParallel {
 }
 
 impl DataParallel {
-    pub(super) fn new(model: &Sequential) -> Self {
+    pub(super) fn new(model: &Model) -> Self {
         DataParallel {
             comm: model.comm.clone().filter(|c| c.size() > 1),
             began: false,
@@ -124,16 +124,23 @@ impl DataParallel {
     /// `settings`). `targets` are the targets the steps will see (or the inputs, for `predict`).
     pub(super) fn agree(
         &mut self,
-        model: &Sequential,
-        targets: &ArrayViewD<'_, f32>,
+        model: &Model,
+        targets: &[ArrayViewD<'_, f32>],
         data: &[(&str, &[usize])],
         settings: &str,
     ) -> Result<()> {
         let Some(comm) = self.comm.clone() else { return Ok(()) };
+        if model.net.inputs.len() != 1 || model.output_count() != 1 {
+            // Every rank refuses alike (the model is the same everywhere), before any collective.
+            return Err(Self::error(
+                &*comm,
+                "data-parallel training of models with several inputs or outputs is not supported yet",
+            ));
+        }
         self.began = true;
         self.agreed = true;
         self.pred_shape = model.output_shape().unwrap_or_default().to_vec();
-        self.truth_shape = targets.shape()[1..].to_vec();
+        self.truth_shape = targets[0].shape()[1..].to_vec();
         let signature = signature(model, data, settings)?;
         let mut message = vec![0u8];
         message.extend(model.seed.to_le_bytes());
@@ -173,8 +180,8 @@ impl DataParallel {
     /// and the same shuffles everywhere), and compare a digest of the weights and the optimizer's state.
     pub(super) fn begin(
         &mut self,
-        model: &mut Sequential,
-        targets: &ArrayViewD<'_, f32>,
+        model: &mut Model,
+        targets: &[ArrayViewD<'_, f32>],
         data: &[(&str, &[usize])],
         settings: &str,
     ) -> Result<()> {
@@ -371,7 +378,7 @@ impl DataParallel {
     }
 
     /// Whether training stops: true on every rank as soon as one rank's callbacks asked for it.
-    pub(super) fn stopping(&mut self, model: &mut Sequential) -> bool {
+    pub(super) fn stopping(&mut self, model: &mut Model) -> bool {
         if let Some(comm) = &self.comm {
             let mut any = [0.0];
             comm.all_reduce_sum(&[f32::from(u8::from(model.stop_training))], &mut any);
@@ -392,7 +399,7 @@ impl DataParallel {
     /// a single process computes. `None` when inactive.
     pub(super) fn evaluate(
         &mut self,
-        model: &mut Sequential,
+        model: &mut Model,
         x: &ArrayViewD<'_, f32>,
         y: &ArrayViewD<'_, f32>,
         weights: Option<&ArrayView1<'_, f32>>,
@@ -412,13 +419,13 @@ impl DataParallel {
         let mut workspace = std::mem::take(&mut model.workspace);
         model.for_each_batch(
             &mut workspace,
-            &x.slice_axis(Axis(0), slice),
-            Some((&y.slice_axis(Axis(0), slice), weights.as_ref())),
+            &[x.slice_axis(Axis(0), slice)],
+            Some((&[y.slice_axis(Axis(0), slice)], weights.as_ref())),
             batch_size,
             |_, out, truth| {
-                local.extend(out.iter());
-                if let Some((truth, loss)) = truth {
-                    truths.extend(truth.iter());
+                local.extend(out[0].iter());
+                if let Some((truth, _, loss)) = truth {
+                    truths.extend(truth[0].iter());
                     losses.push(loss);
                 }
             },
@@ -459,13 +466,17 @@ impl DataParallel {
                 metrics.iter_mut().for_each(|m| m.update(truth.view(), pred.view(), None));
             }
         }
-        Some(super::loss_and_metrics(loss_tracker.result(), metrics))
+        let logs = super::loss_and_metrics(loss_tracker.result(), &[], &[], &[None]);
+        Some(metrics.iter().fold(logs, |mut logs, m| {
+            logs.set(m.name(), m.result());
+            logs
+        }))
     }
 
     /// `predict` split by whole batches, the rows gathered on every rank. `None` when inactive.
     pub(super) fn predict(
         &mut self,
-        model: &Sequential,
+        model: &Model,
         x: &ArrayViewD<'_, f32>,
         batch_size: usize,
     ) -> Option<Tensor> {
@@ -477,8 +488,8 @@ impl DataParallel {
         let mine = self.span(&*comm, comm.rank(), n, batch_size);
         let mut local = Vec::with_capacity(mine.len() * pw);
         let slice = x.slice_axis(Axis(0), Slice::from(mine));
-        model.for_each_batch(&mut Workspace::new(), &slice, None, batch_size, |_, out, _| {
-            local.extend(out.iter());
+        model.for_each_batch(&mut Workspace::new(), &[slice], None, batch_size, |_, out, _| {
+            local.extend(out[0].iter());
         });
         let counts: Vec<usize> =
             (0..comm.size()).map(|r| self.span(&*comm, r, n, batch_size).len() * pw).collect();
@@ -505,10 +516,10 @@ fn agreement(comm: &dyn Communicator, all: &[Vec<u8>]) -> Result<()> {
 }
 
 /// What a rank is about to train, one item a line, for comparison across ranks.
-fn signature(model: &Sequential, data: &[(&str, &[usize])], settings: &str) -> Result<String> {
+fn signature(model: &Model, data: &[(&str, &[usize])], settings: &str) -> Result<String> {
     // Layer and weight names are left out: they change nothing that is computed.
     let mut lines = Vec::new();
-    for layer in &model.layers {
+    for layer in model.layers() {
         let mut config = layer.config()?;
         if let Some(settings) = config.config.as_object_mut() {
             settings.remove("name");
@@ -519,7 +530,9 @@ fn signature(model: &Sequential, data: &[(&str, &[usize])], settings: &str) -> R
         lines.push(format!("weight of shape {:?} trainable={}", p.value.shape(), p.trainable));
     }
     if let Some(c) = &model.compiled {
-        lines.push(format!("loss {} {:?}", c.loss.name(), c.loss.config()));
+        for head in &c.heads {
+            lines.push(format!("loss {} {:?} weight {}", head.loss.name(), head.loss.config(), head.weight));
+        }
         // The same metrics everywhere: History is then the same on every rank, and a step without metrics
         // can leave the batch's outputs out of its allreduce on every rank alike.
         lines.push(format!("metrics {:?}", model.metric_names().unwrap_or_default()));
@@ -538,7 +551,7 @@ fn signature(model: &Sequential, data: &[(&str, &[usize])], settings: &str) -> R
 }
 
 /// SHA-256 of the weights and the optimizer's state.
-fn weights_digest(model: &Sequential) -> Vec<u8> {
+fn weights_digest(model: &Model) -> Vec<u8> {
     let mut h = Sha256::new();
     for (_, p) in model.params.iter() {
         p.value.iter().for_each(|v| h.update(v.to_le_bytes()));

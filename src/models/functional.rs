@@ -1,0 +1,426 @@
+//! Keras' functional API: inputs, layers called on symbolic tensors, then [`Model::new`] over the graph.
+//!
+//! The [`Graph`] owns the layers and hands out copyable handles ([`SymbolicTensor`], [`LayerRef`]), so a layer
+//! called twice is one set of weights (a shared layer) without shared ownership, and a cycle cannot be written:
+//! a layer can only be called on tensors that already exist.
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use super::graph::{shapes_str, Net, Node, Producer, TensorId, TensorInfo};
+use super::{Kind, Model};
+use crate::autodiff::ParamStore;
+use crate::layers::{snake_case, Input, Layer};
+use crate::{Error, Result};
+
+/// A tensor of a [`Graph`]: what an input or a layer call returns, and what layers are called on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SymbolicTensor {
+    graph: u64,
+    id: TensorId,
+}
+
+/// A layer owned by a [`Graph`], to call more than once (a shared layer: one set of weights).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LayerRef {
+    graph: u64,
+    index: usize,
+}
+
+/// A model under construction with Keras' functional API.
+///
+/// ```
+/// use kerust::layers::{Dense, Input};
+/// use kerust::models::{Graph, Model};
+///
+/// let mut g = Graph::new();
+/// let x = g.input(Input::new([16]))?;
+/// let h = g.apply(Dense::new(16).activation("relu"), x)?;
+/// let shared = g.layer(Dense::new(16))?; // one set of weights, called twice
+/// let a = g.apply(shared, h)?;
+/// let b = g.apply(shared, a)?;
+/// let y = g.apply(Dense::new(4), b)?;
+/// assert_eq!(g.shape(y), &[4]);
+/// let model = Model::new(g, x, y)?;
+/// assert_eq!(model.count_params(), 2 * (16 * 16 + 16) + 16 * 4 + 4);
+/// # Ok::<(), kerust::Error>(())
+/// ```
+pub struct Graph {
+    id: u64,
+    net: Net,
+    params: ParamStore,
+    rng: StdRng,
+    seed: u64,
+}
+
+impl Default for Graph {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Tells graphs apart, so a tensor of one cannot be used in another.
+static NEXT_GRAPH: AtomicU64 = AtomicU64::new(0);
+
+impl Graph {
+    /// An empty graph; its layers' weights are drawn from the seed [`crate::utils::set_random_seed`] set, if
+    /// it was called (as for [`super::Sequential::new`]).
+    pub fn new() -> Self {
+        Self::with_seed(crate::random::model_seed())
+    }
+
+    /// An empty graph whose layers' weights are drawn from `seed`; the model keeps it as its
+    /// [`Model::seed`].
+    pub fn with_seed(seed: u64) -> Self {
+        Graph {
+            id: NEXT_GRAPH.fetch_add(1, Ordering::Relaxed),
+            net: Net::default(),
+            params: ParamStore::new(),
+            rng: StdRng::seed_from_u64(seed),
+            seed,
+        }
+    }
+
+    /// A model input (Keras' `keras.Input(shape, name=..)`): named `input_layer`, `input_layer_1`, ... unless
+    /// the `Input` has a name.
+    ///
+    /// # Errors
+    /// A shape with no axis or an axis of 0; a name another layer of the graph has.
+    pub fn input(&mut self, input: Input) -> Result<SymbolicTensor> {
+        self.input_boxed(Box::new(input))
+    }
+
+    /// [`Graph::input`] for an `Input` loaded from a file.
+    pub(crate) fn input_boxed(&mut self, input: Box<dyn Layer>) -> Result<SymbolicTensor> {
+        debug_assert!(input.is_input());
+        let layer = self.layer_boxed(input)?;
+        let shape = self.net.layers[layer.index].declared_input_shape().unwrap_or_default().to_vec();
+        if let Err(e) = self.net.layers[layer.index].build_many(&[&shape], &mut self.params, &mut self.rng) {
+            self.net.layers.pop();
+            return Err(e);
+        }
+        let id = self.net.add_input(shape, Some(layer.index));
+        Ok(self.tensor(id))
+    }
+
+    /// Bounds the weights the graph's layers may create (see [`ParamStore::weight_limit`]).
+    pub(crate) fn set_weight_limit(&mut self, limit: Option<usize>) {
+        self.params.set_weight_limit(limit);
+    }
+
+    /// Adds a layer to the graph, to call later (one or more times) with [`Graph::apply`]. It is named now
+    /// (`dense`, `dense_1`, ... unless it has a name) and built at its first call.
+    ///
+    /// # Errors
+    /// A name another layer of the graph has.
+    pub fn layer(&mut self, layer: impl Layer + 'static) -> Result<LayerRef> {
+        self.layer_boxed(Box::new(layer))
+    }
+
+    /// [`Graph::layer`] for a boxed layer.
+    ///
+    /// # Errors
+    /// As [`Graph::layer`].
+    pub fn layer_boxed(&mut self, mut layer: Box<dyn Layer>) -> Result<LayerRef> {
+        match layer.name() {
+            Some(name) if self.net.layers.iter().any(|l| l.name() == Some(name)) => {
+                return Err(Error::invalid_argument("name", name, "all layers of a model need unique names"));
+            }
+            Some(_) => {}
+            None => {
+                let base = snake_case(layer.class_name());
+                let taken = |n: &str| self.net.layers.iter().any(|l| l.name() == Some(n));
+                let name = std::iter::once(base.clone())
+                    .chain((1..).map(|i| format!("{base}_{i}")))
+                    .find(|n| !taken(n))
+                    .unwrap_or_default();
+                layer.set_name(name);
+            }
+        }
+        self.net.layers.push(layer);
+        Ok(LayerRef { graph: self.id, index: self.net.layers.len() - 1 })
+    }
+
+    /// Calls a layer on tensors (Keras' `layer(x)` or `layer([a, b])`): a new layer, or a [`LayerRef`] to call
+    /// a layer again. The layer is built at its first call, which infers the output's shape; a shared layer
+    /// must get the shapes of its first call again.
+    ///
+    /// # Errors
+    /// [`Error::LayerCall`] naming the layer and the shapes it got: tensors it cannot take (their number or
+    /// shapes); a tensor or layer of another graph; a new layer's name taken. On error the graph is unchanged.
+    pub fn apply(&mut self, layer: impl IntoLayer, inputs: impl IntoTensors) -> Result<SymbolicTensor> {
+        let layers_before = self.net.layers.len();
+        let layer = layer.into_layer(self)?;
+        let inputs = inputs.into_tensors();
+        let result = self.apply_checked(layer, &inputs);
+        if result.is_err() {
+            self.net.layers.truncate(layers_before);
+        }
+        result
+    }
+
+    fn apply_checked(&mut self, layer: LayerRef, inputs: &[SymbolicTensor]) -> Result<SymbolicTensor> {
+        if layer.graph != self.id || layer.index >= self.net.layers.len() {
+            return Err(Error::Graph("a layer of another Graph was called".into()));
+        }
+        let the_layer = &self.net.layers[layer.index];
+        let describe = |net: &Net, shapes: String, source: Error| Error::LayerCall {
+            layer: net.layers[layer.index].name().unwrap_or("?").to_owned(),
+            class: net.layers[layer.index].class_name(),
+            inputs: shapes,
+            source: Box::new(source),
+        };
+        if the_layer.is_input() {
+            let e = Error::invalid_argument("layer", "Input", "create inputs with Graph::input");
+            return Err(describe(&self.net, String::new(), e));
+        }
+        if let Some(t) = inputs.iter().find(|t| t.graph != self.id || t.id >= self.net.tensors.len()) {
+            let e = Error::Graph(format!("tensor {t:?} belongs to another Graph"));
+            return Err(describe(&self.net, "a tensor of another graph".into(), e));
+        }
+        if inputs.is_empty() {
+            let e = Error::invalid_argument("inputs", 0, "a layer is called on at least one tensor");
+            return Err(describe(&self.net, "no tensor".into(), e));
+        }
+        let ids: Vec<TensorId> = inputs.iter().map(|t| t.id).collect();
+        let shapes: Vec<&[usize]> = ids.iter().map(|&t| self.net.tensors[t].shape.as_slice()).collect();
+        let shapes = shapes_str(&shapes);
+        if let Some(declared) = self.net.layers[layer.index].declared_input_shape() {
+            if ids.len() != 1 || self.net.tensors[ids[0]].shape != declared {
+                let e = Error::shape("input_shape", super::shape_str(declared), shapes.clone());
+                return Err(describe(&self.net, shapes, e));
+            }
+        }
+        match self.net.apply(layer.index, &ids, &mut self.params, &mut self.rng) {
+            Ok(id) => Ok(self.tensor(id)),
+            Err(e) => Err(describe(&self.net, shapes, e)),
+        }
+    }
+
+    /// A tensor's per-sample shape (no batch axis).
+    ///
+    /// # Panics
+    /// If the tensor belongs to another graph.
+    pub fn shape(&self, tensor: SymbolicTensor) -> &[usize] {
+        assert_eq!(tensor.graph, self.id, "a tensor of another Graph");
+        &self.net.tensors[tensor.id].shape
+    }
+
+    fn tensor(&self, id: TensorId) -> SymbolicTensor {
+        SymbolicTensor { graph: self.id, id }
+    }
+}
+
+/// What [`Graph::apply`] calls: a new layer (added to the graph), or a [`LayerRef`] to a layer already in it.
+pub trait IntoLayer {
+    /// The layer's handle in `graph`, adding it if it is new.
+    ///
+    /// # Errors
+    /// A new layer whose name the graph already has.
+    fn into_layer(self, graph: &mut Graph) -> Result<LayerRef>;
+}
+
+impl<L: Layer + 'static> IntoLayer for L {
+    fn into_layer(self, graph: &mut Graph) -> Result<LayerRef> {
+        graph.layer(self)
+    }
+}
+
+impl IntoLayer for Box<dyn Layer> {
+    fn into_layer(self, graph: &mut Graph) -> Result<LayerRef> {
+        graph.layer_boxed(self)
+    }
+}
+
+impl IntoLayer for LayerRef {
+    fn into_layer(self, _: &mut Graph) -> Result<LayerRef> {
+        Ok(self)
+    }
+}
+
+/// The tensors a layer is called on, or a model's inputs or outputs: one tensor, an array, a slice or a `Vec`.
+pub trait IntoTensors {
+    /// The tensors, in order.
+    fn into_tensors(self) -> Vec<SymbolicTensor>;
+}
+
+impl IntoTensors for SymbolicTensor {
+    fn into_tensors(self) -> Vec<SymbolicTensor> {
+        vec![self]
+    }
+}
+
+impl<const N: usize> IntoTensors for [SymbolicTensor; N] {
+    fn into_tensors(self) -> Vec<SymbolicTensor> {
+        self.to_vec()
+    }
+}
+
+impl IntoTensors for &[SymbolicTensor] {
+    fn into_tensors(self) -> Vec<SymbolicTensor> {
+        self.to_vec()
+    }
+}
+
+impl IntoTensors for Vec<SymbolicTensor> {
+    fn into_tensors(self) -> Vec<SymbolicTensor> {
+        self
+    }
+}
+
+impl Model {
+    /// The model from `inputs` to `outputs` of `graph` (Keras' `keras.Model(inputs, outputs)`), named
+    /// `functional`. The graph's layers, weights and seed become the model's; layers no output depends on
+    /// are left out.
+    ///
+    /// # Errors
+    /// [`Error::Graph`]: no input or output; a tensor of another graph; an input that is not a
+    /// [`Graph::input`]; a tensor listed twice; an output that depends on an input not listed (Keras' "Graph
+    /// disconnected"); an input no output depends on; two outputs from one layer; a layer with weights that
+    /// no output depends on.
+    pub fn new(graph: Graph, inputs: impl IntoTensors, outputs: impl IntoTensors) -> Result<Model> {
+        let (inputs, outputs) = (inputs.into_tensors(), outputs.into_tensors());
+        let Graph { id, net, params, rng: _, seed } = graph;
+        let own = |t: &SymbolicTensor| t.graph == id && t.id < net.tensors.len();
+        if inputs.is_empty() || outputs.is_empty() {
+            return Err(Error::Graph("a model needs at least one input and one output".into()));
+        }
+        if let Some(t) = inputs.iter().chain(&outputs).find(|t| !own(t)) {
+            return Err(Error::Graph(format!("{t:?} belongs to another Graph")));
+        }
+        let name = |t: TensorId| net.tensor_name(t).to_owned();
+        for (what, list) in [("input", &inputs), ("output", &outputs)] {
+            for (i, t) in list.iter().enumerate() {
+                if list[..i].contains(t) {
+                    return Err(Error::Graph(format!("the {what} `{}` is listed twice", name(t.id))));
+                }
+            }
+        }
+        if let Some(t) = inputs.iter().find(|t| !matches!(net.tensors[t.id].producer, Producer::Input { .. }))
+        {
+            return Err(Error::Graph(format!(
+                "`{}` is not a model input: inputs are the tensors Graph::input returns",
+                name(t.id)
+            )));
+        }
+        let input_ids: Vec<TensorId> = inputs.iter().map(|t| t.id).collect();
+        let output_ids: Vec<TensorId> = outputs.iter().map(|t| t.id).collect();
+        for (i, &t) in output_ids.iter().enumerate() {
+            if output_ids[..i].iter().any(|&u| net.producer_layer(u) == net.producer_layer(t)) {
+                return Err(Error::Graph(format!(
+                    "two outputs come from layer `{}`: outputs are named after their layers, so each needs \
+                     its own",
+                    name(t)
+                )));
+            }
+        }
+
+        // Walk back from the outputs: which tensors and nodes they need.
+        let mut needed = vec![false; net.tensors.len()];
+        let mut stack = output_ids.clone();
+        while let Some(t) = stack.pop() {
+            if std::mem::replace(&mut needed[t], true) {
+                continue;
+            }
+            match net.tensors[t].producer {
+                Producer::Node(n) => stack.extend(&net.nodes[n].inputs),
+                Producer::Input { .. } if !input_ids.contains(&t) => {
+                    let needing: Vec<String> = output_ids.iter().map(|&o| format!("`{}`", name(o))).collect();
+                    return Err(Error::Graph(format!(
+                        "graph disconnected: the outputs {} depend on the input `{}`, which is not among the \
+                         model's inputs",
+                        needing.join(", "),
+                        name(t)
+                    )));
+                }
+                Producer::Input { .. } => {}
+            }
+        }
+        if let Some(&t) = input_ids.iter().find(|&&t| !needed[t]) {
+            return Err(Error::Graph(format!("no output depends on the input `{}`", name(t))));
+        }
+        let kept_layer = |l: usize| {
+            net.nodes.iter().any(|n| n.layer == l && needed[n.output])
+                || input_ids.iter().any(|&t| net.producer_layer(t) == Some(l))
+        };
+        if let Some(l) =
+            (0..net.layers.len()).find(|&l| !kept_layer(l) && !net.layers[l].weights().is_empty())
+        {
+            return Err(Error::Graph(format!(
+                "layer `{}` has weights but no output depends on it",
+                net.layers[l].name().unwrap_or("?")
+            )));
+        }
+
+        // Keep what the outputs need. Tensors and nodes keep their order (topological); layers are ordered by
+        // their first tensor, so each layer's weights are created in layer order (as a reloaded file rebuilds
+        // them).
+        let first_tensor = |l: usize| {
+            (0..net.tensors.len())
+                .find(|&t| needed[t] && net.producer_layer(t) == Some(l))
+                .unwrap_or(usize::MAX)
+        };
+        let mut order: Vec<usize> = (0..net.layers.len()).filter(|&l| kept_layer(l)).collect();
+        order.sort_by_key(|&l| first_tensor(l));
+        let mut layer_map: Vec<Option<usize>> = vec![None; net.layers.len()];
+        for (new, &old) in order.iter().enumerate() {
+            layer_map[old] = Some(new);
+        }
+        let renumber = |flags: &mut dyn Iterator<Item = bool>| -> Vec<Option<usize>> {
+            let mut next = 0;
+            flags
+                .map(|keep| {
+                    keep.then(|| {
+                        next += 1;
+                        next - 1
+                    })
+                })
+                .collect()
+        };
+        let tensor_map = renumber(&mut needed.iter().copied());
+        let node_map = renumber(&mut net.nodes.iter().map(|n| needed[n.output]));
+        let Net { layers, tensors, nodes, .. } = net;
+        let mut slots: Vec<Option<Box<dyn Layer>>> = layers.into_iter().map(Some).collect();
+        let layers = order.iter().map(|&l| slots[l].take().expect("each layer once")).collect();
+        let tensors = tensors
+            .into_iter()
+            .enumerate()
+            .filter(|&(t, _)| needed[t])
+            .map(|(_, info)| {
+                let producer = match info.producer {
+                    Producer::Input { layer } => Producer::Input { layer: layer.and_then(|l| layer_map[l]) },
+                    Producer::Node(n) => {
+                        Producer::Node(node_map[n].expect("a needed tensor's node is needed"))
+                    }
+                };
+                TensorInfo { shape: info.shape, producer }
+            })
+            .collect();
+        let nodes = nodes
+            .into_iter()
+            .filter(|n| needed[n.output])
+            .map(|node| Node {
+                layer: layer_map[node.layer].expect("a needed node's layer is kept"),
+                inputs: node
+                    .inputs
+                    .iter()
+                    .map(|&t| tensor_map[t].expect("inputs of a needed node"))
+                    .collect(),
+                output: tensor_map[node.output].expect("needed"),
+            })
+            .collect();
+        let kept = Net {
+            layers,
+            tensors,
+            nodes,
+            inputs: input_ids.iter().map(|&t| tensor_map[t].expect("needed")).collect(),
+            outputs: output_ids.iter().map(|&t| tensor_map[t].expect("needed")).collect(),
+        };
+
+        let mut model = Model::with_net("functional", kept, Kind::Functional);
+        model.params = params;
+        model.set_seed(seed);
+        Ok(model)
+    }
+}

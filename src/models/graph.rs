@@ -1,0 +1,151 @@
+//! The structure every model runs: layers, the symbolic tensors between them, and the nodes (one layer called
+//! on some tensors) in an order where each node's inputs come first. Keras' `Function`/`Functional` graph,
+//! without weights or training: the model owns those.
+use rand::rngs::StdRng;
+
+use super::shape_str;
+use crate::autodiff::{ParamStore, Var};
+use crate::layers::{CallContext, Layer};
+use crate::Result;
+
+/// A tensor's index in [`Net::tensors`].
+pub(crate) type TensorId = usize;
+
+/// A symbolic tensor: its per-sample shape and what produces it.
+#[derive(Clone, Debug)]
+pub(crate) struct TensorInfo {
+    pub(crate) shape: Vec<usize>,
+    pub(crate) producer: Producer,
+}
+
+/// What produces a tensor: a model input (its `Input` layer in [`Net::layers`], none for a Sequential) or a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Producer {
+    Input { layer: Option<usize> },
+    Node(usize),
+}
+
+/// One call of a layer on some tensors.
+#[derive(Clone, Debug)]
+pub(crate) struct Node {
+    pub(crate) layer: usize,
+    pub(crate) inputs: Vec<TensorId>,
+    pub(crate) output: TensorId,
+}
+
+/// Layers, tensors and nodes. Nodes are kept in creation order, which is topological: a node can only name
+/// tensors that exist when it is made.
+#[derive(Default)]
+pub(crate) struct Net {
+    /// A Sequential's stack (no `Input`), or every layer of a graph (its `Input`s included), in creation order.
+    pub(crate) layers: Vec<Box<dyn Layer>>,
+    pub(crate) tensors: Vec<TensorInfo>,
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) inputs: Vec<TensorId>,
+    pub(crate) outputs: Vec<TensorId>,
+}
+
+impl Net {
+    /// Adds a model input of this per-sample shape, produced by `layer` (an `Input` in `layers`) if given.
+    pub(crate) fn add_input(&mut self, shape: Vec<usize>, layer: Option<usize>) -> TensorId {
+        self.tensors.push(TensorInfo { shape, producer: Producer::Input { layer } });
+        self.tensors.len() - 1
+    }
+
+    /// The nodes of `layer`, in call order (Keras' node index is the position here).
+    pub(crate) fn nodes_of(&self, layer: usize) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(move |n| n.layer == layer)
+    }
+
+    /// Calls `layers[layer]` on `inputs`: builds it on its first call (its weights go into `params`), or checks
+    /// that a shared layer gets the shapes it was built for. Returns the new tensor. On error nothing changed.
+    pub(crate) fn apply(
+        &mut self,
+        layer: usize,
+        inputs: &[TensorId],
+        params: &mut ParamStore,
+        rng: &mut StdRng,
+    ) -> Result<TensorId> {
+        let shapes: Vec<&[usize]> = inputs.iter().map(|&t| self.tensors[t].shape.as_slice()).collect();
+        let first = self.nodes_of(layer).next().map(|n| (n.inputs.clone(), n.output));
+        let output_shape = match first {
+            None => {
+                let params_before = params.len();
+                let built = self.layers[layer].build_many(&shapes, params, rng);
+                if built.is_err() {
+                    params.truncate(params_before);
+                }
+                built?
+            }
+            Some((first_inputs, first_output)) => {
+                let built_for: Vec<&[usize]> =
+                    first_inputs.iter().map(|&t| self.tensors[t].shape.as_slice()).collect();
+                if built_for != shapes {
+                    return Err(crate::Error::shape(
+                        "a shared layer",
+                        format!("the shapes it was built for, {}", shapes_str(&built_for)),
+                        shapes_str(&shapes),
+                    ));
+                }
+                self.tensors[first_output].shape.clone()
+            }
+        };
+        let output = self.tensors.len();
+        self.tensors.push(TensorInfo { shape: output_shape, producer: Producer::Node(self.nodes.len()) });
+        self.nodes.push(Node { layer, inputs: inputs.to_vec(), output });
+        Ok(output)
+    }
+
+    /// Removes the last node and its tensor.
+    pub(crate) fn pop_node(&mut self) -> Option<Node> {
+        let node = self.nodes.pop()?;
+        self.tensors.truncate(node.output);
+        Some(node)
+    }
+
+    /// The forward pass: one batch per model input in, one per model output out.
+    pub(crate) fn forward<'t>(&self, inputs: &[Var<'t>], ctx: &mut CallContext<'_>) -> Vec<Var<'t>> {
+        let mut values: Vec<Option<Var<'t>>> = vec![None; self.tensors.len()];
+        for (&t, &x) in self.inputs.iter().zip(inputs) {
+            values[t] = Some(x);
+        }
+        let mut args = Vec::new();
+        for node in &self.nodes {
+            args.clear();
+            args.extend(node.inputs.iter().map(|&t| values[t].expect("nodes are in topological order")));
+            values[node.output] = Some(self.layers[node.layer].call_many(&args, ctx));
+        }
+        self.outputs.iter().map(|&t| values[t].expect("every output is computed")).collect()
+    }
+
+    /// The layer that produces tensor `t` (a model input's `Input`, or a node's layer).
+    pub(crate) fn producer_layer(&self, t: TensorId) -> Option<usize> {
+        match self.tensors[t].producer {
+            Producer::Input { layer } => layer,
+            Producer::Node(n) => Some(self.nodes[n].layer),
+        }
+    }
+
+    /// The name of the layer producing tensor `t` (Keras names inputs and outputs after their layers).
+    pub(crate) fn tensor_name(&self, t: TensorId) -> &str {
+        self.producer_layer(t).and_then(|l| self.layers[l].name()).unwrap_or("input")
+    }
+
+    /// Keras' `tensor_name[node_index][tensor_index]` reference to tensor `t`, as the summary and the saved
+    /// config write it.
+    pub(crate) fn tensor_ref(&self, t: TensorId) -> (String, usize) {
+        match self.tensors[t].producer {
+            Producer::Input { .. } => (self.tensor_name(t).to_owned(), 0),
+            Producer::Node(n) => {
+                let layer = self.nodes[n].layer;
+                let index = self.nodes[..n].iter().filter(|m| m.layer == layer).count();
+                (self.tensor_name(t).to_owned(), index)
+            }
+        }
+    }
+}
+
+/// `(None, 64), (None, 32)`.
+pub(crate) fn shapes_str(shapes: &[&[usize]]) -> String {
+    shapes.iter().map(|s| shape_str(s)).collect::<Vec<_>>().join(", ")
+}

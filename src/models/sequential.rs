@@ -1,0 +1,169 @@
+//! `Sequential`: a [`Model`] whose graph is a stack, grown one layer at a time (Keras'
+//! `keras/src/models/sequential.py`, which builds a `Functional` graph the same way).
+use std::ops::{Deref, DerefMut};
+
+use super::{Kind, Model};
+use crate::layers::{snake_case, Layer};
+use crate::{Error, Result};
+
+/// A linear stack of layers: Keras' `Sequential`.
+///
+/// Add layers (the first one knows its input shape, or the model builds itself from the first data `fit`,
+/// `evaluate` or `train_on_batch` sees; `predict` takes `&self` and needs a built model), then
+/// [`compile`](Model::compile), [`fit`](Model::fit), [`evaluate`](Model::evaluate),
+/// [`predict`](Model::predict). Everything but adding and removing layers is [`Model`]'s: a `Sequential`
+/// dereferences to it, and converts into it with `Model::from`.
+pub struct Sequential(Model);
+
+impl Default for Sequential {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Deref for Sequential {
+    type Target = Model;
+
+    fn deref(&self) -> &Model {
+        &self.0
+    }
+}
+
+impl DerefMut for Sequential {
+    fn deref_mut(&mut self) -> &mut Model {
+        &mut self.0
+    }
+}
+
+impl From<Sequential> for Model {
+    fn from(model: Sequential) -> Model {
+        model.0
+    }
+}
+
+impl TryFrom<Model> for Sequential {
+    type Error = Error;
+
+    /// A loaded model, as the `Sequential` it was saved from (to `add` or `pop` layers again).
+    ///
+    /// # Errors
+    /// A graph model ([`Model::new`]), which is not a stack.
+    fn try_from(model: Model) -> Result<Sequential> {
+        match model.kind {
+            Kind::Sequential { .. } => Ok(Sequential(model)),
+            Kind::Functional => Err(Error::invalid_argument(
+                "model",
+                format!("`{}`", model.name),
+                "a graph model (Model::new) is not a Sequential",
+            )),
+        }
+    }
+}
+
+impl Sequential {
+    /// An empty model named `sequential`, seeded from [`crate::utils::set_random_seed`] if it was called.
+    pub fn new() -> Self {
+        Sequential(Model::with_net(
+            "sequential",
+            Default::default(),
+            Kind::Sequential { declared_input: None },
+        ))
+    }
+
+    /// Sets the model's name (shown by `summary`).
+    pub fn with_name(self, name: impl Into<String>) -> Self {
+        Sequential(self.0.with_name(name))
+    }
+
+    fn declared_input(&self) -> Option<&Vec<usize>> {
+        match &self.0.kind {
+            Kind::Sequential { declared_input } => declared_input.as_ref(),
+            Kind::Functional => None,
+        }
+    }
+
+    fn set_declared_input(&mut self, shape: Option<Vec<usize>>) {
+        self.0.kind = Kind::Sequential { declared_input: shape };
+    }
+
+    /// Adds a layer on top. A layer without a name gets Keras' (`dense`, `dense_1`, ...). If the model's input
+    /// shape is known, the layer is built (its weights created) now.
+    ///
+    /// # Errors
+    /// A duplicate name, an `Input` that is not first, or the layer's own checks (zero units, unknown activation,
+    /// ...). On error the model is unchanged.
+    pub fn add(&mut self, layer: impl Layer + 'static) -> Result<()> {
+        self.add_boxed(Box::new(layer))
+    }
+
+    /// [`Sequential::add`] for a boxed layer.
+    pub fn add_boxed(&mut self, mut layer: Box<dyn Layer>) -> Result<()> {
+        let model = &mut self.0;
+        if layer.is_input() {
+            if !model.net.layers.is_empty() || self.declared_input().is_some() {
+                return Err(Error::NotReady(
+                    "an Input can only be the first entry of a Sequential model".into(),
+                ));
+            }
+            let shape = layer.declared_input_shape().unwrap_or_default().to_vec();
+            layer.build_many(&[&shape], &mut self.0.params, &mut self.0.rng)?;
+            self.set_declared_input(Some(shape.clone()));
+            return self.0.build(&shape);
+        }
+        match layer.name() {
+            Some(name) if model.net.layers.iter().any(|l| l.name() == Some(name)) => {
+                return Err(Error::invalid_argument(
+                    "name",
+                    name,
+                    "all layers of a Sequential model need unique names",
+                ));
+            }
+            Some(_) => {}
+            None => layer.set_name(self.unique_name(&snake_case(layer.class_name()))),
+        }
+        if self.0.net.layers.is_empty() && self.declared_input().is_none() {
+            self.set_declared_input(layer.declared_input_shape().map(<[usize]>::to_vec));
+        }
+        self.0.net.layers.push(layer);
+        let shape = self.0.input_shape().map(<[usize]>::to_vec);
+        let result = match shape {
+            Some(shape) => self.0.build(&shape),
+            None => Ok(()),
+        };
+        if result.is_err() {
+            self.0.net.layers.pop();
+            if self.0.net.layers.is_empty() && self.0.net.inputs.is_empty() {
+                self.set_declared_input(None);
+            }
+        }
+        result
+    }
+
+    fn unique_name(&self, base: &str) -> String {
+        let taken = |n: &str| self.0.net.layers.iter().any(|l| l.name() == Some(n));
+        if !taken(base) {
+            return base.to_owned();
+        }
+        (1..).map(|i| format!("{base}_{i}")).find(|n| !taken(n)).unwrap_or_default()
+    }
+
+    /// Removes the top layer and its weights, and returns it.
+    pub fn pop(&mut self) -> Option<Box<dyn Layer>> {
+        let model = &mut self.0;
+        let layer = model.net.layers.pop()?;
+        if model.net.nodes.len() > model.net.layers.len() {
+            model.net.pop_node();
+            let first = layer.weights().iter().map(|id| id.index()).min();
+            if let Some(first) = first {
+                model.params.truncate(first);
+            }
+        }
+        if model.net.layers.is_empty() && self.declared_input().is_none() {
+            self.0.net.tensors.clear();
+            self.0.net.inputs.clear();
+        }
+        let model = &mut self.0;
+        model.net.outputs = model.net.tensors.len().checked_sub(1).into_iter().collect();
+        Some(layer)
+    }
+}

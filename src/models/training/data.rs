@@ -1,0 +1,227 @@
+//! The data `fit`, `evaluate`, `predict` and `train_on_batch` take: one array, or one per model input or
+//! output, by position or by name ([`IntoArrays`]).
+use ndarray::{ArrayBase, ArrayView, CowArray, Dimension, IxDyn};
+
+use crate::{Error, Numeric, Result};
+
+/// Inputs or targets as the model computes with them: `f32`, borrowed when the caller's data is `f32`, else
+/// converted once (Keras casts to `float32` too).
+pub(crate) type Data<'a> = CowArray<'a, f32, IxDyn>;
+
+/// One array of any [`Numeric`] element type and any dimension, by reference or as a view.
+pub trait IntoArray<'a> {
+    /// The array as `f32`: borrowed if it is `f32`, converted once otherwise.
+    fn into_array(self) -> Data<'a>;
+}
+
+impl<'a, A: Numeric, S: ndarray::Data<Elem = A>, D: Dimension> IntoArray<'a> for &'a ArrayBase<S, D> {
+    fn into_array(self) -> Data<'a> {
+        A::to_f32_array(self.view().into_dyn())
+    }
+}
+
+impl<'a, A: Numeric, D: Dimension> IntoArray<'a> for ArrayView<'a, A, D> {
+    fn into_array(self) -> Data<'a> {
+        A::to_f32_array(self.into_dyn())
+    }
+}
+
+/// Arrays for a model's inputs or outputs, by position ([`Arrays::push`]) or by name ([`Arrays::named`]);
+/// [`arrays!`](crate::arrays) writes them as Keras' dicts.
+#[derive(Default)]
+pub struct Arrays<'a> {
+    items: Vec<(Option<String>, Data<'a>)>,
+}
+
+impl<'a> Arrays<'a> {
+    /// No arrays yet.
+    pub fn new() -> Self {
+        Arrays { items: Vec::new() }
+    }
+
+    /// Adds the array for the next input or output, by position.
+    pub fn push(mut self, array: impl IntoArray<'a>) -> Self {
+        self.items.push((None, array.into_array()));
+        self
+    }
+
+    /// Adds the array of the input or output of this name.
+    pub fn named(mut self, name: impl Into<String>, array: impl IntoArray<'a>) -> Self {
+        self.items.push((Some(name.into()), array.into_array()));
+        self
+    }
+
+    /// The number of arrays.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The arrays in the order of `names` (the model's inputs or outputs); `what` is "input" or "output".
+    pub(crate) fn matched(self, names: &[&str], what: &str, context: &str) -> Result<Vec<Data<'a>>> {
+        let named = self.items.iter().filter(|(n, _)| n.is_some()).count();
+        let plural = |n: usize, word: &str| if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") };
+        if named == 0 {
+            if self.items.len() != names.len() {
+                return Err(Error::shape(
+                    format!("{context}: one array per model {what}"),
+                    format!("{} ({})", plural(names.len(), "array"), names.join(", ")),
+                    plural(self.items.len(), "array"),
+                ));
+            }
+            return Ok(self.items.into_iter().map(|(_, a)| a).collect());
+        }
+        if named != self.items.len() {
+            return Err(Error::invalid_argument(
+                "arrays",
+                format!("{named} named and {} unnamed", self.items.len() - named),
+                format!("{context}: give every array by name, or every array by position"),
+            ));
+        }
+        let mut slots: Vec<Option<Data<'a>>> = (0..names.len()).map(|_| None).collect();
+        for (name, array) in self.items {
+            let name = name.unwrap_or_default();
+            let Some(i) = names.iter().position(|n| *n == name) else {
+                return Err(Error::UnknownName {
+                    kind: if what == "input" { "model input" } else { "model output" },
+                    name,
+                    known: names.join(", "),
+                });
+            };
+            if slots[i].replace(array).is_some() {
+                return Err(Error::invalid_argument(
+                    "arrays",
+                    &name,
+                    format!("{context}: the {what} `{name}` is given twice"),
+                ));
+            }
+        }
+        if let Some(i) = slots.iter().position(Option::is_none) {
+            return Err(Error::invalid_argument(
+                "arrays",
+                format!("no array named `{}`", names[i]),
+                format!("{context}: every model {what} needs one ({})", names.join(", ")),
+            ));
+        }
+        Ok(slots.into_iter().flatten().collect())
+    }
+}
+
+/// What `fit`, `evaluate`, `predict` and `train_on_batch` take for inputs or targets: one array (`&x`, a
+/// view), a tuple, array or `Vec` of them by position, or [`Arrays`] (by name, with [`arrays!`](crate::arrays)).
+pub trait IntoArrays<'a> {
+    /// The arrays.
+    fn into_arrays(self) -> Arrays<'a>;
+}
+
+impl<'a> IntoArrays<'a> for Arrays<'a> {
+    fn into_arrays(self) -> Arrays<'a> {
+        self
+    }
+}
+
+impl<'a, A: Numeric, S: ndarray::Data<Elem = A>, D: Dimension> IntoArrays<'a> for &'a ArrayBase<S, D> {
+    fn into_arrays(self) -> Arrays<'a> {
+        Arrays::new().push(self)
+    }
+}
+
+impl<'a, A: Numeric, D: Dimension> IntoArrays<'a> for ArrayView<'a, A, D> {
+    fn into_arrays(self) -> Arrays<'a> {
+        Arrays::new().push(self)
+    }
+}
+
+impl<'a, X: IntoArray<'a>, const N: usize> IntoArrays<'a> for [X; N] {
+    fn into_arrays(self) -> Arrays<'a> {
+        self.into_iter().fold(Arrays::new(), Arrays::push)
+    }
+}
+
+impl<'a, X: IntoArray<'a>> IntoArrays<'a> for Vec<X> {
+    fn into_arrays(self) -> Arrays<'a> {
+        self.into_iter().fold(Arrays::new(), Arrays::push)
+    }
+}
+
+macro_rules! tuple_arrays {
+    ($($x:ident),+) => {
+        impl<'a, $($x: IntoArray<'a>),+> IntoArrays<'a> for ($($x,)+) {
+            #[allow(non_snake_case)]
+            fn into_arrays(self) -> Arrays<'a> {
+                let ($($x,)+) = self;
+                Arrays::new()$(.push($x))+
+            }
+        }
+    };
+}
+tuple_arrays!(X0);
+tuple_arrays!(X0, X1);
+tuple_arrays!(X0, X1, X2);
+tuple_arrays!(X0, X1, X2, X3);
+tuple_arrays!(X0, X1, X2, X3, X4);
+tuple_arrays!(X0, X1, X2, X3, X4, X5);
+
+/// Arrays by input or output name, as Keras' dicts: `arrays!["image" => &x, "features" => &f]`.
+///
+/// ```
+/// use kerust::arrays;
+/// use ndarray::{Array2, Array3};
+///
+/// let (images, features) = (Array3::<u8>::zeros((4, 28, 28)), Array2::<f32>::zeros((4, 3)));
+/// let x = arrays!["image" => &images, "features" => &features];
+/// assert_eq!(x.len(), 2);
+/// ```
+#[macro_export]
+macro_rules! arrays {
+    ($($name:expr => $array:expr),* $(,)?) => {
+        $crate::models::Arrays::new()$(.named($name, $array))*
+    };
+}
+
+/// A model's outputs for some inputs ([`Model::predict_outputs`](crate::models::Model::predict_outputs)),
+/// in the model's order and by name.
+#[derive(Clone, Debug)]
+pub struct Outputs {
+    pub(crate) names: Vec<String>,
+    pub(crate) arrays: Vec<crate::autodiff::Tensor>,
+}
+
+impl Outputs {
+    /// The output of this name (Keras' dict of outputs), if the model has one.
+    pub fn get(&self, name: &str) -> Option<&crate::autodiff::Tensor> {
+        self.names.iter().position(|n| n == name).map(|i| &self.arrays[i])
+    }
+
+    /// The outputs' names, in order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The number of outputs.
+    pub fn len(&self) -> usize {
+        self.arrays.len()
+    }
+
+    /// Whether there are none (never, for a model's outputs).
+    pub fn is_empty(&self) -> bool {
+        self.arrays.is_empty()
+    }
+
+    /// The outputs, in order.
+    pub fn into_vec(self) -> Vec<crate::autodiff::Tensor> {
+        self.arrays
+    }
+}
+
+impl std::ops::Index<usize> for Outputs {
+    type Output = crate::autodiff::Tensor;
+
+    fn index(&self, i: usize) -> &crate::autodiff::Tensor {
+        &self.arrays[i]
+    }
+}
