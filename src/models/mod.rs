@@ -83,6 +83,19 @@ pub struct Model {
     comm: Option<std::sync::Arc<dyn crate::distributed::Communicator>>,
 }
 
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("name", &self.name)
+            .field("inputs", &self.input_names().iter().zip(self.input_shapes()).collect::<Vec<_>>())
+            .field("outputs", &self.output_names().iter().zip(self.output_shapes()).collect::<Vec<_>>())
+            .field("layers", &self.net.layers.len())
+            .field("params", &self.count_params())
+            .field("compiled", &self.compiled.is_some())
+            .finish()
+    }
+}
+
 /// How the graph came about, which decides how it grows and how it is saved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Kind {

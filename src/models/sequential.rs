@@ -21,6 +21,12 @@ impl Default for Sequential {
     }
 }
 
+impl std::fmt::Debug for Sequential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 impl Deref for Sequential {
     type Target = Model;
 

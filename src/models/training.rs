@@ -596,8 +596,16 @@ impl Model {
             }
         }
         let (Some(y), Some(compiled)) = (y, &self.compiled) else { return Ok(()) };
-        for ((y, head), out) in y.iter().zip(&compiled.heads).zip(self.output_shapes()) {
-            head.loss.validate(y.view(), out)?;
+        let several = compiled.heads.len() > 1;
+        for (((y, head), out), name) in
+            y.iter().zip(&compiled.heads).zip(self.output_shapes()).zip(self.output_names())
+        {
+            head.loss.validate(y.view(), out).map_err(|e| match e {
+                Error::Shape { context, expected, received } if several => {
+                    Error::Shape { context: format!("{context} of output `{name}`"), expected, received }
+                }
+                other => other,
+            })?;
         }
         Ok(())
     }
