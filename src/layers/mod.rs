@@ -29,7 +29,7 @@ mod dense;
 mod dropout;
 mod flatten;
 mod input;
-mod pooling;
+pub mod pooling;
 mod rescaling;
 mod reshape;
 
@@ -41,9 +41,10 @@ pub use dense::Dense;
 pub use dropout::Dropout;
 pub use flatten::Flatten;
 pub use input::Input;
+// The pooling kinds (`pooling::{Average, Max, PoolKind}`) stay in their module: `layers::Average` is Keras'
+// merge layer.
 pub use pooling::{
-    Average, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, GlobalPooling2D, Max,
-    MaxPooling2D, PoolKind, Pooling2D,
+    AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, GlobalPooling2D, MaxPooling2D, Pooling2D,
 };
 pub use rescaling::Rescaling;
 pub use reshape::Reshape;
