@@ -1218,6 +1218,15 @@ fn a_nan_input_makes_every_op_nan() {
     ] {
         assert!(out.iter().any(|v| v.is_nan()), "{name}: {out}");
     }
+    // concat moves the NaN to its place in the output, and makes nothing else NaN.
+    for axis in [0, 1] {
+        for (x_first, offset) in [(true, [0, 0]), (false, if axis == 0 { [2, 0] } else { [0, 3] })] {
+            let inputs = if x_first { [x.clone(), y.clone()] } else { [y.clone(), x.clone()] };
+            let out = eval(&inputs, |v| v[0].tape().concat(v, axis));
+            let nan: Vec<_> = out.indexed_iter().filter(|(_, v)| v.is_nan()).map(|(i, _)| i).collect();
+            assert_eq!(nan, [IxDyn(&[offset[0], 1 + offset[1]])], "concat on {axis}: {out}");
+        }
+    }
     // inf: relu keeps it, maximum keeps it, softmax of a row with +inf is NaN (inf - inf), as in numpy.
     let inf = array![[f32::INFINITY, 0.0, f32::NEG_INFINITY]].into_dyn();
     assert_eq!(

@@ -27,8 +27,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    Activation, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
-    GlobalAveragePooling2D, GlobalMaxPooling2D, Input, Layer, MaxPooling2D, Rescaling, Reshape,
+    Activation, Add, Average, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense, Dropout,
+    Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Input, Layer, MaxPooling2D, Maximum, Minimum,
+    Multiply, Rescaling, Reshape, Subtract,
 };
 use crate::activations::Activation as Function;
 use crate::initializers::Initializer;
@@ -110,6 +111,13 @@ pub const KNOWN_LAYERS: &[&str] = &[
     "BatchNormalization",
     "Reshape",
     "Rescaling",
+    "Add",
+    "Subtract",
+    "Multiply",
+    "Average",
+    "Maximum",
+    "Minimum",
+    "Concatenate",
 ];
 
 /// A function with settings: an activation or an initializer.
@@ -308,6 +316,13 @@ pub fn layer_from_config(config: &LayerConfig) -> Result<Box<dyn Layer>> {
         "BatchNormalization" => Box::new(BatchNormalization::from_settings(config.parse()?)),
         "Reshape" => Box::new(Reshape::from_settings(config.parse()?)),
         "Rescaling" => Box::new(Rescaling::from_settings(config.parse()?)),
+        "Add" => Box::new(Add::from_settings(config.parse()?)),
+        "Subtract" => Box::new(Subtract::from_settings(config.parse()?)),
+        "Multiply" => Box::new(Multiply::from_settings(config.parse()?)),
+        "Average" => Box::new(Average::from_settings(config.parse()?)),
+        "Maximum" => Box::new(Maximum::from_settings(config.parse()?)),
+        "Minimum" => Box::new(Minimum::from_settings(config.parse()?)),
+        "Concatenate" => Box::new(Concatenate::from_settings(config.parse()?)),
         other => {
             return Err(Error::UnknownName {
                 kind: "layer type",
@@ -479,6 +494,14 @@ mod tests {
             ),
             Box::new(Reshape::new([-1, 4, 1]).input_shape([8])),
             Box::new(Rescaling::new(1.0 / 255.0).offset(-0.5).input_shape([2, 2]).name("scale")),
+            Box::new(Add::new().name("sum")),
+            Box::new(Subtract::new()),
+            Box::new(Multiply::new().name("gate")),
+            Box::new(Average::new()),
+            Box::new(Maximum::new().name("max")),
+            Box::new(Minimum::new()),
+            Box::new(Concatenate::new(2).name("joined")),
+            Box::new(Concatenate::default()),
         ];
         let mut seen: Vec<&str> = layers.iter().map(|l| l.class_name()).collect();
         seen.sort_unstable();

@@ -21,6 +21,39 @@
 //! let y = dense.call(x, &mut CallContext::new(false, &mut rng));
 //! assert_eq!(y.shape(), vec![2, 3]);
 //! ```
+//!
+//! The merge layers ([`Add`], [`Subtract`], [`Multiply`], [`Average`], [`Maximum`], [`Minimum`],
+//! [`Concatenate`]) take several inputs: a merge layer is built for the list of its inputs' shapes with
+//! [`Layer::build_many`] and called on the list of their values with [`Layer::call_many`]; it has no weights.
+//! Element-wise merges take inputs of one rank whose dimensions are equal or 1 on each axis (a dimension of 1 is
+//! broadcast, as in Keras); `Concatenate` takes inputs whose shapes differ only on the axis it joins. Shapes are
+//! checked when the layer is built.
+//!
+//! ```
+//! use kerust::autodiff::{ParamStore, Tape};
+//! use kerust::layers::{Add, CallContext, Concatenate, Layer};
+//! use ndarray::array;
+//! use rand::SeedableRng;
+//!
+//! let (mut params, mut rng) = (ParamStore::new(), rand::rngs::StdRng::seed_from_u64(0));
+//! let mut add = Add::new();
+//! assert_eq!(add.build_many(&[&[2], &[2]], &mut params, &mut rng)?, vec![2]);
+//! let mut concat = Concatenate::new(-1);
+//! assert_eq!(concat.build_many(&[&[2], &[3]], &mut params, &mut rng)?, vec![5]);
+//! // A single input is Keras' error.
+//! let err = Add::new().build_many(&[&[2]], &mut params, &mut rng).unwrap_err();
+//! assert!(err.to_string().contains("A merge layer should be called on a list of at least 2 inputs"));
+//!
+//! let tape = Tape::inference(&params, Default::default());
+//! let a = tape.constant(array![[1.0f32, 2.0]].into_dyn().view());
+//! let b = tape.constant(array![[10.0f32, 20.0]].into_dyn().view());
+//! let c = tape.constant(array![[7.0f32, 8.0, 9.0]].into_dyn().view());
+//! let mut ctx = CallContext::new(false, &mut rng);
+//! assert_eq!(add.call_many(&[a, b], &mut ctx).value(), array![[11.0f32, 22.0]].into_dyn());
+//! let joined = concat.call_many(&[a, c], &mut ctx).value();
+//! assert_eq!(joined, array![[1.0f32, 2.0, 7.0, 8.0, 9.0]].into_dyn());
+//! # Ok::<(), kerust::Error>(())
+//! ```
 mod activation;
 mod batch_normalization;
 mod config;
@@ -29,7 +62,8 @@ mod dense;
 mod dropout;
 mod flatten;
 mod input;
-mod pooling;
+mod merging;
+pub mod pooling;
 mod rescaling;
 mod reshape;
 
@@ -41,9 +75,11 @@ pub use dense::Dense;
 pub use dropout::Dropout;
 pub use flatten::Flatten;
 pub use input::Input;
+pub use merging::{Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract};
+// The pooling kinds (`pooling::{Average, Max, PoolKind}`) stay in their module: `layers::Average` is Keras'
+// merge layer.
 pub use pooling::{
-    Average, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, GlobalPooling2D, Max,
-    MaxPooling2D, PoolKind, Pooling2D,
+    AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, GlobalPooling2D, MaxPooling2D, Pooling2D,
 };
 pub use rescaling::Rescaling;
 pub use reshape::Reshape;

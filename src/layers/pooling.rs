@@ -1,7 +1,18 @@
 //! Pooling over channels-last images: `MaxPooling2D`, `AveragePooling2D`, and their global forms.
 //!
 //! The max and average layers differ only in the reduction, so each pair is one generic layer and a marker
-//! type ([`Max`], [`Average`]) that names it and applies its op.
+//! type ([`Max`], [`Average`]) that names it and applies its op. The layers are re-exported in
+//! [`kerust::layers`](crate::layers); the marker types stay here, as `kerust::layers::Average` is Keras' merge
+//! layer.
+//!
+//! ```
+//! use kerust::layers::pooling::{Average, Max, Pooling2D};
+//! use kerust::layers::{AveragePooling2D, Layer, MaxPooling2D};
+//!
+//! let max: MaxPooling2D = Pooling2D::<Max>::new(2);
+//! let avg: AveragePooling2D = Pooling2D::<Average>::new(3);
+//! assert_eq!((max.class_name(), avg.class_name()), ("MaxPooling2D", "AveragePooling2D"));
+//! ```
 use std::marker::PhantomData;
 
 use rand::rngs::StdRng;

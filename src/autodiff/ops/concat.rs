@@ -1,0 +1,266 @@
+//! Concatenation along one axis (Keras' `Concatenate`, numpy's `concatenate`).
+//!
+//! The forward pass copies each input into its slice of the output along the axis; the backward pass hands each
+//! input its slice of the output gradient. Both work on contiguous blocks: for an axis `a`, the output is
+//! `outer` rows (the product of the axes before `a`) of `total · inner` values, and input `i` owns the block of
+//! `len_i · inner` values at `offset_i · inner` in every row.
+use ndarray::{Axis, Slice};
+
+use crate::autodiff::backward::{BackwardCtx, Kernel, Op};
+use crate::autodiff::{Tape, Tensor, Var};
+
+/// The recorded node: inputs in order, and where each one's block lies in a row of the output.
+struct Concat {
+    inputs: Vec<usize>,
+    axis: usize,
+    /// Each input's start and length along the axis.
+    spans: Vec<(usize, usize)>,
+}
+
+impl<'t> Tape<'t> {
+    /// Joins `inputs` along `axis`: numpy's `concatenate`, Keras' `Concatenate` layer. Every other axis must
+    /// have the same length in every input; the output's `axis` is the sum of theirs. The same value may appear
+    /// more than once (its gradient is then the sum of its slices').
+    ///
+    /// ```
+    /// use kerust::autodiff::{ParamStore, Tape};
+    /// use ndarray::array;
+    ///
+    /// let params = ParamStore::new();
+    /// let tape = Tape::new(&params);
+    /// let a = tape.constant(array![[1.0f32, 2.0], [3.0, 4.0]].into_dyn().view());
+    /// let b = tape.constant(array![[5.0f32], [6.0]].into_dyn().view());
+    /// let y = tape.concat(&[a, b], 1);
+    /// assert_eq!(y.value(), array![[1.0f32, 2.0, 5.0], [3.0, 4.0, 6.0]].into_dyn());
+    /// ```
+    ///
+    /// # Panics
+    /// If `inputs` is empty, a value belongs to another tape, the inputs' ranks differ, `axis` is not one of
+    /// their axes, or another axis differs in length; layers check shapes when they are built.
+    pub fn concat(&'t self, inputs: &[Var<'t>], axis: usize) -> Var<'t> {
+        assert!(!inputs.is_empty(), "concat: needs at least one value");
+        assert!(
+            inputs.iter().all(|v| std::ptr::eq(v.tape, self)),
+            "concat: every value must belong to this tape"
+        );
+        let shapes: Vec<Vec<usize>> = inputs.iter().map(Var::shape).collect();
+        let first = &shapes[0];
+        assert!(axis < first.len(), "concat: axis {axis} out of range for values of shape {first:?}");
+        let same_elsewhere = |s: &Vec<usize>| {
+            s.len() == first.len() && s.iter().zip(first).enumerate().all(|(i, (a, b))| i == axis || a == b)
+        };
+        assert!(
+            shapes.iter().all(same_elsewhere),
+            "concat: shapes {shapes:?} differ on an axis other than {axis} (or in rank)"
+        );
+        let mut spans = Vec::with_capacity(shapes.len());
+        let mut total = 0;
+        for s in &shapes {
+            spans.push((total, s[axis]));
+            total += s[axis];
+        }
+        let mut shape = first.clone();
+        shape[axis] = total;
+        let inner: usize = shape[axis + 1..].iter().product();
+        let ids: Vec<usize> = inputs.iter().map(|v| v.id).collect();
+        let node = Concat { inputs: ids.clone(), axis, spans: spans.clone() };
+        self.push(Op::Kernel(Box::new(node)), &shape, |v, out, _| {
+            for (&id, &span) in ids.iter().zip(&spans) {
+                let x = v.get(id);
+                match x.as_slice() {
+                    Some(x) => copy_blocks(x, out, span, total, inner),
+                    // A parameter stored in another memory order: ndarray walks it.
+                    None => out.slice_axis_mut(Axis(axis), slice(span)).assign(&x),
+                }
+            }
+        })
+    }
+}
+
+fn slice((start, len): (usize, usize)) -> Slice {
+    Slice::from(start..start + len)
+}
+
+/// Copies `part` (rows of `span.1 · inner` values) into each row's block of `span` in `whole` (rows of
+/// `total · inner` values).
+fn copy_blocks(part: &[f32], whole: &mut Tensor, (start, len): (usize, usize), total: usize, inner: usize) {
+    let block = len * inner;
+    // chunks_exact(0) panics; an empty block has nothing to copy anyway.
+    if block == 0 {
+        return;
+    }
+    let whole = whole.as_slice_mut().expect("owned buffers are contiguous");
+    for (row, part) in whole.chunks_exact_mut(total * inner).zip(part.chunks_exact(block)) {
+        row[start * inner..][..block].copy_from_slice(part);
+    }
+}
+
+impl Kernel for Concat {
+    fn inputs(&self) -> &[usize] {
+        &self.inputs
+    }
+
+    fn backward(&self, g: &mut Tensor, ctx: &mut BackwardCtx<'_, '_>) {
+        let total = g.shape()[self.axis];
+        let inner: usize = g.shape()[self.axis + 1..].iter().product();
+        let g = g.as_slice().expect("gradient buffers are contiguous");
+        for (&id, &(start, len)) in self.inputs.iter().zip(&self.spans) {
+            let block = len * inner;
+            let shape = ctx.value(id).shape().to_vec();
+            // A value given twice comes here twice: written the first time, added to the second.
+            let Some((d, fresh)) = ctx.grad(id, &shape) else { continue };
+            if block == 0 {
+                continue;
+            }
+            let d = d.as_slice_mut().expect("gradient buffers are contiguous");
+            let rows = g.chunks_exact(total * inner).map(|row| &row[start * inner..][..block]);
+            for (d, g) in d.chunks_exact_mut(block).zip(rows) {
+                if fresh {
+                    d.copy_from_slice(g);
+                } else {
+                    d.iter_mut().zip(g).for_each(|(d, &g)| *d += g);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::autodiff::{check_gradients, Gradients, ParamStore};
+    use ndarray::{array, ArrayD, IxDyn};
+
+    /// Values that differ everywhere, so that a slice put in the wrong place shows.
+    fn values(shape: &[usize], seed: usize) -> Tensor {
+        let mut i = seed * 1000;
+        ArrayD::from_shape_simple_fn(IxDyn(shape), || {
+            i += 1;
+            ((i * 37) % 101) as f32 / 50.0 - 1.0
+        })
+    }
+
+    /// numpy's `concatenate`, from ndarray.
+    fn reference(xs: &[Tensor], axis: usize) -> Tensor {
+        let views: Vec<_> = xs.iter().map(|x| x.view()).collect();
+        ndarray::concatenate(Axis(axis), &views).unwrap()
+    }
+
+    /// Shapes of the inputs and the axis.
+    fn cases() -> Vec<(Vec<Vec<usize>>, usize)> {
+        vec![
+            (vec![vec![2, 3], vec![4, 3]], 0),
+            (vec![vec![2, 3], vec![2, 1]], 1),
+            (vec![vec![5], vec![2]], 0),                            // 1-D
+            (vec![vec![2, 3, 4], vec![2, 2, 4]], 1),                // 3-D, a middle axis
+            (vec![vec![2, 3, 4], vec![2, 3, 1], vec![2, 3, 2]], 2), // 3 inputs, the last axis
+            (vec![vec![1, 3, 2], vec![3, 3, 2], vec![2, 3, 2]], 0), // 3 inputs, the first axis
+            (vec![vec![2, 0, 3], vec![2, 2, 3]], 1),                // an empty input
+        ]
+    }
+
+    #[test]
+    fn forward_matches_ndarray_concatenate() {
+        for (shapes, axis) in cases() {
+            let xs: Vec<Tensor> = shapes.iter().enumerate().map(|(i, s)| values(s, i)).collect();
+            let params = ParamStore::new();
+            let tape = Tape::new(&params);
+            let vars: Vec<_> = xs.iter().map(|x| tape.constant(x.view())).collect();
+            assert_eq!(tape.concat(&vars, axis).value(), reference(&xs, axis), "{shapes:?} on {axis}");
+        }
+    }
+
+    #[test]
+    fn a_parameter_in_another_memory_order_is_copied_right() {
+        let mut params = ParamStore::new();
+        let t = values(&[3, 2], 0).reversed_axes(); // (2, 3), column-major
+        let p = params.add("p", t.clone(), true);
+        let tape = Tape::new(&params);
+        let c = tape.constant(values(&[2, 1], 1).view());
+        let y = tape.concat(&[tape.param(p), c], 1);
+        assert_eq!(y.value(), reference(&[t.clone(), values(&[2, 1], 1)], 1));
+        // And its gradient comes back in its own shape, the right elements.
+        let w = tape.constant(values(&[2, 4], 2).view());
+        let mut grads = Gradients::new();
+        tape.backward(y.mul(w).sum(), &mut grads).unwrap();
+        assert_eq!(grads.get(p).unwrap(), &values(&[2, 4], 2).slice_axis(Axis(1), Slice::from(0..3)));
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        for (shapes, axis) in cases() {
+            let xs: Vec<Tensor> = shapes.iter().enumerate().map(|(i, s)| values(s, i)).collect();
+            check_gradients(&xs, |v| v[0].tape().concat(v, axis))
+                .unwrap_or_else(|e| panic!("{shapes:?} on {axis}: {e}"));
+            // Adding onto a gradient already set: the later use of the first input runs backward first.
+            check_gradients(&xs, |v| {
+                let y = v[0].tape().concat(v, axis).square().sum();
+                y.add(v[0].mul_scalar(3.0).sum())
+            })
+            .unwrap_or_else(|e| panic!("{shapes:?} on {axis}, after another use: {e}"));
+        }
+    }
+
+    #[test]
+    fn a_repeated_input_gets_the_sum_of_its_slices() {
+        let a = values(&[2, 3], 0);
+        check_gradients(std::slice::from_ref(&a), |v| v[0].tape().concat(&[v[0], v[0]], 1)).unwrap();
+        check_gradients(&[a.clone(), values(&[2, 1], 1)], |v| {
+            v[0].tape().concat(&[v[0], v[1], v[0]], 1).square()
+        })
+        .unwrap();
+        // concat([a, a]).sum(): every element of a counts twice.
+        let mut params = ParamStore::new();
+        let p = params.add("a", a, true);
+        let tape = Tape::new(&params);
+        let x = tape.param(p);
+        let mut grads = Gradients::new();
+        tape.backward(tape.concat(&[x, x], 0).sum(), &mut grads).unwrap();
+        assert_eq!(grads.get(p).unwrap(), &ArrayD::from_elem(IxDyn(&[2, 3]), 2.0));
+    }
+
+    #[test]
+    fn nan_and_inf_propagate_to_their_place() {
+        let a = array![[1.0f32, f32::NAN], [f32::INFINITY, 2.0]].into_dyn();
+        let b = array![[f32::NEG_INFINITY], [3.0]].into_dyn();
+        let params = ParamStore::new();
+        let tape = Tape::new(&params);
+        let y = tape.concat(&[tape.constant(a.view()), tape.constant(b.view())], 1).value();
+        assert!(y[[0, 1]].is_nan());
+        assert_eq!((y[[1, 0]], y[[0, 2]]), (f32::INFINITY, f32::NEG_INFINITY));
+        assert_eq!((y[[0, 0]], y[[1, 1]], y[[1, 2]]), (1.0, 2.0, 3.0));
+    }
+
+    #[test]
+    fn bad_shapes_panic_with_the_shapes() {
+        let params = ParamStore::new();
+        let tape = Tape::new(&params);
+        let a = tape.constant(values(&[2, 3], 0).view());
+        let b = tape.constant(values(&[3, 3], 1).view());
+        let c = tape.constant(values(&[2, 3, 1], 2).view());
+        let message = |f: &dyn Fn()| {
+            let e = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_err();
+            // A formatted message is a String, a literal one a &str.
+            e.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        };
+        let m = message(&|| {
+            tape.concat(&[a, b], 1);
+        });
+        assert!(m.contains("[2, 3]") && m.contains("[3, 3]"), "{m}");
+        assert!(message(&|| {
+            tape.concat(&[a, c], 0);
+        })
+        .contains("rank"));
+        assert!(message(&|| {
+            tape.concat(&[a, a], 2);
+        })
+        .contains("axis 2"));
+        assert!(message(&|| {
+            tape.concat(&[], 0);
+        })
+        .contains("at least one"));
+    }
+}
