@@ -31,7 +31,7 @@ pub struct LayerRef {
 /// A model under construction with Keras' functional API.
 ///
 /// ```
-/// use kerust::layers::{Dense, Input};
+/// use kerust::layers::{Add, Dense, Input};
 /// use kerust::models::{Graph, Model};
 ///
 /// let mut g = Graph::new();
@@ -40,10 +40,10 @@ pub struct LayerRef {
 /// let shared = g.layer(Dense::new(16))?; // one set of weights, called twice
 /// let a = g.apply(shared, h)?;
 /// let b = g.apply(shared, a)?;
-/// let y = g.apply(Dense::new(4), b)?;
-/// assert_eq!(g.shape(y), &[4]);
+/// let y = g.apply(Add::new(), [h, b])?; // a residual connection
+/// assert_eq!(g.shape(y), &[16]);
 /// let model = Model::new(g, x, y)?;
-/// assert_eq!(model.count_params(), 2 * (16 * 16 + 16) + 16 * 4 + 4);
+/// assert_eq!(model.count_params(), 2 * (16 * 16 + 16));
 /// # Ok::<(), kerust::Error>(())
 /// ```
 pub struct Graph {
