@@ -528,3 +528,28 @@ fn bad_data_on_one_rank_fails_evaluate_predict_and_train_on_batch_on_every_rank(
         assert!(e0.contains("rank 1") && e0.contains(&e1), "{call}: {e0}");
     }
 }
+
+/// Data-parallel training serves models of one input and one output; a graph model of several is refused
+/// on every rank alike, before any collective, with its weights untouched.
+#[test]
+fn a_model_of_several_outputs_is_refused_on_every_rank() {
+    use kerust::layers::Input;
+    use kerust::models::Graph;
+    let (x, y) = data(16);
+    let errors = on_ranks(2, |comm| {
+        let mut g = Graph::with_seed(3);
+        let input = g.input(Input::new([5])).unwrap();
+        let a = g.apply(Dense::new(3).activation("softmax").name("a"), input).unwrap();
+        let b = g.apply(Dense::new(3).activation("softmax").name("b"), input).unwrap();
+        let mut model = Model::new(g, input, [a, b]).unwrap();
+        model.compile("categorical_crossentropy", "sgd", []).unwrap();
+        let before = model.get_weights();
+        model.distribute(comm);
+        let err = model.fit(&x, (&y, &y)).verbose(0).run().unwrap_err().to_string();
+        assert_eq!(before, model.get_weights());
+        err
+    });
+    for e in errors {
+        assert!(e.contains("several inputs or outputs is not supported yet"), "{e}");
+    }
+}
