@@ -62,7 +62,8 @@ fn a_cycle_is_refused_naming_the_node() {
 
 #[test]
 fn unknown_references_and_node_gaps_are_refused() {
-    let cases: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(Edit, &str)> = vec![
         (
             Box::new(|c: &mut Value| {
                 let add = index(c, "add");
