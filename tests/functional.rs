@@ -471,3 +471,32 @@ fn a_shared_layer_stays_shared_after_a_reload() {
     assert_eq!(bits(&model.predict(&xs).unwrap()), bits(&back.predict(&xs).unwrap()));
     let _ = Axis(0);
 }
+
+#[test]
+fn metrics_per_output_and_a_loaded_sequential_is_a_sequential_again() {
+    let (a, b, digit, even) = two_inputs(24, 8);
+    let mut model = two_in_two_out(3);
+    model
+        .compile_with(
+            Compile::new("sgd")
+                .loss("mse")
+                .output_loss("digit", "categorical_crossentropy")
+                .output_metrics("digit", ["accuracy", "mse"])
+                .output_metrics(1, ["mae"]),
+        )
+        .unwrap();
+    let logs = model.train_on_batch((&a, &b), (&digit, &even)).unwrap();
+    let keys: Vec<&str> = logs.iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, ["loss", "digit_loss", "even_loss", "digit_accuracy", "digit_mse", "even_mae"]);
+    let back = kerust::models::load_model_from_bytes(&model.to_bytes().unwrap()).unwrap();
+    assert_eq!(back.log_names(), model.log_names());
+    assert_eq!(back.loss().unwrap().name(), "categorical_crossentropy");
+
+    let mut seq = Sequential::new();
+    seq.add(Dense::new(2).input_shape([3])).unwrap();
+    let loaded: Model = kerust::models::load_model_from_bytes(&seq.to_bytes().unwrap()).unwrap();
+    let mut again = Sequential::try_from(loaded).unwrap();
+    again.add(Dense::new(1)).unwrap();
+    assert_eq!(again.count_params(), 3 * 2 + 2 + 2 + 1);
+    assert_eq!(again.output_shape(), Some(&[1][..]));
+}
