@@ -3,6 +3,8 @@
 //! In: the image, and four handcrafted features of it (ink mean, ink fraction, top-minus-bottom and
 //! left-minus-right ink). Out: the digit (softmax, categorical_crossentropy) and whether it is even (sigmoid,
 //! binary_crossentropy, loss weight 0.5).
+mod common;
+
 use std::process::ExitCode;
 
 use kerust::arrays;
@@ -11,6 +13,8 @@ use kerust::layers::{Add, Concatenate, Dense, Flatten, Input, Rescaling};
 use kerust::models::{Compile, Graph, Model};
 use kerust::utils::{set_random_seed, to_categorical};
 use ndarray::{s, Array2, ArrayView3, Axis};
+
+use common::Flags;
 
 const USAGE: &str = "\
 A two-input, two-output graph model on MNIST (Keras' functional API).
@@ -34,23 +38,15 @@ struct Args {
 }
 
 /// Parses the flags; `Ok(None)` for `--help`.
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+fn parse_args(mut flags: Flags<impl Iterator<Item = String>>) -> Result<Option<Args>, String> {
     let mut parsed = Args { epochs: 5, train_samples: None, seed: 1, min_digit_accuracy: None };
-    while let Some(flag) = args.next() {
-        let (flag, inline) = match flag.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-            _ => (flag, None),
-        };
-        let mut value = || inline.clone().or_else(|| args.next()).ok_or(format!("{flag} needs a value"));
-        fn number<T: std::str::FromStr>(flag: &str, v: String) -> Result<T, String> {
-            v.parse().map_err(|_| format!("{flag}: `{v}` is not a valid number"))
-        }
+    while let Some(flag) = flags.next_flag() {
         match flag.as_str() {
             "-h" | "--help" => return Ok(None),
-            "--epochs" => parsed.epochs = number(&flag, value()?)?,
-            "--train-samples" => parsed.train_samples = Some(number(&flag, value()?)?),
-            "--seed" => parsed.seed = number(&flag, value()?)?,
-            "--min-digit-accuracy" => parsed.min_digit_accuracy = Some(number(&flag, value()?)?),
+            "--epochs" => parsed.epochs = flags.number()?,
+            "--train-samples" => parsed.train_samples = Some(flags.number()?),
+            "--seed" => parsed.seed = flags.number()?,
+            "--min-digit-accuracy" => parsed.min_digit_accuracy = Some(flags.number()?),
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
@@ -61,24 +57,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("error: {message}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
-        Ok(code) => code,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main_with(USAGE, parse_args, run)
 }
 
 /// Four features per image, from its ink (pixels / 255): the mean, the fraction of pixels above one half, the

@@ -9,7 +9,8 @@
 //!
 //! MNIST is read from `$KERUST_HOME/datasets/mnist/` (default `~/.kerust`) and downloaded there if missing.
 //! Pictures are written to `--out` (default: the current folder). Run with `--help` for every flag.
-use std::error::Error as _;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -21,6 +22,8 @@ use kerust::models::{Model, Sequential};
 use kerust::optimizers::{Adam, SGD};
 use kerust::utils::{set_random_seed, to_categorical};
 use ndarray::{Array2, ArrayView2};
+
+use common::Flags;
 
 const USAGE: &str = "\
 The Keras MNIST tutorial in Rust.
@@ -49,7 +52,7 @@ struct Args {
 }
 
 /// Parses the flags; `Ok(None)` for `--help`.
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+fn parse_args(mut flags: Flags<impl Iterator<Item = String>>) -> Result<Option<Args>, String> {
     let mut parsed = Args {
         out: PathBuf::from("."),
         epochs: 10,
@@ -58,22 +61,14 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         min_val_accuracy: None,
         skip_bigger: false,
     };
-    while let Some(flag) = args.next() {
-        let (flag, inline) = match flag.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-            _ => (flag, None),
-        };
-        let mut value = || inline.clone().or_else(|| args.next()).ok_or(format!("{flag} needs a value"));
-        fn number<T: std::str::FromStr>(flag: &str, v: String) -> Result<T, String> {
-            v.parse().map_err(|_| format!("{flag}: `{v}` is not a valid number"))
-        }
+    while let Some(flag) = flags.next_flag() {
         match flag.as_str() {
             "-h" | "--help" => return Ok(None),
-            "--out" => parsed.out = PathBuf::from(value()?),
-            "--epochs" => parsed.epochs = number(&flag, value()?)?,
-            "--bigger-epochs" => parsed.bigger_epochs = number(&flag, value()?)?,
-            "--seed" => parsed.seed = number(&flag, value()?)?,
-            "--min-val-accuracy" => parsed.min_val_accuracy = Some(number(&flag, value()?)?),
+            "--out" => parsed.out = PathBuf::from(flags.value()?),
+            "--epochs" => parsed.epochs = flags.number()?,
+            "--bigger-epochs" => parsed.bigger_epochs = flags.number()?,
+            "--seed" => parsed.seed = flags.number()?,
+            "--min-val-accuracy" => parsed.min_val_accuracy = Some(flags.number()?),
             "--skip-bigger" => parsed.skip_bigger = true,
             other => return Err(format!("unknown argument `{other}`")),
         }
@@ -85,30 +80,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("error: {message}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
-        Ok(code) => code,
-        Err(error) => {
-            // kerust's messages say how to fix the problem (e.g. where to put MNIST); print them whole.
-            eprintln!("error: {error}");
-            let mut source = error.source();
-            while let Some(cause) = source {
-                eprintln!("  caused by: {cause}");
-                source = cause.source();
-            }
-            ExitCode::FAILURE
-        }
-    }
+    common::main_with(USAGE, parse_args, run)
 }
 
 fn section(title: &str) {

@@ -9,6 +9,8 @@
 //!
 //! MNIST is read from `$KERUST_HOME/datasets/mnist/` (default `~/.kerust`) and downloaded there if missing.
 //! Learning curves are written to `--out` (default: the current folder). Run with `--help` for every flag.
+mod common;
+
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -18,6 +20,8 @@ use kerust::layers::{Conv2D, Dense, Dropout, Flatten, Input, MaxPooling2D};
 use kerust::models::{Model, Sequential};
 use kerust::utils::{set_random_seed, to_categorical};
 use ndarray::{s, Axis};
+
+use common::Flags;
 
 const USAGE: &str = "\
 Keras' simple MNIST convnet in Rust.
@@ -44,24 +48,16 @@ struct Args {
 }
 
 /// Parses the flags; `Ok(None)` for `--help`.
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+fn parse_args(mut flags: Flags<impl Iterator<Item = String>>) -> Result<Option<Args>, String> {
     let mut parsed = Args { epochs: 15, limit: None, seed: 1, out: ".".into(), min_test_accuracy: None };
-    while let Some(flag) = args.next() {
-        let (flag, inline) = match flag.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-            _ => (flag, None),
-        };
-        let mut value = || inline.clone().or_else(|| args.next()).ok_or(format!("{flag} needs a value"));
-        fn number<T: std::str::FromStr>(flag: &str, v: String) -> Result<T, String> {
-            v.parse().map_err(|_| format!("{flag}: `{v}` is not a valid number"))
-        }
+    while let Some(flag) = flags.next_flag() {
         match flag.as_str() {
             "-h" | "--help" => return Ok(None),
-            "--epochs" => parsed.epochs = number(&flag, value()?)?,
-            "--limit" => parsed.limit = Some(number(&flag, value()?)?),
-            "--seed" => parsed.seed = number(&flag, value()?)?,
-            "--out" => parsed.out = value()?.into(),
-            "--min-test-accuracy" => parsed.min_test_accuracy = Some(number(&flag, value()?)?),
+            "--epochs" => parsed.epochs = flags.number()?,
+            "--limit" => parsed.limit = Some(flags.number()?),
+            "--seed" => parsed.seed = flags.number()?,
+            "--out" => parsed.out = flags.value()?.into(),
+            "--min-test-accuracy" => parsed.min_test_accuracy = Some(flags.number()?),
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
@@ -72,24 +68,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("error: {message}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
-        Ok(code) => code,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main_with(USAGE, parse_args, run)
 }
 
 fn run(args: &Args) -> kerust::Result<ExitCode> {
