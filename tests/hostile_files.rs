@@ -24,20 +24,13 @@ fn model() -> Sequential {
     m
 }
 
-/// `model()`'s file with its config edited by `edit`, the checksum recomputed.
+/// `model()`'s file with its config edited by `edit`.
 fn with_config(edit: impl FnOnce(&mut Value)) -> Vec<u8> {
-    let mut file = ModelFile::parse(&model().to_bytes().unwrap());
-    let mut config = file.config();
-    edit(&mut config);
-    file.set_config(&config);
-    file.encode()
+    ModelFile::with_config(&model().to_bytes().unwrap(), edit)
 }
 
 fn load_err(bytes: &[u8]) -> String {
-    match load_model_from_bytes(bytes) {
-        Ok(_) => panic!("the file loaded"),
-        Err(e) => e.to_string(),
-    }
+    ModelFile::load_err(bytes)
 }
 
 #[test]

@@ -61,6 +61,26 @@ impl ModelFile {
     }
 
     /// The file's bytes with a valid checksum over the (possibly mutated) content.
+    /// The file `bytes` with its config edited by `edit`, the checksum recomputed.
+    pub fn with_config(bytes: &[u8], edit: impl FnOnce(&mut Value)) -> Vec<u8> {
+        let mut file = ModelFile::parse(bytes);
+        let mut config = file.config();
+        edit(&mut config);
+        file.set_config(&config);
+        file.encode()
+    }
+
+    /// The error loading `bytes` gives.
+    ///
+    /// # Panics
+    /// If the file loads.
+    pub fn load_err(bytes: &[u8]) -> String {
+        match load_model_from_bytes(bytes) {
+            Ok(_) => panic!("the file loaded"),
+            Err(e) => e.to_string(),
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut metadata = self.metadata.clone();
         let tensors =
