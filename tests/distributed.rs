@@ -529,27 +529,64 @@ fn bad_data_on_one_rank_fails_evaluate_predict_and_train_on_batch_on_every_rank(
     }
 }
 
-/// Data-parallel training serves models of one input and one output; a graph model of several is refused
-/// on every rank alike, before any collective, with its weights untouched.
+/// A graph model of two inputs and two outputs, with loss weights, per-output metrics and a validation split:
+/// 2 ranks train it as one process does, and evaluate and predict every output exactly as one process.
 #[test]
-fn a_model_of_several_outputs_is_refused_on_every_rank() {
-    use kerust::layers::Input;
-    use kerust::models::Graph;
-    let (x, y) = data(16);
-    let errors = on_ranks(2, |comm| {
-        let mut g = Graph::with_seed(3);
-        let input = g.input(Input::new([5])).unwrap();
-        let a = g.apply(Dense::new(3).activation("softmax").name("a"), input).unwrap();
-        let b = g.apply(Dense::new(3).activation("softmax").name("b"), input).unwrap();
-        let mut model = Model::new(g, input, [a, b]).unwrap();
-        model.compile("categorical_crossentropy", "sgd", []).unwrap();
-        let before = model.get_weights();
-        model.distribute(comm);
-        let err = model.fit(&x, (&y, &y)).verbose(0).run().unwrap_err().to_string();
-        assert_eq!(before, model.get_weights());
-        err
-    });
-    for e in errors {
-        assert!(e.contains("several inputs or outputs is not supported yet"), "{e}");
+fn a_model_of_two_inputs_and_two_outputs_trains_like_one_process() {
+    use kerust::layers::{Concatenate, Input};
+    use kerust::models::{Compile, Graph};
+    let (x, y) = data(45);
+    let b = x.mapv(|v| v * v);
+    let even = y.column(0).to_owned().insert_axis(ndarray::Axis(1));
+    let run = |comm: Option<Arc<dyn Communicator>>| {
+        let mut g = Graph::with_seed(5);
+        let a_in = g.input(Input::new([5]).name("a")).unwrap();
+        let b_in = g.input(Input::new([5]).name("b")).unwrap();
+        let z = g.apply(Concatenate::new(-1), [a_in, b_in]).unwrap();
+        let h = g.apply(Dense::new(8).activation("relu"), z).unwrap();
+        let digit = g.apply(Dense::new(3).activation("softmax").name("digit"), h).unwrap();
+        let even_out = g.apply(Dense::new(1).activation("sigmoid").name("even"), h).unwrap();
+        let mut model = Model::new(g, [a_in, b_in], [digit, even_out]).unwrap();
+        model
+            .compile_with(
+                Compile::new("adam")
+                    .output_loss("digit", "categorical_crossentropy")
+                    .output_loss("even", "binary_crossentropy")
+                    .loss_weight("even", 0.25)
+                    .output_metrics("digit", ["accuracy"])
+                    .output_metrics("even", ["accuracy", "mae"]),
+            )
+            .unwrap();
+        if let Some(comm) = comm {
+            model.distribute(comm);
+        }
+        let history = model
+            .fit((&x, &b), (&y, &even))
+            .batch_size(8)
+            .epochs(3)
+            .validation_split(0.2)
+            .verbose(0)
+            .run()
+            .unwrap();
+        let logs = model.evaluate_with_batch_size((&x, &b), (&y, &even), 7).unwrap();
+        let outputs = model.predict_outputs_with_batch_size((&x, &b), 4).unwrap().into_vec();
+        (model.get_weights(), history, logs, outputs)
+    };
+    let single = run(None);
+    let ranks = on_ranks(2, |comm| run(Some(comm)));
+    assert_eq!(ranks[0].0, ranks[1].0, "bit-identical weights on every rank");
+    assert_eq!(ranks[0].1, ranks[1].1);
+    assert_close(&ranks[0].0, &single.0, 1e-4);
+    for key in single.1.keys() {
+        for (d, s) in ranks[0].1.get(key).unwrap().iter().zip(single.1.get(key).unwrap()) {
+            assert!((d - s).abs() < 1e-4, "{key}: {d} distributed, {s} one process");
+        }
     }
+    for (key, s) in &single.2 {
+        let d = ranks[0].2.get(key).unwrap();
+        assert!((d - s).abs() < 1e-4, "{key}: {d} vs {s}");
+    }
+    assert_eq!(ranks[0].2.iter().map(|(k, _)| k.to_owned()).collect::<Vec<_>>().len(), 6);
+    assert_close(&ranks[0].3, &single.3, 1e-4);
+    assert_eq!(ranks[0].3, ranks[1].3);
 }

@@ -738,7 +738,7 @@ impl Model {
                 Var::with_values(&out, |pred| {
                     Var::with_values(&yb, |truth| {
                         if dp.is_active() {
-                            dp.stage_outputs(pred[0].view(), truth[0].view());
+                            dp.stage_outputs(pred, truth);
                         } else {
                             for ((m, p), t) in metrics.iter_mut().zip(pred).zip(truth) {
                                 m.iter_mut().for_each(|m| m.update(t.view(), p.view(), None));
@@ -750,11 +750,7 @@ impl Model {
             *workspace = tape.into_workspace();
             (value, ctx.into_updates())
         };
-        let dp_metrics = metrics.first_mut().map(Vec::as_mut_slice).unwrap_or_default();
-        let value = dp.reduce(params, grads, &mut updates, value, dp_metrics)?;
-        if let [only] = head_losses.as_mut_slice() {
-            *only = value;
-        }
+        let value = dp.reduce(params, grads, &mut updates, value, head_losses, metrics)?;
         compiled.optimizer.apply(params, grads);
         // State the layers recorded during the forward pass (moving statistics), now that the tape is gone.
         for (id, value) in updates {
@@ -824,15 +820,7 @@ impl Model {
         batch_size: usize,
         metrics: &mut HeadMetrics,
     ) -> Logs {
-        let dp_metrics = metrics.first_mut().map(Vec::as_mut_slice).unwrap_or_default();
-        if let Some(logs) = DataParallel::new(self).evaluate(
-            self,
-            &data.x[0],
-            &data.y[0],
-            data.weights,
-            batch_size,
-            dp_metrics,
-        ) {
+        if let Some(logs) = DataParallel::new(self).evaluate(self, data, batch_size, metrics) {
             return logs;
         }
         let mut loss_tracker = Mean::new();
@@ -1030,8 +1018,8 @@ impl Model {
         let shapes = data_shapes("", x, &[]);
         let shapes: Vec<(&str, &[usize])> = shapes.iter().map(|(n, s)| (n.as_str(), *s)).collect();
         dp.agree(self, x, &shapes, "predict")?;
-        if let Some(result) = dp.predict(self, &x[0], batch_size) {
-            return Ok(vec![result]);
+        if let Some(results) = dp.predict(self, x, batch_size) {
+            return Ok(results);
         }
         let mut results: Vec<Tensor> = self
             .output_shapes()

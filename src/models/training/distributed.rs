@@ -5,11 +5,12 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ndarray::{ArrayD, ArrayView1, ArrayViewD, Axis, IxDyn, Slice};
+use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 
+use super::TrainData;
 use crate::autodiff::{Gradients, ParamId, ParamStore, Tensor, Workspace};
 use crate::callbacks::Logs;
 use crate::distributed::{record_step, share, Communicator};
@@ -80,12 +81,12 @@ pub(super) struct DataParallel {
     /// Samples in the current global batch, and this rank's share of them.
     global: usize,
     local: Range<usize>,
-    /// Per-sample shapes of the model's outputs and of the targets.
-    pred_shape: Vec<usize>,
-    truth_shape: Vec<usize>,
-    /// This step's outputs and targets on this rank's share.
-    pred: Vec<f32>,
-    truth: Vec<f32>,
+    /// Per-sample shapes of the model's outputs and of their targets, one per output.
+    pred_shapes: Vec<Vec<usize>>,
+    truth_shapes: Vec<Vec<usize>>,
+    /// This step's outputs and targets on this rank's share, one per output.
+    pred: Vec<Vec<f32>>,
+    truth: Vec<Vec<f32>>,
     /// The fused buffer of one step, and its sum over the ranks.
     buf: Vec<f32>,
     sum: Vec<f32>,
@@ -101,8 +102,8 @@ impl DataParallel {
             agreed: false,
             global: 0,
             local: 0..0,
-            pred_shape: Vec::new(),
-            truth_shape: Vec::new(),
+            pred_shapes: Vec::new(),
+            truth_shapes: Vec::new(),
             pred: Vec::new(),
             truth: Vec::new(),
             buf: Vec::new(),
@@ -130,17 +131,12 @@ impl DataParallel {
         settings: &str,
     ) -> Result<()> {
         let Some(comm) = self.comm.clone() else { return Ok(()) };
-        if model.net.inputs.len() != 1 || model.output_count() != 1 {
-            // Every rank refuses alike (the model is the same everywhere), before any collective.
-            return Err(Self::error(
-                &*comm,
-                "data-parallel training of models with several inputs or outputs is not supported yet",
-            ));
-        }
         self.began = true;
         self.agreed = true;
-        self.pred_shape = model.output_shape().unwrap_or_default().to_vec();
-        self.truth_shape = targets[0].shape()[1..].to_vec();
+        self.pred_shapes = model.output_shapes().into_iter().map(<[usize]>::to_vec).collect();
+        self.truth_shapes = targets.iter().map(|t| t.shape()[1..].to_vec()).collect();
+        self.pred = vec![Vec::new(); self.pred_shapes.len()];
+        self.truth = vec![Vec::new(); self.pred_shapes.len()];
         let signature = signature(model, data, settings)?;
         let mut message = vec![0u8];
         message.extend(model.seed.to_le_bytes());
@@ -246,41 +242,49 @@ impl DataParallel {
         *rng = StdRng::seed_from_u64(next ^ (comm.rank() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         self.global = rows.len();
         self.local = share(rows.len(), comm.rank(), comm.size());
-        self.pred.clear();
-        self.truth.clear();
+        self.pred.iter_mut().chain(&mut self.truth).for_each(Vec::clear);
         &rows[self.local.clone()]
     }
 
-    /// Keeps this rank's outputs and targets of the step, for the metrics of the whole batch.
-    pub(super) fn stage_outputs(&mut self, pred: ArrayViewD<'_, f32>, truth: ArrayViewD<'_, f32>) {
-        self.pred.extend(pred.iter());
-        self.truth.extend(truth.iter());
+    /// Keeps this rank's outputs and targets of the step (one of each per model output), for the metrics of
+    /// the whole batch.
+    pub(super) fn stage_outputs(&mut self, preds: &[ArrayViewD<'_, f32>], truths: &[ArrayViewD<'_, f32>]) {
+        for (staged, pred) in self.pred.iter_mut().zip(preds) {
+            staged.extend(pred.iter());
+        }
+        for (staged, truth) in self.truth.iter_mut().zip(truths) {
+            staged.extend(truth.iter());
+        }
     }
 
     /// The step's one collective: sums the gradients weighted by share (this rank's `grads` become the
     /// gradients of the global batch's mean loss), averages the state `updates` weighted by share, updates
-    /// `metrics` with the whole batch's outputs and targets, and returns the global batch's loss.
+    /// `metrics` (one list per output) with the whole batch's outputs and targets, sets `head_losses` to each
+    /// output's loss on the global batch, and returns the global batch's loss.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn reduce(
         &mut self,
         params: &ParamStore,
         grads: &mut Gradients,
         updates: &mut Vec<(ParamId, Tensor)>,
         loss: f32,
-        metrics: &mut [Box<dyn Metric>],
+        head_losses: &mut [f32],
+        metrics: &mut [Vec<Box<dyn Metric>>],
     ) -> Result<f32> {
         let Some(comm) = self.comm.clone() else { return Ok(loss) };
         let n = self.global;
         let has_samples = !self.local.is_empty();
         let w = self.local.len() as f32 / n as f32;
         // Outputs and targets travel only for the metrics (the same on every rank, by `signature`).
-        let (pw, tw): (usize, usize) = if metrics.is_empty() {
-            (0, 0)
-        } else {
-            (self.pred_shape.iter().product(), self.truth_shape.iter().product())
+        let with_outputs = metrics.iter().any(|m| !m.is_empty());
+        let size = |shapes: &[Vec<usize>]| -> Vec<usize> {
+            shapes.iter().map(|s| if with_outputs { s.iter().product() } else { 0 }).collect()
         };
-        if has_samples
-            && (self.pred.len() != self.local.len() * pw || self.truth.len() != self.local.len() * tw)
-        {
+        let (pw, tw) = (size(&self.pred_shapes), size(&self.truth_shapes));
+        let staged = |data: &[Vec<f32>], widths: &[usize]| {
+            data.iter().zip(widths).all(|(d, w)| d.len() == self.local.len() * w)
+        };
+        if has_samples && !(staged(&self.pred, &pw) && staged(&self.truth, &tw)) {
             return Err(Self::error(
                 &*comm,
                 "the step's outputs or targets do not have the shapes checked by fit",
@@ -297,14 +301,17 @@ impl DataParallel {
             ));
         }
         // Layout: every weight's gradient (trainable) or state update (non-trainable), one flag per weight
-        // (gradient present; the update's total share), the loss, then the batch's outputs and targets.
+        // (gradient present; the update's total share), the loss, each output's loss, then the batch's
+        // outputs, output by output, and its targets, output by output.
         let values = params.total_len();
         let np = params.len();
-        let (flags, loss_at, pred_at) = (values, values + np, values + np + 1);
-        let truth_at = pred_at + n * pw;
+        let heads = head_losses.len();
+        let (flags, loss_at) = (values, values + np);
+        let pred_at = loss_at + 1 + heads;
+        let truth_at = pred_at + n * pw.iter().sum::<usize>();
         let buf = &mut self.buf;
         // Every element is written below (values or zeros): no clearing pass over the buffer.
-        buf.resize(truth_at + n * tw, 0.0);
+        buf.resize(truth_at + n * tw.iter().sum::<usize>(), 0.0);
         let mut at = 0;
         for (i, (id, p)) in params.iter().enumerate() {
             let len = p.value.len();
@@ -331,12 +338,19 @@ impl DataParallel {
             }
             at += len;
         }
-        buf[loss_at] = if has_samples { loss * w } else { 0.0 };
+        let share_of = |v: f32| if has_samples { v * w } else { 0.0 };
+        buf[loss_at] = share_of(loss);
+        for (h, &l) in head_losses.iter().enumerate() {
+            buf[loss_at + 1 + h] = share_of(l);
+        }
         buf[pred_at..].fill(0.0);
         if has_samples {
             let l = &self.local;
-            buf[pred_at + l.start * pw..pred_at + l.end * pw].copy_from_slice(&self.pred);
-            buf[truth_at + l.start * tw..truth_at + l.end * tw].copy_from_slice(&self.truth);
+            let mut at = pred_at;
+            for (data, &width) in self.pred.iter().zip(&pw).chain(self.truth.iter().zip(&tw)) {
+                buf[at + l.start * width..at + l.end * width].copy_from_slice(data);
+                at += n * width;
+            }
         }
         self.sum.resize(buf.len(), 0.0);
         let started = Instant::now();
@@ -365,14 +379,25 @@ impl DataParallel {
             }
             at += len;
         }
-        if !metrics.is_empty() {
+        for (h, l) in head_losses.iter_mut().enumerate() {
+            *l = buf[loss_at + 1 + h];
+        }
+        if with_outputs {
             let shape = |per: &[usize]| std::iter::once(n).chain(per.iter().copied()).collect::<Vec<_>>();
-            let pred = ArrayViewD::from_shape(IxDyn(&shape(&self.pred_shape)), &buf[pred_at..truth_at])
-                .expect("outputs of the batch's shape");
-            let truth = ArrayViewD::from_shape(IxDyn(&shape(&self.truth_shape)), &buf[truth_at..])
+            let (mut p_at, mut t_at) = (pred_at, truth_at);
+            for (h, head_metrics) in metrics.iter_mut().enumerate() {
+                let pred =
+                    ArrayViewD::from_shape(IxDyn(&shape(&self.pred_shapes[h])), &buf[p_at..p_at + n * pw[h]])
+                        .expect("outputs of the batch's shape");
+                let truth = ArrayViewD::from_shape(
+                    IxDyn(&shape(&self.truth_shapes[h])),
+                    &buf[t_at..t_at + n * tw[h]],
+                )
                 .expect("targets of the batch's shape");
-            // Compiled metrics are unweighted, as Keras' `metrics`.
-            metrics.iter_mut().for_each(|m| m.update(truth.view(), pred.view(), None));
+                (p_at, t_at) = (p_at + n * pw[h], t_at + n * tw[h]);
+                // Compiled metrics are unweighted, as Keras' `metrics`.
+                head_metrics.iter_mut().for_each(|m| m.update(truth.view(), pred.view(), None));
+            }
         }
         Ok(buf[loss_at])
     }
@@ -395,107 +420,147 @@ impl DataParallel {
     }
 
     /// `evaluate` split by whole batches: each rank runs its batches, one allgather brings every batch's
-    /// loss, outputs and targets to every rank, and each rank replays them in order, so the logs are the ones
+    /// losses, outputs and targets to every rank, and each rank replays them in order, so the logs are the ones
     /// a single process computes. `None` when inactive.
     pub(super) fn evaluate(
         &mut self,
         model: &mut Model,
-        x: &ArrayViewD<'_, f32>,
-        y: &ArrayViewD<'_, f32>,
-        weights: Option<&ArrayView1<'_, f32>>,
+        data: &TrainData<'_, '_>,
         batch_size: usize,
-        metrics: &mut [Box<dyn Metric>],
+        metrics: &mut [Vec<Box<dyn Metric>>],
     ) -> Option<Logs> {
         let comm = self.comm.clone()?;
-        let n = x.len_of(Axis(0));
-        let pw: usize = model.output_shape().unwrap_or_default().iter().product();
-        let tw: usize = y.shape()[1..].iter().product();
+        let n = data.x[0].len_of(Axis(0));
+        let pred_shapes: Vec<Vec<usize>> = model.output_shapes().into_iter().map(<[usize]>::to_vec).collect();
+        let pw: Vec<usize> = pred_shapes.iter().map(|s| s.iter().product()).collect();
+        let tw: Vec<usize> = data.y.iter().map(|y| y.shape()[1..].iter().product()).collect();
+        let heads = pw.len();
+        // Per rank: its rows' outputs, output by output; their targets, output by output; then for each
+        // batch the total loss and each output's loss.
+        let count = |rows: usize| {
+            rows * (pw.iter().sum::<usize>() + tw.iter().sum::<usize>())
+                + rows.div_ceil(batch_size) * (1 + heads)
+        };
         let mine = self.span(&*comm, comm.rank(), n, batch_size);
-        let mut local = Vec::with_capacity(mine.len() * (pw + tw) + mine.len().div_ceil(batch_size));
-        let mut losses: Vec<f32> = Vec::new();
-        let mut truths: Vec<f32> = Vec::new();
         let slice = Slice::from(mine.clone());
-        let weights = weights.map(|w| w.slice_axis(Axis(0), slice));
+        let x: Vec<_> = data.x.iter().map(|a| a.slice_axis(Axis(0), slice)).collect();
+        let y: Vec<_> = data.y.iter().map(|a| a.slice_axis(Axis(0), slice)).collect();
+        let weights = data.weights.map(|w| w.slice_axis(Axis(0), slice));
+        let mut preds: Vec<Vec<f32>> = vec![Vec::new(); heads];
+        let mut truths: Vec<Vec<f32>> = vec![Vec::new(); heads];
+        let mut losses: Vec<f32> = Vec::new();
         let mut workspace = std::mem::take(&mut model.workspace);
         model.for_each_batch(
             &mut workspace,
-            &[x.slice_axis(Axis(0), slice)],
-            Some((&[y.slice_axis(Axis(0), slice)], weights.as_ref())),
+            &x,
+            Some((&y, weights.as_ref())),
             batch_size,
-            |_, out, truth| {
-                local.extend(out[0].iter());
-                if let Some((truth, _, loss)) = truth {
-                    truths.extend(truth[0].iter());
-                    losses.push(loss);
+            |_, outs, truth| {
+                for (p, out) in preds.iter_mut().zip(outs) {
+                    p.extend(out.iter());
+                }
+                if let Some((truth, head_losses, total)) = truth {
+                    for (t, y) in truths.iter_mut().zip(truth) {
+                        t.extend(y.iter());
+                    }
+                    losses.push(total);
+                    losses.extend(head_losses);
                 }
             },
         );
         model.workspace = workspace;
-        local.extend(truths);
-        local.extend(losses);
+        let local: Vec<f32> = preds.into_iter().chain(truths).flatten().chain(losses).collect();
         let spans: Vec<Range<usize>> =
             (0..comm.size()).map(|r| self.span(&*comm, r, n, batch_size)).collect();
-        let counts: Vec<usize> =
-            spans.iter().map(|s| s.len() * (pw + tw) + s.len().div_ceil(batch_size)).collect();
+        let counts: Vec<usize> = spans.iter().map(|s| count(s.len())).collect();
         let mut all = vec![0.0f32; counts.iter().sum()];
         comm.all_gather(&local, &counts, &mut all);
 
         let mut loss_tracker = Mean::new();
-        metrics.iter_mut().for_each(|m| m.reset());
+        let mut head_trackers: Vec<Mean> = (0..heads).map(|_| Mean::new()).collect();
+        metrics.iter_mut().flatten().for_each(|m| m.reset());
         let mut at = 0;
         for (span, count) in spans.iter().zip(&counts) {
             let part = &all[at..at + count];
             at += count;
-            let (preds, rest) = part.split_at(span.len() * pw);
-            let (truths, losses) = rest.split_at(span.len() * tw);
+            // Where each output's outputs and targets start in this rank's part.
+            let mut starts = Vec::with_capacity(2 * heads);
+            let mut offset = 0;
+            for width in pw.iter().chain(&tw) {
+                starts.push(offset);
+                offset += span.len() * width;
+            }
+            let losses = &part[offset..];
             for (b, start) in (0..span.len()).step_by(batch_size).enumerate() {
                 let rows = batch_size.min(span.len() - start);
                 let shape =
                     |per: &[usize]| std::iter::once(rows).chain(per.iter().copied()).collect::<Vec<_>>();
-                let pred = ArrayViewD::from_shape(
-                    IxDyn(&shape(model.output_shape().unwrap_or_default())),
-                    &preds[start * pw..(start + rows) * pw],
-                )
-                .expect("outputs of the batch's shape");
-                let truth = ArrayViewD::from_shape(
-                    IxDyn(&shape(&y.shape()[1..])),
-                    &truths[start * tw..(start + rows) * tw],
-                )
-                .expect("targets of the batch's shape");
-                loss_tracker.update_value(losses[b], rows as f32);
-                metrics.iter_mut().for_each(|m| m.update(truth.view(), pred.view(), None));
+                let batch_losses = &losses[b * (1 + heads)..(b + 1) * (1 + heads)];
+                loss_tracker.update_value(batch_losses[0], rows as f32);
+                for h in 0..heads {
+                    head_trackers[h].update_value(batch_losses[1 + h], rows as f32);
+                    let (p, t) = (starts[h] + start * pw[h], starts[heads + h] + start * tw[h]);
+                    let pred =
+                        ArrayViewD::from_shape(IxDyn(&shape(&pred_shapes[h])), &part[p..p + rows * pw[h]])
+                            .expect("outputs of the batch's shape");
+                    let truth = ArrayViewD::from_shape(
+                        IxDyn(&shape(&data.y[h].shape()[1..])),
+                        &part[t..t + rows * tw[h]],
+                    )
+                    .expect("targets of the batch's shape");
+                    metrics[h].iter_mut().for_each(|m| m.update(truth.view(), pred.view(), None));
+                }
             }
         }
-        let logs = super::loss_and_metrics(loss_tracker.result(), &[], &[], &[None]);
-        Some(metrics.iter().fold(logs, |mut logs, m| {
-            logs.set(m.name(), m.result());
-            logs
-        }))
+        let head_means: Vec<f32> = head_trackers.iter().map(Metric::result).collect();
+        Some(super::loss_and_metrics(loss_tracker.result(), &head_means, metrics, &model.log_prefixes()))
     }
 
-    /// `predict` split by whole batches, the rows gathered on every rank. `None` when inactive.
+    /// `predict` split by whole batches, every output's rows gathered on every rank. `None` when inactive.
     pub(super) fn predict(
         &mut self,
         model: &Model,
-        x: &ArrayViewD<'_, f32>,
+        x: &[ArrayViewD<'_, f32>],
         batch_size: usize,
-    ) -> Option<Tensor> {
+    ) -> Option<Vec<Tensor>> {
         let comm = self.comm.clone()?;
-        let n = x.len_of(Axis(0));
-        let out_shape: Vec<usize> =
-            std::iter::once(n).chain(model.output_shape().unwrap_or_default().iter().copied()).collect();
-        let pw: usize = out_shape[1..].iter().product();
+        let n = x[0].len_of(Axis(0));
+        let shapes: Vec<Vec<usize>> = model.output_shapes().into_iter().map(<[usize]>::to_vec).collect();
+        let pw: Vec<usize> = shapes.iter().map(|s| s.iter().product()).collect();
+        let row: usize = pw.iter().sum();
         let mine = self.span(&*comm, comm.rank(), n, batch_size);
-        let mut local = Vec::with_capacity(mine.len() * pw);
-        let slice = x.slice_axis(Axis(0), Slice::from(mine));
-        model.for_each_batch(&mut Workspace::new(), &[slice], None, batch_size, |_, out, _| {
-            local.extend(out[0].iter());
+        let slices: Vec<_> = x.iter().map(|a| a.slice_axis(Axis(0), Slice::from(mine.clone()))).collect();
+        let mut preds: Vec<Vec<f32>> = vec![Vec::new(); pw.len()];
+        model.for_each_batch(&mut Workspace::new(), &slices, None, batch_size, |_, outs, _| {
+            for (p, out) in preds.iter_mut().zip(outs) {
+                p.extend(out.iter());
+            }
         });
-        let counts: Vec<usize> =
-            (0..comm.size()).map(|r| self.span(&*comm, r, n, batch_size).len() * pw).collect();
-        let mut all = vec![0.0f32; n * pw];
+        let local: Vec<f32> = preds.into_iter().flatten().collect();
+        let spans: Vec<Range<usize>> =
+            (0..comm.size()).map(|r| self.span(&*comm, r, n, batch_size)).collect();
+        let counts: Vec<usize> = spans.iter().map(|s| s.len() * row).collect();
+        let mut all = vec![0.0f32; n * row];
         comm.all_gather(&local, &counts, &mut all);
-        Some(ArrayD::from_shape_vec(IxDyn(&out_shape), all).expect("n rows of outputs"))
+        // Each rank's part holds its rows of output 0, then of output 1, ...: put them in place.
+        let mut outputs: Vec<Vec<f32>> = pw.iter().map(|w| Vec::with_capacity(n * w)).collect();
+        let mut at = 0;
+        for span in &spans {
+            for (out, w) in outputs.iter_mut().zip(&pw) {
+                out.extend_from_slice(&all[at..at + span.len() * w]);
+                at += span.len() * w;
+            }
+        }
+        Some(
+            outputs
+                .into_iter()
+                .zip(&shapes)
+                .map(|(values, per)| {
+                    let shape: Vec<usize> = std::iter::once(n).chain(per.iter().copied()).collect();
+                    ArrayD::from_shape_vec(IxDyn(&shape), values).expect("n rows of outputs")
+                })
+                .collect(),
+        )
     }
 }
 
