@@ -291,7 +291,7 @@ fn graph_construction_errors_name_the_layers_and_shapes() {
     let mut g = Graph::new();
     let x = g.input(Input::new([4]).name("x")).unwrap();
     let z = g.input(Input::new([2]).name("z")).unwrap();
-    let layers_before = format!("{:?}", g.shape(x));
+    let layers_before = format!("{:?}", g.shape(x).unwrap());
     // A shared layer on another shape.
     let shared = g.layer(Dense::new(3).name("shared")).unwrap();
     g.apply(shared, x).unwrap();
@@ -306,11 +306,12 @@ fn graph_construction_errors_name_the_layers_and_shapes() {
     assert!(g.apply(Dense::new(2).name("shared"), x).unwrap_err().to_string().contains("unique"));
     // A failed call left nothing behind: the next Dense is still `dense`.
     let d = g.apply(Dense::new(2), x).unwrap();
-    assert_eq!(layers_before, format!("{:?}", g.shape(x)));
+    assert_eq!(layers_before, format!("{:?}", g.shape(x).unwrap()));
     // A tensor of another graph.
     let mut other = Graph::new();
     let foreign = other.input(Input::new([4])).unwrap();
     assert!(g.apply(Dense::new(2), foreign).unwrap_err().to_string().contains("another Graph"));
+    assert!(g.shape(foreign).is_err());
     assert!(matches!(Model::new(other, foreign, d), Err(Error::Graph(_))));
 
     // Graph disconnected: the output needs `z`, which is not an input of the model.

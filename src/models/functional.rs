@@ -41,7 +41,7 @@ pub struct LayerRef {
 /// let a = g.apply(shared, h)?;
 /// let b = g.apply(shared, a)?;
 /// let y = g.apply(Add::new(), [h, b])?; // a residual connection
-/// assert_eq!(g.shape(y), &[16]);
+/// assert_eq!(g.shape(y)?, &[16]);
 /// let model = Model::new(g, x, y)?;
 /// assert_eq!(model.count_params(), 2 * (16 * 16 + 16));
 /// # Ok::<(), kerust::Error>(())
@@ -198,13 +198,15 @@ impl Graph {
         }
     }
 
-    /// A tensor's per-sample shape (no batch axis).
+    /// A tensor's per-sample shape (no batch axis), as inferred when it was made.
     ///
-    /// # Panics
-    /// If the tensor belongs to another graph.
-    pub fn shape(&self, tensor: SymbolicTensor) -> &[usize] {
-        assert_eq!(tensor.graph, self.id, "a tensor of another Graph");
-        &self.net.tensors[tensor.id].shape
+    /// # Errors
+    /// [`Error::Graph`] for a tensor of another graph.
+    pub fn shape(&self, tensor: SymbolicTensor) -> Result<&[usize]> {
+        match self.net.tensors.get(tensor.id) {
+            Some(info) if tensor.graph == self.id => Ok(&info.shape),
+            _ => Err(Error::Graph(format!("{tensor:?} belongs to another Graph"))),
+        }
     }
 
     fn tensor(&self, id: TensorId) -> SymbolicTensor {
