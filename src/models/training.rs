@@ -370,7 +370,7 @@ impl Model {
         let mut order: Vec<usize> = (0..n_train).collect();
         let mut loss_tracker = Mean::new();
         let mut head_trackers: Vec<Mean> = metrics.iter().map(|_| Mean::new()).collect();
-        let mut head_losses = Vec::new();
+        let (mut head_losses, mut head_means) = (Vec::new(), Vec::new());
         let prefixes = self.log_prefixes();
         let mut logs = Logs::new();
         callbacks.on_train_begin(self, params)?;
@@ -386,6 +386,7 @@ impl Model {
             loss_tracker.reset();
             head_trackers.iter_mut().for_each(Metric::reset);
             metrics.iter_mut().flatten().for_each(|m| m.reset());
+            logs.clear();
             for (batch, rows) in order.chunks(params.batch_size).enumerate() {
                 callbacks.on_train_batch_begin(self, batch)?;
                 let loss = self.train_step(data, rows, metrics, &mut head_losses, dp)?;
@@ -393,8 +394,9 @@ impl Model {
                 for (t, &l) in head_trackers.iter_mut().zip(&head_losses) {
                     t.update_value(l, rows.len() as f32);
                 }
-                let head_means: Vec<f32> = head_trackers.iter().map(Metric::result).collect();
-                logs = loss_and_metrics(loss_tracker.result(), &head_means, metrics, &prefixes);
+                head_means.clear();
+                head_means.extend(head_trackers.iter().map(Metric::result));
+                write_logs(&mut logs, loss_tracker.result(), &head_means, metrics, &prefixes);
                 callbacks.on_train_batch_end(self, batch, &logs)?;
                 if dp.stopping(self) {
                     break;
@@ -1083,6 +1085,19 @@ pub(super) fn loss_and_metrics(
     prefixes: &[Option<String>],
 ) -> Logs {
     let mut logs = Logs::new();
+    write_logs(&mut logs, loss, head_losses, metrics, prefixes);
+    logs
+}
+
+/// [`loss_and_metrics`] into `logs`, in place: a training loop's logs take no new allocation per step for a
+/// model of one output.
+fn write_logs(
+    logs: &mut Logs,
+    loss: f32,
+    head_losses: &[f32],
+    metrics: &[Vec<Box<dyn Metric>>],
+    prefixes: &[Option<String>],
+) {
     logs.set("loss", loss);
     for (prefix, l) in prefixes.iter().zip(head_losses) {
         if let Some(p) = prefix {
@@ -1097,7 +1112,6 @@ pub(super) fn loss_and_metrics(
             }
         }
     }
-    logs
 }
 
 /// The number of samples, after checking every input has a sample axis with at least one sample, and every
