@@ -114,7 +114,11 @@ fn a_shared_layer_is_one_set_of_weights_with_the_gradients_of_both_calls_summed(
     assert_eq!(model.count_params(), 5 * 5 + 5 + 5 + 1);
     assert_eq!(model.get_weights().len(), 4);
     let summary = model.summary_string();
-    assert!(summary.contains("input_layer[0][0], dense[0][0]"), "{summary}");
+    // Both calls' inputs, the first cut short as Keras cuts a word longer than its cell.
+    assert!(
+        summary.contains("│ input_layer[0][0… │\n") && summary.contains("│ dense[0][0]       │\n"),
+        "{summary}"
+    );
 
     // One SGD step of rate 1 on the sum of the outputs: the weights move by minus the gradient, which must be
     // the sum over both calls, computed here by hand on a tape with the layer called twice.
@@ -467,7 +471,7 @@ fn a_shared_layer_stays_shared_after_a_reload() {
     let back = kerust::models::load_model_from_bytes(&model.to_bytes().unwrap()).unwrap();
     assert_eq!(back.count_params(), model.count_params());
     assert_eq!(back.layers().len(), 3);
-    assert!(back.summary_string().contains("input_layer[0][0], dense[0][0]"));
+    assert_eq!(back.summary_string(), model.summary_string());
     let xs = Array2::from_shape_fn((5, 3), |(i, j)| i as f32 - j as f32);
     assert_eq!(bits(&model.predict(&xs).unwrap()), bits(&back.predict(&xs).unwrap()));
     let _ = Axis(0);
