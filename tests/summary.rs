@@ -1,7 +1,7 @@
 //! `summary_string()` byte for byte against Keras 3's `model.summary()` (tests/fixtures/keras_summary.py wrote
 //! the oracles): graph models with `Connected to`, rows in Keras' order (deepest from the outputs first),
-//! long cells wrapped at Keras' fixed column widths, and a linear graph printed like a Sequential. The two
-//! Sequential tables with long names are ignored: kerust's Sequential keeps widening its columns.
+//! long cells wrapped at Keras' fixed column widths (Sequential models too), and a linear graph printed like a
+//! Sequential.
 use kerust::layers::{
     Add, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense, Dropout, Flatten,
     GlobalAveragePooling2D, Input, MaxPooling2D, Maximum, Rescaling,
@@ -110,7 +110,6 @@ fn long_names_graph() -> kerust::Result<()> {
 }
 
 #[test]
-#[ignore = "a Sequential's columns widen to fit (golden_sequential.json), where Keras wraps"]
 fn long_names_sequential() -> kerust::Result<()> {
     let mut model = Sequential::new().with_name("long_sequential");
     model.add(Input::new([3]))?;
@@ -122,7 +121,6 @@ fn long_names_sequential() -> kerust::Result<()> {
 
 /// tests/convnets.rs' model "a": `batch_normalization (BatchNormalization)` is too long for its column.
 #[test]
-#[ignore = "a Sequential's columns widen to fit (golden_sequential.json), where Keras wraps"]
 fn convnet_sequential() -> kerust::Result<()> {
     let mut m = Sequential::new();
     m.add(Input::new([7, 6, 2]))?;

@@ -226,20 +226,11 @@ impl Model {
                 row
             })
             .collect();
-        let (mut widths, header): (Vec<usize>, &[&str]) = if connected {
+        let (widths, header): (Vec<usize>, &[&str]) = if connected {
             (GRAPH_WIDTHS.to_vec(), &["Layer (type)", "Output Shape", "Param #", "Connected to"])
         } else {
             (WIDTHS.to_vec(), &["Layer (type)", "Output Shape", "Param #"])
         };
-        if matches!(self.kind, Kind::Sequential { .. }) {
-            // A Sequential's table widens to fit its cells, as kerust has always printed it (the golden files
-            // record it), where Keras would wrap them.
-            for r in &rows {
-                for (w, cell) in widths.iter_mut().zip(r) {
-                    *w = (*w).max(cell.chars().count() + 2);
-                }
-            }
-        }
         let widths = widths.as_slice();
 
         let mut s = format!("Model: \"{}\"\n", self.name);
