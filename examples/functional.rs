@@ -122,6 +122,7 @@ fn run(args: &Args) -> kerust::Result<ExitCode> {
             .loss_weight("even", 0.5)
             .metrics(["accuracy"]),
     )?;
+    let started = std::time::Instant::now();
     let history = model
         .fit(
             arrays!["image" => &x_train, "features" => &f_train],
@@ -131,7 +132,12 @@ fn run(args: &Args) -> kerust::Result<ExitCode> {
         .epochs(args.epochs)
         .validation_split(0.1)
         .run()?;
+    let seconds = started.elapsed().as_secs_f64();
     println!("{history}");
+    println!(
+        "fit: {seconds:.2} s, {:.2} s per epoch (training and validation)",
+        seconds / args.epochs as f64
+    );
     let logs = model.evaluate((&x_test, &f_test), (&digit_test, &even_test))?;
     println!("test: {logs}");
     let (digit_accuracy, even_accuracy) = (logs.get("digit_accuracy"), logs.get("even_accuracy"));
