@@ -1,9 +1,6 @@
 //! Hostile graph-model files (`class_name: "Functional"`): every corruption of the node structure is an error
 //! naming what is wrong, never a panic, a hang or an allocation beyond what the file brings.
-#[path = "../examples/fuzz_model_files/harness.rs"]
-mod harness;
-
-use harness::ModelFile;
+use crate::harness::ModelFile;
 use kerust::layers::{Add, Dense, Input};
 use kerust::models::{load_model_from_bytes, Graph, Model};
 use serde_json::{json, Value};

@@ -14,7 +14,7 @@ use ndarray::{s, Array1, Array2, ArrayD, IxDyn};
 use serde_json::Value;
 
 fn fixture() -> Value {
-    serde_json::from_str(include_str!("fixtures/keras_functional.json")).unwrap()
+    serde_json::from_str(include_str!("../fixtures/keras_functional.json")).unwrap()
 }
 
 fn floats(v: &Value) -> Vec<f32> {
