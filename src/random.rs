@@ -23,7 +23,7 @@ pub(crate) fn model_seed() -> u64 {
 
 /// The generator of training epoch number `epoch` (counted over the model's life) of a model seeded with `seed`:
 /// a ChaCha key made of both, so every epoch has its own stream, a function of `(seed, epoch)` only. This is what
-/// makes training resumable from a saved model: see [`crate::models::Sequential::seed`].
+/// makes training resumable from a saved model: see [`crate::models::Model::seed`].
 pub(crate) fn epoch_rng(seed: u64, epoch: u64) -> StdRng {
     let mut key = [0u8; 32];
     key[..8].copy_from_slice(&seed.to_le_bytes());

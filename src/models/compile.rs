@@ -179,14 +179,19 @@ impl Compile {
         let mut heads = Vec::with_capacity(outputs.len());
         for (i, ((loss, weight), own)) in losses.into_iter().zip(weights).zip(own_metrics).enumerate() {
             let Some(loss) = loss else {
-                return Err(Error::NotReady(format!(
-                    "output `{}` has no loss: give every output one (Compile::loss or Compile::output_loss)",
-                    outputs[i]
-                )));
+                return Err(Error::invalid_argument(
+                    "loss",
+                    "none",
+                    format!(
+                        "output `{}` has no loss: give every output one (Compile::loss or Compile::output_loss)",
+                        outputs[i]
+                    ),
+                ));
             };
             let metrics = match own {
                 Some(m) => m,
-                // The last output sharing the default list takes it; the others get copies of its names.
+                // A single output sharing the default list takes it (metric objects too); several get a copy of
+                // its names each (objects were refused above).
                 None if shared == 1 => default_metrics.take().unwrap_or_default(),
                 None => {
                     default_metrics.as_ref().map(|ms| ms.iter().map(clone_name).collect()).unwrap_or_default()

@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use super::graph::{shapes_str, Net, Node, Producer, TensorId, TensorInfo};
 use super::{Kind, Model};
 use crate::autodiff::ParamStore;
-use crate::layers::{snake_case, Input, Layer};
+use crate::layers::{Input, Layer};
 use crate::{Error, Result};
 
 /// A tensor of a [`Graph`]: what an input or a layer call returns, and what layers are called on.
@@ -123,21 +123,7 @@ impl Graph {
     /// # Errors
     /// As [`Graph::layer`].
     pub fn layer_boxed(&mut self, mut layer: Box<dyn Layer>) -> Result<LayerRef> {
-        match layer.name() {
-            Some(name) if self.net.layers.iter().any(|l| l.name() == Some(name)) => {
-                return Err(Error::invalid_argument("name", name, "all layers of a model need unique names"));
-            }
-            Some(_) => {}
-            None => {
-                let base = snake_case(layer.class_name());
-                let taken = |n: &str| self.net.layers.iter().any(|l| l.name() == Some(n));
-                let name = std::iter::once(base.clone())
-                    .chain((1..).map(|i| format!("{base}_{i}")))
-                    .find(|n| !taken(n))
-                    .unwrap_or_default();
-                layer.set_name(name);
-            }
-        }
+        self.net.name_layer(layer.as_mut())?;
         self.net.layers.push(layer);
         Ok(LayerRef { graph: self.id, index: self.net.layers.len() - 1 })
     }
@@ -328,9 +314,13 @@ impl Model {
             match net.tensors[t].producer {
                 Producer::Node(n) => stack.extend(&net.nodes[n].inputs),
                 Producer::Input { .. } if !input_ids.contains(&t) => {
-                    let needing: Vec<String> = output_ids.iter().map(|&o| format!("`{}`", name(o))).collect();
+                    let needing: Vec<String> = output_ids
+                        .iter()
+                        .filter(|&&o| depends_on(&net, o, t))
+                        .map(|&o| format!("`{}`", name(o)))
+                        .collect();
                     return Err(Error::Graph(format!(
-                        "graph disconnected: the outputs {} depend on the input `{}`, which is not among the \
+                        "graph disconnected: the output(s) {} depend on the input `{}`, which is not among the \
                          model's inputs",
                         needing.join(", "),
                         name(t)
@@ -425,4 +415,21 @@ impl Model {
         model.set_seed(seed);
         Ok(model)
     }
+}
+
+/// Whether tensor `t` is computed from tensor `source`.
+fn depends_on(net: &Net, t: TensorId, source: TensorId) -> bool {
+    let mut stack = vec![t];
+    let mut seen = vec![false; net.tensors.len()];
+    while let Some(t) = stack.pop() {
+        if t == source {
+            return true;
+        }
+        if !std::mem::replace(&mut seen[t], true) {
+            if let Producer::Node(n) = net.tensors[t].producer {
+                stack.extend(&net.nodes[n].inputs);
+            }
+        }
+    }
+    false
 }

@@ -46,6 +46,27 @@ pub(crate) struct Net {
 }
 
 impl Net {
+    /// Names `layer` as Keras does (`dense`, `dense_1`, ... after its class) unless it has a name; a name
+    /// another layer has is an error, as weights are saved under `<layer>/<weight>`.
+    pub(crate) fn name_layer(&self, layer: &mut dyn Layer) -> Result<()> {
+        let taken = |n: &str| self.layers.iter().any(|l| l.name() == Some(n));
+        match layer.name() {
+            Some(name) if taken(name) => {
+                Err(crate::Error::invalid_argument("name", name, "all layers of a model need unique names"))
+            }
+            Some(_) => Ok(()),
+            None => {
+                let base = crate::layers::snake_case(layer.class_name());
+                let name = std::iter::once(base.clone())
+                    .chain((1..).map(|i| format!("{base}_{i}")))
+                    .find(|n| !taken(n))
+                    .unwrap_or(base);
+                layer.set_name(name);
+                Ok(())
+            }
+        }
+    }
+
     /// Adds a model input of this per-sample shape, produced by `layer` (an `Input` in `layers`) if given.
     pub(crate) fn add_input(&mut self, shape: Vec<usize>, layer: Option<usize>) -> TensorId {
         self.tensors.push(TensorInfo { shape, producer: Producer::Input { layer } });
@@ -70,10 +91,11 @@ impl Net {
         let first = self.nodes_of(layer).next().map(|n| (n.inputs.clone(), n.output));
         let output_shape = match first {
             None => {
-                let params_before = params.len();
+                let (params_before, rng_before) = (params.len(), rng.clone());
                 let built = self.layers[layer].build_many(&shapes, params, rng);
                 if built.is_err() {
                     params.truncate(params_before);
+                    *rng = rng_before;
                 }
                 built?
             }

@@ -226,15 +226,23 @@ impl Model {
     }
 
     /// Builds every layer not built yet for inputs of `input_shape` (per sample, without the batch axis), like
-    /// Keras' `model.build((None, ...))`. Called by `add`, `fit` and `predict` when needed. A graph model is
-    /// built when it is made; for it this only checks the shape.
+    /// Keras' `model.build((None, ...))`. Called by `add`, `fit`, `evaluate` and `train_on_batch` when needed.
+    /// A graph model is built when it is made; for it this only checks the shape.
     ///
     /// # Errors
-    /// If the model is already built for another shape, or a layer rejects its input. On error, the layers
-    /// this call built are unbuilt again.
+    /// If the model is already built for another shape, has several inputs, or a layer rejects its input. On
+    /// error the model is unchanged: the layers this call built are unbuilt again, and the generator that
+    /// initializes weights is where it was.
     pub fn build(&mut self, input_shape: &[usize]) -> Result<()> {
+        if self.net.inputs.len() > 1 {
+            return Err(Error::invalid_argument(
+                "build",
+                shape_str(input_shape),
+                format!("the model has {} inputs, built when it was made", self.net.inputs.len()),
+            ));
+        }
         if let Some(built) = self.net.inputs.first().map(|&t| &self.net.tensors[t].shape) {
-            if built != input_shape || self.net.inputs.len() != 1 {
+            if built != input_shape {
                 return Err(Error::shape(
                     "build",
                     format!("the shape the model is built for, {}", shape_str(built)),
@@ -246,6 +254,7 @@ impl Model {
             return Ok(());
         }
         let (params_before, nodes_before) = (self.params.len(), self.net.nodes.len());
+        let rng_before = self.rng.clone();
         let was_built = !self.net.inputs.is_empty();
         if !was_built {
             self.net.add_input(input_shape.to_vec(), None);
@@ -262,6 +271,7 @@ impl Model {
                     self.net.tensors.clear();
                     self.net.inputs.clear();
                 }
+                self.rng = rng_before;
                 return Err(e);
             }
         }
@@ -344,9 +354,16 @@ impl Model {
         &mut self.params
     }
 
-    /// Copies of every weight array, layer by layer, kernel before bias (Keras' `get_weights`).
+    /// Copies of every weight array, layer by layer in [`Model::layers`]' order, kernel before bias (Keras'
+    /// `get_weights`). The order is the same in a model reloaded from its file.
     pub fn get_weights(&self) -> Vec<Tensor> {
-        self.params.iter().map(|(_, p)| p.value.clone()).collect()
+        self.weight_ids().map(|id| self.params.value(id).clone()).collect()
+    }
+
+    /// The weights' ids in [`Model::get_weights`]' order. It can differ from the order the weights were created
+    /// in (the `ParamStore`'s) in a graph model whose shared layer was first called on a branch no output uses.
+    fn weight_ids(&self) -> impl Iterator<Item = crate::autodiff::ParamId> + '_ {
+        self.net.layers.iter().flat_map(|l| l.weights().iter().copied())
     }
 
     /// Replaces every weight array (Keras' `set_weights`).
@@ -361,7 +378,8 @@ impl Model {
                 format!("{} arrays", weights.len()),
             ));
         }
-        for ((_, p), w) in self.params.iter().zip(weights) {
+        for (id, w) in self.weight_ids().zip(weights) {
+            let p = self.params.get(id);
             if p.value.shape() != w.shape() {
                 return Err(Error::shape(
                     format!("set_weights for {}", p.name),
@@ -370,8 +388,9 @@ impl Model {
                 ));
             }
         }
-        for ((_, p), w) in self.params.iter_mut().zip(weights) {
-            p.value.assign(w);
+        let ids: Vec<_> = self.weight_ids().collect();
+        for (id, w) in ids.into_iter().zip(weights) {
+            self.params.value_mut(id).assign(w);
         }
         Ok(())
     }
@@ -453,6 +472,11 @@ impl Model {
     /// The loss set by `compile` (the first output's, for a model of several outputs).
     pub fn loss(&self) -> Option<&dyn Loss> {
         self.compiled.as_ref().and_then(|c| c.heads.first()).map(|h| h.loss.as_ref())
+    }
+
+    /// Each output's loss and loss weight, in the order of the outputs (empty before `compile`).
+    pub fn losses(&self) -> Vec<(&dyn Loss, f32)> {
+        self.compiled.iter().flat_map(|c| &c.heads).map(|h| (h.loss.as_ref(), h.weight)).collect()
     }
 
     /// Asks `fit` to stop after the current batch (Keras' `model.stop_training = True`).

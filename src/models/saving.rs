@@ -272,12 +272,6 @@ impl Model {
         })
     }
 
-    /// The names the compiled metrics log under (`None` before `compile`), in order; also while `fit` holds
-    /// them. For a model of several outputs, [`Model::log_names`] has the prefixed names.
-    pub(crate) fn metric_names(&self) -> Option<Vec<String>> {
-        Some(self.compiled.as_ref()?.heads.iter().flat_map(|h| h.metric_names()).collect())
-    }
-
     /// Saves the weights alone (safetensors, `<layer>/<weight>` names), atomically.
     ///
     /// # Errors
@@ -616,9 +610,12 @@ fn load_sequential(
     Ok(model.into())
 }
 
+/// The tensors made while a graph model loads, by `(layer name, node index)`.
+type Tensors = std::collections::HashMap<(String, usize), super::SymbolicTensor>;
+
 /// Replays the file's layer calls into a [`Graph`]: each layer is created in the file's order, and its calls
-/// are made as soon as the tensors they take exist (the earliest layer first), so every weight is built once,
-/// within the file's weight budget.
+/// are made as soon as the tensors they take exist, so every weight is built once, within the file's weight
+/// budget.
 fn load_functional(
     config: &FunctionalConfig,
     budget: usize,
@@ -630,7 +627,7 @@ fn load_functional(
     g.set_weight_limit(Some(budget));
     let mut handles = Vec::with_capacity(config.layers.len());
     let mut names = Vec::with_capacity(config.layers.len());
-    let mut tensors: std::collections::HashMap<(String, usize), super::SymbolicTensor> = Default::default();
+    let mut tensors: Tensors = Default::default();
     for (i, layer) in config.layers.iter().enumerate() {
         let layer_config = LayerConfig { class_name: layer.class_name.clone(), config: layer.config.clone() };
         let loaded = load_layer(&layer_config, i, source, options)?;
@@ -649,28 +646,35 @@ fn load_functional(
             handles.push(Some(g.layer_boxed(loaded)?));
         }
     }
+    // Keras' `[layer, node, tensor]` reference to a tensor made so far (layers have one output: tensor 0).
+    let lookup =
+        |tensors: &Tensors, r: &TensorRef| tensors.get(&(r.0.clone(), r.1)).copied().filter(|_| r.2 == 0);
+    // Rounds over the layers in order, each making every call whose tensors exist: one round for a file
+    // written by `save` (its layers are in the order of their first calls); each call is made once.
     let mut done = vec![0usize; config.layers.len()];
-    let ready = |tensors: &std::collections::HashMap<(String, usize), super::SymbolicTensor>,
-                 refs: &[TensorRef]| {
-        refs.iter()
-            .map(|r| tensors.get(&(r.0.clone(), r.1)).copied().filter(|_| r.2 == 0))
-            .collect::<Option<Vec<_>>>()
-    };
     loop {
-        let next = (0..config.layers.len()).find_map(|i| {
-            let node = config.layers[i].inbound_nodes.get(done[i])?;
-            Some((i, ready(&tensors, node)?))
-        });
-        let Some((i, inputs)) = next else { break };
-        let handle = handles[i].expect("inputs have no inbound nodes");
-        let out = g.apply(handle, inputs)?;
-        tensors.insert((names[i].clone(), done[i]), out);
-        done[i] += 1;
+        let mut progress = false;
+        for i in 0..config.layers.len() {
+            while let Some(node) = config.layers[i].inbound_nodes.get(done[i]) {
+                let Some(inputs) = node.iter().map(|r| lookup(&tensors, r)).collect::<Option<Vec<_>>>()
+                else {
+                    break;
+                };
+                let handle = handles[i].expect("inputs have no inbound nodes");
+                let out = g.apply(handle, inputs)?;
+                tensors.insert((names[i].clone(), done[i]), out);
+                done[i] += 1;
+                progress = true;
+            }
+        }
+        if !progress {
+            break;
+        }
     }
     if let Some(i) = (0..config.layers.len()).find(|&i| done[i] < config.layers[i].inbound_nodes.len()) {
         let waiting: Vec<String> = config.layers[i].inbound_nodes[done[i]]
             .iter()
-            .filter(|r| r.2 != 0 || !tensors.contains_key(&(r.0.clone(), r.1)))
+            .filter(|r| lookup(&tensors, r).is_none())
             .map(|r| format!("{}[{}][{}]", r.0, r.1, r.2))
             .collect();
         return Err(bad(format!(
@@ -680,12 +684,10 @@ fn load_functional(
             waiting.join(", ")
         )));
     }
-    let find =
-        |r: &TensorRef, what: &str| {
-            tensors.get(&(r.0.clone(), r.1)).copied().filter(|_| r.2 == 0).ok_or_else(|| {
-                bad(format!("model {what} {}[{}][{}] is no tensor of the model", r.0, r.1, r.2))
-            })
-        };
+    let find = |r: &TensorRef, what: &str| {
+        lookup(&tensors, r)
+            .ok_or_else(|| bad(format!("model {what} {}[{}][{}] is no tensor of the model", r.0, r.1, r.2)))
+    };
     let inputs = config.input_layers.iter().map(|r| find(r, "input")).collect::<Result<Vec<_>>>()?;
     let outputs = config.output_layers.iter().map(|r| find(r, "output")).collect::<Result<Vec<_>>>()?;
     let mut model = Model::new(g, inputs, outputs)?.with_name(config.name.clone());

@@ -3,7 +3,7 @@
 use std::ops::{Deref, DerefMut};
 
 use super::{Kind, Model};
-use crate::layers::{snake_case, Layer};
+use crate::layers::Layer;
 use crate::{Error, Result};
 
 /// A linear stack of layers: Keras' `Sequential`.
@@ -81,6 +81,18 @@ impl Sequential {
         Sequential(self.0.with_name(name))
     }
 
+    /// An error unless the model inside is still a stack: `DerefMut` lets `*seq = graph_model` through.
+    fn check_stack(&self) -> Result<()> {
+        match self.0.kind {
+            Kind::Sequential { .. } => Ok(()),
+            Kind::Functional => Err(Error::invalid_argument(
+                "model",
+                format!("`{}`", self.0.name),
+                "a graph model (Model::new) was put in this Sequential; it is not a stack to add layers to",
+            )),
+        }
+    }
+
     fn declared_input(&self) -> Option<&Vec<usize>> {
         match &self.0.kind {
             Kind::Sequential { declared_input } => declared_input.as_ref(),
@@ -103,12 +115,19 @@ impl Sequential {
     }
 
     /// [`Sequential::add`] for a boxed layer.
+    ///
+    /// # Errors
+    /// As [`Sequential::add`]; and a graph model put in this `Sequential` through `DerefMut` (`*seq = model`),
+    /// which is not a stack to add to.
     pub fn add_boxed(&mut self, mut layer: Box<dyn Layer>) -> Result<()> {
+        self.check_stack()?;
         let model = &mut self.0;
         if layer.is_input() {
             if !model.net.layers.is_empty() || self.declared_input().is_some() {
-                return Err(Error::NotReady(
-                    "an Input can only be the first entry of a Sequential model".into(),
+                return Err(Error::invalid_argument(
+                    "layer",
+                    "Input",
+                    "an Input can only be the first entry of a Sequential model",
                 ));
             }
             let shape = layer.declared_input_shape().unwrap_or_default().to_vec();
@@ -116,17 +135,7 @@ impl Sequential {
             self.set_declared_input(Some(shape.clone()));
             return self.0.build(&shape);
         }
-        match layer.name() {
-            Some(name) if model.net.layers.iter().any(|l| l.name() == Some(name)) => {
-                return Err(Error::invalid_argument(
-                    "name",
-                    name,
-                    "all layers of a Sequential model need unique names",
-                ));
-            }
-            Some(_) => {}
-            None => layer.set_name(self.unique_name(&snake_case(layer.class_name()))),
-        }
+        model.net.name_layer(layer.as_mut())?;
         if self.0.net.layers.is_empty() && self.declared_input().is_none() {
             self.set_declared_input(layer.declared_input_shape().map(<[usize]>::to_vec));
         }
@@ -145,16 +154,10 @@ impl Sequential {
         result
     }
 
-    fn unique_name(&self, base: &str) -> String {
-        let taken = |n: &str| self.0.net.layers.iter().any(|l| l.name() == Some(n));
-        if !taken(base) {
-            return base.to_owned();
-        }
-        (1..).map(|i| format!("{base}_{i}")).find(|n| !taken(n)).unwrap_or_default()
-    }
-
-    /// Removes the top layer and its weights, and returns it.
+    /// Removes the top layer and its weights, and returns it (`None` for an empty model, or a graph model put
+    /// in this `Sequential` through `DerefMut`).
     pub fn pop(&mut self) -> Option<Box<dyn Layer>> {
+        self.check_stack().ok()?;
         let model = &mut self.0;
         let layer = model.net.layers.pop()?;
         if model.net.nodes.len() > model.net.layers.len() {

@@ -539,6 +539,7 @@ impl Model {
     ) -> Result<()> {
         check_samples(x, y, context)?;
         let built_before = self.is_built();
+        let rng_before = self.rng.clone();
         if !built_before {
             let declared = self.input_shape().map(<[usize]>::to_vec);
             let shape = declared.unwrap_or_else(|| x[0].shape()[1..].to_vec());
@@ -547,6 +548,7 @@ impl Model {
         let result = self.check_data(x, y, context);
         if result.is_err() && !built_before {
             self.unbuild();
+            self.rng = rng_before;
         }
         result
     }
@@ -578,7 +580,8 @@ impl Model {
                 // The most common case with images: grayscale data without the channel axis a Conv2D expects.
                 let hint = match input.split_last() {
                     Some((1, rest)) if x.ndim() >= 1 && &x.shape()[1..] == rest => format!(
-                        "; the channel axis is missing: (None, {}) data for a model of {}: add it with                      `x.insert_axis(Axis({}))` (numpy's `expand_dims(x, -1)`)",
+                        "; the channel axis is missing: (None, {}) data for a model of {}: add it with \
+                         `x.insert_axis(Axis({}))` (numpy's `expand_dims(x, -1)`)",
                         x.shape()[1..].iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
                         shape_str(input),
                         x.ndim()
@@ -673,18 +676,15 @@ impl Model {
             .collect())
     }
 
+    /// Gives back what `take_metrics` lent, to the heads that still wait for them: a call nested in a running
+    /// fit got none and gives none back, and a `compile` during the fit (from a callback) replaced the heads.
     fn put_metrics(&mut self, metrics: HeadMetrics) {
         let Some(compiled) = self.compiled.as_mut() else { return };
-        // A call nested in a running fit got no metrics and gives none back.
-        let nested =
-            compiled.heads.iter().zip(&metrics).any(|(h, m)| {
-                matches!(&h.metrics, Metrics::Lent(names) if !names.is_empty()) && m.is_empty()
-            });
-        if nested || metrics.len() != compiled.heads.len() {
-            return;
-        }
         for (head, m) in compiled.heads.iter_mut().zip(metrics) {
-            head.metrics = Metrics::Resolved(m);
+            let nested = matches!(&head.metrics, Metrics::Lent(names) if !names.is_empty()) && m.is_empty();
+            if matches!(head.metrics, Metrics::Lent(_)) && !nested {
+                head.metrics = Metrics::Resolved(m);
+            }
         }
     }
 
@@ -720,19 +720,7 @@ impl Model {
                     buf.iter_mut().zip(rows).for_each(|(b, &r)| *b = w[r]);
                 })
             });
-            let mut total: Option<Var<'_>> = None;
-            for (h, head) in compiled.heads.iter().enumerate() {
-                let loss = match wb {
-                    Some(wb) => head.loss.weighted(yb[h], out[h], wb),
-                    None => head.loss.call(yb[h], out[h]),
-                };
-                // Each output's loss is logged unweighted, as Keras does.
-                head_losses.push(loss.item());
-                // One output of weight 1: exactly the loss itself, no extra node on the tape.
-                let loss = if head.weight == 1.0 { loss } else { loss.mul_scalar(head.weight) };
-                total = Some(total.map_or(loss, |t| t.add(loss)));
-            }
-            let loss = total.expect("a compiled model has at least one output");
+            let loss = total_loss(&compiled.heads, &yb, &out, wb, head_losses);
             let value = loss.item();
             tape.backward(loss, grads)?;
             // Compiled metrics are unweighted, as Keras' `metrics` (its `weighted_metrics` are another list).
@@ -760,7 +748,32 @@ impl Model {
         }
         Ok(value)
     }
+}
 
+/// The loss of a batch: each output's loss (weighted by the samples' `weights` if given) goes into
+/// `head_losses`, as Keras logs them (without the output's loss weight); the total is the sum of
+/// `loss_weight * loss`. One output of weight 1 is exactly its loss, with no extra node on the tape.
+fn total_loss<'t>(
+    heads: &[super::Head],
+    y: &[Var<'t>],
+    out: &[Var<'t>],
+    weights: Option<Var<'t>>,
+    head_losses: &mut Vec<f32>,
+) -> Var<'t> {
+    let mut total: Option<Var<'t>> = None;
+    for ((head, &y), &out) in heads.iter().zip(y).zip(out) {
+        let loss = match weights {
+            Some(w) => head.loss.weighted(y, out, w),
+            None => head.loss.call(y, out),
+        };
+        head_losses.push(loss.item());
+        let loss = if head.weight == 1.0 { loss } else { loss.mul_scalar(head.weight) };
+        total = Some(total.map_or(loss, |t| t.add(loss)));
+    }
+    total.expect("a compiled model has at least one output")
+}
+
+impl Model {
     /// Runs the model on `x` in batches without recording gradients, with `workspace`'s buffers; `each` gets
     /// every batch's rows and outputs, and with `y` its targets, each output's (weighted) loss and the total.
     #[allow(clippy::type_complexity)]
@@ -795,15 +808,7 @@ impl Model {
                     let yb = batch_of(&tape, y, &rows);
                     let wb = weights.map(|w| tape.constant(w.slice(ndarray::s![start..end]).into_dyn()));
                     head_losses.clear();
-                    let mut total = 0.0;
-                    for (h, head) in compiled.heads.iter().enumerate() {
-                        let loss = match wb {
-                            Some(wb) => head.loss.weighted(yb[h], out[h], wb).item(),
-                            None => head.loss.call(yb[h], out[h]).item(),
-                        };
-                        head_losses.push(loss);
-                        total = if h == 0 { head.weight * loss } else { total + head.weight * loss };
-                    }
+                    let total = total_loss(&compiled.heads, &yb, &out, wb, &mut head_losses).item();
                     Var::with_values(&out, |o| {
                         Var::with_values(&yb, |t| each(start..end, o, Some((t, &head_losses, total))))
                     });
@@ -1019,7 +1024,7 @@ impl Model {
         self.check_data(x, None, "predict")?;
         let shapes = data_shapes("", x, &[]);
         let shapes: Vec<(&str, &[usize])> = shapes.iter().map(|(n, s)| (n.as_str(), *s)).collect();
-        dp.agree(self, x, &shapes, "predict")?;
+        dp.agree(self, &[], &shapes, "predict")?;
         if let Some(results) = dp.predict(self, x, batch_size) {
             return Ok(results);
         }
@@ -1059,7 +1064,8 @@ impl Model {
     /// As [`Model::predict`], and a model whose output per sample is not a vector (e.g. an image).
     pub fn predict_classes<'a>(&self, x: impl IntoArrays<'a>) -> Result<Array1<usize>> {
         let out = self.output_shape().unwrap_or_default().to_vec();
-        if self.is_built() && out.len() != 1 {
+        // A model of several outputs gets predict's error, which names predict_outputs.
+        if self.output_count() == 1 && self.is_built() && out.len() != 1 {
             return Err(Error::shape(
                 "predict_classes: the model's output",
                 "(None, classes): one vector per sample",

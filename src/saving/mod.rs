@@ -25,7 +25,12 @@
 //! - `model_config` (model files): JSON, `{"class_name": "Sequential", "name", "input_shape",
 //!   "build_input_shape", "layers": [{"class_name": "Dense", "config": {...}}, ...], "compile": {"loss":
 //!   {"name", "config"}, "optimizer": {"name", "config", "iterations"}, "metrics": [...]} or null,
-//!   "training": {"seed", "epochs_run"}}`.
+//!   "training": {"seed", "epochs_run"}}` for a Sequential; for a graph model (`Model::new`),
+//!   `{"class_name": "Functional", "name", "layers": [{"class_name", "config", "inbound_nodes": [[["dense", 0,
+//!   0], ...], ...]}, ...], "input_layers": [["image", 0, 0], ...], "output_layers": [["digit", 0, 0], ...],
+//!   "compile": {"optimizer": {...}, "outputs": [{"output", "loss": {"name", "config"}, "loss_weight",
+//!   "metrics"}, ...]} or null, "training": {...}}`: each layer with the tensors each of its calls took
+//!   (`[layer, call, 0]`, Keras 2's form), in the order of the layers' first calls.
 //!
 //! Booleans among the loss and optimizer settings are stored as the numbers `0` and `1`, and every setting is
 //! read strictly: a number an `f32` setting cannot hold exactly, or a boolean other than `0`/`1`, is an error

@@ -505,3 +505,69 @@ fn metrics_per_output_and_a_loaded_sequential_is_a_sequential_again() {
     assert_eq!(again.count_params(), 3 * 2 + 2 + 2 + 1);
     assert_eq!(again.output_shape(), Some(&[1][..]));
 }
+
+/// A shared layer first called on a branch no output uses: its weights were created before the other
+/// layer's, yet `get_weights` follows the layers, in the model and in its reloaded copy alike.
+#[test]
+fn weights_keep_their_order_through_a_reload_when_a_first_call_is_dropped() {
+    let mut g = Graph::with_seed(4);
+    let x = g.input(Input::new([4])).unwrap();
+    let shared = g.layer(Dense::new(4).activation("tanh")).unwrap();
+    let _unused = g.apply(shared, x).unwrap();
+    let d = g.apply(Dense::new(4), x).unwrap();
+    let y = g.apply(shared, d).unwrap();
+    let model = Model::new(g, x, y).unwrap();
+    let mut back = kerust::models::load_model_from_bytes(&model.to_bytes().unwrap()).unwrap();
+    let names = |m: &Model| m.layers().iter().map(|l| l.name().unwrap().to_owned()).collect::<Vec<_>>();
+    assert_eq!(names(&model), names(&back));
+    assert_eq!(weight_bits(&model), weight_bits(&back));
+    let xs = Array2::from_shape_fn((3, 4), |(i, j)| i as f32 - j as f32 / 2.0);
+    back.set_weights(&model.get_weights()).unwrap();
+    assert_eq!(bits(&model.predict(&xs).unwrap()), bits(&back.predict(&xs).unwrap()));
+}
+
+/// `DerefMut` lets a graph model into a `Sequential`; adding to it or popping from it is refused, not a panic.
+#[test]
+fn a_graph_model_put_in_a_sequential_refuses_add_and_pop() {
+    let mut seq = Sequential::new();
+    seq.add(Dense::new(2).input_shape([3])).unwrap();
+    *seq = two_in_two_out(1);
+    assert!(seq.add(Dense::new(1)).unwrap_err().to_string().contains("not a stack"));
+    assert!(seq.pop().is_none());
+    assert_eq!(seq.output_names(), ["digit", "even"]);
+}
+
+/// A failed call changes nothing, not even the generator that initializes the weights.
+#[test]
+fn a_failed_build_leaves_the_weight_generator_where_it_was() {
+    let fresh = || {
+        let mut m = Sequential::new();
+        m.set_seed(21);
+        m.add(Dense::new(3).activation("relu")).unwrap();
+        m.add(Dense::new(2)).unwrap();
+        m.compile("mse", "sgd", []).unwrap();
+        m
+    };
+    let x = Array2::<f32>::ones((4, 5));
+    let mut failed = fresh();
+    assert!(failed.train_on_batch(&x, &Array2::<f32>::ones((4, 7))).is_err());
+    assert!(!failed.is_built());
+    failed.build(&[5]).unwrap();
+    let mut clean = fresh();
+    clean.build(&[5]).unwrap();
+    assert_eq!(weight_bits(&failed), weight_bits(&clean));
+    // `build` on a model of several inputs names them.
+    let mut model = two_in_two_out(1);
+    assert!(model.build(&[4]).unwrap_err().to_string().contains("2 inputs"));
+}
+
+#[test]
+fn graph_disconnected_names_only_the_outputs_that_need_the_missing_input() {
+    let mut g = Graph::new();
+    let x = g.input(Input::new([4]).name("x")).unwrap();
+    let z = g.input(Input::new([4]).name("z")).unwrap();
+    let from_x = g.apply(Dense::new(2).name("from_x"), x).unwrap();
+    let from_z = g.apply(Dense::new(2).name("from_z"), z).unwrap();
+    let err = Model::new(g, x, [from_x, from_z]).unwrap_err().to_string();
+    assert!(err.contains("`from_z`") && !err.contains("`from_x`"), "{err}");
+}

@@ -225,3 +225,15 @@ impl std::ops::Index<usize> for Outputs {
         &self.arrays[i]
     }
 }
+
+impl std::ops::Index<&str> for Outputs {
+    type Output = crate::autodiff::Tensor;
+
+    /// The output of this name.
+    ///
+    /// # Panics
+    /// If the model has no output of this name ([`Outputs::get`] returns an `Option`).
+    fn index(&self, name: &str) -> &crate::autodiff::Tensor {
+        self.get(name).unwrap_or_else(|| panic!("no output named `{name}`; the outputs are {:?}", self.names))
+    }
+}

@@ -600,7 +600,7 @@ fn signature(model: &Model, data: &[(&str, &[usize])], settings: &str) -> Result
         }
         // The same metrics everywhere: History is then the same on every rank, and a step without metrics
         // can leave the batch's outputs out of its allreduce on every rank alike.
-        lines.push(format!("metrics {:?}", model.metric_names().unwrap_or_default()));
+        lines.push(format!("logged metrics {:?}", model.log_names().unwrap_or_default()));
         lines.push(format!(
             "optimizer {} {:?} iterations={}",
             c.optimizer.name(),
