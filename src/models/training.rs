@@ -553,18 +553,12 @@ impl Model {
         result
     }
 
-    /// Undoes the build of a Sequential built from data (weights, nodes and the input).
+    /// Undoes the build of a Sequential built from data (its weights, nodes and input). A model with a declared
+    /// input shape is built when its layers are added, so it never gets here.
     fn unbuild(&mut self) {
         self.params.truncate(0);
-        self.net.nodes.clear();
-        self.net.tensors.clear();
-        self.net.inputs.clear();
-        self.net.outputs.clear();
-        if let super::Kind::Sequential { declared_input: Some(shape) } = &self.kind {
-            self.net.add_input(shape.clone(), None);
-            self.net.inputs = vec![0];
-            self.net.outputs = vec![0];
-        }
+        let keep = std::mem::take(&mut self.net.layers);
+        self.net = super::graph::Net { layers: keep, ..Default::default() };
     }
 
     /// Checks inputs and targets against the built model and the compiled losses.
