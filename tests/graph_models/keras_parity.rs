@@ -158,39 +158,29 @@ fn evaluate_matches_keras() {
     assert_logs(&logs, &fx["evaluate_sample_weight"], "evaluate with sample_weight");
 }
 
-#[test]
-fn fit_matches_keras() {
+/// `fit(batch_size=4, epochs=2, shuffle=False)`, with the fixture's sample weights or without, against the
+/// fixture's History and weights under `key`.
+fn check_fit(key: &str, weighted: bool) {
     let fx = fixture();
     let d = data(&fx);
     let mut m = model(&fx);
-    let history = m
-        .fit((&d.a, &d.b), (&d.digit, &d.even))
-        .batch_size(4)
-        .epochs(2)
-        .shuffle(false)
-        .verbose(0)
-        .run()
-        .unwrap();
-    assert_history(&history, &fx["fit"]["history"], "fit");
-    assert_weights(&m, &fx["fit"]["weights"], "fit");
+    let mut fit = m.fit((&d.a, &d.b), (&d.digit, &d.even)).batch_size(4).epochs(2).shuffle(false).verbose(0);
+    if weighted {
+        fit = fit.sample_weight(&d.sample_weight);
+    }
+    let history = fit.run().unwrap();
+    assert_history(&history, &fx[key]["history"], key);
+    assert_weights(&m, &fx[key]["weights"], key);
+}
+
+#[test]
+fn fit_matches_keras() {
+    check_fit("fit", false);
 }
 
 #[test]
 fn fit_with_sample_weight_matches_keras() {
-    let fx = fixture();
-    let d = data(&fx);
-    let mut m = model(&fx);
-    let history = m
-        .fit((&d.a, &d.b), (&d.digit, &d.even))
-        .batch_size(4)
-        .epochs(2)
-        .shuffle(false)
-        .verbose(0)
-        .sample_weight(&d.sample_weight)
-        .run()
-        .unwrap();
-    assert_history(&history, &fx["fit_sample_weight"]["history"], "fit with sample_weight");
-    assert_weights(&m, &fx["fit_sample_weight"]["weights"], "fit with sample_weight");
+    check_fit("fit_sample_weight", true);
 }
 
 /// Each training batch's per-output losses, from the running means `fit` logs after every batch (kerust weighs a
