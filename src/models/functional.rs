@@ -161,7 +161,7 @@ impl Graph {
             let e = Error::invalid_argument("layer", "Input", "create inputs with Graph::input");
             return Err(describe(&self.net, String::new(), e));
         }
-        if let Some(t) = inputs.iter().find(|t| t.graph != self.id || t.id >= self.net.tensors.len()) {
+        if let Some(t) = inputs.iter().find(|t| !self.owns(t)) {
             let e = Error::Graph(format!("tensor {t:?} belongs to another Graph"));
             return Err(describe(&self.net, "a tensor of another graph".into(), e));
         }
@@ -189,10 +189,15 @@ impl Graph {
     /// # Errors
     /// [`Error::Graph`] for a tensor of another graph.
     pub fn shape(&self, tensor: SymbolicTensor) -> Result<&[usize]> {
-        match self.net.tensors.get(tensor.id) {
-            Some(info) if tensor.graph == self.id => Ok(&info.shape),
-            _ => Err(Error::Graph(format!("{tensor:?} belongs to another Graph"))),
+        if !self.owns(&tensor) {
+            return Err(Error::Graph(format!("{tensor:?} belongs to another Graph")));
         }
+        Ok(&self.net.tensors[tensor.id].shape)
+    }
+
+    /// Whether `tensor` is one of this graph's.
+    fn owns(&self, tensor: &SymbolicTensor) -> bool {
+        tensor.graph == self.id && tensor.id < self.net.tensors.len()
     }
 
     fn tensor(&self, id: TensorId) -> SymbolicTensor {
@@ -269,14 +274,13 @@ impl Model {
     /// no output depends on.
     pub fn new(graph: Graph, inputs: impl IntoTensors, outputs: impl IntoTensors) -> Result<Model> {
         let (inputs, outputs) = (inputs.into_tensors(), outputs.into_tensors());
-        let Graph { id, net, params, rng: _, seed } = graph;
-        let own = |t: &SymbolicTensor| t.graph == id && t.id < net.tensors.len();
         if inputs.is_empty() || outputs.is_empty() {
             return Err(Error::Graph("a model needs at least one input and one output".into()));
         }
-        if let Some(t) = inputs.iter().chain(&outputs).find(|t| !own(t)) {
+        if let Some(t) = inputs.iter().chain(&outputs).find(|t| !graph.owns(t)) {
             return Err(Error::Graph(format!("{t:?} belongs to another Graph")));
         }
+        let Graph { net, params, seed, .. } = graph;
         let name = |t: TensorId| net.tensor_name(t).to_owned();
         for (what, list) in [("input", &inputs), ("output", &outputs)] {
             for (i, t) in list.iter().enumerate() {

@@ -281,12 +281,13 @@ impl Model {
 
     /// Whether the model's weights exist.
     pub fn is_built(&self) -> bool {
-        !self.net.inputs.is_empty() && self.net.nodes.len() >= self.net.layers.len() - self.input_layers()
-    }
-
-    /// The number of `Input` layers listed in `layers` (a graph's; a Sequential lists none).
-    fn input_layers(&self) -> usize {
-        self.net.layers.iter().filter(|l| l.is_input()).count()
+        match self.kind {
+            // A stack is built once its input is known and each layer has its node.
+            Kind::Sequential { .. } => {
+                !self.net.inputs.is_empty() && self.net.nodes.len() == self.net.layers.len()
+            }
+            Kind::Functional => true,
+        }
     }
 
     /// The per-sample input shape, once known; `None` for a model of several inputs ([`Model::input_shapes`]).
@@ -333,14 +334,6 @@ impl Model {
             (Kind::Sequential { .. }, Some(last)) => vec![last.name().unwrap_or("output")],
             (Kind::Sequential { .. }, None) => vec!["output"],
             (Kind::Functional, _) => self.net.outputs.iter().map(|&t| self.net.tensor_name(t)).collect(),
-        }
-    }
-
-    /// The number of outputs (1 for a Sequential).
-    fn output_count(&self) -> usize {
-        match self.kind {
-            Kind::Sequential { .. } => 1,
-            Kind::Functional => self.net.outputs.len(),
         }
     }
 

@@ -633,7 +633,7 @@ impl Model {
         for ((h, head), out) in compiled.heads.iter_mut().enumerate().zip(&outs) {
             let super::Head { loss, metrics, .. } = head;
             if let Metrics::Pending(specs) = metrics {
-                // Names were checked by `compile`, so only a shape can make this fail.
+                // Names were checked by `compile`, and objects resolve to themselves: this cannot fail.
                 let resolved = std::mem::take(specs)
                     .into_iter()
                     .map(|spec| spec.resolve(loss.name(), &y[h].shape()[1..], out))
@@ -658,10 +658,7 @@ impl Model {
             .heads
             .iter_mut()
             .map(|head| {
-                let names = match &head.metrics {
-                    Metrics::Resolved(ms) => ms.iter().map(|m| m.name().to_string()).collect(),
-                    _ => Vec::new(),
-                };
+                let names = head.metric_names();
                 match std::mem::replace(&mut head.metrics, Metrics::Lent(names)) {
                     Metrics::Resolved(metrics) => metrics,
                     _ => unreachable!("resolved above"),
@@ -965,10 +962,11 @@ impl Model {
 
     /// [`Model::predict`] with another batch size.
     pub fn predict_with_batch_size<'a>(&self, x: impl IntoArrays<'a>, batch_size: usize) -> Result<Tensor> {
-        if self.output_count() != 1 {
+        let outputs = self.output_names();
+        if outputs.len() != 1 {
             return Err(Error::invalid_argument(
                 "predict",
-                format!("a model of {} outputs ({})", self.output_count(), self.output_names().join(", ")),
+                format!("a model of {} outputs ({})", outputs.len(), outputs.join(", ")),
                 "use predict_outputs, which returns every output",
             ));
         }
@@ -1059,7 +1057,7 @@ impl Model {
     pub fn predict_classes<'a>(&self, x: impl IntoArrays<'a>) -> Result<Array1<usize>> {
         let out = self.output_shape().unwrap_or_default().to_vec();
         // A model of several outputs gets predict's error, which names predict_outputs.
-        if self.output_count() == 1 && self.is_built() && out.len() != 1 {
+        if self.output_names().len() == 1 && self.is_built() && out.len() != 1 {
             return Err(Error::shape(
                 "predict_classes: the model's output",
                 "(None, classes): one vector per sample",

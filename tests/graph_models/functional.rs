@@ -571,3 +571,30 @@ fn graph_disconnected_names_only_the_outputs_that_need_the_missing_input() {
     let err = Model::new(g, x, [from_x, from_z]).unwrap_err().to_string();
     assert!(err.contains("`from_z`") && !err.contains("`from_x`"), "{err}");
 }
+
+/// The remaining refusals of `Graph::apply` and `Model::new`, each named, the graph usable after.
+#[test]
+fn inputs_are_made_by_graph_input_and_outputs_need_a_layer_each() {
+    let mut g = Graph::new();
+    let x = g.input(Input::new([3]).name("x")).unwrap();
+    let err = g.apply(Input::new([3]), x).unwrap_err().to_string();
+    assert!(err.contains("create inputs with Graph::input"), "{err}");
+    let err = g.apply(Dense::new(2), Vec::new()).unwrap_err().to_string();
+    assert!(err.contains("at least one tensor"), "{err}");
+    let mut other = Graph::new();
+    let foreign = other.layer(Dense::new(2)).unwrap();
+    assert!(g.apply(foreign, x).unwrap_err().to_string().contains("a layer of another Graph"));
+    let h = g.apply(Dense::new(2).name("h"), x).unwrap();
+    assert!(Model::new(g, Vec::new(), h)
+        .unwrap_err()
+        .to_string()
+        .contains("at least one input and one output"));
+
+    let mut g = Graph::new();
+    let x = g.input(Input::new([3])).unwrap();
+    let shared = g.layer(Dense::new(3).name("twice")).unwrap();
+    let a = g.apply(shared, x).unwrap();
+    let b = g.apply(shared, a).unwrap();
+    let err = Model::new(g, x, [a, b]).unwrap_err().to_string();
+    assert!(err.contains("two outputs come from layer `twice`"), "{err}");
+}

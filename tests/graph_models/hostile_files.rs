@@ -91,6 +91,13 @@ fn unknown_references_and_node_gaps_are_refused() {
             }),
             "inbound nodes",
         ),
+        (
+            Box::new(|c: &mut Value| {
+                let dense = index(c, "dense");
+                c["layers"][dense]["config"].as_object_mut().unwrap().remove("name");
+            }),
+            "has no name",
+        ),
         (Box::new(|c: &mut Value| c["class_name"] = json!("Graphical")), "Sequential, Functional"),
         (Box::new(|c: &mut Value| c["extra"] = json!(1)), "unknown field"),
     ];
