@@ -268,36 +268,55 @@ fn bad_data_on_one_rank_is_an_error_on_every_rank() {
     assert!(message.contains("rank 1") && message.contains(&e1.to_string()), "{message}");
 }
 
-#[test]
-fn different_data_sizes_across_ranks_are_reported_before_training() {
+/// A `fit` of 40 samples (`samples` on rank 1) of the model `model(rank)` on 2 ranks: every rank must return an
+/// error containing each of `needles`, before any training step.
+fn every_rank_refuses(samples_on_rank_1: usize, model: impl Fn(usize) -> Model + Sync, needles: &[&str]) {
     let results = on_ranks(2, |comm| {
-        let (x, y) = data(if comm.rank() == 0 { 40 } else { 41 });
-        let mut m = mlp(1, false);
+        let (x, y) = data(if comm.rank() == 0 { 40 } else { samples_on_rank_1 });
+        let mut m = model(comm.rank());
         m.distribute(comm);
         m.fit(&x, &y).batch_size(8).verbose(0).run().map(|_| ())
     });
     for r in &results {
         let message = r.as_ref().unwrap_err().to_string();
-        assert!(message.contains("[40, 5]") && message.contains("[41, 5]"), "{message}");
+        assert!(needles.iter().all(|n| message.contains(n)), "{needles:?} not all in: {message}");
     }
 }
 
 #[test]
+fn different_data_sizes_across_ranks_are_reported_before_training() {
+    every_rank_refuses(41, |_| mlp(1, false).into(), &["[40, 5]", "[41, 5]"]);
+}
+
+#[test]
 fn different_models_across_ranks_are_reported_before_training() {
-    let results = on_ranks(2, |comm| {
-        let (x, y) = data(40);
-        let mut m = Sequential::new();
-        let units = if comm.rank() == 0 { 8 } else { 9 };
-        m.add(Dense::new(units).activation("relu").input_shape([5])).unwrap();
-        m.add(Dense::new(3).activation("softmax")).unwrap();
-        m.compile("categorical_crossentropy", "adam", ["accuracy"]).unwrap();
-        m.distribute(comm);
-        m.fit(&x, &y).batch_size(8).verbose(0).run().map(|_| ())
-    });
-    for r in &results {
-        let message = r.as_ref().unwrap_err().to_string();
-        assert!(message.contains("would train something else"), "{message}");
-    }
+    every_rank_refuses(
+        40,
+        |rank| {
+            let mut m = Sequential::new();
+            m.add(Dense::new(if rank == 0 { 8 } else { 9 }).activation("relu").input_shape([5])).unwrap();
+            m.add(Dense::new(3).activation("softmax")).unwrap();
+            m.compile("categorical_crossentropy", "adam", ["accuracy"]).unwrap();
+            m.into()
+        },
+        &["would train something else"],
+    );
+}
+
+#[test]
+fn different_metrics_across_ranks_are_reported_before_training() {
+    // Else the ranks' History would differ, and a rank without metrics would send no outputs.
+    every_rank_refuses(
+        40,
+        |rank| {
+            let mut m = mlp(1, false);
+            if rank == 1 {
+                m.compile("categorical_crossentropy", "adam", []).unwrap();
+            }
+            m.into()
+        },
+        &["would train something else", "metrics"],
+    );
 }
 
 #[test]
@@ -487,24 +506,6 @@ fn each_rank_draws_its_own_dropout_masks() {
     });
     assert_eq!(unchanged[0], unchanged[1]);
     assert!(unchanged[0] > units / 8 && unchanged[0] < units * 3 / 8, "{} of {units}", unchanged[0]);
-}
-
-#[test]
-fn different_metrics_across_ranks_are_reported_before_training() {
-    // Else the ranks' History would differ, and a rank without metrics would send no outputs.
-    let results = on_ranks(2, |comm| {
-        let (x, y) = data(40);
-        let mut m = mlp(1, false);
-        if comm.rank() == 1 {
-            m.compile("categorical_crossentropy", "adam", []).unwrap();
-        }
-        m.distribute(comm);
-        m.fit(&x, &y).batch_size(8).verbose(0).run().map(|_| ())
-    });
-    for r in &results {
-        let message = r.as_ref().unwrap_err().to_string();
-        assert!(message.contains("would train something else") && message.contains("metrics"), "{message}");
-    }
 }
 
 #[test]
