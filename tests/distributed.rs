@@ -365,39 +365,26 @@ fn only_the_chief_writes_csv_logs() {
 fn sample_and_class_weights_train_like_one_process() {
     let (x, y) = data(45);
     let w = ndarray::Array1::from_shape_fn(45, |i| 0.5 + (i % 4) as f32);
-    let mut single = mlp(12, false);
-    let hs = single.fit(&x, &y).batch_size(16).epochs(2).sample_weight(&w).verbose(0).run().unwrap();
-    let mut single_c = mlp(12, false);
-    let hc = single_c
-        .fit(&x, &y)
-        .batch_size(16)
-        .epochs(2)
-        .class_weight([(0, 1.0), (1, 3.0), (2, 0.5)])
-        .verbose(0)
-        .run()
-        .unwrap();
-    let ranks = on_ranks(2, |comm| {
+    // Two epochs weighted by sample (`by_class` false) or by class, on `comm`'s ranks or alone.
+    let run = |comm: Option<Arc<dyn Communicator>>, by_class: bool| {
         let mut m = mlp(12, false);
-        m.distribute(comm.clone());
-        let h = m.fit(&x, &y).batch_size(16).epochs(2).sample_weight(&w).verbose(0).run().unwrap();
-        let mut c = mlp(12, false);
-        c.distribute(comm);
-        let h2 = c
-            .fit(&x, &y)
-            .batch_size(16)
-            .epochs(2)
-            .class_weight([(0, 1.0), (1, 3.0), (2, 0.5)])
-            .verbose(0)
-            .run()
-            .unwrap();
-        (m.get_weights(), h, c.get_weights(), h2)
-    });
-    assert_eq!(ranks[0], ranks[1]);
-    assert_close(&ranks[0].0, &single.get_weights(), 1e-4);
-    assert_close(&ranks[0].2, &single_c.get_weights(), 1e-4);
-    for (d, s) in ranks[0].1["loss"].iter().zip(&hs["loss"]).chain(ranks[0].3["loss"].iter().zip(&hc["loss"]))
-    {
-        assert!((d - s).abs() < 1e-4, "{d} vs {s}");
+        if let Some(comm) = comm {
+            m.distribute(comm);
+        }
+        let fit = m.fit(&x, &y).batch_size(16).epochs(2).verbose(0);
+        let fit =
+            if by_class { fit.class_weight([(0, 1.0), (1, 3.0), (2, 0.5)]) } else { fit.sample_weight(&w) };
+        let history = fit.run().unwrap();
+        (m.get_weights(), history)
+    };
+    for by_class in [false, true] {
+        let single = run(None, by_class);
+        let ranks = on_ranks(2, |comm| run(Some(comm), by_class));
+        assert_eq!(ranks[0], ranks[1]);
+        assert_close(&ranks[0].0, &single.0, 1e-4);
+        for (d, s) in ranks[0].1["loss"].iter().zip(&single.1["loss"]) {
+            assert!((d - s).abs() < 1e-4, "{d} vs {s}");
+        }
     }
 }
 
