@@ -161,8 +161,7 @@ fn evaluate_and_predict(world: &Arc<Mpi>) -> Check {
     Ok(())
 }
 
-fn run(args: &[String]) -> Check {
-    let world = Mpi::init()?;
+fn run(args: &[String], world: &Arc<Mpi>) -> Check {
     if world.size() < 2 {
         return Err("run under mpirun -np 2 (or more)".into());
     }
@@ -184,21 +183,33 @@ fn run(args: &[String]) -> Check {
         return Err("fit succeeded although rank 1 failed".into());
     }
     for (n, batch_size) in [(64, 32), (77, 32), (33, 32)] {
-        equivalence(&world, n, batch_size, false)?;
+        equivalence(world, n, batch_size, false)?;
     }
-    equivalence(&world, 50, 16, true)?;
-    evaluate_and_predict(&world)?;
+    equivalence(world, 50, 16, true)?;
+    evaluate_and_predict(world)?;
     println!("rank {}: all distributed checks passed", world.rank());
     Ok(())
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
+    let world = match Mpi::init() {
+        Ok(world) => world,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    let result = run(&args, &world);
+    if let Err(e) = &result {
+        eprintln!("error: {e}");
+    }
+    // mpirun ends the whole job when the first rank exits with a failure: wait until every rank has printed
+    // its outcome (one more collective, as every rank gets here), so the job's log has each rank's message.
+    world.all_gather_bytes(&[]);
+    if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

@@ -578,3 +578,17 @@ fn a_model_of_two_inputs_and_two_outputs_trains_like_one_process() {
     assert_close(&ranks[0].3, &single.3, 1e-4);
     assert_eq!(ranks[0].3, ranks[1].3);
 }
+
+/// Gathering nothing is a valid collective (a barrier): every rank gets an empty message from each rank. Over
+/// MPI, `examples/distributed_check.rs` ends with one (Open MPI itself refuses an empty gather, so `Mpi` skips it).
+#[test]
+fn gathering_nothing_is_a_barrier() {
+    let got = on_ranks(3, |comm| {
+        let mut out: [f32; 0] = [];
+        comm.all_gather(&[], &[0, 0, 0], &mut out);
+        comm.all_gather_bytes(&[])
+    });
+    for messages in got {
+        assert_eq!(messages, vec![Vec::<u8>::new(); 3]);
+    }
+}

@@ -104,6 +104,10 @@ impl Communicator for Mpi {
     }
 
     fn all_gather(&self, local: &[f32], counts: &[usize], out: &mut [f32]) {
+        // Open MPI refuses a gather of nothing at all (MPI_ERR_ARG); every rank knows the counts, so all skip it.
+        if counts.iter().all(|&c| c == 0) {
+            return;
+        }
         let (counts, displs) = counts_and_displs(counts);
         self.serialized(|w| {
             let mut partition = PartitionMut::new(out, counts, displs);
@@ -118,7 +122,8 @@ impl Communicator for Mpi {
             let lens: Vec<usize> = lens.iter().map(|&l| l as usize).collect();
             let (counts, displs) = counts_and_displs(&lens);
             let mut all = vec![0u8; lens.iter().sum()];
-            {
+            // As in `all_gather`: nothing to gather anywhere (every rank sees the same lengths).
+            if !all.is_empty() {
                 let mut partition = PartitionMut::new(&mut all[..], counts, displs);
                 w.all_gather_varcount_into(local, &mut partition);
             }
