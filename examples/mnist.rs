@@ -8,7 +8,7 @@
 //! ```
 //!
 //! MNIST is read from `$KERUST_HOME/datasets/mnist/` (default `~/.kerust`) and downloaded there if missing.
-//! Pictures are written to `--out` (default: the current folder). Run with `--help` for every flag.
+//! Pictures are written to `--out` (default: `target/kerust-out/`, which git ignores). Run with `--help` for every flag.
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -31,7 +31,7 @@ The Keras MNIST tutorial in Rust.
 Usage: cargo run --release --example mnist -- [OPTIONS]
 
 Options:
-  --out DIR                 where to write the pictures (default: the current folder)
+  --out DIR                 where to write the pictures (default: target/kerust-out/ of the repository)
   --epochs N                epochs of the tutorial model (default: 10)
   --bigger-epochs N         epochs of the bigger model (default: 5)
   --seed N                  seed for initialization, dropout and shuffling (default: 1)
@@ -54,7 +54,7 @@ struct Args {
 /// Parses the flags; `Ok(None)` for `--help`.
 fn parse_args(mut flags: Flags<impl Iterator<Item = String>>) -> Result<Option<Args>, String> {
     let mut parsed = Args {
-        out: PathBuf::from("."),
+        out: common::default_out(),
         epochs: 10,
         bigger_epochs: 5,
         seed: 1,

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! MNIST is read from `$KERUST_HOME/datasets/mnist/` (default `~/.kerust`) and downloaded there if missing.
-//! Learning curves are written to `--out` (default: the current folder). Run with `--help` for every flag.
+//! Learning curves are written to `--out` (default: `target/kerust-out/`, which git ignores). Run with `--help` for every flag.
 mod common;
 
 use std::process::ExitCode;
@@ -32,7 +32,7 @@ Options:
   --epochs N                epochs (default: 15, as in Keras' example)
   --limit N                 train on the first N training images only (default: all 60,000)
   --seed N                  seed for initialization, dropout and shuffling (default: 1)
-  --out DIR                 where to write the learning curves (default: the current folder)
+  --out DIR                 where to write the learning curves (default: target/kerust-out/ of the repository)
   --min-test-accuracy X     exit with an error if the test accuracy is below X
   -h, --help                print this help
 
@@ -49,7 +49,8 @@ struct Args {
 
 /// Parses the flags; `Ok(None)` for `--help`.
 fn parse_args(mut flags: Flags<impl Iterator<Item = String>>) -> Result<Option<Args>, String> {
-    let mut parsed = Args { epochs: 15, limit: None, seed: 1, out: ".".into(), min_test_accuracy: None };
+    let mut parsed =
+        Args { epochs: 15, limit: None, seed: 1, out: common::default_out(), min_test_accuracy: None };
     while let Some(flag) = flags.next_flag() {
         match flag.as_str() {
             "-h" | "--help" => return Ok(None),

@@ -3,7 +3,17 @@
 #![allow(dead_code)] // each example uses part of it
 
 use std::error::Error as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// Where the examples write their pictures unless given `--out`: `target/kerust-out/` of this repository,
+/// which git ignores, so that running an example never adds files to the checkout.
+pub const DEFAULT_OUT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/kerust-out");
+
+/// [`DEFAULT_OUT`] as a path.
+pub fn default_out() -> PathBuf {
+    PathBuf::from(DEFAULT_OUT)
+}
 
 /// The flags of a command line, one at a time, with their values.
 pub struct Flags<I: Iterator<Item = String>> {
