@@ -8,7 +8,9 @@
 //! ```
 //!
 //! MNIST is read from `$KERUST_HOME/datasets/mnist/` (default `~/.kerust`) and downloaded there if missing.
-//! Learning curves are written to `--out` (default: `target/kerust-out/`, which git ignores). Run with `--help` for every flag.
+//! Learning curves are written to `--out` (default: `target/kerust-out/` of the repository, which git
+//! ignores).
+//! Run with `--help` for every flag.
 mod common;
 
 use std::process::ExitCode;
