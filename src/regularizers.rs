@@ -220,10 +220,15 @@ pub(crate) mod optional {
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Option<Spec<Regularizer>>, D::Error> {
-        match Option::<RegularizerConfig>::deserialize(d)? {
-            None => Ok(None),
-            Some(c) => Regularizer::try_from(&c).map(|r| Some(Spec::Value(r))).map_err(D::Error::custom),
-        }
+        let value = Option::<serde_json::Value>::deserialize(d)?;
+        let Some(value) = value else { return Ok(None) };
+        let c = RegularizerConfig::deserialize(&value).map_err(|e| {
+            D::Error::custom(format!(
+                "a regularizer is stored as {{\"class_name\": \"L2\", \"config\": {{\"l2\": 0.01}}}} or null, \
+                 not {value} ({e})"
+            ))
+        })?;
+        Regularizer::try_from(&c).map(|r| Some(Spec::Value(r))).map_err(D::Error::custom)
     }
 }
 

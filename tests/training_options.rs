@@ -1,5 +1,10 @@
 //! Learning-rate schedules, gradient clipping and weight regularizers against Keras' own numbers
 //! (`fixtures/keras_training.py`), their save/load round trip, and the errors for bad values.
+#[path = "../examples/fuzz_model_files/harness.rs"]
+#[allow(dead_code)]
+mod harness;
+
+use harness::ModelFile;
 use kerust::autodiff::Tensor;
 use kerust::layers::{Conv2D, Dense, Flatten, Input};
 use kerust::models::{load_model, Sequential};
@@ -9,7 +14,7 @@ use kerust::optimizers::schedules::{
 use kerust::optimizers::{Adam, AdamW, OptimizerSpec, RMSprop, SGD};
 use kerust::regularizers::Regularizer;
 use ndarray::{ArrayD, IxDyn};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn tensor(v: &Value) -> Tensor {
     let shape: Vec<usize> =
@@ -258,4 +263,71 @@ fn callbacks_cannot_set_the_rate_of_a_scheduled_optimizer() {
     let e = scheduler.on_epoch_begin(&mut m, 0).unwrap_err().to_string();
     assert!(e.contains("not settable"), "{e}");
     assert_eq!(m.optimizer().unwrap().learning_rate(), 0.1);
+}
+
+#[test]
+fn a_file_with_bad_schedule_clipping_or_regularizer_values_is_a_clear_error() {
+    let mut m = Sequential::new();
+    m.add(Input::new([5])).unwrap();
+    m.add(Dense::new(3).kernel_regularizer(Regularizer::l2(0.01))).unwrap();
+    let schedule = ExponentialDecay::new(0.1, 3, 0.5);
+    m.compile("mse", SGD::new().learning_rate(schedule).clipnorm(1.0), []).unwrap();
+    let bytes = m.to_bytes().unwrap();
+    // The file as written loads.
+    kerust::models::load_model_from_bytes(&bytes).unwrap();
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "decay_steps",
+            Box::new(|c| {
+                c["compile"]["optimizer"]["learning_rate_schedule"]["config"]["decay_steps"] = json!(0)
+            }),
+        ),
+        (
+            "decay_steps",
+            Box::new(|c| {
+                c["compile"]["optimizer"]["learning_rate_schedule"]["config"]["decay_steps"] = json!(2.5)
+            }),
+        ),
+        (
+            "decay_rate",
+            Box::new(|c| {
+                c["compile"]["optimizer"]["learning_rate_schedule"]["config"]["decay_rate"] = json!(1e-50)
+            }),
+        ),
+        (
+            "warmup",
+            Box::new(|c| c["compile"]["optimizer"]["learning_rate_schedule"]["config"]["warmup"] = json!(1)),
+        ),
+        (
+            "PolynomialDecay",
+            Box::new(|c| {
+                c["compile"]["optimizer"]["learning_rate_schedule"]["class_name"] = json!("PolynomialDecay")
+            }),
+        ),
+        ("both", Box::new(|c| c["compile"]["optimizer"]["config"]["learning_rate"] = json!(0.1))),
+        ("clipnorm", Box::new(|c| c["compile"]["optimizer"]["config"]["clipnorm"] = json!(-1.0))),
+        ("clipnorm", Box::new(|c| c["compile"]["optimizer"]["config"]["clipnorm"] = json!(1e-50))),
+        ("Only one", Box::new(|c| c["compile"]["optimizer"]["config"]["clipvalue"] = json!(0.5))),
+        (
+            "non-negative",
+            Box::new(|c| c["layers"][0]["config"]["kernel_regularizer"]["config"]["l2"] = json!(-0.5)),
+        ),
+        (
+            "exactly",
+            Box::new(|c| c["layers"][0]["config"]["kernel_regularizer"]["config"]["l1"] = json!(0.5)),
+        ),
+        (
+            "L1L2",
+            Box::new(|c| c["layers"][0]["config"]["kernel_regularizer"]["class_name"] = json!("Orthogonal")),
+        ),
+        (
+            "a regularizer is stored as",
+            Box::new(|c| c["layers"][0]["config"]["kernel_regularizer"] = json!("l2")),
+        ),
+    ];
+    for (expected, edit) in cases {
+        let e = ModelFile::load_err(&ModelFile::with_config(&bytes, |c| edit(c)));
+        assert!(e.contains(expected), "expected `{expected}` in: {e}");
+    }
 }
