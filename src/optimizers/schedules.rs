@@ -14,7 +14,7 @@
 //! assert!((decay.value(10) - 0.05).abs() < 1e-9);
 //! let sgd = SGD::new().learning_rate(decay);
 //! sgd.validate()?;
-//! assert_eq!(sgd.learning_rate(), 0.1); // the rate at the current step, 0
+//! assert_eq!(Optimizer::learning_rate(&sgd), 0.1); // the rate at the current step, 0
 //!
 //! // 1.0 up to step 100, 0.5 up to step 110, then 0.1.
 //! let steps = PiecewiseConstantDecay::new([100, 110], [1.0, 0.5, 0.1]);
