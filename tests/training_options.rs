@@ -1,7 +1,6 @@
 //! Learning-rate schedules, gradient clipping and weight regularizers against Keras' own numbers
 //! (`fixtures/keras_training.py`), their save/load round trip, and the errors for bad values.
 #[path = "../examples/fuzz_model_files/harness.rs"]
-#[allow(dead_code)]
 mod harness;
 
 use harness::ModelFile;
