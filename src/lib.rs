@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod models;
 pub mod optimizers;
 mod random;
+pub mod regularizers;
 pub mod saving;
 pub mod spec;
 pub mod utils;

@@ -212,6 +212,30 @@ impl Gradients {
         }
     }
 
+    /// Makes `self` a copy of `source`, reusing `self`'s buffers where the shapes agree: an optimizer that
+    /// changes the gradients (clipping) works on a copy and leaves the caller's unchanged.
+    pub(crate) fn copy_from(&mut self, source: &Gradients) {
+        self.grads.truncate(source.grads.len());
+        for (i, g) in source.grads.iter().enumerate() {
+            match self.grads.get_mut(i) {
+                Some(mine) if mine.shape() == g.shape() => mine.assign(g),
+                Some(mine) => *mine = g.clone(),
+                None => self.grads.push(g.clone()),
+            }
+        }
+        self.present.clone_from(&source.present);
+    }
+
+    /// Every gradient the last backward pass computed, to change in place.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (ParamId, &mut Tensor)> {
+        self.grads
+            .iter_mut()
+            .zip(&self.present)
+            .enumerate()
+            .filter(|(_, (_, &p))| p)
+            .map(|(i, (g, _))| (ParamId(i), g))
+    }
+
     fn reset(&mut self, n: usize) {
         self.grads.resize_with(n, empty);
         self.present.clear();

@@ -61,6 +61,9 @@ impl<F: FnMut(usize, f32) -> f32> Callback for LearningRateScheduler<F> {
                 "LearningRateScheduler needs a compiled model (it sets the optimizer's rate)".into(),
             )
         })?;
+        if let Some(schedule) = optimizer.learning_rate_schedule() {
+            return Err(super::schedule_not_settable("LearningRateScheduler", schedule.class_name()));
+        }
         let learning_rate = (self.schedule)(epoch, optimizer.learning_rate());
         if !(learning_rate.is_finite() && learning_rate >= 0.0) {
             return Err(Error::invalid_argument(

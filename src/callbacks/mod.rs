@@ -99,3 +99,17 @@ pub trait Callback {
         Ok(())
     }
 }
+
+/// The error of a callback that sets the learning rate of an optimizer that follows a schedule (Keras raises
+/// the same `TypeError`).
+fn schedule_not_settable(callback: &str, schedule: &str) -> crate::Error {
+    crate::Error::invalid_argument(
+        "learning_rate",
+        schedule,
+        format!(
+            "{callback} sets the learning rate, but this optimizer was created with a learning-rate schedule \
+             object as its `learning_rate`, hence its learning rate is not settable; give the optimizer a number \
+             as its learning rate, or leave the schedule to do the job"
+        ),
+    )
+}

@@ -181,6 +181,9 @@ impl Callback for ReduceLROnPlateau {
                         "ReduceLROnPlateau needs a compiled model (it sets the optimizer's rate)".into(),
                     )
                 })?;
+                if let Some(schedule) = optimizer.learning_rate_schedule() {
+                    return Err(super::schedule_not_settable("ReduceLROnPlateau", schedule.class_name()));
+                }
                 let old_lr = optimizer.learning_rate();
                 if old_lr > self.min_lr {
                     let new_lr = (old_lr * self.factor).max(self.min_lr);

@@ -138,6 +138,10 @@ pub(crate) struct DenseConfig {
     pub(crate) kernel_initializer: FnConfig,
     pub(crate) bias_initializer: FnConfig,
     pub(crate) input_shape: Option<Vec<usize>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::regularizers::optional")]
+    pub(crate) kernel_regularizer: Option<Spec<crate::regularizers::Regularizer>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::regularizers::optional")]
+    pub(crate) bias_regularizer: Option<Spec<crate::regularizers::Regularizer>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -260,6 +264,7 @@ pub fn layer_from_config(config: &LayerConfig) -> Result<Box<dyn Layer>> {
                 .use_bias(c.use_bias)
                 .kernel_initializer(initializer_from(&c.kernel_initializer)?)
                 .bias_initializer(initializer_from(&c.bias_initializer)?);
+            d.set_regularizers(c.kernel_regularizer, c.bias_regularizer);
             if let Some(shape) = c.input_shape {
                 d = d.input_shape(shape);
             }

@@ -7,6 +7,7 @@ use super::{add_weight, CallContext, Layer, Size2};
 use crate::activations::Activation;
 use crate::autodiff::{Conv2dOptions, Padding, ParamId, ParamStore, Var};
 use crate::initializers::Initializer;
+use crate::regularizers::Regularizer;
 use crate::spec::Spec;
 use crate::{Error, Result};
 
@@ -55,6 +56,10 @@ pub(crate) struct Conv2DConfig {
     #[serde(with = "initializer_fn")]
     bias_initializer: Spec<Initializer>,
     input_shape: Option<Vec<usize>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::regularizers::optional")]
+    kernel_regularizer: Option<Spec<Regularizer>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::regularizers::optional")]
+    bias_regularizer: Option<Spec<Regularizer>>,
 }
 
 #[derive(Clone, Debug)]
@@ -62,6 +67,7 @@ struct Built {
     options: Conv2dOptions,
     activation: Activation,
     weights: Vec<ParamId>,
+    regularizers: Vec<(ParamId, Regularizer)>,
 }
 
 impl Conv2D {
@@ -80,6 +86,8 @@ impl Conv2D {
                 kernel_initializer: Spec::Value(Initializer::GlorotUniform),
                 bias_initializer: Spec::Value(Initializer::Zeros),
                 input_shape: None,
+                kernel_regularizer: None,
+                bias_regularizer: None,
             },
             built: None,
         }
@@ -128,6 +136,19 @@ impl Conv2D {
     /// The bias' initializer (default `zeros`).
     pub fn bias_initializer(mut self, init: impl Into<Spec<Initializer>>) -> Self {
         self.settings.bias_initializer = init.into();
+        self
+    }
+
+    /// A penalty on the kernel added to the loss in training (Keras' `kernel_regularizer=`), by name (`"l2"`)
+    /// or typed ([`Regularizer::l2(1e-4)`](Regularizer::l2)).
+    pub fn kernel_regularizer(mut self, regularizer: impl Into<Spec<Regularizer>>) -> Self {
+        self.settings.kernel_regularizer = Some(regularizer.into());
+        self
+    }
+
+    /// A penalty on the bias added to the loss in training (Keras' `bias_regularizer=`).
+    pub fn bias_regularizer(mut self, regularizer: impl Into<Spec<Regularizer>>) -> Self {
+        self.settings.bias_regularizer = Some(regularizer.into());
         self
     }
 
@@ -222,6 +243,8 @@ impl Layer for Conv2D {
         let (kernel_init, bias_init) = (s.kernel_initializer.resolve()?, s.bias_initializer.resolve()?);
         kernel_init.validate()?;
         bias_init.validate()?;
+        let kernel_regularizer = super::resolve_regularizer(&s.kernel_regularizer)?;
+        let bias_regularizer = super::resolve_regularizer(&s.bias_regularizer)?;
         let name = s.name.clone().unwrap_or_else(|| "conv2d".into());
         let kernel_shape = [s.kernel_size.0, s.kernel_size.1, channels, s.filters];
         let mut weights =
@@ -229,7 +252,8 @@ impl Layer for Conv2D {
         if s.use_bias {
             weights.push(add_weight(params, format!("{name}/bias"), &[s.filters], bias_init, rng, true)?);
         }
-        self.built = Some(Built { options, activation, weights });
+        let regularizers = super::weight_regularizers(&weights, [kernel_regularizer, bias_regularizer]);
+        self.built = Some(Built { options, activation, weights, regularizers });
         Ok(vec![oh, ow, s.filters])
     }
 
@@ -248,5 +272,9 @@ impl Layer for Conv2D {
 
     fn weights(&self) -> &[ParamId] {
         self.built.as_ref().map_or(&[], |b| &b.weights)
+    }
+
+    fn regularizers(&self) -> Vec<(ParamId, Regularizer)> {
+        self.built.as_ref().map_or_else(Vec::new, |b| b.regularizers.clone())
     }
 }

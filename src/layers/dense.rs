@@ -5,6 +5,7 @@ use super::{CallContext, Layer};
 use crate::activations::Activation;
 use crate::autodiff::{ParamId, ParamStore, Var};
 use crate::initializers::Initializer;
+use crate::regularizers::Regularizer;
 use crate::spec::Spec;
 use crate::{Error, Result};
 
@@ -24,6 +25,8 @@ pub struct Dense {
     use_bias: bool,
     kernel_initializer: Spec<Initializer>,
     bias_initializer: Spec<Initializer>,
+    kernel_regularizer: Option<Spec<Regularizer>>,
+    bias_regularizer: Option<Spec<Regularizer>>,
     input_shape: Option<Vec<usize>>,
     name: Option<String>,
     built: Option<Built>,
@@ -33,6 +36,7 @@ pub struct Dense {
 struct Built {
     activation: Activation,
     weights: Vec<ParamId>,
+    regularizers: Vec<(ParamId, Regularizer)>,
 }
 
 impl Dense {
@@ -44,6 +48,8 @@ impl Dense {
             use_bias: true,
             kernel_initializer: Spec::Value(Initializer::GlorotUniform),
             bias_initializer: Spec::Value(Initializer::Zeros),
+            kernel_regularizer: None,
+            bias_regularizer: None,
             input_shape: None,
             name: None,
             built: None,
@@ -72,6 +78,27 @@ impl Dense {
     pub fn bias_initializer(mut self, init: impl Into<Spec<Initializer>>) -> Self {
         self.bias_initializer = init.into();
         self
+    }
+
+    /// A penalty on the kernel added to the loss in training (Keras' `kernel_regularizer=`), by name (`"l2"`)
+    /// or typed ([`Regularizer::l2(1e-4)`](Regularizer::l2)).
+    pub fn kernel_regularizer(mut self, regularizer: impl Into<Spec<Regularizer>>) -> Self {
+        self.kernel_regularizer = Some(regularizer.into());
+        self
+    }
+
+    /// A penalty on the bias added to the loss in training (Keras' `bias_regularizer=`).
+    pub fn bias_regularizer(mut self, regularizer: impl Into<Spec<Regularizer>>) -> Self {
+        self.bias_regularizer = Some(regularizer.into());
+        self
+    }
+
+    pub(super) fn set_regularizers(
+        &mut self,
+        kernel: Option<Spec<Regularizer>>,
+        bias: Option<Spec<Regularizer>>,
+    ) {
+        (self.kernel_regularizer, self.bias_regularizer) = (kernel, bias);
     }
 
     /// The per-sample input shape, for the first layer of a model (Keras' `input_shape=(784,)`).
@@ -136,6 +163,8 @@ impl Layer for Dense {
         let (kernel_init, bias_init) = (self.kernel_initializer.resolve()?, self.bias_initializer.resolve()?);
         kernel_init.validate()?;
         bias_init.validate()?;
+        let kernel_regularizer = super::resolve_regularizer(&self.kernel_regularizer)?;
+        let bias_regularizer = super::resolve_regularizer(&self.bias_regularizer)?;
         let name = self.name.clone().unwrap_or_else(|| "dense".into());
         let mut weights = vec![super::add_weight(
             params,
@@ -155,7 +184,8 @@ impl Layer for Dense {
                 true,
             )?);
         }
-        self.built = Some(Built { activation, weights });
+        let regularizers = super::weight_regularizers(&weights, [kernel_regularizer, bias_regularizer]);
+        self.built = Some(Built { activation, weights, regularizers });
         Ok(outer.iter().copied().chain([self.units]).collect())
     }
 
@@ -187,6 +217,10 @@ impl Layer for Dense {
         self.built.as_ref().map_or(&[], |b| &b.weights)
     }
 
+    fn regularizers(&self) -> Vec<(ParamId, Regularizer)> {
+        self.built.as_ref().map_or_else(Vec::new, |b| b.regularizers.clone())
+    }
+
     fn config(&self) -> Result<super::LayerConfig> {
         use super::config::{activation_config, initializer_config, DenseConfig};
         super::LayerConfig::new(
@@ -199,6 +233,8 @@ impl Layer for Dense {
                 kernel_initializer: initializer_config(&self.kernel_initializer)?,
                 bias_initializer: initializer_config(&self.bias_initializer)?,
                 input_shape: self.input_shape.clone(),
+                kernel_regularizer: self.kernel_regularizer.clone(),
+                bias_regularizer: self.bias_regularizer.clone(),
             },
         )
     }

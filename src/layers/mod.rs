@@ -190,6 +190,12 @@ pub trait Layer: Send + Sync {
     /// The layer's weights, in Keras' order (kernel, then bias). Empty before `build`.
     fn weights(&self) -> &[ParamId];
 
+    /// The weights that have a regularizer (Keras' `kernel_regularizer`, `bias_regularizer`), with it: training
+    /// adds each one's penalty to the loss while the weight is trainable. Empty by default and before `build`.
+    fn regularizers(&self) -> Vec<(ParamId, crate::regularizers::Regularizer)> {
+        Vec::new()
+    }
+
     /// The number of scalars in the layer's weights.
     fn count_params(&self, params: &ParamStore) -> usize {
         self.weights().iter().map(|&id| params.value(id).len()).sum()
@@ -314,6 +320,27 @@ pub fn add_weight(
     }
     let buf = crate::memory::try_vec::<f32>(len, what, shape)?;
     Ok(params.add(name, initializer.init_in(shape, buf, rng), trainable))
+}
+
+/// A layer's regularizer setting resolved and checked, for `build`.
+fn resolve_regularizer(
+    spec: &Option<crate::spec::Spec<crate::regularizers::Regularizer>>,
+) -> Result<Option<crate::regularizers::Regularizer>> {
+    spec.as_ref()
+        .map(|s| {
+            let r = s.resolve()?;
+            r.validate()?;
+            Ok(r)
+        })
+        .transpose()
+}
+
+/// The weights (kernel, then bias if any) paired with their regularizers, for those that have one.
+fn weight_regularizers<const N: usize>(
+    weights: &[ParamId],
+    regularizers: [Option<crate::regularizers::Regularizer>; N],
+) -> Vec<(ParamId, crate::regularizers::Regularizer)> {
+    weights.iter().zip(regularizers).filter_map(|(&w, r)| Some((w, r?))).collect()
 }
 
 /// The builder methods `input_shape` and `name` of a layer whose settings struct (its saved config, in

@@ -96,6 +96,10 @@ struct OptimizerConfig {
     name: String,
     config: BTreeMap<String, f64>,
     iterations: u64,
+    /// Keras' `{"class_name": ..., "config": ...}` of a learning-rate schedule, given instead of a
+    /// `learning_rate` in `config`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    learning_rate_schedule: Option<serde_json::Value>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -198,6 +202,7 @@ impl Model {
             name: c.optimizer.name().into(),
             config: c.optimizer.config().into_iter().collect(),
             iterations: c.optimizer.iterations(),
+            learning_rate_schedule: c.optimizer.learning_rate_schedule().map(|s| s.config()),
         })
     }
 
@@ -538,7 +543,13 @@ fn restore_optimizer(
 ) -> Result<Box<dyn crate::optimizers::Optimizer>> {
     let param_index = |name: &str| model.params.iter().position(|(_, p)| p.name == name);
     let opt_config: Vec<(String, f64)> = c.config.clone().into_iter().collect();
-    let mut optimizer = crate::optimizers::from_config(&c.name, &opt_config)?;
+    let mut optimizer = match &c.learning_rate_schedule {
+        Some(schedule) => {
+            let schedule = crate::optimizers::schedules::LearningRateSchedule::from_config(schedule)?;
+            crate::optimizers::from_config_with_schedule(&c.name, &opt_config, schedule)?
+        }
+        None => crate::optimizers::from_config(&c.name, &opt_config)?,
+    };
     let mut state = Vec::new();
     for (name, t) in &file.tensors {
         let Some(rest) = name.strip_prefix(OPTIMIZER_PREFIX) else { continue };

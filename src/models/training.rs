@@ -712,6 +712,7 @@ impl Model {
                 })
             });
             let loss = total_loss(&compiled.heads, &yb, &out, wb, head_losses);
+            let loss = with_penalties(loss, &net.layers, &tape);
             let value = loss.item();
             tape.backward(loss, grads)?;
             // Compiled metrics are unweighted, as Keras' `metrics` (its `weighted_metrics` are another list).
@@ -764,6 +765,21 @@ fn total_loss<'t>(
     total.expect("a compiled model has at least one output")
 }
 
+/// `loss` plus the regularizers' penalties of the layers' trainable weights, as Keras adds `model.losses` to
+/// the compiled loss (in training and evaluation alike).
+fn with_penalties<'t>(
+    loss: Var<'t>,
+    layers: &[Box<dyn crate::layers::Layer>],
+    tape: &'t Tape<'t>,
+) -> Var<'t> {
+    let params = tape.params();
+    layers
+        .iter()
+        .flat_map(|layer| layer.regularizers())
+        .filter(|(id, _)| params.get(*id).trainable)
+        .fold(loss, |total, (id, regularizer)| total.add(regularizer.penalty(tape.param(id))))
+}
+
 impl Model {
     /// Runs the model on `x` in batches without recording gradients, with `workspace`'s buffers; `each` gets
     /// every batch's rows and outputs, and with `y` its targets, each output's (weighted) loss and the total.
@@ -799,7 +815,8 @@ impl Model {
                     let yb = batch_of(&tape, y, &rows);
                     let wb = weights.map(|w| tape.constant(w.slice(ndarray::s![start..end]).into_dyn()));
                     head_losses.clear();
-                    let total = total_loss(&compiled.heads, &yb, &out, wb, &mut head_losses).item();
+                    let total = total_loss(&compiled.heads, &yb, &out, wb, &mut head_losses);
+                    let total = with_penalties(total, &net.layers, &tape).item();
                     Var::with_values(&out, |o| {
                         Var::with_values(&yb, |t| each(start..end, o, Some((t, &head_losses, total))))
                     });

@@ -1,8 +1,9 @@
 //! Adagrad.
 use ndarray::Zip;
 
+use super::clipping::Clipping;
 use super::slots::{self, Slots};
-use super::{check_learning_rate, check_non_negative, decimal, for_each_trainable, Optimizer};
+use super::{check_non_negative, decimal, for_each_trainable, LearningRate, Optimizer};
 use crate::autodiff::{Gradients, ParamStore, Tensor};
 use crate::Result;
 
@@ -15,7 +16,8 @@ use crate::Result;
 /// `Optimizer::learning_rate(&adagrad)`.
 #[derive(Clone, Debug)]
 pub struct Adagrad {
-    learning_rate: f32,
+    learning_rate: LearningRate,
+    clipping: Clipping,
     initial_accumulator_value: f32,
     epsilon: f32,
     iterations: u64,
@@ -25,7 +27,8 @@ pub struct Adagrad {
 impl Default for Adagrad {
     fn default() -> Self {
         Adagrad {
-            learning_rate: 0.001,
+            learning_rate: LearningRate::Constant(0.001),
+            clipping: Clipping::default(),
             initial_accumulator_value: 0.1,
             epsilon: 1e-7,
             iterations: 0,
@@ -40,11 +43,7 @@ impl Adagrad {
         Self::default()
     }
 
-    /// The step size, `>= 0`.
-    pub fn learning_rate(mut self, learning_rate: f32) -> Self {
-        self.learning_rate = learning_rate;
-        self
-    }
+    common_builders!();
 
     /// The starting value of the squared-gradient accumulators, `>= 0`.
     pub fn initial_accumulator_value(mut self, value: f32) -> Self {
@@ -64,7 +63,8 @@ impl Optimizer for Adagrad {
     common_methods!("adagrad");
 
     fn apply(&mut self, params: &mut ParamStore, grads: &Gradients) {
-        let (lr, eps) = (self.learning_rate, self.epsilon);
+        let (lr, eps) = (self.learning_rate.at(self.iterations), self.epsilon);
+        let grads = self.clipping.apply(params, grads);
         let accumulators = &mut self.accumulators;
         for_each_trainable(params, grads, |id, w, g| {
             let acc = accumulators.get(id, w.shape());
@@ -77,7 +77,8 @@ impl Optimizer for Adagrad {
     }
 
     fn validate(&self) -> Result<()> {
-        check_learning_rate(self.learning_rate)?;
+        self.learning_rate.validate()?;
+        self.clipping.validate()?;
         check_non_negative("initial_accumulator_value", self.initial_accumulator_value)?;
         check_non_negative("epsilon", self.epsilon)
     }
@@ -91,10 +92,10 @@ impl Optimizer for Adagrad {
     }
 
     fn config(&self) -> Vec<(String, f64)> {
-        vec![
-            ("learning_rate".into(), decimal(self.learning_rate)),
+        let settings = [
             ("initial_accumulator_value".into(), decimal(self.initial_accumulator_value)),
             ("epsilon".into(), decimal(self.epsilon)),
-        ]
+        ];
+        self.learning_rate.config().into_iter().chain(settings).chain(self.clipping.config()).collect()
     }
 }

@@ -1,10 +1,9 @@
 //! Adam and AdamW.
 use ndarray::Zip;
 
+use super::clipping::Clipping;
 use super::slots::{self, Slots};
-use super::{
-    check_learning_rate, check_non_negative, check_unit, decimal, flag, for_each_trainable, Optimizer,
-};
+use super::{check_non_negative, check_unit, decimal, flag, for_each_trainable, LearningRate, Optimizer};
 use crate::autodiff::{Gradients, ParamStore, Tensor};
 use crate::Result;
 
@@ -18,7 +17,8 @@ use crate::Result;
 /// `Optimizer::learning_rate(&adam)`.
 #[derive(Clone, Debug)]
 pub struct Adam {
-    learning_rate: f32,
+    learning_rate: LearningRate,
+    clipping: Clipping,
     beta_1: f32,
     beta_2: f32,
     epsilon: f32,
@@ -32,7 +32,8 @@ pub struct Adam {
 impl Default for Adam {
     fn default() -> Self {
         Adam {
-            learning_rate: 0.001,
+            learning_rate: LearningRate::Constant(0.001),
+            clipping: Clipping::default(),
             beta_1: 0.9,
             beta_2: 0.999,
             epsilon: 1e-7,
@@ -51,11 +52,7 @@ impl Adam {
         Self::default()
     }
 
-    /// The step size, `>= 0`.
-    pub fn learning_rate(mut self, learning_rate: f32) -> Self {
-        self.learning_rate = learning_rate;
-        self
-    }
+    common_builders!();
 
     /// Decay of the first-moment average, in `[0, 1)`.
     pub fn beta_1(mut self, beta_1: f32) -> Self {
@@ -84,7 +81,8 @@ impl Adam {
     /// One step, with decoupled weight decay `w -= w * weight_decay * lr` first (0 for plain Adam), as Keras'
     /// `_apply_weight_decay` does before `update_step`.
     fn step(&mut self, params: &mut ParamStore, grads: &Gradients, weight_decay: f32) {
-        let lr = self.learning_rate;
+        let lr = self.learning_rate.at(self.iterations);
+        let grads = self.clipping.apply(params, grads);
         let (b1, b2, eps) = (self.beta_1, self.beta_2, self.epsilon);
         // The bias correction in f64: beta^t of a large t loses nothing there.
         let t = self.iterations.saturating_add(1) as f64;
@@ -130,7 +128,8 @@ impl Adam {
     }
 
     fn check(&self) -> Result<()> {
-        check_learning_rate(self.learning_rate)?;
+        self.learning_rate.validate()?;
+        self.clipping.validate()?;
         check_unit("beta_1", self.beta_1, false)?;
         check_unit("beta_2", self.beta_2, false)?;
         check_non_negative("epsilon", self.epsilon)
@@ -153,13 +152,15 @@ impl Adam {
     }
 
     fn settings(&self) -> Vec<(String, f64)> {
-        vec![
-            ("learning_rate".into(), decimal(self.learning_rate)),
+        let mut settings: Vec<(String, f64)> = self.learning_rate.config().into_iter().collect();
+        settings.extend([
             ("beta_1".into(), decimal(self.beta_1)),
             ("beta_2".into(), decimal(self.beta_2)),
             ("epsilon".into(), decimal(self.epsilon)),
             ("amsgrad".into(), flag(self.amsgrad)),
-        ]
+        ]);
+        settings.extend(self.clipping.config());
+        settings
     }
 }
 
@@ -210,11 +211,7 @@ impl AdamW {
         Self::default()
     }
 
-    /// The step size, `>= 0`.
-    pub fn learning_rate(mut self, learning_rate: f32) -> Self {
-        self.adam.learning_rate = learning_rate;
-        self
-    }
+    common_builders!(adam);
 
     /// The decay rate, `>= 0`; the decay per step is `weight_decay * learning_rate`.
     pub fn weight_decay(mut self, weight_decay: f32) -> Self {
@@ -269,7 +266,9 @@ impl Optimizer for AdamW {
 
     fn config(&self) -> Vec<(String, f64)> {
         let mut config = self.adam.settings();
-        config.insert(1, ("weight_decay".into(), decimal(self.weight_decay)));
+        // After `learning_rate` (absent with a schedule), as Keras lists it.
+        let at = usize::from(self.adam.learning_rate_schedule().is_none());
+        config.insert(at, ("weight_decay".into(), decimal(self.weight_decay)));
         config
     }
 }

@@ -26,9 +26,10 @@
 //! assert_eq!(sgd.iterations(), 1);
 //! ```
 
-/// The [`Optimizer`] methods that are the same in every optimizer: `name` returns the Keras name `$name`, and
-/// `learning_rate`, `set_learning_rate` and `iterations` read or write the fields `learning_rate` and
-/// `iterations` of `self`, or of `self.$inner` (AdamW's inner Adam). Invoked inside each `impl Optimizer`.
+/// The [`Optimizer`] methods that are the same in every optimizer: `name` returns the Keras name `$name`;
+/// `learning_rate`, `set_learning_rate`, the schedule's methods and `iterations` read or write the fields
+/// `learning_rate` (a [`LearningRate`]) and `iterations` of `self`, or of `self.$inner` (AdamW's inner Adam).
+/// Invoked inside each `impl Optimizer`.
 macro_rules! common_methods {
     ($name:literal $(, $inner:ident)?) => {
         fn name(&self) -> &str {
@@ -36,11 +37,26 @@ macro_rules! common_methods {
         }
 
         fn learning_rate(&self) -> f32 {
-            self$(.$inner)?.learning_rate
+            self$(.$inner)?.learning_rate.at(self$(.$inner)?.iterations)
         }
 
         fn set_learning_rate(&mut self, learning_rate: f32) {
-            self$(.$inner)?.learning_rate = learning_rate;
+            self$(.$inner)?.learning_rate = $crate::optimizers::LearningRate::Constant(learning_rate);
+        }
+
+        fn learning_rate_schedule(&self) -> Option<&$crate::optimizers::schedules::LearningRateSchedule> {
+            match &self$(.$inner)?.learning_rate {
+                $crate::optimizers::LearningRate::Schedule(s) => Some(s),
+                $crate::optimizers::LearningRate::Constant(_) => None,
+            }
+        }
+
+        fn set_learning_rate_schedule(
+            &mut self,
+            schedule: $crate::optimizers::schedules::LearningRateSchedule,
+        ) -> $crate::Result<()> {
+            self$(.$inner)?.learning_rate = $crate::optimizers::LearningRate::Schedule(schedule);
+            Ok(())
         }
 
         fn iterations(&self) -> u64 {
@@ -49,16 +65,51 @@ macro_rules! common_methods {
     };
 }
 
+/// The builder methods `learning_rate` (a number or a schedule) and the clipping settings `clipnorm`,
+/// `clipvalue`, `global_clipnorm`, on the fields `learning_rate` and `clipping` of `self` or `self.$inner`.
+macro_rules! common_builders {
+    ($($inner:ident)?) => {
+        /// The step size: a number `>= 0`, or a schedule from [`schedules`](crate::optimizers::schedules)
+        /// (Keras' `learning_rate=`).
+        pub fn learning_rate(mut self, learning_rate: impl Into<$crate::optimizers::LearningRate>) -> Self {
+            self$(.$inner)?.learning_rate = learning_rate.into();
+            self
+        }
+
+        /// Clips each weight's gradient to this L2 norm, `g * clipnorm / max(norm(g), clipnorm)`, before the
+        /// update (Keras' `clipnorm=`). At most one of the three clipping settings may be set.
+        pub fn clipnorm(mut self, clipnorm: f32) -> Self {
+            self$(.$inner)?.clipping.clipnorm = Some(clipnorm);
+            self
+        }
+
+        /// Clips each gradient element to `[-clipvalue, clipvalue]` before the update (Keras' `clipvalue=`).
+        pub fn clipvalue(mut self, clipvalue: f32) -> Self {
+            self$(.$inner)?.clipping.clipvalue = Some(clipvalue);
+            self
+        }
+
+        /// Scales all gradients together so that their joint L2 norm is at most this, before the update (Keras'
+        /// `global_clipnorm=`).
+        pub fn global_clipnorm(mut self, global_clipnorm: f32) -> Self {
+            self$(.$inner)?.clipping.global_clipnorm = Some(global_clipnorm);
+            self
+        }
+    };
+}
+
 mod adagrad;
 mod adam;
+mod clipping;
 mod config;
 mod rmsprop;
+pub mod schedules;
 mod sgd;
 mod slots;
 
 pub use adagrad::Adagrad;
 pub use adam::{Adam, AdamW};
-pub use config::from_config;
+pub use config::{from_config, from_config_with_schedule};
 pub use rmsprop::RMSprop;
 pub use sgd::SGD;
 
@@ -73,8 +124,26 @@ pub trait Optimizer: Send + Sync {
     /// The current learning rate.
     fn learning_rate(&self) -> f32;
 
-    /// Sets the learning rate (used by schedules and `ReduceLROnPlateau`).
+    /// Sets a constant learning rate (used by `LearningRateScheduler` and `ReduceLROnPlateau`), replacing
+    /// any schedule.
     fn set_learning_rate(&mut self, learning_rate: f32);
+
+    /// The learning-rate schedule, if the optimizer was given one instead of a number.
+    fn learning_rate_schedule(&self) -> Option<&schedules::LearningRateSchedule> {
+        None
+    }
+
+    /// Makes the learning rate follow `schedule` (Keras' `optimizer.learning_rate = schedule`).
+    ///
+    /// # Errors
+    /// The default: this optimizer does not take a schedule (the built-in ones all do).
+    fn set_learning_rate_schedule(&mut self, schedule: schedules::LearningRateSchedule) -> Result<()> {
+        Err(Error::invalid_argument(
+            "learning_rate",
+            schedule.class_name(),
+            format!("the optimizer `{}` does not take a learning-rate schedule", self.name()),
+        ))
+    }
 
     /// The number of updates applied so far.
     fn iterations(&self) -> u64;
@@ -103,8 +172,75 @@ pub trait Optimizer: Send + Sync {
     /// held. The optimizer is unchanged on error.
     fn load_state(&mut self, iterations: u64, state: &[(String, Tensor)]) -> Result<()>;
 
-    /// The settings by Keras' argument names (`learning_rate`, `momentum`, ...); booleans as 0 or 1.
+    /// The settings by Keras' argument names (`learning_rate`, `momentum`, ...); booleans as 0 or 1. A
+    /// clipping setting (`clipnorm`, ...) is listed when it is set; `learning_rate` is not listed when the rate
+    /// is a schedule ([`Optimizer::learning_rate_schedule`] has it).
     fn config(&self) -> Vec<(String, f64)>;
+}
+
+/// An optimizer's learning rate: a number, or a schedule evaluated at the optimizer's step (Keras accepts
+/// either as `learning_rate=`). Optimizers' `learning_rate` builders take anything that converts into it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LearningRate {
+    /// The same rate at every step.
+    Constant(f32),
+    /// The rate of the schedule at the optimizer's step count before the update.
+    Schedule(schedules::LearningRateSchedule),
+}
+
+impl LearningRate {
+    /// The rate for the update after `iterations` updates.
+    pub fn at(&self, iterations: u64) -> f32 {
+        match self {
+            LearningRate::Constant(lr) => *lr,
+            LearningRate::Schedule(s) => s.value(iterations),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        match self {
+            LearningRate::Constant(lr) => check_learning_rate(*lr),
+            LearningRate::Schedule(s) => s.validate(),
+        }
+    }
+
+    /// `("learning_rate", rate)` for a constant rate; nothing for a schedule.
+    fn config(&self) -> Option<(String, f64)> {
+        match self {
+            LearningRate::Constant(lr) => Some(("learning_rate".into(), decimal(*lr))),
+            LearningRate::Schedule(_) => None,
+        }
+    }
+}
+
+impl From<f32> for LearningRate {
+    fn from(lr: f32) -> Self {
+        LearningRate::Constant(lr)
+    }
+}
+
+impl From<schedules::LearningRateSchedule> for LearningRate {
+    fn from(s: schedules::LearningRateSchedule) -> Self {
+        LearningRate::Schedule(s)
+    }
+}
+
+impl From<schedules::ExponentialDecay> for LearningRate {
+    fn from(s: schedules::ExponentialDecay) -> Self {
+        LearningRate::Schedule(s.into())
+    }
+}
+
+impl From<schedules::CosineDecay> for LearningRate {
+    fn from(s: schedules::CosineDecay) -> Self {
+        LearningRate::Schedule(s.into())
+    }
+}
+
+impl From<schedules::PiecewiseConstantDecay> for LearningRate {
+    fn from(s: schedules::PiecewiseConstantDecay) -> Self {
+        LearningRate::Schedule(s.into())
+    }
 }
 
 /// Calls `update(id, value, gradient)` for every parameter that is trainable and has a gradient.

@@ -1,10 +1,9 @@
 //! RMSprop.
 use ndarray::Zip;
 
+use super::clipping::Clipping;
 use super::slots::{self, Slots};
-use super::{
-    check_learning_rate, check_non_negative, check_unit, decimal, flag, for_each_trainable, Optimizer,
-};
+use super::{check_non_negative, check_unit, decimal, flag, for_each_trainable, LearningRate, Optimizer};
 use crate::autodiff::{Gradients, ParamStore, Tensor};
 use crate::Result;
 
@@ -18,7 +17,8 @@ use crate::Result;
 /// `Optimizer::learning_rate(&rmsprop)`.
 #[derive(Clone, Debug)]
 pub struct RMSprop {
-    learning_rate: f32,
+    learning_rate: LearningRate,
+    clipping: Clipping,
     rho: f32,
     momentum: f32,
     epsilon: f32,
@@ -32,7 +32,8 @@ pub struct RMSprop {
 impl Default for RMSprop {
     fn default() -> Self {
         RMSprop {
-            learning_rate: 0.001,
+            learning_rate: LearningRate::Constant(0.001),
+            clipping: Clipping::default(),
             rho: 0.9,
             momentum: 0.0,
             epsilon: 1e-7,
@@ -51,11 +52,7 @@ impl RMSprop {
         Self::default()
     }
 
-    /// The step size, `>= 0`.
-    pub fn learning_rate(mut self, learning_rate: f32) -> Self {
-        self.learning_rate = learning_rate;
-        self
-    }
+    common_builders!();
 
     /// Decay of the squared-gradient average, in `[0, 1)`.
     pub fn rho(mut self, rho: f32) -> Self {
@@ -99,7 +96,9 @@ impl Optimizer for RMSprop {
     common_methods!("rmsprop");
 
     fn apply(&mut self, params: &mut ParamStore, grads: &Gradients) {
-        let (lr, rho, momentum, eps) = (self.learning_rate, self.rho, self.momentum, self.epsilon);
+        let (lr, rho, momentum, eps) =
+            (self.learning_rate.at(self.iterations), self.rho, self.momentum, self.epsilon);
+        let grads = self.clipping.apply(params, grads);
         let (centered, with_momentum) = (self.centered, self.momentum > 0.0);
         let (vs, moms, avgs) = (&mut self.velocities, &mut self.momentums, &mut self.average_gradients);
         // The increment lr g / sqrt(denominator), after updating v (and a when centered).
@@ -142,7 +141,8 @@ impl Optimizer for RMSprop {
     }
 
     fn validate(&self) -> Result<()> {
-        check_learning_rate(self.learning_rate)?;
+        self.learning_rate.validate()?;
+        self.clipping.validate()?;
         check_unit("rho", self.rho, false)?;
         check_unit("momentum", self.momentum, true)?;
         check_non_negative("epsilon", self.epsilon)
@@ -164,12 +164,12 @@ impl Optimizer for RMSprop {
     }
 
     fn config(&self) -> Vec<(String, f64)> {
-        vec![
-            ("learning_rate".into(), decimal(self.learning_rate)),
+        let settings = [
             ("rho".into(), decimal(self.rho)),
             ("momentum".into(), decimal(self.momentum)),
             ("epsilon".into(), decimal(self.epsilon)),
             ("centered".into(), flag(self.centered)),
-        ]
+        ];
+        self.learning_rate.config().into_iter().chain(settings).chain(self.clipping.config()).collect()
     }
 }

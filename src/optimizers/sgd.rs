@@ -1,8 +1,9 @@
 //! Stochastic gradient descent, with optional (Nesterov) momentum.
 use ndarray::Zip;
 
+use super::clipping::Clipping;
 use super::slots::{self, Slots};
-use super::{check_learning_rate, check_unit, decimal, flag, for_each_trainable, Optimizer};
+use super::{check_unit, decimal, flag, for_each_trainable, LearningRate, Optimizer};
 use crate::autodiff::{Gradients, ParamStore, Tensor};
 use crate::Result;
 
@@ -17,7 +18,8 @@ use crate::Result;
 #[allow(clippy::upper_case_acronyms)] // Keras' name
 #[derive(Clone, Debug)]
 pub struct SGD {
-    learning_rate: f32,
+    learning_rate: LearningRate,
+    clipping: Clipping,
     momentum: f32,
     nesterov: bool,
     iterations: u64,
@@ -27,7 +29,8 @@ pub struct SGD {
 impl Default for SGD {
     fn default() -> Self {
         SGD {
-            learning_rate: 0.01,
+            learning_rate: LearningRate::Constant(0.01),
+            clipping: Clipping::default(),
             momentum: 0.0,
             nesterov: false,
             iterations: 0,
@@ -42,11 +45,7 @@ impl SGD {
         Self::default()
     }
 
-    /// The step size, `>= 0`.
-    pub fn learning_rate(mut self, learning_rate: f32) -> Self {
-        self.learning_rate = learning_rate;
-        self
-    }
+    common_builders!();
 
     /// How much of the previous update carries over, in `[0, 1]`.
     pub fn momentum(mut self, momentum: f32) -> Self {
@@ -74,7 +73,8 @@ impl Optimizer for SGD {
     common_methods!("sgd");
 
     fn apply(&mut self, params: &mut ParamStore, grads: &Gradients) {
-        let (lr, momentum, nesterov) = (self.learning_rate, self.momentum, self.nesterov);
+        let (lr, momentum, nesterov) = (self.learning_rate.at(self.iterations), self.momentum, self.nesterov);
+        let grads = self.clipping.apply(params, grads);
         let momentums = &mut self.momentums;
         for_each_trainable(params, grads, |id, w, g| {
             if momentum == 0.0 {
@@ -98,7 +98,8 @@ impl Optimizer for SGD {
     }
 
     fn validate(&self) -> Result<()> {
-        check_learning_rate(self.learning_rate)?;
+        self.learning_rate.validate()?;
+        self.clipping.validate()?;
         check_unit("momentum", self.momentum, true)
     }
 
@@ -115,10 +116,8 @@ impl Optimizer for SGD {
     }
 
     fn config(&self) -> Vec<(String, f64)> {
-        vec![
-            ("learning_rate".into(), decimal(self.learning_rate)),
-            ("momentum".into(), decimal(self.momentum)),
-            ("nesterov".into(), flag(self.nesterov)),
-        ]
+        let settings =
+            [("momentum".into(), decimal(self.momentum)), ("nesterov".into(), flag(self.nesterov))];
+        self.learning_rate.config().into_iter().chain(settings).chain(self.clipping.config()).collect()
     }
 }
