@@ -9,8 +9,8 @@ mod pool2d;
 mod window;
 
 pub use conv2d::Conv2dOptions;
-pub(crate) use window::window_output;
 pub use window::Padding;
+pub(crate) use window::{window_output, WindowFault};
 
 use super::gemm::gemm;
 use ndarray::{ArrayViewD, Axis, Ix2, Ix3, IxDyn, Zip};
