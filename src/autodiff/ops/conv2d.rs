@@ -2,9 +2,10 @@
 //! images at a time.
 //!
 //! The batch is cut into groups of images whose im2col rows fit in a core's cache, and each group is one task
-//! for the threads. Forward, for a group: the receptive field of every output pixel is copied into one row of
-//! `cols` (`pixels x KH·KW·C`); Keras' kernel `(KH, KW, C, F)` read row-major is the `(KH·KW·C, F)` matrix that
-//! multiplies it, so `y = act(cols · W + b)` comes out directly in NHWC.
+//! for the threads; an image whose rows alone exceed that is copied a chunk of rows at a time, so the scratch
+//! buffer never grows with the image. Forward, for a group: the receptive field of every output pixel is
+//! copied into one row of `cols` (`pixels x KH·KW·C`); Keras' kernel `(KH, KW, C, F)` read row-major is the
+//! `(KH·KW·C, F)` matrix that multiplies it, so `y = act(cols · W + b)` comes out directly in NHWC.
 //!
 //! Backward, for a group: `dz = g · act'(y)` in place, its column sums and `colsᵀ · dz` (with `cols` copied
 //! again: cheaper than keeping it in memory) as the group's share of `db` and `dW`, and `dx = col2im(dz · Wᵀ)`,

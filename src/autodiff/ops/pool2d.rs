@@ -85,7 +85,8 @@ impl<'t> Var<'t> {
     /// ```
     ///
     /// # Panics
-    /// If `self` is not 4-D or a valid window does not fit; layers check this when they are built.
+    /// If `self` is not 4-D, a valid window does not fit, a window's reach overflows a `usize`, or a window has
+    /// 2^32 or more taps inside the image; layers check this when they are built.
     pub fn max_pool2d(self, pool: (usize, usize), strides: (usize, usize), padding: Padding) -> Var<'t> {
         self.pool2d(pool, strides, padding, Reduce::Max)
     }
