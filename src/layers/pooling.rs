@@ -19,9 +19,9 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use super::config::spec_value;
-use super::conv2d::{image_shape, positive};
+use super::conv2d::{image_shape, positive, too_large};
 use super::{CallContext, Layer, Size2};
-use crate::autodiff::{window_output, Padding, ParamId, ParamStore, Var};
+use crate::autodiff::{window_output, Padding, ParamId, ParamStore, Var, WindowFault};
 use crate::spec::Spec;
 use crate::{Error, Result};
 
@@ -151,19 +151,26 @@ impl<K: PoolKind> Layer for Pooling2D<K> {
         positive("strides", strides)?;
         let padding = s.padding.resolve()?;
         let [h, w, c] = image_shape(K::WINDOWED, input_shape)?;
-        let rows = window_output(h, s.pool_size.0, strides.0, 1, padding);
-        let cols = window_output(w, s.pool_size.1, strides.1, 1, padding);
-        let (Some(oh), Some(ow)) = (rows, cols) else {
-            return Err(Error::shape(
-                format!("{} input", K::WINDOWED),
-                format!(
-                    "images at least as large as the pool {} (padding \"{}\")",
-                    s.pool_size,
-                    padding.name()
-                ),
-                crate::models::shape_str(input_shape),
-            ));
+        let windows = [(h, s.pool_size.0, strides.0), (w, s.pool_size.1, strides.1)]
+            .map(|(n, k, st)| window_output(n, k, st, 1, padding));
+        let [oh, ow] = match windows {
+            [Ok(oh), Ok(ow)] => [oh, ow],
+            [Err(WindowFault::TooLarge), _] | [_, Err(WindowFault::TooLarge)] => {
+                return Err(too_large(K::WINDOWED, input_shape, s.pool_size, strides, Size2(1, 1), padding))
+            }
+            _ => {
+                return Err(Error::shape(
+                    format!("{} input", K::WINDOWED),
+                    format!(
+                        "images at least as large as the pool {} (padding \"{}\")",
+                        s.pool_size,
+                        padding.name()
+                    ),
+                    crate::models::shape_str(input_shape),
+                ))
+            }
         };
+        taps_fit(K::WINDOWED, input_shape, s.pool_size.0.min(h), s.pool_size.1.min(w))?;
         self.window = Some((s.pool_size.into(), strides.into(), padding));
         Ok(vec![oh, ow, c])
     }
@@ -175,6 +182,19 @@ impl<K: PoolKind> Layer for Pooling2D<K> {
 
     fn weights(&self) -> &[ParamId] {
         &[]
+    }
+}
+
+/// Checks that a window's taps inside the image, `rows x cols`, can be counted in a `u32` (max pooling
+/// records which tap each maximum came from): images of fewer than 2^32 pixels.
+fn taps_fit(layer: &str, input_shape: &[usize], rows: usize, cols: usize) -> Result<()> {
+    match rows.checked_mul(cols).map(u32::try_from) {
+        Some(Ok(_)) => Ok(()),
+        _ => Err(Error::shape(
+            format!("{layer} input"),
+            format!("windows of fewer than 2^32 taps inside the image; these have {rows} x {cols}"),
+            crate::models::shape_str(input_shape),
+        )),
     }
 }
 
@@ -235,6 +255,7 @@ impl<K: PoolKind> Layer for GlobalPooling2D<K> {
 
     fn build(&mut self, input_shape: &[usize], _: &mut ParamStore, _: &mut StdRng) -> Result<Vec<usize>> {
         let [h, w, c] = image_shape(K::GLOBAL, input_shape)?;
+        taps_fit(K::GLOBAL, input_shape, h, w)?;
         self.size = Some((h, w));
         Ok(if self.settings.keepdims { vec![1, 1, c] } else { vec![c] })
     }

@@ -33,41 +33,33 @@ impl Geometry {
     /// Whether every input position lies in exactly one window: windows side by side (strides equal to the
     /// window), no padding, and no rows or columns left over.
     fn tiles(&self) -> bool {
-        let exact = |a: &Axis1| a.stride == a.size && a.pad == 0 && a.output * a.size == a.input;
+        let exact =
+            |a: &Axis1| a.stride == a.size && a.pad == 0 && a.output.checked_mul(a.size) == Some(a.input);
         exact(&self.rows) && exact(&self.cols)
     }
 
     /// Replaces `taps` with the input offsets of the in-bounds taps of the window at output pixel `(oh, ow)`,
-    /// in window order; plain index arithmetic for a window inside the input (all of them with `valid`
-    /// padding).
+    /// in window order. Only the taps inside the input are walked, so a window far larger than the image (with
+    /// `same` padding) costs what the image does.
     fn tap_offsets(&self, oh: usize, ow: usize, taps: &mut Vec<usize>) {
         taps.clear();
+        let (rows, cols) = (self.rows.taps(oh), self.cols.taps(ow));
+        // Pooling windows have no dilation: the in-bounds taps are consecutive positions.
         let (r0, c0) = (
-            (oh * self.rows.stride).checked_sub(self.rows.pad),
-            (ow * self.cols.stride).checked_sub(self.cols.pad),
+            oh * self.rows.stride + rows.start - self.rows.pad,
+            ow * self.cols.stride + cols.start - self.cols.pad,
         );
-        match (r0, c0) {
-            (Some(r0), Some(c0))
-                if r0 + self.rows.size <= self.rows.input && c0 + self.cols.size <= self.cols.input =>
-            {
-                let (c, width) = (self.channels, self.cols.input);
-                for i in 0..self.rows.size {
-                    let row = ((r0 + i) * width + c0) * c;
-                    taps.extend((0..self.cols.size).map(|j| row + j * c));
-                }
-            }
-            _ => taps.extend(self.taps(oh, ow)),
+        let (c, width) = (self.channels, self.cols.input);
+        for ih in r0..r0 + rows.len() {
+            let row = (ih * width + c0) * c;
+            taps.extend((0..cols.len()).map(|j| row + j * c));
         }
     }
 
-    /// The input offsets of the in-bounds taps of the window at output pixel `(oh, ow)`, in window order.
-    fn taps(&self, oh: usize, ow: usize) -> impl Iterator<Item = usize> + '_ {
-        let rows = (0..self.rows.size).filter_map(move |i| self.rows.source(oh, i));
-        rows.flat_map(move |ih| {
-            (0..self.cols.size)
-                .filter_map(move |j| self.cols.source(ow, j))
-                .map(move |iw| (ih * self.cols.input + iw) * self.channels)
-        })
+    /// The most in-bounds taps a window has: what [`Geometry::tap_offsets`] may push (at most the pixels of an
+    /// image, however large the window).
+    fn max_taps(&self) -> usize {
+        self.rows.size.min(self.rows.input) * self.cols.size.min(self.cols.input)
     }
 }
 
@@ -93,7 +85,8 @@ impl<'t> Var<'t> {
     /// ```
     ///
     /// # Panics
-    /// If `self` is not 4-D or a valid window does not fit; layers check this when they are built.
+    /// If `self` is not 4-D, a valid window does not fit, a window's reach overflows a `usize`, or a window has
+    /// 2^32 or more taps inside the image; layers check this when they are built.
     pub fn max_pool2d(self, pool: (usize, usize), strides: (usize, usize), padding: Padding) -> Var<'t> {
         self.pool2d(pool, strides, padding, Reduce::Max)
     }
@@ -115,12 +108,17 @@ impl<'t> Var<'t> {
         let &[batch, h, w, channels] = xs.as_slice() else {
             panic!("pool2d: needs images (N, H, W, C), got {xs:?}")
         };
-        let (Some(rows), Some(cols)) =
+        let (Ok(rows), Ok(cols)) =
             (Axis1::new(h, pool.0, strides.0, 1, padding), Axis1::new(w, pool.1, strides.1, 1, padding))
         else {
             panic!("pool2d: a {pool:?} window moving by {strides:?} does not fit images of {h}x{w}")
         };
         let g = Geometry { channels, rows, cols };
+        assert!(
+            reduce == Reduce::Average || u32::try_from(g.max_taps()).is_ok(),
+            "max_pool2d: windows of {} taps inside images of {h}x{w}: at most 2^32 - 1",
+            g.max_taps()
+        );
         let node = Pool2d { input: [self.id], geometry: g, reduce };
         let shape = [batch, rows.output, cols.output, channels];
         self.tape.push(Op::Kernel(Box::new(node)), &shape, |v, out, aux| {
@@ -145,18 +143,19 @@ impl<'t> Var<'t> {
 
 wide_fn! {
     /// The maximum of each window (a NaN wins and stays, as in `numpy.max`), and which of the window's in-bounds
-    /// taps it came from (the first on ties, TensorFlow's argmax), as `f32`: exact, a window having fewer than
-    /// 2^24 taps.
+    /// taps it came from (the first on ties, TensorFlow's argmax), as the bits of a `u32` in an `f32` (an `f32`
+    /// value would be exact only below 2^24 taps, which a global pooling of a 4097 x 4097 image exceeds); the
+    /// bits are only moved and compared as integers, never computed with.
     fn max_forward(x: &[f32], out: &mut [f32], arg: &mut [f32], g: &Geometry) {
         let c = g.channels;
-        let mut taps = Vec::with_capacity(g.rows.size * g.cols.size);
+        let mut taps = Vec::with_capacity(g.max_taps());
         for (p, (out, arg)) in out.chunks_exact_mut(c).zip(arg.chunks_exact_mut(c)).enumerate() {
             g.tap_offsets(p / g.cols.output, p % g.cols.output, &mut taps);
             let (&first, rest) = taps.split_first().expect("a window overlaps its input");
             out.copy_from_slice(&x[first..first + c]);
             arg.fill(0.0);
             for (t, &at) in rest.iter().enumerate() {
-                let t = (t + 1) as f32;
+                let t = tap_bits(t + 1);
                 for ((o, a), &v) in out.iter_mut().zip(arg.iter_mut()).zip(&x[at..at + c]) {
                     // Non-short-circuit `&` and `|`: selects, so that the loop vectorizes.
                     let take = (v > *o) | (v.is_nan() & !o.is_nan());
@@ -179,25 +178,33 @@ wide_fn! {
             dx.fill(0.0);
         }
         let c = geo.channels;
-        let mut taps = Vec::with_capacity(geo.rows.size * geo.cols.size);
+        let mut taps = Vec::with_capacity(geo.max_taps());
         for (p, (g, arg)) in g.chunks_exact(c).zip(arg.chunks_exact(c)).enumerate() {
             geo.tap_offsets(p / geo.cols.output, p % geo.cols.output, &mut taps);
             for (t, &at) in taps.iter().enumerate() {
-                let t = t as f32;
+                let t = tap_bits(t).to_bits();
                 let dx = dx[at..at + c].iter_mut().zip(arg).zip(g);
                 if write {
-                    dx.for_each(|((d, &a), &g)| *d = if a == t { g } else { 0.0 });
+                    dx.for_each(|((d, &a), &g)| *d = if a.to_bits() == t { g } else { 0.0 });
                 } else {
-                    dx.for_each(|((d, &a), &g)| *d += if a == t { g } else { 0.0 });
+                    dx.for_each(|((d, &a), &g)| *d += if a.to_bits() == t { g } else { 0.0 });
                 }
             }
         }
     }
 }
 
+/// Tap `t` of a window as the `f32` whose bits are `t` (`0.0` for tap 0).
+#[inline(always)]
+fn tap_bits(t: usize) -> f32 {
+    f32::from_bits(
+        u32::try_from(t).expect("a window has fewer than 2^32 taps inside an image: checked when recorded"),
+    )
+}
+
 fn avg_forward(x: &[f32], out: &mut [f32], g: &Geometry) {
     let c = g.channels;
-    let mut taps = Vec::with_capacity(g.rows.size * g.cols.size);
+    let mut taps = Vec::with_capacity(g.max_taps());
     for (p, out) in out.chunks_exact_mut(c).enumerate() {
         g.tap_offsets(p / g.cols.output, p % g.cols.output, &mut taps);
         out.fill(0.0);
@@ -237,7 +244,7 @@ impl Kernel for Pool2d {
                     if fresh {
                         dx.fill(0.0);
                     }
-                    let mut taps = Vec::with_capacity(geo.rows.size * geo.cols.size);
+                    let mut taps = Vec::with_capacity(geo.max_taps());
                     for (p, g) in g.chunks_exact(c).enumerate() {
                         geo.tap_offsets(p / geo.cols.output, p % geo.cols.output, &mut taps);
                         let scale = 1.0 / taps.len() as f32;
