@@ -220,10 +220,12 @@ impl Layer for BatchNormalization {
         let beta = b.beta.map(|id| tape.param(id));
         if ctx.training {
             let (y, batch) = x.batch_norm(b.axis, gamma, beta, eps);
-            // Moving statistics, assigned after the step: moving * momentum + batch * (1 - momentum).
+            // Moving statistics, assigned after the step: moving * momentum + batch * (1 - momentum), with
+            // Keras' `1 - momentum` (double precision, then cast).
+            let one_minus_momentum = crate::numeric::one_minus_as_keras(momentum);
             for (id, batch) in [(b.moving_mean, batch.mean), (b.moving_variance, batch.variance)] {
                 let moving = tape.params().value(id);
-                ctx.assign(id, moving * momentum + batch * (1.0 - momentum));
+                ctx.assign(id, moving * momentum + batch * one_minus_momentum);
             }
             y
         } else {
