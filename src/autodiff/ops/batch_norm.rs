@@ -82,8 +82,8 @@ impl<'t> Var<'t> {
     /// let tape = Tape::new(&params);
     /// let x = tape.constant(array![[1.0f32, 10.0], [3.0, 30.0]].into_dyn().view());
     /// let (y, stats) = x.batch_norm(1, None, None, 1e-3);
-    /// assert_eq!(stats.mean.to_vec(), vec![2.0, 20.0]);
-    /// assert_eq!(stats.variance.to_vec(), vec![1.0, 100.0]);
+    /// assert_eq!(stats.mean.iter().copied().collect::<Vec<_>>(), [2.0, 20.0]);
+    /// assert_eq!(stats.variance.iter().copied().collect::<Vec<_>>(), [1.0, 100.0]);
     /// assert!((y.value()[[0, 0]] + 1.0).abs() < 1e-3);
     /// ```
     ///
