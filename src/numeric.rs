@@ -84,3 +84,28 @@ macro_rules! integers {
 }
 integers!(i64::from => u8, u16, u32, i8, i16, i32, i64);
 integers!(|v| i64::try_from(v).unwrap_or(i64::MAX) => u64, usize, isize);
+
+/// `1 - x` as Keras computes it for an `f32` setting `x` (Adam's `1 - beta_1`, RMSprop's `1 - rho`,
+/// BatchNormalization's `1 - momentum`): Keras holds the setting as a Python float, subtracts in double
+/// precision and casts the result to `float32` where it meets a tensor. Subtracting in `f32` from the rounded
+/// setting differs: `1 - 0.999f32` is `9.9998713e-4`, Keras' constant `1e-3`. The setting is read as its
+/// shortest decimal form, the number the user wrote (`0.999`, not `0.999000012874603`).
+pub(crate) fn one_minus_as_keras(x: f32) -> f32 {
+    let written: f64 = x.to_string().parse().unwrap_or(f64::from(x));
+    (1.0 - written) as f32
+}
+
+#[cfg(test)]
+mod one_minus_tests {
+    use super::one_minus_as_keras;
+
+    #[test]
+    fn one_minus_is_keras_double_precision_constant() {
+        // Keras: float32(1.0 - 0.999), float32(1.0 - 0.9), float32(1.0 - 0.99).
+        assert_eq!(one_minus_as_keras(0.999), 0.001f32);
+        assert_eq!(one_minus_as_keras(0.9), 0.1f32);
+        assert_eq!(one_minus_as_keras(0.99), (1.0f64 - 0.99) as f32);
+        assert_ne!(one_minus_as_keras(0.999), 1.0 - 0.999f32);
+        assert_eq!(one_minus_as_keras(0.0), 1.0);
+    }
+}

@@ -29,11 +29,6 @@ fn fixture() -> Value {
 
 const TOL: f32 = 1e-6;
 
-/// Adam and AdamW still compute `1 - beta` in `f32` from the rounded betas (issue 24, item 3: every update
-/// about 6.6e-6 relative too large), which shows in these runs after a few steps; with `1 - beta` computed as
-/// Keras does, they match to `TOL` too. Tighten to `TOL` once that fix is in.
-const ADAM_TOL: f32 = 2e-5;
-
 fn close_to(got: f32, want: f32, tol: f32) -> bool {
     (got - want).abs() <= tol * (1.0 + want.abs())
 }
@@ -133,8 +128,7 @@ fn optimizer(run: &str) -> OptimizerSpec {
 /// the trained model.
 fn check_run(fx: &Value, run: &str) -> Sequential {
     let case = &fx["runs"][run];
-    let tol = if run.contains("adam") { ADAM_TOL } else { TOL };
-    let close = |got, want| close_to(got, want, tol);
+    let close = |got, want| close_to(got, want, TOL);
     let mut m = model(run);
     let weights: Vec<Tensor> = case["weights_before"].as_array().unwrap().iter().map(tensor).collect();
     m.set_weights(&weights).unwrap();

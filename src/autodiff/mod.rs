@@ -38,7 +38,7 @@ mod unary;
 pub use gemm::{gemm, num_threads, set_num_threads};
 pub use gradcheck::{check_gradients, GradCheck, GradCheckReport};
 pub(crate) use ops::{window_output, WindowFault};
-pub use ops::{Conv2dOptions, CustomOp, Padding};
+pub use ops::{BatchStatistics, Conv2dOptions, CustomOp, Padding};
 pub(crate) use unary::Unary;
 
 use std::cell::RefCell;

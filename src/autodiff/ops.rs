@@ -3,11 +3,13 @@
 //! Shapes are a programming matter here, as in ndarray: an operation on incompatible shapes panics with a message
 //! naming both. Models validate shapes once, when they are built, so the training loop never hits these panics;
 //! a custom layer that does the same needs no `?` on every operation.
+mod batch_norm;
 mod concat;
 mod conv2d;
 mod pool2d;
 mod window;
 
+pub use batch_norm::BatchStatistics;
 pub use conv2d::Conv2dOptions;
 pub use window::Padding;
 pub(crate) use window::{window_output, WindowFault};

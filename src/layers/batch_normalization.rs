@@ -215,35 +215,23 @@ impl Layer for BatchNormalization {
         let b =
             self.built.as_ref().expect("BatchNormalization::call before build: models build layers first");
         let tape = x.tape();
-        let shape = x.shape();
-        // The statistics' shape: 1 on every axis but the features, so that they broadcast against x.
-        let stats_shape: Vec<usize> =
-            shape.iter().enumerate().map(|(i, &n)| if i == b.axis { n } else { 1 }).collect();
-        let as_stats = |v: Var<'t>| if b.axis + 1 == shape.len() { v } else { v.reshape(&stats_shape) };
         let (eps, momentum) = (self.settings.epsilon, self.settings.momentum);
-        let (centered, variance) = if ctx.training {
-            let reduced: Vec<usize> = (0..shape.len()).filter(|&i| i != b.axis).collect();
-            let mean = x.mean_axes(&reduced, true);
-            let centered = x.sub(mean);
-            let variance = centered.square().mean_axes(&reduced, true);
-            // Moving statistics, assigned after the step: moving * momentum + batch * (1 - momentum).
-            for (id, batch) in [(b.moving_mean, mean), (b.moving_variance, variance)] {
+        let gamma = b.gamma.map(|id| tape.param(id));
+        let beta = b.beta.map(|id| tape.param(id));
+        if ctx.training {
+            let (y, batch) = x.batch_norm(b.axis, gamma, beta, eps);
+            // Moving statistics, assigned after the step: moving * momentum + batch * (1 - momentum), with
+            // Keras' `1 - momentum` (double precision, then cast).
+            let one_minus_momentum = crate::numeric::one_minus_as_keras(momentum);
+            for (id, batch) in [(b.moving_mean, batch.mean), (b.moving_variance, batch.variance)] {
                 let moving = tape.params().value(id);
-                let batch = batch.value().into_shape_with_order(moving.raw_dim()).expect("one per feature");
-                ctx.assign(id, moving * momentum + batch * (1.0 - momentum));
+                ctx.assign(id, moving * momentum + batch * one_minus_momentum);
             }
-            (centered, variance)
+            y
         } else {
-            (x.sub(as_stats(tape.param(b.moving_mean))), as_stats(tape.param(b.moving_variance)))
-        };
-        let mut y = centered.div(variance.add_scalar(eps).sqrt());
-        if let Some(gamma) = b.gamma {
-            y = y.mul(as_stats(tape.param(gamma)));
+            let (mean, variance) = (tape.param(b.moving_mean), tape.param(b.moving_variance));
+            x.batch_norm_with(b.axis, mean, variance, gamma, beta, eps)
         }
-        if let Some(beta) = b.beta {
-            y = y.add(as_stats(tape.param(beta)));
-        }
-        y
     }
 
     fn weights(&self) -> &[ParamId] {

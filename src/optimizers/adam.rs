@@ -5,6 +5,7 @@ use super::clipping::Clipping;
 use super::slots::{self, Slots};
 use super::{check_non_negative, check_unit, decimal, flag, for_each_trainable, LearningRate, Optimizer};
 use crate::autodiff::{Gradients, ParamStore, Tensor};
+use crate::numeric::one_minus_as_keras;
 use crate::Result;
 
 /// Adam, in Keras 3's form: with `t` the step (from 1),
@@ -84,10 +85,11 @@ impl Adam {
         let lr = self.learning_rate.at(self.iterations);
         let grads = self.clipping.apply(params, grads);
         let (b1, b2, eps) = (self.beta_1, self.beta_2, self.epsilon);
-        // The bias correction in f64: beta^t of a large t loses nothing there.
-        let t = self.iterations.saturating_add(1) as f64;
-        let alpha =
-            (f64::from(lr) * (1.0 - f64::from(b2).powf(t)).sqrt() / (1.0 - f64::from(b1).powf(t))) as f32;
+        // Keras' constants: `1 - beta` in double precision, then cast.
+        let (one_minus_b1, one_minus_b2) = (one_minus_as_keras(b1), one_minus_as_keras(b2));
+        // The bias correction in f32, as Keras computes it: `beta^t` with the step cast to float32.
+        let t = self.iterations.saturating_add(1) as f32;
+        let alpha = lr * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t));
         let decay = weight_decay * lr;
         let (ms, vs, v_hats, amsgrad) = (&mut self.m, &mut self.v, &mut self.v_hat, self.amsgrad);
         for_each_trainable(params, grads, |id, w, g| {
@@ -98,8 +100,8 @@ impl Adam {
                 let zip = Zip::from(w).and(g).and(m).and(v).and(v_hat);
                 let update = |w: &mut f32, &g: &f32, m: &mut f32, v: &mut f32, v_hat: &mut f32| {
                     *w -= *w * decay;
-                    *m += (g - *m) * (1.0 - b1);
-                    *v += (g * g - *v) * (1.0 - b2);
+                    *m += (g - *m) * one_minus_b1;
+                    *v += (g * g - *v) * one_minus_b2;
                     *v_hat = v_hat.max(*v);
                     *w -= alpha * *m / (v_hat.sqrt() + eps);
                 };
@@ -113,8 +115,8 @@ impl Adam {
                 let zip = Zip::from(w).and(g).and(m).and(v);
                 let update = |w: &mut f32, &g: &f32, m: &mut f32, v: &mut f32| {
                     *w -= *w * decay;
-                    *m += (g - *m) * (1.0 - b1);
-                    *v += (g * g - *v) * (1.0 - b2);
+                    *m += (g - *m) * one_minus_b1;
+                    *v += (g * g - *v) * one_minus_b2;
                     *w -= alpha * *m / (v.sqrt() + eps);
                 };
                 if parallel {

@@ -5,6 +5,7 @@ use super::clipping::Clipping;
 use super::slots::{self, Slots};
 use super::{check_non_negative, check_unit, decimal, flag, for_each_trainable, LearningRate, Optimizer};
 use crate::autodiff::{Gradients, ParamStore, Tensor};
+use crate::numeric::one_minus_as_keras;
 use crate::Result;
 
 /// RMSprop, Keras 3's rule: `v = rho v + (1 - rho) g^2`; `increment = lr g / sqrt(v + epsilon)` (centered:
@@ -99,14 +100,17 @@ impl Optimizer for RMSprop {
         let (lr, rho, momentum, eps) =
             (self.learning_rate.at(self.iterations), self.rho, self.momentum, self.epsilon);
         let grads = self.clipping.apply(params, grads);
+        // Keras' constant: `1 - rho` in double precision, then cast.
+        let one_minus_rho = one_minus_as_keras(rho);
         let (centered, with_momentum) = (self.centered, self.momentum > 0.0);
         let (vs, moms, avgs) = (&mut self.velocities, &mut self.momentums, &mut self.average_gradients);
         // The increment lr g / sqrt(denominator), after updating v (and a when centered).
         let increment = move |g: f32, v: &mut f32, a: Option<&mut f32>| {
-            *v = rho * *v + (1.0 - rho) * g * g;
+            // Keras' order: (1 - rho) * square(g).
+            *v = rho * *v + one_minus_rho * (g * g);
             let denominator = match a {
                 Some(a) => {
-                    *a = rho * *a + (1.0 - rho) * g;
+                    *a = rho * *a + one_minus_rho * g;
                     *v - *a * *a + eps
                 }
                 None => *v + eps,
