@@ -284,10 +284,9 @@ impl Model {
         let Graph { net, params, seed, .. } = graph;
         let name = |t: TensorId| net.tensor_name(t).to_owned();
         for (what, list) in [("input", &inputs), ("output", &outputs)] {
-            for (i, t) in list.iter().enumerate() {
-                if list[..i].contains(t) {
-                    return Err(Error::Graph(format!("the {what} `{}` is listed twice", name(t.id))));
-                }
+            let mut seen = std::collections::HashSet::with_capacity(list.len());
+            if let Some(t) = list.iter().find(|t| !seen.insert(t.id)) {
+                return Err(Error::Graph(format!("the {what} `{}` is listed twice", name(t.id))));
             }
         }
         if let Some(t) = inputs.iter().find(|t| !matches!(net.tensors[t.id].producer, Producer::Input { .. }))
@@ -299,8 +298,9 @@ impl Model {
         }
         let input_ids: Vec<TensorId> = inputs.iter().map(|t| t.id).collect();
         let output_ids: Vec<TensorId> = outputs.iter().map(|t| t.id).collect();
-        for (i, &t) in output_ids.iter().enumerate() {
-            if output_ids[..i].iter().any(|&u| net.producer_layer(u) == net.producer_layer(t)) {
+        let mut producers = std::collections::HashSet::with_capacity(output_ids.len());
+        for &t in &output_ids {
+            if !producers.insert(net.producer_layer(t)) {
                 return Err(Error::Graph(format!(
                     "two outputs come from layer `{}`: outputs are named after their layers, so each needs \
                      its own",
@@ -310,6 +310,10 @@ impl Model {
         }
 
         // Walk back from the outputs: which tensors and nodes they need.
+        let mut is_input = vec![false; net.tensors.len()];
+        for &t in &input_ids {
+            is_input[t] = true;
+        }
         let mut needed = vec![false; net.tensors.len()];
         let mut stack = output_ids.clone();
         while let Some(t) = stack.pop() {
@@ -318,7 +322,7 @@ impl Model {
             }
             match net.tensors[t].producer {
                 Producer::Node(n) => stack.extend(&net.nodes[n].inputs),
-                Producer::Input { .. } if !input_ids.contains(&t) => {
+                Producer::Input { .. } if !is_input[t] => {
                     let needing: Vec<String> = output_ids
                         .iter()
                         .filter(|&&o| depends_on(&net, o, t))
