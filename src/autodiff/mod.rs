@@ -65,6 +65,11 @@ impl ParamId {
     pub fn index(self) -> usize {
         self.0
     }
+
+    /// The handle of the parameter at `index` (for renumbering a store's handles).
+    pub(crate) fn from_index(index: usize) -> Self {
+        ParamId(index)
+    }
 }
 
 /// One weight array and what a model needs to know of it.
@@ -84,6 +89,9 @@ pub struct ParamStore {
     params: Vec<Param>,
     /// The most scalars the store may hold through [`crate::layers::add_weight`], if bounded.
     weight_limit: Option<usize>,
+    /// The scalars of the parameters as they were added (kept by `add` and `truncate`), so that checking the
+    /// bound is not a sum over every parameter for each new one.
+    added_len: usize,
 }
 
 impl ParamStore {
@@ -110,8 +118,16 @@ impl ParamStore {
         self.params.iter().map(|p| p.value.len()).sum()
     }
 
+    /// The scalars of the parameters, counted as they were added: [`ParamStore::total_len`] unless a value was
+    /// since replaced by one of another size through `get_mut`, `value_mut` or `iter_mut` (which loading does
+    /// not do while the bound holds).
+    pub(crate) fn added_len(&self) -> usize {
+        self.added_len
+    }
+
     /// Adds a parameter and returns its handle.
     pub fn add(&mut self, name: impl Into<String>, value: Tensor, trainable: bool) -> ParamId {
+        self.added_len = self.added_len.saturating_add(value.len());
         self.params.push(Param { name: name.into(), value, trainable });
         ParamId(self.params.len() - 1)
     }
@@ -162,6 +178,15 @@ impl ParamStore {
     /// Drops every parameter from position `len` on (used when a layer is removed from a model).
     pub fn truncate(&mut self, len: usize) {
         self.params.truncate(len);
+        self.added_len = self.total_len();
+    }
+
+    /// Puts the parameters in the order `order` gives: the parameter at position `i` is then the one `order[i]`
+    /// named (a permutation of the store's handles; the caller renumbers the handles it holds).
+    pub(crate) fn permute(&mut self, order: &[ParamId]) {
+        debug_assert_eq!(order.len(), self.params.len());
+        let mut old: Vec<Option<Param>> = std::mem::take(&mut self.params).into_iter().map(Some).collect();
+        self.params = order.iter().filter_map(|id| old.get_mut(id.0).and_then(Option::take)).collect();
     }
 }
 

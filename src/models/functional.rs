@@ -10,7 +10,7 @@ use rand::SeedableRng;
 
 use super::graph::{shapes_str, Net, Node, Producer, TensorId, TensorInfo};
 use super::{Kind, Model};
-use crate::autodiff::ParamStore;
+use crate::autodiff::{ParamId, ParamStore};
 use crate::layers::{Input, Layer};
 use crate::{Error, Result};
 
@@ -97,7 +97,7 @@ impl Graph {
         let layer = self.layer_boxed(input)?;
         let shape = self.net.layers[layer.index].declared_input_shape().unwrap_or_default().to_vec();
         if let Err(e) = self.net.layers[layer.index].build_many(&[&shape], &mut self.params, &mut self.rng) {
-            self.net.layers.pop();
+            self.net.pop_layer();
             return Err(e);
         }
         let id = self.net.add_input(shape, Some(layer.index));
@@ -122,10 +122,9 @@ impl Graph {
     ///
     /// # Errors
     /// As [`Graph::layer`].
-    pub fn layer_boxed(&mut self, mut layer: Box<dyn Layer>) -> Result<LayerRef> {
-        self.net.name_layer(layer.as_mut())?;
-        self.net.layers.push(layer);
-        Ok(LayerRef { graph: self.id, index: self.net.layers.len() - 1 })
+    pub fn layer_boxed(&mut self, layer: Box<dyn Layer>) -> Result<LayerRef> {
+        let index = self.net.add_layer(layer)?;
+        Ok(LayerRef { graph: self.id, index })
     }
 
     /// Calls a layer on tensors (Keras' `layer(x)` or `layer([a, b])`): a new layer, or a [`LayerRef`] to call
@@ -141,7 +140,9 @@ impl Graph {
         let inputs = inputs.into_tensors();
         let result = self.apply_checked(layer, &inputs);
         if result.is_err() {
-            self.net.layers.truncate(layers_before);
+            while self.net.layers.len() > layers_before {
+                self.net.pop_layer();
+            }
         }
         result
     }
@@ -273,7 +274,16 @@ impl Model {
     /// disconnected"); an input no output depends on; two outputs from one layer; a layer with weights that
     /// no output depends on.
     pub fn new(graph: Graph, inputs: impl IntoTensors, outputs: impl IntoTensors) -> Result<Model> {
-        let (inputs, outputs) = (inputs.into_tensors(), outputs.into_tensors());
+        Model::from_graph(graph, inputs.into_tensors(), outputs.into_tensors(), LayerOrder::FirstTensor)
+    }
+
+    /// [`Model::new`], with the layers in `layer_order`.
+    pub(crate) fn from_graph(
+        graph: Graph,
+        inputs: Vec<SymbolicTensor>,
+        outputs: Vec<SymbolicTensor>,
+        layer_order: LayerOrder,
+    ) -> Result<Model> {
         if inputs.is_empty() || outputs.is_empty() {
             return Err(Error::Graph("a model needs at least one input and one output".into()));
         }
@@ -283,10 +293,9 @@ impl Model {
         let Graph { net, params, seed, .. } = graph;
         let name = |t: TensorId| net.tensor_name(t).to_owned();
         for (what, list) in [("input", &inputs), ("output", &outputs)] {
-            for (i, t) in list.iter().enumerate() {
-                if list[..i].contains(t) {
-                    return Err(Error::Graph(format!("the {what} `{}` is listed twice", name(t.id))));
-                }
+            let mut seen = std::collections::HashSet::with_capacity(list.len());
+            if let Some(t) = list.iter().find(|t| !seen.insert(t.id)) {
+                return Err(Error::Graph(format!("the {what} `{}` is listed twice", name(t.id))));
             }
         }
         if let Some(t) = inputs.iter().find(|t| !matches!(net.tensors[t.id].producer, Producer::Input { .. }))
@@ -298,8 +307,9 @@ impl Model {
         }
         let input_ids: Vec<TensorId> = inputs.iter().map(|t| t.id).collect();
         let output_ids: Vec<TensorId> = outputs.iter().map(|t| t.id).collect();
-        for (i, &t) in output_ids.iter().enumerate() {
-            if output_ids[..i].iter().any(|&u| net.producer_layer(u) == net.producer_layer(t)) {
+        let mut producers = std::collections::HashSet::with_capacity(output_ids.len());
+        for &t in &output_ids {
+            if !producers.insert(net.producer_layer(t)) {
                 return Err(Error::Graph(format!(
                     "two outputs come from layer `{}`: outputs are named after their layers, so each needs \
                      its own",
@@ -309,6 +319,10 @@ impl Model {
         }
 
         // Walk back from the outputs: which tensors and nodes they need.
+        let mut is_input = vec![false; net.tensors.len()];
+        for &t in &input_ids {
+            is_input[t] = true;
+        }
         let mut needed = vec![false; net.tensors.len()];
         let mut stack = output_ids.clone();
         while let Some(t) = stack.pop() {
@@ -317,7 +331,7 @@ impl Model {
             }
             match net.tensors[t].producer {
                 Producer::Node(n) => stack.extend(&net.nodes[n].inputs),
-                Producer::Input { .. } if !input_ids.contains(&t) => {
+                Producer::Input { .. } if !is_input[t] => {
                     let needing: Vec<String> = output_ids
                         .iter()
                         .filter(|&&o| depends_on(&net, o, t))
@@ -336,89 +350,216 @@ impl Model {
         if let Some(&t) = input_ids.iter().find(|&&t| !needed[t]) {
             return Err(Error::Graph(format!("no output depends on the input `{}`", name(t))));
         }
-        let kept_layer = |l: usize| {
-            net.nodes.iter().any(|n| n.layer == l && needed[n.output])
-                || input_ids.iter().any(|&t| net.producer_layer(t) == Some(l))
-        };
-        if let Some(l) =
-            (0..net.layers.len()).find(|&l| !kept_layer(l) && !net.layers[l].weights().is_empty())
-        {
+        let mut kept = vec![false; net.layers.len()];
+        for node in net.nodes.iter().filter(|n| needed[n.output]) {
+            kept[node.layer] = true;
+        }
+        for &t in &input_ids {
+            if let Some(l) = net.producer_layer(t) {
+                kept[l] = true;
+            }
+        }
+        if let Some(l) = (0..net.layers.len()).find(|&l| !kept[l] && !net.layers[l].weights().is_empty()) {
             return Err(Error::Graph(format!(
                 "layer `{}` has weights but no output depends on it",
                 net.layers[l].name().unwrap_or("?")
             )));
         }
-
-        // Keep what the outputs need. Tensors and nodes keep their order (topological); layers are ordered by
-        // their first tensor, so each layer's weights are created in layer order (as a reloaded file rebuilds
-        // them).
-        let first_tensor = |l: usize| {
-            (0..net.tensors.len())
-                .find(|&t| needed[t] && net.producer_layer(t) == Some(l))
-                .unwrap_or(usize::MAX)
-        };
-        let mut order: Vec<usize> = (0..net.layers.len()).filter(|&l| kept_layer(l)).collect();
-        order.sort_by_key(|&l| first_tensor(l));
-        let mut layer_map: Vec<Option<usize>> = vec![None; net.layers.len()];
-        for (new, &old) in order.iter().enumerate() {
-            layer_map[old] = Some(new);
-        }
-        let renumber = |flags: &mut dyn Iterator<Item = bool>| -> Vec<Option<usize>> {
-            let mut next = 0;
-            flags
-                .map(|keep| {
-                    keep.then(|| {
-                        next += 1;
-                        next - 1
-                    })
-                })
-                .collect()
-        };
-        let tensor_map = renumber(&mut needed.iter().copied());
-        let node_map = renumber(&mut net.nodes.iter().map(|n| needed[n.output]));
-        let Net { layers, tensors, nodes, .. } = net;
-        let mut slots: Vec<Option<Box<dyn Layer>>> = layers.into_iter().map(Some).collect();
-        let layers = order.iter().map(|&l| slots[l].take().expect("each layer once")).collect();
-        let tensors = tensors
-            .into_iter()
-            .enumerate()
-            .filter(|&(t, _)| needed[t])
-            .map(|(_, info)| {
-                let producer = match info.producer {
-                    Producer::Input { layer } => Producer::Input { layer: layer.and_then(|l| layer_map[l]) },
-                    Producer::Node(n) => {
-                        Producer::Node(node_map[n].expect("a needed tensor's node is needed"))
-                    }
-                };
-                TensorInfo { shape: info.shape, producer }
-            })
-            .collect();
-        let nodes = nodes
-            .into_iter()
-            .filter(|n| needed[n.output])
-            .map(|node| Node {
-                layer: layer_map[node.layer].expect("a needed node's layer is kept"),
-                inputs: node
-                    .inputs
-                    .iter()
-                    .map(|&t| tensor_map[t].expect("inputs of a needed node"))
-                    .collect(),
-                output: tensor_map[node.output].expect("needed"),
-            })
-            .collect();
-        let kept = Net {
-            layers,
-            tensors,
-            nodes,
-            inputs: input_ids.iter().map(|&t| tensor_map[t].expect("needed")).collect(),
-            outputs: output_ids.iter().map(|&t| tensor_map[t].expect("needed")).collect(),
-        };
-
-        let mut model = Model::with_net("functional", kept, Kind::Functional);
+        let (net, params) = canonical(net, &needed, &kept, &input_ids, &output_ids, params, layer_order)?;
+        let mut model = Model::with_net("functional", net, Kind::Functional);
         model.params = params;
         model.set_seed(seed);
         Ok(model)
     }
+}
+
+/// How [`Model::from_graph`] orders the layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LayerOrder {
+    /// By their first tensor the model needs, in the order tensors were made: [`Model::new`]'s order.
+    FirstTensor,
+    /// In the order they were added to the graph: a loaded file's order (its layers are added in the order
+    /// the file lists them, and the order of their calls, which the file does not keep, is remade).
+    AsAdded,
+}
+
+/// What the outputs need of `net`, in the one order a saved and reloaded copy has too (issue 25): so that
+/// save -> load -> save gives the same bytes, and `get_weights` of a model fits `set_weights` of its copy.
+///
+/// Layers are ordered by their first needed tensor (as made), or as added for a loaded file; the calls are then
+/// made again in an order that depends on that layer order and each layer's calls alone, which is all a file
+/// keeps: first each layer's
+/// first call in layer order, then each layer's other calls in layer order, each call after what it takes
+/// (depth first). When the layer order comes from an order where every tensor follows what it is made of (a
+/// built graph, or a file that `save` wrote), the first calls come out in layer order again; so a reloaded
+/// copy, whatever order its loader made the calls in, gets the same layers, calls and tensors in the same
+/// order. Otherwise (a file listing a layer before what it takes) the layers take the order the calls came
+/// out in, which is then stable through save and load. Weights follow the layers: a layer's
+/// weights in the order it made them, layer after layer (renumbered if a layer was built by a call the model
+/// leaves out). Linear in the number of tensors, calls and weights.
+fn canonical(
+    net: Net,
+    needed: &[bool],
+    kept: &[bool],
+    input_ids: &[TensorId],
+    output_ids: &[TensorId],
+    mut params: ParamStore,
+    layer_order: LayerOrder,
+) -> Result<(Net, ParamStore)> {
+    let mut order: Vec<usize> = (0..net.layers.len()).filter(|&l| kept[l]).collect();
+    if layer_order == LayerOrder::FirstTensor {
+        let mut first_tensor = vec![usize::MAX; net.layers.len()];
+        for t in (0..net.tensors.len()).rev().filter(|&t| needed[t]) {
+            if let Some(l) = net.producer_layer(t) {
+                first_tensor[l] = t;
+            }
+        }
+        order.sort_by_key(|&l| first_tensor[l]);
+    }
+
+    // Each layer's needed tensors (its input, or its calls' outputs) in call order, and the one before each.
+    let mut items: Vec<Vec<TensorId>> = vec![Vec::new(); net.layers.len()];
+    let mut previous: Vec<Option<TensorId>> = vec![None; net.tensors.len()];
+    for t in (0..net.tensors.len()).filter(|&t| needed[t]) {
+        if let Some(l) = net.producer_layer(t) {
+            previous[t] = items[l].last().copied();
+            items[l].push(t);
+        }
+    }
+    let mut made = vec![false; net.tensors.len()];
+    let mut made_order: Vec<TensorId> = Vec::with_capacity(net.tensors.len());
+    // Makes `root` after everything it depends on (the layer's previous call, then its inputs), depth first
+    // with an explicit stack: a chain of any length.
+    let make = |root: TensorId, made: &mut Vec<bool>, made_order: &mut Vec<TensorId>| {
+        let mut stack: Vec<(TensorId, usize)> = vec![(root, 0)];
+        while let Some((t, k)) = stack.last_mut() {
+            let t = *t;
+            if made[t] {
+                stack.pop();
+                continue;
+            }
+            let inputs: &[TensorId] = match net.tensors[t].producer {
+                Producer::Node(n) => &net.nodes[n].inputs,
+                Producer::Input { .. } => &[],
+            };
+            let deps = previous[t].into_iter().chain(inputs.iter().copied());
+            match deps.skip(*k).find(|&d| {
+                *k += 1;
+                !made[d]
+            }) {
+                Some(d) => stack.push((d, 0)),
+                None => {
+                    made[t] = true;
+                    made_order.push(t);
+                    stack.pop();
+                }
+            }
+        }
+    };
+    for &l in &order {
+        if let Some(&t) = items[l].first() {
+            make(t, &mut made, &mut made_order);
+        }
+    }
+    for &l in &order {
+        for &t in &items[l] {
+            make(t, &mut made, &mut made_order);
+        }
+    }
+    // Input tensors without a layer (none in a graph), then anything not reached: kept in their order.
+    let rest: Vec<TensorId> = (0..net.tensors.len()).filter(|&t| needed[t] && !made[t]).collect();
+    made_order.extend(rest);
+
+    // The layer order is that of the remade tensors (the same as `order`, see above).
+    let mut layer_map: Vec<Option<usize>> = vec![None; net.layers.len()];
+    let mut layer_order = Vec::with_capacity(order.len());
+    for &t in &made_order {
+        if let Some(l) = net.producer_layer(t) {
+            if layer_map[l].is_none() {
+                layer_map[l] = Some(layer_order.len());
+                layer_order.push(l);
+            }
+        }
+    }
+    for &l in &order {
+        if layer_map[l].is_none() {
+            layer_map[l] = Some(layer_order.len());
+            layer_order.push(l);
+        }
+    }
+    let mut tensor_map: Vec<Option<usize>> = vec![None; net.tensors.len()];
+    for (new, &t) in made_order.iter().enumerate() {
+        tensor_map[t] = Some(new);
+    }
+
+    let Net { layers, tensors, nodes, .. } = net;
+    let mut slots: Vec<Option<Box<dyn Layer>>> = layers.into_iter().map(Some).collect();
+    let mut layers: Vec<Box<dyn Layer>> =
+        layer_order.iter().map(|&l| slots[l].take().expect("each layer once")).collect();
+
+    // Weights in layer order, each layer's in the order it made them.
+    let mut weight_order: Vec<ParamId> = Vec::with_capacity(params.len());
+    for layer in &layers {
+        let mut ids = layer.weights().to_vec();
+        ids.sort_unstable();
+        weight_order.extend(ids);
+    }
+    let identity = weight_order.iter().enumerate().all(|(i, id)| id.index() == i);
+    if !identity {
+        let mut new_index: Vec<Option<usize>> = vec![None; params.len()];
+        for (i, id) in weight_order.iter().enumerate() {
+            match new_index.get_mut(id.index()) {
+                Some(slot @ None) => *slot = Some(i),
+                _ => return Err(Error::Graph("a weight belongs to two layers, or to none".into())),
+            }
+        }
+        if weight_order.len() != params.len() {
+            return Err(Error::Graph("a weight belongs to no layer of the model".into()));
+        }
+        let renumber = |id: ParamId| {
+            ParamId::from_index(new_index.get(id.index()).copied().flatten().unwrap_or(id.index()))
+        };
+        for layer in &mut layers {
+            layer.renumber_weights(&renumber)?;
+        }
+        params.permute(&weight_order);
+    }
+
+    let mut new_tensors: Vec<Option<TensorInfo>> = vec![None; made_order.len()];
+    let mut node_map: Vec<Option<usize>> = vec![None; nodes.len()];
+    let mut new_nodes = Vec::new();
+    for (new, &t) in made_order.iter().enumerate() {
+        if let Producer::Node(n) = tensors[t].producer {
+            node_map[n] = Some(new_nodes.len());
+            let node = &nodes[n];
+            new_nodes.push(Node {
+                layer: layer_map[node.layer].expect("a needed node's layer is kept"),
+                inputs: node
+                    .inputs
+                    .iter()
+                    .map(|&i| tensor_map[i].expect("inputs of a needed node"))
+                    .collect(),
+                output: new,
+            });
+        }
+    }
+    for (t, info) in tensors.into_iter().enumerate() {
+        let Some(new) = tensor_map[t] else { continue };
+        let producer = match info.producer {
+            Producer::Input { layer } => Producer::Input { layer: layer.and_then(|l| layer_map[l]) },
+            Producer::Node(n) => Producer::Node(node_map[n].expect("a needed tensor's node is needed")),
+        };
+        new_tensors[new] = Some(TensorInfo { shape: info.shape, producer });
+    }
+    let tensors = new_tensors.into_iter().map(|t| t.expect("every kept tensor is placed")).collect();
+    let net = Net::from_parts(
+        layers,
+        tensors,
+        new_nodes,
+        input_ids.iter().map(|&t| tensor_map[t].expect("needed")).collect(),
+        output_ids.iter().map(|&t| tensor_map[t].expect("needed")).collect(),
+    );
+    Ok((net, params))
 }
 
 /// Whether tensor `t` is computed from tensor `source`.

@@ -88,7 +88,7 @@ impl Adam {
         // Keras' constants: `1 - beta` in double precision, then cast.
         let (one_minus_b1, one_minus_b2) = (one_minus_as_keras(b1), one_minus_as_keras(b2));
         // The bias correction in f32, as Keras computes it: `beta^t` with the step cast to float32.
-        let t = self.iterations.saturating_add(1) as f32;
+        let t = super::next_iteration(self.iterations) as f32;
         let alpha = lr * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t));
         let decay = weight_decay * lr;
         let (ms, vs, v_hats, amsgrad) = (&mut self.m, &mut self.v, &mut self.v_hat, self.amsgrad);
@@ -126,7 +126,7 @@ impl Adam {
                 }
             }
         });
-        self.iterations = self.iterations.saturating_add(1);
+        self.iterations = super::next_iteration(self.iterations);
     }
 
     fn check(&self) -> Result<()> {
