@@ -126,18 +126,44 @@ impl Net {
     }
 
     /// The forward pass: one batch per model input in, one per model output out.
-    pub(crate) fn forward<'t>(&self, inputs: &[Var<'t>], ctx: &mut CallContext<'_>) -> Vec<Var<'t>> {
+    ///
+    /// # Errors
+    /// A layer whose output is not of the shape its `build` returned (a custom layer's `call` that disagrees
+    /// with its `build`): reported here, naming that layer, before the next layer trips over it.
+    pub(crate) fn forward<'t>(&self, inputs: &[Var<'t>], ctx: &mut CallContext<'_>) -> Result<Vec<Var<'t>>> {
         let mut values: Vec<Option<Var<'t>>> = vec![None; self.tensors.len()];
         for (&t, &x) in self.inputs.iter().zip(inputs) {
             values[t] = Some(x);
         }
+        let batch = inputs.first().map(|x| x.with_value(|v| v.len_of(ndarray::Axis(0))));
         let mut args = Vec::new();
         for node in &self.nodes {
             args.clear();
             args.extend(node.inputs.iter().map(|&t| values[t].expect("nodes are in topological order")));
-            values[node.output] = Some(self.layers[node.layer].call_many(&args, ctx));
+            let layer = &self.layers[node.layer];
+            let y = layer.call_many(&args, ctx);
+            // A shape compare per layer per batch, no allocation unless it fails.
+            let declared = &self.tensors[node.output].shape;
+            let fits = y.with_value(|v| {
+                v.shape()
+                    .split_first()
+                    .is_some_and(|(&b, rest)| Some(b) == batch && rest == declared.as_slice())
+            });
+            if !fits {
+                return Err(crate::Error::shape(
+                    format!(
+                        "the output of layer `{}` ({}): its `call` returned another shape than its `build` \
+                         declared",
+                        layer.name().unwrap_or("?"),
+                        layer.class_name()
+                    ),
+                    format!("{} for a batch of {}", shape_str(declared), batch.unwrap_or(0)),
+                    format!("{:?}", y.shape()).replace('[', "(").replace(']', ")"),
+                ));
+            }
+            values[node.output] = Some(y);
         }
-        self.outputs.iter().map(|&t| values[t].expect("every output is computed")).collect()
+        Ok(self.outputs.iter().map(|&t| values[t].expect("every output is computed")).collect())
     }
 
     /// The layer that produces tensor `t` (a model input's `Input`, or a node's layer).
