@@ -2,9 +2,10 @@
 //! `trainable` property, closures as losses and metrics, and the smaller messages and conveniences.
 use kerust::autodiff::{ParamId, ParamStore, Var};
 use kerust::layers::{CallContext, Dense, Layer};
+use kerust::metrics::{self, MetricSpec};
 use kerust::models::Sequential;
-use kerust::Result;
-use ndarray::Array2;
+use kerust::{losses, Result};
+use ndarray::{Array2, Axis};
 use rand::rngs::StdRng;
 
 /// A layer that promises `units` features in `build` but returns the sum of its input's features (one).
@@ -65,4 +66,74 @@ fn a_layer_returning_another_shape_than_it_built_is_named_in_an_error() {
     ] {
         assert!(err.contains("layer `liar` (Liar)"), "{err}");
     }
+}
+
+fn line_data() -> (Array2<f32>, Array2<f32>) {
+    let x = Array2::from_shape_fn((6, 2), |(i, j)| (i * 2 + j) as f32 / 10.0);
+    let y = Array2::from_shape_fn((6, 1), |(i, _)| i as f32 / 5.0);
+    (x, y)
+}
+
+fn seeded_model() -> Sequential {
+    let mut model = Sequential::new();
+    model.set_seed(7);
+    model.add(Dense::new(3).activation("tanh").input_shape([2])).unwrap();
+    model.add(Dense::new(1)).unwrap();
+    model
+}
+
+#[test]
+fn a_loss_closure_trains_as_the_builtin_loss_it_spells_out() {
+    let (x, y) = line_data();
+    let mut builtin = seeded_model();
+    builtin.compile("mse", "sgd", []).unwrap();
+    let expected = builtin.fit(&x, &y).epochs(3).batch_size(4).shuffle(false).verbose(0).run().unwrap();
+    let mut custom = seeded_model();
+    let mse = losses::from_fn("my_mse", |y_true, y_pred| y_pred.sub(y_true).square().mean_axes(&[1], false));
+    custom.compile(mse, "sgd", []).unwrap();
+    let got = custom.fit(&x, &y).epochs(3).batch_size(4).shuffle(false).verbose(0).run().unwrap();
+    assert_eq!(got.history["loss"], expected.history["loss"]);
+    assert_eq!(custom.get_weights(), builtin.get_weights());
+    // Sample weights weigh the closure's per-sample values as the built-in's.
+    let w = ndarray::array![1.0f32, 2.0, 0.0, 1.0, 3.0, 1.0];
+    assert_eq!(
+        custom.evaluate_weighted(&x, &y, &w).unwrap().get("loss"),
+        builtin.evaluate_weighted(&x, &y, &w).unwrap().get("loss")
+    );
+}
+
+#[test]
+fn a_loss_or_metric_closure_that_reduces_the_batch_is_an_error_before_training() {
+    let (x, y) = line_data();
+    let mut model = seeded_model();
+    let batch_mean = losses::from_fn("batch_mean", |y_true, y_pred| y_pred.sub(y_true).square().mean());
+    model.compile(batch_mean, "sgd", []).unwrap();
+    let before = model.get_weights();
+    let err = model.fit(&x, &y).verbose(0).run().unwrap_err().to_string();
+    assert!(err.contains("loss `batch_mean`") && err.contains("one value per sample"), "{err}");
+    assert!(err.contains("expected (2, ...) for a batch of 2, received ()"), "{err}");
+    assert_eq!(model.get_weights(), before);
+    assert!(model.evaluate(&x, &y).is_err());
+
+    let scalar_metric = metrics::from_fn("scalar", |t, p| ndarray::arr0((&p - &t).sum()).into_dyn());
+    model.compile("mse", "sgd", [MetricSpec::from(scalar_metric)]).unwrap();
+    let err = model.fit(&x, &y).verbose(0).run().unwrap_err().to_string();
+    assert!(err.contains("metric `scalar`") && err.contains("one value per sample"), "{err}");
+    assert_eq!(model.get_weights(), before);
+}
+
+#[test]
+fn a_metric_closure_matches_the_builtin_metric_and_metric_objects_come_in_arrays() {
+    let (x, y) = line_data();
+    let mut model = seeded_model();
+    let mae = metrics::from_fn("my_mae", |t, p| (&p - &t).abs().mean_axis(Axis(1)).unwrap());
+    // An array of metric specs, no `vec!` needed.
+    model.compile("mse", "sgd", [MetricSpec::from("mae"), mae.into()]).unwrap();
+    let w = ndarray::array![1.0f32, 2.0, 0.0, 1.0, 3.0, 1.0];
+    let h = model.fit(&x, &y).sample_weight(&w).epochs(2).batch_size(4).verbose(0).run().unwrap();
+    for (a, b) in h.history["mae"].iter().zip(&h.history["my_mae"]) {
+        assert!((a - b).abs() <= 1e-6 * a.abs().max(1.0), "{a} {b}");
+    }
+    let logs = model.evaluate(&x, &y).unwrap();
+    assert!((logs.get("mae").unwrap() - logs.get("my_mae").unwrap()).abs() < 1e-6);
 }

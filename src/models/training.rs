@@ -606,6 +606,7 @@ impl Model {
                 }
                 other => other,
             })?;
+            crate::losses::check_per_sample(&*head.loss, y.view(), out)?;
         }
         Ok(())
     }
