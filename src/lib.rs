@@ -17,6 +17,9 @@
 //! on stderr.
 pub mod error;
 pub use error::{Error, Result};
+/// The ndarray kerust is built on: arrays made with `kerust::ndarray` are of the version kerust's functions take,
+/// whatever version the crate that uses kerust depends on.
+pub use ndarray;
 pub mod activations;
 pub mod autodiff;
 pub mod callbacks;

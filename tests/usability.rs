@@ -137,3 +137,102 @@ fn a_metric_closure_matches_the_builtin_metric_and_metric_objects_come_in_arrays
     let logs = model.evaluate(&x, &y).unwrap();
     assert!((logs.get("mae").unwrap() - logs.get("my_mae").unwrap()).abs() < 1e-6);
 }
+
+#[test]
+fn kerust_reexports_the_ndarray_it_takes() {
+    let x = kerust::ndarray::array![[0.0f32, 1.0], [1.0, 0.0]];
+    let mut model = seeded_model();
+    model.compile("mse", "sgd", []).unwrap();
+    assert_eq!(model.predict(&x).unwrap().shape(), &[2, 1]);
+}
+
+#[test]
+fn swapped_loss_and_optimizer_strings_are_called_swapped() {
+    let mut model = seeded_model();
+    for (loss, optimizer) in [("adam", "mse"), ("sgd", "categorical_crossentropy"), ("mse", "mae")] {
+        let err = model.compile(loss, optimizer, []).unwrap_err().to_string();
+        let swapped = err.contains("swapped") && err.contains("compile(optimizer, loss)");
+        assert_eq!(swapped, loss != "mse", "{err}");
+    }
+    model.compile("mse", "adam", []).unwrap();
+}
+
+#[test]
+fn model_checkpoint_makes_its_missing_folder() {
+    let dir = std::env::temp_dir().join(format!("kerust_usability_ckpt_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("deeper/model_{epoch:02d}.safetensors");
+    let (x, y) = line_data();
+    let mut model = seeded_model();
+    model.compile("mse", "sgd", []).unwrap();
+    let checkpoint = kerust::callbacks::ModelCheckpoint::new(path.to_str().unwrap()).monitor("loss");
+    model.fit(&x, &y).epochs(2).verbose(0).callback(checkpoint).run().unwrap();
+    assert!(dir.join("deeper/model_01.safetensors").is_file());
+    assert!(dir.join("deeper/model_02.safetensors").is_file());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A custom layer that names its weight `w`, without its own name: fine once, a collision twice.
+struct Gain {
+    name: Option<String>,
+    weights: Vec<ParamId>,
+}
+
+impl Layer for Gain {
+    fn class_name(&self) -> &'static str {
+        "Gain"
+    }
+
+    fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    fn set_name(&mut self, name: String) {
+        self.name = Some(name);
+    }
+
+    fn build(&mut self, shape: &[usize], params: &mut ParamStore, rng: &mut StdRng) -> Result<Vec<usize>> {
+        let init = kerust::initializers::Initializer::Ones;
+        self.weights = vec![kerust::layers::add_weight(params, "w".into(), shape, init, rng, true)?];
+        Ok(shape.to_vec())
+    }
+
+    fn call<'t>(&self, x: Var<'t>, _: &mut CallContext<'_>) -> Var<'t> {
+        x.mul(x.tape().param(self.weights[0]))
+    }
+
+    fn weights(&self) -> &[ParamId] {
+        &self.weights
+    }
+}
+
+#[test]
+fn two_layers_naming_a_weight_alike_fail_when_built_with_the_fix() {
+    let mut model = Sequential::new();
+    model.add(Dense::new(2).input_shape([2])).unwrap();
+    model.add(Gain { name: None, weights: Vec::new() }).unwrap();
+    let err = model.add(Gain { name: None, weights: Vec::new() }).unwrap_err().to_string();
+    assert!(err.contains("layer `gain_1` (Gain)") && err.contains("gain_1/w"), "{err}");
+    assert!(err.contains("self.name()"), "{err}");
+    // The model is as before the failed add, and works.
+    assert_eq!(model.layers().len(), 2);
+    model.compile("mse", "sgd", []).unwrap();
+    let path = std::env::temp_dir().join(format!("kerust_usability_gain_{}.safetensors", std::process::id()));
+    model.save_weights(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn files_of_other_kinds_are_not_kerust_model_files() {
+    let cases: [(&[u8], &str); 4] = [
+        (b"\x89HDF\r\n\x1a\n\0\0\0\0\0\x08\x08\0", "an HDF5 file, such as a Keras .h5 model"),
+        (b"PK\x03\x04\x14\0\0\0\x08\0", "a zip archive, such as a Keras 3 .keras model"),
+        (b"{\"class_name\": \"Sequential\"}", "a JSON text file"),
+        (b"epoch,loss\n0,0.5\n1,0.25\n", "a text file"),
+    ];
+    for (bytes, kind) in cases {
+        let err = kerust::models::load_model_from_bytes(bytes).unwrap_err().to_string();
+        assert!(err.contains(&format!("not a kerust model file (this looks like {kind})")), "{err}");
+        assert!(!err.contains("header length"), "{err}");
+    }
+}

@@ -92,7 +92,10 @@ impl Net {
         let output_shape = match first {
             None => {
                 let (params_before, rng_before) = (params.len(), rng.clone());
-                let built = self.layers[layer].build_many(&shapes, params, rng);
+                let built = self.layers[layer].build_many(&shapes, params, rng).and_then(|shape| {
+                    check_weight_names(&*self.layers[layer], params, params_before)?;
+                    Ok(shape)
+                });
                 if built.is_err() {
                     params.truncate(params_before);
                     *rng = rng_before;
@@ -191,6 +194,33 @@ impl Net {
             }
         }
     }
+}
+
+/// Weights are saved and loaded by name: a layer's new weights (from `first` on) must not take a name another
+/// weight has. Built-in layers name theirs `<layer>/<weight>`; a custom layer that names a weight `"w"` works
+/// alone and collides as soon as a second one is built, which is reported here rather than at `save`.
+fn check_weight_names(layer: &dyn Layer, params: &ParamStore, first: usize) -> Result<()> {
+    let names: Vec<&str> = params.iter().map(|(_, p)| p.name.as_str()).collect();
+    for (i, name) in names.iter().enumerate().skip(first) {
+        if names[..i].contains(name) {
+            let layer_name = layer.name().unwrap_or("?");
+            let weight = name.rsplit('/').next().unwrap_or(name);
+            return Err(crate::Error::invalid_argument(
+                "weight name",
+                name,
+                format!(
+                    "layer `{layer_name}` ({}) creates a weight of a name another weight of the model has; \
+                     weights are saved by name, so give each layer's weights names of their own: prefix them \
+                     with the layer's name in `build`, `add_weight(params, format!(\"{{}}/{weight}\", \
+                     self.name().unwrap_or(\"{}\")), ...)` (here `{layer_name}/{weight}`), as the built-in \
+                     layers do",
+                    layer.class_name(),
+                    crate::layers::snake_case(layer.class_name())
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `(None, 64), (None, 32)`.
