@@ -236,3 +236,100 @@ fn files_of_other_kinds_are_not_kerust_model_files() {
         assert!(!err.contains("header length"), "{err}");
     }
 }
+
+/// The values of a layer's weights.
+fn layer_values(model: &kerust::models::Model, layer: &str) -> Vec<kerust::autodiff::Tensor> {
+    let ids = model.get_layer(layer).unwrap().weights().to_vec();
+    ids.iter().map(|&id| model.params().value(id).clone()).collect()
+}
+
+fn frozen_base() -> Sequential {
+    let mut model = Sequential::new();
+    model.set_seed(3);
+    model.add(Dense::new(3).activation("tanh").input_shape([2]).name("base")).unwrap();
+    model.add(kerust::layers::BatchNormalization::new().name("bn")).unwrap();
+    model.add(Dense::new(1).name("head")).unwrap();
+    model
+}
+
+#[test]
+fn a_layer_set_not_trainable_keeps_its_weights_and_counts_as_non_trainable() {
+    let (x, y) = line_data();
+    let mut model = frozen_base();
+    // base 6 + 3, bn 3 + 3 (gamma, beta) + 3 + 3 (moving mean, variance), head 3 + 1.
+    assert!(model.summary_string().contains("Non-trainable params: 6 (24.00 B)"));
+    model.get_layer_mut("base").unwrap().set_trainable(false);
+    model.get_layer_mut("bn").unwrap().set_trainable(false);
+    assert!(!model.get_layer_mut("base").unwrap().trainable());
+    let s = model.summary_string();
+    assert!(
+        s.contains("Trainable params: 4 (16.00 B)") && s.contains("Non-trainable params: 21 (84.00 B)"),
+        "{s}"
+    );
+    model.compile("mse", "adam", []).unwrap();
+    let (base, head) = (layer_values(&model, "base"), layer_values(&model, "head"));
+    model.fit(&x, &y).epochs(2).batch_size(4).verbose(0).run().unwrap();
+    assert_eq!(layer_values(&model, "base"), base);
+    assert_ne!(layer_values(&model, "head"), head);
+
+    // Trainable again: it trains from the next step, without a new compile; the moving statistics stay
+    // non-trainable.
+    model.get_layer_mut("base").unwrap().set_trainable(true);
+    model.get_layer_mut("bn").unwrap().set_trainable(true);
+    assert!(model.summary_string().contains("Non-trainable params: 6 (24.00 B)"));
+    model.fit(&x, &y).batch_size(4).verbose(0).run().unwrap();
+    assert_ne!(layer_values(&model, "base"), base);
+
+    // The whole model, as Keras' `model.trainable = False`.
+    model.set_trainable(false);
+    assert!(model.summary_string().contains("Trainable params: 0 (0.00 B)"));
+    let all = model.get_weights();
+    let moving: Vec<usize> = vec![4, 5]; // bn's moving mean and variance still move in training
+    model.fit(&x, &y).batch_size(4).verbose(0).run().unwrap();
+    for (i, (a, b)) in all.iter().zip(model.get_weights()).enumerate() {
+        assert_eq!(moving.contains(&i), *a != b, "weight {i}");
+    }
+
+    let err = model.get_layer("nope").map(|_| ()).unwrap_err().to_string();
+    assert!(err.contains("No such layer: nope. Existing layers are: [base, bn, head]"), "{err}");
+}
+
+#[test]
+fn a_layer_frozen_before_the_model_is_built_is_frozen_once_built() {
+    let (x, y) = line_data();
+    let mut model = Sequential::new();
+    model.add(Dense::new(3).name("base")).unwrap();
+    model.add(Dense::new(1)).unwrap();
+    model.get_layer_mut("base").unwrap().set_trainable(false);
+    model.compile("mse", "sgd", []).unwrap();
+    model.fit(&x, &y).epochs(1).verbose(0).run().unwrap();
+    let base = layer_values(&model, "base");
+    model.fit(&x, &y).epochs(1).verbose(0).run().unwrap();
+    assert_eq!(layer_values(&model, "base"), base);
+    assert!(model.summary_string().contains("Non-trainable params: 9 (36.00 B)"));
+}
+
+#[test]
+fn the_trainable_setting_is_saved_with_the_model() {
+    let (x, y) = line_data();
+    let mut model = frozen_base();
+    model.get_layer_mut("base").unwrap().set_trainable(false);
+    model.compile("mse", "adam", []).unwrap();
+    model.fit(&x, &y).batch_size(4).verbose(0).run().unwrap();
+    let mut bytes = Vec::new();
+    model.save_to_writer(&mut bytes).unwrap();
+    let mut loaded = kerust::models::load_model_from_bytes(&bytes).unwrap();
+    assert!(!loaded.get_layer_mut("base").unwrap().trainable());
+    assert!(loaded.get_layer_mut("head").unwrap().trainable());
+    assert_eq!(loaded.summary_string(), model.summary_string());
+    let base = layer_values(&loaded, "base");
+    loaded.fit(&x, &y).batch_size(4).verbose(0).run().unwrap();
+    assert_eq!(layer_values(&loaded, "base"), base);
+
+    // A model with every layer trainable writes the file it wrote before there was a setting.
+    let mut plain = Vec::new();
+    loaded.get_layer_mut("base").unwrap().set_trainable(true);
+    loaded.save_to_writer(&mut plain).unwrap();
+    assert!(!String::from_utf8_lossy(&plain).contains("frozen_layers"));
+    assert!(String::from_utf8_lossy(&bytes).contains("frozen_layers"));
+}
