@@ -453,6 +453,108 @@ impl Loss for MeanSquaredError {
     }
 }
 
+/// A loss from a closure `|y_true, y_pred| -> per-sample loss`, as Keras accepts a function for `loss=`; made by
+/// [`from_fn`].
+pub struct LossFn<F> {
+    name: String,
+    f: F,
+}
+
+/// A loss from a closure that computes each sample's loss on the [tape](crate::autodiff), so that its gradient
+/// comes for free: Keras' `model.compile(loss=my_loss)` with `def my_loss(y_true, y_pred)`. The closure returns
+/// one value per sample, shape `(batch,)` (or `(batch, ...)`, averaged too); the batch loss is their mean, and
+/// sample weights weigh them as for the built-in losses. `name` is what the loss logs and saves under: a saved
+/// model loads with the same loss registered under that name
+/// ([`LoadOptions::custom_loss`](crate::saving::LoadOptions::custom_loss)).
+///
+/// `fit` and `evaluate` try the closure on two samples before training: one that returns a single value for the
+/// whole batch (a `mean()` too many) is an error then, not a scalar broadcast over the samples.
+///
+/// ```
+/// use kerust::{layers::Dense, losses, models::Sequential};
+/// use ndarray::array;
+///
+/// // Keras: def scaled_mse(y_true, y_pred): return 2 * ops.mean(ops.square(y_pred - y_true), axis=-1)
+/// let scaled_mse = losses::from_fn("scaled_mse", |y_true, y_pred| {
+///     y_pred.sub(y_true).square().mean_axes(&[1], false).mul_scalar(2.0)
+/// });
+/// let mut model = Sequential::new();
+/// model.add(Dense::new(1).input_shape([2]))?;
+/// model.compile(scaled_mse, "sgd", [])?;
+/// let (x, y) = (array![[0.0f32, 1.0], [1.0, 0.0]], array![[1.0f32], [0.0]]);
+/// let history = model.fit(&x, &y).epochs(2).verbose(0).run()?;
+/// assert_eq!(history.history["loss"].len(), 2);
+///
+/// // A closure that averages over the batch itself is refused before any step.
+/// let batch_mean = losses::from_fn("batch_mean", |y_true, y_pred| y_pred.sub(y_true).square().mean());
+/// model.compile(batch_mean, "sgd", [])?;
+/// let err = model.fit(&x, &y).verbose(0).run().unwrap_err();
+/// assert!(err.to_string().contains("one value per sample"), "{err}");
+/// # Ok::<(), kerust::Error>(())
+/// ```
+pub fn from_fn<F>(name: impl Into<String>, f: F) -> LossFn<F>
+where
+    F: for<'t> Fn(Var<'t>, Var<'t>) -> Var<'t> + Send + Sync,
+{
+    LossFn { name: name.into(), f }
+}
+
+impl<F> Loss for LossFn<F>
+where
+    F: for<'t> Fn(Var<'t>, Var<'t>) -> Var<'t> + Send + Sync,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Any targets with one row per sample: the closure decides what it reads.
+    fn validate(&self, _: ArrayViewD<'_, f32>, _: &[usize]) -> Result<()> {
+        Ok(())
+    }
+
+    fn per_sample<'t>(&self, y_true: Var<'t>, y_pred: Var<'t>) -> Var<'t> {
+        (self.f)(y_true, y_pred)
+    }
+}
+
+impl<F> std::fmt::Debug for LossFn<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LossFn").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// Checks that `loss` gives one value per sample: runs [`Loss::per_sample`] on the first two samples of `y_true`
+/// (one if there is only one) and predictions of `output_shape`, before any training. A loss that reduces the
+/// batch itself would otherwise be broadcast over the samples without a word (and weighted wrongly).
+///
+/// # Errors
+/// [`Error::Shape`] naming the loss, when the result's first axis is not the batch.
+pub(crate) fn check_per_sample(
+    loss: &dyn Loss,
+    y_true: ArrayViewD<'_, f32>,
+    output_shape: &[usize],
+) -> Result<()> {
+    let n = y_true.shape().first().copied().unwrap_or(0).min(2);
+    // A scalar per sample is all a loss over the last axis can reduce to: nothing to tell apart.
+    if n == 0 || output_shape.is_empty() {
+        return Ok(());
+    }
+    let params = crate::autodiff::ParamStore::new();
+    let tape = crate::autodiff::Tape::inference(&params, Default::default());
+    let y_true = tape.constant(y_true.slice_axis(ndarray::Axis(0), (0..n).into()));
+    let pred_shape: Vec<usize> = std::iter::once(n).chain(output_shape.iter().copied()).collect();
+    let y_pred = tape.constant(ndarray::ArrayD::from_elem(pred_shape, 0.5f32).view());
+    let got = loss.per_sample(y_true, y_pred).shape();
+    if got.first() == Some(&n) {
+        return Ok(());
+    }
+    Err(Error::shape(
+        format!("loss `{}`: it must return one value per sample (per_sample, or the closure of losses::from_fn), not reduce the batch", loss.name()),
+        format!("({n}, ...) for a batch of {n}"),
+        format!("{got:?}").replace('[', "(").replace(']', ")"),
+    ))
+}
+
 /// `mean(|y_pred - y_true|)` over the last axis, then over the batch.
 ///
 /// Keras: `keras.losses.MeanAbsoluteError()`, alias `"mae"`.

@@ -706,13 +706,15 @@ impl From<Box<dyn Metric>> for MetricSpec {
 }
 
 /// The `metrics` argument of [`Model::compile`](crate::models::Model::compile): Keras'
-/// `metrics=["accuracy"]`, no metrics at all (`[]`, as short as Keras' leaving the argument out), or a `Vec` that
-/// mixes names and metric objects.
+/// `metrics=["accuracy"]`, no metrics at all (`[]`, as short as Keras' leaving the argument out), or an array
+/// (of up to 16) or a `Vec` that mixes names and metric objects.
 ///
 /// ```
 /// use kerust::metrics::{IntoMetrics, MetricSpec, TopKCategoricalAccuracy};
 /// assert_eq!([].into_metric_specs().len(), 0);
 /// assert_eq!(["accuracy", "mae"].into_metric_specs().len(), 2);
+/// let mixed = [MetricSpec::from("accuracy"), TopKCategoricalAccuracy::new().k(3).into()];
+/// assert_eq!(mixed.into_metric_specs().len(), 2);
 /// let mixed = vec![MetricSpec::from("accuracy"), TopKCategoricalAccuracy::new().k(3).into()];
 /// assert_eq!(mixed.into_metric_specs().len(), 2);
 /// ```
@@ -734,6 +736,21 @@ impl IntoMetrics for &[&str] {
     }
 }
 
+// Arrays of specs of 1 to 16 metrics, one impl per length: a generic `[MetricSpec; N]` would also match `[]`,
+// whose element type could then no longer be inferred.
+macro_rules! spec_arrays {
+    ($($n:literal)*) => {
+        $(
+            impl IntoMetrics for [MetricSpec; $n] {
+                fn into_metric_specs(self) -> Vec<MetricSpec> {
+                    self.into()
+                }
+            }
+        )*
+    };
+}
+spec_arrays!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
+
 impl<M: Into<MetricSpec>> IntoMetrics for Vec<M> {
     fn into_metric_specs(self) -> Vec<MetricSpec> {
         self.into_iter().map(Into::into).collect()
@@ -743,5 +760,93 @@ impl<M: Into<MetricSpec>> IntoMetrics for Vec<M> {
 impl<T: Metric + 'static> From<T> for MetricSpec {
     fn from(metric: T) -> Self {
         MetricSpec::Metric(Box::new(metric))
+    }
+}
+
+/// A metric from a closure `|y_true, y_pred| -> one value per sample`, averaged over the samples (weighted by
+/// their sample weights, if any): Keras' `metrics=[my_metric]` with `def my_metric(y_true, y_pred)`, which it
+/// wraps in a `MeanMetricWrapper`. Made by [`from_fn`].
+pub struct MetricFn<F> {
+    name: String,
+    f: F,
+    running: Running,
+}
+
+/// A metric from a closure over a batch's targets and predictions (batch axis first) that returns each
+/// sample's value (shape `(batch,)`, or `(batch, ...)`: a sample's value is then the mean of its row); the
+/// metric is their mean over all batches since the last reset. `name` is what it logs
+/// under. Before training, the closure is tried on two samples: one that returns another number of values than
+/// samples (a `mean()` over the batch) is an error then.
+///
+/// ```
+/// use kerust::{layers::Dense, metrics, metrics::MetricSpec, models::Sequential};
+/// use ndarray::{array, Axis};
+///
+/// // Keras: def max_error(y_true, y_pred): return ops.max(ops.abs(y_pred - y_true), axis=-1)
+/// let max_error = metrics::from_fn("max_error", |y_true, y_pred| {
+///     (&y_pred - &y_true).abs().fold_axis(Axis(1), 0.0f32, |m, &v| m.max(v))
+/// });
+/// let mut model = Sequential::new();
+/// model.add(Dense::new(1).input_shape([2]))?;
+/// model.compile("mse", "sgd", [MetricSpec::from("mae"), max_error.into()])?;
+/// let (x, y) = (array![[0.0f32, 1.0], [1.0, 0.0]], array![[1.0f32], [0.0]]);
+/// let logs = model.evaluate(&x, &y)?;
+/// assert!(logs.get("max_error").unwrap() >= logs.get("mae").unwrap());
+/// # Ok::<(), kerust::Error>(())
+/// ```
+pub fn from_fn<F>(name: impl Into<String>, f: F) -> MetricFn<F>
+where
+    F: Fn(ArrayViewD<'_, f32>, ArrayViewD<'_, f32>) -> ndarray::ArrayD<f32> + Send + Sync,
+{
+    MetricFn { name: name.into(), f, running: Running::default() }
+}
+
+impl<F> Metric for MetricFn<F>
+where
+    F: Fn(ArrayViewD<'_, f32>, ArrayViewD<'_, f32>) -> ndarray::ArrayD<f32> + Send + Sync,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn update(
+        &mut self,
+        y_true: ArrayViewD<'_, f32>,
+        y_pred: ArrayViewD<'_, f32>,
+        sample_weight: Option<ArrayView1<'_, f32>>,
+    ) {
+        let values = (self.f)(y_true, y_pred);
+        // `check_shapes` made sure the first axis is the batch; a sample's value is the mean of its row.
+        let batch = values.shape().first().copied().unwrap_or(1);
+        self.running.add_rows(values.iter().map(|&v| f64::from(v)), values.len(), batch, sample_weight);
+    }
+
+    fn check_shapes(&self, y_true: &[usize], y_pred: &[usize]) -> Result<()> {
+        let (Some((_, t)), Some((_, p))) = (y_true.split_first(), y_pred.split_first()) else {
+            return Ok(());
+        };
+        let two = |rest: &[usize]| {
+            ndarray::ArrayD::<f32>::zeros(std::iter::once(2).chain(rest.iter().copied()).collect::<Vec<_>>())
+        };
+        let got = (self.f)(two(t).view(), two(p).view()).len();
+        if got == 2 {
+            return Ok(());
+        }
+        Err(Error::shape(
+            format!(
+                "metric `{}`: its function must return one value per sample, not reduce the batch",
+                self.name
+            ),
+            "2 values for a batch of 2",
+            format!("{got} values"),
+        ))
+    }
+
+    fn result(&self) -> f32 {
+        self.running.mean()
+    }
+
+    fn reset(&mut self) {
+        self.running = Running::default();
     }
 }

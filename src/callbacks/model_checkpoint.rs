@@ -302,6 +302,10 @@ impl Callback for ModelCheckpoint {
                 None => eprintln!("Epoch {}: saving model to {}", epoch + 1, path.display()),
             }
         }
+        // Keras makes the file's folder if it does not exist yet (`file_utils.makedirs`).
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
         if self.save_weights_only {
             model.save_weights(&path)?;
         } else {

@@ -122,6 +122,38 @@ impl Compile {
         self
     }
 
+    /// Keras' positional order is `compile(optimizer, loss)`, kerust's `compile(loss, optimizer)`: a loss name
+    /// where the optimizer goes, or an optimizer name where the loss goes, is that mix-up, and the error says so.
+    fn check_not_swapped(&self) -> Result<()> {
+        let is_optimizer = |n: &str| crate::optimizers::get(n).is_ok();
+        let is_loss = |n: &str| crate::losses::get(n).is_ok();
+        let swapped = match (&self.loss, &self.optimizer) {
+            (Some(LossSpec::Name(l)), OptimizerSpec::Name(o)) => is_optimizer(l) && is_loss(o),
+            (Some(LossSpec::Name(l)), _) => is_optimizer(l) && !is_loss(l),
+            (_, OptimizerSpec::Name(o)) => is_loss(o) && !is_optimizer(o),
+            _ => false,
+        };
+        if !swapped {
+            return Ok(());
+        }
+        let name = |spec: Option<&LossSpec>| match spec {
+            Some(LossSpec::Name(n)) => format!("\"{n}\""),
+            Some(LossSpec::Loss(l)) => l.name().to_owned(),
+            None => "none".to_owned(),
+        };
+        let optimizer = match &self.optimizer {
+            OptimizerSpec::Name(n) => format!("\"{n}\""),
+            OptimizerSpec::Optimizer(o) => o.name().to_owned(),
+        };
+        Err(Error::invalid_argument(
+            "compile",
+            format!("loss={}, optimizer={optimizer}", name(self.loss.as_ref())),
+            "the loss and the optimizer are swapped: kerust's compile takes (loss, optimizer, metrics), the \
+             reverse of Keras' positional compile(optimizer, loss); Keras' compile(optimizer=\"adam\", \
+             loss=\"mse\") is model.compile(\"mse\", \"adam\", [])",
+        ))
+    }
+
     /// The optimizer and one head per output of these names.
     pub(super) fn resolve(self, outputs: &[String]) -> Result<(Box<dyn Optimizer>, Vec<Head>)> {
         let index = |key: &OutputKey| -> Result<usize> {
@@ -139,6 +171,7 @@ impl Compile {
                 )),
             }
         };
+        self.check_not_swapped()?;
         let optimizer = self.optimizer.resolve()?;
         optimizer.validate()?;
         let default_loss: Option<Arc<dyn Loss>> =

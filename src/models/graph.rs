@@ -144,7 +144,10 @@ impl Net {
         let output_shape = match first {
             None => {
                 let (params_before, rng_before) = (params.len(), rng.clone());
-                let built = self.layers[layer].build_many(&shapes, params, rng);
+                let built = self.layers[layer].build_many(&shapes, params, rng).and_then(|shape| {
+                    check_weight_names(&*self.layers[layer], params, params_before)?;
+                    Ok(shape)
+                });
                 if built.is_err() {
                     params.truncate(params_before);
                     *rng = rng_before;
@@ -185,18 +188,44 @@ impl Net {
     }
 
     /// The forward pass: one batch per model input in, one per model output out.
-    pub(crate) fn forward<'t>(&self, inputs: &[Var<'t>], ctx: &mut CallContext<'_>) -> Vec<Var<'t>> {
+    ///
+    /// # Errors
+    /// A layer whose output is not of the shape its `build` returned (a custom layer's `call` that disagrees
+    /// with its `build`): reported here, naming that layer, before the next layer trips over it.
+    pub(crate) fn forward<'t>(&self, inputs: &[Var<'t>], ctx: &mut CallContext<'_>) -> Result<Vec<Var<'t>>> {
         let mut values: Vec<Option<Var<'t>>> = vec![None; self.tensors.len()];
         for (&t, &x) in self.inputs.iter().zip(inputs) {
             values[t] = Some(x);
         }
+        let batch = inputs.first().map(|x| x.with_value(|v| v.len_of(ndarray::Axis(0))));
         let mut args = Vec::new();
         for node in &self.nodes {
             args.clear();
             args.extend(node.inputs.iter().map(|&t| values[t].expect("nodes are in topological order")));
-            values[node.output] = Some(self.layers[node.layer].call_many(&args, ctx));
+            let layer = &self.layers[node.layer];
+            let y = layer.call_many(&args, ctx);
+            // A shape compare per layer per batch, no allocation unless it fails.
+            let declared = &self.tensors[node.output].shape;
+            let fits = y.with_value(|v| {
+                v.shape()
+                    .split_first()
+                    .is_some_and(|(&b, rest)| Some(b) == batch && rest == declared.as_slice())
+            });
+            if !fits {
+                return Err(crate::Error::shape(
+                    format!(
+                        "the output of layer `{}` ({}): its `call` returned another shape than its `build` \
+                         declared",
+                        layer.name().unwrap_or("?"),
+                        layer.class_name()
+                    ),
+                    format!("{} for a batch of {}", shape_str(declared), batch.unwrap_or(0)),
+                    format!("{:?}", y.shape()).replace('[', "(").replace(']', ")"),
+                ));
+            }
+            values[node.output] = Some(y);
         }
-        self.outputs.iter().map(|&t| values[t].expect("every output is computed")).collect()
+        Ok(self.outputs.iter().map(|&t| values[t].expect("every output is computed")).collect())
     }
 
     /// The layer that produces tensor `t` (a model input's `Input`, or a node's layer).
@@ -224,6 +253,33 @@ impl Net {
             }
         }
     }
+}
+
+/// Weights are saved and loaded by name: a layer's new weights (from `first` on) must not take a name another
+/// weight has. Built-in layers name theirs `<layer>/<weight>`; a custom layer that names a weight `"w"` works
+/// alone and collides as soon as a second one is built, which is reported here rather than at `save`.
+fn check_weight_names(layer: &dyn Layer, params: &ParamStore, first: usize) -> Result<()> {
+    let names: Vec<&str> = params.iter().map(|(_, p)| p.name.as_str()).collect();
+    for (i, name) in names.iter().enumerate().skip(first) {
+        if names[..i].contains(name) {
+            let layer_name = layer.name().unwrap_or("?");
+            let weight = name.rsplit('/').next().unwrap_or(name);
+            return Err(crate::Error::invalid_argument(
+                "weight name",
+                name,
+                format!(
+                    "layer `{layer_name}` ({}) creates a weight of a name another weight of the model has; \
+                     weights are saved by name, so give each layer's weights names of their own: prefix them \
+                     with the layer's name in `build`, `add_weight(params, format!(\"{{}}/{weight}\", \
+                     self.name().unwrap_or(\"{}\")), ...)` (here `{layer_name}/{weight}`), as the built-in \
+                     layers do",
+                    layer.class_name(),
+                    crate::layers::snake_case(layer.class_name())
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `(None, 64), (None, 32)`.

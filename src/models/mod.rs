@@ -81,6 +81,9 @@ pub struct Model {
     grads: Gradients,
     /// Set by `distribute`: data-parallel training over these ranks.
     comm: Option<std::sync::Arc<dyn crate::distributed::Communicator>>,
+    /// The layers set not trainable (Keras' `layer.trainable = False`), by name, each with the weights this
+    /// turned off: the ones that were trainable, to turn back on (a moving mean stays non-trainable).
+    frozen: std::collections::BTreeMap<String, Vec<crate::autodiff::ParamId>>,
 }
 
 impl std::fmt::Debug for Model {
@@ -168,6 +171,7 @@ impl Model {
             workspace: Workspace::new(),
             grads: Gradients::new(),
             comm: None,
+            frozen: Default::default(),
         }
     }
 
@@ -222,9 +226,73 @@ impl Model {
         &self.net.layers
     }
 
-    /// The layer of this name, if any (Keras' `get_layer`).
-    pub fn get_layer(&self, name: &str) -> Option<&dyn Layer> {
-        self.net.layers.iter().find(|l| l.name() == Some(name)).map(|l| &**l)
+    /// The layer of this name (Keras' `get_layer`).
+    ///
+    /// # Errors
+    /// No layer of this name: Keras' message, with the names there are.
+    pub fn get_layer(&self, name: &str) -> Result<&dyn Layer> {
+        Ok(&*self.net.layers[self.layer_index(name)?])
+    }
+
+    /// The layer of this name, to change its `trainable` property: Keras'
+    /// `model.get_layer("x").trainable = False` is `model.get_layer_mut("x")?.set_trainable(false)`.
+    ///
+    /// # Errors
+    /// As [`Model::get_layer`].
+    pub fn get_layer_mut(&mut self, name: &str) -> Result<LayerMut<'_>> {
+        let index = self.layer_index(name)?;
+        Ok(LayerMut { model: self, index })
+    }
+
+    fn layer_index(&self, name: &str) -> Result<usize> {
+        self.net.layers.iter().position(|l| l.name() == Some(name)).ok_or_else(|| {
+            let names: Vec<&str> = self.net.layers.iter().filter_map(|l| l.name()).collect();
+            Error::invalid_argument(
+                "name",
+                name,
+                format!("No such layer: {name}. Existing layers are: [{}]", names.join(", ")),
+            )
+        })
+    }
+
+    /// Sets every layer trainable or not (Keras' `model.trainable = False`); see [`LayerMut::set_trainable`].
+    pub fn set_trainable(&mut self, trainable: bool) {
+        for index in 0..self.net.layers.len() {
+            self.set_layer_trainable(index, trainable);
+        }
+    }
+
+    /// The names of the layers set not trainable, in name order (what a saved model records).
+    pub(crate) fn frozen_layers(&self) -> Vec<String> {
+        self.frozen.keys().cloned().collect()
+    }
+
+    fn set_layer_trainable(&mut self, index: usize, trainable: bool) {
+        let layer = &self.net.layers[index];
+        let Some(name) = layer.name().map(str::to_owned) else { return };
+        if trainable {
+            for id in self.frozen.remove(&name).unwrap_or_default() {
+                self.params.get_mut(id).trainable = true;
+            }
+        } else {
+            self.frozen.entry(name).or_default();
+            self.freeze_built_weights();
+        }
+    }
+
+    /// Turns off the trainable weights of the frozen layers, those built since they were frozen too (a
+    /// Sequential builds its layers when it first sees data).
+    fn freeze_built_weights(&mut self) {
+        let Model { net, params, frozen, .. } = self;
+        for layer in &net.layers {
+            let Some(turned_off) = layer.name().and_then(|n| frozen.get_mut(n)) else { continue };
+            for &id in layer.weights() {
+                if id.index() < params.len() && params.get(id).trainable {
+                    params.get_mut(id).trainable = false;
+                    turned_off.push(id);
+                }
+            }
+        }
     }
 
     /// Builds every layer not built yet for inputs of `input_shape` (per sample, without the batch axis), like
@@ -282,6 +350,7 @@ impl Model {
             }
         }
         self.net.outputs = vec![self.net.tensors.len() - 1];
+        self.freeze_built_weights();
         Ok(())
     }
 
@@ -486,6 +555,55 @@ impl Model {
     /// Whether a stop was requested during the current `fit`.
     pub fn is_stopping(&self) -> bool {
         self.stop_training
+    }
+}
+
+/// A model's layer, lent by [`Model::get_layer_mut`] to change its `trainable` property.
+pub struct LayerMut<'m> {
+    model: &'m mut Model,
+    index: usize,
+}
+
+impl LayerMut<'_> {
+    /// The layer.
+    pub fn layer(&self) -> &dyn Layer {
+        &*self.model.net.layers[self.index]
+    }
+
+    /// Whether the layer trains (Keras' `layer.trainable`; true unless set otherwise).
+    pub fn trainable(&self) -> bool {
+        self.layer().name().is_none_or(|n| !self.model.frozen.contains_key(n))
+    }
+
+    /// Keras' `layer.trainable = False` (or `True` again): a layer that is not trainable keeps its weights
+    /// through training; the optimizer skips them and the tape computes no gradient for them. Its weights count
+    /// as non-trainable in [`Model::summary`](crate::models::Model::summary); a saved model keeps the setting.
+    /// Weights that are never trainable (BatchNormalization's moving statistics) stay so when the layer is set
+    /// trainable again.
+    ///
+    /// Keras reads the flags at `compile` and needs a new `compile` after a change; kerust reads them at every
+    /// step, so the change applies from the next step, with or without a new `compile`. An optimizer's state for
+    /// a weight (Adam's moments) is kept while the weight is frozen and used again when it trains again.
+    ///
+    /// ```
+    /// use kerust::{layers::Dense, models::Sequential};
+    /// use ndarray::array;
+    ///
+    /// let mut model = Sequential::new();
+    /// model.add(Dense::new(2).input_shape([2]).name("base"))?;
+    /// model.add(Dense::new(1).name("head"))?;
+    /// model.get_layer_mut("base")?.set_trainable(false);
+    /// assert!(model.summary_string().contains("Non-trainable params: 6 (24.00 B)"));
+    /// model.compile("mse", "sgd", [])?;
+    /// let base = model.get_layer("base")?.weights().to_vec();
+    /// let before: Vec<_> = base.iter().map(|&id| model.params().value(id).clone()).collect();
+    /// model.fit(&array![[1.0f32, 2.0]], &array![[3.0f32]]).verbose(0).run()?;
+    /// let after: Vec<_> = base.iter().map(|&id| model.params().value(id).clone()).collect();
+    /// assert_eq!(before, after);
+    /// # Ok::<(), kerust::Error>(())
+    /// ```
+    pub fn set_trainable(&mut self, trainable: bool) {
+        self.model.set_layer_trainable(self.index, trainable);
     }
 }
 

@@ -117,6 +117,10 @@ struct OptimizerConfig {
 struct TrainingState {
     seed: u64,
     epochs_run: u64,
+    /// The layers set not trainable (Keras saves `"trainable": false` in each layer's config). Left out when
+    /// there are none, so that such files are what they were before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    frozen_layers: Vec<String>,
 }
 
 fn format_error(source: &str, reason: impl Into<String>) -> Error {
@@ -240,7 +244,11 @@ impl Model {
             build_input_shape: self.net.inputs.first().map(|&t| self.net.tensors[t].shape.clone()),
             layers,
             compile,
-            training: TrainingState { seed: self.seed, epochs_run: self.epochs_run },
+            training: TrainingState {
+                seed: self.seed,
+                epochs_run: self.epochs_run,
+                frozen_layers: self.frozen_layers(),
+            },
         })
     }
 
@@ -284,7 +292,11 @@ impl Model {
             input_layers: net.inputs.iter().map(|&t| tensor_ref(t)).collect(),
             output_layers: net.outputs.iter().map(|&t| tensor_ref(t)).collect(),
             compile,
-            training: TrainingState { seed: self.seed, epochs_run: self.epochs_run },
+            training: TrainingState {
+                seed: self.seed,
+                epochs_run: self.epochs_run,
+                frozen_layers: self.frozen_layers(),
+            },
         })
     }
 
@@ -472,6 +484,15 @@ fn load_model_from(bytes: &[u8], source: &str, options: &LoadOptions) -> Result<
     let weights: Vec<Tensor> = weights.into_iter().cloned().collect();
     for ((_, p), w) in model.params.iter_mut().zip(weights) {
         p.value = w;
+    }
+    for name in &training.frozen_layers {
+        let mut layer = model.get_layer_mut(name).map_err(|_| {
+            format_error(
+                source,
+                format!("training.frozen_layers names `{name}`, a layer the model does not have"),
+            )
+        })?;
+        layer.set_trainable(false);
     }
 
     if options.restores_compile() {

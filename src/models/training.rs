@@ -206,6 +206,7 @@ impl<'m, 'a> Fit<'m, 'a> {
     }
 
     fn run_with(self, dp: &mut DataParallel) -> Result<History> {
+        crate::speed_notice::notice_once();
         let Fit {
             model,
             x,
@@ -403,7 +404,7 @@ impl Model {
                 }
             }
             if let Some(val) = val {
-                let val_logs = self.evaluate_views(val, params.batch_size, metrics);
+                let val_logs = self.evaluate_views(val, params.batch_size, metrics)?;
                 for (name, value) in &val_logs {
                     logs.set(&format!("val_{name}"), value);
                 }
@@ -605,6 +606,7 @@ impl Model {
                 }
                 other => other,
             })?;
+            crate::losses::check_per_sample(&*head.loss, y.view(), out)?;
         }
         Ok(())
     }
@@ -705,7 +707,7 @@ impl Model {
             let xb = batch_of(&tape, data.x, rows);
             let yb = batch_of(&tape, data.y, rows);
             let mut ctx = CallContext::new(true, rng);
-            let out = net.forward(&xb, &mut ctx);
+            let out = net.forward(&xb, &mut ctx)?;
             let wb = data.weights.map(|w| {
                 tape.constant_with(&[rows.len()], |buf| {
                     buf.iter_mut().zip(rows).for_each(|(b, &r)| *b = w[r]);
@@ -795,7 +797,7 @@ impl Model {
             &[ArrayViewD<'_, f32>],
             Option<(&[ArrayViewD<'_, f32>], &[f32], f32)>,
         ),
-    ) {
+    ) -> Result<()> {
         let n = x[0].len_of(Axis(0));
         let Model { net, params, compiled, .. } = self;
         // Inference draws nothing at random (dropout is off); the context wants a generator all the same.
@@ -809,7 +811,7 @@ impl Model {
             rows.extend(start..end);
             let tape = Tape::inference(params, std::mem::take(workspace));
             let xb = batch_of(&tape, x, &rows);
-            let out = net.forward(&xb, &mut CallContext::new(false, &mut rng));
+            let out = net.forward(&xb, &mut CallContext::new(false, &mut rng))?;
             match (y, compiled) {
                 (Some((y, weights)), Some(compiled)) => {
                     let yb = batch_of(&tape, y, &rows);
@@ -826,6 +828,7 @@ impl Model {
             *workspace = tape.into_workspace();
             start = end;
         }
+        Ok(())
     }
 
     /// Loss and metrics over `data` (weighted by its weights if given), already checked.
@@ -834,15 +837,15 @@ impl Model {
         data: &TrainData<'_, '_>,
         batch_size: usize,
         metrics: &mut HeadMetrics,
-    ) -> Logs {
+    ) -> Result<Logs> {
         if let Some(logs) = DataParallel::new(self).evaluate(self, data, batch_size, metrics) {
-            return logs;
+            return Ok(logs);
         }
         let mut loss_tracker = Mean::new();
         let mut head_trackers: Vec<Mean> = metrics.iter().map(|_| Mean::new()).collect();
         metrics.iter_mut().flatten().for_each(|m| m.reset());
         let mut workspace = std::mem::take(&mut self.workspace);
-        self.for_each_batch(
+        let result = self.for_each_batch(
             &mut workspace,
             data.x,
             Some((data.y, data.weights)),
@@ -861,8 +864,9 @@ impl Model {
             },
         );
         self.workspace = workspace;
+        result?;
         let head_means: Vec<f32> = head_trackers.iter().map(Metric::result).collect();
-        loss_and_metrics(loss_tracker.result(), &head_means, metrics, &self.log_prefixes())
+        Ok(loss_and_metrics(loss_tracker.result(), &head_means, metrics, &self.log_prefixes()))
     }
 
     /// The loss and metrics on `(x, y)` (Keras' `evaluate(..., return_dict=True)`), in batches of 32. Any
@@ -947,7 +951,7 @@ impl Model {
         let data = TrainData { x: &x, y: &y, weights: weights.as_ref() };
         let logs = self.evaluate_views(&data, batch_size, &mut metrics);
         self.put_metrics(metrics);
-        Ok(logs)
+        logs
     }
 
     /// The model's output for `x`, computed without recording gradients, [`PREDICT_BATCH_SIZE`] samples at a
@@ -1049,7 +1053,7 @@ impl Model {
             for (result, out) in results.iter_mut().zip(outs) {
                 result.slice_axis_mut(Axis(0), (rows.start..rows.end).into()).assign(out);
             }
-        });
+        })?;
         Ok(results)
     }
 

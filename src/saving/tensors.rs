@@ -129,10 +129,39 @@ fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
+/// What a file that is no safetensors file seems to be, from its first bytes: a Keras `.h5` (HDF5) or `.keras`
+/// (zip) model, or text. `None` for anything else, which the header checks then describe.
+fn looks_like(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(b"\x89HDF\r\n\x1a\n") {
+        return Some("an HDF5 file, such as a Keras .h5 model");
+    }
+    if bytes.starts_with(b"PK\x03\x04") {
+        return Some("a zip archive, such as a Keras 3 .keras model");
+    }
+    // A safetensors file starts with its header length, a little-endian u64 whose high bytes are zero: eight
+    // bytes of printable text are a header far larger than any file.
+    let head = bytes.get(..8)?;
+    let text = head.iter().all(|&b| b.is_ascii_graphic() || b.is_ascii_whitespace());
+    match bytes.first() {
+        Some(b'{' | b'[') if text => Some("a JSON text file"),
+        _ if text => Some("a text file"),
+        _ => None,
+    }
+}
+
 /// Parses and checks `bytes` (from `source`, for messages): the safetensors structure, the format version,
 /// the checksum (required when the file says it is a kerust file), and `F32` tensors.
 pub(crate) fn decode(bytes: &[u8], source: &str) -> Result<Decoded> {
     let len = bytes.len();
+    if let Some(kind) = looks_like(bytes) {
+        return Err(format_error(
+            source,
+            format!(
+                "not a kerust model file (this looks like {kind}); kerust reads the safetensors files that \
+                 Model::save and save_weights write"
+            ),
+        ));
+    }
     let Some(head) = bytes.get(..8) else {
         return Err(format_error(
             source,

@@ -113,6 +113,23 @@ impl<'a> Arrays<'a> {
 
 /// What `fit`, `evaluate`, `predict` and `train_on_batch` take for inputs or targets: one array (`&x`, a
 /// view), a tuple, array or `Vec` of them by position, or [`Arrays`] (by name, with [`arrays!`](crate::arrays)).
+///
+/// An owned array is not taken (the model would have to keep it): pass `&x`.
+///
+/// ```compile_fail
+/// # use kerust::{layers::Dense, models::Sequential};
+/// let mut model = Sequential::new();
+/// model.add(Dense::new(1).input_shape([2]))?;
+/// model.compile("mse", "sgd", [])?;
+/// let (x, y) = (ndarray::Array2::<f32>::zeros((4, 2)), ndarray::Array2::<f32>::zeros((4, 1)));
+/// model.fit(x, y).run()?; // error: `Array2<f32>` is not training data; pass `&x`
+/// # Ok::<(), kerust::Error>(())
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not data that `fit`, `evaluate` or `predict` take",
+    label = "an owned array? pass it by reference: `&x` (or a view: `x.view()`)",
+    note = "inputs and targets are borrowed: `&x`, `x.view()`, a tuple `(&a, &b)` for several inputs, or `arrays![\"name\" => &a]`"
+)]
 pub trait IntoArrays<'a> {
     /// The arrays.
     fn into_arrays(self) -> Arrays<'a>;

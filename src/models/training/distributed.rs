@@ -450,7 +450,7 @@ impl DataParallel {
         let mut truths: Vec<Vec<f32>> = vec![Vec::new(); heads];
         let mut losses: Vec<f32> = Vec::new();
         let mut workspace = std::mem::take(&mut model.workspace);
-        model.for_each_batch(
+        let ran = model.for_each_batch(
             &mut workspace,
             &x,
             Some((&y, weights.as_ref())),
@@ -469,6 +469,7 @@ impl DataParallel {
             },
         );
         model.workspace = workspace;
+        abort_on_error(&*comm, ran);
         let local: Vec<f32> = preds.into_iter().chain(truths).flatten().chain(losses).collect();
         let spans: Vec<Range<usize>> =
             (0..comm.size()).map(|r| self.span(&*comm, r, n, batch_size)).collect();
@@ -531,11 +532,12 @@ impl DataParallel {
         let mine = self.span(&*comm, comm.rank(), n, batch_size);
         let slices: Vec<_> = x.iter().map(|a| a.slice_axis(Axis(0), Slice::from(mine.clone()))).collect();
         let mut preds: Vec<Vec<f32>> = vec![Vec::new(); pw.len()];
-        model.for_each_batch(&mut Workspace::new(), &slices, None, batch_size, |_, outs, _| {
+        let ran = model.for_each_batch(&mut Workspace::new(), &slices, None, batch_size, |_, outs, _| {
             for (p, out) in preds.iter_mut().zip(outs) {
                 p.extend(out.iter());
             }
         });
+        abort_on_error(&*comm, ran);
         let local: Vec<f32> = preds.into_iter().flatten().collect();
         let spans: Vec<Range<usize>> =
             (0..comm.size()).map(|r| self.span(&*comm, r, n, batch_size)).collect();
@@ -628,4 +630,17 @@ fn weights_digest(model: &Model) -> Vec<u8> {
         }
     }
     h.finalize().to_vec()
+}
+
+/// Ends the job when this rank failed in the middle of a collective evaluate or predict (a layer's output of
+/// another shape than it declared): the other ranks wait for its share and would never return.
+fn abort_on_error(comm: &dyn Communicator, result: Result<()>) {
+    if let Err(e) = result {
+        eprintln!(
+            "kerust: rank {} of {} failed: {e}. Aborting every rank of the job.",
+            comm.rank(),
+            comm.size()
+        );
+        comm.abort(1)
+    }
 }
