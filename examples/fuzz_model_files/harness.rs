@@ -1,10 +1,14 @@
 //! Structure-aware fuzzing of kerust model files, shared by the `fuzz_model_files` example (the long run, in a
-//! memory-limited child process) and `tests/fuzz_model_files.rs` (a short seeded run in `cargo test`).
+//! memory-limited child process with a time limit per input) and the short seeded runs in `cargo test`
+//! (`tests/hostile_files.rs`, `tests/graph_models`).
 //!
-//! Each input is a valid model file (from a small corpus of models: every layer type, optimizer and loss)
-//! mutated in its JSON config, its tensors (names, shapes, values), its optimizer state or its metadata, with
-//! the checksum recomputed so the mutation reaches the loader; or mutated in its raw bytes. Every file that
-//! loads must save, load again and save to the same bytes, predict and train a step without panicking.
+//! The inputs: generated whole models (graph models with branches, merges and shared layers, and `Sequential`
+//! stacks, of every layer kind, compiled with every optimizer and often trained a step, some with extreme
+//! settings written into the config; see `generate.rs`); structured mutations of those and of a small corpus
+//! (config, tensors, optimizer state, metadata, the checksum recomputed so the mutation reaches the loader);
+//! and raw byte mutations. The oracles, for every file that loads: it saves; save -> load -> save gives the
+//! same bytes, the same layer order, the same weights and bit-equal predictions; `predict` and a training step
+//! do not panic, and a model trained a step still saves.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -17,6 +21,10 @@ use ndarray::{Array2, ArrayD, IxDyn};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
+
+#[path = "generate.rs"]
+mod generate;
+pub use generate::{generated, inputs_for, targets_for};
 
 /// A safetensors file taken apart: metadata and tensors (name, dtype, shape, raw bytes), in file order.
 #[derive(Clone, Debug)]
@@ -382,36 +390,34 @@ fn mutate_metadata(file: &mut ModelFile, rng: &mut StdRng) {
     }
 }
 
-/// The `index`-th input of the run seeded `seed`: always the same bytes.
-pub fn input(corpus: &[Vec<u8>], seed: u64, index: u64) -> Vec<u8> {
-    let mut rng = StdRng::seed_from_u64(seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let base = &corpus[rng.random_range(0..corpus.len())];
-    // A quarter raw bytes, the rest structure-aware with the checksum recomputed.
-    if rng.random_range(0..4) == 0 {
-        let mut bytes = base.clone();
-        for _ in 0..rng.random_range(1..8) {
-            let len = bytes.len();
-            match rng.random_range(0..4) {
-                0 => {
-                    let i = rng.random_range(0..len);
-                    bytes[i] ^= 1 << rng.random_range(0..8);
-                }
-                1 => {
-                    let i = rng.random_range(0..len);
-                    bytes[i] = rng.random();
-                }
-                2 => bytes.truncate(rng.random_range(0..len)),
-                _ => {
-                    let i = rng.random_range(0..=len);
-                    bytes.insert(i, rng.random());
-                }
+/// Raw byte mutations of `bytes`: flips, overwrites, truncation, insertions.
+fn mutate_bytes(mut bytes: Vec<u8>, rng: &mut StdRng) -> Vec<u8> {
+    for _ in 0..rng.random_range(1..8) {
+        let len = bytes.len();
+        match rng.random_range(0..4) {
+            0 => {
+                let i = rng.random_range(0..len);
+                bytes[i] ^= 1 << rng.random_range(0..8);
             }
-            if bytes.is_empty() {
-                break;
+            1 => {
+                let i = rng.random_range(0..len);
+                bytes[i] = rng.random();
+            }
+            2 => bytes.truncate(rng.random_range(0..len)),
+            _ => {
+                let i = rng.random_range(0..=len);
+                bytes.insert(i, rng.random());
             }
         }
-        return bytes;
+        if bytes.is_empty() {
+            break;
+        }
     }
+    bytes
+}
+
+/// One to three structured mutations of a valid file, the checksum recomputed.
+fn mutate_structure(base: &[u8], rng: &mut StdRng) -> Vec<u8> {
     let mut file = ModelFile::parse(base);
     for _ in 0..rng.random_range(1..4) {
         match rng.random_range(0..10) {
@@ -420,15 +426,42 @@ pub fn input(corpus: &[Vec<u8>], seed: u64, index: u64) -> Vec<u8> {
                 if let Some(mut config) =
                     file.metadata.get("model_config").and_then(|c| serde_json::from_str(c).ok())
                 {
-                    mutate_config(&mut config, &mut rng);
+                    mutate_config(&mut config, rng);
                     file.set_config(&config);
                 }
             }
-            6..=8 => mutate_tensors(&mut file, &mut rng),
-            _ => mutate_metadata(&mut file, &mut rng),
+            6..=8 => mutate_tensors(&mut file, rng),
+            _ => mutate_metadata(&mut file, rng),
         }
     }
     file.encode()
+}
+
+/// The `index`-th input of the run seeded `seed`: always the same bytes. Two in five are generated models
+/// as they are (some with extreme settings), one in four a generated model with structured mutations, three
+/// in twenty one with byte mutations, and one in five a corpus file mutated (a quarter of those in bytes).
+pub fn input(corpus: &[Vec<u8>], seed: u64, index: u64) -> Vec<u8> {
+    let mut rng = StdRng::seed_from_u64(seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let model_seed = seed.wrapping_add(index);
+    match rng.random_range(0..20) {
+        0..=7 => generated(&mut rng, model_seed),
+        8..=12 => {
+            let base = generated(&mut rng, model_seed);
+            mutate_structure(&base, &mut rng)
+        }
+        13..=15 => {
+            let base = generated(&mut rng, model_seed);
+            mutate_bytes(base, &mut rng)
+        }
+        _ => {
+            let base = &corpus[rng.random_range(0..corpus.len())];
+            if rng.random_range(0..4) == 0 {
+                mutate_bytes(base.clone(), &mut rng)
+            } else {
+                mutate_structure(base, &mut rng)
+            }
+        }
+    }
 }
 
 /// What one input did.
@@ -436,45 +469,77 @@ pub fn input(corpus: &[Vec<u8>], seed: u64, index: u64) -> Vec<u8> {
 pub enum Outcome {
     /// The loader refused the file.
     Rejected,
-    /// The file loaded, saved, loaded again identically, predicted and trained without panicking.
+    /// The file loaded and passed every oracle.
     Loaded,
-    /// The file loaded but saving it again failed or did not reproduce it: a finding.
-    RoundTrip(String),
+    /// The file loaded but an oracle failed (it does not save, or save -> load -> save changes it): a finding.
+    Oracle(String),
 }
 
-/// Runs one input through the loader and, if it loads, through save, load, predict and a training step.
+/// The bits of every weight, so that NaNs compare too.
+fn weight_bits(model: &Model) -> Vec<(Vec<usize>, Vec<u32>)> {
+    model
+        .get_weights()
+        .iter()
+        .map(|w| (w.shape().to_vec(), w.iter().map(|v| v.to_bits()).collect()))
+        .collect()
+}
+
+fn layer_names(model: &Model) -> Vec<String> {
+    model.layers().iter().map(|l| l.name().unwrap_or("").to_string()).collect()
+}
+
+/// Predictions of every output, as bits; the error's text if `predict` refuses.
+fn prediction_bits(model: &Model, x: &[ArrayD<f32>]) -> Result<Vec<(String, Vec<u32>)>, String> {
+    let x: Vec<&ArrayD<f32>> = x.iter().collect();
+    let out = model.predict_outputs(x).map_err(|e| e.to_string())?;
+    Ok(out
+        .names()
+        .iter()
+        .map(|n| (n.clone(), out.get(n).map_or(Vec::new(), |a| a.iter().map(|v| v.to_bits()).collect())))
+        .collect())
+}
+
+/// Runs one input through the loader and, if it loads, through the oracles (see the module's doc).
 pub fn check(bytes: &[u8]) -> Outcome {
     let Ok(mut model) = load_model_from_bytes(bytes) else { return Outcome::Rejected };
+    let fail = |why: String| Outcome::Oracle(why);
     let saved = match model.to_bytes() {
         Ok(b) => b,
-        Err(e) => return Outcome::RoundTrip(format!("a loaded model does not save: {e}")),
+        Err(e) => return fail(format!("a loaded model does not save: {e}")),
     };
     let again = match load_model_from_bytes(&saved) {
         Ok(m) => m,
-        Err(e) => return Outcome::RoundTrip(format!("a saved model does not load: {e}")),
+        Err(e) => return fail(format!("a saved model does not load: {e}")),
     };
     match again.to_bytes() {
         Ok(b) if b == saved => {}
-        Ok(_) => return Outcome::RoundTrip("save, load, save gives other bytes".into()),
-        Err(e) => return Outcome::RoundTrip(format!("a reloaded model does not save: {e}")),
+        Ok(_) => return fail("save, load, save gives other bytes".into()),
+        Err(e) => return fail(format!("a reloaded model does not save: {e}")),
+    }
+    if layer_names(&model) != layer_names(&again) {
+        return fail(format!(
+            "the layer order changes on reload: {:?} became {:?}",
+            layer_names(&model),
+            layer_names(&again)
+        ));
+    }
+    if weight_bits(&model) != weight_bits(&again) {
+        return fail("get_weights differs after save and load".into());
     }
     // Predict and train on a tiny batch, if the shapes are small.
-    let Some(shape) = model.input_shape().map(<[usize]>::to_vec) else { return Outcome::Loaded };
-    let per_sample: usize = shape.iter().product();
-    if per_sample == 0 || per_sample > 4096 {
-        return Outcome::Loaded;
+    let Some(x) = inputs_for(&model) else { return Outcome::Loaded };
+    let predicted = prediction_bits(&model, &x);
+    if predicted != prediction_bits(&again, &x) {
+        return fail("the reloaded model predicts other values (or refuses where the model did not)".into());
     }
-    let mut full = vec![2];
-    full.extend(&shape);
-    let x = ArrayD::from_elem(IxDyn(&full), 0.5f32);
-    if model.predict(&x).is_ok() {
-        if let Some(out) = model.output_shape().map(<[usize]>::to_vec) {
-            let n: usize = out.iter().product();
-            if model.optimizer().is_some() && n > 0 && n <= 4096 {
-                let mut yshape = vec![2];
-                yshape.extend(&out);
-                let y = ArrayD::from_elem(IxDyn(&yshape), 0.0f32);
-                let _ = model.fit(&x, &y).epochs(1).batch_size(2).verbose(0).run();
+    if predicted.is_ok() && model.optimizer().is_some() {
+        if let Some(y) = targets_for(&model) {
+            let xs: Vec<&ArrayD<f32>> = x.iter().collect();
+            let ys: Vec<&ArrayD<f32>> = y.iter().collect();
+            if model.fit(xs, ys).epochs(1).batch_size(2).verbose(0).run().is_ok() {
+                if let Err(e) = model.to_bytes() {
+                    return fail(format!("a model trained a step does not save: {e}"));
+                }
             }
         }
     }
@@ -487,13 +552,23 @@ pub struct Stats {
     pub inputs: u64,
     pub rejected: u64,
     pub loaded: u64,
-    pub round_trip_failures: Vec<(u64, String)>,
+    pub oracle_failures: Vec<(u64, String)>,
     pub panics: Vec<(u64, String)>,
 }
 
-/// Runs inputs `start..end` of the run seeded `seed` in this process, catching panics. `progress` is called
-/// with each index before it runs, and `done` with its outcome after (the worker process reports both, so
-/// that an abort names its input and no count is lost with the worker).
+/// The message of a caught panic.
+pub fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+/// Runs inputs `start..end` of the run seeded `seed` in this process, catching panics (in making the input
+/// too: a builder that panics is a finding). `progress` is called with each index before it runs, and `done`
+/// with its outcome after (the worker process reports both, so that an abort or a hang names its input and no
+/// count is lost with the worker).
 pub fn run(
     corpus: &[Vec<u8>],
     seed: u64,
@@ -505,19 +580,13 @@ pub fn run(
     let mut stats = Stats::default();
     for i in start..end {
         progress(i);
-        let outcome = std::panic::catch_unwind(|| check(&input(corpus, seed, i))).map_err(|payload| {
-            payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default()
-        });
+        let outcome = std::panic::catch_unwind(|| check(&input(corpus, seed, i))).map_err(panic_message);
         done(i, &outcome);
         stats.inputs += 1;
         match outcome {
             Ok(Outcome::Rejected) => stats.rejected += 1,
             Ok(Outcome::Loaded) => stats.loaded += 1,
-            Ok(Outcome::RoundTrip(why)) => stats.round_trip_failures.push((i, why)),
+            Ok(Outcome::Oracle(why)) => stats.oracle_failures.push((i, why)),
             Err(msg) => stats.panics.push((i, msg)),
         }
     }

@@ -1,0 +1,410 @@
+//! Generated model files: whole graph models (branches, merges, shared layers) and `Sequential` stacks built
+//! from every layer kind kerust has, compiled with every optimizer, often trained a step so that the file
+//! carries optimizer state of exactly the shapes the weights have; then, now and then, extreme settings
+//! written into the config (huge windows and dilations, `iterations` near `i64::MAX`, ...) with the checksum
+//! recomputed. The builders refuse some extremes, so they are written into the file, where the loader must.
+use kerust::layers::pooling::{Average as AvgPool, Max as MaxPool};
+use kerust::layers::{
+    Activation, Add, Average, BatchNormalization, Concatenate, Conv2D, Dense, Dropout, Flatten,
+    GlobalPooling2D, Input, Layer, Maximum, Minimum, Multiply, Pooling2D, Rescaling, Reshape, Subtract,
+};
+use kerust::losses::{BinaryCrossentropy, Huber};
+use kerust::models::{Compile, Graph, LayerRef, Model, Sequential, SymbolicTensor};
+use kerust::optimizers::{Adagrad, Adam, AdamW, RMSprop, SGD};
+use ndarray::{ArrayD, Dimension, IxDyn};
+use rand::rngs::StdRng;
+use rand::Rng;
+use serde_json::{json, Value};
+
+use super::ModelFile;
+
+const ACTIVATIONS: [&str; 6] = ["relu", "sigmoid", "tanh", "softmax", "linear", "elu"];
+
+fn activation(rng: &mut StdRng) -> &'static str {
+    ACTIVATIONS[rng.random_range(0..ACTIVATIONS.len())]
+}
+
+/// A single-input layer that fits a tensor of `shape` (no batch axis).
+fn layer_for(shape: &[usize], rng: &mut StdRng) -> Box<dyn Layer> {
+    let common = |rng: &mut StdRng| -> Box<dyn Layer> {
+        match rng.random_range(0..4) {
+            0 => Box::new(Dropout::new([0.0, 0.25, 0.5, 0.9][rng.random_range(0..4)])),
+            1 => Box::new(Activation::new(activation(rng))),
+            2 => Box::new(Rescaling::new([0.5, 2.0, -1.0, 1.0 / 255.0][rng.random_range(0..4)]).offset(0.1)),
+            _ => Box::new(
+                BatchNormalization::new()
+                    .momentum([0.99, 0.5, 0.0][rng.random_range(0..3)])
+                    .epsilon([1e-3, 1e-7][rng.random_range(0..2)])
+                    .center(rng.random_bool(0.8))
+                    .scale(rng.random_bool(0.8)),
+            ),
+        }
+    };
+    let size = |rng: &mut StdRng| (rng.random_range(1..4usize), rng.random_range(1..4usize));
+    let padding = |rng: &mut StdRng| if rng.random_bool(0.5) { "same" } else { "valid" };
+    match shape.len() {
+        3 => match rng.random_range(0..10) {
+            0..=2 => Box::new(
+                Conv2D::new(rng.random_range(1..5), size(rng))
+                    .strides(size(rng))
+                    .padding(padding(rng))
+                    .dilation_rate(if rng.random_bool(0.2) { (2, 1) } else { (1, 1) })
+                    .activation(activation(rng))
+                    .use_bias(rng.random_bool(0.8)),
+            ),
+            3 => Box::new(Pooling2D::<MaxPool>::new(size(rng)).strides(size(rng)).padding(padding(rng))),
+            4 => Box::new(Pooling2D::<AvgPool>::new(size(rng)).padding(padding(rng))),
+            5 if rng.random_bool(0.5) => {
+                Box::new(GlobalPooling2D::<MaxPool>::new().keepdims(rng.random_bool(0.3)))
+            }
+            5 => Box::new(GlobalPooling2D::<AvgPool>::new().keepdims(rng.random_bool(0.3))),
+            6 => Box::new(Flatten::new()),
+            7 => Box::new(Reshape::from_slice(&[(shape[0] * shape[1]) as i64, -1])),
+            _ => common(rng),
+        },
+        1 => match rng.random_range(0..6) {
+            0..=2 => Box::new(
+                Dense::new(rng.random_range(1..7))
+                    .activation(activation(rng))
+                    .use_bias(rng.random_bool(0.8))
+                    .kernel_initializer(["glorot_uniform", "he_normal", "zeros"][rng.random_range(0..3)]),
+            ),
+            3 => Box::new(Reshape::from_slice(&[1, -1, 1])),
+            _ => common(rng),
+        },
+        _ => match rng.random_range(0..4) {
+            0 => Box::new(Flatten::new()),
+            1 => Box::new(Dense::new(rng.random_range(1..5)).activation(activation(rng))),
+            2 => Box::new(Reshape::from_slice(&[-1])),
+            _ => common(rng),
+        },
+    }
+}
+
+/// A merge layer, by number.
+fn merge(kind: usize) -> Box<dyn Layer> {
+    match kind {
+        0 => Box::new(Add::new()),
+        1 => Box::new(Subtract::new()),
+        2 => Box::new(Multiply::new()),
+        3 => Box::new(Average::new()),
+        4 => Box::new(Maximum::new()),
+        5 => Box::new(Minimum::new()),
+        _ => Box::new(Concatenate::new(-1)),
+    }
+}
+
+/// The number of elements of `shape`, saturating (a loaded file's shape may overflow).
+pub fn elements(shape: &[usize]) -> usize {
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).unwrap_or(usize::MAX)
+}
+
+fn input_shape(rng: &mut StdRng) -> Vec<usize> {
+    if rng.random_bool(0.5) {
+        vec![rng.random_range(1..7), rng.random_range(1..7), rng.random_range(1..4)]
+    } else {
+        vec![rng.random_range(1..7)]
+    }
+}
+
+/// A graph model: one or two inputs, a few layers on random earlier tensors, merges of tensors that fit,
+/// shared layers called again; its outputs are the tensors nothing consumes. `None` if the draw makes no
+/// model (the caller draws again).
+fn graph_model(rng: &mut StdRng, seed: u64) -> Option<Model> {
+    let mut g = Graph::with_seed(seed);
+    let mut tensors: Vec<(SymbolicTensor, Vec<usize>, bool)> = Vec::new(); // (tensor, shape, consumed)
+    let mut inputs = Vec::new();
+    for _ in 0..if rng.random_bool(0.25) { 2 } else { 1 } {
+        let shape = input_shape(rng);
+        let t = g.input(Input::new(&shape)).ok()?;
+        inputs.push(t);
+        tensors.push((t, shape, false));
+    }
+    let mut shared: Vec<(LayerRef, Vec<usize>)> = Vec::new();
+    for _ in 0..rng.random_range(1..9) {
+        // Mostly the newest tensor, sometimes an older one: branches.
+        let i = if rng.random_bool(0.6) { tensors.len() - 1 } else { rng.random_range(0..tensors.len()) };
+        let (t, shape) = (tensors[i].0, tensors[i].1.clone());
+        let op = rng.random_range(0..10);
+        let result = if op < 2 {
+            // A merge with another tensor of a fitting shape.
+            let kind = rng.random_range(0..7);
+            let partner = (0..tensors.len()).filter(|&j| j != i).find(|&j| {
+                let s = &tensors[j].1;
+                if kind == 6 {
+                    s.len() == shape.len() && s[..s.len() - 1] == shape[..shape.len() - 1]
+                } else {
+                    *s == shape
+                }
+            });
+            match partner {
+                Some(j) => {
+                    let r = g.apply(merge(kind), [t, tensors[j].0]);
+                    if r.is_ok() {
+                        tensors[j].2 = true;
+                    }
+                    r
+                }
+                None => continue,
+            }
+        } else if op == 2 {
+            // A shared layer, called again on a tensor of its first call's shape.
+            match shared.iter().find(|(_, s)| *s == shape) {
+                Some((layer, _)) => g.apply(*layer, t),
+                None => continue,
+            }
+        } else {
+            let layer = layer_for(&shape, rng);
+            let Ok(layer) = g.layer_boxed(layer) else { continue };
+            let r = g.apply(layer, t);
+            if r.is_ok() && rng.random_bool(0.3) {
+                shared.push((layer, shape.clone()));
+            }
+            r
+        };
+        let Ok(out) = result else { continue };
+        let out_shape = g.shape(out).ok()?.to_vec();
+        if elements(&out_shape) > 4096 {
+            return None;
+        }
+        tensors[i].2 = true;
+        tensors.push((out, out_shape, false));
+    }
+    let outputs: Vec<SymbolicTensor> =
+        tensors.iter().filter(|(t, _, used)| !used && !inputs.contains(t)).map(|(t, _, _)| *t).collect();
+    if outputs.is_empty() || outputs.len() > 3 {
+        return None;
+    }
+    Model::new(g, inputs, outputs).ok()
+}
+
+/// A `Sequential` stack of layers that fit the shape before them.
+fn sequential_model(rng: &mut StdRng, seed: u64) -> Option<Model> {
+    let mut m = Sequential::new();
+    m.set_seed(seed);
+    let mut shape = input_shape(rng);
+    m.add(Input::new(&shape)).ok()?;
+    for _ in 0..rng.random_range(1..7) {
+        if m.add_boxed(layer_for(&shape, rng)).is_ok() {
+            shape = m.output_shape()?.to_vec();
+        }
+    }
+    if m.layers().is_empty() || elements(&shape) > 4096 {
+        return None;
+    }
+    Some(m.into())
+}
+
+/// A compile setting with every optimizer and a loss for every output.
+fn compile(model: &mut Model, rng: &mut StdRng) -> bool {
+    let lr = [0.01f32, 0.1, 1e-4][rng.random_range(0..3)];
+    let mut c = match rng.random_range(0..6) {
+        0 => Compile::new(
+            SGD::new().learning_rate(lr).momentum([0.0, 0.9][rng.random_range(0..2)]).nesterov(rng.random()),
+        ),
+        1 => Compile::new(Adam::new().learning_rate(lr).amsgrad(rng.random())),
+        2 => Compile::new(AdamW::new().learning_rate(lr).weight_decay(0.01).amsgrad(rng.random())),
+        3 => Compile::new(
+            RMSprop::new()
+                .learning_rate(lr)
+                .centered(rng.random())
+                .momentum([0.0, 0.5][rng.random_range(0..2)]),
+        ),
+        4 => Compile::new(Adagrad::new().learning_rate(lr).initial_accumulator_value(0.1)),
+        _ => Compile::new("adam"),
+    };
+    let outputs: Vec<String> = model.output_names().iter().map(|s| s.to_string()).collect();
+    c = match rng.random_range(0..5) {
+        0 => c.loss("mse"),
+        1 => c.loss("mae"),
+        2 => c.loss(Huber::new()),
+        3 => c.loss(BinaryCrossentropy::new().label_smoothing(0.1)),
+        _ => c.loss("categorical_crossentropy"),
+    };
+    if outputs.len() > 1 && rng.random_bool(0.5) {
+        c = c.loss_weight(outputs[0].as_str(), 0.5).output_loss(outputs[outputs.len() - 1].as_str(), "mse");
+    }
+    if rng.random_bool(0.3) {
+        c = c.metrics(["mae"]);
+    }
+    model.compile_with(c).is_ok()
+}
+
+/// One batch of two samples for each of the model's inputs, deterministic.
+pub fn inputs_for(model: &Model) -> Option<Vec<ArrayD<f32>>> {
+    model
+        .input_shapes()
+        .iter()
+        .map(|shape| {
+            let n = elements(shape);
+            if n == 0 || n > 4096 {
+                return None;
+            }
+            let mut full = vec![2];
+            full.extend_from_slice(shape);
+            Some(ArrayD::from_shape_fn(IxDyn(&full), |i| {
+                (i.slice().iter().sum::<usize>() % 7) as f32 / 7.0 - 0.3
+            }))
+        })
+        .collect()
+}
+
+/// Targets for two samples: a one-hot-like pattern for each output.
+pub fn targets_for(model: &Model) -> Option<Vec<ArrayD<f32>>> {
+    model
+        .output_shapes()
+        .iter()
+        .map(|shape| {
+            let n = elements(shape);
+            if n == 0 || n > 4096 {
+                return None;
+            }
+            let mut full = vec![2];
+            full.extend_from_slice(shape);
+            Some(ArrayD::from_shape_fn(IxDyn(&full), |i| f32::from(i[i.ndim() - 1] == i[0])))
+        })
+        .collect()
+}
+
+/// A valid generated model's file: a graph model (three in four) or a `Sequential` stack, compiled or not,
+/// trained a step or not.
+fn valid_file(rng: &mut StdRng, seed: u64) -> Vec<u8> {
+    for _ in 0..50 {
+        let model = if rng.random_bool(0.75) { graph_model(rng, seed) } else { sequential_model(rng, seed) };
+        let Some(mut model) = model else { continue };
+        if rng.random_bool(0.85) && compile(&mut model, rng) && rng.random_bool(0.7) {
+            if let (Some(x), Some(y)) = (inputs_for(&model), targets_for(&model)) {
+                let x: Vec<&ArrayD<f32>> = x.iter().collect();
+                let y: Vec<&ArrayD<f32>> = y.iter().collect();
+                let _ = model.fit(x, y).epochs(1).batch_size(2).verbose(0).run();
+            }
+        }
+        if let Ok(bytes) = model.to_bytes() {
+            return bytes;
+        }
+    }
+    panic!("no generated model in 50 draws")
+}
+
+/// Calls `f` on every layer config (`{"class_name": .., "config": {..}}`) in `v`.
+fn each_layer(v: &mut Value, f: &mut impl FnMut(&str, &mut serde_json::Map<String, Value>)) {
+    match v {
+        Value::Object(m) => {
+            if let (Some(Value::String(class)), true) =
+                (m.get("class_name").cloned(), m.contains_key("config"))
+            {
+                if let Some(Value::Object(c)) = m.get_mut("config") {
+                    f(&class, c);
+                }
+            }
+            m.values_mut().for_each(|c| each_layer(c, f));
+        }
+        Value::Array(a) => a.iter_mut().for_each(|c| each_layer(c, f)),
+        _ => {}
+    }
+}
+
+/// A huge integer setting.
+fn huge(rng: &mut StdRng) -> Value {
+    [
+        json!(1u64 << 20),
+        json!(1u64 << 31),
+        json!(1u64 << 32),
+        json!((1u64 << 53) + 1),
+        json!(i64::MAX as u64),
+        json!(u64::MAX / 2 + 1),
+        json!(u64::MAX),
+    ][rng.random_range(0..7)]
+    .clone()
+}
+
+/// Writes one extreme setting into the config (only where a layer or setting of that kind is).
+fn extreme(config: &mut Value, rng: &mut StdRng) {
+    let kind = rng.random_range(0..9);
+    let pick = rng.random_range(0..4usize);
+    let mut seen = 0usize;
+    let mut patch = |class: &str, c: &mut serde_json::Map<String, Value>, rng: &mut StdRng| {
+        seen += 1;
+        if seen % 4 != pick % 4 && seen > 1 {
+            return;
+        }
+        match (kind, class) {
+            (0, "MaxPooling2D" | "AveragePooling2D") => {
+                let n = huge(rng);
+                c.insert("pool_size".into(), json!([n, if rng.random() { n.clone() } else { json!(2) }]));
+                c.insert("padding".into(), json!("same"));
+            }
+            (1, "MaxPooling2D" | "AveragePooling2D" | "Conv2D") => {
+                c.insert("strides".into(), json!([huge(rng), 1]));
+            }
+            (2, "Conv2D") => {
+                c.insert("dilation_rate".into(), json!([huge(rng), huge(rng)]));
+                c.insert("padding".into(), json!("same"));
+            }
+            (3, "Dropout") => {
+                c.insert(
+                    "rate".into(),
+                    [json!(1.0), json!(0.9999999), json!(1e-45)][rng.random_range(0..3)].clone(),
+                );
+            }
+            (4, "Rescaling") => {
+                c.insert("scale".into(), json!(3.4e38));
+                c.insert("offset".into(), json!(-3.4e38));
+            }
+            (5, "BatchNormalization") => {
+                c.insert("epsilon".into(), json!(1e-45));
+                c.insert("momentum".into(), json!(1.0));
+            }
+            (6, "InputLayer") => {
+                if let Some(Value::Array(s)) = c.get_mut("shape") {
+                    if let Some(last) = s.last_mut() {
+                        *last = huge(rng);
+                    }
+                }
+            }
+            _ => {}
+        }
+    };
+    each_layer(config, &mut |class, c| patch(class, c, rng));
+    match kind {
+        7 => {
+            if let Some(Value::Object(opt)) = config.pointer_mut("/compile/optimizer") {
+                let v = [json!(i64::MAX), json!(i64::MAX - 1), json!(1u64 << 53), json!(u64::MAX)]
+                    [rng.random_range(0..4)]
+                .clone();
+                // Where the iteration count sits depends on the file version: set it wherever it is.
+                if opt.contains_key("iterations") {
+                    opt.insert("iterations".into(), v);
+                } else if let Some(Value::Object(c)) = opt.get_mut("config") {
+                    c.insert("iterations".into(), v);
+                }
+            }
+        }
+        8 => {
+            if let Some(Value::Object(opt)) = config.pointer_mut("/compile/optimizer") {
+                let lr = [json!(3.4e38), json!(1e-45), json!(0.0)][rng.random_range(0..3)].clone();
+                if opt.contains_key("learning_rate") {
+                    opt.insert("learning_rate".into(), lr);
+                } else if let Some(Value::Object(c)) = opt.get_mut("config") {
+                    c.insert("learning_rate".into(), lr);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A generated model's file; one time in four with one or two extreme settings written into its config.
+pub fn generated(rng: &mut StdRng, seed: u64) -> Vec<u8> {
+    let bytes = valid_file(rng, seed);
+    if rng.random_bool(0.75) {
+        return bytes;
+    }
+    let mut file = ModelFile::parse(&bytes);
+    let mut config = file.config();
+    for _ in 0..rng.random_range(1..3) {
+        extreme(&mut config, rng);
+    }
+    file.set_config(&config);
+    file.encode()
+}
