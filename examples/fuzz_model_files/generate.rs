@@ -114,14 +114,33 @@ fn graph_model(rng: &mut StdRng, seed: u64) -> Option<Model> {
     let mut g = Graph::with_seed(seed);
     let mut tensors: Vec<(SymbolicTensor, Vec<usize>, bool)> = Vec::new(); // (tensor, shape, consumed)
     let mut inputs = Vec::new();
-    for _ in 0..if rng.random_bool(0.25) { 2 } else { 1 } {
-        let shape = input_shape(rng);
-        let t = g.input(Input::new(&shape)).ok()?;
-        inputs.push(t);
-        tensors.push((t, shape, false));
-    }
+    let shape = input_shape(rng);
+    let t = g.input(Input::new(&shape)).ok()?;
+    inputs.push(t);
+    tensors.push((t, shape, false));
+    // A second input, sometimes made after layers of the first: it then stands after them in the layer list.
+    let steps = rng.random_range(1..9);
+    let second_at = if rng.random_bool(0.25) { Some(rng.random_range(0..steps)) } else { None };
     let mut shared: Vec<(LayerRef, Vec<usize>)> = Vec::new();
-    for _ in 0..rng.random_range(1..9) {
+    // Layers made before the layers called first, and called later: the order of the model's layers is then
+    // not the order of the calls, which a file must keep too.
+    let mut early: Vec<LayerRef> = Vec::new();
+    for _ in 0..rng.random_range(0..3) {
+        let layer: Box<dyn Layer> = match rng.random_range(0..3) {
+            0 => Box::new(Activation::new(activation(rng))),
+            1 => Box::new(Dropout::new(0.5)),
+            _ => Box::new(Rescaling::new(0.5)),
+        };
+        early.push(g.layer_boxed(layer).ok()?);
+    }
+    for step in 0..steps {
+        if second_at == Some(step) {
+            let shape =
+                if rng.random_bool(0.5) { tensors[tensors.len() - 1].1.clone() } else { input_shape(rng) };
+            let t = g.input(Input::new(&shape)).ok()?;
+            inputs.push(t);
+            tensors.push((t, shape, false));
+        }
         // Mostly the newest tensor, sometimes an older one: branches.
         let i = if rng.random_bool(0.6) { tensors.len() - 1 } else { rng.random_range(0..tensors.len()) };
         let (t, shape) = (tensors[i].0, tensors[i].1.clone());
@@ -147,6 +166,9 @@ fn graph_model(rng: &mut StdRng, seed: u64) -> Option<Model> {
                 }
                 None => continue,
             }
+        } else if op == 3 && !early.is_empty() {
+            let layer = early.remove(rng.random_range(0..early.len()));
+            g.apply(layer, t)
         } else if op == 2 {
             // A shared layer, called again on a tensor of its first call's shape.
             match shared.iter().find(|(_, s)| *s == shape) {
@@ -394,11 +416,12 @@ fn extreme(config: &mut Value, rng: &mut StdRng) {
     }
 }
 
-/// A generated model's file; one time in four with one or two extreme settings written into its config.
-pub fn generated(rng: &mut StdRng, seed: u64) -> Vec<u8> {
+/// A generated model's file; one time in four with one or two extreme settings written into its config. The
+/// flag says whether the file is as kerust saved it (no extreme setting written in).
+pub fn generated(rng: &mut StdRng, seed: u64) -> (Vec<u8>, bool) {
     let bytes = valid_file(rng, seed);
     if rng.random_bool(0.75) {
-        return bytes;
+        return (bytes, true);
     }
     let mut file = ModelFile::parse(&bytes);
     let mut config = file.config();
@@ -406,5 +429,5 @@ pub fn generated(rng: &mut StdRng, seed: u64) -> Vec<u8> {
         extreme(&mut config, rng);
     }
     file.set_config(&config);
-    file.encode()
+    (file.encode(), false)
 }

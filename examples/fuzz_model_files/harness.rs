@@ -441,24 +441,30 @@ fn mutate_structure(base: &[u8], rng: &mut StdRng) -> Vec<u8> {
 /// as they are (some with extreme settings), one in four a generated model with structured mutations, three
 /// in twenty one with byte mutations, and one in five a corpus file mutated (a quarter of those in bytes).
 pub fn input(corpus: &[Vec<u8>], seed: u64, index: u64) -> Vec<u8> {
+    input_case(corpus, seed, index).0
+}
+
+/// [`input`], and whether the bytes are a file as kerust saved it (a generated model, unchanged): loading and
+/// saving it again must then give the same bytes.
+pub fn input_case(corpus: &[Vec<u8>], seed: u64, index: u64) -> (Vec<u8>, bool) {
     let mut rng = StdRng::seed_from_u64(seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let model_seed = seed.wrapping_add(index);
     match rng.random_range(0..20) {
         0..=7 => generated(&mut rng, model_seed),
         8..=12 => {
-            let base = generated(&mut rng, model_seed);
-            mutate_structure(&base, &mut rng)
+            let base = generated(&mut rng, model_seed).0;
+            (mutate_structure(&base, &mut rng), false)
         }
         13..=15 => {
-            let base = generated(&mut rng, model_seed);
-            mutate_bytes(base, &mut rng)
+            let base = generated(&mut rng, model_seed).0;
+            (mutate_bytes(base, &mut rng), false)
         }
         _ => {
             let base = &corpus[rng.random_range(0..corpus.len())];
             if rng.random_range(0..4) == 0 {
-                mutate_bytes(base.clone(), &mut rng)
+                (mutate_bytes(base.clone(), &mut rng), false)
             } else {
-                mutate_structure(base, &mut rng)
+                (mutate_structure(base, &mut rng), false)
             }
         }
     }
@@ -499,14 +505,31 @@ fn prediction_bits(model: &Model, x: &[ArrayD<f32>]) -> Result<Vec<(String, Vec<
         .collect())
 }
 
-/// Runs one input through the loader and, if it loads, through the oracles (see the module's doc).
-pub fn check(bytes: &[u8]) -> Outcome {
-    let Ok(mut model) = load_model_from_bytes(bytes) else { return Outcome::Rejected };
+/// Runs one input through the loader and, if it loads, through the oracles (see the module's doc). `as_saved`:
+/// the bytes are a file as kerust saved it, which must then load and save to the same bytes.
+pub fn check(bytes: &[u8], as_saved: bool) -> Outcome {
+    let mut model = match load_model_from_bytes(bytes) {
+        Ok(m) => m,
+        Err(e) if as_saved => return Outcome::Oracle(format!("a file kerust saved does not load: {e}")),
+        Err(_) => return Outcome::Rejected,
+    };
     let fail = |why: String| Outcome::Oracle(why);
     let saved = match model.to_bytes() {
         Ok(b) => b,
         Err(e) => return fail(format!("a loaded model does not save: {e}")),
     };
+    if as_saved && saved != bytes {
+        let order = |b: &[u8]| -> Vec<String> {
+            let config = ModelFile::parse(b).config();
+            let layers = config["layers"].as_array().cloned().unwrap_or_default();
+            layers.iter().map(|l| l["config"]["name"].as_str().unwrap_or("").to_string()).collect()
+        };
+        return fail(format!(
+            "a saved file loads and saves to other bytes (layers {:?} became {:?})",
+            order(bytes),
+            order(&saved)
+        ));
+    }
     let again = match load_model_from_bytes(&saved) {
         Ok(m) => m,
         Err(e) => return fail(format!("a saved model does not load: {e}")),
@@ -537,8 +560,12 @@ pub fn check(bytes: &[u8]) -> Outcome {
             let xs: Vec<&ArrayD<f32>> = x.iter().collect();
             let ys: Vec<&ArrayD<f32>> = y.iter().collect();
             if model.fit(xs, ys).epochs(1).batch_size(2).verbose(0).run().is_ok() {
-                if let Err(e) = model.to_bytes() {
-                    return fail(format!("a model trained a step does not save: {e}"));
+                match model.to_bytes().map(|b| load_model_from_bytes(&b)) {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        return fail(format!("a model trained a step saves a file that does not load: {e}"))
+                    }
+                    Err(e) => return fail(format!("a model trained a step does not save: {e}")),
                 }
             }
         }
@@ -580,7 +607,11 @@ pub fn run(
     let mut stats = Stats::default();
     for i in start..end {
         progress(i);
-        let outcome = std::panic::catch_unwind(|| check(&input(corpus, seed, i))).map_err(panic_message);
+        let outcome = std::panic::catch_unwind(|| {
+            let (bytes, as_saved) = input_case(corpus, seed, i);
+            check(&bytes, as_saved)
+        })
+        .map_err(panic_message);
         done(i, &outcome);
         stats.inputs += 1;
         match outcome {

@@ -15,7 +15,7 @@
 //!
 //! Faults are counted by kind (panic, abort, hang, oracle failure), each with its input indices. To reproduce
 //! input N: `--replay N` runs it alone in this process and prints what it did; `--write N FILE` writes its
-//! bytes to FILE (a model file to load with `load_model`).
+//! bytes to FILE (a model file to load with `load_model`); `--check FILE` runs the oracles on a file.
 mod harness;
 
 use std::io::{BufRead, BufReader, Write};
@@ -60,9 +60,9 @@ fn main() {
     let seed = arg(&args, "--seed", 25);
     if args.iter().any(|a| a == "--replay") {
         let i = arg(&args, "--replay", 0);
-        let bytes = harness::input(&harness::corpus(), seed, i);
+        let (bytes, as_saved) = harness::input_case(&harness::corpus(), seed, i);
         match kerust::models::load_model_from_bytes(&bytes) {
-            Ok(_) => println!("input {i}: loads; {:?}", harness::check(&bytes)),
+            Ok(_) => println!("input {i}: loads; {:?}", harness::check(&bytes, as_saved)),
             Err(e) => println!("input {i}: {e}"),
         }
         return;
@@ -71,6 +71,12 @@ fn main() {
         let i = arg(&args, "--write", 0);
         let path = args.get(at + 2).expect("--write N FILE");
         std::fs::write(path, harness::input(&harness::corpus(), seed, i)).expect("write the input");
+        return;
+    }
+    if let Some(at) = args.iter().position(|a| a == "--check") {
+        let path = args.get(at + 1).expect("--check FILE");
+        let bytes = std::fs::read(path).expect("read the file");
+        println!("{path}: {:?}", harness::check(&bytes, false));
         return;
     }
     if args.iter().any(|a| a == "--worker") {
