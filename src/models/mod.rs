@@ -198,7 +198,8 @@ impl Model {
         self.seed
     }
 
-    /// The number of training epochs this model has run (all `fit` calls; restarted by `set_seed`).
+    /// The number of training epochs this model has run (all `fit` calls; restarted by `set_seed`); it stops at
+    /// `i64::MAX`, the most a model file holds.
     pub fn epochs_run(&self) -> u64 {
         self.epochs_run
     }
@@ -206,7 +207,8 @@ impl Model {
     /// Starts a training epoch: its own generator, from `(seed, epochs_run)`.
     fn begin_epoch_rng(&mut self) {
         self.train_rng = crate::random::epoch_rng(self.seed, self.epochs_run);
-        self.epochs_run = self.epochs_run.saturating_add(1);
+        // A file stores the count as Keras' int64: it stops there, so that a model that trains still saves.
+        self.epochs_run = self.epochs_run.saturating_add(1).min(i64::MAX as u64);
     }
 
     /// The model's name.
