@@ -319,7 +319,7 @@ fn case9_early_stopping_without_its_monitored_value_warns_once() {
 #[test]
 fn short_seeded_fuzz_run_finds_no_faults() {
     let corpus = harness::corpus();
-    let stats = harness::run(&corpus, 14, 0, 10_000, |_| {}, |_, _| {});
+    let stats = harness::run(&corpus, 14, false, 0, 10_000, |_| {}, |_, _| {});
     assert!(stats.panics.is_empty(), "{:?}", stats.panics);
     assert!(stats.oracle_failures.is_empty(), "{:?}", stats.oracle_failures);
     // Both paths are exercised: files that load (and go through every oracle) and files refused.

@@ -258,8 +258,9 @@ pub fn inputs_for(model: &Model) -> Option<Vec<ArrayD<f32>>> {
         .input_shapes()
         .iter()
         .map(|shape| {
+            // Big enough for the scratch of a convolution on a big image to be found.
             let n = elements(shape);
-            if n == 0 || n > 4096 {
+            if n == 0 || n > 1 << 24 {
                 return None;
             }
             let mut full = vec![2];
@@ -278,7 +279,7 @@ pub fn targets_for(model: &Model) -> Option<Vec<ArrayD<f32>>> {
         .iter()
         .map(|shape| {
             let n = elements(shape);
-            if n == 0 || n > 4096 {
+            if n == 0 || n > 1 << 24 {
                 return None;
             }
             let mut full = vec![2];
@@ -341,7 +342,7 @@ fn huge(rng: &mut StdRng) -> Value {
 }
 
 /// Writes one extreme setting into the config (only where a layer or setting of that kind is).
-fn extreme(config: &mut Value, rng: &mut StdRng) {
+fn extreme(config: &mut Value, rng: &mut StdRng, heavy: bool) {
     let kind = rng.random_range(0..9);
     let pick = rng.random_range(0..4usize);
     let mut seen = 0usize;
@@ -379,7 +380,12 @@ fn extreme(config: &mut Value, rng: &mut StdRng) {
             }
             (6, "InputLayer") => {
                 if let Some(Value::Array(s)) = c.get_mut("shape") {
-                    if let Some(last) = s.last_mut() {
+                    if heavy && s.len() == 3 && rng.random_bool(0.7) {
+                        // A big image: the weights of a convolution do not depend on it, its scratch does.
+                        let n = [256, 1024][rng.random_range(0..2)];
+                        s[0] = json!(n);
+                        s[1] = json!(n);
+                    } else if let Some(last) = s.last_mut() {
                         *last = huge(rng);
                     }
                 }
@@ -416,17 +422,49 @@ fn extreme(config: &mut Value, rng: &mut StdRng) {
     }
 }
 
+/// Puts a chain of `n` linear `Activation` layers after a graph model's first output: a long file whose
+/// loading must stay linear in its size.
+fn long_chain(config: &mut Value, n: usize) {
+    let Some(old) = config.pointer("/output_layers/0/0").and_then(Value::as_str).map(str::to_string) else {
+        return;
+    };
+    let Some(Value::Array(layers)) = config.get_mut("layers") else { return };
+    let mut previous = old.clone();
+    for i in 0..n {
+        let name = format!("chain_{i}");
+        layers.push(json!({
+            "class_name": "Activation",
+            "config": {"name": name, "activation": {"class_name": "linear", "config": {}}},
+            "inbound_nodes": [[[previous, 0, 0]]],
+        }));
+        previous = name;
+    }
+    config["output_layers"][0] = json!([previous, 0, 0]);
+    if let Some(Value::Array(outputs)) = config.pointer_mut("/compile/outputs") {
+        for o in outputs.iter_mut().filter(|o| o["output"] == old.as_str()) {
+            o["output"] = json!(previous);
+        }
+    }
+}
+
 /// A generated model's file; one time in four with one or two extreme settings written into its config. The
-/// flag says whether the file is as kerust saved it (no extreme setting written in).
-pub fn generated(rng: &mut StdRng, seed: u64) -> (Vec<u8>, bool) {
+/// flag says whether the file is as kerust saved it (no extreme setting written in). `heavy`: inputs that take
+/// long in a debug build too (a chain of thousands of layers, a big image); the short run in `cargo test`
+/// leaves them out.
+pub fn generated(rng: &mut StdRng, seed: u64, heavy: bool) -> (Vec<u8>, bool) {
     let bytes = valid_file(rng, seed);
     if rng.random_bool(0.75) {
         return (bytes, true);
     }
     let mut file = ModelFile::parse(&bytes);
     let mut config = file.config();
-    for _ in 0..rng.random_range(1..3) {
-        extreme(&mut config, rng);
+    if heavy && rng.random_range(0..250) == 0 {
+        // (One input in a thousand.)
+        long_chain(&mut config, if rng.random_bool(0.2) { 20_000 } else { 2_000 });
+    } else {
+        for _ in 0..rng.random_range(1..3) {
+            extreme(&mut config, rng, heavy);
+        }
     }
     file.set_config(&config);
     (file.encode(), false)

@@ -441,22 +441,22 @@ fn mutate_structure(base: &[u8], rng: &mut StdRng) -> Vec<u8> {
 /// as they are (some with extreme settings), one in four a generated model with structured mutations, three
 /// in twenty one with byte mutations, and one in five a corpus file mutated (a quarter of those in bytes).
 pub fn input(corpus: &[Vec<u8>], seed: u64, index: u64) -> Vec<u8> {
-    input_case(corpus, seed, index).0
+    input_case(corpus, seed, index, true).0
 }
 
 /// [`input`], and whether the bytes are a file as kerust saved it (a generated model, unchanged): loading and
-/// saving it again must then give the same bytes.
-pub fn input_case(corpus: &[Vec<u8>], seed: u64, index: u64) -> (Vec<u8>, bool) {
+/// saving it again must then give the same bytes. `heavy`: as for [`generated`].
+pub fn input_case(corpus: &[Vec<u8>], seed: u64, index: u64, heavy: bool) -> (Vec<u8>, bool) {
     let mut rng = StdRng::seed_from_u64(seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let model_seed = seed.wrapping_add(index);
     match rng.random_range(0..20) {
-        0..=7 => generated(&mut rng, model_seed),
+        0..=7 => generated(&mut rng, model_seed, heavy),
         8..=12 => {
-            let base = generated(&mut rng, model_seed).0;
+            let base = generated(&mut rng, model_seed, heavy).0;
             (mutate_structure(&base, &mut rng), false)
         }
         13..=15 => {
-            let base = generated(&mut rng, model_seed).0;
+            let base = generated(&mut rng, model_seed, heavy).0;
             (mutate_bytes(base, &mut rng), false)
         }
         _ => {
@@ -592,13 +592,14 @@ pub fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_default()
 }
 
-/// Runs inputs `start..end` of the run seeded `seed` in this process, catching panics (in making the input
+/// Runs inputs `start..end` of the run seeded `seed` (`heavy`: as for [`generated`]) in this process, catching panics (in making the input
 /// too: a builder that panics is a finding). `progress` is called with each index before it runs, and `done`
 /// with its outcome after (the worker process reports both, so that an abort or a hang names its input and no
 /// count is lost with the worker).
 pub fn run(
     corpus: &[Vec<u8>],
     seed: u64,
+    heavy: bool,
     start: u64,
     end: u64,
     mut progress: impl FnMut(u64),
@@ -608,7 +609,7 @@ pub fn run(
     for i in start..end {
         progress(i);
         let outcome = std::panic::catch_unwind(|| {
-            let (bytes, as_saved) = input_case(corpus, seed, i);
+            let (bytes, as_saved) = input_case(corpus, seed, i, heavy);
             check(&bytes, as_saved)
         })
         .map_err(panic_message);

@@ -16,6 +16,8 @@
 //! Faults are counted by kind (panic, abort, hang, oracle failure), each with its input indices. To reproduce
 //! input N: `--replay N` runs it alone in this process and prints what it did; `--write N FILE` writes its
 //! bytes to FILE (a model file to load with `load_model`); `--check FILE` runs the oracles on a file.
+//! `--light` leaves out the inputs that are slow in a debug build (as the short run in `cargo test` does):
+//! `--seed 14 --iterations 10000 --light` runs that run's inputs in worker processes.
 mod harness;
 
 use std::io::{BufRead, BufReader, Write};
@@ -58,9 +60,11 @@ impl Faults {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let seed = arg(&args, "--seed", 25);
+    // The inputs of the short run in `cargo test` (no chain of thousands of layers, no big image).
+    let light = args.iter().any(|a| a == "--light");
     if args.iter().any(|a| a == "--replay") {
         let i = arg(&args, "--replay", 0);
-        let (bytes, as_saved) = harness::input_case(&harness::corpus(), seed, i);
+        let (bytes, as_saved) = harness::input_case(&harness::corpus(), seed, i, !light);
         match kerust::models::load_model_from_bytes(&bytes) {
             Ok(_) => println!("input {i}: loads; {:?}", harness::check(&bytes, as_saved)),
             Err(e) => println!("input {i}: {e}"),
@@ -70,7 +74,8 @@ fn main() {
     if let Some(at) = args.iter().position(|a| a == "--write") {
         let i = arg(&args, "--write", 0);
         let path = args.get(at + 2).expect("--write N FILE");
-        std::fs::write(path, harness::input(&harness::corpus(), seed, i)).expect("write the input");
+        std::fs::write(path, harness::input_case(&harness::corpus(), seed, i, !light).0)
+            .expect("write the input");
         return;
     }
     if let Some(at) = args.iter().position(|a| a == "--check") {
@@ -80,7 +85,7 @@ fn main() {
         return;
     }
     if args.iter().any(|a| a == "--worker") {
-        return worker(&args, seed);
+        return worker(&args, seed, light);
     }
     let iterations = arg(&args, "--iterations", 100_000);
     let start = arg(&args, "--start", 0);
@@ -100,6 +105,7 @@ fn main() {
             .arg(&exe)
             .args(["--worker", "--seed", &seed.to_string(), "--start", &next.to_string()])
             .args(["--end", &end.to_string()])
+            .args(light.then_some("--light"))
             .stdout(Stdio::piped())
             .spawn()
             .expect("start a worker");
@@ -184,7 +190,7 @@ fn main() {
     }
 }
 
-fn worker(args: &[String], seed: u64) {
+fn worker(args: &[String], seed: u64, light: bool) {
     std::panic::set_hook(Box::new(|_| {}));
     let (start, end) = (arg(args, "--start", 0), arg(args, "--end", 0));
     let corpus = harness::corpus();
@@ -194,6 +200,7 @@ fn worker(args: &[String], seed: u64) {
     harness::run(
         &corpus,
         seed,
+        !light,
         start,
         end,
         |i| {
