@@ -11,7 +11,7 @@
 //! `sh -c 'ulimit -v ...; exec ...'`, so that an allocation the loader should have refused kills only the
 //! worker (an abort, or an out-of-memory kill) and is counted, with its input index; the parent restarts a
 //! worker after it. An input that runs longer than `--timeout-s` is a hang: the parent kills the worker,
-//! counts it and goes on after it. A worker reports its peak memory (`VmHWM`).
+//! counts it and goes on after it. A worker reports its peak memory (`VmHWM`) every 1,000 inputs and at its end.
 //!
 //! Faults are counted by kind (panic, abort, hang, oracle failure), each with its input indices. To reproduce
 //! input N: `--replay N` runs it alone in this process and prints what it did; `--write N FILE` writes its
@@ -147,10 +147,8 @@ fn main() {
                     eprintln!("oracle: input {i}: {rest}");
                     oracles.0.push((i, rest));
                 }
-                ("peak", Some(kib)) => {
-                    peak = peak.max(kib);
-                    finished = true;
-                }
+                ("peak", Some(kib)) => peak = peak.max(kib),
+                ("done", _) => finished = true,
                 _ => {}
             }
         }
@@ -206,6 +204,10 @@ fn worker(args: &[String], seed: u64, light: bool) {
         |i| {
             // The index reaches the parent before the input runs: an abort or a hang names it.
             let mut out = out.borrow_mut();
+            // The peak so far, now and then: a worker that is killed later has reported it.
+            if i % 1000 == 0 {
+                let _ = writeln!(out, "peak {}", peak_kib());
+            }
             let _ = writeln!(out, "at {i}");
             let _ = out.flush();
         },
@@ -220,4 +222,5 @@ fn worker(args: &[String], seed: u64, light: bool) {
         },
     );
     let _ = writeln!(out.borrow_mut(), "peak {}", peak_kib());
+    let _ = writeln!(out.borrow_mut(), "done");
 }
