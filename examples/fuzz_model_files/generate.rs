@@ -33,6 +33,7 @@ fn layer_for(shape: &[usize], rng: &mut StdRng) -> Box<dyn Layer> {
             2 => Box::new(Rescaling::new([0.5, 2.0, -1.0, 1.0 / 255.0][rng.random_range(0..4)]).offset(0.1)),
             _ => Box::new(
                 BatchNormalization::new()
+                    .axis([-1, -1, 1, 2, 3][rng.random_range(0..5)])
                     .momentum([0.99, 0.5, 0.0][rng.random_range(0..3)])
                     .epsilon([1e-3, 1e-7][rng.random_range(0..2)])
                     .center(rng.random_bool(0.8))
@@ -343,7 +344,7 @@ fn huge(rng: &mut StdRng) -> Value {
 
 /// Writes one extreme setting into the config (only where a layer or setting of that kind is).
 fn extreme(config: &mut Value, rng: &mut StdRng, heavy: bool) {
-    let kind = rng.random_range(0..9);
+    let kind = rng.random_range(0..13);
     let pick = rng.random_range(0..4usize);
     let mut seen = 0usize;
     let mut patch = |class: &str, c: &mut serde_json::Map<String, Value>, rng: &mut StdRng| {
@@ -377,6 +378,15 @@ fn extreme(config: &mut Value, rng: &mut StdRng, heavy: bool) {
             (5, "BatchNormalization") => {
                 c.insert("epsilon".into(), json!(1e-45));
                 c.insert("momentum".into(), json!(1.0));
+            }
+            (12, "Dense" | "Conv2D") => {
+                // An integer setting past 2^53, where an f64 is no longer exact.
+                let stddev =
+                    [json!((1u64 << 53) + 1), json!(u64::MAX), json!(1e-45)][rng.random_range(0..3)].clone();
+                c.insert(
+                    "kernel_initializer".into(),
+                    json!({"class_name": "random_normal", "config": {"mean": 0.0, "stddev": stddev}}),
+                );
             }
             (6, "InputLayer") => {
                 if let Some(Value::Array(s)) = c.get_mut("shape") {
@@ -415,6 +425,33 @@ fn extreme(config: &mut Value, rng: &mut StdRng, heavy: bool) {
                     opt.insert("learning_rate".into(), lr);
                 } else if let Some(Value::Object(c)) = opt.get_mut("config") {
                     c.insert("learning_rate".into(), lr);
+                }
+            }
+        }
+        // A loss weight too small for an `f32`, or a second compile entry for an output.
+        10 | 11 => {
+            if let Some(Value::Array(outputs)) = config.pointer_mut("/compile/outputs") {
+                if let Some(first) = outputs.first().cloned() {
+                    if kind == 10 {
+                        outputs[0]["loss_weight"] =
+                            [json!(1e-50), json!(1e-46), json!(3.5e38)][rng.random_range(0..3)].clone();
+                    } else {
+                        let mut second = first;
+                        second["loss_weight"] = json!(0.25);
+                        outputs.push(second);
+                    }
+                }
+            }
+        }
+        // A `Sequential` whose first layer declares an input shape with no axis or an axis of 0.
+        9 => {
+            if config["class_name"] == "Sequential" {
+                config["input_shape"] = Value::Null;
+                config["build_input_shape"] = Value::Null;
+                let shape =
+                    [json!([]), json!([0]), json!([0, 3]), json!([2, 0, 1])][rng.random_range(0..4)].clone();
+                if let Some(Value::Object(first)) = config.pointer_mut("/layers/0/config") {
+                    first.insert("input_shape".into(), shape);
                 }
             }
         }

@@ -6,9 +6,11 @@
 //! stacks, of every layer kind, compiled with every optimizer and often trained a step, some with extreme
 //! settings written into the config; see `generate.rs`); structured mutations of those and of a small corpus
 //! (config, tensors, optimizer state, metadata, the checksum recomputed so the mutation reaches the loader);
-//! and raw byte mutations. The oracles, for every file that loads: it saves; save -> load -> save gives the
-//! same bytes, the same layer order, the same weights and bit-equal predictions; `predict` and a training step
-//! do not panic, and a model trained a step still saves.
+//! and raw byte mutations. The oracles, for every file that loads: it saves; every number in its config saves
+//! as the same setting (not rounded, not replaced by a later entry); save -> load -> save gives the same bytes,
+//! the same layer order, the same weights and bit-equal predictions; a generated file as kerust saved it loads
+//! and saves to its own bytes; `predict` and a training step do not panic, and a model trained a step saves a
+//! file that loads.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -505,6 +507,62 @@ fn prediction_bits(model: &Model, x: &[ArrayD<f32>]) -> Result<Vec<(String, Vec<
         .collect())
 }
 
+/// The `model_config` of a file, if it has one that parses.
+fn config_of(bytes: &[u8]) -> Option<Value> {
+    let n = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+    let header: Value = serde_json::from_slice(bytes.get(8..8usize.checked_add(n)?)?).ok()?;
+    serde_json::from_str(header["__metadata__"]["model_config"].as_str()?).ok()
+}
+
+/// Every number in a model config, by where it is: a layer's settings by the layer's name (a reordering is
+/// the layer-order oracle's), the rest by JSON pointer.
+fn numbers(config: &Value) -> BTreeMap<String, Value> {
+    fn walk(v: &Value, at: String, out: &mut BTreeMap<String, Value>) {
+        match v {
+            Value::Number(_) => {
+                out.insert(at, v.clone());
+            }
+            Value::Object(m) => m.iter().for_each(|(k, c)| walk(c, format!("{at}/{k}"), out)),
+            Value::Array(a) => a.iter().enumerate().for_each(|(i, c)| walk(c, format!("{at}/{i}"), out)),
+            _ => {}
+        }
+    }
+    let mut out = BTreeMap::new();
+    if let Value::Object(top) = config {
+        for (k, v) in top {
+            if k == "layers" {
+                for l in v.as_array().into_iter().flatten() {
+                    let name = l["config"]["name"].as_str().unwrap_or("?");
+                    walk(&l["config"], format!("layer {name}:"), &mut out);
+                }
+            } else {
+                walk(v, format!("/{k}"), &mut out);
+            }
+        }
+    }
+    out
+}
+
+/// Whether `saved` is the setting `file` stands for: the same integer, the same number, or the `f32` whose
+/// shortest decimal form `file` is (`0.001` saved as `0.0010000000474974513`).
+fn same_number(file: &Value, saved: &Value) -> bool {
+    if let (Some(a), Some(b)) = (file.as_u64(), saved.as_u64()) {
+        return a == b;
+    }
+    if let (Some(a), Some(b)) = (file.as_i64(), saved.as_i64()) {
+        return a == b;
+    }
+    let (Some(a), Some(b)) = (file.as_f64(), saved.as_f64()) else { return false };
+    // An integer in the file is exact: the saved number must be it, not its nearest f64.
+    if let Some(n) = file.as_u64() {
+        return b.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&b) && b as u64 == n;
+    }
+    if let Some(n) = file.as_i64() {
+        return b.fract() == 0.0 && (-9_223_372_036_854_775_808.0..0.0).contains(&b) && b as i64 == n;
+    }
+    a == b || (b as f32 as f64 == b && (b as f32).to_string().parse::<f64>().is_ok_and(|d| d == a))
+}
+
 /// Runs one input through the loader and, if it loads, through the oracles (see the module's doc). `as_saved`:
 /// the bytes are a file as kerust saved it, which must then load and save to the same bytes.
 pub fn check(bytes: &[u8], as_saved: bool) -> Outcome {
@@ -518,6 +576,17 @@ pub fn check(bytes: &[u8], as_saved: bool) -> Outcome {
         Ok(b) => b,
         Err(e) => return fail(format!("a loaded model does not save: {e}")),
     };
+    // A setting the loader accepted must come out as the same number (not rounded or replaced).
+    if let (Some(file), Some(out)) = (config_of(bytes), config_of(&saved)) {
+        let out = numbers(&out);
+        for (at, v) in numbers(&file) {
+            if let Some(w) = out.get(&at) {
+                if !same_number(&v, w) {
+                    return fail(format!("the setting {at} = {v} loads and saves as {w}"));
+                }
+            }
+        }
+    }
     if as_saved && saved != bytes {
         let order = |b: &[u8]| -> Vec<String> {
             let config = ModelFile::parse(b).config();
