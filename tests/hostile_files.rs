@@ -5,7 +5,7 @@ mod harness;
 
 use harness::ModelFile;
 use kerust::callbacks::EarlyStopping;
-use kerust::layers::{Dense, Dropout};
+use kerust::layers::{Dense, Dropout, Flatten};
 use kerust::models::{load_model_from_bytes, Sequential};
 use kerust::optimizers::{Adam, Optimizer, SGD};
 use kerust::Error;
@@ -123,7 +123,9 @@ fn case3_iterations_load_exactly_and_never_wrap() {
     let mut m = load_model_from_bytes(&bytes).unwrap();
     let x = Array2::from_shape_fn((2, 3), |(i, j)| (i + j) as f32);
     m.fit(&x, &array![[1.0f32, 0.0], [0.0, 1.0]]).epochs(1).verbose(0).run().unwrap();
-    assert_eq!(m.epochs_run(), i64::MAX as u64 + 1);
+    // The count stops at the largest a file holds, so the model's own file loads (issue 25, item 5).
+    assert_eq!(m.epochs_run(), i64::MAX as u64);
+    assert_eq!(load_model_from_bytes(&m.to_bytes().unwrap()).unwrap().epochs_run(), i64::MAX as u64);
     for not_an_integer in [json!(1.5), json!(-1), json!(1e20)] {
         let bytes = with_config(|c| c["compile"]["optimizer"]["iterations"] = not_an_integer.clone());
         let e = load_err(&bytes);
@@ -337,4 +339,126 @@ fn a_model_loaded_with_the_most_epochs_run_trains_and_saves_a_file_that_loads() 
     m.fit(&x, &y).epochs(1).verbose(0).run().unwrap();
     let again = load_model_from_bytes(&m.to_bytes().unwrap()).unwrap();
     assert_eq!(again.epochs_run(), i64::MAX as u64);
+}
+
+// Issue 25, items 5, 6 and 7.
+
+#[test]
+fn issue25_item5_a_model_at_the_last_step_count_saves_after_a_step() {
+    // `iterations` = i64::MAX loads; a step took it past the limit the loader checks, so the model's own
+    // file did not load again. Every optimizer counts up to the limit and stays there.
+    let optimizers: Vec<(&str, Box<dyn Fn() -> Box<dyn Optimizer>>)> = vec![
+        ("sgd", Box::new(|| Box::new(SGD::new().momentum(0.5)))),
+        ("adam", Box::new(|| Box::new(Adam::new()))),
+        ("adamw", Box::new(|| Box::new(kerust::optimizers::AdamW::new()))),
+        ("rmsprop", Box::new(|| Box::new(kerust::optimizers::RMSprop::new()))),
+        ("adagrad", Box::new(|| Box::new(kerust::optimizers::Adagrad::new()))),
+    ];
+    let x = Array2::from_shape_fn((2, 3), |(i, j)| (i + j) as f32);
+    let y = array![[1.0f32, 0.0], [0.0, 1.0]];
+    for (name, optimizer) in optimizers {
+        let mut m = Sequential::new();
+        m.set_seed(7);
+        m.add(Dense::new(2).input_shape([3]).activation("softmax")).unwrap();
+        m.compile("categorical_crossentropy", optimizer(), ["accuracy"]).unwrap();
+        m.fit(&x, &y).epochs(1).verbose(0).run().unwrap();
+        let top = kerust::optimizers::MAX_ITERATIONS;
+        let bytes = ModelFile::with_config(&m.to_bytes().unwrap(), |c| {
+            c["compile"]["optimizer"]["iterations"] = json!(top);
+            c["training"]["epochs_run"] = json!(i64::MAX);
+        });
+        let mut m = load_model_from_bytes(&bytes).unwrap();
+        m.fit(&x, &y).epochs(1).verbose(0).run().unwrap();
+        assert_eq!(m.optimizer().unwrap().iterations(), top, "{name}");
+        let again = load_model_from_bytes(&m.to_bytes().unwrap())
+            .unwrap_or_else(|e| panic!("{name}: the model's own file does not load: {e}"));
+        assert_eq!(again.optimizer().unwrap().iterations(), top, "{name}");
+        assert!(again.get_weights().iter().all(|w| w.iter().all(|v| v.is_finite())), "{name}");
+    }
+}
+
+#[test]
+fn issue25_item6_an_input_shape_with_a_zero_or_no_axis_is_refused_wherever_it_comes_from() {
+    // A weightless model, so that only the shape is wrong: a first layer's own input_shape.
+    let mut m = Sequential::new();
+    m.add(Flatten::new().input_shape([2, 3])).unwrap();
+    m.add(Dropout::new(0.5)).unwrap();
+    let bytes = m.to_bytes().unwrap();
+    for shape in [json!([0]), json!([]), json!([2, 0])] {
+        let from_layer = ModelFile::with_config(&bytes, |c| {
+            c["build_input_shape"] = Value::Null;
+            c["input_shape"] = Value::Null;
+            c["layers"][0]["config"]["input_shape"] = shape.clone();
+        });
+        let e = load_err(&from_layer);
+        assert!(e.contains("positive"), "{shape}: {e}");
+        let from_model = ModelFile::with_config(&bytes, |c| c["build_input_shape"] = shape.clone());
+        assert!(load_err(&from_model).contains("positive"), "{shape}");
+    }
+    // The builder and Input: the same rule, the same words.
+    for shape in [&[0usize][..], &[], &[2, 0]] {
+        let mut m = Sequential::new();
+        let e = m.add(Flatten::new().input_shape(shape)).unwrap_err().to_string();
+        assert!(e.contains("positive"), "{shape:?}: {e}");
+        assert!(!m.is_built() && m.layers().is_empty(), "a failed add leaves the model unchanged");
+        let e = m.add(kerust::layers::Input::new(shape)).unwrap_err().to_string();
+        assert!(e.contains("positive"), "{shape:?}: {e}");
+        let mut m = Sequential::new();
+        m.add(Dense::new(2)).unwrap();
+        assert!(m.build(shape).unwrap_err().to_string().contains("positive"), "{shape:?}");
+    }
+}
+
+#[test]
+fn issue25_item7_integers_beyond_2_pow_53_are_not_rounded() {
+    let over = (1u64 << 53) + 1;
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "stddev",
+            Box::new(move |c| {
+                c["layers"][0]["config"]["kernel_initializer"] =
+                    json!({"class_name": "random_normal", "config": {"mean": 0, "stddev": over}})
+            }),
+        ),
+        (
+            "mean",
+            Box::new(move |c| {
+                c["layers"][0]["config"]["kernel_initializer"] =
+                    json!({"class_name": "random_normal", "config": {"mean": -(over as i64), "stddev": 1}})
+            }),
+        ),
+        (
+            "learning_rate",
+            Box::new(move |c| c["compile"]["optimizer"]["config"]["learning_rate"] = json!(over)),
+        ),
+        (
+            "label_smoothing",
+            Box::new(move |c| c["compile"]["loss"]["config"]["label_smoothing"] = json!(over)),
+        ),
+        ("rate", Box::new(move |c| c["layers"][1]["config"]["rate"] = json!(over))),
+        (
+            "stddev",
+            Box::new(move |c| {
+                c["layers"][0]["config"]["kernel_initializer"] =
+                    json!({"class_name": "random_normal", "config": {"mean": 0, "stddev": u64::MAX}})
+            }),
+        ),
+    ];
+    let mut m = Sequential::new();
+    m.add(Dense::new(2).input_shape([3])).unwrap();
+    m.add(Dropout::new(0.5)).unwrap();
+    m.compile("categorical_crossentropy", SGD::new(), ["accuracy"]).unwrap();
+    let bytes = m.to_bytes().unwrap();
+    for (setting, edit) in cases {
+        let e = load_err(&ModelFile::with_config(&bytes, edit));
+        assert!(e.contains(setting), "{setting}: {e}");
+    }
+    // The same setting as an exact integer (2^24 is an f32) loads, and saves as it loaded.
+    let exact = ModelFile::with_config(&bytes, |c| {
+        c["layers"][0]["config"]["kernel_initializer"] =
+            json!({"class_name": "random_normal", "config": {"mean": 0, "stddev": 1u64 << 24}})
+    });
+    let m = load_model_from_bytes(&exact).unwrap();
+    let saved = m.to_bytes().unwrap();
+    assert_eq!(load_model_from_bytes(&saved).unwrap().to_bytes().unwrap(), saved);
 }

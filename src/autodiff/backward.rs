@@ -451,7 +451,7 @@ fn apply(op: &Op, id: usize, g: ArrayViewD<'_, f32>, vals: &Values<'_>, aux: &Te
                 }
             }
         }
-        Op::Sum(a, axes) | Op::Mean(a, axes) => {
+        Op::Sum(a, ref axes) | Op::Mean(a, ref axes) => {
             let x = vals.get(a);
             let kept = axes.kept_shape(x.shape());
             let scale = match *op {

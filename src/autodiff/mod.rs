@@ -37,7 +37,7 @@ mod unary;
 
 pub use gemm::{gemm, num_threads, set_num_threads};
 pub use gradcheck::{check_gradients, GradCheck, GradCheckReport};
-pub(crate) use ops::window_output;
+pub(crate) use ops::{window_output, WindowFault};
 pub use ops::{Conv2dOptions, CustomOp, Padding};
 pub(crate) use unary::Unary;
 
@@ -64,6 +64,11 @@ impl ParamId {
     /// The parameter's position in its store.
     pub fn index(self) -> usize {
         self.0
+    }
+
+    /// The handle of the parameter at `index` (for renumbering a store's handles).
+    pub(crate) fn from_index(index: usize) -> Self {
+        ParamId(index)
     }
 }
 
@@ -162,6 +167,14 @@ impl ParamStore {
     /// Drops every parameter from position `len` on (used when a layer is removed from a model).
     pub fn truncate(&mut self, len: usize) {
         self.params.truncate(len);
+    }
+
+    /// Puts the parameters in the order `order` gives: the parameter at position `i` is then the one `order[i]`
+    /// named (a permutation of the store's handles; the caller renumbers the handles it holds).
+    pub(crate) fn permute(&mut self, order: &[ParamId]) {
+        debug_assert_eq!(order.len(), self.params.len());
+        let mut old: Vec<Option<Param>> = std::mem::take(&mut self.params).into_iter().map(Some).collect();
+        self.params = order.iter().filter_map(|id| old.get_mut(id.0).and_then(Option::take)).collect();
     }
 }
 

@@ -9,8 +9,8 @@ mod pool2d;
 mod window;
 
 pub use conv2d::Conv2dOptions;
-pub(crate) use window::window_output;
 pub use window::Padding;
+pub(crate) use window::{window_output, WindowFault};
 
 use super::gemm::gemm;
 use ndarray::{ArrayViewD, Axis, Ix2, Ix3, IxDyn, Zip};
@@ -77,39 +77,56 @@ impl Binary {
     }
 }
 
-/// A set of axes to reduce over, as a bit mask (at most 32 dimensions).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct AxisSet(u32);
+/// A set of axes to reduce over: a bit mask for values of up to 64 dimensions (every model's, in practice:
+/// no allocation), one flag per axis beyond that, so that any rank ndarray holds reduces correctly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum AxisSet {
+    /// Axis `i` is reduced if bit `i` is set; for `ndim <= 64`.
+    Bits(u64),
+    /// Axis `i` is reduced if flag `i` is set; for `ndim > 64`.
+    Flags(Box<[bool]>),
+}
 
 impl AxisSet {
     fn new(axes: &[usize], ndim: usize) -> Self {
-        let mut mask = 0u32;
         for &ax in axes {
             assert!(ax < ndim, "axis {ax} is out of range for a value with {ndim} dimensions");
-            mask |= 1 << ax;
         }
-        AxisSet(mask)
+        if ndim <= 64 {
+            AxisSet::Bits(axes.iter().fold(0, |mask, &ax| mask | 1 << ax))
+        } else {
+            let mut flags = vec![false; ndim];
+            axes.iter().for_each(|&ax| flags[ax] = true);
+            AxisSet::Flags(flags.into())
+        }
     }
 
     fn all(ndim: usize) -> Self {
-        AxisSet(if ndim >= 32 { u32::MAX } else { (1u32 << ndim) - 1 })
+        match ndim {
+            64 => AxisSet::Bits(u64::MAX),
+            0..64 => AxisSet::Bits((1 << ndim) - 1),
+            _ => AxisSet::Flags(vec![true; ndim].into()),
+        }
     }
 
-    fn contains(self, ax: usize) -> bool {
-        self.0 & (1 << ax) != 0
+    fn contains(&self, ax: usize) -> bool {
+        match self {
+            AxisSet::Bits(mask) => ax < 64 && mask & (1 << ax) != 0,
+            AxisSet::Flags(flags) => flags.get(ax).copied().unwrap_or(false),
+        }
     }
 
     /// The input shape with reduced axes set to 1.
-    pub(crate) fn kept_shape(self, shape: &[usize]) -> Vec<usize> {
+    pub(crate) fn kept_shape(&self, shape: &[usize]) -> Vec<usize> {
         shape.iter().enumerate().map(|(ax, &n)| if self.contains(ax) { 1 } else { n }).collect()
     }
 
     /// How many elements each output element sums.
-    pub(crate) fn count(self, shape: &[usize]) -> usize {
+    pub(crate) fn count(&self, shape: &[usize]) -> usize {
         shape.iter().enumerate().filter(|&(ax, _)| self.contains(ax)).map(|(_, &n)| n).product()
     }
 
-    fn output_shape(self, shape: &[usize], keepdims: bool) -> Vec<usize> {
+    fn output_shape(&self, shape: &[usize], keepdims: bool) -> Vec<usize> {
         if keepdims {
             self.kept_shape(shape)
         } else {
@@ -408,16 +425,18 @@ impl<'t> Var<'t> {
     fn reduce(self, axes: AxisSet, keepdims: bool, mean: bool) -> Var<'t> {
         let in_shape = self.shape();
         let shape = axes.output_shape(&in_shape, keepdims);
-        let op = if mean { Op::Mean(self.id, axes) } else { Op::Sum(self.id, axes) };
         let scale = if mean { 1.0 / axes.count(&in_shape).max(1) as f32 } else { 1.0 };
+        let every = axes == AxisSet::all(in_shape.len());
+        let reduced: Vec<usize> = (0..in_shape.len()).rev().filter(|&ax| axes.contains(ax)).collect();
+        let op = if mean { Op::Mean(self.id, axes) } else { Op::Sum(self.id, axes) };
         self.tape.push(op, &shape, |v, out, _| {
             let x = v.get(self.id);
-            if axes == AxisSet::all(x.ndim()) {
+            if every {
                 out.fill(x.sum() * scale);
                 return;
             }
             let mut acc = x.to_owned();
-            for ax in (0..x.ndim()).rev().filter(|&ax| axes.contains(ax)) {
+            for &ax in &reduced {
                 acc = acc.sum_axis(Axis(ax));
             }
             let acc = acc.into_shape_with_order(IxDyn(&shape)).expect("reduced shape");
@@ -768,6 +787,15 @@ mod tests {
         assert_eq!(ax.count(&[2, 3, 4]), 8);
         assert_eq!(AxisSet::all(3), AxisSet::new(&[2, 1, 0], 3));
         assert_eq!(AxisSet::all(0).output_shape(&[], false), Vec::<usize>::new());
+        // Any rank: axes 32 and 64 and beyond are their own, not aliases of axis 0.
+        for ndim in [33, 64, 65, 70] {
+            let last = AxisSet::new(&[ndim - 1], ndim);
+            assert!(last.contains(ndim - 1) && !last.contains(0) && !last.contains(ndim - 1 - 32));
+            assert_eq!(last.count(&vec![2; ndim]), 2);
+            let all = AxisSet::all(ndim);
+            assert!((0..ndim).all(|ax| all.contains(ax)) && !all.contains(ndim));
+            assert_eq!(all, AxisSet::new(&(0..ndim).collect::<Vec<_>>(), ndim));
+        }
         let p = Perm::new(&[2, 0, 1]);
         assert_eq!(p.inverse().as_slice(), &[1, 2, 0]);
         assert_eq!(p.inverse().inverse(), p);

@@ -16,9 +16,10 @@ use crate::{Error, Result};
 /// With `restore_best_weights`, the weights of the best epoch are put back when the callback stops training,
 /// and (as in Keras 3) also at the end of training if it ended otherwise and the best epoch was not the last.
 ///
-/// If the logs have no value for the monitored name, the callback warns once on standard error and does
-/// nothing. Defaults are Keras': monitor `"val_loss"`, `min_delta` 0, `patience` 0, mode `Auto`, no baseline,
-/// `restore_best_weights` false, `start_from_epoch` 0, `verbose` 0.
+/// If the logs have no value for the monitored name, the callback warns once per `fit` on standard error
+/// (Keras warns every epoch) that it cannot stop training, and does nothing: every epoch runs. Defaults are
+/// Keras': monitor `"val_loss"`, `min_delta` 0, `patience` 0, mode `Auto`, no baseline, `restore_best_weights`
+/// false, `start_from_epoch` 0, `verbose` 0.
 ///
 /// ```
 /// use kerust::callbacks::EarlyStopping;
@@ -67,7 +68,15 @@ impl EarlyStopping {
     /// Keras' defaults: monitor `"val_loss"`, `patience` 0, no restoring.
     pub fn new() -> Self {
         EarlyStopping {
-            watch: Monitor::new(0.0, Margin::OnValue, ("Early stopping conditioned on", "")),
+            watch: Monitor::new(
+                0.0,
+                Margin::OnValue,
+                (
+                    "Early stopping conditioned on",
+                    ". EarlyStopping cannot stop training without it: every epoch will run. Monitor one of \
+                     the available names, or give fit validation data for a `val_` name.",
+                ),
+            ),
             patience: 0,
             verbose: 0,
             baseline: None,

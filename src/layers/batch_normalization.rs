@@ -246,6 +246,18 @@ impl Layer for BatchNormalization {
         y
     }
 
+    fn renumber_weights(&mut self, new_id: &dyn Fn(ParamId) -> ParamId) -> Result<()> {
+        if let Some(b) = self.built.as_mut() {
+            for id in
+                b.gamma.iter_mut().chain(&mut b.beta).chain([&mut b.moving_mean, &mut b.moving_variance])
+            {
+                *id = new_id(*id);
+            }
+            b.weights.iter_mut().for_each(|id| *id = new_id(*id));
+        }
+        Ok(())
+    }
+
     fn weights(&self) -> &[ParamId] {
         self.built.as_ref().map_or(&[], |b| &b.weights)
     }

@@ -125,7 +125,12 @@ pub const KNOWN_LAYERS: &[&str] = &[
 #[serde(deny_unknown_fields)]
 pub(crate) struct FnConfig {
     class_name: String,
+    #[serde(deserialize_with = "crate::saving::settings::exact_f64_map")]
     config: BTreeMap<String, f64>,
+}
+
+fn exact_rate<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    crate::saving::settings::exact_setting("rate", d)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -145,6 +150,7 @@ pub(crate) struct DenseConfig {
 pub(crate) struct DropoutConfig {
     pub(crate) name: Option<String>,
     /// An `f32` rate, written in its shortest decimal form and read back strictly.
+    #[serde(deserialize_with = "exact_rate")]
     pub(crate) rate: f64,
 }
 
@@ -202,8 +208,8 @@ pub(crate) mod strict_f32 {
     macro_rules! settings {
         ($($name:ident),*) => {$(
             pub(crate) fn $name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
-                use serde::{de::Error as _, Deserialize};
-                let value = f64::deserialize(d)?;
+                use serde::de::Error as _;
+                let value = crate::saving::settings::exact_setting(stringify!($name), d)?;
                 crate::saving::settings::f32_setting("layer config", stringify!($name), value)
                     .map_err(D::Error::custom)
             }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{activation_fn, initializer_fn, spec_value};
 use super::{add_weight, CallContext, Layer, Size2};
 use crate::activations::Activation;
-use crate::autodiff::{Conv2dOptions, Padding, ParamId, ParamStore, Var};
+use crate::autodiff::{Conv2dOptions, Padding, ParamId, ParamStore, Var, WindowFault};
 use crate::initializers::Initializer;
 use crate::spec::Spec;
 use crate::{Error, Result};
@@ -161,6 +161,28 @@ pub(crate) fn image_shape(layer: &str, input_shape: &[usize]) -> Result<[usize; 
     }
 }
 
+/// The error for a window whose positions on the padded input do not fit in a `usize`: the same for a layer
+/// made by a builder, loaded from a file, or built on an `Input` of any size.
+pub(crate) fn too_large(
+    layer: &str,
+    input_shape: &[usize],
+    size: Size2,
+    strides: Size2,
+    dilation: Size2,
+    padding: Padding,
+) -> Error {
+    Error::shape(
+        format!("{layer} input"),
+        format!(
+            "a window (size {size}, strides {strides}, dilation {dilation}, padding \"{}\") whose reach over \
+             the padded input, (outputs - 1) * strides + dilation * (size - 1) + 1, fits in a {}-bit index",
+            padding.name(),
+            usize::BITS
+        ),
+        format!("{} (the reach overflows)", crate::models::shape_str(input_shape)),
+    )
+}
+
 /// Checks that each of a window setting's sizes is positive.
 pub(crate) fn positive(name: &'static str, size: Size2) -> Result<()> {
     if size.0 == 0 || size.1 == 0 {
@@ -202,21 +224,35 @@ impl Layer for Conv2D {
         let [h, w, channels] = image_shape("Conv2D", input_shape)?;
         let padding = s.padding.resolve()?;
         let options = Conv2dOptions { strides: s.strides.into(), padding, dilation: s.dilation_rate.into() };
-        let rows =
-            crate::autodiff::window_output(h, s.kernel_size.0, s.strides.0, s.dilation_rate.0, padding);
-        let cols =
-            crate::autodiff::window_output(w, s.kernel_size.1, s.strides.1, s.dilation_rate.1, padding);
-        let (Some(oh), Some(ow)) = (rows, cols) else {
-            return Err(Error::shape(
-                "Conv2D input",
-                format!(
-                    "images at least as large as the kernel {} with dilation {} (padding \"{}\")",
+        let windows = [
+            (h, s.kernel_size.0, s.strides.0, s.dilation_rate.0),
+            (w, s.kernel_size.1, s.strides.1, s.dilation_rate.1),
+        ]
+        .map(|(n, k, st, d)| crate::autodiff::window_output(n, k, st, d, padding));
+        let [oh, ow] = match windows {
+            [Ok(oh), Ok(ow)] => [oh, ow],
+            [Err(WindowFault::TooLarge), _] | [_, Err(WindowFault::TooLarge)] => {
+                return Err(too_large(
+                    "Conv2D",
+                    input_shape,
                     s.kernel_size,
+                    s.strides,
                     s.dilation_rate,
-                    padding.name()
-                ),
-                crate::models::shape_str(input_shape),
-            ));
+                    padding,
+                ))
+            }
+            _ => {
+                return Err(Error::shape(
+                    "Conv2D input",
+                    format!(
+                        "images at least as large as the kernel {} with dilation {} (padding \"{}\")",
+                        s.kernel_size,
+                        s.dilation_rate,
+                        padding.name()
+                    ),
+                    crate::models::shape_str(input_shape),
+                ))
+            }
         };
         let activation = s.activation.resolve()?;
         let (kernel_init, bias_init) = (s.kernel_initializer.resolve()?, s.bias_initializer.resolve()?);
@@ -244,6 +280,13 @@ impl Layer for Conv2D {
             Some(Some(f)) if f.df_uses_output_only() => x.conv2d_fused(kernel, bias, built.options, Some(f)),
             _ => built.activation.apply(x.conv2d(kernel, bias, built.options)),
         }
+    }
+
+    fn renumber_weights(&mut self, new_id: &dyn Fn(ParamId) -> ParamId) -> Result<()> {
+        if let Some(built) = self.built.as_mut() {
+            built.weights.iter_mut().for_each(|id| *id = new_id(*id));
+        }
+        Ok(())
     }
 
     fn weights(&self) -> &[ParamId] {

@@ -183,6 +183,13 @@ impl Layer for Dense {
         after.map_or(y, |activation| activation.apply(y))
     }
 
+    fn renumber_weights(&mut self, new_id: &dyn Fn(ParamId) -> ParamId) -> Result<()> {
+        if let Some(built) = self.built.as_mut() {
+            built.weights.iter_mut().for_each(|id| *id = new_id(*id));
+        }
+        Ok(())
+    }
+
     fn weights(&self) -> &[ParamId] {
         self.built.as_ref().map_or(&[], |b| &b.weights)
     }

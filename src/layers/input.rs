@@ -27,6 +27,22 @@ impl Input {
     }
 }
 
+/// The rule for a model's per-sample input shape, wherever it is declared (an [`Input`], a first layer's
+/// `input_shape`, `Model::build`, a model file): at least one axis, and every axis positive.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming the shape.
+pub(crate) fn check_input_shape(shape: &[usize]) -> Result<()> {
+    if shape.is_empty() || shape.contains(&0) {
+        return Err(Error::invalid_argument(
+            "input_shape",
+            format!("{shape:?}"),
+            "an input shape needs at least one axis, and positive dimensions",
+        ));
+    }
+    Ok(())
+}
+
 impl Layer for Input {
     fn class_name(&self) -> &'static str {
         "InputLayer"
@@ -49,13 +65,7 @@ impl Layer for Input {
     }
 
     fn build(&mut self, input_shape: &[usize], _: &mut ParamStore, _: &mut StdRng) -> Result<Vec<usize>> {
-        if self.shape.is_empty() || self.shape.contains(&0) {
-            return Err(Error::invalid_argument(
-                "shape",
-                format!("{:?}", self.shape),
-                "Input needs positive dimensions",
-            ));
-        }
+        check_input_shape(&self.shape)?;
         Ok(input_shape.to_vec())
     }
 

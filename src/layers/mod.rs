@@ -74,6 +74,7 @@ pub use conv2d::Conv2D;
 pub use dense::Dense;
 pub use dropout::Dropout;
 pub use flatten::Flatten;
+pub(crate) use input::check_input_shape;
 pub use input::Input;
 pub use merging::{Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract};
 // The pooling kinds (`pooling::{Average, Max, PoolKind}`) stay in their module: `layers::Average` is Keras'
@@ -189,6 +190,27 @@ pub trait Layer: Send + Sync {
 
     /// The layer's weights, in Keras' order (kernel, then bias). Empty before `build`.
     fn weights(&self) -> &[ParamId];
+
+    /// Replaces each of the layer's weight handles `id` with `new_id(id)`: a graph model keeps its weights in
+    /// the order of its layers, so [`crate::models::Model::new`] renumbers them when a layer was built before
+    /// one that comes earlier in the model (its first call was left out of the model). A layer with weights
+    /// implements it to be used in such a model; the default refuses, naming the layer.
+    ///
+    /// # Errors
+    /// The default: a layer with weights.
+    fn renumber_weights(&mut self, new_id: &dyn Fn(ParamId) -> ParamId) -> Result<()> {
+        let _ = new_id;
+        if self.weights().is_empty() {
+            return Ok(());
+        }
+        Err(crate::Error::Graph(format!(
+            "layer `{}` ({}) was first called on a tensor no output depends on, so its weights come before \
+             those of a layer the model lists first; it does not implement Layer::renumber_weights to be \
+             renumbered: call it first where the model uses it",
+            self.name().unwrap_or("?"),
+            self.class_name()
+        )))
+    }
 
     /// The number of scalars in the layer's weights.
     fn count_params(&self, params: &ParamStore) -> usize {

@@ -19,9 +19,9 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use super::config::spec_value;
-use super::conv2d::{image_shape, positive};
+use super::conv2d::{image_shape, positive, too_large};
 use super::{CallContext, Layer, Size2};
-use crate::autodiff::{window_output, Padding, ParamId, ParamStore, Var};
+use crate::autodiff::{window_output, Padding, ParamId, ParamStore, Var, WindowFault};
 use crate::spec::Spec;
 use crate::{Error, Result};
 
@@ -151,18 +151,24 @@ impl<K: PoolKind> Layer for Pooling2D<K> {
         positive("strides", strides)?;
         let padding = s.padding.resolve()?;
         let [h, w, c] = image_shape(K::WINDOWED, input_shape)?;
-        let rows = window_output(h, s.pool_size.0, strides.0, 1, padding);
-        let cols = window_output(w, s.pool_size.1, strides.1, 1, padding);
-        let (Some(oh), Some(ow)) = (rows, cols) else {
-            return Err(Error::shape(
-                format!("{} input", K::WINDOWED),
-                format!(
-                    "images at least as large as the pool {} (padding \"{}\")",
-                    s.pool_size,
-                    padding.name()
-                ),
-                crate::models::shape_str(input_shape),
-            ));
+        let windows = [(h, s.pool_size.0, strides.0), (w, s.pool_size.1, strides.1)]
+            .map(|(n, k, st)| window_output(n, k, st, 1, padding));
+        let [oh, ow] = match windows {
+            [Ok(oh), Ok(ow)] => [oh, ow],
+            [Err(WindowFault::TooLarge), _] | [_, Err(WindowFault::TooLarge)] => {
+                return Err(too_large(K::WINDOWED, input_shape, s.pool_size, strides, Size2(1, 1), padding))
+            }
+            _ => {
+                return Err(Error::shape(
+                    format!("{} input", K::WINDOWED),
+                    format!(
+                        "images at least as large as the pool {} (padding \"{}\")",
+                        s.pool_size,
+                        padding.name()
+                    ),
+                    crate::models::shape_str(input_shape),
+                ))
+            }
         };
         self.window = Some((s.pool_size.into(), strides.into(), padding));
         Ok(vec![oh, ow, c])

@@ -10,7 +10,7 @@ use rand::SeedableRng;
 
 use super::graph::{shapes_str, Net, Node, Producer, TensorId, TensorInfo};
 use super::{Kind, Model};
-use crate::autodiff::ParamStore;
+use crate::autodiff::{ParamId, ParamStore};
 use crate::layers::{Input, Layer};
 use crate::{Error, Result};
 
@@ -97,7 +97,7 @@ impl Graph {
         let layer = self.layer_boxed(input)?;
         let shape = self.net.layers[layer.index].declared_input_shape().unwrap_or_default().to_vec();
         if let Err(e) = self.net.layers[layer.index].build_many(&[&shape], &mut self.params, &mut self.rng) {
-            self.net.layers.pop();
+            self.net.pop_layer();
             return Err(e);
         }
         let id = self.net.add_input(shape, Some(layer.index));
@@ -122,10 +122,9 @@ impl Graph {
     ///
     /// # Errors
     /// As [`Graph::layer`].
-    pub fn layer_boxed(&mut self, mut layer: Box<dyn Layer>) -> Result<LayerRef> {
-        self.net.name_layer(layer.as_mut())?;
-        self.net.layers.push(layer);
-        Ok(LayerRef { graph: self.id, index: self.net.layers.len() - 1 })
+    pub fn layer_boxed(&mut self, layer: Box<dyn Layer>) -> Result<LayerRef> {
+        let index = self.net.add_layer(layer)?;
+        Ok(LayerRef { graph: self.id, index })
     }
 
     /// Calls a layer on tensors (Keras' `layer(x)` or `layer([a, b])`): a new layer, or a [`LayerRef`] to call
@@ -141,7 +140,9 @@ impl Graph {
         let inputs = inputs.into_tensors();
         let result = self.apply_checked(layer, &inputs);
         if result.is_err() {
-            self.net.layers.truncate(layers_before);
+            while self.net.layers.len() > layers_before {
+                self.net.pop_layer();
+            }
         }
         result
     }
@@ -336,89 +337,213 @@ impl Model {
         if let Some(&t) = input_ids.iter().find(|&&t| !needed[t]) {
             return Err(Error::Graph(format!("no output depends on the input `{}`", name(t))));
         }
-        let kept_layer = |l: usize| {
-            net.nodes.iter().any(|n| n.layer == l && needed[n.output])
-                || input_ids.iter().any(|&t| net.producer_layer(t) == Some(l))
-        };
-        if let Some(l) =
-            (0..net.layers.len()).find(|&l| !kept_layer(l) && !net.layers[l].weights().is_empty())
-        {
+        let mut kept = vec![false; net.layers.len()];
+        for node in net.nodes.iter().filter(|n| needed[n.output]) {
+            kept[node.layer] = true;
+        }
+        for &t in &input_ids {
+            if let Some(l) = net.producer_layer(t) {
+                kept[l] = true;
+            }
+        }
+        if let Some(l) = (0..net.layers.len()).find(|&l| !kept[l] && !net.layers[l].weights().is_empty()) {
             return Err(Error::Graph(format!(
                 "layer `{}` has weights but no output depends on it",
                 net.layers[l].name().unwrap_or("?")
             )));
         }
-
-        // Keep what the outputs need. Tensors and nodes keep their order (topological); layers are ordered by
-        // their first tensor, so each layer's weights are created in layer order (as a reloaded file rebuilds
-        // them).
-        let first_tensor = |l: usize| {
-            (0..net.tensors.len())
-                .find(|&t| needed[t] && net.producer_layer(t) == Some(l))
-                .unwrap_or(usize::MAX)
-        };
-        let mut order: Vec<usize> = (0..net.layers.len()).filter(|&l| kept_layer(l)).collect();
-        order.sort_by_key(|&l| first_tensor(l));
-        let mut layer_map: Vec<Option<usize>> = vec![None; net.layers.len()];
-        for (new, &old) in order.iter().enumerate() {
-            layer_map[old] = Some(new);
-        }
-        let renumber = |flags: &mut dyn Iterator<Item = bool>| -> Vec<Option<usize>> {
-            let mut next = 0;
-            flags
-                .map(|keep| {
-                    keep.then(|| {
-                        next += 1;
-                        next - 1
-                    })
-                })
-                .collect()
-        };
-        let tensor_map = renumber(&mut needed.iter().copied());
-        let node_map = renumber(&mut net.nodes.iter().map(|n| needed[n.output]));
-        let Net { layers, tensors, nodes, .. } = net;
-        let mut slots: Vec<Option<Box<dyn Layer>>> = layers.into_iter().map(Some).collect();
-        let layers = order.iter().map(|&l| slots[l].take().expect("each layer once")).collect();
-        let tensors = tensors
-            .into_iter()
-            .enumerate()
-            .filter(|&(t, _)| needed[t])
-            .map(|(_, info)| {
-                let producer = match info.producer {
-                    Producer::Input { layer } => Producer::Input { layer: layer.and_then(|l| layer_map[l]) },
-                    Producer::Node(n) => {
-                        Producer::Node(node_map[n].expect("a needed tensor's node is needed"))
-                    }
-                };
-                TensorInfo { shape: info.shape, producer }
-            })
-            .collect();
-        let nodes = nodes
-            .into_iter()
-            .filter(|n| needed[n.output])
-            .map(|node| Node {
-                layer: layer_map[node.layer].expect("a needed node's layer is kept"),
-                inputs: node
-                    .inputs
-                    .iter()
-                    .map(|&t| tensor_map[t].expect("inputs of a needed node"))
-                    .collect(),
-                output: tensor_map[node.output].expect("needed"),
-            })
-            .collect();
-        let kept = Net {
-            layers,
-            tensors,
-            nodes,
-            inputs: input_ids.iter().map(|&t| tensor_map[t].expect("needed")).collect(),
-            outputs: output_ids.iter().map(|&t| tensor_map[t].expect("needed")).collect(),
-        };
-
-        let mut model = Model::with_net("functional", kept, Kind::Functional);
+        let (net, params) = canonical(net, &needed, &kept, &input_ids, &output_ids, params)?;
+        let mut model = Model::with_net("functional", net, Kind::Functional);
         model.params = params;
         model.set_seed(seed);
         Ok(model)
     }
+}
+
+/// What the outputs need of `net`, in the one order a saved and reloaded copy has too (issue 25): so that
+/// save -> load -> save gives the same bytes, and `get_weights` of a model fits `set_weights` of its copy.
+///
+/// Layers are ordered by their first needed tensor (as made); the calls are then made again in an order that
+/// depends on that layer order and each layer's calls alone, which is all a file keeps: first each layer's
+/// first call in layer order, then each layer's other calls in layer order, each call after what it takes
+/// (depth first). As the layer order comes from an order where every tensor follows what it is made of, the
+/// first calls come out in layer order again; so a reloaded copy, whatever order its loader made the calls
+/// in, gets the same layers, calls and tensors in the same order. Weights follow the layers: a layer's
+/// weights in the order it made them, layer after layer (renumbered if a layer was built by a call the model
+/// leaves out). Linear in the number of tensors, calls and weights.
+fn canonical(
+    net: Net,
+    needed: &[bool],
+    kept: &[bool],
+    input_ids: &[TensorId],
+    output_ids: &[TensorId],
+    mut params: ParamStore,
+) -> Result<(Net, ParamStore)> {
+    // A layer's place: its first needed tensor; an input's, just before the first call that takes it (in the
+    // order of that call's tensors), as when it was made does not show in a file.
+    // An input no call takes (an output itself) keeps the place it was made at.
+    let mut place: Vec<Option<(usize, usize, usize)>> = vec![None; net.layers.len()];
+    for t in (0..net.tensors.len()).filter(|&t| needed[t]) {
+        if let Producer::Node(n) = net.tensors[t].producer {
+            place[net.nodes[n].layer].get_or_insert((t, 1, 0));
+            for (k, &input) in net.nodes[n].inputs.iter().enumerate() {
+                if let Producer::Input { layer: Some(i) } = net.tensors[input].producer {
+                    place[i].get_or_insert((t, 0, k));
+                }
+            }
+        }
+    }
+    for t in (0..net.tensors.len()).filter(|&t| needed[t]) {
+        if let Producer::Input { layer: Some(i) } = net.tensors[t].producer {
+            place[i].get_or_insert((t, 0, 0));
+        }
+    }
+    let mut order: Vec<usize> = (0..net.layers.len()).filter(|&l| kept[l]).collect();
+    order.sort_by_key(|&l| place[l]);
+
+    // Each layer's needed tensors (its input, or its calls' outputs) in call order, and the one before each.
+    let mut items: Vec<Vec<TensorId>> = vec![Vec::new(); net.layers.len()];
+    let mut previous: Vec<Option<TensorId>> = vec![None; net.tensors.len()];
+    for t in (0..net.tensors.len()).filter(|&t| needed[t]) {
+        if let Some(l) = net.producer_layer(t) {
+            previous[t] = items[l].last().copied();
+            items[l].push(t);
+        }
+    }
+    let mut made = vec![false; net.tensors.len()];
+    let mut made_order: Vec<TensorId> = Vec::with_capacity(net.tensors.len());
+    // Makes `root` after everything it depends on (the layer's previous call, then its inputs), depth first
+    // with an explicit stack: a chain of any length.
+    let make = |root: TensorId, made: &mut Vec<bool>, made_order: &mut Vec<TensorId>| {
+        let mut stack: Vec<(TensorId, usize)> = vec![(root, 0)];
+        while let Some((t, k)) = stack.last_mut() {
+            let t = *t;
+            if made[t] {
+                stack.pop();
+                continue;
+            }
+            let inputs: &[TensorId] = match net.tensors[t].producer {
+                Producer::Node(n) => &net.nodes[n].inputs,
+                Producer::Input { .. } => &[],
+            };
+            let deps = previous[t].into_iter().chain(inputs.iter().copied());
+            match deps.skip(*k).find(|&d| {
+                *k += 1;
+                !made[d]
+            }) {
+                Some(d) => stack.push((d, 0)),
+                None => {
+                    made[t] = true;
+                    made_order.push(t);
+                    stack.pop();
+                }
+            }
+        }
+    };
+    for &l in &order {
+        if let Some(&t) = items[l].first() {
+            make(t, &mut made, &mut made_order);
+        }
+    }
+    for &l in &order {
+        for &t in &items[l] {
+            make(t, &mut made, &mut made_order);
+        }
+    }
+    // Input tensors without a layer (none in a graph), then anything not reached: kept in their order.
+    let rest: Vec<TensorId> = (0..net.tensors.len()).filter(|&t| needed[t] && !made[t]).collect();
+    made_order.extend(rest);
+
+    // The layer order is that of the remade tensors (the same as `order`, see above).
+    let mut layer_map: Vec<Option<usize>> = vec![None; net.layers.len()];
+    let mut layer_order = Vec::with_capacity(order.len());
+    for &t in &made_order {
+        if let Some(l) = net.producer_layer(t) {
+            if layer_map[l].is_none() {
+                layer_map[l] = Some(layer_order.len());
+                layer_order.push(l);
+            }
+        }
+    }
+    for &l in &order {
+        if layer_map[l].is_none() {
+            layer_map[l] = Some(layer_order.len());
+            layer_order.push(l);
+        }
+    }
+    let mut tensor_map: Vec<Option<usize>> = vec![None; net.tensors.len()];
+    for (new, &t) in made_order.iter().enumerate() {
+        tensor_map[t] = Some(new);
+    }
+
+    let Net { layers, tensors, nodes, .. } = net;
+    let mut slots: Vec<Option<Box<dyn Layer>>> = layers.into_iter().map(Some).collect();
+    let mut layers: Vec<Box<dyn Layer>> =
+        layer_order.iter().map(|&l| slots[l].take().expect("each layer once")).collect();
+
+    // Weights in layer order, each layer's in the order it made them.
+    let mut weight_order: Vec<ParamId> = Vec::with_capacity(params.len());
+    for layer in &layers {
+        let mut ids = layer.weights().to_vec();
+        ids.sort_unstable();
+        weight_order.extend(ids);
+    }
+    let identity = weight_order.iter().enumerate().all(|(i, id)| id.index() == i);
+    if !identity {
+        let mut new_index: Vec<Option<usize>> = vec![None; params.len()];
+        for (i, id) in weight_order.iter().enumerate() {
+            match new_index.get_mut(id.index()) {
+                Some(slot @ None) => *slot = Some(i),
+                _ => return Err(Error::Graph("a weight belongs to two layers, or to none".into())),
+            }
+        }
+        if weight_order.len() != params.len() {
+            return Err(Error::Graph("a weight belongs to no layer of the model".into()));
+        }
+        let renumber = |id: ParamId| {
+            ParamId::from_index(new_index.get(id.index()).copied().flatten().unwrap_or(id.index()))
+        };
+        for layer in &mut layers {
+            layer.renumber_weights(&renumber)?;
+        }
+        params.permute(&weight_order);
+    }
+
+    let mut new_tensors: Vec<Option<TensorInfo>> = vec![None; made_order.len()];
+    let mut node_map: Vec<Option<usize>> = vec![None; nodes.len()];
+    let mut new_nodes = Vec::new();
+    for (new, &t) in made_order.iter().enumerate() {
+        if let Producer::Node(n) = tensors[t].producer {
+            node_map[n] = Some(new_nodes.len());
+            let node = &nodes[n];
+            new_nodes.push(Node {
+                layer: layer_map[node.layer].expect("a needed node's layer is kept"),
+                inputs: node
+                    .inputs
+                    .iter()
+                    .map(|&i| tensor_map[i].expect("inputs of a needed node"))
+                    .collect(),
+                output: new,
+            });
+        }
+    }
+    for (t, info) in tensors.into_iter().enumerate() {
+        let Some(new) = tensor_map[t] else { continue };
+        let producer = match info.producer {
+            Producer::Input { layer } => Producer::Input { layer: layer.and_then(|l| layer_map[l]) },
+            Producer::Node(n) => Producer::Node(node_map[n].expect("a needed tensor's node is needed")),
+        };
+        new_tensors[new] = Some(TensorInfo { shape: info.shape, producer });
+    }
+    let tensors = new_tensors.into_iter().map(|t| t.expect("every kept tensor is placed")).collect();
+    let net = Net::from_parts(
+        layers,
+        tensors,
+        new_nodes,
+        input_ids.iter().map(|&t| tensor_map[t].expect("needed")).collect(),
+        output_ids.iter().map(|&t| tensor_map[t].expect("needed")).collect(),
+    );
+    Ok((net, params))
 }
 
 /// Whether tensor `t` is computed from tensor `source`.

@@ -1,6 +1,8 @@
 //! The structure every model runs: layers, the symbolic tensors between them, and the nodes (one layer called
 //! on some tensors) in an order where each node's inputs come first. Keras' `Function`/`Functional` graph,
 //! without weights or training: the model owns those.
+use std::collections::{HashMap, HashSet};
+
 use rand::rngs::StdRng;
 
 use super::shape_str;
@@ -43,28 +45,78 @@ pub(crate) struct Net {
     pub(crate) nodes: Vec<Node>,
     pub(crate) inputs: Vec<TensorId>,
     pub(crate) outputs: Vec<TensorId>,
+    /// The indexes that keep building and loading linear in the number of layers and nodes, kept by
+    /// [`Net::add_layer`], [`Net::pop_layer`], [`Net::apply`], [`Net::pop_node`] and [`Net::from_parts`]:
+    /// each layer's nodes in call order (positions in `nodes`),
+    layer_nodes: Vec<Vec<usize>>,
+    /// the names the layers have,
+    names: HashSet<String>,
+    /// and, by class name, the first `_<n>` suffix that may be free for a layer named after its class.
+    next_suffix: HashMap<String, usize>,
 }
 
 impl Net {
-    /// Names `layer` as Keras does (`dense`, `dense_1`, ... after its class) unless it has a name; a name
-    /// another layer has is an error, as weights are saved under `<layer>/<weight>`.
-    pub(crate) fn name_layer(&self, layer: &mut dyn Layer) -> Result<()> {
-        let taken = |n: &str| self.layers.iter().any(|l| l.name() == Some(n));
+    /// A net of these parts, with its indexes.
+    pub(crate) fn from_parts(
+        layers: Vec<Box<dyn Layer>>,
+        tensors: Vec<TensorInfo>,
+        nodes: Vec<Node>,
+        inputs: Vec<TensorId>,
+        outputs: Vec<TensorId>,
+    ) -> Net {
+        let mut layer_nodes = vec![Vec::new(); layers.len()];
+        for (n, node) in nodes.iter().enumerate() {
+            layer_nodes[node.layer].push(n);
+        }
+        let names = layers.iter().filter_map(|l| l.name().map(str::to_owned)).collect();
+        Net { layers, tensors, nodes, inputs, outputs, layer_nodes, names, next_suffix: HashMap::new() }
+    }
+
+    /// Names `layer` as Keras does (`dense`, `dense_1`, ... after its class) unless it has a name, and adds it
+    /// last; returns its position. A name another layer has is an error, as weights are saved under
+    /// `<layer>/<weight>`; then nothing changed.
+    pub(crate) fn add_layer(&mut self, mut layer: Box<dyn Layer>) -> Result<usize> {
         match layer.name() {
-            Some(name) if taken(name) => {
-                Err(crate::Error::invalid_argument("name", name, "all layers of a model need unique names"))
+            Some(name) if self.names.contains(name) => {
+                return Err(crate::Error::invalid_argument(
+                    "name",
+                    name,
+                    "all layers of a model need unique names",
+                ))
             }
-            Some(_) => Ok(()),
+            Some(_) => {}
             None => {
                 let base = crate::layers::snake_case(layer.class_name());
-                let name = std::iter::once(base.clone())
-                    .chain((1..).map(|i| format!("{base}_{i}")))
-                    .find(|n| !taken(n))
-                    .unwrap_or(base);
+                let start = self.next_suffix.get(&base).copied().unwrap_or(0);
+                let numbered = |i: usize| if i == 0 { base.clone() } else { format!("{base}_{i}") };
+                let (i, name) = (start..)
+                    .map(|i| (i, numbered(i)))
+                    .find(|(_, n)| !self.names.contains(n))
+                    .unwrap_or((start, base.clone()));
+                self.next_suffix.insert(base, i + 1);
                 layer.set_name(name);
-                Ok(())
             }
         }
+        self.names.extend(layer.name().map(str::to_owned));
+        self.layers.push(layer);
+        Ok(self.layers.len() - 1)
+    }
+
+    /// Removes the last layer (its nodes must have been removed first).
+    pub(crate) fn pop_layer(&mut self) -> Option<Box<dyn Layer>> {
+        let layer = self.layers.pop()?;
+        if let Some(name) = layer.name() {
+            self.names.remove(name);
+        }
+        self.layer_nodes.truncate(self.layers.len());
+        // A freed name may be given again, as Keras would.
+        self.next_suffix.clear();
+        Some(layer)
+    }
+
+    /// A net of these layers alone, without tensors or nodes (an unbuilt Sequential).
+    pub(crate) fn unbuilt(layers: Vec<Box<dyn Layer>>) -> Net {
+        Net::from_parts(layers, Vec::new(), Vec::new(), Vec::new(), Vec::new())
     }
 
     /// Adds a model input of this per-sample shape, produced by `layer` (an `Input` in `layers`) if given.
@@ -75,7 +127,7 @@ impl Net {
 
     /// The nodes of `layer`, in call order (Keras' node index is the position here).
     pub(crate) fn nodes_of(&self, layer: usize) -> impl Iterator<Item = &Node> {
-        self.nodes.iter().filter(move |n| n.layer == layer)
+        self.layer_nodes.get(layer).into_iter().flatten().map(|&n| &self.nodes[n])
     }
 
     /// Calls `layers[layer]` on `inputs`: builds it on its first call (its weights go into `params`), or checks
@@ -114,6 +166,10 @@ impl Net {
         };
         let output = self.tensors.len();
         self.tensors.push(TensorInfo { shape: output_shape, producer: Producer::Node(self.nodes.len()) });
+        if self.layer_nodes.len() <= layer {
+            self.layer_nodes.resize_with(layer + 1, Vec::new);
+        }
+        self.layer_nodes[layer].push(self.nodes.len());
         self.nodes.push(Node { layer, inputs: inputs.to_vec(), output });
         Ok(output)
     }
@@ -121,6 +177,9 @@ impl Net {
     /// Removes the last node and its tensor.
     pub(crate) fn pop_node(&mut self) -> Option<Node> {
         let node = self.nodes.pop()?;
+        if let Some(nodes) = self.layer_nodes.get_mut(node.layer) {
+            nodes.pop();
+        }
         self.tensors.truncate(node.output);
         Some(node)
     }
@@ -160,7 +219,7 @@ impl Net {
             Producer::Input { .. } => (self.tensor_name(t).to_owned(), 0),
             Producer::Node(n) => {
                 let layer = self.nodes[n].layer;
-                let index = self.nodes[..n].iter().filter(|m| m.layer == layer).count();
+                let index = self.layer_nodes.get(layer).map_or(0, |nodes| nodes.partition_point(|&m| m < n));
                 (self.tensor_name(t).to_owned(), index)
             }
         }

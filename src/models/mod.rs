@@ -207,7 +207,8 @@ impl Model {
     /// Starts a training epoch: its own generator, from `(seed, epochs_run)`.
     fn begin_epoch_rng(&mut self) {
         self.train_rng = crate::random::epoch_rng(self.seed, self.epochs_run);
-        // A file stores the count as Keras' int64: it stops there, so that a model that trains still saves.
+        // The count stops at the largest one a file holds (an int64, as Keras counts), so that a model that
+        // loads with it still saves a file that loads.
         self.epochs_run = self.epochs_run.saturating_add(1).min(i64::MAX as u64);
     }
 
@@ -258,6 +259,10 @@ impl Model {
         let (params_before, nodes_before) = (self.params.len(), self.net.nodes.len());
         let rng_before = self.rng.clone();
         let was_built = !self.net.inputs.is_empty();
+        if !was_built {
+            // The rule an `Input` applies, for a shape from a first layer's `input_shape`, a file or data.
+            crate::layers::check_input_shape(input_shape)?;
+        }
         if !was_built {
             self.net.add_input(input_shape.to_vec(), None);
             self.net.inputs = vec![0];

@@ -79,14 +79,23 @@ struct FunctionalCompileConfig {
 struct OutputCompileConfig {
     output: String,
     loss: NamedConfig,
+    /// Read strictly: a number that is no `f32` is an error, not the nearest `f32`.
+    #[serde(deserialize_with = "strict_loss_weight")]
     loss_weight: f32,
     metrics: Vec<String>,
+}
+
+fn strict_loss_weight<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f32, D::Error> {
+    let value = crate::saving::settings::exact_f64(d)?;
+    crate::saving::settings::f32_setting("compile config", "loss_weight", value)
+        .map_err(serde::de::Error::custom)
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NamedConfig {
     name: String,
+    #[serde(deserialize_with = "crate::saving::settings::exact_f64_map")]
     config: BTreeMap<String, f64>,
 }
 
@@ -94,6 +103,7 @@ struct NamedConfig {
 #[serde(deny_unknown_fields)]
 struct OptimizerConfig {
     name: String,
+    #[serde(deserialize_with = "crate::saving::settings::exact_f64_map")]
     config: BTreeMap<String, f64>,
     iterations: u64,
 }
@@ -168,11 +178,12 @@ impl Model {
             ));
         }
         let state = self.compiled.as_ref().map(|c| c.optimizer.state()).unwrap_or_default();
+        let params: Vec<&crate::autodiff::Param> = self.params.iter().map(|(_, p)| p).collect();
         for (name, value) in &state {
             let param = name
                 .rsplit_once('/')
                 .and_then(|(slot, index)| Some((slot, index.parse::<usize>().ok()?)))
-                .and_then(|(slot, index)| Some((slot, self.params.iter().nth(index)?.1)));
+                .and_then(|(slot, index)| Some((slot, *params.get(index)?)));
             let Some((slot, param)) = param else {
                 return Err(Error::invalid_argument(
                     "optimizer state",
@@ -328,10 +339,9 @@ fn check_weights<'f>(model: &Model, file: &'f Decoded, source: &str) -> Result<V
         }
         out.push(t);
     }
-    if let Some((extra, _)) = file
-        .tensors
-        .iter()
-        .find(|(n, _)| !n.starts_with(OPTIMIZER_PREFIX) && !model.params.iter().any(|(_, p)| p.name == *n))
+    let names: std::collections::HashSet<&str> = model.params.iter().map(|(_, p)| p.name.as_str()).collect();
+    if let Some((extra, _)) =
+        file.tensors.iter().find(|(n, _)| !n.starts_with(OPTIMIZER_PREFIX) && !names.contains(n.as_str()))
     {
         return Err(format_error(
             source,
@@ -480,8 +490,18 @@ fn load_model_from(bytes: &[u8], source: &str, options: &LoadOptions) -> Result<
             }
             Some(Compiled::Functional(c)) => {
                 let mut compile = Compile::new(restore_optimizer(&c.optimizer, &model, &file, source)?);
+                let mut seen = std::collections::HashSet::new();
                 for output in c.outputs {
                     let key = output.output.as_str();
+                    if !seen.insert(output.output.clone()) {
+                        return Err(format_error(
+                            source,
+                            format!(
+                                "compile: output `{key}` is listed twice; each output has one loss, loss weight \
+                                 and metrics"
+                            ),
+                        ));
+                    }
                     compile = compile
                         .output_loss(key, restore_loss(&output.loss, options)?)
                         .loss_weight(key, output.loss_weight)
@@ -536,7 +556,10 @@ fn restore_optimizer(
     file: &Decoded,
     source: &str,
 ) -> Result<Box<dyn crate::optimizers::Optimizer>> {
-    let param_index = |name: &str| model.params.iter().position(|(_, p)| p.name == name);
+    let positions: std::collections::HashMap<&str, usize> =
+        model.params.iter().enumerate().map(|(i, (_, p))| (p.name.as_str(), i)).collect();
+    let param_index = |name: &str| positions.get(name).copied();
+    let params: Vec<&crate::autodiff::Param> = model.params.iter().map(|(_, p)| p).collect();
     let opt_config: Vec<(String, f64)> = c.config.clone().into_iter().collect();
     let mut optimizer = crate::optimizers::from_config(&c.name, &opt_config)?;
     let mut state = Vec::new();
@@ -546,7 +569,7 @@ fn restore_optimizer(
         let Some((index, slot)) = found else {
             return Err(format_error(source, format!("tensor {name} is not the state of a weight")));
         };
-        let expected = model.params.iter().nth(index).map(|(_, p)| p.value.shape().to_vec());
+        let expected = params.get(index).map(|p| p.value.shape().to_vec());
         if expected.as_deref() != Some(t.shape()) {
             return Err(Error::shape(
                 format!("tensor {name} in {source}"),
@@ -610,12 +633,11 @@ fn load_sequential(
     Ok(model.into())
 }
 
-/// The tensors made while a graph model loads, by `(layer name, node index)`.
-type Tensors = std::collections::HashMap<(String, usize), super::SymbolicTensor>;
-
-/// Replays the file's layer calls into a [`Graph`]: each layer is created in the file's order, and its calls
-/// are made as soon as the tensors they take exist, so every weight is built once, within the file's weight
-/// budget.
+/// Replays the file's layer calls into a [`Graph`]: each layer is created in the file's order, and each of its
+/// calls is made once the tensors it takes exist, so every weight is built once, within the file's weight
+/// budget. One pass: a call waiting for a tensor is woken when that tensor is made, and each reference is
+/// checked a bounded number of times, so loading is linear in the file's size whatever order it lists the
+/// layers in ([`Model::new`] then puts everything in its one order).
 fn load_functional(
     config: &FunctionalConfig,
     budget: usize,
@@ -623,69 +645,78 @@ fn load_functional(
     options: &LoadOptions,
 ) -> Result<Model> {
     let bad = |reason: String| format_error(source, reason);
+    let n = config.layers.len();
     let mut g = Graph::with_seed(config.training.seed);
     g.set_weight_limit(Some(budget));
-    let mut handles = Vec::with_capacity(config.layers.len());
-    let mut names = Vec::with_capacity(config.layers.len());
-    let mut tensors: Tensors = Default::default();
+    let mut handles = Vec::with_capacity(n);
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::with_capacity(n);
+    // The tensors each layer's calls made so far (an input's one tensor).
+    let mut made: Vec<Vec<super::SymbolicTensor>> = vec![Vec::new(); n];
     for (i, layer) in config.layers.iter().enumerate() {
         let layer_config = LayerConfig { class_name: layer.class_name.clone(), config: layer.config.clone() };
         let loaded = load_layer(&layer_config, i, source, options)?;
-        let name = loaded.name().map(str::to_owned);
-        let Some(name) = name else {
+        let Some(name) = loaded.name().map(str::to_owned) else {
             return Err(bad(format!("layer {i} ({}) has no name", layer.class_name)));
         };
-        names.push(name.clone());
         if loaded.is_input() {
             if !layer.inbound_nodes.is_empty() {
                 return Err(bad(format!("input `{name}` has inbound nodes")));
             }
-            tensors.insert((name, 0), g.input_boxed(loaded)?);
+            made[i].push(g.input_boxed(loaded)?);
             handles.push(None);
         } else {
             handles.push(Some(g.layer_boxed(loaded)?));
         }
+        // The graph refused a second layer of this name above.
+        index.insert(name, i);
     }
     // Keras' `[layer, node, tensor]` reference to a tensor made so far (layers have one output: tensor 0).
-    let lookup =
-        |tensors: &Tensors, r: &TensorRef| tensors.get(&(r.0.clone(), r.1)).copied().filter(|_| r.2 == 0);
-    // Rounds over the layers in order, each making every call whose tensors exist: one round for a file
-    // written by `save` (its layers are in the order of their first calls); each call is made once.
-    let mut done = vec![0usize; config.layers.len()];
-    loop {
-        let mut progress = false;
-        for i in 0..config.layers.len() {
-            while let Some(node) = config.layers[i].inbound_nodes.get(done[i]) {
-                let Some(inputs) = node.iter().map(|r| lookup(&tensors, r)).collect::<Option<Vec<_>>>()
-                else {
-                    break;
-                };
-                let handle = handles[i].expect("inputs have no inbound nodes");
-                let out = g.apply(handle, inputs)?;
-                tensors.insert((names[i].clone(), done[i]), out);
-                done[i] += 1;
-                progress = true;
+    let lookup = |made: &[Vec<super::SymbolicTensor>], r: &TensorRef| {
+        let layer = *index.get(&r.0)?;
+        made[layer].get(r.1).copied().filter(|_| r.2 == 0)
+    };
+    // Per layer: its next call, and the next reference of that call to check (those before it exist).
+    let mut next_ref = vec![0usize; n];
+    // The layers whose next call waits for tensor `(layer, node)`.
+    let mut waiting: std::collections::HashMap<(usize, usize), Vec<usize>> = Default::default();
+    let mut ready: Vec<usize> = (0..n).rev().filter(|&i| handles[i].is_some()).collect();
+    while let Some(i) = ready.pop() {
+        let nodes = &config.layers[i].inbound_nodes;
+        let Some(node) = nodes.get(made[i].len()) else { continue };
+        let missing = node[next_ref[i]..].iter().position(|r| lookup(&made, r).is_none());
+        if let Some(k) = missing {
+            next_ref[i] += k;
+            // A reference to no layer, or to a tensor index other than 0, never comes: the layer stays
+            // waiting and is reported below.
+            let r = &node[next_ref[i]];
+            if let (Some(&layer), 0) = (index.get(&r.0), r.2) {
+                waiting.entry((layer, r.1)).or_default().push(i);
             }
+            continue;
         }
-        if !progress {
-            break;
-        }
+        let inputs = node.iter().map(|r| lookup(&made, r)).collect::<Option<Vec<_>>>();
+        let (Some(handle), Some(inputs)) = (handles[i], inputs) else { continue };
+        let out = g.apply(handle, inputs)?;
+        made[i].push(out);
+        next_ref[i] = 0;
+        ready.extend(waiting.remove(&(i, made[i].len() - 1)).unwrap_or_default());
+        ready.push(i);
     }
-    if let Some(i) = (0..config.layers.len()).find(|&i| done[i] < config.layers[i].inbound_nodes.len()) {
-        let waiting: Vec<String> = config.layers[i].inbound_nodes[done[i]]
+    if let Some(i) = (0..n).find(|&i| made[i].len() < config.layers[i].inbound_nodes.len()) {
+        let waiting: Vec<String> = config.layers[i].inbound_nodes[made[i].len()]
             .iter()
-            .filter(|r| lookup(&tensors, r).is_none())
+            .filter(|r| lookup(&made, r).is_none())
             .map(|r| format!("{}[{}][{}]", r.0, r.1, r.2))
             .collect();
         return Err(bad(format!(
             "node {} of layer {i} ({}) takes tensors no layer produces: {} (a cycle, or a missing layer or node)",
-            done[i],
+            made[i].len(),
             config.layers[i].class_name,
             waiting.join(", ")
         )));
     }
     let find = |r: &TensorRef, what: &str| {
-        lookup(&tensors, r)
+        lookup(&made, r)
             .ok_or_else(|| bad(format!("model {what} {}[{}][{}] is no tensor of the model", r.0, r.1, r.2)))
     };
     let inputs = config.input_layers.iter().map(|r| find(r, "input")).collect::<Result<Vec<_>>>()?;

@@ -135,18 +135,19 @@ impl Sequential {
             self.set_declared_input(Some(shape.clone()));
             return self.0.build(&shape);
         }
-        model.net.name_layer(layer.as_mut())?;
-        if self.0.net.layers.is_empty() && self.declared_input().is_none() {
-            self.set_declared_input(layer.declared_input_shape().map(<[usize]>::to_vec));
+        let first = model.net.layers.is_empty();
+        let index = model.net.add_layer(layer)?;
+        if first && self.declared_input().is_none() {
+            let declared = self.0.net.layers[index].declared_input_shape().map(<[usize]>::to_vec);
+            self.set_declared_input(declared);
         }
-        self.0.net.layers.push(layer);
         let shape = self.0.input_shape().map(<[usize]>::to_vec);
         let result = match shape {
             Some(shape) => self.0.build(&shape),
             None => Ok(()),
         };
         if result.is_err() {
-            self.0.net.layers.pop();
+            self.0.net.pop_layer();
             if self.0.net.layers.is_empty() && self.0.net.inputs.is_empty() {
                 self.set_declared_input(None);
             }
@@ -159,13 +160,15 @@ impl Sequential {
     pub fn pop(&mut self) -> Option<Box<dyn Layer>> {
         self.check_stack().ok()?;
         let model = &mut self.0;
-        let layer = model.net.layers.pop()?;
-        if model.net.nodes.len() > model.net.layers.len() {
+        if model.net.layers.is_empty() {
+            return None;
+        }
+        if model.net.nodes.len() >= model.net.layers.len() {
             model.net.pop_node();
-            let first = layer.weights().iter().map(|id| id.index()).min();
-            if let Some(first) = first {
-                model.params.truncate(first);
-            }
+        }
+        let layer = model.net.pop_layer()?;
+        if let Some(first) = layer.weights().iter().map(|id| id.index()).min() {
+            model.params.truncate(first);
         }
         if model.net.layers.is_empty() && self.declared_input().is_none() {
             self.0.net.tensors.clear();

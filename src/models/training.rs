@@ -558,7 +558,7 @@ impl Model {
     fn unbuild(&mut self) {
         self.params.truncate(0);
         let keep = std::mem::take(&mut self.net.layers);
-        self.net = super::graph::Net { layers: keep, ..Default::default() };
+        self.net = super::graph::Net::unbuilt(keep);
     }
 
     /// Checks inputs and targets against the built model and the compiled losses.

@@ -73,7 +73,7 @@ impl Optimizer for Adagrad {
                 *w -= lr * g / (*acc + eps).sqrt();
             });
         });
-        self.iterations = self.iterations.saturating_add(1);
+        self.iterations = super::next_iteration(self.iterations);
     }
 
     fn validate(&self) -> Result<()> {

@@ -87,7 +87,7 @@ impl Adam {
         let lr = self.learning_rate;
         let (b1, b2, eps) = (self.beta_1, self.beta_2, self.epsilon);
         // The bias correction in f64: beta^t of a large t loses nothing there.
-        let t = self.iterations.saturating_add(1) as f64;
+        let t = super::next_iteration(self.iterations) as f64;
         let alpha =
             (f64::from(lr) * (1.0 - f64::from(b2).powf(t)).sqrt() / (1.0 - f64::from(b1).powf(t))) as f32;
         let decay = weight_decay * lr;
@@ -126,7 +126,7 @@ impl Adam {
                 }
             }
         });
-        self.iterations = self.iterations.saturating_add(1);
+        self.iterations = super::next_iteration(self.iterations);
     }
 
     fn check(&self) -> Result<()> {

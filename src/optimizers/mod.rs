@@ -169,8 +169,14 @@ fn check_unit(name: &'static str, value: f32, one_allowed: bool) -> Result<()> {
 }
 
 /// The largest step count an optimizer accepts from saved state: `i64::MAX`, the range of Keras' `iterations`
-/// variable (an int64). Counting past it saturates rather than wraps, so a step never sees a count of 0 again.
+/// variable (an int64). Counting stops there rather than wrapping, so a step never sees a count of 0 again.
 pub const MAX_ITERATIONS: u64 = i64::MAX as u64;
+
+/// The step count after one more step from `iterations`: counting stops at [`MAX_ITERATIONS`], the largest
+/// count a file can hold, so a model that loads with the last count still saves a file that loads.
+pub(crate) fn next_iteration(iterations: u64) -> u64 {
+    iterations.saturating_add(1).min(MAX_ITERATIONS)
+}
 
 /// The names [`get`] accepts, in any capitalisation.
 pub const KNOWN_NAMES: &[&str] = &["sgd", "adam", "adamw", "rmsprop", "adagrad"];

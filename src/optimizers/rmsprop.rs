@@ -138,7 +138,7 @@ impl Optimizer for RMSprop {
                 }
             }
         });
-        self.iterations = self.iterations.saturating_add(1);
+        self.iterations = super::next_iteration(self.iterations);
     }
 
     fn validate(&self) -> Result<()> {

@@ -94,7 +94,7 @@ impl Optimizer for SGD {
                 });
             }
         });
-        self.iterations = self.iterations.saturating_add(1);
+        self.iterations = super::next_iteration(self.iterations);
     }
 
     fn validate(&self) -> Result<()> {

@@ -48,6 +48,101 @@ pub(crate) fn bool_setting(kind: &'static str, setting: &str, value: f64) -> Res
     }
 }
 
+/// A number of a file as an `f64`, exactly: an integer (which serde_json reads as a `u64` or `i64`) that has
+/// no exact `f64` value (beyond 2^53) is an error naming it, rather than the nearest `f64`, which the strict
+/// `f32` check of a setting would then accept as a different number. Use:
+/// `#[serde(deserialize_with = "crate::saving::settings::exact_f64")]`.
+pub(crate) fn exact_f64<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    d.deserialize_any(ExactF64)
+}
+
+/// [`exact_f64`] for every value of a map of settings; an error names the setting.
+pub(crate) fn exact_f64_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<std::collections::BTreeMap<String, f64>, D::Error> {
+    d.deserialize_map(ExactMap)
+}
+
+/// [`exact_f64`] for a named setting: an error names it.
+pub(crate) fn exact_setting<'de, D: serde::Deserializer<'de>>(
+    setting: &str,
+    d: D,
+) -> std::result::Result<f64, D::Error> {
+    use serde::de::Error as _;
+    exact_f64(d).map_err(|e| D::Error::custom(format!("setting `{setting}`: {e}")))
+}
+
+struct Exact(f64);
+
+impl<'de> serde::Deserialize<'de> for Exact {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        exact_f64(d).map(Exact)
+    }
+}
+
+struct ExactMap;
+
+impl<'de> serde::de::Visitor<'de> for ExactMap {
+    type Value = std::collections::BTreeMap<String, f64>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a map of settings to numbers")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        use serde::de::Error as _;
+        let mut out = std::collections::BTreeMap::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value =
+                map.next_value::<Exact>().map_err(|e| A::Error::custom(format!("setting `{key}`: {e}")))?;
+            if out.insert(key.clone(), value.0).is_some() {
+                return Err(A::Error::custom(format!("setting `{key}` is given twice")));
+            }
+        }
+        Ok(out)
+    }
+}
+
+struct ExactF64;
+
+impl serde::de::Visitor<'_> for ExactF64 {
+    type Value = f64;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a number")
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> std::result::Result<f64, E> {
+        Ok(v)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<f64, E> {
+        let x = v as f64;
+        // `x as u128` is exact for every `x` a u64 rounds to (at most 2^64).
+        if x as u128 == u128::from(v) {
+            Ok(x)
+        } else {
+            Err(E::custom(inexact(v, x)))
+        }
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<f64, E> {
+        let x = v as f64;
+        if x as i128 == i128::from(v) {
+            Ok(x)
+        } else {
+            Err(E::custom(inexact(v, x)))
+        }
+    }
+}
+
+fn inexact(v: impl std::fmt::Display, x: f64) -> String {
+    format!("the integer {v} has no exact 64-bit float value (it would be read as {x:?}, a different number)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

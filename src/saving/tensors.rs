@@ -16,11 +16,13 @@ const FORMAT: &str = "kerust safetensors";
 pub(crate) struct Decoded {
     pub(crate) metadata: BTreeMap<String, String>,
     pub(crate) tensors: Vec<(String, Tensor)>,
+    /// Each tensor's position in `tensors`, by name: a look-up per weight keeps loading linear.
+    positions: std::collections::HashMap<String, usize>,
 }
 
 impl Decoded {
     pub(crate) fn get(&self, name: &str) -> Option<&Tensor> {
-        self.tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+        self.positions.get(name).map(|&i| &self.tensors[i].1)
     }
 }
 
@@ -206,7 +208,8 @@ pub(crate) fn decode(bytes: &[u8], source: &str) -> Result<Decoded> {
             .map_err(|e| format_error(source, format!("tensor {name} of shape {shape:?}: {e}")))?;
         tensors.push((name, t));
     }
-    Ok(Decoded { metadata, tensors })
+    let positions = tensors.iter().enumerate().map(|(i, (n, _))| (n.clone(), i)).collect();
+    Ok(Decoded { metadata, tensors, positions })
 }
 
 /// A safetensors error, with the byte offsets where they help.

@@ -128,3 +128,147 @@ fn a_merge_of_mismatched_shapes_in_a_file_names_the_layer() {
     let e = load_err(&bytes);
     assert!(e.contains("dense") || e.contains("add"), "{e}");
 }
+
+// Issue 25, items 4, 8 and 9.
+
+/// The layer names of `m`, in its order.
+fn layer_names(m: &Model) -> Vec<String> {
+    m.layers().iter().map(|l| l.name().unwrap_or("?").to_owned()).collect()
+}
+
+/// `m` saved, loaded and saved again: the same layer order, weight order and bytes; and the weights of `m`
+/// given to the reloaded copy with `set_weights` predict what `m` predicts.
+fn assert_round_trip(m: &Model, x: &ndarray::Array2<f32>) {
+    let bytes = m.to_bytes().unwrap();
+    let mut back = load_model_from_bytes(&bytes).unwrap();
+    assert_eq!(layer_names(&back), layer_names(m), "layer order");
+    let names = |m: &Model| m.params().iter().map(|(_, p)| p.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&back), names(m), "weight order");
+    assert_eq!(back.to_bytes().unwrap(), bytes, "save -> load -> save gives other bytes");
+    let expected = m.predict(x).unwrap();
+    back.set_weights(&m.get_weights()).unwrap();
+    assert_eq!(back.predict(x).unwrap(), expected, "set_weights put weights into other layers");
+}
+
+#[test]
+fn issue25_item9_inputs_made_between_layers_keep_their_place() {
+    // The loader made every input first: `y` moved before `dense`, and the save changed.
+    let mut g = Graph::with_seed(3);
+    let x = g.input(Input::new([2]).name("x")).unwrap();
+    let h = g.apply(Dense::new(2), x).unwrap();
+    let y = g.input(Input::new([2]).name("y")).unwrap();
+    let z = g.apply(Dense::new(2), y).unwrap();
+    let s = g.apply(Add::new(), [h, z]).unwrap();
+    let m = Model::new(g, [x, y], s).unwrap();
+    assert_eq!(layer_names(&m), ["x", "dense", "y", "dense_1", "add"]);
+    let bytes = m.to_bytes().unwrap();
+    let back = load_model_from_bytes(&bytes).unwrap();
+    assert_eq!(layer_names(&back), layer_names(&m));
+    assert_eq!(back.to_bytes().unwrap(), bytes);
+}
+
+#[test]
+fn issue25_item9_a_shared_layer_does_not_reorder_the_weights() {
+    // k is called twice, the second time on m's output; i takes k's second output, j takes x. The replay in
+    // rounds made j's call before i's, so j's weights came before i's and set_weights swapped them.
+    let mut g = Graph::with_seed(5);
+    let x = g.input(Input::new([3]).name("x")).unwrap();
+    let k = g.layer(Dense::new(3).name("k")).unwrap();
+    let k0 = g.apply(k, x).unwrap();
+    let m0 = g.apply(Dense::new(3).name("m"), k0).unwrap();
+    let k1 = g.apply(k, m0).unwrap();
+    let i0 = g.apply(Dense::new(3).name("i"), k1).unwrap();
+    let j0 = g.apply(Dense::new(3).name("j"), x).unwrap();
+    let out = g.apply(Add::new().name("out"), [i0, j0]).unwrap();
+    let m = Model::new(g, x, out).unwrap();
+    let xs = ndarray::Array2::from_shape_fn((2, 3), |(a, b)| (a * 3 + b) as f32 / 5.0 - 0.4);
+    assert_round_trip(&m, &xs);
+}
+
+#[test]
+fn issue25_item9_a_layer_first_called_on_a_dropped_tensor_keeps_its_weights_in_layer_order() {
+    // a's first call (on x) is not part of the model; its weights were made before b's, but the model's
+    // layers are x, b, a, and a reloaded copy builds b first.
+    let mut g = Graph::with_seed(9);
+    let x = g.input(Input::new([3]).name("x")).unwrap();
+    let a = g.layer(Dense::new(3).name("a")).unwrap();
+    g.apply(a, x).unwrap();
+    let b0 = g.apply(Dense::new(3).name("b"), x).unwrap();
+    let a1 = g.apply(a, b0).unwrap();
+    let m = Model::new(g, x, a1).unwrap();
+    assert_eq!(layer_names(&m), ["x", "b", "a"]);
+    let names: Vec<String> = m.params().iter().map(|(_, p)| p.name.clone()).collect();
+    assert_eq!(names, ["b/kernel", "b/bias", "a/kernel", "a/bias"], "weights follow the layers");
+    let xs = ndarray::Array2::from_shape_fn((2, 3), |(a, b)| (a + 2 * b) as f32 / 7.0);
+    assert_round_trip(&m, &xs);
+}
+
+#[test]
+fn issue25_item9_a_file_in_any_order_settles_after_one_save() {
+    // The same model's layers listed in reverse: it loads (every call waits for its tensors), and its save
+    // is then stable: load -> save -> load -> save gives the same bytes.
+    let bytes = with_config(|c| {
+        let layers = c["layers"].as_array_mut().unwrap();
+        layers.reverse();
+    });
+    let first = load_model_from_bytes(&bytes).unwrap().to_bytes().unwrap();
+    assert_eq!(load_model_from_bytes(&first).unwrap().to_bytes().unwrap(), first);
+    assert_eq!(first, model().to_bytes().unwrap(), "the canonical order is the model's own");
+}
+
+#[test]
+fn issue25_item8_compile_settings_of_a_file_are_read_strictly() {
+    let weight = |w: Value| {
+        with_config(move |c| {
+            c["compile"]["outputs"][0]["loss_weight"] = w;
+        })
+    };
+    let e = load_err(&weight(json!(1e-50)));
+    assert!(e.contains("loss_weight") && e.contains("1e-50"), "{e}");
+    let e = load_err(&weight(json!(1e300)));
+    assert!(e.contains("loss_weight"), "{e}");
+    assert!(load_model_from_bytes(&weight(json!(0.25))).is_ok());
+    // A second entry for the same output, which silently won.
+    let bytes = with_config(|c| {
+        let first = c["compile"]["outputs"][0].clone();
+        let mut second = first.clone();
+        second["loss_weight"] = json!(0.5);
+        c["compile"]["outputs"] = json!([first, second]);
+    });
+    let e = load_err(&bytes);
+    assert!(e.contains("out") && e.contains("twice"), "{e}");
+    // An entry for an output the model does not have.
+    let bytes = with_config(|c| c["compile"]["outputs"][0]["output"] = json!("ghost"));
+    assert!(load_err(&bytes).contains("ghost"));
+}
+
+/// A chain `x -> dense_0 -> ... -> dense_{n-1}` of 1-unit layers, its file, and the file's layer list reversed.
+fn chain_file(n: usize) -> (Model, Vec<u8>) {
+    let mut g = Graph::with_seed(2);
+    let x = g.input(Input::new([1]).name("x")).unwrap();
+    let mut t = x;
+    for i in 0..n {
+        t = g.apply(Dense::new(1).name(format!("d{i}")), t).unwrap();
+    }
+    let m = Model::new(g, x, t).unwrap();
+    let bytes = m.to_bytes().unwrap();
+    (m, bytes)
+}
+
+#[test]
+fn issue25_item4_a_long_chain_loads_in_any_layer_order() {
+    // Loading is one pass over the file's calls (each waits on a counter of missing tensors), so a chain
+    // listed backwards costs what one listed forwards does; the replay in rounds made one call a round here.
+    // Timing is not asserted (see the `load_chain` example); this checks the result on a long chain.
+    let n = 3_000;
+    let (m, bytes) = chain_file(n);
+    let reversed = ModelFile::with_config(&bytes, |c| c["layers"].as_array_mut().unwrap().reverse());
+    for file in [&bytes, &reversed] {
+        let back = load_model_from_bytes(file).unwrap();
+        assert_eq!(back.layers().len(), n + 1);
+        assert_eq!(layer_names(&back), layer_names(&m));
+        assert_eq!(back.to_bytes().unwrap(), bytes);
+    }
+    let xs = ndarray::Array2::from_shape_fn((2, 1), |(i, _)| i as f32);
+    assert_eq!(load_model_from_bytes(&reversed).unwrap().predict(&xs).unwrap(), m.predict(&xs).unwrap());
+}

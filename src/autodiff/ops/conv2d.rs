@@ -61,9 +61,37 @@ impl Geometry {
     /// Images per task: as many as keep a task's im2col rows within `GROUP_BYTES`, at least one. It depends on
     /// the shapes only, so results do not depend on the thread count.
     fn group(&self) -> usize {
-        let per_image = self.pixels() * self.field() * std::mem::size_of::<f32>();
+        // Saturating: a product too large for a `usize` is one image per group, like any image over the size.
+        let per_image = self.pixels().saturating_mul(self.field()).saturating_mul(std::mem::size_of::<f32>());
         // At least 16 groups in a large batch, so that the threads share the work evenly.
         (GROUP_BYTES / per_image.max(1)).clamp(1, (self.batch / 16).max(1))
+    }
+}
+
+impl Geometry {
+    /// The im2col rows a task copies at a time: a group's rows (see [`Geometry::group`]), or for an image
+    /// whose rows exceed `GROUP_BYTES`, as many of its rows as fit (at least one). The scratch buffer is then
+    /// at most `GROUP_BYTES` or one receptive field, a row of the kernel already in memory, whatever the
+    /// image size: no file's numbers can make it larger.
+    fn chunk_rows(&self) -> usize {
+        (GROUP_BYTES / (self.field() * std::mem::size_of::<f32>()).max(1)).max(1)
+    }
+}
+
+/// Calls `f(image, first_pixel, rows)` for the im2col rows `first..first + n` of a task, split where an image
+/// ends: `rows` counts from `first`.
+fn split_rows(
+    first: usize,
+    n: usize,
+    pixels: usize,
+    mut f: impl FnMut(usize, usize, std::ops::Range<usize>),
+) {
+    let (mut r, end) = (first, first + n);
+    while r < end {
+        let (image, pixel) = (r / pixels, r % pixels);
+        let take = (pixels - pixel).min(end - r);
+        f(image, pixel, r - first..r - first + take);
+        r += take;
     }
 }
 
@@ -125,7 +153,7 @@ impl<'t> Var<'t> {
         }
         let (sh, sw) = options.strides;
         let (dh, dw) = options.dilation;
-        let (Some(rows), Some(cols)) =
+        let (Ok(rows), Ok(cols)) =
             (Axis1::new(h, kh, sh, dh, options.padding), Axis1::new(w, kw, sw, dw, options.padding))
         else {
             panic!("conv2d: a {kh}x{kw} kernel with {options:?} does not fit images of {h}x{w}")
@@ -152,17 +180,24 @@ impl<'t> Var<'t> {
                     .zip(x.chunks(images * g.image()))
                     .collect();
                 for_each_task(work, |(out, x)| {
-                    with_scratch(out.len() / g.filters * g.field(), |cols| {
-                        im2col_images(x, cols, &g);
-                        let rows = out.len() / g.filters;
-                        let cols = ArrayView2::from_shape((rows, g.field()), cols).expect("sized above");
-                        let mut y = ArrayViewMut2::from_shape((rows, g.filters), out).expect("a group");
-                        general_mat_mul(1.0, &cols, &w, 0.0, &mut y);
-                        // Bias and activation in one pass over the output, while it is in cache.
-                        match act {
-                            Some(Unary::Relu) => epilogue_relu(out, bias),
-                            Some(f) => epilogue(out, bias, |v| f.f(v)),
-                            None => epilogue(out, bias, |v| v),
+                    let chunk = g.chunk_rows();
+                    let task_rows = out.len() / g.filters;
+                    with_scratch(chunk.min(task_rows) * g.field(), |scratch| {
+                        for (i, out) in out.chunks_mut(chunk * g.filters).enumerate() {
+                            let rows = out.len() / g.filters;
+                            let cols = &mut scratch[..rows * g.field()];
+                            im2col_rows(x, cols, &g, i * chunk);
+                            let cols =
+                                ArrayView2::from_shape((rows, g.field()), &*cols).expect("sized above");
+                            let mut y =
+                                ArrayViewMut2::from_shape((rows, g.filters), &mut *out).expect("a chunk");
+                            general_mat_mul(1.0, &cols, &w, 0.0, &mut y);
+                            // Bias and activation in one pass over the output, while it is in cache.
+                            match act {
+                                Some(Unary::Relu) => epilogue_relu(out, bias),
+                                Some(f) => epilogue(out, bias, |v| f.f(v)),
+                                None => epilogue(out, bias, |v| v),
+                            }
                         }
                     })
                 });
@@ -223,11 +258,13 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 }
 
 wide_fn! {
-    /// im2col of consecutive images `x` into consecutive blocks of rows of `cols`.
-    fn im2col_images(x: &[f32], cols: &mut [f32], g: &Geometry) {
-        for (x, cols) in x.chunks_exact(g.image()).zip(cols.chunks_exact_mut(g.pixels() * g.field())) {
-            im2col(x, cols, g);
-        }
+    /// im2col of the rows `first..` (as many as `cols` holds) of consecutive images `x`, into `cols`.
+    fn im2col_rows(x: &[f32], cols: &mut [f32], g: &Geometry, first: usize) {
+        let field = g.field();
+        split_rows(first, cols.len() / field, g.pixels(), |image, pixel, rows| {
+            let x = &x[image * g.image()..][..g.image()];
+            im2col(x, &mut cols[rows.start * field..rows.end * field], g, pixel);
+        });
     }
 }
 
@@ -236,15 +273,15 @@ fn as_matrix<'a>(k: &ndarray::ArrayViewD<'a, f32>, g: &Geometry) -> ArrayView2<'
     k.clone().into_shape_with_order((g.field(), g.filters)).expect("kernels are contiguous")
 }
 
-/// Copies the receptive field of every output pixel of one image `x` into a row of `cols`, zeros where it
-/// hangs over the padding.
+/// Copies the receptive field of the output pixels `first..` of one image `x` (as many as `cols` has rows)
+/// into the rows of `cols`, zeros where it hangs over the padding.
 #[inline(always)]
-fn im2col(x: &[f32], cols: &mut [f32], g: &Geometry) {
+fn im2col(x: &[f32], cols: &mut [f32], g: &Geometry, first: usize) {
     let (c, kw) = (g.channels, g.cols.size);
     // With unit dilation, the taps of one kernel row are adjacent pixels: one copy when all are inside.
     let contiguous = g.cols.dilation == 1;
     let (line_len, span) = (g.cols.input * c, kw * c);
-    for (row, field) in cols.chunks_exact_mut(g.field()).enumerate() {
+    for (row, field) in (first..).zip(cols.chunks_exact_mut(g.field())) {
         let (oh, ow) = (row / g.cols.output, row % g.cols.output);
         // The common case, a window inside the image: one copy per kernel row, no bounds arithmetic.
         if let (true, Some(r0), Some(c0)) = (contiguous, g.rows.inside(oh), g.cols.inside(ow)) {
@@ -287,18 +324,30 @@ fn copy(dst: &mut [f32], src: &[f32]) {
 }
 
 wide_fn! {
-    /// The adjoint of [`im2col`]: adds every row of `cols` onto the pixels of one image `dx` it was copied from.
-    fn col2im(cols: &[f32], dx: &mut [f32], g: &Geometry) {
-        let (c, kw) = (g.channels, g.cols.size);
-        for (row, field) in cols.chunks_exact(g.field()).enumerate() {
-            let (oh, ow) = (row / g.cols.output, row % g.cols.output);
-            for (i, field) in field.chunks_exact(kw * c).enumerate() {
-                let Some(ih) = g.rows.source(oh, i) else { continue };
-                let line = &mut dx[ih * g.cols.input * c..][..g.cols.input * c];
-                for (j, tap) in field.chunks_exact(c).enumerate() {
-                    if let Some(iw) = g.cols.source(ow, j) {
-                        line[iw * c..][..c].iter_mut().zip(tap).for_each(|(d, &t)| *d += t);
-                    }
+    /// The adjoint of [`im2col_rows`]: adds every row of `cols`, the rows `first..` of consecutive images,
+    /// onto the pixels of `dx` it was copied from.
+    fn col2im_rows(cols: &[f32], dx: &mut [f32], g: &Geometry, first: usize) {
+        let field = g.field();
+        split_rows(first, cols.len() / field, g.pixels(), |image, pixel, rows| {
+            let dx = &mut dx[image * g.image()..][..g.image()];
+            col2im(&cols[rows.start * field..rows.end * field], dx, g, pixel);
+        });
+    }
+}
+
+/// The adjoint of [`im2col`]: adds every row of `cols`, output pixels `first..` of one image, onto the pixels
+/// of `dx` it was copied from.
+#[inline(always)]
+fn col2im(cols: &[f32], dx: &mut [f32], g: &Geometry, first: usize) {
+    let (c, kw) = (g.channels, g.cols.size);
+    for (row, field) in (first..).zip(cols.chunks_exact(g.field())) {
+        let (oh, ow) = (row / g.cols.output, row % g.cols.output);
+        for (i, field) in field.chunks_exact(kw * c).enumerate() {
+            let Some(ih) = g.rows.source(oh, i) else { continue };
+            let line = &mut dx[ih * g.cols.input * c..][..g.cols.input * c];
+            for (j, tap) in field.chunks_exact(c).enumerate() {
+                if let Some(iw) = g.cols.source(ow, j) {
+                    line[iw * c..][..c].iter_mut().zip(tap).for_each(|(d, &t)| *d += t);
                 }
             }
         }
@@ -359,25 +408,31 @@ impl Kernel for Conv2d {
                 }
                 None => column_sums(g, db),
             }
-            let dz = ArrayView2::from_shape((rows, filters), g).expect("a group");
-            with_scratch(rows * field, |cols| {
-                if want_w {
-                    im2col_images(x, cols, geo);
-                    let c = ArrayView2::from_shape((rows, field), &*cols).expect("sized above");
-                    let mut dw = ArrayViewMut2::from_shape((field, filters), dw).expect("a share");
-                    general_mat_mul(1.0, &c.t(), &dz, 0.0, &mut dw);
+            let chunk = geo.chunk_rows();
+            if fresh_dx {
+                if let Some(dx) = dx.as_deref_mut() {
+                    dx.fill(0.0);
                 }
-                if let Some(dx) = dx {
-                    // dcols = dz · Wᵀ in the same scratch, then back onto the pixels.
-                    let mut dc = ArrayViewMut2::from_shape((rows, field), &mut *cols).expect("sized above");
-                    general_mat_mul(1.0, &dz, &wm.t(), 0.0, &mut dc);
-                    if fresh_dx {
-                        dx.fill(0.0);
+            }
+            let mut dw = ArrayViewMut2::from_shape((field, filters), dw).expect("a share");
+            with_scratch(chunk.min(rows) * field, |scratch| {
+                for (i, g) in g.chunks(chunk * filters).enumerate() {
+                    let (first, rows) = (i * chunk, g.len() / filters);
+                    let cols = &mut scratch[..rows * field];
+                    let dz = ArrayView2::from_shape((rows, filters), g).expect("a chunk");
+                    if want_w {
+                        im2col_rows(x, cols, geo, first);
+                        let c = ArrayView2::from_shape((rows, field), &*cols).expect("sized above");
+                        // The first chunk overwrites the share, the others add to it.
+                        let beta = if i == 0 { 0.0 } else { 1.0 };
+                        general_mat_mul(1.0, &c.t(), &dz, beta, &mut dw);
                     }
-                    for (dx, cols) in
-                        dx.chunks_exact_mut(geo.image()).zip(cols.chunks_exact(geo.pixels() * field))
-                    {
-                        col2im(cols, dx, geo);
+                    if let Some(dx) = dx.as_deref_mut() {
+                        // dcols = dz · Wᵀ in the same scratch, then back onto the pixels.
+                        let mut dc =
+                            ArrayViewMut2::from_shape((rows, field), &mut *cols).expect("sized above");
+                        general_mat_mul(1.0, &dz, &wm.t(), 0.0, &mut dc);
+                        col2im_rows(cols, dx, geo, first);
                     }
                 }
             });
@@ -546,6 +601,31 @@ mod tests {
         }
         assert!(batch[1].iter().zip(&sum_w).all(|(a, b)| (a - b).abs() < 1e-3 * (1.0 + b.abs())));
         assert!(batch[2].iter().zip(&sum_b).all(|(a, b)| (a - b).abs() < 1e-3 * (1.0 + b.abs())));
+    }
+
+    #[test]
+    fn an_image_in_several_chunks_matches_the_definition() {
+        // A 16x16x2 field is 2 KiB: 512 rows a chunk, so each 30x30 image is copied in two pieces.
+        let o = Conv2dOptions { padding: Padding::Same, ..Default::default() };
+        let (x, k, b) = (random(&[2, 30, 30, 2], 1), random(&[16, 16, 2, 1], 2), random(&[1], 3));
+        let g = Geometry {
+            batch: 2,
+            channels: 2,
+            filters: 1,
+            rows: Axis1::new(30, 16, 1, 1, Padding::Same).unwrap(),
+            cols: Axis1::new(30, 16, 1, 1, Padding::Same).unwrap(),
+        };
+        assert!(g.chunk_rows() < g.pixels() && g.group() == 1, "the test needs images in several chunks");
+        let params = ParamStore::new();
+        let tape = Tape::new(&params);
+        let (xv, kv, bv) = (tape.constant(x.view()), tape.constant(k.view()), tape.constant(b.view()));
+        let got = xv.conv2d(kv, Some(bv), o).value();
+        let want = naive(&x, &k, Some(&b), o);
+        assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-4), "{got} vs {want}");
+        // Small values, so that f32 finite differences of a 512-tap sum stay exact enough.
+        let one = x.slice_axis(ndarray::Axis(0), (0..1).into()).mapv(|v| v * 0.1);
+        check_gradients(&[one, k.mapv(|v| v * 0.1), b], |v| v[0].conv2d(v[1], Some(v[2]), o))
+            .expect("chunked backward");
     }
 
     #[test]

@@ -38,36 +38,27 @@ impl Geometry {
     }
 
     /// Replaces `taps` with the input offsets of the in-bounds taps of the window at output pixel `(oh, ow)`,
-    /// in window order; plain index arithmetic for a window inside the input (all of them with `valid`
-    /// padding).
+    /// in window order. Only the taps inside the input are walked, so a window far larger than the image (with
+    /// `same` padding) costs what the image does.
     fn tap_offsets(&self, oh: usize, ow: usize, taps: &mut Vec<usize>) {
         taps.clear();
+        let (rows, cols) = (self.rows.taps(oh), self.cols.taps(ow));
+        // Pooling windows have no dilation: the in-bounds taps are consecutive positions.
         let (r0, c0) = (
-            (oh * self.rows.stride).checked_sub(self.rows.pad),
-            (ow * self.cols.stride).checked_sub(self.cols.pad),
+            oh * self.rows.stride + rows.start - self.rows.pad,
+            ow * self.cols.stride + cols.start - self.cols.pad,
         );
-        match (r0, c0) {
-            (Some(r0), Some(c0))
-                if r0 + self.rows.size <= self.rows.input && c0 + self.cols.size <= self.cols.input =>
-            {
-                let (c, width) = (self.channels, self.cols.input);
-                for i in 0..self.rows.size {
-                    let row = ((r0 + i) * width + c0) * c;
-                    taps.extend((0..self.cols.size).map(|j| row + j * c));
-                }
-            }
-            _ => taps.extend(self.taps(oh, ow)),
+        let (c, width) = (self.channels, self.cols.input);
+        for ih in r0..r0 + rows.len() {
+            let row = (ih * width + c0) * c;
+            taps.extend((0..cols.len()).map(|j| row + j * c));
         }
     }
 
-    /// The input offsets of the in-bounds taps of the window at output pixel `(oh, ow)`, in window order.
-    fn taps(&self, oh: usize, ow: usize) -> impl Iterator<Item = usize> + '_ {
-        let rows = (0..self.rows.size).filter_map(move |i| self.rows.source(oh, i));
-        rows.flat_map(move |ih| {
-            (0..self.cols.size)
-                .filter_map(move |j| self.cols.source(ow, j))
-                .map(move |iw| (ih * self.cols.input + iw) * self.channels)
-        })
+    /// The most in-bounds taps a window has: what [`Geometry::tap_offsets`] may push (at most the pixels of an
+    /// image, however large the window).
+    fn max_taps(&self) -> usize {
+        self.rows.size.min(self.rows.input) * self.cols.size.min(self.cols.input)
     }
 }
 
@@ -115,7 +106,7 @@ impl<'t> Var<'t> {
         let &[batch, h, w, channels] = xs.as_slice() else {
             panic!("pool2d: needs images (N, H, W, C), got {xs:?}")
         };
-        let (Some(rows), Some(cols)) =
+        let (Ok(rows), Ok(cols)) =
             (Axis1::new(h, pool.0, strides.0, 1, padding), Axis1::new(w, pool.1, strides.1, 1, padding))
         else {
             panic!("pool2d: a {pool:?} window moving by {strides:?} does not fit images of {h}x{w}")
@@ -149,7 +140,7 @@ wide_fn! {
     /// 2^24 taps.
     fn max_forward(x: &[f32], out: &mut [f32], arg: &mut [f32], g: &Geometry) {
         let c = g.channels;
-        let mut taps = Vec::with_capacity(g.rows.size * g.cols.size);
+        let mut taps = Vec::with_capacity(g.max_taps());
         for (p, (out, arg)) in out.chunks_exact_mut(c).zip(arg.chunks_exact_mut(c)).enumerate() {
             g.tap_offsets(p / g.cols.output, p % g.cols.output, &mut taps);
             let (&first, rest) = taps.split_first().expect("a window overlaps its input");
@@ -179,7 +170,7 @@ wide_fn! {
             dx.fill(0.0);
         }
         let c = geo.channels;
-        let mut taps = Vec::with_capacity(geo.rows.size * geo.cols.size);
+        let mut taps = Vec::with_capacity(geo.max_taps());
         for (p, (g, arg)) in g.chunks_exact(c).zip(arg.chunks_exact(c)).enumerate() {
             geo.tap_offsets(p / geo.cols.output, p % geo.cols.output, &mut taps);
             for (t, &at) in taps.iter().enumerate() {
@@ -197,7 +188,7 @@ wide_fn! {
 
 fn avg_forward(x: &[f32], out: &mut [f32], g: &Geometry) {
     let c = g.channels;
-    let mut taps = Vec::with_capacity(g.rows.size * g.cols.size);
+    let mut taps = Vec::with_capacity(g.max_taps());
     for (p, out) in out.chunks_exact_mut(c).enumerate() {
         g.tap_offsets(p / g.cols.output, p % g.cols.output, &mut taps);
         out.fill(0.0);
@@ -237,7 +228,7 @@ impl Kernel for Pool2d {
                     if fresh {
                         dx.fill(0.0);
                     }
-                    let mut taps = Vec::with_capacity(geo.rows.size * geo.cols.size);
+                    let mut taps = Vec::with_capacity(geo.max_taps());
                     for (p, g) in g.chunks_exact(c).enumerate() {
                         geo.tap_offsets(p / geo.cols.output, p % geo.cols.output, &mut taps);
                         let scale = 1.0 / taps.len() as f32;

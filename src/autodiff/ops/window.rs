@@ -41,19 +41,34 @@ impl std::str::FromStr for Padding {
 
 crate::spec::impl_spec!(Padding);
 
+/// Why a window cannot slide along an axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WindowFault {
+    /// A setting is 0, or with `valid` padding the window is longer than the input.
+    DoesNotFit,
+    /// The window's extent (`dilation * (size - 1) + 1`) or the position of its last tap in the last window
+    /// (counted from the start of the padding) is beyond what a `usize` can hold.
+    TooLarge,
+}
+
 /// The output length of a window of `size` (taps `dilation` apart) moving by `stride` over `input` elements,
-/// or `None` where a valid window does not fit or a setting is 0: what layers check when they are built.
+/// or why there is none: what layers check when they are built.
 pub(crate) fn window_output(
     input: usize,
     size: usize,
     stride: usize,
     dilation: usize,
     padding: Padding,
-) -> Option<usize> {
+) -> Result<usize, WindowFault> {
     Axis1::new(input, size, stride, dilation, padding).map(|a| a.output)
 }
 
 /// One spatial axis of a sliding window.
+///
+/// Every position the kernels compute, `o * stride + k * dilation` for an output `o < output` and a tap
+/// `k < size` (counted from the start of the padding), is at most `(output - 1) * stride + extent - 1`, which
+/// [`Axis1::new`] checks fits in a `usize`; so the unchecked arithmetic of [`Axis1::inside`],
+/// [`Axis1::source`] and [`Axis1::taps`] cannot wrap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Axis1 {
     /// Input length.
@@ -70,27 +85,33 @@ pub(crate) struct Axis1 {
 
 impl Axis1 {
     /// The output length and padding of a window of `size` (taps `dilation` apart) moving by `stride` over
-    /// `input` elements; `None` if a valid window does not fit (or `stride`/`dilation`/`size` is 0).
+    /// `input` elements; an error if a valid window does not fit (or `stride`/`dilation`/`size` is 0), or if
+    /// a position on the padded axis would not fit in a `usize`.
     pub(crate) fn new(
         input: usize,
         size: usize,
         stride: usize,
         dilation: usize,
         padding: Padding,
-    ) -> Option<Self> {
+    ) -> Result<Self, WindowFault> {
+        use WindowFault::{DoesNotFit, TooLarge};
         if size == 0 || stride == 0 || dilation == 0 {
-            return None;
+            return Err(DoesNotFit);
         }
-        let extent = dilation.checked_mul(size - 1)?.checked_add(1)?;
+        let extent = dilation.checked_mul(size - 1).and_then(|e| e.checked_add(1)).ok_or(TooLarge)?;
         let (output, pad) = match padding {
-            Padding::Valid => ((input.checked_sub(extent)? / stride) + 1, 0),
+            // The last window ends inside the input: every position is below `input`.
+            Padding::Valid => ((input.checked_sub(extent).ok_or(DoesNotFit)? / stride) + 1, 0),
             Padding::Same => {
                 let output = input.div_ceil(stride);
-                let total = ((output.max(1) - 1) * stride + extent).saturating_sub(input);
-                (output, total / 2)
+                let reach = (output.max(1) - 1)
+                    .checked_mul(stride)
+                    .and_then(|r| r.checked_add(extent))
+                    .ok_or(TooLarge)?;
+                (output, reach.saturating_sub(input) / 2)
             }
         };
-        Some(Axis1 { input, size, stride, dilation, output, pad })
+        Ok(Axis1 { input, size, stride, dilation, output, pad })
     }
 
     /// The input position of the first tap of the window at output position `o`, if the whole window is inside
@@ -105,6 +126,18 @@ impl Axis1 {
     #[inline]
     pub(crate) fn source(&self, o: usize, k: usize) -> Option<usize> {
         (o * self.stride + k * self.dilation).checked_sub(self.pad).filter(|&i| i < self.input)
+    }
+
+    /// The taps of the window at output position `o` that are inside the input: a range of `k`, at most
+    /// `min(size, input)` long however large the window, so that walking it costs no more than the input.
+    #[inline]
+    pub(crate) fn taps(&self, o: usize) -> std::ops::Range<usize> {
+        let start = o * self.stride;
+        // The first tap at or after the padding, and the first one after the input (`pad + input` is at most
+        // the checked reach: the padding before is at most half of what the reach exceeds the input by).
+        let first = self.pad.saturating_sub(start).div_ceil(self.dilation);
+        let end = (self.pad + self.input).saturating_sub(start).div_ceil(self.dilation).min(self.size);
+        first..end.max(first)
     }
 }
 
@@ -181,7 +214,7 @@ mod tests {
     #[test]
     fn output_lengths_match_keras() {
         // Keras: valid -> floor((n - extent) / s) + 1; same -> ceil(n / s).
-        let valid = |n, k, s, d| Axis1::new(n, k, s, d, Padding::Valid).map(|a| a.output);
+        let valid = |n, k, s, d| Axis1::new(n, k, s, d, Padding::Valid).map(|a| a.output).ok();
         assert_eq!(valid(28, 3, 1, 1), Some(26));
         assert_eq!(valid(13, 2, 2, 1), Some(6));
         assert_eq!(valid(7, 3, 2, 2), Some(2)); // extent 5
@@ -196,5 +229,40 @@ mod tests {
         assert_eq!(same.source(0, 0), None);
         assert_eq!(same.source(0, 1), Some(0));
         assert_eq!(same.source(4, 3), None);
+    }
+
+    #[test]
+    fn positions_beyond_usize_are_refused_not_wrapped() {
+        let same = |n, k, s, d| Axis1::new(n, k, s, d, Padding::Same);
+        // The extent itself overflows.
+        assert_eq!(same(5, 3, 1, usize::MAX / 2 + 1), Err(WindowFault::TooLarge));
+        assert_eq!(Axis1::new(5, 3, 1, usize::MAX, Padding::Valid), Err(WindowFault::TooLarge));
+        // The extent fits, the last window's last tap does not.
+        assert_eq!(same(5, 2, 1, usize::MAX - 1), Err(WindowFault::TooLarge));
+        assert_eq!(same(5, usize::MAX, 1, 1), Err(WindowFault::TooLarge));
+        // A huge window that fits: every window covers the whole input.
+        let a = same(5, 1 << 62, 1, 1).unwrap();
+        assert_eq!(a.output, 5);
+        assert!((0..5).all(|o| a.taps(o) == (a.pad - o..a.pad - o + 5)), "{a:?}");
+        // A dilation as large as it can be: only the centre tap is ever inside.
+        let a = same(5, 3, 1, (usize::MAX - 5) / 2).unwrap();
+        assert_eq!((0..5).map(|o| a.source(o, 1)).collect::<Vec<_>>(), [0, 1, 2, 3, 4].map(Some));
+        assert!((0..5).all(|o| a.source(o, 0).is_none() && a.source(o, 2).is_none()));
+        assert!((0..5).all(|o| a.taps(o) == (1..2)));
+    }
+
+    #[test]
+    fn taps_are_the_in_bounds_taps() {
+        for (n, k, s, d) in
+            [(7, 3, 2, 1), (5, 4, 1, 1), (6, 3, 1, 2), (4, 9, 3, 1), (9, 4, 2, 3), (3, 2, 5, 1)]
+        {
+            for padding in [Padding::Valid, Padding::Same] {
+                let Ok(a) = Axis1::new(n, k, s, d, padding) else { continue };
+                for o in 0..a.output {
+                    let want: Vec<_> = (0..k).filter(|&t| a.source(o, t).is_some()).collect();
+                    assert_eq!(a.taps(o).collect::<Vec<_>>(), want, "{a:?} at {o}");
+                }
+            }
+        }
     }
 }
