@@ -553,19 +553,23 @@ fn same_number(file: &Value, saved: &Value) -> bool {
         return a == b;
     }
     let (Some(a), Some(b)) = (file.as_f64(), saved.as_f64()) else { return false };
-    // An integer in the file is exact: the saved number must be it (not its nearest f64), or the shortest
-    // decimal form of an `f32` that is exactly it (2^53 saved as 9007199000000000.0).
+    // An integer in the file is exact: the saved number must be it (not its nearest f64), or an `f32` setting
+    // that is exactly it (2^53 saved as 9007199000000000.0) or whose shortest decimal form it is (1e12, as
+    // for `0.001`).
     let x = b as f32;
-    let f32_form = x.is_finite() && x.to_string().parse::<f64>().is_ok_and(|d| d == b);
+    let f32_form = x.is_finite() && (f64::from(x) == b || x.to_string().parse::<f64>().is_ok_and(|d| d == b));
+    let f32_is = |n: &dyn std::fmt::Display, exact: &dyn Fn(f64) -> bool| {
+        f32_form && (exact(f64::from(x)) || x.to_string() == n.to_string())
+    };
     if let Some(n) = file.as_u64() {
         let exact =
             |v: f64| v.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&v) && v as u64 == n;
-        return exact(b) || (f32_form && exact(f64::from(x)));
+        return exact(b) || f32_is(&n, &exact);
     }
     if let Some(n) = file.as_i64() {
         let exact =
             |v: f64| v.fract() == 0.0 && (-9_223_372_036_854_775_808.0..0.0).contains(&v) && v as i64 == n;
-        return exact(b) || (f32_form && exact(f64::from(x)));
+        return exact(b) || f32_is(&n, &exact);
     }
     a == b || (b as f32 as f64 == b && (b as f32).to_string().parse::<f64>().is_ok_and(|d| d == a))
 }
