@@ -347,12 +347,12 @@ fn a_model_loaded_with_the_most_epochs_run_trains_and_saves_a_file_that_loads() 
 fn issue25_item5_a_model_at_the_last_step_count_saves_after_a_step() {
     // `iterations` = i64::MAX loads; a step took it past the limit the loader checks, so the model's own
     // file did not load again. Every optimizer counts up to the limit and stays there.
-    let optimizers: Vec<(&str, Box<dyn Fn() -> Box<dyn Optimizer>>)> = vec![
-        ("sgd", Box::new(|| Box::new(SGD::new().momentum(0.5)))),
-        ("adam", Box::new(|| Box::new(Adam::new()))),
-        ("adamw", Box::new(|| Box::new(kerust::optimizers::AdamW::new()))),
-        ("rmsprop", Box::new(|| Box::new(kerust::optimizers::RMSprop::new()))),
-        ("adagrad", Box::new(|| Box::new(kerust::optimizers::Adagrad::new()))),
+    let optimizers: Vec<(&str, Box<dyn Optimizer>)> = vec![
+        ("sgd", Box::new(SGD::new().momentum(0.5))),
+        ("adam", Box::new(Adam::new())),
+        ("adamw", Box::new(kerust::optimizers::AdamW::new())),
+        ("rmsprop", Box::new(kerust::optimizers::RMSprop::new())),
+        ("adagrad", Box::new(kerust::optimizers::Adagrad::new())),
     ];
     let x = Array2::from_shape_fn((2, 3), |(i, j)| (i + j) as f32);
     let y = array![[1.0f32, 0.0], [0.0, 1.0]];
@@ -360,7 +360,7 @@ fn issue25_item5_a_model_at_the_last_step_count_saves_after_a_step() {
         let mut m = Sequential::new();
         m.set_seed(7);
         m.add(Dense::new(2).input_shape([3]).activation("softmax")).unwrap();
-        m.compile("categorical_crossentropy", optimizer(), ["accuracy"]).unwrap();
+        m.compile("categorical_crossentropy", optimizer, ["accuracy"]).unwrap();
         m.fit(&x, &y).epochs(1).verbose(0).run().unwrap();
         let top = kerust::optimizers::MAX_ITERATIONS;
         let bytes = ModelFile::with_config(&m.to_bytes().unwrap(), |c| {

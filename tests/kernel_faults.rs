@@ -206,3 +206,23 @@ fn early_stopping_on_a_value_never_logged_warns_once_that_it_cannot_stop() {
     assert_eq!(stderr.matches("cannot stop training").count(), 1, "{stderr}");
     assert!(stderr.contains("validation"), "{stderr}");
 }
+
+/// Max pooling's record of which tap won was an `f32` value, exact only below 2^24 taps: a global max pooling
+/// of a 4097 x 4097 image sent a gradient to the wrong pixel. The maximum must get the whole gradient.
+#[test]
+fn item1_max_pooling_routes_the_gradient_of_a_window_of_more_than_2_pow_24_taps() {
+    use kerust::autodiff::{Gradients, Padding, ParamStore, Tape};
+    let (h, w) = (4097usize, 4097usize);
+    let mut x = ArrayD::<f32>::zeros(IxDyn(&[1, h, w, 1]));
+    // The maximum at tap 4097^2 - 2 = 16785407: an odd number above 2^24, which no f32 holds.
+    x[[0, h - 1, w - 2, 0]] = 1.0;
+    let mut params = ParamStore::new();
+    let id = params.add("x", x, true);
+    let tape = Tape::new(&params);
+    let y = tape.param(id).max_pool2d((h, w), (h, w), Padding::Valid).sum();
+    let mut grads = Gradients::new();
+    tape.backward(y, &mut grads).unwrap();
+    let g = grads.get(id).unwrap();
+    assert_eq!(g[[0, h - 1, w - 2, 0]], 1.0);
+    assert_eq!(g.sum(), 1.0, "the gradient goes to the maximum only");
+}

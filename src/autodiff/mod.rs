@@ -89,6 +89,9 @@ pub struct ParamStore {
     params: Vec<Param>,
     /// The most scalars the store may hold through [`crate::layers::add_weight`], if bounded.
     weight_limit: Option<usize>,
+    /// The scalars of the parameters as they were added (kept by `add` and `truncate`), so that checking the
+    /// bound is not a sum over every parameter for each new one.
+    added_len: usize,
 }
 
 impl ParamStore {
@@ -115,8 +118,16 @@ impl ParamStore {
         self.params.iter().map(|p| p.value.len()).sum()
     }
 
+    /// The scalars of the parameters, counted as they were added: [`ParamStore::total_len`] unless a value was
+    /// since replaced by one of another size through `get_mut`, `value_mut` or `iter_mut` (which loading does
+    /// not do while the bound holds).
+    pub(crate) fn added_len(&self) -> usize {
+        self.added_len
+    }
+
     /// Adds a parameter and returns its handle.
     pub fn add(&mut self, name: impl Into<String>, value: Tensor, trainable: bool) -> ParamId {
+        self.added_len = self.added_len.saturating_add(value.len());
         self.params.push(Param { name: name.into(), value, trainable });
         ParamId(self.params.len() - 1)
     }
@@ -167,6 +178,7 @@ impl ParamStore {
     /// Drops every parameter from position `len` on (used when a layer is removed from a model).
     pub fn truncate(&mut self, len: usize) {
         self.params.truncate(len);
+        self.added_len = self.total_len();
     }
 
     /// Puts the parameters in the order `order` gives: the parameter at position `i` is then the one `order[i]`

@@ -322,7 +322,7 @@ pub fn add_weight(
     let what = || format!("weight `{name}`");
     let len = crate::memory::element_count(shape, what)?;
     if let Some(limit) = params.weight_limit() {
-        let held = params.total_len();
+        let held = params.added_len();
         if held.checked_add(len).is_none_or(|total| total > limit) {
             return Err(crate::Error::Allocation {
                 what: what(),

@@ -170,6 +170,7 @@ impl<K: PoolKind> Layer for Pooling2D<K> {
                 ))
             }
         };
+        taps_fit(K::WINDOWED, input_shape, s.pool_size.0.min(h), s.pool_size.1.min(w))?;
         self.window = Some((s.pool_size.into(), strides.into(), padding));
         Ok(vec![oh, ow, c])
     }
@@ -181,6 +182,19 @@ impl<K: PoolKind> Layer for Pooling2D<K> {
 
     fn weights(&self) -> &[ParamId] {
         &[]
+    }
+}
+
+/// Checks that a window's taps inside the image, `rows x cols`, can be counted in a `u32` (max pooling
+/// records which tap each maximum came from): images of fewer than 2^32 pixels.
+fn taps_fit(layer: &str, input_shape: &[usize], rows: usize, cols: usize) -> Result<()> {
+    match rows.checked_mul(cols).map(u32::try_from) {
+        Some(Ok(_)) => Ok(()),
+        _ => Err(Error::shape(
+            format!("{layer} input"),
+            format!("windows of fewer than 2^32 taps inside the image; these have {rows} x {cols}"),
+            crate::models::shape_str(input_shape),
+        )),
     }
 }
 
@@ -241,6 +255,7 @@ impl<K: PoolKind> Layer for GlobalPooling2D<K> {
 
     fn build(&mut self, input_shape: &[usize], _: &mut ParamStore, _: &mut StdRng) -> Result<Vec<usize>> {
         let [h, w, c] = image_shape(K::GLOBAL, input_shape)?;
+        taps_fit(K::GLOBAL, input_shape, h, w)?;
         self.size = Some((h, w));
         Ok(if self.settings.keepdims { vec![1, 1, c] } else { vec![c] })
     }

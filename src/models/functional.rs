@@ -274,7 +274,16 @@ impl Model {
     /// disconnected"); an input no output depends on; two outputs from one layer; a layer with weights that
     /// no output depends on.
     pub fn new(graph: Graph, inputs: impl IntoTensors, outputs: impl IntoTensors) -> Result<Model> {
-        let (inputs, outputs) = (inputs.into_tensors(), outputs.into_tensors());
+        Model::from_graph(graph, inputs.into_tensors(), outputs.into_tensors(), LayerOrder::FirstTensor)
+    }
+
+    /// [`Model::new`], with the layers in `layer_order`.
+    pub(crate) fn from_graph(
+        graph: Graph,
+        inputs: Vec<SymbolicTensor>,
+        outputs: Vec<SymbolicTensor>,
+        layer_order: LayerOrder,
+    ) -> Result<Model> {
         if inputs.is_empty() || outputs.is_empty() {
             return Err(Error::Graph("a model needs at least one input and one output".into()));
         }
@@ -284,10 +293,9 @@ impl Model {
         let Graph { net, params, seed, .. } = graph;
         let name = |t: TensorId| net.tensor_name(t).to_owned();
         for (what, list) in [("input", &inputs), ("output", &outputs)] {
-            for (i, t) in list.iter().enumerate() {
-                if list[..i].contains(t) {
-                    return Err(Error::Graph(format!("the {what} `{}` is listed twice", name(t.id))));
-                }
+            let mut seen = std::collections::HashSet::with_capacity(list.len());
+            if let Some(t) = list.iter().find(|t| !seen.insert(t.id)) {
+                return Err(Error::Graph(format!("the {what} `{}` is listed twice", name(t.id))));
             }
         }
         if let Some(t) = inputs.iter().find(|t| !matches!(net.tensors[t.id].producer, Producer::Input { .. }))
@@ -299,8 +307,9 @@ impl Model {
         }
         let input_ids: Vec<TensorId> = inputs.iter().map(|t| t.id).collect();
         let output_ids: Vec<TensorId> = outputs.iter().map(|t| t.id).collect();
-        for (i, &t) in output_ids.iter().enumerate() {
-            if output_ids[..i].iter().any(|&u| net.producer_layer(u) == net.producer_layer(t)) {
+        let mut producers = std::collections::HashSet::with_capacity(output_ids.len());
+        for &t in &output_ids {
+            if !producers.insert(net.producer_layer(t)) {
                 return Err(Error::Graph(format!(
                     "two outputs come from layer `{}`: outputs are named after their layers, so each needs \
                      its own",
@@ -310,6 +319,10 @@ impl Model {
         }
 
         // Walk back from the outputs: which tensors and nodes they need.
+        let mut is_input = vec![false; net.tensors.len()];
+        for &t in &input_ids {
+            is_input[t] = true;
+        }
         let mut needed = vec![false; net.tensors.len()];
         let mut stack = output_ids.clone();
         while let Some(t) = stack.pop() {
@@ -318,7 +331,7 @@ impl Model {
             }
             match net.tensors[t].producer {
                 Producer::Node(n) => stack.extend(&net.nodes[n].inputs),
-                Producer::Input { .. } if !input_ids.contains(&t) => {
+                Producer::Input { .. } if !is_input[t] => {
                     let needing: Vec<String> = output_ids
                         .iter()
                         .filter(|&&o| depends_on(&net, o, t))
@@ -352,7 +365,7 @@ impl Model {
                 net.layers[l].name().unwrap_or("?")
             )));
         }
-        let (net, params) = canonical(net, &needed, &kept, &input_ids, &output_ids, params)?;
+        let (net, params) = canonical(net, &needed, &kept, &input_ids, &output_ids, params, layer_order)?;
         let mut model = Model::with_net("functional", net, Kind::Functional);
         model.params = params;
         model.set_seed(seed);
@@ -360,15 +373,28 @@ impl Model {
     }
 }
 
+/// How [`Model::from_graph`] orders the layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LayerOrder {
+    /// By their first tensor the model needs, in the order tensors were made: [`Model::new`]'s order.
+    FirstTensor,
+    /// In the order they were added to the graph: a loaded file's order (its layers are added in the order
+    /// the file lists them, and the order of their calls, which the file does not keep, is remade).
+    AsAdded,
+}
+
 /// What the outputs need of `net`, in the one order a saved and reloaded copy has too (issue 25): so that
 /// save -> load -> save gives the same bytes, and `get_weights` of a model fits `set_weights` of its copy.
 ///
-/// Layers are ordered by their first needed tensor (as made); the calls are then made again in an order that
-/// depends on that layer order and each layer's calls alone, which is all a file keeps: first each layer's
+/// Layers are ordered by their first needed tensor (as made), or as added for a loaded file; the calls are then
+/// made again in an order that depends on that layer order and each layer's calls alone, which is all a file
+/// keeps: first each layer's
 /// first call in layer order, then each layer's other calls in layer order, each call after what it takes
-/// (depth first). As the layer order comes from an order where every tensor follows what it is made of, the
-/// first calls come out in layer order again; so a reloaded copy, whatever order its loader made the calls
-/// in, gets the same layers, calls and tensors in the same order. Weights follow the layers: a layer's
+/// (depth first). When the layer order comes from an order where every tensor follows what it is made of (a
+/// built graph, or a file that `save` wrote), the first calls come out in layer order again; so a reloaded
+/// copy, whatever order its loader made the calls in, gets the same layers, calls and tensors in the same
+/// order. Otherwise (a file listing a layer before what it takes) the layers take the order the calls came
+/// out in, which is then stable through save and load. Weights follow the layers: a layer's
 /// weights in the order it made them, layer after layer (renumbered if a layer was built by a call the model
 /// leaves out). Linear in the number of tensors, calls and weights.
 fn canonical(
@@ -378,28 +404,18 @@ fn canonical(
     input_ids: &[TensorId],
     output_ids: &[TensorId],
     mut params: ParamStore,
+    layer_order: LayerOrder,
 ) -> Result<(Net, ParamStore)> {
-    // A layer's place: its first needed tensor; an input's, just before the first call that takes it (in the
-    // order of that call's tensors), as when it was made does not show in a file.
-    // An input no call takes (an output itself) keeps the place it was made at.
-    let mut place: Vec<Option<(usize, usize, usize)>> = vec![None; net.layers.len()];
-    for t in (0..net.tensors.len()).filter(|&t| needed[t]) {
-        if let Producer::Node(n) = net.tensors[t].producer {
-            place[net.nodes[n].layer].get_or_insert((t, 1, 0));
-            for (k, &input) in net.nodes[n].inputs.iter().enumerate() {
-                if let Producer::Input { layer: Some(i) } = net.tensors[input].producer {
-                    place[i].get_or_insert((t, 0, k));
-                }
+    let mut order: Vec<usize> = (0..net.layers.len()).filter(|&l| kept[l]).collect();
+    if layer_order == LayerOrder::FirstTensor {
+        let mut first_tensor = vec![usize::MAX; net.layers.len()];
+        for t in (0..net.tensors.len()).rev().filter(|&t| needed[t]) {
+            if let Some(l) = net.producer_layer(t) {
+                first_tensor[l] = t;
             }
         }
+        order.sort_by_key(|&l| first_tensor[l]);
     }
-    for t in (0..net.tensors.len()).filter(|&t| needed[t]) {
-        if let Producer::Input { layer: Some(i) } = net.tensors[t].producer {
-            place[i].get_or_insert((t, 0, 0));
-        }
-    }
-    let mut order: Vec<usize> = (0..net.layers.len()).filter(|&l| kept[l]).collect();
-    order.sort_by_key(|&l| place[l]);
 
     // Each layer's needed tensors (its input, or its calls' outputs) in call order, and the one before each.
     let mut items: Vec<Vec<TensorId>> = vec![Vec::new(); net.layers.len()];

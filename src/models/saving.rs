@@ -637,7 +637,7 @@ fn load_sequential(
 /// calls is made once the tensors it takes exist, so every weight is built once, within the file's weight
 /// budget. One pass: a call waiting for a tensor is woken when that tensor is made, and each reference is
 /// checked a bounded number of times, so loading is linear in the file's size whatever order it lists the
-/// layers in ([`Model::new`] then puts everything in its one order).
+/// layers in ([`Model::new`]'s order then follows from the file's layer order).
 fn load_functional(
     config: &FunctionalConfig,
     budget: usize,
@@ -721,7 +721,8 @@ fn load_functional(
     };
     let inputs = config.input_layers.iter().map(|r| find(r, "input")).collect::<Result<Vec<_>>>()?;
     let outputs = config.output_layers.iter().map(|r| find(r, "output")).collect::<Result<Vec<_>>>()?;
-    let mut model = Model::new(g, inputs, outputs)?.with_name(config.name.clone());
+    let order = super::functional::LayerOrder::AsAdded;
+    let mut model = Model::from_graph(g, inputs, outputs, order)?.with_name(config.name.clone());
     model.params.set_weight_limit(None);
     Ok(model)
 }

@@ -33,7 +33,8 @@ impl Geometry {
     /// Whether every input position lies in exactly one window: windows side by side (strides equal to the
     /// window), no padding, and no rows or columns left over.
     fn tiles(&self) -> bool {
-        let exact = |a: &Axis1| a.stride == a.size && a.pad == 0 && a.output * a.size == a.input;
+        let exact =
+            |a: &Axis1| a.stride == a.size && a.pad == 0 && a.output.checked_mul(a.size) == Some(a.input);
         exact(&self.rows) && exact(&self.cols)
     }
 
@@ -112,6 +113,11 @@ impl<'t> Var<'t> {
             panic!("pool2d: a {pool:?} window moving by {strides:?} does not fit images of {h}x{w}")
         };
         let g = Geometry { channels, rows, cols };
+        assert!(
+            reduce == Reduce::Average || u32::try_from(g.max_taps()).is_ok(),
+            "max_pool2d: windows of {} taps inside images of {h}x{w}: at most 2^32 - 1",
+            g.max_taps()
+        );
         let node = Pool2d { input: [self.id], geometry: g, reduce };
         let shape = [batch, rows.output, cols.output, channels];
         self.tape.push(Op::Kernel(Box::new(node)), &shape, |v, out, aux| {
@@ -136,8 +142,9 @@ impl<'t> Var<'t> {
 
 wide_fn! {
     /// The maximum of each window (a NaN wins and stays, as in `numpy.max`), and which of the window's in-bounds
-    /// taps it came from (the first on ties, TensorFlow's argmax), as `f32`: exact, a window having fewer than
-    /// 2^24 taps.
+    /// taps it came from (the first on ties, TensorFlow's argmax), as the bits of a `u32` in an `f32` (an `f32`
+    /// value would be exact only below 2^24 taps, which a global pooling of a 4097 x 4097 image exceeds); the
+    /// bits are only moved and compared as integers, never computed with.
     fn max_forward(x: &[f32], out: &mut [f32], arg: &mut [f32], g: &Geometry) {
         let c = g.channels;
         let mut taps = Vec::with_capacity(g.max_taps());
@@ -147,7 +154,7 @@ wide_fn! {
             out.copy_from_slice(&x[first..first + c]);
             arg.fill(0.0);
             for (t, &at) in rest.iter().enumerate() {
-                let t = (t + 1) as f32;
+                let t = tap_bits(t + 1);
                 for ((o, a), &v) in out.iter_mut().zip(arg.iter_mut()).zip(&x[at..at + c]) {
                     // Non-short-circuit `&` and `|`: selects, so that the loop vectorizes.
                     let take = (v > *o) | (v.is_nan() & !o.is_nan());
@@ -174,16 +181,24 @@ wide_fn! {
         for (p, (g, arg)) in g.chunks_exact(c).zip(arg.chunks_exact(c)).enumerate() {
             geo.tap_offsets(p / geo.cols.output, p % geo.cols.output, &mut taps);
             for (t, &at) in taps.iter().enumerate() {
-                let t = t as f32;
+                let t = tap_bits(t).to_bits();
                 let dx = dx[at..at + c].iter_mut().zip(arg).zip(g);
                 if write {
-                    dx.for_each(|((d, &a), &g)| *d = if a == t { g } else { 0.0 });
+                    dx.for_each(|((d, &a), &g)| *d = if a.to_bits() == t { g } else { 0.0 });
                 } else {
-                    dx.for_each(|((d, &a), &g)| *d += if a == t { g } else { 0.0 });
+                    dx.for_each(|((d, &a), &g)| *d += if a.to_bits() == t { g } else { 0.0 });
                 }
             }
         }
     }
+}
+
+/// Tap `t` of a window as the `f32` whose bits are `t` (`0.0` for tap 0).
+#[inline(always)]
+fn tap_bits(t: usize) -> f32 {
+    f32::from_bits(
+        u32::try_from(t).expect("a window has fewer than 2^32 taps inside an image: checked when recorded"),
+    )
 }
 
 fn avg_forward(x: &[f32], out: &mut [f32], g: &Geometry) {
