@@ -444,15 +444,13 @@ fn extreme(config: &mut Value, rng: &mut StdRng, heavy: bool) {
             }
         }
         // A `Sequential` whose first layer declares an input shape with no axis or an axis of 0.
-        9 => {
-            if config["class_name"] == "Sequential" {
-                config["input_shape"] = Value::Null;
-                config["build_input_shape"] = Value::Null;
-                let shape =
-                    [json!([]), json!([0]), json!([0, 3]), json!([2, 0, 1])][rng.random_range(0..4)].clone();
-                if let Some(Value::Object(first)) = config.pointer_mut("/layers/0/config") {
-                    first.insert("input_shape".into(), shape);
-                }
+        9 if config["class_name"] == "Sequential" => {
+            config["input_shape"] = Value::Null;
+            config["build_input_shape"] = Value::Null;
+            let shape =
+                [json!([]), json!([0]), json!([0, 3]), json!([2, 0, 1])][rng.random_range(0..4)].clone();
+            if let Some(Value::Object(first)) = config.pointer_mut("/layers/0/config") {
+                first.insert("input_shape".into(), shape);
             }
         }
         _ => {}
