@@ -1,10 +1,16 @@
 //! Structure-aware fuzzing of kerust model files, shared by the `fuzz_model_files` example (the long run, in a
-//! memory-limited child process) and `tests/fuzz_model_files.rs` (a short seeded run in `cargo test`).
+//! memory-limited child process with a time limit per input) and the short seeded runs in `cargo test`
+//! (`tests/hostile_files.rs`, `tests/graph_models`).
 //!
-//! Each input is a valid model file (from a small corpus of models: every layer type, optimizer and loss)
-//! mutated in its JSON config, its tensors (names, shapes, values), its optimizer state or its metadata, with
-//! the checksum recomputed so the mutation reaches the loader; or mutated in its raw bytes. Every file that
-//! loads must save, load again and save to the same bytes, predict and train a step without panicking.
+//! The inputs: generated whole models (graph models with branches, merges and shared layers, and `Sequential`
+//! stacks, of every layer kind, compiled with every optimizer and often trained a step, some with extreme
+//! settings written into the config; see `generate.rs`); structured mutations of those and of a small corpus
+//! (config, tensors, optimizer state, metadata, the checksum recomputed so the mutation reaches the loader);
+//! and raw byte mutations. The oracles, for every file that loads: it saves; every number in its config saves
+//! as the same setting (not rounded, not replaced by a later entry); save -> load -> save gives the same bytes,
+//! the same layer order, the same weights and bit-equal predictions; a generated file as kerust saved it loads
+//! and saves to its own bytes; `predict` and a training step do not panic, and a model trained a step saves a
+//! file that loads.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -17,6 +23,10 @@ use ndarray::{Array2, ArrayD, IxDyn};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
+
+#[path = "generate.rs"]
+mod generate;
+pub use generate::{generated, inputs_for, targets_for};
 
 /// A safetensors file taken apart: metadata and tensors (name, dtype, shape, raw bytes), in file order.
 #[derive(Clone, Debug)]
@@ -382,36 +392,34 @@ fn mutate_metadata(file: &mut ModelFile, rng: &mut StdRng) {
     }
 }
 
-/// The `index`-th input of the run seeded `seed`: always the same bytes.
-pub fn input(corpus: &[Vec<u8>], seed: u64, index: u64) -> Vec<u8> {
-    let mut rng = StdRng::seed_from_u64(seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let base = &corpus[rng.random_range(0..corpus.len())];
-    // A quarter raw bytes, the rest structure-aware with the checksum recomputed.
-    if rng.random_range(0..4) == 0 {
-        let mut bytes = base.clone();
-        for _ in 0..rng.random_range(1..8) {
-            let len = bytes.len();
-            match rng.random_range(0..4) {
-                0 => {
-                    let i = rng.random_range(0..len);
-                    bytes[i] ^= 1 << rng.random_range(0..8);
-                }
-                1 => {
-                    let i = rng.random_range(0..len);
-                    bytes[i] = rng.random();
-                }
-                2 => bytes.truncate(rng.random_range(0..len)),
-                _ => {
-                    let i = rng.random_range(0..=len);
-                    bytes.insert(i, rng.random());
-                }
+/// Raw byte mutations of `bytes`: flips, overwrites, truncation, insertions.
+fn mutate_bytes(mut bytes: Vec<u8>, rng: &mut StdRng) -> Vec<u8> {
+    for _ in 0..rng.random_range(1..8) {
+        let len = bytes.len();
+        match rng.random_range(0..4) {
+            0 => {
+                let i = rng.random_range(0..len);
+                bytes[i] ^= 1 << rng.random_range(0..8);
             }
-            if bytes.is_empty() {
-                break;
+            1 => {
+                let i = rng.random_range(0..len);
+                bytes[i] = rng.random();
+            }
+            2 => bytes.truncate(rng.random_range(0..len)),
+            _ => {
+                let i = rng.random_range(0..=len);
+                bytes.insert(i, rng.random());
             }
         }
-        return bytes;
+        if bytes.is_empty() {
+            break;
+        }
     }
+    bytes
+}
+
+/// One to three structured mutations of a valid file, the checksum recomputed.
+fn mutate_structure(base: &[u8], rng: &mut StdRng) -> Vec<u8> {
     let mut file = ModelFile::parse(base);
     for _ in 0..rng.random_range(1..4) {
         match rng.random_range(0..10) {
@@ -420,15 +428,48 @@ pub fn input(corpus: &[Vec<u8>], seed: u64, index: u64) -> Vec<u8> {
                 if let Some(mut config) =
                     file.metadata.get("model_config").and_then(|c| serde_json::from_str(c).ok())
                 {
-                    mutate_config(&mut config, &mut rng);
+                    mutate_config(&mut config, rng);
                     file.set_config(&config);
                 }
             }
-            6..=8 => mutate_tensors(&mut file, &mut rng),
-            _ => mutate_metadata(&mut file, &mut rng),
+            6..=8 => mutate_tensors(&mut file, rng),
+            _ => mutate_metadata(&mut file, rng),
         }
     }
     file.encode()
+}
+
+/// The `index`-th input of the run seeded `seed`: always the same bytes. Two in five are generated models
+/// as they are (some with extreme settings), one in four a generated model with structured mutations, three
+/// in twenty one with byte mutations, and one in five a corpus file mutated (a quarter of those in bytes).
+pub fn input(corpus: &[Vec<u8>], seed: u64, index: u64) -> Vec<u8> {
+    input_case(corpus, seed, index, true).0
+}
+
+/// [`input`], and whether the bytes are a file as kerust saved it (a generated model, unchanged): loading and
+/// saving it again must then give the same bytes. `heavy`: as for [`generated`].
+pub fn input_case(corpus: &[Vec<u8>], seed: u64, index: u64, heavy: bool) -> (Vec<u8>, bool) {
+    let mut rng = StdRng::seed_from_u64(seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let model_seed = seed.wrapping_add(index);
+    match rng.random_range(0..20) {
+        0..=7 => generated(&mut rng, model_seed, heavy),
+        8..=12 => {
+            let base = generated(&mut rng, model_seed, heavy).0;
+            (mutate_structure(&base, &mut rng), false)
+        }
+        13..=15 => {
+            let base = generated(&mut rng, model_seed, heavy).0;
+            (mutate_bytes(base, &mut rng), false)
+        }
+        _ => {
+            let base = &corpus[rng.random_range(0..corpus.len())];
+            if rng.random_range(0..4) == 0 {
+                (mutate_bytes(base.clone(), &mut rng), false)
+            } else {
+                (mutate_structure(base, &mut rng), false)
+            }
+        }
+    }
 }
 
 /// What one input did.
@@ -436,45 +477,176 @@ pub fn input(corpus: &[Vec<u8>], seed: u64, index: u64) -> Vec<u8> {
 pub enum Outcome {
     /// The loader refused the file.
     Rejected,
-    /// The file loaded, saved, loaded again identically, predicted and trained without panicking.
+    /// The file loaded and passed every oracle.
     Loaded,
-    /// The file loaded but saving it again failed or did not reproduce it: a finding.
-    RoundTrip(String),
+    /// The file loaded but an oracle failed (it does not save, or save -> load -> save changes it): a finding.
+    Oracle(String),
 }
 
-/// Runs one input through the loader and, if it loads, through save, load, predict and a training step.
-pub fn check(bytes: &[u8]) -> Outcome {
-    let Ok(mut model) = load_model_from_bytes(bytes) else { return Outcome::Rejected };
+/// The bits of every weight, so that NaNs compare too.
+fn weight_bits(model: &Model) -> Vec<(Vec<usize>, Vec<u32>)> {
+    model
+        .get_weights()
+        .iter()
+        .map(|w| (w.shape().to_vec(), w.iter().map(|v| v.to_bits()).collect()))
+        .collect()
+}
+
+fn layer_names(model: &Model) -> Vec<String> {
+    model.layers().iter().map(|l| l.name().unwrap_or("").to_string()).collect()
+}
+
+/// Predictions of every output, as bits; the error's text if `predict` refuses.
+fn prediction_bits(model: &Model, x: &[ArrayD<f32>]) -> Result<Vec<(String, Vec<u32>)>, String> {
+    let x: Vec<&ArrayD<f32>> = x.iter().collect();
+    let out = model.predict_outputs(x).map_err(|e| e.to_string())?;
+    Ok(out
+        .names()
+        .iter()
+        .map(|n| (n.clone(), out.get(n).map_or(Vec::new(), |a| a.iter().map(|v| v.to_bits()).collect())))
+        .collect())
+}
+
+/// The `model_config` of a file, if it has one that parses.
+fn config_of(bytes: &[u8]) -> Option<Value> {
+    let n = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+    let header: Value = serde_json::from_slice(bytes.get(8..8usize.checked_add(n)?)?).ok()?;
+    serde_json::from_str(header["__metadata__"]["model_config"].as_str()?).ok()
+}
+
+/// Every number in a model config, by where it is: a layer's settings by the layer's name (a reordering is
+/// the layer-order oracle's), the rest by JSON pointer.
+fn numbers(config: &Value) -> BTreeMap<String, Value> {
+    fn walk(v: &Value, at: String, out: &mut BTreeMap<String, Value>) {
+        match v {
+            Value::Number(_) => {
+                out.insert(at, v.clone());
+            }
+            Value::Object(m) => m.iter().for_each(|(k, c)| walk(c, format!("{at}/{k}"), out)),
+            Value::Array(a) => a.iter().enumerate().for_each(|(i, c)| walk(c, format!("{at}/{i}"), out)),
+            _ => {}
+        }
+    }
+    let mut out = BTreeMap::new();
+    if let Value::Object(top) = config {
+        for (k, v) in top {
+            if k == "layers" {
+                for l in v.as_array().into_iter().flatten() {
+                    let name = l["config"]["name"].as_str().unwrap_or("?");
+                    walk(&l["config"], format!("layer {name}:"), &mut out);
+                }
+            } else {
+                walk(v, format!("/{k}"), &mut out);
+            }
+        }
+    }
+    out
+}
+
+/// Whether `saved` is the setting `file` stands for: the same integer, the same number, or the `f32` whose
+/// shortest decimal form `file` is (`0.001` saved as `0.0010000000474974513`).
+fn same_number(file: &Value, saved: &Value) -> bool {
+    if let (Some(a), Some(b)) = (file.as_u64(), saved.as_u64()) {
+        return a == b;
+    }
+    if let (Some(a), Some(b)) = (file.as_i64(), saved.as_i64()) {
+        return a == b;
+    }
+    let (Some(a), Some(b)) = (file.as_f64(), saved.as_f64()) else { return false };
+    // An integer in the file is exact: the saved number must be it (not its nearest f64), or an `f32` setting
+    // that is exactly it (2^53 saved as 9007199000000000.0) or whose shortest decimal form it is (1e12, as
+    // for `0.001`).
+    let x = b as f32;
+    let f32_form = x.is_finite() && (f64::from(x) == b || x.to_string().parse::<f64>().is_ok_and(|d| d == b));
+    let f32_is = |n: &dyn std::fmt::Display, exact: &dyn Fn(f64) -> bool| {
+        f32_form && (exact(f64::from(x)) || x.to_string() == n.to_string())
+    };
+    if let Some(n) = file.as_u64() {
+        let exact =
+            |v: f64| v.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&v) && v as u64 == n;
+        return exact(b) || f32_is(&n, &exact);
+    }
+    if let Some(n) = file.as_i64() {
+        let exact =
+            |v: f64| v.fract() == 0.0 && (-9_223_372_036_854_775_808.0..0.0).contains(&v) && v as i64 == n;
+        return exact(b) || f32_is(&n, &exact);
+    }
+    a == b || (b as f32 as f64 == b && (b as f32).to_string().parse::<f64>().is_ok_and(|d| d == a))
+}
+
+/// Runs one input through the loader and, if it loads, through the oracles (see the module's doc). `as_saved`:
+/// the bytes are a file as kerust saved it, which must then load and save to the same bytes.
+pub fn check(bytes: &[u8], as_saved: bool) -> Outcome {
+    let mut model = match load_model_from_bytes(bytes) {
+        Ok(m) => m,
+        Err(e) if as_saved => return Outcome::Oracle(format!("a file kerust saved does not load: {e}")),
+        Err(_) => return Outcome::Rejected,
+    };
+    let fail = |why: String| Outcome::Oracle(why);
     let saved = match model.to_bytes() {
         Ok(b) => b,
-        Err(e) => return Outcome::RoundTrip(format!("a loaded model does not save: {e}")),
+        Err(e) => return fail(format!("a loaded model does not save: {e}")),
     };
+    // A setting the loader accepted must come out as the same number (not rounded or replaced).
+    if let (Some(file), Some(out)) = (config_of(bytes), config_of(&saved)) {
+        let out = numbers(&out);
+        for (at, v) in numbers(&file) {
+            if let Some(w) = out.get(&at) {
+                if !same_number(&v, w) {
+                    return fail(format!("the setting {at} = {v} loads and saves as {w}"));
+                }
+            }
+        }
+    }
+    if as_saved && saved != bytes {
+        let order = |b: &[u8]| -> Vec<String> {
+            let config = ModelFile::parse(b).config();
+            let layers = config["layers"].as_array().cloned().unwrap_or_default();
+            layers.iter().map(|l| l["config"]["name"].as_str().unwrap_or("").to_string()).collect()
+        };
+        return fail(format!(
+            "a saved file loads and saves to other bytes (layers {:?} became {:?})",
+            order(bytes),
+            order(&saved)
+        ));
+    }
     let again = match load_model_from_bytes(&saved) {
         Ok(m) => m,
-        Err(e) => return Outcome::RoundTrip(format!("a saved model does not load: {e}")),
+        Err(e) => return fail(format!("a saved model does not load: {e}")),
     };
     match again.to_bytes() {
         Ok(b) if b == saved => {}
-        Ok(_) => return Outcome::RoundTrip("save, load, save gives other bytes".into()),
-        Err(e) => return Outcome::RoundTrip(format!("a reloaded model does not save: {e}")),
+        Ok(_) => return fail("save, load, save gives other bytes".into()),
+        Err(e) => return fail(format!("a reloaded model does not save: {e}")),
+    }
+    if layer_names(&model) != layer_names(&again) {
+        return fail(format!(
+            "the layer order changes on reload: {:?} became {:?}",
+            layer_names(&model),
+            layer_names(&again)
+        ));
+    }
+    if weight_bits(&model) != weight_bits(&again) {
+        return fail("get_weights differs after save and load".into());
     }
     // Predict and train on a tiny batch, if the shapes are small.
-    let Some(shape) = model.input_shape().map(<[usize]>::to_vec) else { return Outcome::Loaded };
-    let per_sample: usize = shape.iter().product();
-    if per_sample == 0 || per_sample > 4096 {
-        return Outcome::Loaded;
+    let Some(x) = inputs_for(&model) else { return Outcome::Loaded };
+    let predicted = prediction_bits(&model, &x);
+    if predicted != prediction_bits(&again, &x) {
+        return fail("the reloaded model predicts other values (or refuses where the model did not)".into());
     }
-    let mut full = vec![2];
-    full.extend(&shape);
-    let x = ArrayD::from_elem(IxDyn(&full), 0.5f32);
-    if model.predict(&x).is_ok() {
-        if let Some(out) = model.output_shape().map(<[usize]>::to_vec) {
-            let n: usize = out.iter().product();
-            if model.optimizer().is_some() && n > 0 && n <= 4096 {
-                let mut yshape = vec![2];
-                yshape.extend(&out);
-                let y = ArrayD::from_elem(IxDyn(&yshape), 0.0f32);
-                let _ = model.fit(&x, &y).epochs(1).batch_size(2).verbose(0).run();
+    if predicted.is_ok() && model.optimizer().is_some() {
+        if let Some(y) = targets_for(&model) {
+            let xs: Vec<&ArrayD<f32>> = x.iter().collect();
+            let ys: Vec<&ArrayD<f32>> = y.iter().collect();
+            if model.fit(xs, ys).epochs(1).batch_size(2).verbose(0).run().is_ok() {
+                match model.to_bytes().map(|b| load_model_from_bytes(&b)) {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        return fail(format!("a model trained a step saves a file that does not load: {e}"))
+                    }
+                    Err(e) => return fail(format!("a model trained a step does not save: {e}")),
+                }
             }
         }
     }
@@ -487,16 +659,27 @@ pub struct Stats {
     pub inputs: u64,
     pub rejected: u64,
     pub loaded: u64,
-    pub round_trip_failures: Vec<(u64, String)>,
+    pub oracle_failures: Vec<(u64, String)>,
     pub panics: Vec<(u64, String)>,
 }
 
-/// Runs inputs `start..end` of the run seeded `seed` in this process, catching panics. `progress` is called
-/// with each index before it runs, and `done` with its outcome after (the worker process reports both, so
-/// that an abort names its input and no count is lost with the worker).
+/// The message of a caught panic.
+pub fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+/// Runs inputs `start..end` of the run seeded `seed` (`heavy`: as for [`generated`]) in this process, catching panics (in making the input
+/// too: a builder that panics is a finding). `progress` is called with each index before it runs, and `done`
+/// with its outcome after (the worker process reports both, so that an abort or a hang names its input and no
+/// count is lost with the worker).
 pub fn run(
     corpus: &[Vec<u8>],
     seed: u64,
+    heavy: bool,
     start: u64,
     end: u64,
     mut progress: impl FnMut(u64),
@@ -505,19 +688,17 @@ pub fn run(
     let mut stats = Stats::default();
     for i in start..end {
         progress(i);
-        let outcome = std::panic::catch_unwind(|| check(&input(corpus, seed, i))).map_err(|payload| {
-            payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default()
-        });
+        let outcome = std::panic::catch_unwind(|| {
+            let (bytes, as_saved) = input_case(corpus, seed, i, heavy);
+            check(&bytes, as_saved)
+        })
+        .map_err(panic_message);
         done(i, &outcome);
         stats.inputs += 1;
         match outcome {
             Ok(Outcome::Rejected) => stats.rejected += 1,
             Ok(Outcome::Loaded) => stats.loaded += 1,
-            Ok(Outcome::RoundTrip(why)) => stats.round_trip_failures.push((i, why)),
+            Ok(Outcome::Oracle(why)) => stats.oracle_failures.push((i, why)),
             Err(msg) => stats.panics.push((i, msg)),
         }
     }

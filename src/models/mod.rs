@@ -202,7 +202,8 @@ impl Model {
         self.seed
     }
 
-    /// The number of training epochs this model has run (all `fit` calls; restarted by `set_seed`).
+    /// The number of training epochs this model has run (all `fit` calls; restarted by `set_seed`); it stops at
+    /// `i64::MAX`, the most a model file holds.
     pub fn epochs_run(&self) -> u64 {
         self.epochs_run
     }

@@ -272,3 +272,22 @@ fn issue25_item4_a_long_chain_loads_in_any_layer_order() {
     let xs = ndarray::Array2::from_shape_fn((2, 1), |(i, _)| i as f32);
     assert_eq!(load_model_from_bytes(&reversed).unwrap().predict(&xs).unwrap(), m.predict(&xs).unwrap());
 }
+
+#[test]
+fn issue25_item9_an_input_made_for_a_shared_layers_second_call_keeps_its_place() {
+    // Found by the fuzz harness: `shared` is called on x, `after` on its output; y is made then, and `shared`
+    // called on it. Model::new placed y last ([x, shared, after, y]), the loader just after `shared` ([x,
+    // shared, y, after]), so the reloaded model saved other bytes.
+    let mut g = Graph::with_seed(2);
+    let x = g.input(Input::new([2]).name("x")).unwrap();
+    let shared = g.layer(Dense::new(2).name("shared")).unwrap();
+    let a = g.apply(shared, x).unwrap();
+    let b = g.apply(Dense::new(2).name("after"), a).unwrap();
+    let y = g.input(Input::new([2]).name("y")).unwrap();
+    let c = g.apply(shared, y).unwrap();
+    let m = Model::new(g, [x, y], [b, c]).unwrap();
+    let bytes = m.to_bytes().unwrap();
+    let back = load_model_from_bytes(&bytes).unwrap();
+    assert_eq!(layer_names(&back), layer_names(&m), "layer order");
+    assert_eq!(back.to_bytes().unwrap(), bytes, "save -> load -> save gives other bytes");
+}
