@@ -515,7 +515,8 @@ fn config_of(bytes: &[u8]) -> Option<Value> {
 }
 
 /// Every number in a model config, by where it is: a layer's settings by the layer's name (a reordering is
-/// the layer-order oracle's), the rest by JSON pointer.
+/// the layer-order oracle's), a graph model's per-output compile settings by the output's name (a file may list
+/// them in any order; the model saves them in its outputs' order), the rest by JSON pointer.
 fn numbers(config: &Value) -> BTreeMap<String, Value> {
     fn walk(v: &Value, at: String, out: &mut BTreeMap<String, Value>) {
         match v {
@@ -534,6 +535,16 @@ fn numbers(config: &Value) -> BTreeMap<String, Value> {
                 for l in v.as_array().into_iter().flatten() {
                     let name = l["config"]["name"].as_str().unwrap_or("?");
                     walk(&l["config"], format!("layer {name}:"), &mut out);
+                }
+            } else if k == "compile" && v["outputs"].is_array() {
+                for (c, w) in v.as_object().into_iter().flatten() {
+                    if c != "outputs" {
+                        walk(w, format!("/compile/{c}"), &mut out);
+                    }
+                }
+                for o in v["outputs"].as_array().into_iter().flatten() {
+                    let name = o["output"].as_str().unwrap_or("?");
+                    walk(o, format!("/compile/outputs/{name}:"), &mut out);
                 }
             } else {
                 walk(v, format!("/{k}"), &mut out);

@@ -57,8 +57,14 @@ impl Faults {
     }
 }
 
+const USAGE: &str = "fuzz_model_files [--iterations N (100000)] [--start N (0)] [--seed S (25)] \
+    [--mem-limit-mb M (4096)] [--timeout-s T (20)] [--light] | --replay N | --write N FILE | --check FILE";
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        return println!("usage: {USAGE}");
+    }
     let seed = arg(&args, "--seed", 25);
     // The inputs of the short run in `cargo test` (no chain of thousands of layers, no big image).
     let light = args.iter().any(|a| a == "--light");
