@@ -1,5 +1,8 @@
 //! Image models: Keras' own outputs for Conv2D, pooling and BatchNormalization models (predict, one training
 //! step, moving statistics), save/load with moving statistics, and the errors a user meets.
+mod common;
+
+use common::fixture_tensor as tensor;
 use kerust::autodiff::Tensor;
 use kerust::layers::{
     AveragePooling2D, BatchNormalization, Conv2D, Dense, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D,
@@ -10,13 +13,6 @@ use kerust::optimizers::SGD;
 use ndarray::{ArrayD, Axis, IxDyn};
 use serde_json::Value;
 
-fn tensor(v: &Value) -> Tensor {
-    let shape: Vec<usize> =
-        v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
-    let values: Vec<f32> =
-        v["values"].as_array().unwrap().iter().map(|d| d.as_f64().unwrap() as f32).collect();
-    ArrayD::from_shape_vec(IxDyn(&shape), values).unwrap()
-}
 
 fn fixture() -> Value {
     serde_json::from_str(include_str!("fixtures/keras_convnet.json")).unwrap()

@@ -2,20 +2,15 @@
 //! and RMSprop through BatchNormalization against Keras run in float32 and in float64. Over several steps the
 //! optimizers' constants show: Keras computes `1 - beta_1`, `1 - beta_2`, `1 - rho` and BatchNormalization's
 //! `1 - momentum` in double precision and casts them to float32.
+mod common;
+
+use common::fixture_tensor as tensor;
 use kerust::autodiff::Tensor;
 use kerust::layers::{BatchNormalization, Conv2D, Dense, Flatten, Input, MaxPooling2D};
 use kerust::models::Sequential;
 use kerust::optimizers::{Adam, RMSprop};
-use ndarray::{ArrayD, IxDyn};
 use serde_json::Value;
 
-fn tensor(v: &Value) -> Tensor {
-    let shape: Vec<usize> =
-        v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
-    let values: Vec<f32> =
-        v["values"].as_array().unwrap().iter().map(|d| d.as_f64().unwrap() as f32).collect();
-    ArrayD::from_shape_vec(IxDyn(&shape), values).unwrap()
-}
 
 fn tensors(v: &Value) -> Vec<Tensor> {
     v.as_array().unwrap().iter().map(tensor).collect()

@@ -3,6 +3,9 @@
 #[path = "../examples/fuzz_model_files/harness.rs"]
 mod harness;
 
+mod common;
+
+use common::fixture_tensor as tensor;
 use harness::ModelFile;
 use kerust::autodiff::Tensor;
 use kerust::layers::{Conv2D, Dense, Flatten, Input};
@@ -12,16 +15,8 @@ use kerust::optimizers::schedules::{
 };
 use kerust::optimizers::{Adam, AdamW, OptimizerSpec, RMSprop, SGD};
 use kerust::regularizers::Regularizer;
-use ndarray::{ArrayD, IxDyn};
 use serde_json::{json, Value};
 
-fn tensor(v: &Value) -> Tensor {
-    let shape: Vec<usize> =
-        v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
-    let values: Vec<f32> =
-        v["values"].as_array().unwrap().iter().map(|d| d.as_f64().unwrap() as f32).collect();
-    ArrayD::from_shape_vec(IxDyn(&shape), values).unwrap()
-}
 
 fn fixture() -> Value {
     serde_json::from_str(include_str!("fixtures/keras_training.json")).unwrap()

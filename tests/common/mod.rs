@@ -1,5 +1,8 @@
 //! Data made in the tests, shared by the integration test binaries.
-use ndarray::Array2;
+#![allow(dead_code)] // each binary uses some of these
+
+use kerust::autodiff::Tensor;
+use ndarray::{Array2, ArrayD, IxDyn};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -17,4 +20,13 @@ pub fn blobs(n: usize, seed: u64, center: f32, spread: f32) -> (Array2<f32>, Arr
         y[[i, class]] = 1.0;
     }
     (x, y)
+}
+
+/// A tensor of a Keras fixture (`tests/fixtures/keras_*.py`): `{"shape": [..], "values": [..]}`.
+pub fn fixture_tensor(v: &serde_json::Value) -> Tensor {
+    let shape: Vec<usize> =
+        v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+    let values: Vec<f32> =
+        v["values"].as_array().unwrap().iter().map(|d| d.as_f64().unwrap() as f32).collect();
+    ArrayD::from_shape_vec(IxDyn(&shape), values).unwrap()
 }
