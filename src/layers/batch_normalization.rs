@@ -218,7 +218,13 @@ impl Layer for BatchNormalization {
         let (eps, momentum) = (self.settings.epsilon, self.settings.momentum);
         let gamma = b.gamma.map(|id| tape.param(id));
         let beta = b.beta.map(|id| tape.param(id));
-        if ctx.training {
+        // Keras runs a frozen BatchNormalization (`trainable = False`) in inference mode, in training too, so
+        // that fine-tuning above it neither renormalizes by the batch nor moves its statistics. Freezing turns
+        // off its gamma and beta; one without either stays a training layer, as in Keras.
+        let params = tape.params();
+        let mut scale_and_offset = b.gamma.iter().chain(&b.beta).peekable();
+        let frozen = scale_and_offset.peek().is_some() && scale_and_offset.all(|&id| !params.get(id).trainable);
+        if ctx.training && !frozen {
             let (y, batch) = x.batch_norm(b.axis, gamma, beta, eps);
             // Moving statistics, assigned after the step: moving * momentum + batch * (1 - momentum), with
             // Keras' `1 - momentum` (double precision, then cast).
