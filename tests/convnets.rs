@@ -13,7 +13,6 @@ use kerust::optimizers::SGD;
 use ndarray::{ArrayD, Axis, IxDyn};
 use serde_json::Value;
 
-
 fn fixture() -> Value {
     serde_json::from_str(include_str!("fixtures/keras_convnet.json")).unwrap()
 }

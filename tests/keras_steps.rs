@@ -11,7 +11,6 @@ use kerust::models::Sequential;
 use kerust::optimizers::{Adam, RMSprop};
 use serde_json::Value;
 
-
 fn tensors(v: &Value) -> Vec<Tensor> {
     v.as_array().unwrap().iter().map(tensor).collect()
 }

@@ -17,7 +17,6 @@ use kerust::optimizers::{Adam, AdamW, OptimizerSpec, RMSprop, SGD};
 use kerust::regularizers::Regularizer;
 use serde_json::{json, Value};
 
-
 fn fixture() -> Value {
     serde_json::from_str(include_str!("fixtures/keras_training.json")).unwrap()
 }

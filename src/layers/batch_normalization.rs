@@ -223,7 +223,8 @@ impl Layer for BatchNormalization {
         // off its gamma and beta; one without either stays a training layer, as in Keras.
         let params = tape.params();
         let mut scale_and_offset = b.gamma.iter().chain(&b.beta).peekable();
-        let frozen = scale_and_offset.peek().is_some() && scale_and_offset.all(|&id| !params.get(id).trainable);
+        let frozen =
+            scale_and_offset.peek().is_some() && scale_and_offset.all(|&id| !params.get(id).trainable);
         if ctx.training && !frozen {
             let (y, batch) = x.batch_norm(b.axis, gamma, beta, eps);
             // Moving statistics, assigned after the step: moving * momentum + batch * (1 - momentum), with
