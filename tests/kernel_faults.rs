@@ -6,7 +6,9 @@ mod harness;
 
 use harness::ModelFile;
 use kerust::callbacks::EarlyStopping;
-use kerust::layers::{AveragePooling2D, BatchNormalization, Conv2D, Dense, Input, MaxPooling2D};
+use kerust::layers::{
+    AveragePooling2D, BatchNormalization, Conv2D, Dense, GlobalAveragePooling2D, Input, MaxPooling2D,
+};
 use kerust::models::{load_model_from_bytes, Sequential};
 use kerust::optimizers::SGD;
 use ndarray::{Array2, ArrayD, IxDyn};
@@ -225,4 +227,39 @@ fn item1_max_pooling_routes_the_gradient_of_a_window_of_more_than_2_pow_24_taps(
     let g = grads.get(id).unwrap();
     assert_eq!(g[[0, h - 1, w - 2, 0]], 1.0);
     assert_eq!(g.sum(), 1.0, "the gradient goes to the maximum only");
+}
+
+/// Outputs no machine can hold: a 1x1 Conv2D of 2^20 filters is 8 MB of weights (a file of that size can
+/// bring it) and 256 GiB of output for one 256 x 256 image. predict, evaluate, fit and train_on_batch refuse
+/// it before the first step, naming the layer, instead of aborting the process; the model is unchanged.
+#[test]
+fn outputs_no_machine_can_hold_are_an_error_naming_the_layer_before_the_first_step() {
+    let mut m = Sequential::new();
+    m.add(Conv2D::new(1 << 20, 1).input_shape([256, 256, 1]).name("wide")).unwrap();
+    m.add(GlobalAveragePooling2D::new()).unwrap();
+    m.add(Dense::new(1)).unwrap();
+    m.compile("mse", SGD::new(), []).unwrap();
+    let x = ArrayD::<f32>::zeros(IxDyn(&[1, 256, 256, 1]));
+    let y = Array2::<f32>::zeros((1, 1));
+    let before = m.get_weights();
+    let errors = [
+        m.predict(&x).map(|_| ()),
+        m.evaluate(&x, &y).map(|_| ()),
+        m.fit(&x, &y).verbose(0).run().map(|_| ()),
+        m.train_on_batch(&x, &y).map(|_| ()),
+    ];
+    for (call, err) in ["predict", "evaluate", "fit", "train_on_batch"].iter().zip(errors) {
+        let err = err.unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("{call}: the layer outputs of a batch of 1"))
+                && err.contains("layer `wide` (Conv2D)")
+                && err.contains("[1, 256, 256, 1048576]"),
+            "{err}"
+        );
+    }
+    assert_eq!(m.get_weights(), before);
+    // A batch that fits still runs.
+    let mut small = Sequential::new();
+    small.add(Conv2D::new(1 << 10, 1).input_shape([4, 4, 1])).unwrap();
+    assert_eq!(small.predict(&ArrayD::<f32>::zeros(IxDyn(&[2, 4, 4, 1]))).unwrap().shape(), [2, 4, 4, 1024]);
 }

@@ -8,7 +8,7 @@ use rand::rngs::StdRng;
 use super::shape_str;
 use crate::autodiff::{ParamStore, Var};
 use crate::layers::{CallContext, Layer};
-use crate::Result;
+use crate::{Error, Result};
 
 /// A tensor's index in [`Net::tensors`].
 pub(crate) type TensorId = usize;
@@ -56,6 +56,46 @@ pub(crate) struct Net {
 }
 
 impl Net {
+    /// Refuses batches of `batch` samples whose layer outputs this machine cannot hold. A step keeps every
+    /// layer's output of its batch (and in `training` a gradient of each) until it ends, and a model file
+    /// chooses their sizes: a Conv2D of a million 1x1 filters is a few MB of weights and terabytes of output
+    /// per image. Checked before the first step, so that such a model is an error naming its largest output,
+    /// not an aborted process.
+    pub(crate) fn check_batch_memory(&self, batch: usize, training: bool, context: &str) -> Result<()> {
+        let copies: usize = if training { 2 } else { 1 };
+        let mut total = 0usize;
+        let mut largest: Option<(usize, &Node)> = None;
+        for node in &self.nodes {
+            let bytes = self.tensors[node.output]
+                .shape
+                .iter()
+                .try_fold(batch, |n, &d| n.checked_mul(d))
+                .and_then(|n| n.checked_mul(std::mem::size_of::<f32>() * copies))
+                .unwrap_or(usize::MAX);
+            total = total.saturating_add(bytes);
+            if largest.is_none_or(|(b, _)| bytes > b) {
+                largest = Some((bytes, node));
+            }
+        }
+        let limit = crate::memory::allocatable_bytes();
+        let Some((_, node)) = largest.filter(|_| total > limit) else { return Ok(()) };
+        let layer = &self.layers[node.layer];
+        let mut shape = vec![batch];
+        shape.extend(&self.tensors[node.output].shape);
+        Err(Error::Allocation {
+            what: format!(
+                "{context}: the layer outputs of a batch of {batch} (the largest: layer `{}` ({}))",
+                layer.name().unwrap_or("?"),
+                layer.class_name()
+            ),
+            shape: format!("{shape:?}"),
+            reason: format!(
+                "{}the batch's outputs take more than the {limit} bytes this machine can allocate",
+                if total == usize::MAX { String::new() } else { format!("{total} bytes: ") }
+            ),
+        })
+    }
+
     /// A net of these parts, with its indexes.
     pub(crate) fn from_parts(
         layers: Vec<Box<dyn Layer>>,

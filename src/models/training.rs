@@ -260,7 +260,7 @@ impl<'m, 'a> Fit<'m, 'a> {
             }
             (None, None) => None,
         };
-        model.prepare(&x, Some(&y), "fit")?;
+        model.prepare(&x, Some(&y), batch_size, "fit")?;
         let weights = weights.as_ref().map(|w| w.view());
         let validation_data = match validation_data {
             Some((vx, vy)) => Some(model.match_data(vx, vy, "validation_data")?),
@@ -536,9 +536,10 @@ impl Model {
         &mut self,
         x: &[ArrayViewD<'_, f32>],
         y: Option<&[ArrayViewD<'_, f32>]>,
+        batch_size: usize,
         context: &str,
     ) -> Result<()> {
-        check_samples(x, y, context)?;
+        let n = check_samples(x, y, context)?;
         let built_before = self.is_built();
         let rng_before = self.rng.clone();
         if !built_before {
@@ -546,7 +547,9 @@ impl Model {
             let shape = declared.unwrap_or_else(|| x[0].shape()[1..].to_vec());
             self.build(&shape)?;
         }
-        let result = self.check_data(x, y, context);
+        let result = self
+            .check_data(x, y, context)
+            .and_then(|()| self.net.check_batch_memory(batch_size.min(n), y.is_some(), context));
         if result.is_err() && !built_before {
             self.unbuild();
             self.rng = rng_before;
@@ -938,7 +941,7 @@ impl Model {
         let n = check_samples(&x, Some(&y), "evaluate")?;
         // Weights before `prepare`: an error here leaves an unbuilt model unbuilt.
         let weights = weights.map(|w| check_sample_weight(w, n, "evaluate")).transpose()?;
-        self.prepare(&x, Some(&y), "evaluate")?;
+        self.prepare(&x, Some(&y), batch_size, "evaluate")?;
         let mut metrics = self.take_metrics(&y, None)?;
         let mut data = data_shapes("", &x, &y);
         data.extend(weights.as_ref().map(|w| ("sample_weight".to_owned(), w.shape())));
@@ -1035,6 +1038,7 @@ impl Model {
         }
         let n = check_samples(x, None, "predict")?;
         self.check_data(x, None, "predict")?;
+        self.net.check_batch_memory(batch_size.min(n), false, "predict")?;
         let shapes = data_shapes("", x, &[]);
         let shapes: Vec<(&str, &[usize])> = shapes.iter().map(|(n, s)| (n.as_str(), *s)).collect();
         dp.agree(self, &[], &shapes, "predict")?;
@@ -1195,7 +1199,7 @@ impl Model {
         }
         let (x, y) = self.match_data(x, y, "train_on_batch")?;
         let (x, y) = (views(&x), views(&y));
-        self.prepare(&x, Some(&y), "train_on_batch")?;
+        self.prepare(&x, Some(&y), usize::MAX, "train_on_batch")?;
         let rows: Vec<usize> = (0..x[0].len_of(Axis(0))).collect();
         let mut metrics = self.take_metrics(&y, None)?;
         let data = data_shapes("", &x, &y);
