@@ -108,11 +108,11 @@ fn class_indices_and_2d_predictions() {
     let mut m = model("sparse_categorical_crossentropy");
     m.fit(&x, &y).batch_size(8).verbose(0).run().unwrap();
 
-    // Keras: np.argmax(model.predict(x), axis=1).
-    let probabilities = m.predict(&x).unwrap().into_dimensionality::<Ix2>().unwrap();
-    let classes = argmax(&probabilities, Axis(1)).unwrap();
-    assert_eq!(classes.len(), 40);
+    // Keras: np.argmax(model.predict(x), axis=1), the same type as predict_classes.
+    let classes = argmax(&m.predict(&x).unwrap(), Axis(1)).unwrap();
+    assert_eq!(classes.shape(), [40]);
     assert_eq!(m.predict_classes(&x).unwrap(), classes);
+    let probabilities = m.predict(&x).unwrap().into_dimensionality::<Ix2>().unwrap();
     for (row, &class) in probabilities.rows().into_iter().zip(&classes) {
         assert!(row.iter().all(|&p| p <= row[class]));
     }
@@ -125,7 +125,7 @@ fn class_indices_and_2d_predictions() {
     let mut binary = Sequential::new();
     binary.add(Dense::new(1).activation("sigmoid").input_shape([1])).unwrap();
     binary.set_weights(&[array![[1.0f32]].into_dyn(), array![0.0f32].into_dyn()]).unwrap();
-    assert_eq!(binary.predict_classes(&array![[-2.0f32], [0.0], [3.0]]).unwrap(), array![0, 0, 1]);
+    assert_eq!(binary.predict_classes(&array![[-2.0f32], [0.0], [3.0]]).unwrap(), array![0, 0, 1].into_dyn());
 
     // An output that is not a vector per sample has no classes.
     let mut images = Sequential::new();

@@ -1063,23 +1063,25 @@ impl Model {
 
     /// The class of each sample (Keras 2's `predict_classes`): the index of the largest output for an output of
     /// several units (softmax), or 1 where the single output is above 0.5 (sigmoid), else 0. NaN outputs give
-    /// the class of the first NaN, as numpy's `argmax` does.
+    /// the class of the first NaN, as numpy's `argmax` does. An array of shape `(samples,)` of the same type
+    /// as [`crate::utils::argmax`] of [`Model::predict`]'s output, so the two compare directly.
     ///
     /// ```
-    /// use kerust::{layers::Dense, models::Sequential};
-    /// use ndarray::array;
+    /// use kerust::{layers::Dense, models::Sequential, utils::argmax};
+    /// use ndarray::{array, Axis};
     ///
     /// let mut model = Sequential::new();
     /// model.add(Dense::new(3).activation("softmax").input_shape([2]))?;
-    /// let classes = model.predict_classes(&array![[0.5f32, -1.0], [2.0, 0.0]])?; // Array1<usize>
-    /// assert_eq!(classes.len(), 2);
+    /// let x = array![[0.5f32, -1.0], [2.0, 0.0]];
+    /// let classes = model.predict_classes(&x)?; // ArrayD<usize> of shape (2,)
+    /// assert_eq!(classes, argmax(&model.predict(&x)?, Axis(1))?); // Keras: np.argmax(model.predict(x), axis=1)
     /// assert!(classes.iter().all(|&c| c < 3));
     /// # Ok::<(), kerust::Error>(())
     /// ```
     ///
     /// # Errors
     /// As [`Model::predict`], and a model whose output per sample is not a vector (e.g. an image).
-    pub fn predict_classes<'a>(&self, x: impl IntoArrays<'a>) -> Result<Array1<usize>> {
+    pub fn predict_classes<'a>(&self, x: impl IntoArrays<'a>) -> Result<ArrayD<usize>> {
         let out = self.output_shape().unwrap_or_default().to_vec();
         // A model of several outputs gets predict's error, which names predict_outputs.
         if self.output_names().len() == 1 && self.is_built() && out.len() != 1 {
@@ -1092,9 +1094,9 @@ impl Model {
         let pred = self.predict(x)?;
         let pred = pred.view().into_dimensionality::<ndarray::Ix2>()?;
         Ok(if pred.ncols() == 1 {
-            pred.column(0).mapv(|p| usize::from(p > 0.5))
+            pred.column(0).mapv(|p| usize::from(p > 0.5)).into_dyn()
         } else {
-            crate::utils::argmax(pred, Axis(1))?
+            crate::utils::argmax(pred, Axis(1))?.into_dyn()
         })
     }
 }
