@@ -90,8 +90,31 @@ integers!(|v| i64::try_from(v).unwrap_or(i64::MAX) => u64, usize, isize);
 /// precision and casts the result to `float32` where it meets a tensor. Subtracting in `f32` from the rounded
 /// setting differs: `1 - 0.999f32` is `9.9998713e-4`, Keras' constant `1e-3`. The setting is read as its
 /// shortest decimal form, the number the user wrote (`0.999`, not `0.999000012874603`).
+///
+/// Called every training step (optimizers, BatchNormalization), so the decimal form is written into a stack
+/// buffer rather than a `String`.
 pub(crate) fn one_minus_as_keras(x: f32) -> f32 {
-    let written: f64 = x.to_string().parse().unwrap_or(f64::from(x));
+    use std::fmt::Write;
+    /// Room for any `f32`'s `Display` form (the longest, the smallest subnormals and `f32::MAX` written out in
+    /// full, take under 50 bytes); longer output would be refused and fall back to the `f32` value.
+    struct Stack {
+        bytes: [u8; 64],
+        len: usize,
+    }
+    impl Write for Stack {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            let end = self.len + s.len();
+            self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?.copy_from_slice(s.as_bytes());
+            self.len = end;
+            Ok(())
+        }
+    }
+    let mut buf = Stack { bytes: [0; 64], len: 0 };
+    let written = write!(buf, "{x}")
+        .ok()
+        .and_then(|()| std::str::from_utf8(&buf.bytes[..buf.len]).ok())
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or(f64::from(x));
     (1.0 - written) as f32
 }
 
@@ -106,6 +129,10 @@ mod one_minus_tests {
         assert_eq!(one_minus_as_keras(0.9), 0.1f32);
         assert_eq!(one_minus_as_keras(0.99), (1.0f64 - 0.99) as f32);
         assert_ne!(one_minus_as_keras(0.999), 1.0 - 0.999f32);
+        // Long decimal forms (subnormals print every digit) still read exactly or fall back to the f32 value.
+        for x in [f32::MIN_POSITIVE, 1e-45, f32::MAX, 0.0, 1.0] {
+            assert_eq!(one_minus_as_keras(x), (1.0 - x.to_string().parse::<f64>().unwrap()) as f32, "{x}");
+        }
         assert_eq!(one_minus_as_keras(0.0), 1.0);
     }
 }
