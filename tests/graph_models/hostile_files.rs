@@ -203,6 +203,23 @@ fn issue25_item9_a_layer_first_called_on_a_dropped_tensor_keeps_its_weights_in_l
     assert_round_trip(&m, &xs);
 }
 
+/// A renumbered layer's regularizer follows its kernel: the penalty stays on the layer's own weight, not on
+/// the one that took its old place.
+#[test]
+fn a_renumbered_layer_keeps_its_regularizer_on_its_own_kernel() {
+    let mut g = Graph::with_seed(9);
+    let x = g.input(Input::new([3]).name("x")).unwrap();
+    let a = g.layer(Dense::new(3).name("a").kernel_regularizer("l2")).unwrap();
+    g.apply(a, x).unwrap();
+    let b0 = g.apply(Dense::new(3).name("b"), x).unwrap();
+    let a1 = g.apply(a, b0).unwrap();
+    let m = Model::new(g, x, a1).unwrap();
+    let a = m.get_layer("a").unwrap();
+    let regularized: Vec<_> = a.regularizers().iter().map(|(id, _)| *id).collect();
+    assert_eq!(regularized, [a.weights()[0]]);
+    assert_eq!(m.params().get(regularized[0]).name, "a/kernel");
+}
+
 #[test]
 fn issue25_item9_a_file_in_any_order_settles_after_one_save() {
     // The same model's layers listed in reverse: it loads (every call waits for its tensors), and its save
