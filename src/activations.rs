@@ -1,7 +1,9 @@
 //! Activation functions by Keras' names, as typed values.
+use std::cell::RefCell;
 use std::fmt;
 use std::str::FromStr;
 
+pub use crate::autodiff::CustomActivation;
 use crate::autodiff::{Unary, Var};
 use crate::Error;
 
@@ -42,48 +44,6 @@ pub enum Activation {
     Custom(CustomActivation),
 }
 
-/// An element-wise activation given by the user as a function `f` and its derivative `df` (both of `x`):
-/// made by [`Activation::custom`]. Plain function pointers, so that an [`Activation`] stays `Copy`; closures
-/// that capture nothing convert to them.
-#[derive(Clone, Copy)]
-pub struct CustomActivation {
-    name: &'static str,
-    f: fn(f32) -> f32,
-    df: fn(f32) -> f32,
-}
-
-impl CustomActivation {
-    /// The name it is saved under.
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
-    /// `f(x)`.
-    pub fn f(&self, x: f32) -> f32 {
-        (self.f)(x)
-    }
-
-    /// `f'(x)`.
-    pub fn df(&self, x: f32) -> f32 {
-        (self.df)(x)
-    }
-}
-
-impl PartialEq for CustomActivation {
-    /// The same name and the same two functions.
-    fn eq(&self, other: &Self) -> bool {
-        self.name == other.name
-            && std::ptr::fn_addr_eq(self.f, other.f)
-            && std::ptr::fn_addr_eq(self.df, other.df)
-    }
-}
-
-impl fmt::Debug for CustomActivation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CustomActivation").field("name", &self.name).finish_non_exhaustive()
-    }
-}
-
 const NAMES: &str =
     "linear, relu, sigmoid, softmax, log_softmax, tanh, elu, selu, softplus, softsign, gelu, \
                      swish, silu, leaky_relu, exponential";
@@ -114,7 +74,7 @@ impl Activation {
     /// # Ok::<(), kerust::Error>(())
     /// ```
     pub fn custom(name: &'static str, f: fn(f32) -> f32, df: fn(f32) -> f32) -> Activation {
-        Activation::Custom(CustomActivation { name, f, df })
+        Activation::Custom(CustomActivation::new(name, f, df))
     }
 
     /// Applies the activation on the tape.
@@ -177,7 +137,7 @@ impl Activation {
             Activation::Swish => "swish",
             Activation::LeakyRelu(_) => "leaky_relu",
             Activation::Exponential => "exponential",
-            Activation::Custom(c) => c.name,
+            Activation::Custom(c) => c.name(),
         }
     }
 }
@@ -215,6 +175,31 @@ impl fmt::Display for Activation {
 }
 
 crate::spec::impl_spec!(Activation);
+
+thread_local! {
+    /// The custom activations registered for the load running on this thread ([`with_registered`]).
+    static REGISTERED: RefCell<Vec<Activation>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with `activations` visible to [`registered`]: a model file's layers name their activations deep
+/// in their serde settings, where the load's options cannot be passed (Keras' `custom_object_scope`).
+pub(crate) fn with_registered<R>(activations: &[Activation], f: impl FnOnce() -> R) -> R {
+    struct Restore(Vec<Activation>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = std::mem::take(&mut self.0);
+            REGISTERED.with(|s| *s.borrow_mut() = previous);
+        }
+    }
+    let previous = REGISTERED.with(|s| std::mem::replace(&mut *s.borrow_mut(), activations.to_vec()));
+    let _restore = Restore(previous);
+    f()
+}
+
+/// The custom activation of this name registered for the load running on this thread, if any.
+pub(crate) fn registered(name: &str) -> Option<Activation> {
+    REGISTERED.with(|s| s.borrow().iter().find(|a| a.name() == name).copied())
+}
 
 #[cfg(test)]
 mod tests {

@@ -95,7 +95,7 @@ pub fn from_config(name: &str, config: &[(String, f64)]) -> Result<Box<dyn Loss>
             )
         })
     };
-    use crate::saving::settings::{bool_setting, f32_setting};
+    use crate::formats::settings::{bool_setting, f32_setting};
     let flag = |key: &'static str| bool_setting("loss config", key, value(key)?);
     let number = |key: &'static str| f32_setting("loss config", key, value(key)?);
     let smoothing = || {

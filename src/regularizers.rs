@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::autodiff::Var;
-use crate::saving::settings::f32_setting;
+use crate::formats::settings::f32_setting;
 use crate::{Error, Result};
 
 /// A penalty on a weight `x`, with Keras' formulas.

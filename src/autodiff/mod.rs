@@ -30,11 +30,13 @@
 //! assert_eq!(grads.get(w).unwrap(), &array![[8.0f32, 12.0], [8.0, 12.0]].into_dyn());
 //! ```
 mod backward;
+mod custom_activation;
 mod gemm;
 mod gradcheck;
 mod ops;
 mod unary;
 
+pub use custom_activation::CustomActivation;
 pub use gemm::{gemm, num_threads, set_num_threads};
 pub use gradcheck::{check_gradients, GradCheck, GradCheckReport};
 pub(crate) use ops::{window_output, WindowFault};

@@ -226,7 +226,7 @@ impl<'t> Tape<'t> {
 
 impl<'t> Var<'t> {
     /// A user's element-wise activation ([`crate::activations::Activation::custom`]).
-    pub(crate) fn custom_elementwise(self, c: crate::activations::CustomActivation) -> Var<'t> {
+    pub(crate) fn custom_elementwise(self, c: super::CustomActivation) -> Var<'t> {
         self.unary(Unary::Custom(c))
     }
 

@@ -27,7 +27,7 @@ pub(crate) enum Unary {
     Gelu,
     Swish,
     /// A user's activation: its own `f` and `df` of `x`.
-    Custom(crate::activations::CustomActivation),
+    Custom(super::CustomActivation),
 }
 
 /// SELU's constants (Klambauer et al. 2017), as Keras uses them.

@@ -185,7 +185,7 @@ fn fetch_from(
     let path = dir.join(file.name);
     let array = verify(bytes.as_slice(), url, &path, spec, file, Origin::Download)
         .map_err(|e| invalid_download(url, e))?;
-    crate::saving::write_atomic(&path, |w| Ok(w.write_all(&bytes)?))?;
+    crate::formats::atomic::write_atomic(&path, |w| Ok(w.write_all(&bytes)?))?;
     Ok(array)
 }
 

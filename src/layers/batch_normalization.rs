@@ -188,7 +188,7 @@ impl Layer for BatchNormalization {
                 s.axis,
                 format!(
                     "must name a feature axis of inputs {}: 1 to {} or -1 to -{}",
-                    crate::models::shape_str(input_shape),
+                    crate::shapes::shape_str(input_shape),
                     ndim - 1,
                     ndim - 1
                 ),

@@ -125,12 +125,12 @@ pub const KNOWN_LAYERS: &[&str] = &[
 #[serde(deny_unknown_fields)]
 pub(crate) struct FnConfig {
     class_name: String,
-    #[serde(deserialize_with = "crate::saving::settings::exact_f64_map")]
+    #[serde(deserialize_with = "crate::formats::settings::exact_f64_map")]
     config: BTreeMap<String, f64>,
 }
 
 fn exact_rate<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
-    crate::saving::settings::exact_setting("rate", d)
+    crate::formats::settings::exact_setting("rate", d)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -213,8 +213,8 @@ pub(crate) mod strict_f32 {
         ($($name:ident),*) => {$(
             pub(crate) fn $name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
                 use serde::de::Error as _;
-                let value = crate::saving::settings::exact_setting(stringify!($name), d)?;
-                crate::saving::settings::f32_setting("layer config", stringify!($name), value)
+                let value = crate::formats::settings::exact_setting(stringify!($name), d)?;
+                crate::formats::settings::f32_setting("layer config", stringify!($name), value)
                     .map_err(D::Error::custom)
             }
         )*};
@@ -281,7 +281,7 @@ pub fn layer_from_config(config: &LayerConfig) -> Result<Box<dyn Layer>> {
         }
         "Dropout" => {
             let c: DropoutConfig = config.parse()?;
-            let rate = crate::saving::settings::f32_setting("layer config", "rate", c.rate)?;
+            let rate = crate::formats::settings::f32_setting("layer config", "rate", c.rate)?;
             if !(0.0..1.0).contains(&rate) {
                 return Err(Error::invalid_argument("rate", rate, "Dropout's rate must be in [0, 1)"));
             }
@@ -362,7 +362,7 @@ fn settings<const N: usize>(c: &FnConfig, names: [&str; N]) -> Result<[f32; N]> 
                 reason: format!("missing setting `{name}`"),
             });
         };
-        *slot = crate::saving::settings::f32_setting("layer config", name, v)?;
+        *slot = crate::formats::settings::f32_setting("layer config", name, v)?;
     }
     if let Some(extra) = c.config.keys().find(|k| !names.contains(&k.as_str())) {
         return Err(Error::Format {
@@ -394,7 +394,7 @@ pub(crate) fn activation_config(spec: &Spec<Function>) -> Result<FnConfig> {
 
 fn activation_from(c: &FnConfig) -> Result<Function> {
     // A registered activation comes first, as every registered custom object does.
-    let f: Function = match crate::saving::registered_activation(&c.class_name) {
+    let f: Function = match crate::activations::registered(&c.class_name) {
         Some(custom) => custom,
         None => c.class_name.parse().map_err(|e| match e {
             Error::UnknownName { kind, name, known } => Error::UnknownName {

@@ -171,13 +171,13 @@ pub(crate) fn image_shape(layer: &str, input_shape: &[usize]) -> Result<[usize; 
             format!(
                 "{}; the channel axis is missing: add it to the data (`x.insert_axis(Axis(3))`, numpy's \
                  `expand_dims(x, -1)`) or put `Reshape::new([{h}, {w}, 1])` first",
-                crate::models::shape_str(input_shape)
+                crate::shapes::shape_str(input_shape)
             ),
         )),
         _ => Err(Error::shape(
             format!("{layer} input"),
             "images (None, height, width, channels) of positive sizes, channels last",
-            crate::models::shape_str(input_shape),
+            crate::shapes::shape_str(input_shape),
         )),
     }
 }
@@ -200,7 +200,7 @@ pub(crate) fn too_large(
             padding.name(),
             usize::BITS
         ),
-        format!("{} (the reach overflows)", crate::models::shape_str(input_shape)),
+        format!("{} (the reach overflows)", crate::shapes::shape_str(input_shape)),
     )
 }
 
@@ -271,7 +271,7 @@ impl Layer for Conv2D {
                         s.dilation_rate,
                         padding.name()
                     ),
-                    crate::models::shape_str(input_shape),
+                    crate::shapes::shape_str(input_shape),
                 ))
             }
         };

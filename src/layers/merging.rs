@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{CallContext, Layer};
 use crate::autodiff::{ParamId, ParamStore, Var};
-use crate::models::shape_str;
+use crate::shapes::shape_str;
 use crate::{Error, Result};
 
 /// The settings of an element-wise merge layer, as saved.

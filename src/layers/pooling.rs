@@ -166,7 +166,7 @@ impl<K: PoolKind> Layer for Pooling2D<K> {
                         s.pool_size,
                         padding.name()
                     ),
-                    crate::models::shape_str(input_shape),
+                    crate::shapes::shape_str(input_shape),
                 ))
             }
         };
@@ -193,7 +193,7 @@ fn taps_fit(layer: &str, input_shape: &[usize], rows: usize, cols: usize) -> Res
         _ => Err(Error::shape(
             format!("{layer} input"),
             format!("windows of fewer than 2^32 taps inside the image; these have {rows} x {cols}"),
-            crate::models::shape_str(input_shape),
+            crate::shapes::shape_str(input_shape),
         )),
     }
 }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{CallContext, Layer};
 use crate::autodiff::{ParamId, ParamStore, Var};
-use crate::models::shape_str;
+use crate::shapes::shape_str;
 use crate::{Error, Result};
 
 /// Keras' `layers.Reshape(target_shape)`: each sample's elements in `target_shape` (row-major), with at most

@@ -34,6 +34,7 @@ mod compile;
 mod from_layers;
 mod functional;
 mod graph;
+pub(crate) mod load_options;
 mod saving;
 mod sequential;
 mod summary;
@@ -53,6 +54,7 @@ use crate::layers::Layer;
 use crate::losses::{Loss, LossSpec};
 use crate::metrics::{IntoMetrics, Metric, MetricSpec};
 use crate::optimizers::{Optimizer, OptimizerSpec};
+use crate::shapes::shape_str;
 use crate::{Error, Result};
 use graph::Net;
 
@@ -606,16 +608,6 @@ impl LayerMut<'_> {
     pub fn set_trainable(&mut self, trainable: bool) {
         self.model.set_layer_trainable(self.index, trainable);
     }
-}
-
-/// `(None, 28, 28)`: a per-sample shape with Keras' batch placeholder.
-pub(crate) fn shape_str(per_sample: &[usize]) -> String {
-    let mut s = String::from("(None");
-    for d in per_sample {
-        s.push_str(&format!(", {d}"));
-    }
-    s.push(')');
-    s
 }
 
 /// `(60000, 28, 28)`: a full shape.

@@ -8,12 +8,13 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::functional::Graph;
+use super::load_options::LoadOptions;
 use super::{Compile, Kind, Model, Sequential};
 use crate::autodiff::Tensor;
+use crate::formats::atomic::write_atomic;
+use crate::formats::safetensors::{decode, encode, Decoded};
 use crate::layers::{layer_from_config, Input, Layer, LayerConfig};
 use crate::metrics::MetricSpec;
-use crate::saving::tensors::{decode, encode, Decoded};
-use crate::saving::{write_atomic, LoadOptions};
 use crate::{Error, Result};
 
 const MODEL_FORMAT: &str = "kerust.model";
@@ -86,8 +87,8 @@ struct OutputCompileConfig {
 }
 
 fn strict_loss_weight<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f32, D::Error> {
-    let value = crate::saving::settings::exact_f64(d)?;
-    crate::saving::settings::f32_setting("compile config", "loss_weight", value)
+    let value = crate::formats::settings::exact_f64(d)?;
+    crate::formats::settings::f32_setting("compile config", "loss_weight", value)
         .map_err(serde::de::Error::custom)
 }
 
@@ -95,7 +96,7 @@ fn strict_loss_weight<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Re
 #[serde(deny_unknown_fields)]
 struct NamedConfig {
     name: String,
-    #[serde(deserialize_with = "crate::saving::settings::exact_f64_map")]
+    #[serde(deserialize_with = "crate::formats::settings::exact_f64_map")]
     config: BTreeMap<String, f64>,
 }
 
@@ -103,7 +104,7 @@ struct NamedConfig {
 #[serde(deny_unknown_fields)]
 struct OptimizerConfig {
     name: String,
-    #[serde(deserialize_with = "crate::saving::settings::exact_f64_map")]
+    #[serde(deserialize_with = "crate::formats::settings::exact_f64_map")]
     config: BTreeMap<String, f64>,
     iterations: u64,
     /// Keras' `{"class_name": ..., "config": ...}` of a learning-rate schedule, given instead of a

@@ -1,7 +1,7 @@
 //! [`from_config`]: an optimizer from its name and [`Optimizer::config`], for loading saved models.
 use super::schedules::LearningRateSchedule;
 use super::{get, Adagrad, Adam, AdamW, LearningRate, Optimizer, RMSprop, SGD};
-use crate::saving::settings::{bool_setting, f32_setting};
+use crate::formats::settings::{bool_setting, f32_setting};
 use crate::{Error, Result};
 
 /// A built-in optimizer from its name and settings: the inverse of `(optimizer.name(), optimizer.config())`.

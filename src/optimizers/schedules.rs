@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::decimal;
-use crate::saving::settings::f32_setting;
+use crate::formats::settings::f32_setting;
 use crate::{Error, Result};
 
 /// `initial_learning_rate * decay_rate ^ (step / decay_steps)`, with `step / decay_steps` rounded down if

@@ -66,16 +66,11 @@
 //! ```
 //!
 //! [safetensors]: https://huggingface.co/docs/safetensors
-mod atomic;
-mod load_options;
-pub(crate) mod settings;
-pub(crate) mod tensors;
+//!
+//! This module is the public face of the feature and holds no code: the model side lives in `models`
+//! (`models/saving.rs`, `models/load_options.rs`), the file utilities in the crate's low `formats` module.
 
+pub use crate::formats::atomic::write_atomic;
+pub use crate::formats::safetensors::{checksum, FORMAT_VERSION};
+pub use crate::models::load_options::LoadOptions;
 pub use crate::models::{load_model, load_model_from_bytes, load_model_from_bytes_with, load_model_with};
-pub use atomic::write_atomic;
-pub(crate) use load_options::registered_activation;
-pub use load_options::LoadOptions;
-pub use tensors::checksum;
-
-/// The version of the file format this kerust writes, and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;

@@ -5,9 +5,13 @@ use ndarray::{ArrayD, IxDyn};
 use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors};
 use sha2::{Digest, Sha256};
 
-use super::FORMAT_VERSION;
-use crate::autodiff::Tensor;
 use crate::{Error, Result};
+
+/// A tensor as stored: `f32`, any shape (the engine's `Tensor`, named here without importing the engine).
+type Tensor = ArrayD<f32>;
+
+/// The version of the file format this kerust writes, and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
 
 /// The format name in an error message.
 const FORMAT: &str = "kerust safetensors";

@@ -51,7 +51,7 @@ pub(crate) fn bool_setting(kind: &'static str, setting: &str, value: f64) -> Res
 /// A number of a file as an `f64`, exactly: an integer (which serde_json reads as a `u64` or `i64`) that has
 /// no exact `f64` value (beyond 2^53) is an error naming it, rather than the nearest `f64`, which the strict
 /// `f32` check of a setting would then accept as a different number. Use:
-/// `#[serde(deserialize_with = "crate::saving::settings::exact_f64")]`.
+/// `#[serde(deserialize_with = "crate::formats::settings::exact_f64")]`.
 pub(crate) fn exact_f64<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
     d.deserialize_any(ExactF64)
 }

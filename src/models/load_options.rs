@@ -1,5 +1,4 @@
 //! [`LoadOptions`]: Keras' `load_model(path, custom_objects=..., compile=...)`.
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use crate::activations::Activation;
@@ -197,28 +196,9 @@ impl LoadOptions {
         self.metrics.get(name).map(|make| make())
     }
 
-    /// Runs `f` with the registered activations visible to [`registered_activation`]: they are read deep in
-    /// the layers' serde settings, where these options cannot be passed (Keras' `custom_object_scope`).
+    /// Runs `f` with the registered activations visible to the layers' settings as they are read
+    /// ([`crate::activations::with_registered`]).
     pub(crate) fn scope<R>(&self, f: impl FnOnce() -> R) -> R {
-        struct Restore(Vec<Activation>);
-        impl Drop for Restore {
-            fn drop(&mut self) {
-                let previous = std::mem::take(&mut self.0);
-                SCOPE.with(|s| *s.borrow_mut() = previous);
-            }
-        }
-        let previous = SCOPE.with(|s| std::mem::replace(&mut *s.borrow_mut(), self.activations.clone()));
-        let _restore = Restore(previous);
-        f()
+        crate::activations::with_registered(&self.activations, f)
     }
-}
-
-thread_local! {
-    /// The activations of the [`LoadOptions`] whose [`LoadOptions::scope`] is running on this thread.
-    static SCOPE: RefCell<Vec<Activation>> = const { RefCell::new(Vec::new()) };
-}
-
-/// The custom activation of this name registered in the load running on this thread, if any.
-pub(crate) fn registered_activation(name: &str) -> Option<Activation> {
-    SCOPE.with(|s| s.borrow().iter().find(|a| a.name() == name).copied())
 }
