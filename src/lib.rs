@@ -43,6 +43,7 @@ pub mod saving;
 mod shapes;
 pub mod spec;
 mod speed_notice;
+pub mod threads;
 pub mod utils;
 
 /// The guides under `docs/`: `cargo test --doc` compiles their code blocks, and runs those not marked

@@ -1,43 +1,17 @@
 //! Matrix products: the `gemm` crate's kernels (AVX-512 where the processor has it, chosen at run time), split
-//! across threads by kerust when a product is large enough to pay for it.
+//! across kerust's threads ([`crate::threads`]) when a product is large enough to pay for it.
 //!
 //! A product is split by columns of the output: each part computes `C[:, part] = A · B[:, part]`, packing all
 //! of `A` (the batch side, small) and its part of `B`. Each output element is summed in the same order as
 //! on one thread, so results are identical, bit for bit, whatever the thread count.
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+
+use crate::threads::num_threads;
 
 /// Below this many multiply-adds a product runs on one thread: starting a thread (~20 µs) would cost more than
 /// it saves. The tutorial's products (32 x 784 x 25: 0.6 M) stay on one thread; the bigger model's
 /// (128 x 784 x 512: 51 M) are split.
 const PARALLEL_MIN_MACS: usize = 4_000_000;
-
-/// 0 until first asked or set.
-static THREADS: AtomicUsize = AtomicUsize::new(0);
-
-/// The threads a large matrix product may use: as set by [`set_num_threads`], else `KERUST_NUM_THREADS` if
-/// set, else the machine's available parallelism.
-pub fn num_threads() -> usize {
-    match THREADS.load(Ordering::Relaxed) {
-        0 => {
-            let n = std::env::var("KERUST_NUM_THREADS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .filter(|&n| n >= 1)
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            THREADS.store(n, Ordering::Relaxed);
-            n
-        }
-        n => n,
-    }
-}
-
-/// Sets the threads large matrix products may use (like `torch.set_num_threads`); 0 restores the default.
-/// Results do not depend on it.
-pub fn set_num_threads(threads: usize) {
-    THREADS.store(threads, Ordering::Relaxed);
-}
 
 /// `c = alpha * a · b + beta * c`: the engine's matrix product, which every op and benchmark floor uses. With
 /// `beta == 0`, `c`'s previous content is ignored (it may be stale). Large products are split over
@@ -73,11 +47,11 @@ pub fn gemm(
         // Tall and narrow (convolutions: pixels x filters): split the rows, so that each part packs only its
         // rows of `a` rather than all of it.
         let height = m.div_ceil(parts).next_multiple_of(16);
-        split_rows(alpha, a.view(), b, beta, c.view_mut(), height);
+        crate::threads::install(|| split_rows(alpha, a.view(), b, beta, c.view_mut(), height));
         return;
     }
     let width = n.div_ceil(parts).next_multiple_of(16);
-    split(alpha, a, b.view(), beta, c.view_mut(), width);
+    crate::threads::install(|| split(alpha, a, b.view(), beta, c.view_mut(), width));
 }
 
 /// [`split`] by rows: `C[part, :] = A[part, :] · B`. Each output element is computed exactly as on one thread.

@@ -36,8 +36,10 @@ mod gradcheck;
 mod ops;
 mod unary;
 
+/// The thread count of kerust's pool, here too for code written before [`crate::threads`].
+pub use crate::threads::{num_threads, set_num_threads};
 pub use custom_activation::CustomActivation;
-pub use gemm::{gemm, num_threads, set_num_threads};
+pub use gemm::gemm;
 pub use gradcheck::{check_gradients, GradCheck, GradCheckReport};
 pub(crate) use ops::{window_output, WindowFault};
 pub use ops::{BatchStatistics, Conv2dOptions, CustomOp, Padding};

@@ -1,6 +1,6 @@
 //! The training loop: `fit`, `evaluate`, `predict`. It knows layers, losses, metrics and optimizers only through
 //! their traits.
-use ndarray::{Array1, ArrayD, ArrayView1, ArrayViewD, ArrayViewMutD, AsArray, Axis, CowArray, Ix1, IxDyn};
+use ndarray::{Array1, ArrayD, ArrayView1, ArrayViewD, AsArray, Axis, CowArray, Ix1, IxDyn};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -15,7 +15,7 @@ use crate::{Error, Numeric, Result};
 
 mod data;
 mod distributed;
-use data::Data;
+use data::{gather, Data};
 pub use data::{Arrays, IntoArray, IntoArrays, Outputs};
 use distributed::DataParallel;
 
@@ -448,23 +448,6 @@ fn data_shapes<'d>(
     let xs = x.iter().enumerate().map(|(i, a)| (name("x", i, x.len()), a.shape()));
     let ys = y.iter().enumerate().map(|(i, a)| (name("y", i, y.len()), a.shape()));
     xs.chain(ys).collect()
-}
-
-/// Copies the samples `rows` of `src` into `dst` (a batch buffer of shape `(rows.len(), ...)`).
-fn gather(src: &ArrayViewD<'_, f32>, rows: &[usize], dst: &mut ArrayViewMutD<'_, f32>) {
-    let row_len: usize = src.shape()[1..].iter().product();
-    match (src.as_slice(), dst.as_slice_mut()) {
-        (Some(s), Some(d)) => {
-            for (i, &r) in rows.iter().enumerate() {
-                d[i * row_len..(i + 1) * row_len].copy_from_slice(&s[r * row_len..(r + 1) * row_len]);
-            }
-        }
-        _ => {
-            for (i, &r) in rows.iter().enumerate() {
-                dst.index_axis_mut(Axis(0), i).assign(&src.index_axis(Axis(0), r));
-            }
-        }
-    }
 }
 
 /// The batch of samples `rows` of each array, as constants on `tape`.

@@ -1,6 +1,8 @@
 //! Adagrad.
 use ndarray::Zip;
 
+use crate::threads::for_each;
+
 use super::clipping::Clipping;
 use super::slots::{self, Slots};
 use super::{check_non_negative, decimal, for_each_trainable, LearningRate, Optimizer};
@@ -68,7 +70,7 @@ impl Optimizer for Adagrad {
         let accumulators = &mut self.accumulators;
         for_each_trainable(params, grads, |id, w, g| {
             let acc = accumulators.get(id, w.shape());
-            Zip::from(w).and(g).and(acc).for_each(|w, &g, acc| {
+            for_each(Zip::from(w).and(g).and(acc), |w, &g, acc| {
                 *acc += g * g;
                 *w -= lr * g / (*acc + eps).sqrt();
             });

@@ -1,6 +1,8 @@
 //! Adam and AdamW.
 use ndarray::Zip;
 
+use crate::threads::for_each;
+
 use super::clipping::Clipping;
 use super::slots::{self, Slots};
 use super::{check_non_negative, check_unit, decimal, flag, for_each_trainable, LearningRate, Optimizer};
@@ -96,7 +98,6 @@ impl Adam {
             let (m, v) = (ms.get(id, w.shape()), vs.get(id, w.shape()));
             if amsgrad {
                 let v_hat = v_hats.get(id, w.shape());
-                let parallel = super::parallel(w.len());
                 let zip = Zip::from(w).and(g).and(m).and(v).and(v_hat);
                 let update = |w: &mut f32, &g: &f32, m: &mut f32, v: &mut f32, v_hat: &mut f32| {
                     *w -= *w * decay;
@@ -105,13 +106,8 @@ impl Adam {
                     *v_hat = v_hat.max(*v);
                     *w -= alpha * *m / (v_hat.sqrt() + eps);
                 };
-                if parallel {
-                    zip.par_for_each(update);
-                } else {
-                    zip.for_each(update);
-                }
+                for_each(zip, update);
             } else {
-                let parallel = super::parallel(w.len());
                 let zip = Zip::from(w).and(g).and(m).and(v);
                 let update = |w: &mut f32, &g: &f32, m: &mut f32, v: &mut f32| {
                     *w -= *w * decay;
@@ -119,11 +115,7 @@ impl Adam {
                     *v += (g * g - *v) * one_minus_b2;
                     *w -= alpha * *m / (v.sqrt() + eps);
                 };
-                if parallel {
-                    zip.par_for_each(update);
-                } else {
-                    zip.for_each(update);
-                }
+                for_each(zip, update);
             }
         });
         self.iterations = super::next_iteration(self.iterations);

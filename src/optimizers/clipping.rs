@@ -2,6 +2,8 @@
 //! the update (and before AdamW's weight decay), as Keras' `BaseOptimizer.apply` does.
 use ndarray::Zip;
 
+use crate::threads::for_each;
+
 use crate::autodiff::{Gradients, ParamStore};
 use crate::{Error, Result};
 
@@ -85,13 +87,13 @@ impl Clipping {
             let scale = clip * (1.0 / norm).min(1.0 / clip) + finite;
             for (id, g) in self.clipped.iter_mut() {
                 if trainable(id) {
-                    g.mapv_inplace(|x| x * scale);
+                    for_each(Zip::from(g), |x| *x *= scale);
                 }
             }
         } else if let Some(v) = self.clipvalue {
             for (id, g) in self.clipped.iter_mut() {
                 if trainable(id) {
-                    Zip::from(g).for_each(|x| *x = x.clamp(-v, v));
+                    for_each(Zip::from(g), |x| *x = x.clamp(-v, v));
                 }
             }
         }

@@ -244,13 +244,6 @@ impl From<schedules::PiecewiseConstantDecay> for LearningRate {
 }
 
 /// Calls `update(id, value, gradient)` for every parameter that is trainable and has a gradient.
-/// Whether an update of `len` elements is worth splitting over cores: Adam's update of a 784 x 512 kernel is
-/// memory-bound and costs as much as a tenth of the bigger model's step on one core; the tutorial's are too
-/// small to pay for the hand-off.
-fn parallel(len: usize) -> bool {
-    len >= 1 << 16 && crate::autodiff::num_threads() > 1
-}
-
 fn for_each_trainable(
     params: &mut ParamStore,
     grads: &Gradients,
@@ -398,5 +391,50 @@ impl From<Box<dyn Optimizer>> for OptimizerSpec {
 impl<T: Optimizer + 'static> From<T> for OptimizerSpec {
     fn from(optimizer: T) -> Self {
         OptimizerSpec::Optimizer(Box::new(optimizer))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::autodiff::Gradients;
+
+    #[test]
+    fn updates_are_the_same_bits_for_any_thread_count() {
+        // Large enough (90,000 elements) to be split over the threads; a second, small weight stays on one.
+        let shapes: [&[usize]; 2] = [&[300, 300], &[7]];
+        let value = |shape: &[usize], seed: usize| {
+            let values = (0..shape.iter().product::<usize>())
+                .map(|k| ((k * 7919 + seed * 31) % 2003) as f32 / 1001.0 - 1.0);
+            Tensor::from_shape_vec(ndarray::IxDyn(shape), values.collect()).unwrap()
+        };
+        let optimizers: Vec<fn() -> Box<dyn Optimizer>> = vec![
+            || Box::new(SGD::new().momentum(0.9).nesterov(true)),
+            || Box::new(SGD::new()),
+            || Box::new(Adam::new().amsgrad(true)),
+            || Box::new(AdamW::new()),
+            || Box::new(RMSprop::new().momentum(0.5).centered(true)),
+            || Box::new(Adagrad::new()),
+            || Box::new(SGD::new().clipnorm(0.5)),
+            || Box::new(SGD::new().clipvalue(0.01)),
+        ];
+        for make in optimizers {
+            let runs = crate::threads::at_thread_counts(|| {
+                let mut params = ParamStore::new();
+                let ids: Vec<_> = shapes.iter().map(|s| params.add("w", value(s, 1), true)).collect();
+                let mut optimizer = make();
+                for step in 0..3 {
+                    let mut grads = Gradients::new();
+                    for (&id, s) in ids.iter().zip(shapes) {
+                        let g = value(s, 2 + step);
+                        grads.assign(ids.len(), id, s, Some(g.as_slice().unwrap()));
+                    }
+                    optimizer.apply(&mut params, &grads);
+                }
+                ids.iter().flat_map(|&id| params.value(id).iter().map(|x| x.to_bits())).collect::<Vec<_>>()
+            });
+            let name = make().name().to_string();
+            assert!(runs.iter().all(|r| *r == runs[0]), "{name}: updates differ between thread counts");
+        }
     }
 }

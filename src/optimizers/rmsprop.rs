@@ -1,6 +1,8 @@
 //! RMSprop.
 use ndarray::Zip;
 
+use crate::threads::for_each;
+
 use super::clipping::Clipping;
 use super::slots::{self, Slots};
 use super::{check_non_negative, check_unit, decimal, flag, for_each_trainable, LearningRate, Optimizer};
@@ -120,21 +122,23 @@ impl Optimizer for RMSprop {
         for_each_trainable(params, grads, |id, w, g| {
             let v = vs.get(id, w.shape());
             match (with_momentum, centered) {
-                (false, false) => Zip::from(w).and(g).and(v).for_each(|w, &g, v| *w -= increment(g, v, None)),
+                (false, false) => {
+                    for_each(Zip::from(w).and(g).and(v), |w, &g, v| *w -= increment(g, v, None))
+                }
                 (false, true) => {
                     let a = avgs.get(id, w.shape());
-                    Zip::from(w).and(g).and(v).and(a).for_each(|w, &g, v, a| *w -= increment(g, v, Some(a)));
+                    for_each(Zip::from(w).and(g).and(v).and(a), |w, &g, v, a| *w -= increment(g, v, Some(a)));
                 }
                 (true, false) => {
                     let mom = moms.get(id, w.shape());
-                    Zip::from(w).and(g).and(v).and(mom).for_each(|w, &g, v, mom| {
+                    for_each(Zip::from(w).and(g).and(v).and(mom), |w, &g, v, mom| {
                         *mom = momentum * *mom + increment(g, v, None);
                         *w -= *mom;
                     });
                 }
                 (true, true) => {
                     let (mom, a) = (moms.get(id, w.shape()), avgs.get(id, w.shape()));
-                    Zip::from(w).and(g).and(v).and(mom).and(a).for_each(|w, &g, v, mom, a| {
+                    for_each(Zip::from(w).and(g).and(v).and(mom).and(a), |w, &g, v, mom, a| {
                         *mom = momentum * *mom + increment(g, v, Some(a));
                         *w -= *mom;
                     });

@@ -1,6 +1,8 @@
 //! Stochastic gradient descent, with optional (Nesterov) momentum.
 use ndarray::Zip;
 
+use crate::threads::for_each;
+
 use super::clipping::Clipping;
 use super::slots::{self, Slots};
 use super::{check_unit, decimal, flag, for_each_trainable, LearningRate, Optimizer};
@@ -78,17 +80,17 @@ impl Optimizer for SGD {
         let momentums = &mut self.momentums;
         for_each_trainable(params, grads, |id, w, g| {
             if momentum == 0.0 {
-                Zip::from(w).and(g).for_each(|w, &g| *w -= lr * g);
+                for_each(Zip::from(w).and(g), |w, &g| *w -= lr * g);
                 return;
             }
             let m = momentums.get(id, w.shape());
             if nesterov {
-                Zip::from(w).and(g).and(m).for_each(|w, &g, m| {
+                for_each(Zip::from(w).and(g).and(m), |w, &g, m| {
                     *m = momentum * *m - lr * g;
                     *w += momentum * *m - lr * g;
                 });
             } else {
-                Zip::from(w).and(g).and(m).for_each(|w, &g, m| {
+                for_each(Zip::from(w).and(g).and(m), |w, &g, m| {
                     *m = momentum * *m - lr * g;
                     *w += *m;
                 });

@@ -156,10 +156,12 @@ pub(crate) fn per_image(
         return;
     }
     if parallel() && out.len() / out_len > 1 {
-        out.par_chunks_mut(out_len)
-            .zip(input.par_chunks(in_len))
-            .enumerate()
-            .for_each(|(n, (o, i))| f(n, o, i));
+        crate::threads::install(|| {
+            out.par_chunks_mut(out_len)
+                .zip(input.par_chunks(in_len))
+                .enumerate()
+                .for_each(|(n, (o, i))| f(n, o, i))
+        });
     } else {
         out.chunks_mut(out_len).zip(input.chunks(in_len)).enumerate().for_each(|(n, (o, i))| f(n, o, i));
     }
@@ -169,7 +171,7 @@ pub(crate) fn per_image(
 pub(crate) fn for_each_task<T: Send>(mut work: Vec<T>, task: impl Fn(&mut T) + Sync + Send) {
     use rayon::prelude::*;
     if parallel() && work.len() > 1 {
-        work.par_iter_mut().for_each(task);
+        crate::threads::install(|| work.par_iter_mut().for_each(task));
     } else {
         work.iter_mut().for_each(task);
     }

@@ -1,6 +1,6 @@
 //! The data `fit`, `evaluate`, `predict` and `train_on_batch` take: one array, or one per model input or
 //! output, by position or by name ([`IntoArrays`]).
-use ndarray::{ArrayBase, ArrayView, CowArray, Dimension, IxDyn};
+use ndarray::{ArrayBase, ArrayView, ArrayViewD, ArrayViewMutD, Axis, CowArray, Dimension, IxDyn};
 
 use crate::{Error, Numeric, Result};
 
@@ -23,6 +23,23 @@ impl<'a, A: Numeric, S: ndarray::Data<Elem = A>, D: Dimension> IntoArray<'a> for
 impl<'a, A: Numeric, D: Dimension> IntoArray<'a> for ArrayView<'a, A, D> {
     fn into_array(self) -> Data<'a> {
         A::to_f32_array(self.into_dyn())
+    }
+}
+
+/// Copies the samples `rows` of `src` into `dst` (a batch buffer of shape `(rows.len(), ...)`).
+pub(crate) fn gather(src: &ArrayViewD<'_, f32>, rows: &[usize], dst: &mut ArrayViewMutD<'_, f32>) {
+    let row_len: usize = src.shape()[1..].iter().product();
+    match (src.as_slice(), dst.as_slice_mut()) {
+        // Rows are copied whole, each by one task: over kerust's threads for a large batch.
+        (Some(s), Some(d)) => crate::threads::for_each_chunk(d, row_len, |i, row| {
+            let r = rows[i];
+            row.copy_from_slice(&s[r * row_len..(r + 1) * row_len]);
+        }),
+        _ => {
+            for (i, &r) in rows.iter().enumerate() {
+                dst.index_axis_mut(Axis(0), i).assign(&src.index_axis(Axis(0), r));
+            }
+        }
     }
 }
 
@@ -252,5 +269,31 @@ impl std::ops::Index<&str> for Outputs {
     /// If the model has no output of this name ([`Outputs::get`] returns an `Option`).
     fn index(&self, name: &str) -> &crate::autodiff::Tensor {
         self.get(name).unwrap_or_else(|| panic!("no output named `{name}`; the outputs are {:?}", self.names))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gathered_batches_are_the_same_for_any_thread_count() {
+        // 200 rows of 784: a batch of 128 (100,352 values) is copied over the threads.
+        let x = ndarray::Array2::from_shape_fn((200, 784), |(i, j)| (i * 1000 + j) as f32).into_dyn();
+        let rows: Vec<usize> = (0..128).map(|i| (i * 37 + 11) % 200).collect();
+        let batches = crate::threads::at_thread_counts(|| {
+            let mut batch = ndarray::ArrayD::<f32>::from_elem(ndarray::IxDyn(&[128, 784]), f32::NAN);
+            gather(&x.view(), &rows, &mut batch.view_mut());
+            batch
+        });
+        for (i, &r) in rows.iter().enumerate() {
+            assert_eq!(batches[0].index_axis(Axis(0), i), x.index_axis(Axis(0), r));
+        }
+        assert!(batches.iter().all(|b| *b == batches[0]));
+        // A non-contiguous source takes the other path, with the same rows.
+        let strided = x.slice(ndarray::s![.., ..;2]).into_dyn();
+        let mut batch = ndarray::ArrayD::<f32>::zeros(ndarray::IxDyn(&[128, 392]));
+        gather(&strided, &rows, &mut batch.view_mut());
+        assert_eq!(batch.index_axis(Axis(0), 5), strided.index_axis(Axis(0), rows[5]));
     }
 }
