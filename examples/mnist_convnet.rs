@@ -39,7 +39,7 @@ Options:
   -h, --help                print this help
 
 Environment: KERUST_HOME (dataset cache, default ~/.kerust), KERUST_DATASETS_MIRROR (download mirror),
-KERUST_NUM_THREADS (threads for large products and convolutions, default: all cores).";
+KERUST_NUM_THREADS (kerust's threads, default: the cores this process may use).";
 
 struct Args {
     epochs: usize,
