@@ -9,8 +9,21 @@
 //!   step of the same shape as the last one allocates nothing: node `i` reuses node `i`'s buffers.
 //! - [`Tape::inference`] records values only: no gradient bookkeeping, and `backward` is refused.
 //!
-//! Every derivative rule is in one place (the private `backward` module), beside nothing else; element-wise
-//! functions keep `f` and `f'` side by side (`unary`).
+//! Every op has one home: a file under `ops/` with its `Var` method (which records the node and computes the
+//! value), its backward rule (a `Kernel`) and its tests. The walk that calls the rules is `backward`; it knows
+//! no op by name. Element-wise functions keep `f` and `f'` side by side, one file each under
+//! `ops/elementwise/`.
+//!
+//! A short path through the engine, in reading order:
+//! 1. this file: [`ParamStore`], [`Tape`], [`Var`], [`Workspace`], and `Tape::push`, where every op records
+//!    its node;
+//! 2. `backward.rs`: the `Kernel` trait a rule implements, what it may read and write (`BackwardCtx`), and
+//!    the reverse walk;
+//! 3. `ops/matmul.rs`, then `ops/elementwise/` (`relu.rs`, `unary.rs`, `binary.rs`): small complete ops;
+//! 4. `ops/dense.rs` and `ops/conv2d.rs`: fused layer nodes, and how they split work over threads;
+//! 5. `gemm.rs` (the matrix products and the thread setting) and `gradcheck.rs` (how every rule is tested).
+//!
+//! To add an op, see `docs/architecture.md`, "Adding an op".
 //!
 //! ```
 //! use kerust::autodiff::{Gradients, ParamStore, Tape};

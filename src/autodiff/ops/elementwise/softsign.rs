@@ -36,4 +36,19 @@ mod tests {
     fn derivative_matches_differences() {
         assert_df_matches_differences(Unary::Softsign, &POINTS);
     }
+
+    #[test]
+    fn docs_architecture_shows_this_file() {
+        let guide = include_str!("../../../../docs/architecture.md");
+        let block = guide
+            .split("## Adding an op")
+            .nth(1)
+            .and_then(|section| section.split("```rust,ignore\n").nth(1))
+            .and_then(|code| code.split("```").next())
+            .expect("docs/architecture.md has a code block under \"Adding an op\"");
+        assert!(
+            include_str!("softsign.rs").contains(block),
+            "docs/architecture.md shows a softsign.rs that differs"
+        );
+    }
 }
