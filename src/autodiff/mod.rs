@@ -9,8 +9,21 @@
 //!   step of the same shape as the last one allocates nothing: node `i` reuses node `i`'s buffers.
 //! - [`Tape::inference`] records values only: no gradient bookkeeping, and `backward` is refused.
 //!
-//! Every derivative rule is in one place (the private `backward` module), beside nothing else; element-wise
-//! functions keep `f` and `f'` side by side (`unary`).
+//! Every op has one home: a file under `ops/` with its `Var` method (which records the node and computes the
+//! value), its backward rule (a `Kernel`) and its tests. The walk that calls the rules is `backward`; it knows
+//! no op by name. Element-wise functions keep `f` and `f'` side by side, one file each under
+//! `ops/elementwise/`.
+//!
+//! A short path through the engine, in reading order:
+//! 1. this file: [`ParamStore`], [`Tape`], [`Var`], [`Workspace`], and `Tape::push`, where every op records
+//!    its node;
+//! 2. `backward.rs`: the `Kernel` trait a rule implements, what it may read and write (`BackwardCtx`), and
+//!    the reverse walk;
+//! 3. `ops/matmul.rs`, then `ops/elementwise/` (`relu.rs`, `unary.rs`, `binary.rs`): small complete ops;
+//! 4. `ops/dense.rs` and `ops/conv2d.rs`: fused layer nodes, and how they split work over threads;
+//! 5. `gemm.rs` (the matrix products and the thread setting) and `gradcheck.rs` (how every rule is tested).
+//!
+//! To add an op, see `docs/architecture.md`, "Adding an op".
 //!
 //! ```
 //! use kerust::autodiff::{Gradients, ParamStore, Tape};
@@ -34,23 +47,22 @@ mod custom_activation;
 mod gemm;
 mod gradcheck;
 mod ops;
-mod unary;
 
 /// The thread count of kerust's pool, here too for code written before [`crate::threads`].
 pub use crate::threads::{num_threads, set_num_threads};
 pub use custom_activation::CustomActivation;
 pub use gemm::gemm;
 pub use gradcheck::{check_gradients, GradCheck, GradCheckReport};
+pub(crate) use ops::elementwise::Unary;
 pub(crate) use ops::{window_output, WindowFault};
 pub use ops::{BatchStatistics, Conv2dOptions, CustomOp, Padding};
-pub(crate) use unary::Unary;
 
 use std::cell::RefCell;
 
 use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
 
 use crate::{Error, Result};
-use backward::Op;
+use backward::Kernel;
 
 /// The array type of kerust: a dynamically shaped `f32` ndarray.
 pub type Tensor = ArrayD<f32>;
@@ -272,9 +284,19 @@ impl Gradients {
     }
 }
 
-/// One recorded operation.
+/// What produced a node.
+enum NodeKind {
+    /// A constant: no gradient.
+    Input,
+    /// A parameter from the store (its value is read there, not copied).
+    Param(ParamId),
+    /// An op: its inputs and backward rule.
+    Op(Box<dyn Kernel>),
+}
+
+/// One recorded node.
 struct Node {
-    op: Op,
+    kind: NodeKind,
     requires_grad: bool,
 }
 
@@ -378,7 +400,7 @@ impl<'a> Tape<'a> {
         if ws.values.len() <= idx {
             ws.values.push(empty());
         }
-        ws.nodes.push(Node { op: Op::Param(id), requires_grad: self.recording && trainable });
+        ws.nodes.push(Node { kind: NodeKind::Param(id), requires_grad: self.recording && trainable });
         Var { tape: self, id: idx }
     }
 
@@ -390,14 +412,32 @@ impl<'a> Tape<'a> {
     /// A constant of `shape` written in place by `fill` (e.g. a batch gathered straight into the tape's buffer).
     /// `fill` must write every element: the buffer may hold a previous step's values.
     pub fn constant_with(&self, shape: &[usize], fill: impl FnOnce(&mut ArrayViewMutD<'_, f32>)) -> Var<'_> {
-        self.push(Op::Input, shape, |_, out, _| fill(&mut out.view_mut()))
+        self.record(NodeKind::Input, shape, |_, out, _| fill(&mut out.view_mut()))
     }
 
-    /// Records a node: `compute` writes its value into a buffer of `shape` (and may use the node's auxiliary
-    /// buffer), reading earlier values through the reader.
-    fn push(
+    /// Records the op `kernel`: `compute` writes its value into a buffer of `shape` (and may use the node's
+    /// auxiliary buffer), reading earlier values through the reader. Every op's `Var` method ends here.
+    pub(crate) fn push(
         &self,
-        op: Op,
+        kernel: impl Kernel,
+        shape: &[usize],
+        compute: impl FnOnce(&Values<'_>, &mut Tensor, &mut Tensor),
+    ) -> Var<'_> {
+        self.record(NodeKind::Op(Box::new(kernel)), shape, compute)
+    }
+
+    /// Calls `f` with the kernel of node `id`, if it is an op (for the ops that recognise their input, such as
+    /// [`Var::softmax_logits`]).
+    pub(crate) fn kernel_of<R>(&self, id: usize, f: impl FnOnce(&dyn Kernel) -> Option<R>) -> Option<R> {
+        match &self.ws.borrow().nodes[id].kind {
+            NodeKind::Op(k) => f(k.as_ref()),
+            _ => None,
+        }
+    }
+
+    fn record(
+        &self,
+        kind: NodeKind,
         shape: &[usize],
         compute: impl FnOnce(&Values<'_>, &mut Tensor, &mut Tensor),
     ) -> Var<'_> {
@@ -416,8 +456,12 @@ impl<'a> Tape<'a> {
         compute(&Values { params: self.params, nodes: &ws.nodes, values: &ws.values }, &mut out, &mut aux);
         ws.values[id] = out;
         ws.aux[id] = aux;
-        let requires_grad = self.recording && op.any_input(|i| ws.nodes[i].requires_grad);
-        ws.nodes.push(Node { op, requires_grad });
+        let requires_grad = self.recording
+            && match &kind {
+                NodeKind::Op(k) => k.inputs().iter().any(|&i| ws.nodes[i].requires_grad),
+                _ => false,
+            };
+        ws.nodes.push(Node { kind, requires_grad });
         Var { tape: self, id }
     }
 
@@ -458,8 +502,8 @@ pub(crate) struct Values<'w> {
 
 impl<'w> Values<'w> {
     pub(crate) fn get(&self, id: usize) -> ArrayViewD<'w, f32> {
-        match self.nodes[id].op {
-            Op::Param(p) => self.params.value(p).view(),
+        match self.nodes[id].kind {
+            NodeKind::Param(p) => self.params.value(p).view(),
             _ => self.values[id].view(),
         }
     }

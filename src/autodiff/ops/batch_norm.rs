@@ -14,7 +14,7 @@
 use ndarray::{ArrayViewD, Axis, IxDyn};
 
 use super::window::{for_each_task, wide_fn};
-use crate::autodiff::backward::{BackwardCtx, Kernel, Op};
+use crate::autodiff::backward::{BackwardCtx, Kernel};
 use crate::autodiff::{Tensor, Var};
 
 /// The value as `(outer, channels, inner)`.
@@ -162,7 +162,7 @@ impl<'t> Var<'t> {
         });
         let node = BatchNorm { inputs, x: self.id, stats, gamma: gamma_id, beta: beta_id, layout };
         let x_id = self.id;
-        self.tape.push(Op::Kernel(Box::new(node)), &shape, |v, out, aux| {
+        self.tape.push(node, &shape, |v, out, aux| {
             let x = v.get(x_id);
             let (mean, variance) = match stats {
                 Some((m, s)) => (v.get(m).iter().copied().collect(), v.get(s).iter().copied().collect()),

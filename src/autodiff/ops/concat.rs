@@ -6,7 +6,7 @@
 //! `len_i · inner` values at `offset_i · inner` in every row.
 use ndarray::{Axis, Slice};
 
-use crate::autodiff::backward::{BackwardCtx, Kernel, Op};
+use crate::autodiff::backward::{BackwardCtx, Kernel};
 use crate::autodiff::{Tape, Tensor, Var};
 
 /// The recorded node: inputs in order, and where each one's block lies in a row of the output.
@@ -64,7 +64,7 @@ impl<'t> Tape<'t> {
         let inner: usize = shape[axis + 1..].iter().product();
         let ids: Vec<usize> = inputs.iter().map(|v| v.id).collect();
         let node = Concat { inputs: ids.clone(), axis, spans: spans.clone() };
-        self.push(Op::Kernel(Box::new(node)), &shape, |v, out, _| {
+        self.push(node, &shape, |v, out, _| {
             for (&id, &span) in ids.iter().zip(&spans) {
                 let x = v.get(id);
                 match x.as_slice() {

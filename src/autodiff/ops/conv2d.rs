@@ -13,10 +13,10 @@
 //! so the result does not depend on the thread count.
 use ndarray::{ArrayView2, ArrayViewMut2};
 
+use super::elementwise::Unary;
 use super::window::{for_each_task, wide_fn, Axis1, Padding};
-use crate::autodiff::backward::{BackwardCtx, Kernel, Op};
+use crate::autodiff::backward::{BackwardCtx, Kernel};
 use crate::autodiff::gemm::general_mat_mul;
-use crate::autodiff::unary::Unary;
 use crate::autodiff::{fit_buffer, Tensor, Var};
 
 /// How a [`Var::conv2d`] kernel slides: Keras' `strides`, `padding` and `dilation_rate`.
@@ -164,46 +164,38 @@ impl<'t> Var<'t> {
         inputs.extend(bias.map(|b| b.id));
         let node = Conv2d { inputs, geometry, act };
         let g = geometry;
-        self.tape.push(
-            Op::Kernel(Box::new(node)),
-            &[batch, rows.output, cols.output, filters],
-            |v, out, _| {
-                let x = v.get(self.id);
-                let x = x.as_slice().expect("tape values and parameters are contiguous");
-                let k = v.get(kernel.id);
-                let w = as_matrix(&k, &g);
-                let bias = bias.map(|b| v.get(b.id));
-                let bias = bias.as_ref().map(|b| b.to_slice().expect("parameters are contiguous"));
-                let out = out.as_slice_mut().expect("owned buffers are contiguous");
-                let images = g.group();
-                let work: Vec<_> = out
-                    .chunks_mut(images * g.pixels() * g.filters)
-                    .zip(x.chunks(images * g.image()))
-                    .collect();
-                for_each_task(work, |(out, x)| {
-                    let chunk = g.chunk_rows();
-                    let task_rows = out.len() / g.filters;
-                    with_scratch(chunk.min(task_rows) * g.field(), |scratch| {
-                        for (i, out) in out.chunks_mut(chunk * g.filters).enumerate() {
-                            let rows = out.len() / g.filters;
-                            let cols = &mut scratch[..rows * g.field()];
-                            im2col_rows(x, cols, &g, i * chunk);
-                            let cols =
-                                ArrayView2::from_shape((rows, g.field()), &*cols).expect("sized above");
-                            let mut y =
-                                ArrayViewMut2::from_shape((rows, g.filters), &mut *out).expect("a chunk");
-                            general_mat_mul(1.0, &cols, &w, 0.0, &mut y);
-                            // Bias and activation in one pass over the output, while it is in cache.
-                            match act {
-                                Some(Unary::Relu) => epilogue_relu(out, bias),
-                                Some(f) => epilogue(out, bias, |v| f.f(v)),
-                                None => epilogue(out, bias, |v| v),
-                            }
+        self.tape.push(node, &[batch, rows.output, cols.output, filters], |v, out, _| {
+            let x = v.get(self.id);
+            let x = x.as_slice().expect("tape values and parameters are contiguous");
+            let k = v.get(kernel.id);
+            let w = as_matrix(&k, &g);
+            let bias = bias.map(|b| v.get(b.id));
+            let bias = bias.as_ref().map(|b| b.to_slice().expect("parameters are contiguous"));
+            let out = out.as_slice_mut().expect("owned buffers are contiguous");
+            let images = g.group();
+            let work: Vec<_> =
+                out.chunks_mut(images * g.pixels() * g.filters).zip(x.chunks(images * g.image())).collect();
+            for_each_task(work, |(out, x)| {
+                let chunk = g.chunk_rows();
+                let task_rows = out.len() / g.filters;
+                with_scratch(chunk.min(task_rows) * g.field(), |scratch| {
+                    for (i, out) in out.chunks_mut(chunk * g.filters).enumerate() {
+                        let rows = out.len() / g.filters;
+                        let cols = &mut scratch[..rows * g.field()];
+                        im2col_rows(x, cols, &g, i * chunk);
+                        let cols = ArrayView2::from_shape((rows, g.field()), &*cols).expect("sized above");
+                        let mut y = ArrayViewMut2::from_shape((rows, g.filters), &mut *out).expect("a chunk");
+                        general_mat_mul(1.0, &cols, &w, 0.0, &mut y);
+                        // Bias and activation in one pass over the output, while it is in cache.
+                        match act {
+                            Some(Unary::Relu) => epilogue_relu(out, bias),
+                            Some(f) => epilogue(out, bias, |v| f.f(v)),
+                            None => epilogue(out, bias, |v| v),
                         }
-                    })
-                });
-            },
-        )
+                    }
+                })
+            });
+        })
     }
 }
 

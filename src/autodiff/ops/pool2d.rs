@@ -5,7 +5,7 @@
 //! again. A NaN in a window makes its maximum NaN, as `numpy.max` does. Average pooling divides by the number
 //! of taps inside the input: with `same` padding the padded positions do not count, as in TensorFlow.
 use super::window::{for_each_task, per_image, wide_fn, Axis1, Padding};
-use crate::autodiff::backward::{BackwardCtx, Kernel, Op};
+use crate::autodiff::backward::{BackwardCtx, Kernel};
 use crate::autodiff::{fit_buffer, Tensor, Var};
 
 /// Which reduction a pooling window applies.
@@ -121,7 +121,7 @@ impl<'t> Var<'t> {
         );
         let node = Pool2d { input: [self.id], geometry: g, reduce };
         let shape = [batch, rows.output, cols.output, channels];
-        self.tape.push(Op::Kernel(Box::new(node)), &shape, |v, out, aux| {
+        self.tape.push(node, &shape, |v, out, aux| {
             let x = v.get(self.id);
             let x = x.as_slice().expect("tape values and parameters are contiguous");
             let out = out.as_slice_mut().expect("owned buffers are contiguous");
