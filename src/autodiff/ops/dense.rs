@@ -13,6 +13,7 @@ use super::matmul::{as2, gemm_into};
 use crate::autodiff::backward::{BackwardCtx, Kernel};
 use crate::autodiff::gemm::gemm;
 use crate::autodiff::{fit_buffer, Tensor, Var};
+use crate::threads::for_each;
 
 /// The recorded node: inputs `[x, w, b]` (the first `len`: no bias when 2), and the activation.
 struct Dense {
@@ -57,15 +58,14 @@ impl<'t> Var<'t> {
                 fit_buffer(aux, &[m, n]);
                 aux.assign(out);
             }
-            let out = out.as_slice_mut().expect("owned buffers are contiguous");
-            specialise!(f, |op| out.iter_mut().for_each(|v| *v = op.f(*v)));
+            specialise!(f, |op| for_each(Zip::from(out), |v| *v = op.f(*v)));
         })
     }
 }
 
 /// `g *= act'(z)` in place, with `y = act(z)`. `z` is only read by activations whose derivative needs it.
 fn scale_by_derivative(g: &mut Tensor, f: Unary, z: ArrayViewD<'_, f32>, y: ArrayViewD<'_, f32>) {
-    specialise!(f, |op| Zip::from(g).and(&z).and(&y).for_each(|g, &z, &y| *g *= op.df(z, y)));
+    specialise!(f, |op| for_each(Zip::from(g).and(&z).and(&y), |g, &z, &y| *g *= op.df(z, y)));
 }
 
 impl Kernel for Dense {

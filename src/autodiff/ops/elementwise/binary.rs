@@ -8,6 +8,7 @@ use ndarray::Zip;
 use super::super::{add_unbroadcast, nan_max, nan_min};
 use crate::autodiff::backward::{BackwardCtx, Kernel};
 use crate::autodiff::{Tensor, Var};
+use crate::threads::for_each;
 
 /// Element-wise binary operations with numpy broadcasting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,15 +99,14 @@ impl<'t> Var<'t> {
             // The hot pair gets loops of its own; the rest share one.
             match kind {
                 Binary::Add => {
-                    Zip::from(out).and_broadcast(&a).and_broadcast(&b).for_each(|o, &x, &y| *o = x + y)
+                    for_each(Zip::from(out).and_broadcast(&a).and_broadcast(&b), |o, &x, &y| *o = x + y)
                 }
                 Binary::Mul => {
-                    Zip::from(out).and_broadcast(&a).and_broadcast(&b).for_each(|o, &x, &y| *o = x * y)
+                    for_each(Zip::from(out).and_broadcast(&a).and_broadcast(&b), |o, &x, &y| *o = x * y)
                 }
-                other => Zip::from(out)
-                    .and_broadcast(&a)
-                    .and_broadcast(&b)
-                    .for_each(|o, &x, &y| *o = other.f(x, y)),
+                other => for_each(Zip::from(out).and_broadcast(&a).and_broadcast(&b), |o, &x, &y| {
+                    *o = other.f(x, y)
+                }),
             }
         })
     }
@@ -155,7 +155,7 @@ impl Kernel for BinaryNode {
             match kind {
                 // d(a±b) is ±g: on a first contribution of g's shape, a copy (no zero-fill pass).
                 Binary::Add | Binary::Sub if fresh && d.shape() == g.shape() => {
-                    Zip::from(d).and(&g).for_each(|d, &g| *d = sign * g);
+                    for_each(Zip::from(d).and(&g), |d, &g| *d = sign * g);
                 }
                 // Otherwise summed straight into the target.
                 Binary::Add | Binary::Sub => {
@@ -170,17 +170,12 @@ impl Kernel for BinaryNode {
                     }
                     let partial = |x: f32, y: f32| kind.partial(side, x, y);
                     if d.shape() == g.shape() {
-                        Zip::from(&mut *d)
-                            .and(&g)
-                            .and_broadcast(&av)
-                            .and_broadcast(&bv)
-                            .for_each(|d, &g, &x, &y| *d += g * partial(x, y));
+                        let zip = Zip::from(&mut *d).and(&g).and_broadcast(&av).and_broadcast(&bv);
+                        for_each(zip, |d, &g, &x, &y| *d += g * partial(x, y));
                     } else {
                         let mut full = g.to_owned();
-                        Zip::from(&mut full)
-                            .and_broadcast(&av)
-                            .and_broadcast(&bv)
-                            .for_each(|g, &x, &y| *g *= partial(x, y));
+                        let zip = Zip::from(&mut full).and_broadcast(&av).and_broadcast(&bv);
+                        for_each(zip, |g, &x, &y| *g *= partial(x, y));
                         add_unbroadcast(d, full.view(), 1.0);
                     }
                 }

@@ -7,6 +7,7 @@ use ndarray::{ArrayViewD, Zip};
 use super::{specialise, Unary};
 use crate::autodiff::backward::{BackwardCtx, Kernel};
 use crate::autodiff::{Tensor, Var};
+use crate::threads::for_each;
 
 /// The recorded node: `f` of its input.
 struct UnaryNode {
@@ -20,7 +21,7 @@ impl<'t> Var<'t> {
         let shape = self.shape();
         self.tape.push(UnaryNode { input: [self.id], f }, &shape, |v, out, _| {
             let x = v.get(self.id);
-            specialise!(f, |op| Zip::from(out).and(&x).for_each(|o, &x| *o = op.f(x)));
+            specialise!(f, |op| for_each(Zip::from(out).and(&x), |o, &x| *o = op.f(x)));
         })
     }
 
@@ -46,9 +47,9 @@ fn unary_grad(
     specialise!(f, |op| {
         let zip = Zip::from(dst).and(&x).and(&y).and(&g);
         if fresh {
-            zip.for_each(|d, &x, &y, &g| *d = g * op.df(x, y));
+            for_each(zip, |d, &x, &y, &g| *d = g * op.df(x, y));
         } else {
-            zip.for_each(|d, &x, &y, &g| *d += g * op.df(x, y));
+            for_each(zip, |d, &x, &y, &g| *d += g * op.df(x, y));
         }
     })
 }
