@@ -138,3 +138,67 @@ fn reads_a_keras_archive() {
     let weights = &entries.iter().find(|e| e.0 == "model.weights.h5").unwrap().1;
     assert_eq!(weights, &fixture("keras3_mlp.weights.h5"));
 }
+
+/// A tree with every kind of value the writer takes, and a group of more members than one B-tree node holds.
+fn sample_tree() -> Group {
+    let ds = |shape: Vec<usize>, data: Data| Node::Dataset(Dataset { shape, data, attrs: vec![] });
+    let mut vars = Group::default();
+    for i in 0..300 {
+        vars.members.push((i.to_string(), ds(vec![2], Data::F32(vec![i as f32, -(i as f32)]))));
+    }
+    let mut layer = Group::default();
+    layer
+        .attrs
+        .push(("weight_names".into(), Attr::Strs(vec!["dense/kernel:0".into(), "dense/bias:0".into()])));
+    layer.members.push(("kernel".into(), ds(vec![2, 3], Data::F32(vec![1.0, 2.0, 3.0, 4.0, 5.5, -6.0]))));
+    layer.members.push(("scalar".into(), ds(vec![], Data::F64(vec![0.25]))));
+    layer.members.push(("empty".into(), ds(vec![0, 4], Data::F32(vec![]))));
+    layer.members.push(("steps".into(), ds(vec![1], Data::I64(vec![i64::MIN + 1]))));
+    layer.members.push(("i32".into(), ds(vec![3], Data::I32(vec![-1, 0, 7]))));
+    layer.members.push(("bytes".into(), ds(vec![2, 2], Data::U8(vec![0, 1, 254, 255]))));
+    let mut d = Dataset { shape: vec![1], data: Data::F32(vec![1.5]), attrs: vec![] };
+    d.attrs.push(("note".into(), Attr::Str("ünïcode".into())));
+    layer.members.push(("with_attr".into(), Node::Dataset(d)));
+    Group {
+        attrs: vec![
+            ("keras_version".into(), Attr::Str("3.15.0".into())),
+            ("backend".into(), Attr::Str(String::new())),
+            ("floats".into(), Attr::F64(vec![0.5, f64::MAX])),
+            ("ints".into(), Attr::I64(vec![-3, i64::MAX])),
+        ],
+        members: vec![
+            ("layer".into(), Node::Group(layer)),
+            ("vars".into(), Node::Group(vars)),
+            ("empty_group".into(), Node::Group(Group::default())),
+        ],
+    }
+}
+
+/// Symbol-table groups list their members by name.
+fn sorted(mut g: Group) -> Group {
+    g.members.sort_by(|a, b| a.0.cmp(&b.0));
+    for (_, m) in g.members.iter_mut() {
+        if let Node::Group(sub) = m {
+            *sub = sorted(std::mem::take(sub));
+        }
+    }
+    g
+}
+
+#[test]
+fn writes_what_it_reads() {
+    let tree = sample_tree();
+    let bytes = hdf5::write(&tree).unwrap();
+    let back = hdf5::read(&bytes, &Limits::default()).unwrap();
+    assert_eq!(back, sorted(tree));
+}
+
+/// Writes `target/formats_written.h5` (and `.keras`) for the h5py check of tests/fixtures/hdf5_files.py.
+#[test]
+fn writes_files_for_the_h5py_check() {
+    let dir = format!("{}/target", env!("CARGO_MANIFEST_DIR"));
+    let bytes = hdf5::write(&sample_tree()).unwrap();
+    std::fs::write(format!("{dir}/formats_written.h5"), &bytes).unwrap();
+    let archive = zip::write(&[("config.json", b"{}"), ("model.weights.h5", &bytes)]).unwrap();
+    std::fs::write(format!("{dir}/formats_written.zip"), archive).unwrap();
+}

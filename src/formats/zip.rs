@@ -312,7 +312,7 @@ pub fn write(entries: &[(&str, &[u8])]) -> Result<Vec<u8>> {
         central.extend_from_slice(&size32.to_le_bytes());
         central.extend_from_slice(&name_len.to_le_bytes());
         central.extend_from_slice(&(if big { 28u16 } else { 0 }).to_le_bytes());
-        central.extend_from_slice(&[0; 8]); // comment length, disk, internal attributes
+        central.extend_from_slice(&[0; 6]); // comment length, disk, internal attributes
         central.extend_from_slice(&(0o100644u32 << 16).to_le_bytes()); // a regular file, rw-r--r--
         central.extend_from_slice(&offset32.to_le_bytes());
         central.extend_from_slice(name.as_bytes());
