@@ -202,3 +202,181 @@ fn writes_files_for_the_h5py_check() {
     let archive = zip::write(&[("config.json", b"{}"), ("model.weights.h5", &bytes)]).unwrap();
     std::fs::write(format!("{dir}/formats_written.zip"), archive).unwrap();
 }
+
+// ---- Hostile files: each an error naming what is wrong, never a panic or an unbounded allocation. ----
+
+fn read_err(bytes: &[u8], limits: &Limits) -> String {
+    match hdf5::read(bytes, limits) {
+        Ok(_) => panic!("the file was read"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn one_dataset(shape: Vec<usize>, data: Data) -> Group {
+    Group {
+        attrs: vec![],
+        members: vec![("w".into(), Node::Dataset(Dataset { shape, data, attrs: vec![] }))],
+    }
+}
+
+/// The position of the only occurrence of `needle`.
+fn find(hay: &[u8], needle: &[u8]) -> usize {
+    let all: Vec<usize> =
+        hay.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle).map(|(i, _)| i).collect();
+    assert_eq!(all.len(), 1, "{needle:?} found {} times", all.len());
+    all[0]
+}
+
+/// The dataspace message of a one-dimensional dataset of 3 elements, as the writer encodes it.
+const SPACE_3: [u8; 16] = [1, 1, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0];
+
+#[test]
+fn a_huge_dataspace_is_refused_before_allocating() {
+    let mut bytes = hdf5::write(&one_dataset(vec![3], Data::F32(vec![1.0, 2.0, 3.0]))).unwrap();
+    let at = find(&bytes, &SPACE_3);
+    bytes[at + 8..at + 16].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    let e = read_err(&bytes, &Limits::default());
+    assert!(e.contains("object at /w") && e.contains("Limits::max_elements"), "{e}");
+    // Past the element bound, the bytes-read bound refuses it before any allocation.
+    let lax = Limits { max_elements: u64::MAX, ..Limits::default() };
+    let e = read_err(&bytes, &lax);
+    assert!(e.contains("Limits::max_bytes_read"), "{e}");
+    // Dimensions whose product overflows u64.
+    bytes[at..at + 16].copy_from_slice(&[1, 1, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255, 255, 255, 255, 255]);
+    let e = read_err(&bytes, &lax);
+    assert!(e.contains("object at /w"), "{e}");
+}
+
+#[test]
+fn a_dataspace_rank_over_32_is_refused() {
+    let mut bytes = hdf5::write(&one_dataset(vec![3], Data::F32(vec![1.0, 2.0, 3.0]))).unwrap();
+    let at = find(&bytes, &SPACE_3);
+    bytes[at + 1] = 40;
+    let e = read_err(&bytes, &Limits::default());
+    assert!(e.contains("hdf5: object at /w: dataspace rank 40 (at most 32)"), "{e}");
+}
+
+#[test]
+fn a_group_that_contains_itself_is_refused() {
+    let b = Group::default();
+    let a = Group { attrs: vec![], members: vec![("b".into(), Node::Group(b))] };
+    let root = Group { attrs: vec![], members: vec![("a".into(), Node::Group(a))] };
+    let mut bytes = hdf5::write(&root).unwrap();
+    // The writer writes children first: the symbol nodes of `a`, then of the root.
+    let snods: Vec<usize> =
+        bytes.windows(4).enumerate().filter(|(_, w)| *w == b"SNOD").map(|(i, _)| i).collect();
+    assert_eq!(snods.len(), 2);
+    let a_addr: [u8; 8] = bytes[snods[1] + 16..snods[1] + 24].try_into().unwrap();
+    bytes[snods[0] + 16..snods[0] + 24].copy_from_slice(&a_addr);
+    let e = read_err(&bytes, &Limits::default());
+    assert!(e.contains("object at /a/b") && e.contains("cycle"), "{e}");
+}
+
+#[test]
+fn nesting_deeper_than_the_limit_is_refused() {
+    let mut g = Group::default();
+    for _ in 0..80 {
+        g = Group { attrs: vec![], members: vec![("g".into(), Node::Group(g))] };
+    }
+    let bytes = hdf5::write(&g).unwrap();
+    let e = read_err(&bytes, &Limits::default());
+    assert!(e.contains("nested deeper than 64 groups"), "{e}");
+    assert!(hdf5::read(&bytes, &Limits { max_depth: 80, ..Limits::default() }).is_ok());
+}
+
+#[test]
+fn object_and_byte_counts_are_bounded() {
+    let bytes = hdf5::write(&sample_tree()).unwrap();
+    let e = read_err(&bytes, &Limits { max_objects: 100, ..Limits::default() });
+    assert!(e.contains("more than 100 objects"), "{e}");
+    let e = read_err(&bytes, &Limits { max_bytes_read: 2000, ..Limits::default() });
+    assert!(e.contains("more than 2000 bytes read"), "{e}");
+    let e = read_err(&bytes, &Limits { max_elements: 5, ..Limits::default() });
+    assert!(e.contains("more than 5 elements"), "{e}");
+}
+
+#[test]
+fn truncated_and_corrupted_files_are_errors_not_panics() {
+    for name in ["h5py_default.h5", "h5py_latest.h5", "h5py_tracked.h5", "keras2_legacy.h5"] {
+        let bytes = fixture(name);
+        // The end of a file may be unused space: only the first half's cuts must be errors.
+        for n in (0..bytes.len()).step_by(13) {
+            let read = hdf5::read(&bytes[..n], &Limits::default());
+            assert!(read.is_err() || n > bytes.len() / 2, "{name} cut at {n}");
+        }
+    }
+    // Every byte of a written file flipped in turn: an error or a tree, never a panic.
+    let bytes = hdf5::write(&one_dataset(vec![2, 2], Data::F64(vec![1.0, 2.0, 3.0, 4.0]))).unwrap();
+    for i in 0..bytes.len() {
+        for flip in [0xFF, 0x80, 0x01] {
+            let mut b = bytes.clone();
+            b[i] ^= flip;
+            let _ = hdf5::read(&b, &Limits::default());
+        }
+    }
+}
+
+#[test]
+fn zip_bad_archives_are_refused() {
+    let limits = ZipLimits::default();
+    let good = zip::write(&[("aa/x", b"hello"), ("b", b"world")]).unwrap();
+    // A changed byte of an entry's data: the CRC-32 differs.
+    let mut b = good.clone();
+    let at = find(&b, b"hello");
+    b[at] = b'j';
+    let e = zip::read(&b, &limits).unwrap_err().to_string();
+    assert!(e.contains("zip: entry \"aa/x\": CRC-32"), "{e}");
+    // A name that leaves the extraction folder, in the central directory.
+    let mut b = good.clone();
+    let central = b.len() - 22 - (46 + 4) - (46 + 1);
+    assert_eq!(&b[central + 46..central + 50], b"aa/x");
+    b[central + 46..central + 48].copy_from_slice(b"..");
+    let e = zip::read(&b, &limits).unwrap_err().to_string();
+    assert!(e.contains("\"../x\"") && e.contains("unsafe name"), "{e}");
+    b[central + 46..central + 48].copy_from_slice(b"/a");
+    assert!(zip::read(&b, &limits).unwrap_err().to_string().contains("unsafe name"));
+    // Two entries of one name.
+    let mut b = good.clone();
+    b[central + 46..central + 50].copy_from_slice(b"b\0\0\0");
+    assert!(zip::read(&b, &limits).is_err());
+    // Entry count and sizes.
+    let e = zip::read(&good, &ZipLimits { max_entries: 1, ..limits.clone() }).unwrap_err().to_string();
+    assert!(e.contains("2 entries (at most 1"), "{e}");
+    let e = zip::read(&good, &ZipLimits { max_entry_bytes: 4, ..limits.clone() }).unwrap_err().to_string();
+    assert!(e.contains("5 bytes uncompressed (at most 4"), "{e}");
+    let e = zip::read(&good, &ZipLimits { max_total_bytes: 8, ..limits.clone() }).unwrap_err().to_string();
+    assert!(e.contains("entry \"b\"") && e.contains("more than 3 bytes"), "{e}");
+    // Every prefix, and every byte flipped: errors, never panics.
+    for n in 0..good.len() {
+        assert!(zip::read(&good[..n], &limits).is_err(), "cut at {n}");
+    }
+    for i in 0..good.len() {
+        let mut b = good.clone();
+        b[i] ^= 0xFF;
+        let _ = zip::read(&b, &limits);
+    }
+}
+
+/// A deflated entry whose header says 10 bytes but which inflates to 50 MB: refused after the limit's bytes.
+pub fn zip_bomb() -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(&vec![0u8; 50 << 20]).unwrap();
+    let data = enc.finish().unwrap();
+    let mut b = zip::write(&[("bomb", &data)]).unwrap();
+    // Method 8 (deflate), uncompressed size 10, in the local header and the central directory.
+    let central = b.len() - 22 - 46 - 4;
+    for (at, size_at) in [(8usize, 22usize), (central + 10, central + 24)] {
+        b[at..at + 2].copy_from_slice(&8u16.to_le_bytes());
+        b[size_at..size_at + 4].copy_from_slice(&10u32.to_le_bytes());
+    }
+    b
+}
+
+#[test]
+fn a_zip_bomb_is_refused() {
+    let e = zip::read(&zip_bomb(), &ZipLimits { max_entry_bytes: 1 << 20, ..ZipLimits::default() })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("zip: entry \"bomb\": more than 1048576 bytes uncompressed"), "{e}");
+}

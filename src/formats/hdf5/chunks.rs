@@ -210,7 +210,7 @@ impl Chunked<'_> {
             2 => {
                 if let Some(addr) = c.addr()?.filter(|_| self.total > 0) {
                     for i in 0..nchunks {
-                        let a = addr.checked_add(i * cbytes).ok_or_else(|| err(at(path), "chunk address overflows"))?;
+                        let a = i.checked_mul(cbytes).and_then(|o| addr.checked_add(o)).ok_or_else(|| err(at(path), "chunk address overflows"))?;
                         let off = offsets(i);
                         self.one(r, &mut out, a, cbytes, u32::MAX, &off, &dims, path)?;
                     }
@@ -237,7 +237,7 @@ impl Chunked<'_> {
                     return Err(err(at(path), format!("no fixed array data block (FADB) at address {block}")));
                 }
                 b.skip(2 + b.so)?;
-                r.count_bytes(n * entry as u64, path)?;
+                r.count_bytes(n.saturating_mul(entry as u64), path)?;
                 for i in 0..n {
                     let mut e = Cur { buf: b.take(entry)?, pos: 0, so: b.so, sl: b.sl };
                     let a = e.addr()?;

@@ -232,7 +232,8 @@ impl FractalHeap {
                         return Ok((child, lo));
                     }
                     let child_rows =
-                        u64::from(63 - (size / (self.start * self.width)).max(1).leading_zeros()) + 1;
+                        u64::from(63 - (size / self.start.saturating_mul(self.width)).max(1).leading_zeros())
+                            + 1;
                     return self.find(r, child, lo, child_rows, off, path, depth + 1);
                 }
             }

@@ -334,7 +334,7 @@ impl<'a> Reader<'a> {
                 if head != b"OCHK" || l < 8 {
                     return Err(err(at(path), format!("continuation block at {a} has no OCHK signature")));
                 }
-                self.v2_block(a + 4, l - 8, flags, path, &mut msgs, &mut blocks)?;
+                self.v2_block(a.saturating_add(4), l - 8, flags, path, &mut msgs, &mut blocks)?;
             }
             return Ok(msgs);
         }
@@ -797,11 +797,7 @@ impl<'a> Reader<'a> {
             return Err(err(at(path), "a dataset of strings (expected numbers)"));
         }
         let esize = dtype.size(self.so) as u64;
-        let total = count * esize; // count <= max_elements <= 2^63 / 8 is not guaranteed: checked below
-        let total = count
-            .checked_mul(esize)
-            .filter(|_| total / esize == count)
-            .ok_or_else(|| err(at(path), "the dataset's size overflows"))?;
+        let total = count.checked_mul(esize).ok_or_else(|| err(at(path), "the dataset's size overflows"))?;
         self.count_bytes(total, path)?;
         let mut c = Cur { buf: layout, pos: 0, so: self.so, sl: self.sl };
         let version = c.u8()?;

@@ -115,7 +115,7 @@ fn attribute(name: &str, value: &Attr, path: &str) -> Result<Vec<u8>> {
             (int_type(8, true), vec![v.len() as u64], v.iter().flat_map(|x| x.to_le_bytes()).collect())
         }
     };
-    if name.is_empty() || name.contains('\0') {
+    if name.is_empty() || name.contains('\0') || name.len() >= u16::MAX as usize {
         return Err(err(
             place(path),
             format!("an attribute named {name:?} (expected a non-empty name without NUL)"),
