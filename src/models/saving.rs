@@ -163,6 +163,16 @@ fn load_keras(bytes: &[u8], source: &str, options: &LoadOptions) -> Result<Model
     super::keras::load(bytes, source, options)
 }
 
+#[cfg(feature = "keras")]
+fn load_legacy_h5(bytes: &[u8], source: &str, options: &LoadOptions) -> Result<Model> {
+    super::keras::load_legacy_h5(bytes, source, options)
+}
+
+#[cfg(not(feature = "keras"))]
+fn load_legacy_h5(_: &[u8], source: &str, _: &LoadOptions) -> Result<Model> {
+    Err(no_keras(source))
+}
+
 #[cfg(not(feature = "keras"))]
 fn load_keras(_: &[u8], source: &str, _: &LoadOptions) -> Result<Model> {
     Err(no_keras(source))
@@ -490,11 +500,7 @@ fn load_model_from(bytes: &[u8], source: &str, options: &LoadOptions) -> Result<
         return load_keras(bytes, source, options);
     }
     if bytes.starts_with(HDF5_SIGNATURE) {
-        return Err(format_error(
-            source,
-            "this is an HDF5 file (Keras' .h5 or .weights.h5): build the model in kerust and call load_weights, or \
-             save it from Keras as a .keras file, which load_model reads",
-        ));
+        return load_legacy_h5(bytes, source, options);
     }
     let file = decode(bytes, source)?;
     match file.metadata.get("format").map(String::as_str) {

@@ -93,6 +93,40 @@ pub(crate) fn load(bytes: &[u8], source: &str, options: &LoadOptions) -> Result<
     Ok(model)
 }
 
+/// Loads a legacy HDF5 model file (`model.save("model.h5")` in Keras 2, or Keras 3's legacy format): the
+/// architecture of its `model_config` attribute and the weights of its `model_weights` group. The compile state
+/// (`training_config`) is not read: the model comes back uncompiled.
+pub(crate) fn load_legacy_h5(bytes: &[u8], source: &str, options: &LoadOptions) -> Result<Model> {
+    let e = KerasError::new(source);
+    let root = hdf5::read(bytes, &hdf5::Limits::default())?;
+    let config = match root.attr("model_config") {
+        Some(hdf5::Attr::Str(s)) => s,
+        _ => {
+            return Err(e.at(
+                "",
+                "an HDF5 file without a `model_config` attribute holds weights only: build the model in kerust and \
+                 call load_weights",
+            ))
+        }
+    };
+    if config.len() > MAX_CONFIG_BYTES {
+        return Err(
+            e.at("model_config", format!("{} bytes; at most {MAX_CONFIG_BYTES} are read", config.len()))
+        );
+    }
+    let config: Value =
+        serde_json::from_str(config).map_err(|err| e.at("model_config", format!("not JSON: {err}")))?;
+    let weights = root.group("model_weights").ok_or_else(|| e.at("", "no `model_weights` group"))?;
+    // The budget counts the `model_weights` datasets: wrap them as the `layers` group `build_model` counts.
+    let counted = hdf5::Group {
+        attrs: Vec::new(),
+        members: vec![("layers".into(), hdf5::Node::Group(weights.clone()))],
+    };
+    let (mut model, _) = build_model(&config, &counted, &e, options)?;
+    weights::load_h5_weights(&mut model, &root, &e)?;
+    Ok(model)
+}
+
 /// A layer of the file in Keras' order, with the path of its weights (`layers/dense_1`).
 pub(crate) struct FileLayer {
     pub(crate) name: String,
