@@ -73,7 +73,7 @@ impl<'a> Cur<'a> {
         self.uint(self.sl)
     }
     pub(super) fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
+        self.buf.len().saturating_sub(self.pos)
     }
 }
 
@@ -692,7 +692,7 @@ impl<'a> Reader<'a> {
         let name = String::from_utf8(name.to_vec()).map_err(|_| {
             err(at(path), format!("attribute name {:?} is not UTF-8", String::from_utf8_lossy(name)))
         })?;
-        let place = format!("{path} attribute {name:?}");
+        let place = format!("{} attribute {name:?}", if path.is_empty() { "/" } else { path });
         let dtype = c.take(pad(type_len))?;
         let space = c.take(pad(space_len))?;
         let dtype = self.datatype(dtype, &place)?;
