@@ -385,7 +385,6 @@ fn a_zip_bomb_is_refused() {
 #[allow(dead_code)]
 mod fuzz_formats;
 #[path = "../examples/fuzz_model_files/harness.rs"]
-#[allow(dead_code, unused_imports)]
 mod harness;
 
 /// The short seeded run of `fuzz_model_files --formats` (raw mutations of the fixtures and written files): no
