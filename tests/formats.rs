@@ -412,3 +412,14 @@ fn a_global_heap_shorter_than_its_header_is_an_error() {
     let e = read_err(&bytes, &Limits::default());
     assert!(e.contains("object at / attribute \"vlen\""), "{e}");
 }
+
+#[test]
+fn reads_what_pythons_zipfile_deflates() {
+    let entries = zip::read(&fixture("deflated.zip"), &ZipLimits::default()).unwrap();
+    let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(names, ["config.json", "assets/bytes.bin", "empty.txt"]);
+    let config: Value = serde_json::from_slice(&entries[0].1).unwrap();
+    assert_eq!(config["layers"][199], 199);
+    assert_eq!(entries[1].1, (0..=255u8).cycle().take(1024).collect::<Vec<_>>());
+    assert!(entries[2].1.is_empty());
+}

@@ -70,6 +70,7 @@ pub fn corpus() -> Vec<(bool, Vec<u8>)> {
         (false, fixture!("keras2_legacy.h5")),
         (false, written.clone()),
         (true, fixture!("keras3_mlp.keras")),
+        (true, fixture!("deflated.zip")),
         (true, deflated),
         (true, zip::write(&[("model.weights.h5", &written), ("metadata.json", b"{}")]).expect("two entries")),
     ]
@@ -165,8 +166,10 @@ pub fn check(is_zip: bool, bytes: &[u8]) -> Outcome {
     // The writer may refuse what it cannot write (e.g. an attribute over 64 KiB): not a finding.
     let Ok(written) = hdf5::write(&tree) else { return Outcome::Loaded };
     match hdf5::read(&written, &h5_limits) {
-        // Debug strings compare NaN payload-free but equal to themselves.
-        Ok(back) if format!("{back:?}") == format!("{:?}", sorted(tree)) => Outcome::Loaded,
+        // NaN differs from itself: Debug strings (slow on big datasets, so only then) compare it as equal.
+        Ok(back) if back == sorted(tree.clone()) || format!("{back:?}") == format!("{:?}", sorted(tree)) => {
+            Outcome::Loaded
+        }
         Ok(_) => Outcome::Oracle("a tree read, written and read again differs".into()),
         Err(e) => Outcome::Oracle(format!("a file the writer made does not read: {e}")),
     }
