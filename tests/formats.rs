@@ -423,3 +423,16 @@ fn reads_what_pythons_zipfile_deflates() {
     assert_eq!(entries[1].1, (0..=255u8).cycle().take(1024).collect::<Vec<_>>());
     assert!(entries[2].1.is_empty());
 }
+
+/// Found by the fuzz run (seed 5): a chunked layout of dimensionality 0 underflowed in its error message.
+#[test]
+fn a_chunked_layout_of_dimensionality_0_is_an_error() {
+    let mut bytes = fixture("h5py_default.h5");
+    // Layout messages (type 8, 24 bytes) of version 3, class 2 (chunked), dimensionality 3 (2-D datasets).
+    let at = (0..bytes.len() - 11)
+        .find(|&i| bytes[i..i + 4] == [8, 0, 24, 0] && bytes[i + 8..i + 11] == [3, 2, 3])
+        .unwrap();
+    bytes[at + 10] = 0;
+    let e = read_err(&bytes, &Limits::default());
+    assert!(e.contains("chunk dimensionality 0 for a dataspace of rank 2"), "{e}");
+}
