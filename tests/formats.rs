@@ -380,3 +380,59 @@ fn a_zip_bomb_is_refused() {
         .to_string();
     assert!(e.contains("zip: entry \"bomb\": more than 1048576 bytes uncompressed"), "{e}");
 }
+
+#[path = "../examples/fuzz_model_files/formats.rs"]
+#[allow(dead_code)]
+mod fuzz_formats;
+#[path = "../examples/fuzz_model_files/harness.rs"]
+mod harness;
+
+/// The short seeded run of `fuzz_model_files --formats` (raw mutations of the fixtures and written files): no
+/// panic, and every file that reads writes back to the same tree or entries.
+#[test]
+fn fuzzed_files_do_not_panic() {
+    let stats = fuzz_formats::run(7, 0, 3000, |_| {}, |_, _| {});
+    assert!(stats.panics.is_empty(), "{:?}", stats.panics);
+    assert!(stats.oracle_failures.is_empty(), "{:?}", stats.oracle_failures);
+    assert!(
+        stats.loaded > 100 && stats.rejected > 1000,
+        "{} loaded, {} rejected",
+        stats.loaded,
+        stats.rejected
+    );
+}
+
+/// Found by the fuzz run (seed 5): a global heap collection shorter than its own header made a cursor's
+/// remaining length underflow.
+#[test]
+fn a_global_heap_shorter_than_its_header_is_an_error() {
+    let mut bytes = fixture("h5py_default.h5");
+    let at = find(&bytes, b"GCOL");
+    bytes[at + 8..at + 16].copy_from_slice(&4u64.to_le_bytes());
+    let e = read_err(&bytes, &Limits::default());
+    assert!(e.contains("object at / attribute \"vlen\""), "{e}");
+}
+
+#[test]
+fn reads_what_pythons_zipfile_deflates() {
+    let entries = zip::read(&fixture("deflated.zip"), &ZipLimits::default()).unwrap();
+    let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(names, ["config.json", "assets/bytes.bin", "empty.txt"]);
+    let config: Value = serde_json::from_slice(&entries[0].1).unwrap();
+    assert_eq!(config["layers"][199], 199);
+    assert_eq!(entries[1].1, (0..=255u8).cycle().take(1024).collect::<Vec<_>>());
+    assert!(entries[2].1.is_empty());
+}
+
+/// Found by the fuzz run (seed 5): a chunked layout of dimensionality 0 underflowed in its error message.
+#[test]
+fn a_chunked_layout_of_dimensionality_0_is_an_error() {
+    let mut bytes = fixture("h5py_default.h5");
+    // Layout messages (type 8, 24 bytes) of version 3, class 2 (chunked), dimensionality 3 (2-D datasets).
+    let at = (0..bytes.len() - 11)
+        .find(|&i| bytes[i..i + 4] == [8, 0, 24, 0] && bytes[i + 8..i + 11] == [3, 2, 3])
+        .unwrap();
+    bytes[at + 10] = 0;
+    let e = read_err(&bytes, &Limits::default());
+    assert!(e.contains("chunk dimensionality 0 for a dataspace of rank 2"), "{e}");
+}

@@ -75,9 +75,7 @@ impl Chunked<'_> {
         &self,
         r: &mut Reader,
         out: &mut [u8],
-        addr: u64,
-        size: u64,
-        mask: u32,
+        (addr, size, mask): (u64, u64, u32),
         off: &[u64],
         dims: &[u64],
         path: &str,
@@ -150,7 +148,7 @@ impl Chunked<'_> {
             if level > 0 {
                 self.btree_node(r, out, child, dims, path, depth + 1)?;
             } else {
-                self.one(r, out, child, size, mask, &off, dims, path)?;
+                self.one(r, out, (child, size, mask), &off, dims, path)?;
             }
         }
         Ok(())
@@ -204,7 +202,7 @@ impl Chunked<'_> {
             1 => {
                 let (size, mask) = if flags & 2 != 0 { (c.len()?, c.u32()?) } else { (cbytes, 0) };
                 if let Some(addr) = c.addr()?.filter(|_| self.total > 0) {
-                    self.one(r, &mut out, addr, size, mask, &vec![0; dims.len()], &dims, path)?;
+                    self.one(r, &mut out, (addr, size, mask), &vec![0; dims.len()], &dims, path)?;
                 }
             }
             2 => {
@@ -212,7 +210,7 @@ impl Chunked<'_> {
                     for i in 0..nchunks {
                         let a = i.checked_mul(cbytes).and_then(|o| addr.checked_add(o)).ok_or_else(|| err(at(path), "chunk address overflows"))?;
                         let off = offsets(i);
-                        self.one(r, &mut out, a, cbytes, u32::MAX, &off, &dims, path)?;
+                        self.one(r, &mut out, (a, cbytes, u32::MAX), &off, &dims, path)?;
                     }
                 }
             }
@@ -250,7 +248,7 @@ impl Chunked<'_> {
                     let off = offsets(i);
                     if let Some(a) = a {
                         let mask = mask | edge_mask(&off);
-                        self.one(r, &mut out, a, size, mask, &off, &dims, path)?;
+                        self.one(r, &mut out, (a, size, mask), &off, &dims, path)?;
                     }
                 }
             }

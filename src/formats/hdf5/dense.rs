@@ -208,6 +208,8 @@ impl FractalHeap {
             return Err(err(at(path), "a fractal heap nested too deep"));
         }
         r.count_object(path)?;
+        // Bound the walk below by the block's size, so that a wide table costs its bytes.
+        r.count_bytes(rows.saturating_mul(self.width).saturating_mul(r.so as u64), path)?;
         let mut c = r.cur(addr, path)?;
         if c.take(4).ok() != Some(b"FHIB") {
             return Err(err(at(path), format!("no fractal heap indirect block (FHIB) at address {addr}")));

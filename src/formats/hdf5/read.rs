@@ -73,7 +73,7 @@ impl<'a> Cur<'a> {
         self.uint(self.sl)
     }
     pub(super) fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
+        self.buf.len().saturating_sub(self.pos)
     }
 }
 
@@ -692,7 +692,7 @@ impl<'a> Reader<'a> {
         let name = String::from_utf8(name.to_vec()).map_err(|_| {
             err(at(path), format!("attribute name {:?} is not UTF-8", String::from_utf8_lossy(name)))
         })?;
-        let place = format!("{path} attribute {name:?}");
+        let place = format!("{} attribute {name:?}", if path.is_empty() { "/" } else { path });
         let dtype = c.take(pad(type_len))?;
         let space = c.take(pad(space_len))?;
         let dtype = self.datatype(dtype, &place)?;
@@ -829,6 +829,12 @@ impl<'a> Reader<'a> {
                 Ok(self.slice(addr, size, path)?.to_vec())
             }
             2 => {
+                if shape.is_empty() {
+                    return Err(err(
+                        at(path),
+                        "a chunked layout for a scalar dataspace (chunks need a rank of 1 or more)",
+                    ));
+                }
                 let pipeline = filters.map(|f| parse_filters(f, path)).transpose()?.unwrap_or_default();
                 let chunked = super::chunks::Chunked {
                     shape,
@@ -842,7 +848,10 @@ impl<'a> Reader<'a> {
                     if rank != shape.len() + 1 {
                         return Err(err(
                             at(path),
-                            format!("chunks of rank {} for a dataspace of rank {}", rank - 1, shape.len()),
+                            format!(
+                                "chunk dimensionality {rank} for a dataspace of rank {} (expected rank + 1)",
+                                shape.len()
+                            ),
                         ));
                     }
                     let mut dims = Vec::with_capacity(rank);
