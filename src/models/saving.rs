@@ -211,6 +211,10 @@ impl Model {
     /// [`load_model`] then `fit(..).initial_epoch(k)` continues as if training had not stopped. The write is
     /// atomic: on any failure the previous file at `path` is untouched.
     ///
+    /// A path ending in `.keras` gets Keras 3's format instead, as in Keras (`model.save("model.keras")`):
+    /// Python's `keras.saving.load_model` reads it, with the compile state and the optimizer's variables (see
+    /// [`Model::to_keras_bytes`]; feature `keras`, on by default).
+    ///
     /// # Errors
     /// A layer that cannot describe itself (custom layers: use [`Model::save_weights`]), two weights of
     /// one name, or an I/O error.
@@ -358,7 +362,8 @@ impl Model {
         })
     }
 
-    /// Saves the weights alone (safetensors, `<layer>/<weight>` names), atomically.
+    /// Saves the weights alone (safetensors, `<layer>/<weight>` names), atomically. A path ending in `.h5`
+    /// (Keras' `.weights.h5`) gets Keras 3's HDF5 layout, which Python's `model.load_weights` reads.
     ///
     /// # Errors
     /// Two weights of one name, or an I/O error.
@@ -374,7 +379,9 @@ impl Model {
     }
 
     /// Loads weights saved by [`Model::save_weights`] or [`Model::save`] (or any safetensors file of
-    /// `F32` tensors with the model's weight names) into this built model. Everything is checked first: on error
+    /// `F32` tensors with the model's weight names) into this built model; or Keras' HDF5 weights (told apart by
+    /// their first bytes): Keras 3's `.weights.h5`, by layer in Keras' order, or Keras 2's `.h5` (the layout of
+    /// `keras.applications` files), layer after layer as Keras matches them. Everything is checked first: on error
     /// the model is unchanged.
     ///
     /// # Errors
@@ -435,6 +442,18 @@ fn check_weights<'f>(model: &Model, file: &'f Decoded, source: &str) -> Result<V
 
 /// Loads a model saved by [`Model::save`]: architecture, compile settings, weights, optimizer state,
 /// training RNG position. Predictions are bit-for-bit those of the saved model, and training resumes exactly.
+///
+/// Keras' own files load too (feature `keras`, on by default), told apart by their first bytes: a `.keras` file
+/// saved by Python's Keras 3 (`model.save("model.keras")`), with its compile state and optimizer variables, so
+/// that `fit` continues where Python stopped; and a legacy HDF5 model file (`model.save("model.h5")`),
+/// architecture and weights only. A Keras layer, activation, initializer, loss or optimizer kerust does not
+/// have is an error naming it and its place in the file (`config.layers[3]`); register a custom one with
+/// [`LoadOptions`] and [`load_model_with`].
+///
+/// ```no_run
+/// let mut model = kerust::models::load_model("model_from_python.keras")?;
+/// # Ok::<(), kerust::Error>(())
+/// ```
 ///
 /// ```no_run
 /// let mut model = kerust::models::load_model("model.safetensors")?;
