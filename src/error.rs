@@ -172,6 +172,19 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// A file in a container format (HDF5, zip) is malformed, or outside the bounds set for reading it: the
+    /// message names the format, the place in the file (an object's path, an entry's name, a byte offset) and
+    /// what was expected and what came, e.g. `hdf5: object at /model/dense/vars/0: dataspace rank 40 (at most 32)`.
+    #[error("{format}: {place}: {reason}")]
+    FileFormat {
+        /// The format, e.g. `"hdf5"` or `"zip"`.
+        format: &'static str,
+        /// Where in the file, e.g. `object at /model/dense/vars/0` or `entry config.json`.
+        place: String,
+        /// What is wrong, with the expected and found values.
+        reason: String,
+    },
+
     /// A graph model's inputs and outputs do not make a valid graph (Keras' "Graph disconnected", tensors of
     /// another graph, an input no output uses, ...).
     #[error("invalid model graph: {0}")]

@@ -16,6 +16,7 @@
 //! or build with `cargo run --release`. The first `fit` of a process built otherwise prints this advice once,
 //! on stderr.
 pub mod error;
+pub mod formats;
 pub use error::{Error, Result};
 /// The ndarray kerust is built on: arrays made with `kerust::ndarray` are of the version kerust's functions take,
 /// whatever version the crate that uses kerust depends on.

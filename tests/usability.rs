@@ -224,9 +224,15 @@ fn two_layers_naming_a_weight_alike_fail_when_built_with_the_fix() {
 
 #[test]
 fn files_of_other_kinds_are_not_kerust_model_files() {
-    let cases: [(&[u8], &str); 4] = [
-        (b"\x89HDF\r\n\x1a\n\0\0\0\0\0\x08\x08\0", "an HDF5 file, such as a Keras .h5 model"),
-        (b"PK\x03\x04\x14\0\0\0\x08\0", "a zip archive, such as a Keras 3 .keras model"),
+    // Keras' own files (HDF5, zip) go to the Keras readers (feature `keras`), whose errors name the format.
+    for (bytes, format) in
+        [(&b"\x89HDF\r\n\x1a\n\0\0\0\0\0\x08\x08\0"[..], "hdf5"), (&b"PK\x03\x04\x14\0\0\0\x08\0"[..], "zip")]
+    {
+        let err = kerust::models::load_model_from_bytes(bytes).unwrap_err().to_string();
+        let expected = if cfg!(feature = "keras") { format } else { "`keras` feature" };
+        assert!(err.contains(expected), "{err}");
+    }
+    let cases: [(&[u8], &str); 2] = [
         (b"{\"class_name\": \"Sequential\"}", "a JSON text file"),
         (b"epoch,loss\n0,0.5\n1,0.25\n", "a text file"),
     ];

@@ -18,12 +18,23 @@
 //! bytes to FILE (a model file to load with `load_model`); `--check FILE` runs the oracles on a file.
 //! `--light` leaves out the inputs that are slow in a debug build (as the short run in `cargo test` does):
 //! `--seed 14 --iterations 10000 --light` runs that run's inputs in worker processes.
+//!
+//! `--formats` fuzzes the HDF5 and zip readers (`kerust::formats`, under Keras' `.keras` and `.h5` files)
+//! instead, with raw mutations of h5py, Keras and kerust-written files (see `formats.rs`), in the same worker
+//! processes with the same limits; `--replay`, `--write` and `--check` take it too:
+//!
+//! ```text
+//! nice -n 19 cargo run --profile fuzz --example fuzz_model_files -- --formats --iterations 1000000 --seed 5 --mem-limit-mb 1024
+//! ```
+mod formats;
 mod harness;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use kerust::formats::{hdf5, zip};
 
 fn arg(args: &[String], name: &str, default: u64) -> u64 {
     args.iter()
@@ -58,7 +69,7 @@ impl Faults {
 }
 
 const USAGE: &str = "fuzz_model_files [--iterations N (100000)] [--start N (0)] [--seed S (25)] \
-    [--mem-limit-mb M (4096)] [--timeout-s T (20)] [--light] | --replay N | --write N FILE | --check FILE";
+    [--mem-limit-mb M (4096)] [--timeout-s T (20)] [--light] [--formats] | --replay N | --write N FILE | --check FILE";
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -68,6 +79,33 @@ fn main() {
     let seed = arg(&args, "--seed", 25);
     // The inputs of the short run in `cargo test` (no chain of thousands of layers, no big image).
     let light = args.iter().any(|a| a == "--light");
+    let fmt = args.iter().any(|a| a == "--formats");
+    if fmt {
+        if let Some(at) = args.iter().position(|a| a == "--replay" || a == "--write" || a == "--check") {
+            let corpus = formats::corpus();
+            let (is_zip, bytes) = if args[at] == "--check" {
+                let bytes = std::fs::read(&args[at + 1]).expect("read the file");
+                (bytes.starts_with(b"PK"), bytes)
+            } else {
+                formats::input_case(&corpus, seed, arg(&args, &args[at], 0))
+            };
+            if args[at] == "--write" {
+                return std::fs::write(args.get(at + 2).expect("--write N FILE"), bytes)
+                    .expect("write the input");
+            }
+            let (h5, z) = formats::limits();
+            let read = if is_zip {
+                zip::read(&bytes, &z).map(|e| format!("{} entries", e.len()))
+            } else {
+                hdf5::read(&bytes, &h5).map(|g| format!("{} members", g.members.len()))
+            };
+            return println!(
+                "{}: {read:?}; {:?}",
+                if is_zip { "zip" } else { "hdf5" },
+                formats::check(is_zip, &bytes)
+            );
+        }
+    }
     if args.iter().any(|a| a == "--replay") {
         let i = arg(&args, "--replay", 0);
         let (bytes, as_saved) = harness::input_case(&harness::corpus(), seed, i, !light);
@@ -91,7 +129,7 @@ fn main() {
         return;
     }
     if args.iter().any(|a| a == "--worker") {
-        return worker(&args, seed, light);
+        return worker(&args, seed, light, fmt);
     }
     let iterations = arg(&args, "--iterations", 100_000);
     let start = arg(&args, "--start", 0);
@@ -112,6 +150,7 @@ fn main() {
             .args(["--worker", "--seed", &seed.to_string(), "--start", &next.to_string()])
             .args(["--end", &end.to_string()])
             .args(light.then_some("--light"))
+            .args(fmt.then_some("--formats"))
             .stdout(Stdio::piped())
             .spawn()
             .expect("start a worker");
@@ -174,8 +213,9 @@ fn main() {
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "fuzz_model_files: inputs {start}..{end} (seed {seed}) in {secs:.1} s ({:.0} inputs/s): {rejected} \
+        "fuzz_model_files{}: inputs {start}..{end} (seed {seed}) in {secs:.1} s ({:.0} inputs/s): {rejected} \
          rejected, {loaded} loaded; worker memory limit {} MiB, peak {} MiB, time limit {timeout:?} per input",
+        if fmt { " --formats" } else { "" },
         iterations as f64 / secs,
         mem_kib / 1024,
         peak.div_ceil(1024)
@@ -194,39 +234,36 @@ fn main() {
     }
 }
 
-fn worker(args: &[String], seed: u64, light: bool) {
+fn worker(args: &[String], seed: u64, light: bool, fmt: bool) {
     std::panic::set_hook(Box::new(|_| {}));
     let (start, end) = (arg(args, "--start", 0), arg(args, "--end", 0));
-    let corpus = harness::corpus();
     let out = std::cell::RefCell::new(std::io::stdout().lock());
     // One line per report: a message's newlines would split it.
     let one_line = |s: &str| s.replace('\n', " ");
-    harness::run(
-        &corpus,
-        seed,
-        !light,
-        start,
-        end,
-        |i| {
-            // The index reaches the parent before the input runs: an abort or a hang names it.
-            let mut out = out.borrow_mut();
-            // The peak so far, now and then: a worker that is killed later has reported it.
-            if i % 1000 == 0 {
-                let _ = writeln!(out, "peak {}", peak_kib());
-            }
-            let _ = writeln!(out, "at {i}");
-            let _ = out.flush();
-        },
-        |i, outcome| {
-            let mut out = out.borrow_mut();
-            let _ = match outcome {
-                Ok(harness::Outcome::Rejected) => writeln!(out, "r {i}"),
-                Ok(harness::Outcome::Loaded) => writeln!(out, "l {i}"),
-                Ok(harness::Outcome::Oracle(why)) => writeln!(out, "t {i} {}", one_line(why)),
-                Err(msg) => writeln!(out, "p {i} {}", one_line(msg)),
-            };
-        },
-    );
+    let progress = |i: u64| {
+        // The index reaches the parent before the input runs: an abort or a hang names it.
+        let mut out = out.borrow_mut();
+        // The peak so far, now and then: a worker that is killed later has reported it.
+        if i % 1000 == 0 {
+            let _ = writeln!(out, "peak {}", peak_kib());
+        }
+        let _ = writeln!(out, "at {i}");
+        let _ = out.flush();
+    };
+    let done = |i: u64, outcome: &Result<harness::Outcome, String>| {
+        let mut out = out.borrow_mut();
+        let _ = match outcome {
+            Ok(harness::Outcome::Rejected) => writeln!(out, "r {i}"),
+            Ok(harness::Outcome::Loaded) => writeln!(out, "l {i}"),
+            Ok(harness::Outcome::Oracle(why)) => writeln!(out, "t {i} {}", one_line(why)),
+            Err(msg) => writeln!(out, "p {i} {}", one_line(msg)),
+        };
+    };
+    if fmt {
+        formats::run(seed, start, end, progress, done);
+    } else {
+        harness::run(&harness::corpus(), seed, !light, start, end, progress, done);
+    }
     let _ = writeln!(out.borrow_mut(), "peak {}", peak_kib());
     let _ = writeln!(out.borrow_mut(), "done");
 }

@@ -1,4 +1,8 @@
-//! File formats below the model: atomic file writes, checksummed safetensors tensors, exact JSON settings.
+//! File formats below the models, each bounded against hostile files: atomic file writes, checksummed
+//! safetensors tensors and exact JSON settings (kerust's own files), and the zip archives and HDF5 subset that
+//! Keras' files are made of, read and written in pure Rust.
 pub(crate) mod atomic;
+pub mod hdf5;
 pub(crate) mod safetensors;
 pub(crate) mod settings;
+pub mod zip;

@@ -181,6 +181,11 @@ impl LoadOptions {
         self.compile
     }
 
+    /// Whether a layer class is registered.
+    pub(crate) fn has_layer(&self, class_name: &str) -> bool {
+        self.layers.contains_key(class_name)
+    }
+
     /// The registered layer of this class, if any.
     pub(crate) fn layer(&self, config: &LayerConfig) -> Option<Result<Box<dyn Layer>>> {
         self.layers.get(&config.class_name).map(|make| make(config))

@@ -34,6 +34,8 @@ mod compile;
 mod from_layers;
 mod functional;
 mod graph;
+#[cfg(feature = "keras")]
+mod keras;
 pub(crate) mod load_options;
 mod saving;
 mod sequential;

@@ -23,19 +23,19 @@ const OPTIMIZER_PREFIX: &str = "optimizer/";
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ModelConfig {
-    class_name: String,
-    name: String,
-    input_shape: Option<Vec<usize>>,
-    build_input_shape: Option<Vec<usize>>,
-    layers: Vec<LayerConfig>,
-    compile: Option<CompileConfig>,
-    training: TrainingState,
+pub(super) struct ModelConfig {
+    pub(super) class_name: String,
+    pub(super) name: String,
+    pub(super) input_shape: Option<Vec<usize>>,
+    pub(super) build_input_shape: Option<Vec<usize>>,
+    pub(super) layers: Vec<LayerConfig>,
+    pub(super) compile: Option<CompileConfig>,
+    pub(super) training: TrainingState,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CompileConfig {
+pub(super) struct CompileConfig {
     loss: NamedConfig,
     optimizer: OptimizerConfig,
     metrics: Vec<String>,
@@ -44,32 +44,32 @@ struct CompileConfig {
 /// A graph model's `model_config`.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FunctionalConfig {
-    class_name: String,
-    name: String,
-    layers: Vec<NodeLayerConfig>,
-    input_layers: Vec<TensorRef>,
-    output_layers: Vec<TensorRef>,
-    compile: Option<FunctionalCompileConfig>,
-    training: TrainingState,
+pub(super) struct FunctionalConfig {
+    pub(super) class_name: String,
+    pub(super) name: String,
+    pub(super) layers: Vec<NodeLayerConfig>,
+    pub(super) input_layers: Vec<TensorRef>,
+    pub(super) output_layers: Vec<TensorRef>,
+    pub(super) compile: Option<FunctionalCompileConfig>,
+    pub(super) training: TrainingState,
 }
 
 /// Keras' reference to a tensor: `[layer name, node index, tensor index]`.
 #[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
-struct TensorRef(String, usize, usize);
+pub(super) struct TensorRef(pub(super) String, pub(super) usize, pub(super) usize);
 
 /// A layer of a graph model and the tensors of each of its calls.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NodeLayerConfig {
-    class_name: String,
-    config: serde_json::Value,
-    inbound_nodes: Vec<Vec<TensorRef>>,
+pub(super) struct NodeLayerConfig {
+    pub(super) class_name: String,
+    pub(super) config: serde_json::Value,
+    pub(super) inbound_nodes: Vec<Vec<TensorRef>>,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FunctionalCompileConfig {
+pub(super) struct FunctionalCompileConfig {
     optimizer: OptimizerConfig,
     outputs: Vec<OutputCompileConfig>,
 }
@@ -115,13 +115,13 @@ struct OptimizerConfig {
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TrainingState {
-    seed: u64,
-    epochs_run: u64,
+pub(super) struct TrainingState {
+    pub(super) seed: u64,
+    pub(super) epochs_run: u64,
     /// The layers set not trainable (Keras saves `"trainable": false` in each layer's config). Left out when
     /// there are none, so that such files are what they were before.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    frozen_layers: Vec<String>,
+    pub(super) frozen_layers: Vec<String>,
 }
 
 fn format_error(source: &str, reason: impl Into<String>) -> Error {
@@ -144,7 +144,65 @@ fn with_compile_hint(error: Error, what: &str, method: &str, example: &str) -> E
     }
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>> {
+/// The first bytes of a zip archive: a `.keras` file.
+const ZIP_SIGNATURE: &[u8] = b"PK\x03\x04";
+/// The first bytes of an HDF5 file: Keras' `.weights.h5` and Keras 2's `.h5`.
+const HDF5_SIGNATURE: &[u8] = b"\x89HDF\r\n\x1a\n";
+
+/// Whether a path names a Keras 3 model file (`.keras`): [`Model::save`] writes Keras' format there.
+fn is_keras_path(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("keras"))
+}
+
+/// Whether a path names Keras weights (`.weights.h5`, any `.h5`): [`Model::save_weights`] writes Keras' layout.
+fn is_h5_path(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("h5"))
+}
+
+#[cfg(feature = "keras")]
+fn load_keras(bytes: &[u8], source: &str, options: &LoadOptions) -> Result<Model> {
+    super::keras::load(bytes, source, options)
+}
+
+#[cfg(feature = "keras")]
+fn load_legacy_h5(bytes: &[u8], source: &str, options: &LoadOptions) -> Result<Model> {
+    super::keras::load_legacy_h5(bytes, source, options)
+}
+
+#[cfg(not(feature = "keras"))]
+fn load_legacy_h5(_: &[u8], source: &str, _: &LoadOptions) -> Result<Model> {
+    Err(no_keras(source))
+}
+
+#[cfg(not(feature = "keras"))]
+fn load_keras(_: &[u8], source: &str, _: &LoadOptions) -> Result<Model> {
+    Err(no_keras(source))
+}
+
+#[cfg(not(feature = "keras"))]
+fn no_keras(source: &str) -> Error {
+    format_error(
+        source,
+        "Keras' files (.keras, .h5) need kerust's `keras` feature, which this build leaves out",
+    )
+}
+
+#[cfg(not(feature = "keras"))]
+impl Model {
+    fn keras_bytes(&self) -> Result<Vec<u8>> {
+        Err(no_keras("<writing>"))
+    }
+
+    fn keras_weights_bytes(&self) -> Result<Vec<u8>> {
+        Err(no_keras("<writing>"))
+    }
+
+    fn load_keras_weights(&mut self, _: &[u8], source: &str) -> Result<()> {
+        Err(no_keras(source))
+    }
+}
+
+pub(super) fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(path, e))
 }
 
@@ -154,11 +212,15 @@ impl Model {
     /// [`load_model`] then `fit(..).initial_epoch(k)` continues as if training had not stopped. The write is
     /// atomic: on any failure the previous file at `path` is untouched.
     ///
+    /// A path ending in `.keras` gets Keras 3's format instead, as in Keras (`model.save("model.keras")`):
+    /// Python's `keras.saving.load_model` reads it, with the compile state and the optimizer's variables (see
+    /// [`Model::to_keras_bytes`]; feature `keras`, on by default).
+    ///
     /// # Errors
     /// A layer that cannot describe itself (custom layers: use [`Model::save_weights`]), two weights of
     /// one name, or an I/O error.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let bytes = self.to_bytes()?;
+        let bytes = if is_keras_path(path.as_ref()) { self.keras_bytes()? } else { self.to_bytes()? };
         write_atomic(path, |w| Ok(w.write_all(&bytes)?))
     }
 
@@ -301,19 +363,26 @@ impl Model {
         })
     }
 
-    /// Saves the weights alone (safetensors, `<layer>/<weight>` names), atomically.
+    /// Saves the weights alone (safetensors, `<layer>/<weight>` names), atomically. A path ending in `.h5`
+    /// (Keras' `.weights.h5`) gets Keras 3's HDF5 layout, which Python's `model.load_weights` reads.
     ///
     /// # Errors
     /// Two weights of one name, or an I/O error.
     pub fn save_weights(&self, path: impl AsRef<Path>) -> Result<()> {
-        let tensors: Vec<(String, &Tensor)> =
-            self.params.iter().map(|(_, p)| (p.name.clone(), &p.value)).collect();
-        let bytes = encode(WEIGHTS_FORMAT, &[], &tensors)?;
+        let bytes = if is_h5_path(path.as_ref()) {
+            self.keras_weights_bytes()?
+        } else {
+            let tensors: Vec<(String, &Tensor)> =
+                self.params.iter().map(|(_, p)| (p.name.clone(), &p.value)).collect();
+            encode(WEIGHTS_FORMAT, &[], &tensors)?
+        };
         write_atomic(path, |w| Ok(w.write_all(&bytes)?))
     }
 
     /// Loads weights saved by [`Model::save_weights`] or [`Model::save`] (or any safetensors file of
-    /// `F32` tensors with the model's weight names) into this built model. Everything is checked first: on error
+    /// `F32` tensors with the model's weight names) into this built model; or Keras' HDF5 weights (told apart by
+    /// their first bytes): Keras 3's `.weights.h5`, by layer in Keras' order, or Keras 2's `.h5` (the layout of
+    /// `keras.applications` files), layer after layer as Keras matches them. Everything is checked first: on error
     /// the model is unchanged.
     ///
     /// # Errors
@@ -330,6 +399,9 @@ impl Model {
             return Err(Error::NotReady(
                 "load_weights on a model that is not built: add an input shape or call build first".into(),
             ));
+        }
+        if bytes.starts_with(HDF5_SIGNATURE) {
+            return self.load_keras_weights(bytes, source);
         }
         let file = decode(bytes, source)?;
         let weights = check_weights(self, &file, source)?;
@@ -371,6 +443,18 @@ fn check_weights<'f>(model: &Model, file: &'f Decoded, source: &str) -> Result<V
 
 /// Loads a model saved by [`Model::save`]: architecture, compile settings, weights, optimizer state,
 /// training RNG position. Predictions are bit-for-bit those of the saved model, and training resumes exactly.
+///
+/// Keras' own files load too (feature `keras`, on by default), told apart by their first bytes: a `.keras` file
+/// saved by Python's Keras 3 (`model.save("model.keras")`), with its compile state and optimizer variables, so
+/// that `fit` continues where Python stopped; and a legacy HDF5 model file (`model.save("model.h5")`),
+/// architecture and weights only. A Keras layer, activation, initializer, loss or optimizer kerust does not
+/// have is an error naming it and its place in the file (`config.layers[3]`); register a custom one with
+/// [`LoadOptions`] and [`load_model_with`].
+///
+/// ```no_run
+/// let mut model = kerust::models::load_model("model_from_python.keras")?;
+/// # Ok::<(), kerust::Error>(())
+/// ```
 ///
 /// ```no_run
 /// let mut model = kerust::models::load_model("model.safetensors")?;
@@ -432,6 +516,12 @@ pub fn load_model_from_bytes_with(bytes: &[u8], options: &LoadOptions) -> Result
 }
 
 fn load_model_from(bytes: &[u8], source: &str, options: &LoadOptions) -> Result<Model> {
+    if bytes.starts_with(ZIP_SIGNATURE) {
+        return load_keras(bytes, source, options);
+    }
+    if bytes.starts_with(HDF5_SIGNATURE) {
+        return load_legacy_h5(bytes, source, options);
+    }
     let file = decode(bytes, source)?;
     match file.metadata.get("format").map(String::as_str) {
         Some(MODEL_FORMAT) => {}
@@ -634,7 +724,7 @@ fn load_layer(config: &LayerConfig, i: usize, source: &str, options: &LoadOption
     })
 }
 
-fn load_sequential(
+pub(super) fn load_sequential(
     config: &ModelConfig,
     budget: usize,
     source: &str,
@@ -671,7 +761,7 @@ fn load_sequential(
 /// budget. One pass: a call waiting for a tensor is woken when that tensor is made, and each reference is
 /// checked a bounded number of times, so loading is linear in the file's size whatever order it lists the
 /// layers in ([`Model::new`]'s order then follows from the file's layer order).
-fn load_functional(
+pub(super) fn load_functional(
     config: &FunctionalConfig,
     budget: usize,
     source: &str,
