@@ -26,7 +26,6 @@ pub mod autodiff;
 pub mod callbacks;
 pub mod datasets;
 pub mod distributed;
-mod formats;
 pub mod initializers;
 pub mod layers;
 pub mod losses;

@@ -13,7 +13,7 @@ use super::matmul::{as2, gemm_into};
 use crate::autodiff::backward::{BackwardCtx, Kernel};
 use crate::autodiff::gemm::gemm;
 use crate::autodiff::{fit_buffer, Tensor, Var};
-use crate::threads::for_each;
+use crate::threads::{for_each, worth_splitting};
 
 /// The recorded node: inputs `[x, w, b]` (the first `len`: no bias when 2), and the activation.
 struct Dense {
@@ -58,13 +58,27 @@ impl<'t> Var<'t> {
                 fit_buffer(aux, &[m, n]);
                 aux.assign(out);
             }
-            specialise!(f, |op| for_each(Zip::from(out), |v| *v = op.f(*v)));
+            if worth_splitting(out.len()) {
+                specialise!(f, |op| for_each(Zip::from(out), |v| *v = op.f(*v)));
+            } else {
+                // A plain loop, so that the hot activations' `f` is inlined into it.
+                let out = out.as_slice_mut().expect("owned buffers are contiguous");
+                specialise!(f, |op| out.iter_mut().for_each(|v| *v = op.f(*v)));
+            }
         })
     }
 }
 
 /// `g *= act'(z)` in place, with `y = act(z)`. `z` is only read by activations whose derivative needs it.
 fn scale_by_derivative(g: &mut Tensor, f: Unary, z: ArrayViewD<'_, f32>, y: ArrayViewD<'_, f32>) {
+    if let (false, Some(zs), Some(ys)) = (worth_splitting(g.len()), z.as_slice(), y.as_slice()) {
+        // A plain loop over slices, so that the hot activations' `df` is inlined into it.
+        let gs = g.as_slice_mut().expect("gradient buffers are contiguous");
+        specialise!(f, |op| for ((g, &z), &y) in gs.iter_mut().zip(zs).zip(ys) {
+            *g *= op.df(z, y);
+        });
+        return;
+    }
     specialise!(f, |op| for_each(Zip::from(g).and(&z).and(&y), |g, &z, &y| *g *= op.df(z, y)));
 }
 

@@ -11,9 +11,9 @@ use crate::autodiff::{ParamId, Tensor};
 use crate::formats::hdf5::{Data, Dataset, Group};
 use crate::losses::{Loss, LossSpec};
 use crate::metrics::MetricSpec;
+use crate::models::load_options::LoadOptions;
 use crate::optimizers::schedules::LearningRateSchedule;
 use crate::optimizers::Optimizer;
-use crate::models::load_options::LoadOptions;
 use crate::Result;
 
 /// kerust's optimizer names and Keras' classes.

@@ -7,7 +7,7 @@ use ndarray::{ArrayViewD, Zip};
 use super::{specialise, Unary};
 use crate::autodiff::backward::{BackwardCtx, Kernel};
 use crate::autodiff::{Tensor, Var};
-use crate::threads::for_each;
+use crate::threads::{for_each, worth_splitting};
 
 /// The recorded node: `f` of its input.
 struct UnaryNode {
@@ -21,6 +21,12 @@ impl<'t> Var<'t> {
         let shape = self.shape();
         self.tape.push(UnaryNode { input: [self.id], f }, &shape, |v, out, _| {
             let x = v.get(self.id);
+            if let (false, Some(xs)) = (worth_splitting(out.len()), x.as_slice()) {
+                // A plain loop over slices, so that the hot activations' `f` is inlined into it.
+                let out = out.as_slice_mut().expect("owned buffers are contiguous");
+                specialise!(f, |op| out.iter_mut().zip(xs).for_each(|(o, &x)| *o = op.f(x)));
+                return;
+            }
             specialise!(f, |op| for_each(Zip::from(out).and(&x), |o, &x| *o = op.f(x)));
         })
     }
@@ -44,6 +50,19 @@ fn unary_grad(
     y: ArrayViewD<'_, f32>,
     g: ArrayViewD<'_, f32>,
 ) {
+    if let (false, Some(xs), Some(ys), Some(gs)) =
+        (worth_splitting(dst.len()), x.as_slice(), y.as_slice(), g.as_slice())
+    {
+        // A plain loop over slices, so that the hot activations' `df` is inlined into it.
+        let ds = dst.as_slice_mut().expect("gradient buffers are contiguous");
+        let each = ds.iter_mut().zip(xs).zip(ys).zip(gs);
+        specialise!(f, |op| if fresh {
+            each.for_each(|(((d, &x), &y), &g)| *d = g * op.df(x, y));
+        } else {
+            each.for_each(|(((d, &x), &y), &g)| *d += g * op.df(x, y));
+        });
+        return;
+    }
     specialise!(f, |op| {
         let zip = Zip::from(dst).and(&x).and(&y).and(&g);
         if fresh {
