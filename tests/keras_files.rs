@@ -170,6 +170,10 @@ fn unsupported_layer_is_an_error_naming_it_and_its_path() {
         err.contains("LSTM") && err.contains("config.layers[1]") && err.contains("custom_layer"),
         "{err}"
     );
+    // It lists what kerust translates: every layer it has, InputLayer included.
+    for class in kerust::layers::KNOWN_LAYERS {
+        assert!(err.contains(class), "{class} missing from: {err}");
+    }
 }
 
 #[test]

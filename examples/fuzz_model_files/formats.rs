@@ -7,7 +7,7 @@ use kerust::formats::zip::{self, ZipLimits};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::harness::{panic_message, Outcome, Stats};
+use crate::harness::{run_cases, Outcome, Stats};
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -180,26 +180,12 @@ pub fn run(
     seed: u64,
     start: u64,
     end: u64,
-    mut progress: impl FnMut(u64),
-    mut done: impl FnMut(u64, &Result<Outcome, String>),
+    progress: impl FnMut(u64),
+    done: impl FnMut(u64, &Result<Outcome, String>),
 ) -> Stats {
     let corpus = corpus();
-    let mut stats = Stats::default();
-    for i in start..end {
-        progress(i);
-        let outcome = std::panic::catch_unwind(|| {
-            let (is_zip, bytes) = input_case(&corpus, seed, i);
-            check(is_zip, &bytes)
-        })
-        .map_err(panic_message);
-        done(i, &outcome);
-        stats.inputs += 1;
-        match outcome {
-            Ok(Outcome::Rejected) => stats.rejected += 1,
-            Ok(Outcome::Loaded) => stats.loaded += 1,
-            Ok(Outcome::Oracle(why)) => stats.oracle_failures.push((i, why)),
-            Err(msg) => stats.panics.push((i, msg)),
-        }
-    }
-    stats
+    run_cases(start..end, progress, done, |i| {
+        let (is_zip, bytes) = input_case(&corpus, seed, i);
+        check(is_zip, &bytes)
+    })
 }

@@ -693,17 +693,28 @@ pub fn run(
     heavy: bool,
     start: u64,
     end: u64,
+    progress: impl FnMut(u64),
+    done: impl FnMut(u64, &Result<Outcome, String>),
+) -> Stats {
+    run_cases(start..end, progress, done, |i| {
+        let (bytes, as_saved) = input_case(corpus, seed, i, heavy);
+        check(&bytes, as_saved)
+    })
+}
+
+/// The loop of every fuzz mode: runs `case(i)` for each index, catching its panics, and counts the outcomes.
+/// `progress` is called with each index before it runs, and `done` with its outcome after.
+pub fn run_cases(
+    indices: std::ops::Range<u64>,
     mut progress: impl FnMut(u64),
     mut done: impl FnMut(u64, &Result<Outcome, String>),
+    case: impl Fn(u64) -> Outcome,
 ) -> Stats {
     let mut stats = Stats::default();
-    for i in start..end {
+    for i in indices {
         progress(i);
-        let outcome = std::panic::catch_unwind(|| {
-            let (bytes, as_saved) = input_case(corpus, seed, i, heavy);
-            check(&bytes, as_saved)
-        })
-        .map_err(panic_message);
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| case(i))).map_err(panic_message);
         done(i, &outcome);
         stats.inputs += 1;
         match outcome {

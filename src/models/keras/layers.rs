@@ -7,7 +7,7 @@
 use serde_json::{json, Map, Value};
 
 use super::KerasError;
-use crate::layers::LayerConfig;
+use crate::layers::{LayerConfig, KNOWN_LAYERS};
 use crate::Result;
 
 /// Keras settings kerust does not keep, and the values at which dropping them changes nothing.
@@ -107,29 +107,11 @@ fn has_input_shape(class: &str) -> bool {
     )
 }
 
-/// The Keras classes [`from_keras`] translates.
-pub(crate) const KERAS_LAYERS: &[&str] = &[
-    "InputLayer",
-    "Dense",
-    "Dropout",
-    "Flatten",
-    "Activation",
-    "Conv2D",
-    "MaxPooling2D",
-    "AveragePooling2D",
-    "GlobalMaxPooling2D",
-    "GlobalAveragePooling2D",
-    "BatchNormalization",
-    "Reshape",
-    "Rescaling",
-    "Add",
-    "Subtract",
-    "Multiply",
-    "Average",
-    "Maximum",
-    "Minimum",
-    "Concatenate",
-];
+/// The Keras classes [`from_keras`] translates: kerust's layers that have a row in [`settings_of`], and
+/// `InputLayer`; derived from those two, so the list an error shows cannot drift from what loads.
+pub(crate) fn translated_classes() -> Vec<&'static str> {
+    KNOWN_LAYERS.iter().copied().filter(|&c| c == "InputLayer" || settings_of(c).is_some()).collect()
+}
 
 /// What a Keras layer entry of `config.json` says.
 pub(crate) struct KerasLayer {

@@ -27,7 +27,7 @@ use crate::formats::{hdf5, zip};
 use crate::models::load_options::LoadOptions;
 use crate::{Error, Result};
 
-pub(crate) use layers::KERAS_LAYERS;
+use layers::translated_classes;
 
 /// The most bytes of `config.json` read: a model config is kilobytes; the bound keeps a hostile archive's
 /// JSON from taking the memory its parse tree would.
@@ -164,7 +164,7 @@ fn build_model(
                      `models::load_model_with` (its constructor gets Keras' config)",
                     layer.class_name,
                     layer.name,
-                    KERAS_LAYERS.join(", "),
+                    translated_classes().join(", "),
                     layer.class_name
                 ),
             ));
