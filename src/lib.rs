@@ -25,6 +25,7 @@ pub mod activations;
 pub mod autodiff;
 pub mod callbacks;
 pub mod datasets;
+pub mod device;
 pub mod distributed;
 pub mod initializers;
 pub mod layers;

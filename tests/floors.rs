@@ -24,7 +24,9 @@ const FLOORS: &[(&str, &[&str])] = &[
             "formats",
         ],
     ),
-    // The engine: tensors, the tape, the kernels.
+    // Where buffers live and kernels run: the device seam (the CPU backend today).
+    ("device", &["device"]),
+    // The engine: the tape, the ops and their backward rules, over device storage.
     ("engine", &["autodiff"]),
     // What layers and models are made of, and what feeds them.
     (

@@ -246,7 +246,7 @@ fn files_of_other_kinds_are_not_kerust_model_files() {
 /// The values of a layer's weights.
 fn layer_values(model: &kerust::models::Model, layer: &str) -> Vec<kerust::autodiff::Tensor> {
     let ids = model.get_layer(layer).unwrap().weights().to_vec();
-    ids.iter().map(|&id| model.params().value(id).clone()).collect()
+    ids.iter().map(|&id| model.params().value(id).to_array()).collect()
 }
 
 fn frozen_base() -> Sequential {

@@ -7,7 +7,8 @@
 //! `fresh`) or zero-fills it first ([`BackwardCtx::zeroed`]); later ones add.
 use ndarray::ArrayViewD;
 
-use super::{empty, fit_buffer, Gradients, Node, NodeKind, ParamStore, Tensor, Values, Workspace};
+use super::{Gradients, Node, NodeKind, ParamStore, Tensor, Values, Workspace};
+use crate::device::Storage;
 
 /// One op on the tape: which nodes it reads and how its gradient flows back to them. Its `Var` method (in the
 /// same file under `ops/`) records it with [`super::Tape::push`] and computes the value.
@@ -17,14 +18,14 @@ pub(crate) trait Kernel: std::any::Any + Send + Sync {
 
     /// Adds the gradient of every input that wants one, given `g`, the gradient of the output. `g` is the
     /// node's own buffer, needed by no one else: a rule may overwrite it (e.g. with `g * act'(y)`).
-    fn backward(&self, g: &mut Tensor, ctx: &mut BackwardCtx<'_, '_>);
+    fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>);
 }
 
 /// Where gradients go: node buffers, or the [`Gradients`] store for parameter nodes (written straight there, so
 /// a parameter's gradient is never copied).
 struct Sink<'w> {
     nodes: &'w [Node],
-    node_grads: &'w mut [Tensor],
+    node_grads: &'w mut [Storage],
     grad_set: &'w mut [bool],
     param_grads: &'w mut Gradients,
 }
@@ -32,7 +33,7 @@ struct Sink<'w> {
 impl Sink<'_> {
     /// The gradient buffer of node `id` (of `shape`) and whether this is its first contribution (content stale);
     /// `None` if no gradient flows to it.
-    fn target(&mut self, id: usize, shape: &[usize]) -> Option<(&mut Tensor, bool)> {
+    fn target(&mut self, id: usize, shape: &[usize]) -> Option<(&mut Storage, bool)> {
         let node = &self.nodes[id];
         if !node.requires_grad {
             return None;
@@ -46,7 +47,7 @@ impl Sink<'_> {
         let fresh = !*set;
         *set = true;
         if fresh {
-            fit_buffer(buf, shape);
+            buf.fit(shape);
         }
         Some((buf, fresh))
     }
@@ -58,12 +59,17 @@ pub(crate) struct BackwardCtx<'a, 'w> {
     vals: &'a Values<'w>,
     id: usize,
     /// The auxiliary buffer the forward pass filled; free for reuse once the rule has read it.
-    pub(crate) aux: &'a mut Tensor,
+    pub(crate) aux: &'a mut Storage,
     sink: &'a mut Sink<'w>,
 }
 
 impl<'w> BackwardCtx<'_, 'w> {
-    /// The recorded value of node `id`.
+    /// The recorded value of node `id`, where it lives.
+    pub(crate) fn storage(&self, id: usize) -> &'w Storage {
+        self.vals.storage(id)
+    }
+
+    /// The recorded value of node `id` as a CPU array, for kernels that run on the CPU only.
     pub(crate) fn value(&self, id: usize) -> ArrayViewD<'w, f32> {
         self.vals.get(id)
     }
@@ -80,8 +86,13 @@ impl<'w> BackwardCtx<'_, 'w> {
 
     /// The gradient buffer of input `id` (of `shape`) and whether this is its first contribution (then its
     /// content is stale and must be overwritten, not added to); `None` if no gradient flows there.
-    pub(crate) fn grad(&mut self, id: usize, shape: &[usize]) -> Option<(&mut Tensor, bool)> {
+    pub(crate) fn grad_storage(&mut self, id: usize, shape: &[usize]) -> Option<(&mut Storage, bool)> {
         self.sink.target(id, shape)
+    }
+
+    /// [`BackwardCtx::grad_storage`] as a CPU array, for kernels that run on the CPU only.
+    pub(crate) fn grad(&mut self, id: usize, shape: &[usize]) -> Option<(&mut Tensor, bool)> {
+        self.sink.target(id, shape).map(|(buf, fresh)| (buf.cpu_mut(), fresh))
     }
 
     /// Like [`BackwardCtx::grad`], zero-filled on first use, for rules that accumulate with `+=`.
@@ -90,7 +101,7 @@ impl<'w> BackwardCtx<'_, 'w> {
         if fresh {
             buf.fill(0.0);
         }
-        Some(buf)
+        Some(buf.cpu_mut())
     }
 }
 
@@ -99,7 +110,7 @@ pub(super) fn run(ws: &mut Workspace, params: &ParamStore, loss: usize, grads: &
     let Workspace { nodes, values, aux, grads: node_grads, grad_set } = ws;
     let n = nodes.len();
     if node_grads.len() < n {
-        node_grads.resize_with(n, empty);
+        node_grads.resize_with(n, Storage::default);
     }
     grad_set.clear();
     grad_set.resize(n, false);
@@ -114,7 +125,7 @@ pub(super) fn run(ws: &mut Workspace, params: &ParamStore, loss: usize, grads: &
             continue;
         }
         // The node's gradient is needed by no one else, so its rule may reuse it in place.
-        let mut g = std::mem::replace(&mut sink.node_grads[id], empty());
+        let mut g = std::mem::take(&mut sink.node_grads[id]);
         kernel.backward(&mut g, &mut BackwardCtx { vals: &vals, id, aux: &mut aux[id], sink: &mut sink });
         sink.node_grads[id] = g;
     }

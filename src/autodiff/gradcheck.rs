@@ -99,7 +99,7 @@ impl GradCheck {
         let mut report = GradCheckReport { checked: 0, max_abs_error: 0.0 };
         for (input, &id) in ids.iter().enumerate() {
             let analytic: Vec<f32> = match grads.get(id) {
-                Some(g) => g.iter().copied().collect(),
+                Some(g) => g.to_array().iter().copied().collect(),
                 None => vec![0.0; inputs[input].len()],
             };
             for (index, &analytic) in analytic.iter().enumerate() {
@@ -131,7 +131,7 @@ impl GradCheck {
 /// Element `index` (row-major) of a parameter: the checker stores its inputs in standard layout, so this is
 /// a slice index, not a walk over the array.
 fn element(store: &mut ParamStore, id: ParamId, index: usize) -> &mut f32 {
-    &mut store.value_mut(id).as_slice_mut().expect("inputs are stored in standard layout")[index]
+    &mut store.value_mut(id).cpu_mut().as_slice_mut().expect("inputs are stored in standard layout")[index]
 }
 
 #[cfg(test)]

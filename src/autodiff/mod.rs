@@ -21,7 +21,8 @@
 //!    the reverse walk;
 //! 3. `ops/matmul.rs`, then `ops/elementwise/` (`relu.rs`, `unary.rs`, `binary.rs`): small complete ops;
 //! 4. `ops/dense.rs` and `ops/conv2d.rs`: fused layer nodes, and how they split work over threads;
-//! 5. `gemm.rs` (the matrix products and the thread setting) and `gradcheck.rs` (how every rule is tested).
+//! 5. `gradcheck.rs` (how every rule is tested), then [`crate::device`]: where buffers live and the kernels
+//!    run (the CPU's GEMM is `device/cpu/gemm.rs`).
 //!
 //! To add an op, see `docs/architecture.md`, "Adding an op".
 //!
@@ -44,14 +45,14 @@
 //! ```
 mod backward;
 mod custom_activation;
-mod gemm;
 mod gradcheck;
 mod ops;
 
+/// The engine's matrix product, the CPU backend's GEMM (here for code written before [`crate::device`]).
+pub use crate::device::gemm;
 /// The thread count of kerust's pool, here too for code written before [`crate::threads`].
 pub use crate::threads::{num_threads, set_num_threads};
 pub use custom_activation::CustomActivation;
-pub use gemm::gemm;
 pub use gradcheck::{check_gradients, GradCheck, GradCheckReport};
 pub(crate) use ops::elementwise::Unary;
 pub(crate) use ops::{window_output, WindowFault};
@@ -61,10 +62,12 @@ use std::cell::RefCell;
 
 use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
 
+use crate::device::{Device, Storage};
 use crate::{Error, Result};
 use backward::Kernel;
 
-/// The array type of kerust: a dynamically shaped `f32` ndarray.
+/// The host array type of kerust: a dynamically shaped `f32` ndarray, what user data, predictions and
+/// weights are at the edges. Inside the engine, buffers are [`Storage`] on a [`Device`].
 pub type Tensor = ArrayD<f32>;
 
 /// An empty tensor that owns no heap memory: the placeholder for a buffer that is taken out or unused.
@@ -93,8 +96,8 @@ impl ParamId {
 pub struct Param {
     /// A human-readable name, e.g. `dense/kernel`.
     pub name: String,
-    /// The current value.
-    pub value: Tensor,
+    /// The current value, on the store's device ([`Storage::to_array`] copies it out).
+    pub value: Storage,
     /// Whether optimizers update it (and [`Tape::backward`] computes its gradient).
     pub trainable: bool,
 }
@@ -103,6 +106,8 @@ pub struct Param {
 #[derive(Clone, Debug, Default)]
 pub struct ParamStore {
     params: Vec<Param>,
+    /// Where the parameters live.
+    device: Device,
     /// The most scalars the store may hold through [`crate::layers::add_weight`], if bounded.
     weight_limit: Option<usize>,
     /// The scalars of the parameters as they were added (kept by `add` and `truncate`), so that checking the
@@ -141,9 +146,17 @@ impl ParamStore {
         self.added_len
     }
 
-    /// Adds a parameter and returns its handle.
+    /// The device the parameters live on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Adds a parameter, on the store's device, and returns its handle.
     pub fn add(&mut self, name: impl Into<String>, value: Tensor, trainable: bool) -> ParamId {
         self.added_len = self.added_len.saturating_add(value.len());
+        let value = match self.device {
+            Device::Cpu => Storage::from(value),
+        };
         self.params.push(Param { name: name.into(), value, trainable });
         ParamId(self.params.len() - 1)
     }
@@ -161,14 +174,31 @@ impl ParamStore {
         &mut self.params[id.0]
     }
 
-    /// The value of the parameter behind `id`.
-    pub fn value(&self, id: ParamId) -> &Tensor {
+    /// The value of the parameter behind `id`, where it lives ([`Storage::to_array`] copies it to the host).
+    pub fn value(&self, id: ParamId) -> &Storage {
         &self.params[id.0].value
     }
 
     /// The value of the parameter behind `id`, mutably.
-    pub fn value_mut(&mut self, id: ParamId) -> &mut Tensor {
+    pub fn value_mut(&mut self, id: ParamId) -> &mut Storage {
         &mut self.params[id.0].value
+    }
+
+    /// Overwrites the value of the parameter behind `id` with host data of the same shape.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] if `value`'s shape is not the parameter's.
+    pub fn set_value(&mut self, id: ParamId, value: ArrayViewD<'_, f32>) -> Result<()> {
+        let param = &mut self.params[id.0];
+        if param.value.shape() != value.shape() {
+            return Err(Error::shape(
+                format!("weight `{}`", param.name),
+                format!("{:?}", param.value.shape()),
+                format!("{:?}", value.shape()),
+            ));
+        }
+        param.value = Storage::from_array(self.device, value);
+        Ok(())
     }
 
     /// The number of parameters (arrays, not scalars).
@@ -209,7 +239,7 @@ impl ParamStore {
 /// The gradients of one backward pass, by [`ParamId`]. Its buffers are reused from one pass to the next.
 #[derive(Clone, Debug, Default)]
 pub struct Gradients {
-    grads: Vec<Tensor>,
+    grads: Vec<Storage>,
     present: Vec<bool>,
 }
 
@@ -220,12 +250,12 @@ impl Gradients {
     }
 
     /// The gradient of the parameter behind `id`, if the last backward pass reached it.
-    pub fn get(&self, id: ParamId) -> Option<&Tensor> {
+    pub fn get(&self, id: ParamId) -> Option<&Storage> {
         self.present.get(id.0).copied().unwrap_or(false).then(|| &self.grads[id.0])
     }
 
     /// Every gradient the last backward pass computed.
-    pub fn iter(&self) -> impl Iterator<Item = (ParamId, &Tensor)> {
+    pub fn iter(&self) -> impl Iterator<Item = (ParamId, &Storage)> {
         self.grads
             .iter()
             .zip(&self.present)
@@ -243,13 +273,8 @@ impl Gradients {
         self.present[id.0] = values.is_some();
         if let Some(values) = values {
             let g = &mut self.grads[id.0];
-            if g.shape() != shape {
-                *g = Tensor::zeros(IxDyn(shape));
-            }
-            match g.as_slice_mut() {
-                Some(dst) => dst.copy_from_slice(values),
-                None => g.iter_mut().zip(values).for_each(|(d, v)| *d = *v),
-            }
+            g.fit(shape);
+            g.copy_from_host(values);
         }
     }
 
@@ -259,7 +284,7 @@ impl Gradients {
         self.grads.truncate(source.grads.len());
         for (i, g) in source.grads.iter().enumerate() {
             match self.grads.get_mut(i) {
-                Some(mine) if mine.shape() == g.shape() => mine.assign(g),
+                Some(mine) if mine.shape() == g.shape() => mine.clone_from(g),
                 Some(mine) => *mine = g.clone(),
                 None => self.grads.push(g.clone()),
             }
@@ -268,7 +293,7 @@ impl Gradients {
     }
 
     /// Every gradient the last backward pass computed, to change in place.
-    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (ParamId, &mut Tensor)> {
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (ParamId, &mut Storage)> {
         self.grads
             .iter_mut()
             .zip(&self.present)
@@ -278,7 +303,7 @@ impl Gradients {
     }
 
     fn reset(&mut self, n: usize) {
-        self.grads.resize_with(n, empty);
+        self.grads.resize_with(n, Storage::default);
         self.present.clear();
         self.present.resize(n, false);
     }
@@ -307,9 +332,9 @@ struct Node {
 #[derive(Default)]
 pub struct Workspace {
     nodes: Vec<Node>,
-    values: Vec<Tensor>,
-    aux: Vec<Tensor>,
-    grads: Vec<Tensor>,
+    values: Vec<Storage>,
+    aux: Vec<Storage>,
+    grads: Vec<Storage>,
     grad_set: Vec<bool>,
 }
 
@@ -320,9 +345,9 @@ impl Workspace {
     }
 }
 
-/// Makes `buf` a tensor of `shape`, reusing its memory when the shape already matches. The content of a reused
-/// buffer is stale: callers overwrite every element.
-fn fit_buffer(buf: &mut Tensor, shape: &[usize]) {
+/// Makes `buf` a CPU array of `shape`, reusing its memory when the shape already matches. The content of a
+/// reused buffer is stale: callers overwrite every element.
+pub(crate) fn fit_buffer(buf: &mut Tensor, shape: &[usize]) {
     if buf.shape() != shape {
         *buf = ArrayD::zeros(IxDyn(shape));
     }
@@ -398,7 +423,7 @@ impl<'a> Tape<'a> {
         let mut ws = self.ws.borrow_mut();
         let idx = ws.nodes.len();
         if ws.values.len() <= idx {
-            ws.values.push(empty());
+            ws.values.push(Storage::default());
         }
         ws.nodes.push(Node { kind: NodeKind::Param(id), requires_grad: self.recording && trainable });
         Var { tape: self, id: idx }
@@ -412,18 +437,28 @@ impl<'a> Tape<'a> {
     /// A constant of `shape` written in place by `fill` (e.g. a batch gathered straight into the tape's buffer).
     /// `fill` must write every element: the buffer may hold a previous step's values.
     pub fn constant_with(&self, shape: &[usize], fill: impl FnOnce(&mut ArrayViewMutD<'_, f32>)) -> Var<'_> {
-        self.record(NodeKind::Input, shape, |_, out, _| fill(&mut out.view_mut()))
+        self.record(NodeKind::Input, shape, |_, out, _| fill(&mut out.cpu_mut().view_mut()))
     }
 
     /// Records the op `kernel`: `compute` writes its value into a buffer of `shape` (and may use the node's
     /// auxiliary buffer), reading earlier values through the reader. Every op's `Var` method ends here.
+    pub(crate) fn push_on_device(
+        &self,
+        kernel: impl Kernel,
+        shape: &[usize],
+        compute: impl FnOnce(&Values<'_>, &mut Storage, &mut Storage),
+    ) -> Var<'_> {
+        self.record(NodeKind::Op(Box::new(kernel)), shape, compute)
+    }
+
+    /// [`Tape::push_on_device`] for an op whose kernel runs on the CPU only: `compute` gets CPU arrays.
     pub(crate) fn push(
         &self,
         kernel: impl Kernel,
         shape: &[usize],
         compute: impl FnOnce(&Values<'_>, &mut Tensor, &mut Tensor),
     ) -> Var<'_> {
-        self.record(NodeKind::Op(Box::new(kernel)), shape, compute)
+        self.push_on_device(kernel, shape, |values, out, aux| compute(values, out.cpu_mut(), aux.cpu_mut()))
     }
 
     /// Calls `f` with the kernel of node `id`, if it is an op (for the ops that recognise their input, such as
@@ -439,20 +474,20 @@ impl<'a> Tape<'a> {
         &self,
         kind: NodeKind,
         shape: &[usize],
-        compute: impl FnOnce(&Values<'_>, &mut Tensor, &mut Tensor),
+        compute: impl FnOnce(&Values<'_>, &mut Storage, &mut Storage),
     ) -> Var<'_> {
         let mut ws = self.ws.borrow_mut();
         let ws = &mut *ws;
         let id = ws.nodes.len();
         if ws.values.len() <= id {
-            ws.values.resize_with(id + 1, empty);
+            ws.values.resize_with(id + 1, Storage::default);
         }
         if ws.aux.len() <= id {
-            ws.aux.resize_with(id + 1, empty);
+            ws.aux.resize_with(id + 1, Storage::default);
         }
-        let mut out = std::mem::replace(&mut ws.values[id], empty());
-        let mut aux = std::mem::replace(&mut ws.aux[id], empty());
-        fit_buffer(&mut out, shape);
+        let mut out = std::mem::take(&mut ws.values[id]);
+        let mut aux = std::mem::take(&mut ws.aux[id]);
+        out.fit(shape);
         compute(&Values { params: self.params, nodes: &ws.nodes, values: &ws.values }, &mut out, &mut aux);
         ws.values[id] = out;
         ws.aux[id] = aux;
@@ -497,15 +532,21 @@ impl<'a> Tape<'a> {
 pub(crate) struct Values<'w> {
     params: &'w ParamStore,
     nodes: &'w [Node],
-    values: &'w [Tensor],
+    values: &'w [Storage],
 }
 
 impl<'w> Values<'w> {
-    pub(crate) fn get(&self, id: usize) -> ArrayViewD<'w, f32> {
+    /// The value of node `id`, where it lives.
+    pub(crate) fn storage(&self, id: usize) -> &'w Storage {
         match self.nodes[id].kind {
-            NodeKind::Param(p) => self.params.value(p).view(),
-            _ => self.values[id].view(),
+            NodeKind::Param(p) => self.params.value(p),
+            _ => &self.values[id],
         }
+    }
+
+    /// The value of node `id` as a CPU array, for kernels that run on the CPU only.
+    pub(crate) fn get(&self, id: usize) -> ArrayViewD<'w, f32> {
+        self.storage(id).cpu().view()
     }
 }
 

@@ -281,7 +281,9 @@ impl Callback for ModelCheckpoint {
             );
             return Ok(());
         }
-        if let Some((_, p)) = model.params().iter().find(|(_, p)| p.value.iter().any(|v| !v.is_finite())) {
+        if let Some((_, p)) =
+            model.params().iter().find(|(_, p)| p.value.host().iter().any(|v| !v.is_finite()))
+        {
             eprintln!(
                 "ModelCheckpoint: epoch {}: weight {} holds NaN or infinite values; not saving",
                 epoch + 1,

@@ -231,7 +231,7 @@ impl Layer for BatchNormalization {
             // Keras' `1 - momentum` (double precision, then cast).
             let one_minus_momentum = crate::numeric::one_minus_as_keras(momentum);
             for (id, batch) in [(b.moving_mean, batch.mean), (b.moving_variance, batch.variance)] {
-                let moving = tape.params().value(id);
+                let moving = tape.params().value(id).cpu();
                 ctx.assign(id, moving * momentum + batch * one_minus_momentum);
             }
             y

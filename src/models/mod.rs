@@ -430,7 +430,7 @@ impl Model {
     /// Copies of every weight array, layer by layer in [`Model::layers`]' order, kernel before bias (Keras'
     /// `get_weights`). The order is the same in a model reloaded from its file.
     pub fn get_weights(&self) -> Vec<Tensor> {
-        self.weight_ids().map(|id| self.params.value(id).clone()).collect()
+        self.weight_ids().map(|id| self.params.value(id).to_array()).collect()
     }
 
     /// The weights' ids in [`Model::get_weights`]' order. It can differ from the order the weights were created
@@ -456,14 +456,14 @@ impl Model {
             if p.value.shape() != w.shape() {
                 return Err(Error::shape(
                     format!("set_weights for {}", p.name),
-                    shape_of(&p.value),
+                    format!("{:?}", p.value.shape()),
                     shape_of(w),
                 ));
             }
         }
         let ids: Vec<_> = self.weight_ids().collect();
         for (id, w) in ids.into_iter().zip(weights) {
-            self.params.value_mut(id).assign(w);
+            self.params.value_mut(id).assign_array(w.view());
         }
         Ok(())
     }

@@ -239,8 +239,10 @@ impl Model {
     /// # Errors
     /// As [`Model::save`], without the I/O.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let hosts: Vec<(String, std::borrow::Cow<'_, Tensor>)> =
+            self.params.iter().map(|(_, p)| (p.name.clone(), p.value.host())).collect();
         let mut tensors: Vec<(String, &Tensor)> =
-            self.params.iter().map(|(_, p)| (p.name.clone(), &p.value)).collect();
+            hosts.iter().map(|(n, t)| (n.clone(), t.as_ref())).collect();
         if let Some((name, _)) = tensors.iter().find(|(n, _)| n.starts_with(OPTIMIZER_PREFIX)) {
             return Err(Error::invalid_argument(
                 "name",
@@ -372,8 +374,10 @@ impl Model {
         let bytes = if is_h5_path(path.as_ref()) {
             self.keras_weights_bytes()?
         } else {
+            let hosts: Vec<(String, std::borrow::Cow<'_, Tensor>)> =
+                self.params.iter().map(|(_, p)| (p.name.clone(), p.value.host())).collect();
             let tensors: Vec<(String, &Tensor)> =
-                self.params.iter().map(|(_, p)| (p.name.clone(), &p.value)).collect();
+                hosts.iter().map(|(n, t)| (n.clone(), t.as_ref())).collect();
             encode(WEIGHTS_FORMAT, &[], &tensors)?
         };
         write_atomic(path, |w| Ok(w.write_all(&bytes)?))
@@ -406,7 +410,7 @@ impl Model {
         let file = decode(bytes, source)?;
         let weights = check_weights(self, &file, source)?;
         for ((_, p), w) in self.params.iter_mut().zip(weights) {
-            p.value.assign(w);
+            p.value.assign_array(w.view());
         }
         Ok(())
     }
@@ -574,7 +578,7 @@ fn load_model_from(bytes: &[u8], source: &str, options: &LoadOptions) -> Result<
     let weights = check_weights(&model, &file, source)?;
     let weights: Vec<Tensor> = weights.into_iter().cloned().collect();
     for ((_, p), w) in model.params.iter_mut().zip(weights) {
-        p.value = w;
+        p.value = w.into();
     }
     for name in &training.frozen_layers {
         let mut layer = model.get_layer_mut(name).map_err(|_| {

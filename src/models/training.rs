@@ -724,7 +724,7 @@ impl Model {
         compiled.optimizer.apply(params, grads);
         // State the layers recorded during the forward pass (moving statistics), now that the tape is gone.
         for (id, value) in updates {
-            params.value_mut(id).assign(&value);
+            params.value_mut(id).assign_array(value.view());
         }
         Ok(value)
     }

@@ -252,7 +252,7 @@ fn for_each_trainable(
     for (id, grad) in grads.iter() {
         let param = params.get_mut(id);
         if param.trainable {
-            update(id, &mut param.value, grad);
+            update(id, param.value.cpu_mut(), grad.cpu());
         }
     }
 }
@@ -431,7 +431,11 @@ mod tests {
                     }
                     optimizer.apply(&mut params, &grads);
                 }
-                ids.iter().flat_map(|&id| params.value(id).iter().map(|x| x.to_bits())).collect::<Vec<_>>()
+                ids.iter()
+                    .flat_map(|&id| {
+                        params.value(id).to_array().iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+                    })
+                    .collect::<Vec<_>>()
             });
             let name = make().name().to_string();
             assert!(runs.iter().all(|r| *r == runs[0]), "{name}: updates differ between thread counts");

@@ -125,7 +125,7 @@ fn assert_weights(m: &Model, want: &Value, what: &str) {
     assert_eq!(m.params().len(), want.len(), "{what}: number of weight arrays");
     for (_, p) in m.params().iter() {
         let w = want.get(&p.name).unwrap_or_else(|| panic!("{what}: Keras has no weight {}", p.name));
-        assert_close(p.value.as_slice().unwrap(), &floats(w), &format!("{what} {}", p.name));
+        assert_close(p.value.to_array().as_slice().unwrap(), &floats(w), &format!("{what} {}", p.name));
     }
 }
 

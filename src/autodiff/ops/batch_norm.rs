@@ -16,6 +16,7 @@ use ndarray::{ArrayViewD, Axis, IxDyn};
 use super::window::{for_each_task, wide_fn};
 use crate::autodiff::backward::{BackwardCtx, Kernel};
 use crate::autodiff::{Tensor, Var};
+use crate::device::Storage;
 
 /// The value as `(outer, channels, inner)`.
 #[derive(Clone, Copy, Debug)]
@@ -301,12 +302,13 @@ impl Kernel for BatchNorm {
         &self.inputs
     }
 
-    fn backward(&self, g: &mut Tensor, ctx: &mut BackwardCtx<'_, '_>) {
+    fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
+        let g = g.cpu_mut();
         let l = self.layout;
         let c = l.channels;
         let xv = ctx.value(self.x);
         let xs = xv.as_slice().expect("tape values are contiguous");
-        let (mean, std) = ctx.aux.as_slice().expect("owned buffers are contiguous").split_at(c);
+        let (mean, std) = ctx.aux.cpu().as_slice().expect("owned buffers are contiguous").split_at(c);
         let (mean, std) = (mean.to_vec(), std.to_vec());
         let gamma: Vec<f32> = match self.gamma {
             Some(id) => ctx.value(id).iter().copied().collect(),
@@ -528,7 +530,7 @@ mod tests {
             let loss = y.mul(tape.constant(r.view())).sum();
             let mut out = crate::autodiff::Gradients::new();
             tape.backward(loss, &mut out).unwrap();
-            ids.map(|id| out.get(id).unwrap().clone())
+            ids.map(|id| out.get(id).unwrap().to_array())
         };
         let (fused, chain) = (grads(true), grads(false));
         for (f, c) in fused.iter().zip(&chain) {

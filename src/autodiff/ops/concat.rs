@@ -8,6 +8,7 @@ use ndarray::{Axis, Slice};
 
 use crate::autodiff::backward::{BackwardCtx, Kernel};
 use crate::autodiff::{Tape, Tensor, Var};
+use crate::device::Storage;
 
 /// The recorded node: inputs in order, and where each one's block lies in a row of the output.
 struct Concat {
@@ -100,7 +101,8 @@ impl Kernel for Concat {
         &self.inputs
     }
 
-    fn backward(&self, g: &mut Tensor, ctx: &mut BackwardCtx<'_, '_>) {
+    fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
+        let g = g.cpu_mut();
         let total = g.shape()[self.axis];
         let inner: usize = g.shape()[self.axis + 1..].iter().product();
         let g = g.as_slice().expect("gradient buffers are contiguous");

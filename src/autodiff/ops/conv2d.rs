@@ -16,8 +16,9 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 use super::elementwise::Unary;
 use super::window::{for_each_task, wide_fn, Axis1, Padding};
 use crate::autodiff::backward::{BackwardCtx, Kernel};
-use crate::autodiff::gemm::general_mat_mul;
 use crate::autodiff::{fit_buffer, Tensor, Var};
+use crate::device::general_mat_mul;
+use crate::device::Storage;
 
 /// How a [`Var::conv2d`] kernel slides: Keras' `strides`, `padding` and `dilation_rate`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -352,7 +353,8 @@ impl Kernel for Conv2d {
         &self.inputs
     }
 
-    fn backward(&self, g: &mut Tensor, ctx: &mut BackwardCtx<'_, '_>) {
+    fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
+        let g = g.cpu_mut();
         let geo = &self.geometry;
         let (x, w) = (self.inputs[0], self.inputs[1]);
         let (xv, wv, y) = (ctx.value(x), ctx.value(w), ctx.output());
@@ -362,7 +364,7 @@ impl Kernel for Conv2d {
         let (field, filters) = (geo.field(), geo.filters);
         // Each group's share of dW and db, side by side in the auxiliary buffer.
         let share = field * filters + filters;
-        let mut shares = std::mem::replace(ctx.aux, crate::autodiff::empty());
+        let mut shares = std::mem::replace(ctx.aux.cpu_mut(), crate::autodiff::empty());
         fit_buffer(&mut shares, &[groups, share]);
         let want_w = ctx.wants(w);
         let dx = ctx.grad(x, xv.shape());
@@ -448,7 +450,7 @@ impl Kernel for Conv2d {
                 sum_shares(d, fresh, field * filters..share);
             }
         }
-        *ctx.aux = shares;
+        *ctx.aux.cpu_mut() = shares;
     }
 }
 
@@ -563,7 +565,7 @@ mod tests {
         let loss = y.mul(tape.constant(r.view())).sum();
         let mut g = crate::autodiff::Gradients::new();
         tape.backward(loss, &mut g).unwrap();
-        ids.iter().map(|&id| g.get(id).unwrap().clone()).collect()
+        ids.iter().map(|&id| g.get(id).unwrap().to_array()).collect()
     }
 
     #[test]

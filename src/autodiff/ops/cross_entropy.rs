@@ -9,7 +9,8 @@ use ndarray::{Axis, Zip};
 use super::elementwise::sigmoid;
 use super::{logsumexp, rows_of, rows_of_mut};
 use crate::autodiff::backward::{BackwardCtx, Kernel};
-use crate::autodiff::{fit_buffer, Tensor, Var};
+use crate::autodiff::{fit_buffer, Var};
+use crate::device::Storage;
 
 /// The recorded softmax cross-entropy: inputs `[logits, targets]`.
 struct SoftmaxCrossEntropy {
@@ -112,11 +113,12 @@ impl Kernel for SoftmaxCrossEntropy {
         &self.inputs
     }
 
-    fn backward(&self, g: &mut Tensor, ctx: &mut BackwardCtx<'_, '_>) {
+    fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
+        let g = g.cpu_mut();
         let [logits, targets] = self.inputs;
         let (x, t) = (ctx.value(logits), ctx.value(targets));
         let last = Axis(x.ndim() - 1);
-        let aux = std::mem::replace(ctx.aux, crate::autodiff::empty());
+        let aux = std::mem::replace(ctx.aux.cpu_mut(), crate::autodiff::empty());
         let (g_rows, lse) = (g.iter(), aux.iter());
         // The hot path (the tutorial's loss): constant targets, contiguous rows, written on first contribution.
         let mut done = false;
@@ -160,7 +162,7 @@ impl Kernel for SoftmaxCrossEntropy {
                 }
             }
         }
-        *ctx.aux = aux;
+        *ctx.aux.cpu_mut() = aux;
     }
 }
 
@@ -169,11 +171,12 @@ impl Kernel for SparseSoftmaxCrossEntropy {
         &self.inputs
     }
 
-    fn backward(&self, g: &mut Tensor, ctx: &mut BackwardCtx<'_, '_>) {
+    fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
+        let g = g.cpu_mut();
         let [logits, labels] = self.inputs;
         let (x, l) = (ctx.value(logits), ctx.value(labels));
         let last = Axis(x.ndim() - 1);
-        let aux = std::mem::replace(ctx.aux, crate::autodiff::empty());
+        let aux = std::mem::replace(ctx.aux.cpu_mut(), crate::autodiff::empty());
         if let Some(d) = ctx.zeroed(logits, x.shape()) {
             for ((mut d, x), ((&g, &lse), &label)) in
                 d.lanes_mut(last).into_iter().zip(x.lanes(last)).zip(g.iter().zip(aux.iter()).zip(l.iter()))
@@ -182,7 +185,7 @@ impl Kernel for SparseSoftmaxCrossEntropy {
                 d[label as usize] -= g;
             }
         }
-        *ctx.aux = aux;
+        *ctx.aux.cpu_mut() = aux;
     }
 }
 
@@ -191,7 +194,8 @@ impl Kernel for SigmoidCrossEntropy {
         &self.inputs
     }
 
-    fn backward(&self, g: &mut Tensor, ctx: &mut BackwardCtx<'_, '_>) {
+    fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
+        let g = g.cpu_mut();
         let [logits, targets] = self.inputs;
         let (x, t) = (ctx.value(logits), ctx.value(targets));
         if let Some(d) = ctx.zeroed(logits, x.shape()) {

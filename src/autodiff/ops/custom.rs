@@ -8,6 +8,7 @@ use ndarray::ArrayViewD;
 use super::add_unbroadcast;
 use crate::autodiff::backward::{BackwardCtx, Kernel};
 use crate::autodiff::{Tape, Tensor, Values, Var};
+use crate::device::Storage;
 
 /// A user-defined operation: a forward computation and its backward rule, for what the built-in operations
 /// cannot express efficiently. [`crate::autodiff::check_gradients`] verifies a custom rule against finite
@@ -52,7 +53,8 @@ impl Kernel for Custom {
         &self.inputs
     }
 
-    fn backward(&self, g: &mut Tensor, ctx: &mut BackwardCtx<'_, '_>) {
+    fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
+        let g = g.cpu_mut();
         let views: Vec<_> = self.inputs.iter().map(|&i| ctx.value(i)).collect();
         let contributions = self.op.backward(&views, ctx.output(), g.view());
         // A short list would silently drop gradients.

@@ -11,8 +11,9 @@ use ndarray::{ArrayViewD, Ix2, Zip};
 use super::elementwise::{specialise, Unary};
 use super::matmul::{as2, gemm_into};
 use crate::autodiff::backward::{BackwardCtx, Kernel};
-use crate::autodiff::gemm::gemm;
 use crate::autodiff::{fit_buffer, Tensor, Var};
+use crate::device::gemm;
+use crate::device::Storage;
 use crate::threads::{for_each, worth_splitting};
 
 /// The recorded node: inputs `[x, w, b]` (the first `len`: no bias when 2), and the activation.
@@ -87,13 +88,14 @@ impl Kernel for Dense {
         &self.inputs[..self.len]
     }
 
-    fn backward(&self, g: &mut Tensor, ctx: &mut BackwardCtx<'_, '_>) {
+    fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
+        let g = g.cpu_mut();
         let [x, w, b] = self.inputs;
         let b = (self.len == 3).then_some(b);
         if let Some(f) = self.act {
             let y = ctx.output();
             // z is kept only for activations whose derivative needs it; the others read y.
-            let z = if f.df_uses_output_only() { ctx.output() } else { ctx.aux.view() };
+            let z = if f.df_uses_output_only() { ctx.output() } else { ctx.aux.cpu().view() };
             scale_by_derivative(g, f, z, y);
         }
         let dz = as2(g.view());

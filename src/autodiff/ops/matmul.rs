@@ -1,13 +1,13 @@
 //! Matrix products: `(m, k) x (k, n)`, a batch `(b, m, k) x (b, k, n)`, or a batch times one shared matrix
-//! `(b, m, k) x (k, n)`, on the crate's GEMM ([`crate::autodiff::gemm`]).
+//! `(b, m, k) x (k, n)`, on the device's matrix kernel ([`crate::device::MatmulKernels`]).
 //!
 //! Backward: `da = g · bᵀ` and `db = aᵀ · g` per matrix of the batch; a shared matrix sums its share over the
-//! batch. Each product writes its target on a first contribution (`beta = 0`) and adds to it otherwise.
-use ndarray::{ArrayView2, ArrayView3, ArrayViewD, ArrayViewMut2, Axis, Ix2, Ix3};
+//! batch. Each product writes its target on a first contribution and adds to it otherwise.
+use ndarray::{ArrayView2, ArrayViewD, ArrayViewMut2, Ix2};
 
 use crate::autodiff::backward::{BackwardCtx, Kernel};
-use crate::autodiff::gemm::gemm;
-use crate::autodiff::{Tensor, Var};
+use crate::autodiff::Var;
+use crate::device::{gemm, Storage};
 
 /// The recorded node: inputs `[a, b]`.
 struct MatMul {
@@ -16,7 +16,7 @@ struct MatMul {
 
 impl<'t> Var<'t> {
     /// Matrix product: `(m, k) x (k, n)`, a batch `(b, m, k) x (b, k, n)`, or a batch times one shared matrix
-    /// `(b, m, k) x (k, n)`. Runs on ndarray's optimised GEMM.
+    /// `(b, m, k) x (k, n)`.
     ///
     /// # Panics
     /// If the shapes do not fit one of these forms.
@@ -28,29 +28,13 @@ impl<'t> Var<'t> {
             (&[bs, m, k], &[k2, n]) if k == k2 => vec![bs, m, n],
             _ => panic!("matmul: shapes {a:?} and {b:?} do not fit (m, k) x (k, n) or a batch of it"),
         };
-        self.tape.push(MatMul { inputs: [self.id, other.id] }, &shape, |v, out, _| {
-            forward(v.get(self.id), v.get(other.id), out)
+        self.tape.push_on_device(MatMul { inputs: [self.id, other.id] }, &shape, |v, out, _| {
+            v.storage(self.id).matmul(false, v.storage(other.id), false, out, false)
         })
     }
 }
 
-/// `out = a · b` in one of the three forms.
-fn forward(a: ArrayViewD<'_, f32>, b: ArrayViewD<'_, f32>, out: &mut Tensor) {
-    match (a.ndim(), b.ndim()) {
-        (2, 2) => gemm(1.0, &as2(a), &as2(b), 0.0, &mut out.view_mut().into_dimensionality::<Ix2>().unwrap()),
-        _ => {
-            let a = as3(a);
-            let mut o = out.view_mut().into_dimensionality::<Ix3>().unwrap();
-            for i in 0..a.len_of(Axis(0)) {
-                let bi =
-                    if b.ndim() == 3 { as3(b.view()).index_axis_move(Axis(0), i) } else { as2(b.view()) };
-                gemm(1.0, &a.index_axis(Axis(0), i), &bi, 0.0, &mut o.index_axis_mut(Axis(0), i));
-            }
-        }
-    }
-}
-
-/// `dst = a · b` (`fresh`) or `dst += a · b`, on 2-D views.
+/// `dst = a · b` (`fresh`) or `dst += a · b`, on 2-D views (for the fused CPU kernels).
 pub(super) fn gemm_into(
     dst: &mut ArrayViewMut2<'_, f32>,
     a: &ArrayView2<'_, f32>,
@@ -65,81 +49,20 @@ pub(super) fn as2(v: ArrayViewD<'_, f32>) -> ArrayView2<'_, f32> {
     v.into_dimensionality::<Ix2>().expect("recorded as 2-D")
 }
 
-fn as3(v: ArrayViewD<'_, f32>) -> ArrayView3<'_, f32> {
-    v.into_dimensionality::<Ix3>().expect("recorded as 3-D")
-}
-
 impl Kernel for MatMul {
     fn inputs(&self) -> &[usize] {
         &self.inputs
     }
 
-    fn backward(&self, g: &mut Tensor, ctx: &mut BackwardCtx<'_, '_>) {
+    fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
         let [a, b] = self.inputs;
-        let (av, bv, g) = (ctx.value(a), ctx.value(b), g.view());
-        if let Some((d, fresh)) = ctx.grad(a, av.shape()) {
-            match (av.ndim(), bv.ndim()) {
-                (2, 2) => gemm_into(
-                    &mut d.view_mut().into_dimensionality().expect("2-D"),
-                    &as2(g.view()),
-                    &as2(bv.view()).t(),
-                    fresh,
-                ),
-                (3, _) => {
-                    let g3 = as3(g.view());
-                    let mut d3 = d.view_mut().into_dimensionality::<Ix3>().expect("3-D");
-                    for i in 0..g3.len_of(Axis(0)) {
-                        let bi = if bv.ndim() == 3 {
-                            as3(bv.view()).index_axis_move(Axis(0), i)
-                        } else {
-                            as2(bv.view())
-                        };
-                        gemm_into(
-                            &mut d3.index_axis_mut(Axis(0), i),
-                            &g3.index_axis(Axis(0), i),
-                            &bi.t(),
-                            fresh,
-                        );
-                    }
-                }
-                _ => unreachable!("matmul shapes are checked when recorded"),
-            }
+        let (av, bv) = (ctx.storage(a), ctx.storage(b));
+        // da = g · bᵀ (a batch when a is one); db = aᵀ · g, summed over the batch when b is shared.
+        if let Some((d, fresh)) = ctx.grad_storage(a, av.shape()) {
+            g.matmul(false, bv, true, d, !fresh);
         }
-        if let Some((d, fresh)) = ctx.grad(b, bv.shape()) {
-            match (av.ndim(), bv.ndim()) {
-                (2, 2) => gemm_into(
-                    &mut d.view_mut().into_dimensionality().expect("2-D"),
-                    &as2(av.view()).t(),
-                    &as2(g.view()),
-                    fresh,
-                ),
-                (3, 3) => {
-                    let (a3, g3) = (as3(av.view()), as3(g.view()));
-                    let mut d3 = d.view_mut().into_dimensionality::<Ix3>().expect("3-D");
-                    for i in 0..g3.len_of(Axis(0)) {
-                        gemm_into(
-                            &mut d3.index_axis_mut(Axis(0), i),
-                            &a3.index_axis(Axis(0), i).t(),
-                            &g3.index_axis(Axis(0), i),
-                            fresh,
-                        );
-                    }
-                }
-                (3, 2) => {
-                    // A shared matrix: its gradient sums over the batch.
-                    let (a3, g3) = (as3(av.view()), as3(g.view()));
-                    let mut d2 = d.view_mut().into_dimensionality::<Ix2>().expect("2-D");
-                    for i in 0..g3.len_of(Axis(0)) {
-                        gemm_into(
-                            &mut d2,
-                            &a3.index_axis(Axis(0), i).t(),
-                            &g3.index_axis(Axis(0), i),
-                            fresh && i == 0,
-                        );
-                    }
-                }
-                _ => unreachable!("matmul shapes are checked when recorded"),
-            }
+        if let Some((d, fresh)) = ctx.grad_storage(b, bv.shape()) {
+            av.matmul(true, g, false, d, !fresh);
         }
     }
 }

@@ -6,7 +6,8 @@
 //! of taps inside the input: with `same` padding the padded positions do not count, as in TensorFlow.
 use super::window::{for_each_task, per_image, wide_fn, Axis1, Padding};
 use crate::autodiff::backward::{BackwardCtx, Kernel};
-use crate::autodiff::{fit_buffer, Tensor, Var};
+use crate::autodiff::{fit_buffer, Var};
+use crate::device::Storage;
 
 /// Which reduction a pooling window applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -221,12 +222,13 @@ impl Kernel for Pool2d {
         &self.input
     }
 
-    fn backward(&self, g: &mut Tensor, ctx: &mut BackwardCtx<'_, '_>) {
+    fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
+        let g = g.cpu_mut();
         let geo = self.geometry;
         let x = self.input[0];
         let shape = ctx.value(x).shape().to_vec();
         // The taps of the maxima, which the forward pass kept (max pooling only).
-        let args = std::mem::replace(ctx.aux, crate::autodiff::empty());
+        let args = std::mem::replace(ctx.aux.cpu_mut(), crate::autodiff::empty());
         // A first contribution is written or zero-filled image by image, on the thread that then adds into it.
         if let Some((dx, fresh)) = ctx.grad(x, &shape) {
             let dx = dx.as_slice_mut().expect("gradient buffers are contiguous");
@@ -255,13 +257,14 @@ impl Kernel for Pool2d {
                 }),
             }
         }
-        *ctx.aux = args;
+        *ctx.aux.cpu_mut() = args;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::autodiff::Tensor;
     use crate::autodiff::{check_gradients, ParamStore, Tape};
     use ndarray::{ArrayD, IxDyn};
     use rand::seq::SliceRandom;

@@ -5,7 +5,8 @@
 use ndarray::{Axis, IxDyn, Zip};
 
 use crate::autodiff::backward::{BackwardCtx, Kernel};
-use crate::autodiff::{Tensor, Var};
+use crate::autodiff::Var;
+use crate::device::Storage;
 
 /// A set of axes to reduce over: a bit mask for values of up to 64 dimensions (every model's, in practice:
 /// no allocation), one flag per axis beyond that, so that any rank ndarray holds reduces correctly.
@@ -121,7 +122,8 @@ impl Kernel for Reduce {
         &self.input
     }
 
-    fn backward(&self, g: &mut Tensor, ctx: &mut BackwardCtx<'_, '_>) {
+    fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
+        let g = g.cpu_mut();
         let [a] = self.input;
         let x = ctx.value(a);
         let kept = self.axes.kept_shape(x.shape());

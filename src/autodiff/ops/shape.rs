@@ -5,7 +5,8 @@
 use ndarray::Zip;
 
 use crate::autodiff::backward::{BackwardCtx, Kernel};
-use crate::autodiff::{Tensor, Var};
+use crate::autodiff::Var;
+use crate::device::Storage;
 
 /// An axis permutation of at most 8 dimensions, stored inline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,7 +97,8 @@ impl Kernel for Reshape {
         &self.input
     }
 
-    fn backward(&self, g: &mut Tensor, ctx: &mut BackwardCtx<'_, '_>) {
+    fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
+        let g = g.cpu_mut();
         let [a] = self.input;
         let x = ctx.value(a);
         if let Some(d) = ctx.zeroed(a, x.shape()) {
@@ -111,7 +113,8 @@ impl Kernel for Permute {
         &self.input
     }
 
-    fn backward(&self, g: &mut Tensor, ctx: &mut BackwardCtx<'_, '_>) {
+    fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
+        let g = g.cpu_mut();
         let [a] = self.input;
         let x = ctx.value(a);
         if let Some(d) = ctx.zeroed(a, x.shape()) {

@@ -8,7 +8,8 @@ use ndarray::{Axis, Zip};
 
 use super::{logsumexp, nan_max, rows_of, rows_of_mut};
 use crate::autodiff::backward::{BackwardCtx, Kernel};
-use crate::autodiff::{Tensor, Var};
+use crate::autodiff::Var;
+use crate::device::Storage;
 
 /// The recorded softmax over `axis`.
 struct Softmax {
@@ -90,7 +91,8 @@ impl Kernel for Softmax {
         &self.input
     }
 
-    fn backward(&self, g: &mut Tensor, ctx: &mut BackwardCtx<'_, '_>) {
+    fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
+        let g = g.cpu_mut();
         let ([a], axis) = (self.input, Axis(self.axis));
         let y = ctx.output();
         if let Some(d) = ctx.zeroed(a, y.shape()) {
@@ -107,7 +109,8 @@ impl Kernel for LogSoftmax {
         &self.input
     }
 
-    fn backward(&self, g: &mut Tensor, ctx: &mut BackwardCtx<'_, '_>) {
+    fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
+        let g = g.cpu_mut();
         let ([a], axis) = (self.input, Axis(self.axis));
         let y = ctx.output();
         if let Some(d) = ctx.zeroed(a, y.shape()) {

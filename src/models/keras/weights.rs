@@ -114,7 +114,7 @@ pub(crate) fn load_layers(
         }
     }
     for (id, t) in values {
-        *model.params.value_mut(id) = t;
+        *model.params.value_mut(id) = t.into();
     }
     Ok(())
 }
@@ -155,7 +155,7 @@ pub(crate) fn tree(model: &Model, order: &[usize]) -> Result<Group> {
     let mut layers = Group::default();
     for (fl, &i) in file_layers(model, order).iter().zip(order) {
         let datasets =
-            model.net.layers[i].weights().iter().map(|&id| dataset(model.params.value(id))).collect();
+            model.net.layers[i].weights().iter().map(|&id| dataset(&model.params.value(id).host())).collect();
         let group = Group {
             attrs: Vec::new(),
             members: vec![("vars".into(), Node::Group(vars_group(&fl.name, datasets)))],
@@ -259,7 +259,7 @@ fn load_legacy(model: &mut Model, root: &Group, e: &KerasError) -> Result<()> {
         }
     }
     for (id, t) in values {
-        *model.params.value_mut(id) = t;
+        *model.params.value_mut(id) = t.into();
     }
     Ok(())
 }

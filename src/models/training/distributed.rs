@@ -185,12 +185,17 @@ impl DataParallel {
         let Some(comm) = self.comm.clone() else { return Ok(()) };
         self.agreed = true;
         (model.seed, model.epochs_run) = self.chief_seed;
-        let mut flat: Vec<f32> = model.params.iter().flat_map(|(_, p)| p.value.iter().copied()).collect();
+        let mut flat = vec![0.0; model.params.total_len()];
+        let mut at = 0;
+        for (_, p) in model.params.iter() {
+            p.value.copy_to_host(&mut flat[at..at + p.value.len()]);
+            at += p.value.len();
+        }
         comm.broadcast(&mut flat);
         let mut at = 0;
         for (_, p) in model.params.iter_mut() {
             let len = p.value.len();
-            p.value.iter_mut().zip(&flat[at..at + len]).for_each(|(v, f)| *v = *f);
+            p.value.copy_from_host(&flat[at..at + len]);
             at += len;
         }
         let digest = weights_digest(model);
@@ -319,9 +324,9 @@ impl DataParallel {
             let (value, flag) = if !has_samples {
                 (None, 0.0)
             } else if p.trainable {
-                (grads.get(id), 1.0)
+                (grads.get(id).map(|g| g.host()), 1.0)
             } else {
-                (updates.iter().find(|(u, _)| *u == id).map(|(_, v)| v), w)
+                (updates.iter().find(|(u, _)| *u == id).map(|(_, v)| std::borrow::Cow::Borrowed(v)), w)
             };
             match value {
                 Some(value) => {
@@ -621,7 +626,7 @@ fn signature(model: &Model, data: &[(&str, &[usize])], settings: &str) -> Result
 fn weights_digest(model: &Model) -> Vec<u8> {
     let mut h = Sha256::new();
     for (_, p) in model.params.iter() {
-        p.value.iter().for_each(|v| h.update(v.to_le_bytes()));
+        p.value.host().iter().for_each(|v| h.update(v.to_le_bytes()));
     }
     if let Some(c) = &model.compiled {
         for (name, value) in c.optimizer.state() {

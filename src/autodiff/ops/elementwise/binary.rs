@@ -7,7 +7,8 @@ use ndarray::Zip;
 
 use super::super::{add_unbroadcast, nan_max, nan_min};
 use crate::autodiff::backward::{BackwardCtx, Kernel};
-use crate::autodiff::{Tensor, Var};
+use crate::autodiff::Var;
+use crate::device::Storage;
 use crate::threads::for_each;
 
 /// Element-wise binary operations with numpy broadcasting.
@@ -146,7 +147,8 @@ impl Kernel for BinaryNode {
         &self.inputs
     }
 
-    fn backward(&self, g: &mut Tensor, ctx: &mut BackwardCtx<'_, '_>) {
+    fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
+        let g = g.cpu_mut();
         let ([a, b], kind, g) = (self.inputs, self.kind, g.view());
         let (av, bv) = (ctx.value(a), ctx.value(b));
         for (side, target, shape) in [(0, a, av.shape()), (1, b, bv.shape())] {

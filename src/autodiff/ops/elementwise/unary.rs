@@ -7,6 +7,7 @@ use ndarray::{ArrayViewD, Zip};
 use super::{specialise, Unary};
 use crate::autodiff::backward::{BackwardCtx, Kernel};
 use crate::autodiff::{Tensor, Var};
+use crate::device::Storage;
 use crate::threads::{for_each, worth_splitting};
 
 /// The recorded node: `f` of its input.
@@ -78,7 +79,8 @@ impl Kernel for UnaryNode {
         &self.input
     }
 
-    fn backward(&self, g: &mut Tensor, ctx: &mut BackwardCtx<'_, '_>) {
+    fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
+        let g = g.cpu_mut();
         let [a] = self.input;
         let (x, y) = (ctx.value(a), ctx.output());
         // Written, not zero-filled and added, on the first contribution: one pass fewer.

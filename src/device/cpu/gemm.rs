@@ -21,7 +21,7 @@ const PARALLEL_MIN_MACS: usize = 4_000_000;
 /// use ndarray::{array, Array2};
 /// let (a, b) = (array![[1.0f32, 2.0], [3.0, 4.0]], array![[1.0f32, 0.0], [1.0, 1.0]]);
 /// let mut c = Array2::from_elem((2, 2), f32::NAN);
-/// kerust::autodiff::gemm(1.0, &a.view(), &b.view(), 0.0, &mut c.view_mut());
+/// kerust::device::gemm(1.0, &a.view(), &b.view(), 0.0, &mut c.view_mut());
 /// assert_eq!(c, array![[3.0, 2.0], [7.0, 4.0]]);
 /// ```
 ///
