@@ -44,17 +44,17 @@
 //! assert_eq!(grads.get(w).unwrap(), &array![[8.0f32, 12.0], [8.0, 12.0]].into_dyn());
 //! ```
 mod backward;
-mod custom_activation;
 mod gradcheck;
 mod ops;
 
 /// The engine's matrix product, the CPU backend's GEMM (here for code written before [`crate::device`]).
 pub use crate::device::gemm;
+/// A user's element-wise function, defined where every device can run it ([`crate::device`]).
+pub use crate::device::CustomActivation;
+pub(crate) use crate::device::Unary;
 /// The thread count of kerust's pool, here too for code written before [`crate::threads`].
 pub use crate::threads::{num_threads, set_num_threads};
-pub use custom_activation::CustomActivation;
 pub use gradcheck::{check_gradients, GradCheck, GradCheckReport};
-pub(crate) use ops::elementwise::Unary;
 pub(crate) use ops::{window_output, WindowFault};
 pub use ops::{BatchStatistics, Conv2dOptions, CustomOp, Padding};
 

@@ -25,10 +25,13 @@
 //! ```
 mod cpu;
 mod matmul;
+mod unary;
 
 pub(crate) use cpu::general_mat_mul;
 pub use cpu::{gemm, CpuStorage};
 pub use matmul::MatmulKernels;
+pub use unary::CustomActivation;
+pub(crate) use unary::{sigmoid, specialise, Unary};
 
 use ndarray::{ArrayD, ArrayViewD};
 

@@ -6,10 +6,10 @@
 //! over the row to recompute it. Sigmoid: `dx = g * (sigmoid(x) - t)`, `dt = -g * x`.
 use ndarray::{Axis, Zip};
 
-use super::elementwise::sigmoid;
 use super::{logsumexp, rows_of, rows_of_mut};
 use crate::autodiff::backward::{BackwardCtx, Kernel};
 use crate::autodiff::{fit_buffer, Var};
+use crate::device::sigmoid;
 use crate::device::Storage;
 
 /// The recorded softmax cross-entropy: inputs `[logits, targets]`.

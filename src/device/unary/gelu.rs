@@ -1,7 +1,6 @@
 //! The exact GELU, `x * Phi(x)` with `Phi` the normal distribution's CDF (Keras' default,
 //! `approximate=False`).
-use super::{Unary, UnaryFn};
-use crate::autodiff::Var;
+use super::UnaryFn;
 
 /// The error function, for the exact (non-approximate) GELU that Keras uses by default.
 #[inline]
@@ -42,13 +41,6 @@ impl UnaryFn for Gelu {
     #[inline(always)]
     fn df(self, x: f32, _: f32) -> f32 {
         0.5 * (1.0 + erf(x * INV_SQRT_2)) + x * INV_SQRT_2PI * (-0.5 * x * x).exp()
-    }
-}
-
-impl<'t> Var<'t> {
-    /// Exact GELU, `x * Phi(x)` (Keras' default, `approximate=False`).
-    pub fn gelu(self) -> Var<'t> {
-        self.unary(Unary::Gelu)
     }
 }
 

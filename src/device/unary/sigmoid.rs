@@ -1,6 +1,5 @@
 //! The logistic function `1 / (1 + e^-x)`, computed without overflow.
-use super::{Unary, UnaryFn};
-use crate::autodiff::Var;
+use super::UnaryFn;
 
 /// Numerically stable logistic function: never computes `exp` of a large positive number. Written with one
 /// `exp` of `-|x|` and a select rather than two branches, so that a loop over mixed signs does not mispredict.
@@ -29,18 +28,6 @@ impl UnaryFn for Sigmoid {
     #[inline(always)]
     fn df(self, _: f32, y: f32) -> f32 {
         y * (1.0 - y)
-    }
-}
-
-impl<'t> Var<'t> {
-    /// `1 / (1 + e^-x)`, computed without overflow.
-    pub fn sigmoid(self) -> Var<'t> {
-        self.unary(Unary::Sigmoid)
-    }
-
-    /// If this value is `sigmoid(z)`, `z` (see [`Var::softmax_logits`]).
-    pub fn sigmoid_logits(self) -> Option<Var<'t>> {
-        self.unary_input(Unary::Sigmoid)
     }
 }
 

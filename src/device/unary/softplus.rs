@@ -1,7 +1,6 @@
 //! `softplus(x) = ln(1 + e^x)`, computed without overflow.
 use super::sigmoid::sigmoid;
-use super::{Unary, UnaryFn};
-use crate::autodiff::Var;
+use super::UnaryFn;
 
 /// Stable `ln(1 + e^x)`.
 #[inline]
@@ -21,13 +20,6 @@ impl UnaryFn for Softplus {
     #[inline(always)]
     fn df(self, x: f32, _: f32) -> f32 {
         sigmoid(x)
-    }
-}
-
-impl<'t> Var<'t> {
-    /// `ln(1 + e^x)`, computed without overflow.
-    pub fn softplus(self) -> Var<'t> {
-        self.unary(Unary::Softplus)
     }
 }
 

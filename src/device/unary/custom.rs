@@ -1,6 +1,7 @@
-//! [`CustomActivation`]: a user's element-wise function, owned by the engine that runs it (the
-//! `activations` module names it for models and files).
+//! A user's element-wise activation ([`crate::activations::Activation::custom`]): its own `f` and `df` of `x`.
 use std::fmt;
+
+use super::UnaryFn;
 
 /// An element-wise activation given by the user as a function `f` and its derivative `df` (both of `x`):
 /// made by [`Activation::custom`](crate::activations::Activation::custom). Plain function pointers, so that
@@ -47,5 +48,17 @@ impl PartialEq for CustomActivation {
 impl fmt::Debug for CustomActivation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CustomActivation").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl UnaryFn for CustomActivation {
+    #[inline(always)]
+    fn f(self, x: f32) -> f32 {
+        CustomActivation::f(&self, x)
+    }
+
+    #[inline(always)]
+    fn df(self, x: f32, _: f32) -> f32 {
+        CustomActivation::df(&self, x)
     }
 }

@@ -1,7 +1,6 @@
 //! `swish(x) = x * sigmoid(x)` (also called SiLU).
 use super::sigmoid::sigmoid;
-use super::{Unary, UnaryFn};
-use crate::autodiff::Var;
+use super::UnaryFn;
 
 #[derive(Clone, Copy)]
 pub(crate) struct Swish;
@@ -16,13 +15,6 @@ impl UnaryFn for Swish {
     fn df(self, x: f32, _: f32) -> f32 {
         let s = sigmoid(x);
         s + x * s * (1.0 - s)
-    }
-}
-
-impl<'t> Var<'t> {
-    /// `x * sigmoid(x)` (also called SiLU).
-    pub fn swish(self) -> Var<'t> {
-        self.unary(Unary::Swish)
     }
 }
 

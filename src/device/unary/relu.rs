@@ -1,6 +1,5 @@
 //! `relu(x) = max(x, 0)`, with NaN propagated.
-use super::{Unary, UnaryFn};
-use crate::autodiff::Var;
+use super::UnaryFn;
 
 #[derive(Clone, Copy)]
 pub(crate) struct Relu;
@@ -25,13 +24,6 @@ impl UnaryFn for Relu {
         } else {
             0.0
         }
-    }
-}
-
-impl<'t> Var<'t> {
-    /// `max(x, 0)`.
-    pub fn relu(self) -> Var<'t> {
-        self.unary(Unary::Relu)
     }
 }
 

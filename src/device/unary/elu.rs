@@ -1,6 +1,5 @@
 //! `elu(x) = x` for `x > 0`, else `alpha * (e^x - 1)`.
-use super::{Unary, UnaryFn};
-use crate::autodiff::Var;
+use super::UnaryFn;
 
 #[derive(Clone, Copy)]
 pub(crate) struct Elu {
@@ -25,13 +24,6 @@ impl UnaryFn for Elu {
         } else {
             y + self.alpha
         }
-    }
-}
-
-impl<'t> Var<'t> {
-    /// `x` for `x > 0`, else `alpha * (e^x - 1)`.
-    pub fn elu(self, alpha: f32) -> Var<'t> {
-        self.unary(Unary::Elu(alpha))
     }
 }
 

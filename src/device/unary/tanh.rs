@@ -1,6 +1,5 @@
 //! The hyperbolic tangent.
-use super::{Unary, UnaryFn};
-use crate::autodiff::Var;
+use super::UnaryFn;
 
 #[derive(Clone, Copy)]
 pub(crate) struct Tanh;
@@ -16,13 +15,6 @@ impl UnaryFn for Tanh {
     #[inline(always)]
     fn df(self, _: f32, y: f32) -> f32 {
         1.0 - y * y
-    }
-}
-
-impl<'t> Var<'t> {
-    /// Hyperbolic tangent.
-    pub fn tanh(self) -> Var<'t> {
-        self.unary(Unary::Tanh)
     }
 }
 

@@ -1,6 +1,5 @@
 //! `leaky_relu(x) = x` for `x > 0`, else `alpha * x`.
-use super::{Unary, UnaryFn};
-use crate::autodiff::Var;
+use super::UnaryFn;
 
 #[derive(Clone, Copy)]
 pub(crate) struct LeakyRelu {
@@ -24,13 +23,6 @@ impl UnaryFn for LeakyRelu {
         } else {
             self.alpha
         }
-    }
-}
-
-impl<'t> Var<'t> {
-    /// `x` for `x > 0`, else `alpha * x` (Keras' default `alpha` is 0.3 for the layer, 0.2 for the function).
-    pub fn leaky_relu(self, alpha: f32) -> Var<'t> {
-        self.unary(Unary::LeakyRelu(alpha))
     }
 }
 

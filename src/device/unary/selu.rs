@@ -1,6 +1,5 @@
 //! Scaled ELU with the constants of Klambauer et al. (2017), as Keras uses them.
-use super::{Unary, UnaryFn};
-use crate::autodiff::Var;
+use super::UnaryFn;
 
 /// SELU's constants, as Keras uses them.
 const SELU_ALPHA: f32 = 1.673_263_2;
@@ -26,13 +25,6 @@ impl UnaryFn for Selu {
         } else {
             y + SELU_SCALE * SELU_ALPHA
         }
-    }
-}
-
-impl<'t> Var<'t> {
-    /// Scaled ELU with Keras' constants.
-    pub fn selu(self) -> Var<'t> {
-        self.unary(Unary::Selu)
     }
 }
 

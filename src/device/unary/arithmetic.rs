@@ -1,7 +1,6 @@
 //! The plain arithmetic functions, one [`UnaryFn`] each: `-x`, `e^x`, `ln x`, `sqrt x`, `x^2`, `|x|`, `x^p`,
 //! `x + s`, `x * s`, and clipping.
-use super::{Unary, UnaryFn};
-use crate::autodiff::Var;
+use super::UnaryFn;
 
 #[derive(Clone, Copy)]
 pub(crate) struct Neg;
@@ -159,62 +158,10 @@ impl UnaryFn for Clip {
     }
 }
 
-impl<'t> Var<'t> {
-    /// `self + s`.
-    pub fn add_scalar(self, s: f32) -> Var<'t> {
-        self.unary(Unary::AddScalar(s))
-    }
-    /// `self - s`.
-    pub fn sub_scalar(self, s: f32) -> Var<'t> {
-        self.unary(Unary::AddScalar(-s))
-    }
-    /// `self * s`.
-    pub fn mul_scalar(self, s: f32) -> Var<'t> {
-        self.unary(Unary::MulScalar(s))
-    }
-    /// `self / s`.
-    pub fn div_scalar(self, s: f32) -> Var<'t> {
-        self.unary(Unary::MulScalar(1.0 / s))
-    }
-    /// `-self`.
-    #[allow(clippy::should_implement_trait)]
-    pub fn neg(self) -> Var<'t> {
-        self.unary(Unary::Neg)
-    }
-    /// `e^self`.
-    pub fn exp(self) -> Var<'t> {
-        self.unary(Unary::Exp)
-    }
-    /// Natural logarithm.
-    pub fn log(self) -> Var<'t> {
-        self.unary(Unary::Log)
-    }
-    /// Square root.
-    pub fn sqrt(self) -> Var<'t> {
-        self.unary(Unary::Sqrt)
-    }
-    /// `self^2`.
-    pub fn square(self) -> Var<'t> {
-        self.unary(Unary::Square)
-    }
-    /// `self^p`.
-    pub fn pow(self, p: f32) -> Var<'t> {
-        self.unary(Unary::Pow(p))
-    }
-    /// `|self|` (gradient 0 at 0).
-    pub fn abs(self) -> Var<'t> {
-        self.unary(Unary::Abs)
-    }
-    /// Clamps to `[lo, hi]`; the gradient is 1 inside and 0 outside.
-    pub fn clip(self, lo: f32, hi: f32) -> Var<'t> {
-        self.unary(Unary::Clip(lo, hi))
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::Unary::*;
     use super::super::{assert_df_matches_differences, POINTS};
-    use super::Unary::*;
 
     #[test]
     fn derivatives_match_differences() {
