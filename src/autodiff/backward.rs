@@ -74,6 +74,11 @@ impl<'w> BackwardCtx<'_, 'w> {
         self.vals.get(id)
     }
 
+    /// The node's own output, where it lives.
+    pub(crate) fn output_storage(&self) -> &'w Storage {
+        self.vals.storage(self.id)
+    }
+
     /// The node's own output.
     pub(crate) fn output(&self) -> ArrayViewD<'w, f32> {
         self.vals.get(self.id)
@@ -93,15 +98,6 @@ impl<'w> BackwardCtx<'_, 'w> {
     /// [`BackwardCtx::grad_storage`] as a CPU array, for kernels that run on the CPU only.
     pub(crate) fn grad(&mut self, id: usize, shape: &[usize]) -> Option<(&mut Tensor, bool)> {
         self.sink.target(id, shape).map(|(buf, fresh)| (buf.cpu_mut(), fresh))
-    }
-
-    /// Like [`BackwardCtx::grad`], zero-filled on first use, for rules that accumulate with `+=`.
-    pub(crate) fn zeroed(&mut self, id: usize, shape: &[usize]) -> Option<&mut Tensor> {
-        let (buf, fresh) = self.sink.target(id, shape)?;
-        if fresh {
-            buf.fill(0.0);
-        }
-        Some(buf.cpu_mut())
     }
 }
 

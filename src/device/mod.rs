@@ -23,13 +23,26 @@
 //! assert_eq!(x.shape(), &[2, 2]);
 //! assert_eq!(x.to_array(), array![[1.0f32, -2.0], [3.0, 4.0]].into_dyn());
 //! ```
+mod concat;
 mod cpu;
+mod cross_entropy;
+mod elementwise;
 mod matmul;
+mod reduce;
+mod shape;
+mod softmax;
 mod unary;
 
+pub use concat::ConcatKernels;
 pub(crate) use cpu::general_mat_mul;
 pub use cpu::{gemm, CpuStorage};
+pub use cross_entropy::CrossEntropyKernels;
+pub(crate) use elementwise::Binary;
+pub use elementwise::ElementwiseKernels;
 pub use matmul::MatmulKernels;
+pub use reduce::ReduceKernels;
+pub use shape::ShapeKernels;
+pub use softmax::SoftmaxKernels;
 pub use unary::CustomActivation;
 pub(crate) use unary::{sigmoid, specialise, Unary};
 
@@ -71,7 +84,20 @@ impl std::fmt::Display for Device {
 /// `&Self` and writes its outputs into buffers the caller owns (`out`, or gradient buffers with an
 /// `accumulate` flag: overwrite on a first contribution, add on a later one), so that a training step of the
 /// same shape as the last one allocates nothing.
-pub trait BackendStorage: Sized + Clone + std::fmt::Debug + Send + Sync + MatmulKernels {
+pub trait BackendStorage:
+    Sized
+    + Clone
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + MatmulKernels
+    + ElementwiseKernels
+    + ReduceKernels
+    + ShapeKernels
+    + SoftmaxKernels
+    + CrossEntropyKernels
+    + ConcatKernels
+{
     /// The device this storage lives on.
     fn device(&self) -> Device;
 

@@ -4,10 +4,8 @@
 //! input its slice of the output gradient. Both work on contiguous blocks: for an axis `a`, the output is
 //! `outer` rows (the product of the axes before `a`) of `total · inner` values, and input `i` owns the block of
 //! `len_i · inner` values at `offset_i · inner` in every row.
-use ndarray::{Axis, Slice};
-
 use crate::autodiff::backward::{BackwardCtx, Kernel};
-use crate::autodiff::{Tape, Tensor, Var};
+use crate::autodiff::{Tape, Var};
 use crate::device::Storage;
 
 /// The recorded node: inputs in order, and where each one's block lies in a row of the output.
@@ -62,37 +60,13 @@ impl<'t> Tape<'t> {
         }
         let mut shape = first.clone();
         shape[axis] = total;
-        let inner: usize = shape[axis + 1..].iter().product();
         let ids: Vec<usize> = inputs.iter().map(|v| v.id).collect();
         let node = Concat { inputs: ids.clone(), axis, spans: spans.clone() };
-        self.push(node, &shape, |v, out, _| {
-            for (&id, &span) in ids.iter().zip(&spans) {
-                let x = v.get(id);
-                match x.as_slice() {
-                    Some(x) => copy_blocks(x, out, span, total, inner),
-                    // A parameter stored in another memory order: ndarray walks it.
-                    None => out.slice_axis_mut(Axis(axis), slice(span)).assign(&x),
-                }
+        self.push_on_device(node, &shape, |v, out, _| {
+            for (&id, &(start, _)) in ids.iter().zip(&spans) {
+                v.storage(id).concat_part(axis, start, out);
             }
         })
-    }
-}
-
-fn slice((start, len): (usize, usize)) -> Slice {
-    Slice::from(start..start + len)
-}
-
-/// Copies `part` (rows of `span.1 · inner` values) into each row's block of `span` in `whole` (rows of
-/// `total · inner` values).
-fn copy_blocks(part: &[f32], whole: &mut Tensor, (start, len): (usize, usize), total: usize, inner: usize) {
-    let block = len * inner;
-    // chunks_exact(0) panics; an empty block has nothing to copy anyway.
-    if block == 0 {
-        return;
-    }
-    let whole = whole.as_slice_mut().expect("owned buffers are contiguous");
-    for (row, part) in whole.chunks_exact_mut(total * inner).zip(part.chunks_exact(block)) {
-        row[start * inner..][..block].copy_from_slice(part);
     }
 }
 
@@ -102,27 +76,11 @@ impl Kernel for Concat {
     }
 
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
-        let g = g.cpu_mut();
-        let total = g.shape()[self.axis];
-        let inner: usize = g.shape()[self.axis + 1..].iter().product();
-        let g = g.as_slice().expect("gradient buffers are contiguous");
-        for (&id, &(start, len)) in self.inputs.iter().zip(&self.spans) {
-            let block = len * inner;
-            let shape = ctx.value(id).shape().to_vec();
+        for (&id, &(start, _)) in self.inputs.iter().zip(&self.spans) {
+            let x = ctx.storage(id);
             // A value given twice comes here twice: written the first time, added to the second.
-            let Some((d, fresh)) = ctx.grad(id, &shape) else { continue };
-            if block == 0 {
-                continue;
-            }
-            let d = d.as_slice_mut().expect("gradient buffers are contiguous");
-            let rows = g.chunks_exact(total * inner).map(|row| &row[start * inner..][..block]);
-            for (d, g) in d.chunks_exact_mut(block).zip(rows) {
-                if fresh {
-                    d.copy_from_slice(g);
-                } else {
-                    d.iter_mut().zip(g).for_each(|(d, &g)| *d += g);
-                }
-            }
+            let Some((d, fresh)) = ctx.grad_storage(id, x.shape()) else { continue };
+            g.concat_part_grad(self.axis, start, d, !fresh);
         }
     }
 }
@@ -130,8 +88,8 @@ impl Kernel for Concat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::autodiff::{check_gradients, Gradients, ParamStore};
-    use ndarray::{array, ArrayD, IxDyn};
+    use crate::autodiff::{check_gradients, Gradients, ParamStore, Tensor};
+    use ndarray::{array, ArrayD, Axis, IxDyn, Slice};
 
     /// Values that differ everywhere, so that a slice put in the wrong place shows.
     fn values(shape: &[usize], seed: usize) -> Tensor {

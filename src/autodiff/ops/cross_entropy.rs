@@ -4,12 +4,8 @@
 //! The two softmax forms keep each row's log-sum-exp in the node's auxiliary buffer, so that backward,
 //! `dx = g * (softmax(x) * sum(t) - t)` (the label's one-hot for `t` in the sparse form), needs no second pass
 //! over the row to recompute it. Sigmoid: `dx = g * (sigmoid(x) - t)`, `dt = -g * x`.
-use ndarray::{Axis, Zip};
-
-use super::{logsumexp, rows_of, rows_of_mut};
 use crate::autodiff::backward::{BackwardCtx, Kernel};
-use crate::autodiff::{fit_buffer, Var};
-use crate::device::sigmoid;
+use crate::autodiff::Var;
 use crate::device::Storage;
 
 /// The recorded softmax cross-entropy: inputs `[logits, targets]`.
@@ -40,25 +36,9 @@ impl<'t> Var<'t> {
         assert_eq!(xs, ts, "softmax_cross_entropy: logits {xs:?} and targets {ts:?} differ");
         let rows = last_axis_rows(&xs, "softmax_cross_entropy");
         let node = SoftmaxCrossEntropy { inputs: [self.id, targets.id] };
-        self.tape.push(node, &rows, |v, out, aux| {
-            fit_buffer(aux, &rows);
-            let (x, t) = (v.get(self.id), v.get(targets.id));
-            if let (Some(xs), Some(ts)) = (rows_of(&x), rows_of(&t)) {
-                for (((o, lse_out), x), t) in out.iter_mut().zip(aux.iter_mut()).zip(xs).zip(ts) {
-                    let lse = logsumexp(x.iter().copied());
-                    *lse_out = lse;
-                    *o = -x.iter().zip(t).map(|(&x, &t)| t * (x - lse)).sum::<f32>();
-                }
-                return;
-            }
-            let last = Axis(x.ndim() - 1);
-            for (((o, lse_out), x), t) in
-                out.iter_mut().zip(aux.iter_mut()).zip(x.lanes(last)).zip(t.lanes(last))
-            {
-                let lse = logsumexp(x.iter().copied());
-                *lse_out = lse;
-                *o = -x.iter().zip(&t).map(|(&x, &t)| t * (x - lse)).sum::<f32>();
-            }
+        self.tape.push_on_device(node, &rows, |v, out, aux| {
+            aux.fit(&rows);
+            v.storage(self.id).softmax_cross_entropy(v.storage(targets.id), out, aux)
         })
     }
 
@@ -74,23 +54,10 @@ impl<'t> Var<'t> {
             rows, ls,
             "sparse_softmax_cross_entropy: logits {xs:?} need labels of shape {rows:?}, got {ls:?}"
         );
-        let classes = xs[xs.len() - 1];
         let node = SparseSoftmaxCrossEntropy { inputs: [self.id, labels.id] };
-        self.tape.push(node, &rows, |v, out, aux| {
-            fit_buffer(aux, &rows);
-            let (x, l) = (v.get(self.id), v.get(labels.id));
-            let last = Axis(x.ndim() - 1);
-            for (((o, lse_out), x), &label) in
-                out.iter_mut().zip(aux.iter_mut()).zip(x.lanes(last)).zip(l.iter())
-            {
-                assert!(
-                    label >= 0.0 && (label as usize) < classes && label.fract() == 0.0,
-                    "sparse_softmax_cross_entropy: label {label} is not a class index in 0..{classes}"
-                );
-                let lse = logsumexp(x.iter().copied());
-                *lse_out = lse;
-                *o = lse - x[label as usize];
-            }
+        self.tape.push_on_device(node, &rows, |v, out, aux| {
+            aux.fit(&rows);
+            v.storage(self.id).sparse_softmax_cross_entropy(v.storage(labels.id), out, aux)
         })
     }
 
@@ -100,10 +67,8 @@ impl<'t> Var<'t> {
         let (xs, ts) = (self.shape(), targets.shape());
         assert_eq!(xs, ts, "sigmoid_cross_entropy: logits {xs:?} and targets {ts:?} differ");
         let node = SigmoidCrossEntropy { inputs: [self.id, targets.id] };
-        self.tape.push(node, &xs, |v, out, _| {
-            Zip::from(out).and(&v.get(self.id)).and(&v.get(targets.id)).for_each(|o, &x, &t| {
-                *o = x.max(0.0) - x * t + (-x.abs()).exp().ln_1p();
-            });
+        self.tape.push_on_device(node, &xs, |v, out, _| {
+            v.storage(self.id).sigmoid_cross_entropy(v.storage(targets.id), out)
         })
     }
 }
@@ -114,55 +79,17 @@ impl Kernel for SoftmaxCrossEntropy {
     }
 
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
-        let g = g.cpu_mut();
         let [logits, targets] = self.inputs;
-        let (x, t) = (ctx.value(logits), ctx.value(targets));
-        let last = Axis(x.ndim() - 1);
-        let aux = std::mem::replace(ctx.aux.cpu_mut(), crate::autodiff::empty());
-        let (g_rows, lse) = (g.iter(), aux.iter());
-        // The hot path (the tutorial's loss): constant targets, contiguous rows, written on first contribution.
-        let mut done = false;
-        if !ctx.wants(targets) {
-            if let (Some(xs), Some(ts), Some((d, fresh))) =
-                (rows_of(&x), rows_of(&t), ctx.grad(logits, x.shape()))
-            {
-                if let Some(ds) = rows_of_mut(d) {
-                    for (((d, x), t), (&g, &lse)) in ds.zip(xs).zip(ts).zip(g_rows.clone().zip(lse.clone())) {
-                        let mass: f32 = t.iter().sum();
-                        for ((d, &x), &t) in d.iter_mut().zip(x).zip(t) {
-                            let v = g * ((x - lse).exp() * mass - t);
-                            *d = if fresh { v } else { *d + v };
-                        }
-                    }
-                    done = true;
-                }
-            }
+        let (x, t) = (ctx.storage(logits), ctx.storage(targets));
+        // The row log-sum-exps, taken out while the gradient buffers are borrowed.
+        let lse = std::mem::take(ctx.aux);
+        if let Some((d, fresh)) = ctx.grad_storage(logits, x.shape()) {
+            x.softmax_cross_entropy_grad(t, g, &lse, d, !fresh);
         }
-        if !done {
-            if let Some(d) = ctx.zeroed(logits, x.shape()) {
-                for (((mut d, x), t), (&g, &lse)) in d
-                    .lanes_mut(last)
-                    .into_iter()
-                    .zip(x.lanes(last))
-                    .zip(t.lanes(last))
-                    .zip(g_rows.clone().zip(lse.clone()))
-                {
-                    let mass: f32 = t.sum();
-                    Zip::from(&mut d)
-                        .and(&x)
-                        .and(&t)
-                        .for_each(|d, &x, &t| *d += g * ((x - lse).exp() * mass - t));
-                }
-            }
-            if let Some(d) = ctx.zeroed(targets, t.shape()) {
-                for ((mut d, x), (&g, &lse)) in
-                    d.lanes_mut(last).into_iter().zip(x.lanes(last)).zip(g_rows.zip(lse))
-                {
-                    Zip::from(&mut d).and(&x).for_each(|d, &x| *d -= g * (x - lse));
-                }
-            }
+        if let Some((d, fresh)) = ctx.grad_storage(targets, t.shape()) {
+            x.softmax_cross_entropy_targets_grad(g, &lse, d, !fresh);
         }
-        *ctx.aux.cpu_mut() = aux;
+        *ctx.aux = lse;
     }
 }
 
@@ -172,20 +99,13 @@ impl Kernel for SparseSoftmaxCrossEntropy {
     }
 
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
-        let g = g.cpu_mut();
         let [logits, labels] = self.inputs;
-        let (x, l) = (ctx.value(logits), ctx.value(labels));
-        let last = Axis(x.ndim() - 1);
-        let aux = std::mem::replace(ctx.aux.cpu_mut(), crate::autodiff::empty());
-        if let Some(d) = ctx.zeroed(logits, x.shape()) {
-            for ((mut d, x), ((&g, &lse), &label)) in
-                d.lanes_mut(last).into_iter().zip(x.lanes(last)).zip(g.iter().zip(aux.iter()).zip(l.iter()))
-            {
-                Zip::from(&mut d).and(&x).for_each(|d, &x| *d += g * (x - lse).exp());
-                d[label as usize] -= g;
-            }
+        let (x, l) = (ctx.storage(logits), ctx.storage(labels));
+        let lse = std::mem::take(ctx.aux);
+        if let Some((d, fresh)) = ctx.grad_storage(logits, x.shape()) {
+            x.sparse_softmax_cross_entropy_grad(l, g, &lse, d, !fresh);
         }
-        *ctx.aux.cpu_mut() = aux;
+        *ctx.aux = lse;
     }
 }
 
@@ -195,14 +115,13 @@ impl Kernel for SigmoidCrossEntropy {
     }
 
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
-        let g = g.cpu_mut();
         let [logits, targets] = self.inputs;
-        let (x, t) = (ctx.value(logits), ctx.value(targets));
-        if let Some(d) = ctx.zeroed(logits, x.shape()) {
-            Zip::from(d).and(&x).and(&t).and(&*g).for_each(|d, &x, &t, &g| *d += g * (sigmoid(x) - t));
+        let (x, t) = (ctx.storage(logits), ctx.storage(targets));
+        if let Some((d, fresh)) = ctx.grad_storage(logits, x.shape()) {
+            x.sigmoid_cross_entropy_grad(t, g, d, !fresh);
         }
-        if let Some(d) = ctx.zeroed(targets, t.shape()) {
-            Zip::from(d).and(&x).and(&*g).for_each(|d, &x, &g| *d -= g * x);
+        if let Some((d, fresh)) = ctx.grad_storage(targets, t.shape()) {
+            x.sigmoid_cross_entropy_targets_grad(g, d, !fresh);
         }
     }
 }

@@ -2,17 +2,24 @@
 //! [`Tape::custom`].
 //!
 //! Backward: the user's rule returns one gradient per input, in the input's shape or broadcast-compatible with
-//! it; each is summed over the axes it was broadcast along into the input's gradient.
+//! it; each is summed over the axes it was broadcast along into the input's gradient (the device's
+//! [`add_unbroadcast`](crate::device::ElementwiseKernels::add_unbroadcast)).
+//!
+//! A custom op is written over ndarray views, so it runs on the host whatever the device: on the CPU it reads
+//! the buffers in place; on another device its inputs, output and gradient are copied to the host
+//! ([`Storage::host`]) and its results copied back.
 use ndarray::ArrayViewD;
 
-use super::add_unbroadcast;
 use crate::autodiff::backward::{BackwardCtx, Kernel};
 use crate::autodiff::{Tape, Tensor, Values, Var};
-use crate::device::Storage;
+use crate::device::{Device, Storage};
 
 /// A user-defined operation: a forward computation and its backward rule, for what the built-in operations
 /// cannot express efficiently. [`crate::autodiff::check_gradients`] verifies a custom rule against finite
 /// differences.
+///
+/// Both run on the host over ndarray views: on a device other than the CPU, the inputs (and in backward the
+/// output and its gradient) are downloaded first, and the results uploaded.
 pub trait CustomOp: Send + Sync {
     /// The output for these inputs.
     fn forward(&self, inputs: &[ArrayViewD<'_, f32>]) -> Tensor;
@@ -39,12 +46,13 @@ impl<'t> Tape<'t> {
         let result = {
             let ws = self.ws.borrow();
             let vals = Values { params: self.params, nodes: &ws.nodes, values: &ws.values };
-            let views: Vec<_> = inputs.iter().map(|v| vals.get(v.id)).collect();
+            let hosts: Vec<_> = inputs.iter().map(|v| vals.storage(v.id).host()).collect();
+            let views: Vec<_> = hosts.iter().map(|h| h.view()).collect();
             op.forward(&views)
         };
         let node = Custom { inputs: inputs.iter().map(|v| v.id).collect(), op: Box::new(op) };
         let shape = result.shape().to_vec();
-        self.push(node, &shape, move |_, out, _| *out = result)
+        self.push_on_device(node, &shape, move |_, out, _| *out = to_device(out.device(), result))
     }
 }
 
@@ -54,9 +62,9 @@ impl Kernel for Custom {
     }
 
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
-        let g = g.cpu_mut();
-        let views: Vec<_> = self.inputs.iter().map(|&i| ctx.value(i)).collect();
-        let contributions = self.op.backward(&views, ctx.output(), g.view());
+        let hosts: Vec<_> = self.inputs.iter().map(|&i| ctx.storage(i).host()).collect();
+        let views: Vec<_> = hosts.iter().map(|h| h.view()).collect();
+        let contributions = self.op.backward(&views, ctx.output_storage().host().view(), g.host().view());
         // A short list would silently drop gradients.
         assert_eq!(
             contributions.len(),
@@ -66,9 +74,19 @@ impl Kernel for Custom {
             self.inputs.len()
         );
         for ((&input, view), contribution) in self.inputs.iter().zip(&views).zip(contributions) {
-            if let Some(d) = ctx.zeroed(input, view.shape()) {
-                add_unbroadcast(d, contribution.view(), 1.0);
+            if let Some((d, fresh)) = ctx.grad_storage(input, view.shape()) {
+                if fresh {
+                    d.fill(0.0);
+                }
+                to_device(d.device(), contribution).add_unbroadcast(1.0, d);
             }
         }
+    }
+}
+
+/// A host array the user's op returned, on `device`: moved on the CPU, uploaded elsewhere.
+fn to_device(device: Device, array: Tensor) -> Storage {
+    match device {
+        Device::Cpu => Storage::from(array),
     }
 }

@@ -2,8 +2,6 @@
 //!
 //! Backward: every input element receives the gradient of the output element it was summed into (divided by
 //! the count, for a mean), broadcast back over the reduced axes.
-use ndarray::{Axis, IxDyn, Zip};
-
 use crate::autodiff::backward::{BackwardCtx, Kernel};
 use crate::autodiff::Var;
 use crate::device::Storage;
@@ -78,20 +76,10 @@ impl<'t> Var<'t> {
         let in_shape = self.shape();
         let shape = axes.output_shape(&in_shape, keepdims);
         let scale = if mean { 1.0 / axes.count(&in_shape).max(1) as f32 } else { 1.0 };
-        let every = axes == AxisSet::all(in_shape.len());
+        // Descending, as the kernel takes them; every axis is the kernel's sum of all elements.
         let reduced: Vec<usize> = (0..in_shape.len()).rev().filter(|&ax| axes.contains(ax)).collect();
-        self.tape.push(Reduce { input: [self.id], axes, mean }, &shape, |v, out, _| {
-            let x = v.get(self.id);
-            if every {
-                out.fill(x.sum() * scale);
-                return;
-            }
-            let mut acc = x.to_owned();
-            for &ax in &reduced {
-                acc = acc.sum_axis(Axis(ax));
-            }
-            let acc = acc.into_shape_with_order(IxDyn(&shape)).expect("reduced shape");
-            Zip::from(out).and(&acc).for_each(|o, &s| *o = s * scale);
+        self.tape.push_on_device(Reduce { input: [self.id], axes, mean }, &shape, |v, out, _| {
+            v.storage(self.id).sum_axes(&reduced, scale, out)
         })
     }
 
@@ -123,18 +111,12 @@ impl Kernel for Reduce {
     }
 
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
-        let g = g.cpu_mut();
         let [a] = self.input;
-        let x = ctx.value(a);
+        let x = ctx.storage(a);
         let kept = self.axes.kept_shape(x.shape());
         let scale = if self.mean { 1.0 / self.axes.count(x.shape()) as f32 } else { 1.0 };
-        if let Some((d, fresh)) = ctx.grad(a, x.shape()) {
-            let gk = g.to_shape(kept).expect("gradient has the reduced shape");
-            if fresh {
-                Zip::from(d).and_broadcast(&gk).for_each(|d, &g| *d = scale * g);
-            } else {
-                Zip::from(d).and_broadcast(&gk).for_each(|d, &g| *d += scale * g);
-            }
+        if let Some((d, fresh)) = ctx.grad_storage(a, x.shape()) {
+            g.sum_axes_grad(&kept, scale, d, !fresh);
         }
     }
 }
@@ -143,7 +125,7 @@ impl Kernel for Reduce {
 mod tests {
     use super::*;
     use crate::autodiff::check_gradients;
-    use ndarray::ArrayD;
+    use ndarray::{ArrayD, IxDyn};
 
     #[test]
     fn axis_sets() {

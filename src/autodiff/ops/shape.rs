@@ -2,8 +2,6 @@
 //!
 //! Backward: the output gradient moved back, reshaped to the input's shape or permuted by the inverse
 //! permutation.
-use ndarray::Zip;
-
 use crate::autodiff::backward::{BackwardCtx, Kernel};
 use crate::autodiff::Var;
 use crate::device::Storage;
@@ -64,12 +62,8 @@ impl<'t> Var<'t> {
             shape.iter().product::<usize>(),
             "reshape: cannot reshape {from:?} into {shape:?}"
         );
-        self.tape.push(Reshape { input: [self.id] }, shape, |v, out, _| {
-            let x = v.get(self.id);
-            let flat = x.as_standard_layout();
-            out.as_slice_mut()
-                .expect("owned buffers are contiguous")
-                .copy_from_slice(flat.as_slice().expect("standard layout"));
+        self.tape.push_on_device(Reshape { input: [self.id] }, shape, |v, out, _| {
+            v.storage(self.id).reshape(out, false)
         })
     }
 
@@ -79,8 +73,8 @@ impl<'t> Var<'t> {
         assert_eq!(axes.len(), from.len(), "permute: {axes:?} for a value of shape {from:?}");
         let perm = Perm::new(axes);
         let shape: Vec<usize> = axes.iter().map(|&a| from[a]).collect();
-        self.tape.push(Permute { input: [self.id], perm }, &shape, |v, out, _| {
-            out.assign(&v.get(self.id).permuted_axes(perm.as_slice()));
+        self.tape.push_on_device(Permute { input: [self.id], perm }, &shape, |v, out, _| {
+            v.storage(self.id).permute(perm.as_slice(), out, false)
         })
     }
 
@@ -98,12 +92,15 @@ impl Kernel for Reshape {
     }
 
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
-        let g = g.cpu_mut();
         let [a] = self.input;
-        let x = ctx.value(a);
-        if let Some(d) = ctx.zeroed(a, x.shape()) {
-            let gr = g.to_shape(x.shape()).expect("same number of elements");
-            Zip::from(d).and(&gr).for_each(|d, &g| *d += g);
+        let x = ctx.storage(a);
+        if let Some((d, fresh)) = ctx.grad_storage(a, x.shape()) {
+            // Zero-filled and added on a first contribution, as before the seam (the same bits as a copy but
+            // for the sign of zero).
+            if fresh {
+                d.fill(0.0);
+            }
+            g.reshape(d, true);
         }
     }
 }
@@ -114,12 +111,13 @@ impl Kernel for Permute {
     }
 
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
-        let g = g.cpu_mut();
         let [a] = self.input;
-        let x = ctx.value(a);
-        if let Some(d) = ctx.zeroed(a, x.shape()) {
-            let gp = g.view().permuted_axes(self.perm.inverse().as_slice());
-            Zip::from(d).and(&gp).for_each(|d, &g| *d += g);
+        let x = ctx.storage(a);
+        if let Some((d, fresh)) = ctx.grad_storage(a, x.shape()) {
+            if fresh {
+                d.fill(0.0);
+            }
+            g.permute(self.perm.inverse().as_slice(), d, true);
         }
     }
 }

@@ -4,9 +4,6 @@
 //! `dx = g - exp(y) * sum(g)`.
 use std::any::Any;
 
-use ndarray::{Axis, Zip};
-
-use super::{logsumexp, nan_max, rows_of, rows_of_mut};
 use crate::autodiff::backward::{BackwardCtx, Kernel};
 use crate::autodiff::Var;
 use crate::device::Storage;
@@ -28,23 +25,8 @@ impl<'t> Var<'t> {
     pub fn softmax(self, axis: usize) -> Var<'t> {
         let shape = self.shape();
         assert!(axis < shape.len(), "softmax: axis {axis} for a value of shape {shape:?}");
-        self.tape.push(Softmax { input: [self.id], axis }, &shape, |v, out, _| {
-            let x = v.get(self.id);
-            if axis + 1 == x.ndim() {
-                if let (Some(xs), Some(os)) = (rows_of(&x), rows_of_mut(out)) {
-                    xs.zip(os).for_each(|(x, o)| softmax_row(x, o));
-                    return;
-                }
-            }
-            Zip::from(out.lanes_mut(Axis(axis))).and(x.lanes(Axis(axis))).for_each(|mut o, x| {
-                let max = x.fold(f32::NEG_INFINITY, |m, &x| nan_max(m, x));
-                let mut total = 0.0;
-                Zip::from(&mut o).and(&x).for_each(|o, &x| {
-                    *o = (x - max).exp();
-                    total += *o;
-                });
-                o.mapv_inplace(|e| e / total);
-            });
+        self.tape.push_on_device(Softmax { input: [self.id], axis }, &shape, |v, out, _| {
+            v.storage(self.id).softmax(axis, out)
         })
     }
 
@@ -52,13 +34,8 @@ impl<'t> Var<'t> {
     pub fn log_softmax(self, axis: usize) -> Var<'t> {
         let shape = self.shape();
         assert!(axis < shape.len(), "log_softmax: axis {axis} for a value of shape {shape:?}");
-        self.tape.push(LogSoftmax { input: [self.id], axis }, &shape, |v, out, _| {
-            Zip::from(out.lanes_mut(Axis(axis))).and(v.get(self.id).lanes(Axis(axis))).for_each(
-                |mut o, x| {
-                    let lse = logsumexp(x.iter().copied());
-                    Zip::from(&mut o).and(&x).for_each(|o, &x| *o = x - lse);
-                },
-            );
+        self.tape.push_on_device(LogSoftmax { input: [self.id], axis }, &shape, |v, out, _| {
+            v.storage(self.id).log_softmax(axis, out)
         })
     }
 
@@ -74,32 +51,16 @@ impl<'t> Var<'t> {
     }
 }
 
-/// Stable softmax of one row.
-fn softmax_row(x: &[f32], out: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, nan_max);
-    let mut total = 0.0;
-    for (o, &x) in out.iter_mut().zip(x) {
-        *o = (x - max).exp();
-        total += *o;
-    }
-    let inv = 1.0 / total;
-    out.iter_mut().for_each(|o| *o *= inv);
-}
-
 impl Kernel for Softmax {
     fn inputs(&self) -> &[usize] {
         &self.input
     }
 
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
-        let g = g.cpu_mut();
-        let ([a], axis) = (self.input, Axis(self.axis));
-        let y = ctx.output();
-        if let Some(d) = ctx.zeroed(a, y.shape()) {
-            Zip::from(d.lanes_mut(axis)).and(y.lanes(axis)).and(g.lanes(axis)).for_each(|mut d, y, g| {
-                let dot: f32 = y.iter().zip(&g).map(|(y, g)| y * g).sum();
-                Zip::from(&mut d).and(&y).and(&g).for_each(|d, &y, &g| *d += y * (g - dot));
-            });
+        let [a] = self.input;
+        let y = ctx.output_storage();
+        if let Some((d, fresh)) = ctx.grad_storage(a, y.shape()) {
+            y.softmax_grad(g, self.axis, d, !fresh);
         }
     }
 }
@@ -110,14 +71,10 @@ impl Kernel for LogSoftmax {
     }
 
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
-        let g = g.cpu_mut();
-        let ([a], axis) = (self.input, Axis(self.axis));
-        let y = ctx.output();
-        if let Some(d) = ctx.zeroed(a, y.shape()) {
-            Zip::from(d.lanes_mut(axis)).and(y.lanes(axis)).and(g.lanes(axis)).for_each(|mut d, y, g| {
-                let total: f32 = g.sum();
-                Zip::from(&mut d).and(&y).and(&g).for_each(|d, &y, &g| *d += g - y.exp() * total);
-            });
+        let [a] = self.input;
+        let y = ctx.output_storage();
+        if let Some((d, fresh)) = ctx.grad_storage(a, y.shape()) {
+            y.log_softmax_grad(g, self.axis, d, !fresh);
         }
     }
 }

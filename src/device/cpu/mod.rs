@@ -2,8 +2,15 @@
 //! and every parallel part on kerust's thread pool ([`crate::threads`]).
 //!
 //! Each kernel group of [`super`] has its CPU implementation in a file here of the same name.
+mod concat;
+mod cross_entropy;
+mod elementwise;
 mod gemm;
+mod helpers;
 mod matmul;
+mod reduce;
+mod shape;
+mod softmax;
 
 pub use gemm::gemm;
 pub(crate) use gemm::general_mat_mul;

@@ -3,71 +3,9 @@
 //!
 //! Backward: each side receives `g * ∂f/∂side`, summed over the axes it was broadcast along. `a ± b` has the
 //! partials ±1: a first contribution of the output's shape is then a plain (negated) copy of `g`.
-use ndarray::Zip;
-
-use super::super::{add_unbroadcast, nan_max, nan_min};
 use crate::autodiff::backward::{BackwardCtx, Kernel};
 use crate::autodiff::Var;
-use crate::device::Storage;
-use crate::threads::for_each;
-
-/// Element-wise binary operations with numpy broadcasting.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Binary {
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Maximum,
-    Minimum,
-}
-
-impl Binary {
-    #[inline]
-    fn f(self, x: f32, y: f32) -> f32 {
-        match self {
-            Binary::Add => x + y,
-            Binary::Sub => x - y,
-            Binary::Mul => x * y,
-            Binary::Div => x / y,
-            Binary::Maximum => nan_max(x, y),
-            Binary::Minimum => nan_min(x, y),
-        }
-    }
-
-    /// The partial derivative with respect to the left (`side == 0`) or right operand. Ties of maximum and
-    /// minimum send the gradient to the left operand.
-    #[inline]
-    fn partial(self, side: usize, x: f32, y: f32) -> f32 {
-        let left = side == 0;
-        match self {
-            Binary::Add => 1.0,
-            Binary::Sub => {
-                if left {
-                    1.0
-                } else {
-                    -1.0
-                }
-            }
-            Binary::Mul => {
-                if left {
-                    y
-                } else {
-                    x
-                }
-            }
-            Binary::Div => {
-                if left {
-                    1.0 / y
-                } else {
-                    -x / (y * y)
-                }
-            }
-            Binary::Maximum => f32::from(if left { x >= y } else { y > x }),
-            Binary::Minimum => f32::from(if left { x <= y } else { y < x }),
-        }
-    }
-}
+use crate::device::{Binary, Storage};
 
 /// The recorded node: `kind` of inputs `[a, b]`.
 struct BinaryNode {
@@ -95,20 +33,8 @@ fn broadcast_shape(a: &[usize], b: &[usize], what: impl std::fmt::Debug) -> Vec<
 impl<'t> Var<'t> {
     fn binary(self, other: Var<'t>, kind: Binary) -> Var<'t> {
         let shape = broadcast_shape(&self.shape(), &other.shape(), kind);
-        self.tape.push(BinaryNode { inputs: [self.id, other.id], kind }, &shape, |v, out, _| {
-            let (a, b) = (v.get(self.id), v.get(other.id));
-            // The hot pair gets loops of its own; the rest share one.
-            match kind {
-                Binary::Add => {
-                    for_each(Zip::from(out).and_broadcast(&a).and_broadcast(&b), |o, &x, &y| *o = x + y)
-                }
-                Binary::Mul => {
-                    for_each(Zip::from(out).and_broadcast(&a).and_broadcast(&b), |o, &x, &y| *o = x * y)
-                }
-                other => for_each(Zip::from(out).and_broadcast(&a).and_broadcast(&b), |o, &x, &y| {
-                    *o = other.f(x, y)
-                }),
-            }
+        self.tape.push_on_device(BinaryNode { inputs: [self.id, other.id], kind }, &shape, |v, out, _| {
+            v.storage(self.id).binary(kind, v.storage(other.id), out)
         })
     }
 
@@ -148,40 +74,11 @@ impl Kernel for BinaryNode {
     }
 
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
-        let g = g.cpu_mut();
-        let ([a, b], kind, g) = (self.inputs, self.kind, g.view());
-        let (av, bv) = (ctx.value(a), ctx.value(b));
-        for (side, target, shape) in [(0, a, av.shape()), (1, b, bv.shape())] {
-            let Some((d, fresh)) = ctx.grad(target, shape) else { continue };
-            let sign = if kind == Binary::Sub && side == 1 { -1.0 } else { 1.0 };
-            match kind {
-                // d(a±b) is ±g: on a first contribution of g's shape, a copy (no zero-fill pass).
-                Binary::Add | Binary::Sub if fresh && d.shape() == g.shape() => {
-                    for_each(Zip::from(d).and(&g), |d, &g| *d = sign * g);
-                }
-                // Otherwise summed straight into the target.
-                Binary::Add | Binary::Sub => {
-                    if fresh {
-                        d.fill(0.0);
-                    }
-                    add_unbroadcast(d, g.view(), sign);
-                }
-                _ => {
-                    if fresh {
-                        d.fill(0.0);
-                    }
-                    let partial = |x: f32, y: f32| kind.partial(side, x, y);
-                    if d.shape() == g.shape() {
-                        let zip = Zip::from(&mut *d).and(&g).and_broadcast(&av).and_broadcast(&bv);
-                        for_each(zip, |d, &g, &x, &y| *d += g * partial(x, y));
-                    } else {
-                        let mut full = g.to_owned();
-                        let zip = Zip::from(&mut full).and_broadcast(&av).and_broadcast(&bv);
-                        for_each(zip, |g, &x, &y| *g *= partial(x, y));
-                        add_unbroadcast(d, full.view(), 1.0);
-                    }
-                }
-            }
+        let [a, b] = self.inputs;
+        let (av, bv) = (ctx.storage(a), ctx.storage(b));
+        for (right, target, shape) in [(false, a, av.shape()), (true, b, bv.shape())] {
+            let Some((d, fresh)) = ctx.grad_storage(target, shape) else { continue };
+            av.binary_grad(self.kind, bv, right, g, d, !fresh);
         }
     }
 }

@@ -1,14 +1,11 @@
 //! The node of any registered [`Unary`] function: `y = f(x)` element by element, and backward
-//! `dx += g * f'(x, y)`, both through [`specialise`] so that the hot activations get loops of their own.
+//! `dx += g * f'(x, y)`, both the device's element-wise kernels ([`crate::device::ElementwiseKernels`]).
 use std::any::Any;
 
-use ndarray::{ArrayViewD, Zip};
-
-use super::{specialise, Unary};
+use super::Unary;
 use crate::autodiff::backward::{BackwardCtx, Kernel};
-use crate::autodiff::{Tensor, Var};
+use crate::autodiff::Var;
 use crate::device::Storage;
-use crate::threads::{for_each, worth_splitting};
 
 /// The recorded node: `f` of its input.
 struct UnaryNode {
@@ -20,15 +17,8 @@ impl<'t> Var<'t> {
     /// Records `f` applied to every element.
     pub(crate) fn unary(self, f: Unary) -> Var<'t> {
         let shape = self.shape();
-        self.tape.push(UnaryNode { input: [self.id], f }, &shape, |v, out, _| {
-            let x = v.get(self.id);
-            if let (false, Some(xs)) = (worth_splitting(out.len()), x.as_slice()) {
-                // A plain loop over slices, so that the hot activations' `f` is inlined into it.
-                let out = out.as_slice_mut().expect("owned buffers are contiguous");
-                specialise!(f, |op| out.iter_mut().zip(xs).for_each(|(o, &x)| *o = op.f(x)));
-                return;
-            }
-            specialise!(f, |op| for_each(Zip::from(out).and(&x), |o, &x| *o = op.f(x)));
+        self.tape.push_on_device(UnaryNode { input: [self.id], f }, &shape, |v, out, _| {
+            v.storage(self.id).unary(f, out)
         })
     }
 
@@ -42,50 +32,17 @@ impl<'t> Var<'t> {
     }
 }
 
-/// Writes (`fresh`: the buffer's content is stale) or adds `g * df(x, y)` into `dst`.
-fn unary_grad(
-    f: Unary,
-    dst: &mut Tensor,
-    fresh: bool,
-    x: ArrayViewD<'_, f32>,
-    y: ArrayViewD<'_, f32>,
-    g: ArrayViewD<'_, f32>,
-) {
-    if let (false, Some(xs), Some(ys), Some(gs)) =
-        (worth_splitting(dst.len()), x.as_slice(), y.as_slice(), g.as_slice())
-    {
-        // A plain loop over slices, so that the hot activations' `df` is inlined into it.
-        let ds = dst.as_slice_mut().expect("gradient buffers are contiguous");
-        let each = ds.iter_mut().zip(xs).zip(ys).zip(gs);
-        specialise!(f, |op| if fresh {
-            each.for_each(|(((d, &x), &y), &g)| *d = g * op.df(x, y));
-        } else {
-            each.for_each(|(((d, &x), &y), &g)| *d += g * op.df(x, y));
-        });
-        return;
-    }
-    specialise!(f, |op| {
-        let zip = Zip::from(dst).and(&x).and(&y).and(&g);
-        if fresh {
-            for_each(zip, |d, &x, &y, &g| *d = g * op.df(x, y));
-        } else {
-            for_each(zip, |d, &x, &y, &g| *d += g * op.df(x, y));
-        }
-    })
-}
-
 impl Kernel for UnaryNode {
     fn inputs(&self) -> &[usize] {
         &self.input
     }
 
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
-        let g = g.cpu_mut();
         let [a] = self.input;
-        let (x, y) = (ctx.value(a), ctx.output());
+        let (x, y) = (ctx.storage(a), ctx.output_storage());
         // Written, not zero-filled and added, on the first contribution: one pass fewer.
-        if let Some((d, fresh)) = ctx.grad(a, x.shape()) {
-            unary_grad(self.f, d, fresh, x, y, g.view());
+        if let Some((d, fresh)) = ctx.grad_storage(a, x.shape()) {
+            x.unary_grad(self.f, y, g, d, !fresh);
         }
     }
 }
