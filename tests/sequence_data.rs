@@ -348,14 +348,17 @@ fn wrong_headers_and_dtypes_are_errors() {
         out.extend(h.bytes());
         out
     };
-    expect_format_error(&header("{'descr': '<f4', 'fortran_order': False, 'shape': (0,), }"), "found '<f4'");
+    expect_format_error(
+        &header("{'descr': '<f4', 'fortran_order': False, 'shape': (0,), }"),
+        "found \"<f4\"",
+    );
     expect_format_error(&header("{'descr': '<i8', 'fortran_order': False, 'shape': (4,), }"), "32 bytes");
     expect_format_error(
         &header("{'descr': '<i8', 'fortran_order': False, 'shape': (99999999999999, 99999999999999), }"),
         "more than addressable",
     );
     expect_format_error(&header("{'descr': '<i8', 'fortran_order': False}"), "all three keys");
-    expect_format_error(&header("{'descr': '<i8', 'shape': (1,), 'x': 1}"), "found 'x'");
+    expect_format_error(&header("{'descr': '<i8', 'shape': (1,), 'x': 1}"), "found \"x\"");
     expect_format_error(&header("{'descr': '<i8', 'fortran_order': False, 'shape': (1,"), "in the shape");
     expect_format_error(
         &header("{'descr': '|O', 'fortran_order': False, 'shape': (2, 6), }"),

@@ -92,7 +92,8 @@ pub fn read_npy(bytes: &[u8]) -> Result<NpyArray> {
     let header = Header::parse(header)?;
     let data = &bytes[end..];
     match header.descr.as_str() {
-        "|O" => {
+        // Older numpy wrote the object dtype as '|O8'.
+        "|O" | "|O8" => {
             if header.shape.len() != 1 {
                 return Err(err(
                     "header",
@@ -167,7 +168,13 @@ fn int_descr(descr: &str) -> Result<(bool, bool, usize)> {
         _ => None,
     };
     parsed.ok_or_else(|| {
-        err("header", format!("an integer dtype (such as '<i8') or an object array ('|O'), found '{descr}'"))
+        err(
+            "header",
+            format!(
+                "an integer dtype (such as '<i8') or an object array ('|O'), found {:?}",
+                descr.chars().take(40).collect::<String>()
+            ),
+        )
     })
 }
 
@@ -197,7 +204,10 @@ impl Header {
                 other => {
                     return Err(err(
                         "header",
-                        format!("the keys descr, fortran_order and shape, found '{other}'"),
+                        format!(
+                            "the keys descr, fortran_order and shape, found {:?}",
+                            other.chars().take(40).collect::<String>()
+                        ),
                     ))
                 }
             }
