@@ -317,10 +317,16 @@ fn hostile_pickles_are_errors() {
     expect_format_error(&object_npy(1, b"\x80\x04\x8a\xc8"), "at most 8 bytes");
     // Memo references that were never stored.
     expect_format_error(&object_npy(1, b"\x80\x04j\xff\xff\xff\xff"), "never stored");
-    // A million nested empty lists: no recursion, an error at the end.
+    // A million nested lists: no recursion; and what they build is bounded.
     let mut deep = b"\x80\x04".to_vec();
     deep.extend(std::iter::repeat_n(b"](".as_slice(), 1_000_000).flatten());
-    expect_format_error(&object_npy(1, &deep), "remain in the stream");
+    expect_format_error(&object_npy(1, &deep), "builds more");
+    // Four million one-byte empty lists would take some 300 MB: refused at 16 MiB + 16 bytes a byte.
+    let mut flood = b"\x80\x04".to_vec();
+    flood.resize(4_000_000, b']');
+    expect_format_error(&object_npy(1, &flood), "builds more");
+    // A short stream of the same kind is only truncated.
+    expect_format_error(&object_npy(1, b"\x80\x04]]]]"), "remain in the stream");
     // Nested lists as elements: the reader goes three levels (array, list, int) and no deeper.
     let mut nested = b.clone();
     nested.truncate(start);

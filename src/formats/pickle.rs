@@ -9,8 +9,8 @@
 //! `_reconstruct(ndarray, (0,), b'b')` with the state `(1, (n,), dtype('O8'), fortran, [list, ...])`.
 //!
 //! Hostile input: every count and length is checked against the bytes that remain before anything is sized
-//! by it; each opcode adds at most one value, so memory is bounded by a small multiple of the stream's
-//! length; values live in an arena and refer to each other by index, and the result is read to a fixed depth
+//! by it; what the machine builds is counted, and a stream that builds more than 16 MiB plus 16 bytes per
+//! byte of the stream is an error (real data builds about 3 bytes per byte); values live in an arena and refer to each other by index, and the result is read to a fixed depth
 //! (array, list, int), so no input recurses; a list shared by two rows is refused rather than copied.
 use std::collections::HashMap;
 
@@ -72,6 +72,20 @@ struct Machine<'a> {
     /// Stack lengths at each `MARK`.
     marks: Vec<usize>,
     memo: HashMap<u32, Value>,
+    /// Bytes held in the arena, the lists and the memo (the stack is counted from its length).
+    held: usize,
+    /// The most bytes the machine may hold: see [`memory_limit`].
+    limit: usize,
+}
+
+/// What one memo entry costs, about (a hash map's key, value and overhead).
+const MEMO_ENTRY_BYTES: usize = 48;
+
+/// The most bytes the reader holds for a stream of `len` bytes: 16 MiB, plus 16 bytes for each byte of the
+/// stream. Real data needs far less (an int of a list takes at least 2 bytes of the stream and 8 in memory);
+/// without a bound, a stream of one-byte opcodes that each make an object would take some 60 times its size.
+fn memory_limit(len: usize) -> usize {
+    (16usize << 20).saturating_add(len.saturating_mul(16))
 }
 
 impl<'a> Machine<'a> {
@@ -125,6 +139,12 @@ impl<'a> Machine<'a> {
     }
 
     fn push_node(&mut self, node: Node) {
+        self.held += std::mem::size_of::<Node>()
+            + match &node {
+                Node::Text(t) => t.len(),
+                Node::Tuple(t) => t.len() * std::mem::size_of::<Value>(),
+                _ => 0,
+            };
         self.arena.push(node);
         self.stack.push(Value::Node(self.arena.len() - 1));
     }
@@ -162,11 +182,19 @@ impl<'a> Machine<'a> {
         let Node::List(existing) = &mut self.arena[i] else {
             return self.fail("APPEND(S) onto a list, found another kind of object");
         };
+        let value_bytes = std::mem::size_of::<Value>();
         for item in items {
             match (&mut *existing, item) {
-                (Items::Ints(ints), Value::Int(v)) => ints.push(v),
-                (Items::Mixed(values), item) => values.push(item),
+                (Items::Ints(ints), Value::Int(v)) => {
+                    ints.push(v);
+                    self.held += 8;
+                }
+                (Items::Mixed(values), item) => {
+                    values.push(item);
+                    self.held += value_bytes;
+                }
                 (Items::Ints(ints), item) => {
+                    self.held += (ints.len() + 1) * value_bytes;
                     let mut values: Vec<Value> = ints.iter().map(|&v| Value::Int(v)).collect();
                     values.push(item);
                     *existing = Items::Mixed(values);
@@ -180,7 +208,9 @@ impl<'a> Machine<'a> {
         let Some(&top) = self.stack.last() else {
             return self.fail("a value on the stack to memoize, found none");
         };
-        self.memo.insert(key, top);
+        if self.memo.insert(key, top).is_none() {
+            self.held += MEMO_ENTRY_BYTES;
+        }
         Ok(())
     }
 
@@ -197,6 +227,15 @@ impl<'a> Machine<'a> {
     /// Runs to `STOP` and returns the one value left.
     fn run(&mut self) -> Result<Value> {
         loop {
+            let in_use = self.held + (self.stack.len() + self.marks.len()) * std::mem::size_of::<Value>();
+            if in_use > self.limit {
+                return self.fail(format!(
+                    "a stream that builds at most {} bytes of objects (16 MiB + 16 per byte of its {}), found \
+                     one that builds more",
+                    self.limit,
+                    self.bytes.len()
+                ));
+            }
             self.at = self.pos;
             let op = self.take(1)?[0];
             match op {
@@ -408,6 +447,8 @@ pub(crate) fn read_object_array_of_int_lists(bytes: &[u8]) -> Result<Vec<Vec<i64
         stack: Vec::new(),
         marks: Vec::new(),
         memo: HashMap::new(),
+        held: 0,
+        limit: memory_limit(bytes.len()),
     };
     let top = m.run()?;
     if m.pos != bytes.len() {
