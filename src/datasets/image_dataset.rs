@@ -133,6 +133,7 @@ fn verify(
         };
         return Err(Error::Checksum {
             path: path.to_path_buf(),
+            digest: "SHA-256 of the uncompressed bytes",
             expected: file.sha256.to_string(),
             found: digest,
             fix,

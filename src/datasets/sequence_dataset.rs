@@ -88,8 +88,8 @@ pub(crate) struct RemoteFile {
 impl Digest {
     fn check(self, bytes: &[u8]) -> std::result::Result<(), (String, String, &'static str)> {
         let (expected, found, kind) = match self {
-            Digest::Sha256(e) => (e, sha256_hex(bytes), "SHA-256"),
-            Digest::Md5(e) => (e, md5_hex(bytes), "MD5"),
+            Digest::Sha256(e) => (e, sha256_hex(bytes), "SHA-256 of the file"),
+            Digest::Md5(e) => (e, md5_hex(bytes), "MD5 of the file"),
         };
         if found == expected {
             Ok(())
@@ -108,7 +108,8 @@ pub(crate) fn cached_bytes(file: &RemoteFile, cache: &Cache) -> Result<Vec<u8>> 
         if let Err((expected, found, kind)) = file.digest.check(&bytes) {
             return Err(Error::Checksum {
                 path,
-                expected: format!("{expected} ({kind} of the file, as Keras publishes it)"),
+                digest: kind,
+                expected,
                 found,
                 fix: "Delete the file and it will be fetched again".into(),
             });
