@@ -312,3 +312,89 @@ pub(crate) fn word_index(bytes: &[u8], source: &str) -> Result<std::collections:
         reason: format!("a word index, an object of words to integer ranks: {e}"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    /// Serves `body` to one HTTP request on 127.0.0.1, then stops; returns the base URL.
+    fn serve_once(body: Vec<u8>) -> (String, std::thread::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 2 {
+                line.clear();
+            }
+            let mut stream = stream;
+            write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
+                .unwrap();
+            stream.write_all(&body).unwrap();
+        });
+        (url, handle)
+    }
+
+    fn temp_home(tag: &str) -> std::path::PathBuf {
+        let home = std::env::temp_dir().join(format!("kerust-seqcache-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&home);
+        home
+    }
+
+    #[test]
+    fn downloads_verifies_caches_then_reads_the_cache() {
+        let body = b"{\"the\": 1, \"and\": 2}".to_vec();
+        let file = RemoteFile {
+            dataset: "toy",
+            name: "toy_word_index.json",
+            digest: Digest::Md5(Box::leak(md5_hex(&body).into_boxed_str())),
+            local_loader: "toy::load",
+        };
+        let (url, server) = serve_once(body.clone());
+        let home = temp_home("ok");
+        let cache = Cache::new(&home).with_mirrors([url]).with_progress(false);
+        assert_eq!(cached_bytes(&file, &cache).unwrap(), body);
+        server.join().unwrap();
+        assert_eq!(std::fs::read(cache.dataset_dir("toy").join("toy_word_index.json")).unwrap(), body);
+        // The server is gone: a second load can only come from the cache.
+        let index = word_index(&cached_bytes(&file, &cache).unwrap(), "toy").unwrap();
+        assert_eq!(index["and"], 2);
+        let _ = std::fs::remove_dir_all(home);
+    }
+
+    #[test]
+    fn a_download_that_does_not_match_is_not_cached() {
+        let file = RemoteFile {
+            dataset: "toy",
+            name: "toy.npz",
+            digest: Digest::Sha256("69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f"),
+            local_loader: "toy::load_data_from_npz",
+        };
+        let (url, server) = serve_once(b"not the file".to_vec());
+        let home = temp_home("bad");
+        let cache = Cache::new(&home).with_mirrors([url]).with_progress(false);
+        let e = cached_bytes(&file, &cache).unwrap_err().to_string();
+        server.join().unwrap();
+        assert!(e.contains("does not match: expected SHA-256 of the file 6966"), "{e}");
+        assert!(e.contains("toy::load_data_from_npz"), "{e}");
+        assert!(!cache.dataset_dir("toy").join("toy.npz").exists());
+        let _ = std::fs::remove_dir_all(home);
+    }
+
+    #[test]
+    fn keras_quirks_of_the_vocabulary() {
+        // num_words None: the largest index present counts as out of vocabulary, as in Keras.
+        let mut xs = vec![vec![1, 5, 9], vec![2, 9]];
+        clip_vocabulary(&mut xs, &SequenceOptions::default()).unwrap();
+        assert_eq!(xs, vec![vec![1, 5, 2], vec![2, 2]]);
+        // An empty sequence leaves no largest index: an error, where Keras raises.
+        let options = SequenceOptions { start_char: None, ..Default::default() };
+        assert!(clip_vocabulary(&mut [vec![], vec![4]], &options).is_err());
+        // index_from that overflows is an error, not a wrap.
+        let options = SequenceOptions { index_from: i64::MAX, ..Default::default() };
+        assert!(add_markers(&mut [vec![1]], &options).is_err());
+    }
+}
