@@ -30,14 +30,14 @@ pub enum Error {
         help: String,
     },
 
-    /// A file's content does not match its known SHA-256.
-    #[error(
-        "checksum mismatch for {}: expected SHA-256 {expected} of the uncompressed bytes, found {found}. {fix}",
-        path.display()
-    )]
+    /// A file's content does not match its known digest (the SHA-256 of an MNIST file's uncompressed bytes, or
+    /// the SHA-256 or MD5 Keras publishes for its IMDB and Reuters files).
+    #[error("checksum mismatch for {}: expected {digest} {expected}, found {found}. {fix}", path.display())]
     Checksum {
         /// The file checked.
         path: PathBuf,
+        /// Which digest, of what, e.g. `"SHA-256 of the uncompressed bytes"` or `"MD5 of the file"`.
+        digest: &'static str,
         /// The expected hex digest.
         expected: String,
         /// The digest found.

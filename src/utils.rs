@@ -1,7 +1,10 @@
-//! Utilities: one-hot encoding, seeding.
+//! Utilities: one-hot encoding, padding sequences, seeding.
 use ndarray::{Array, Array2, ArrayBase, ArrayView1, AsArray, Axis, Data, Ix1, RemoveAxis};
 
 use crate::{Error, Numeric, Result};
+
+mod sequences;
+pub use sequences::{pad_sequences, PadElement, PadSequences, Side};
 
 /// One-hot encodes integer class labels, like Keras' `to_categorical(y, num_classes)`: row `i` of the
 /// result is all zeros except a `1.0` in column `labels[i]`.

@@ -1,8 +1,11 @@
 //! The `--formats` mode: raw mutations of HDF5 and zip files (the h5py and Keras fixtures of
-//! tests/fixtures/formats, files kerust's writers make, a deflated archive) fed to `kerust::formats`. The
-//! oracles: no panic (the worker counts them), memory bounded (the worker's `ulimit -v`), and a file that
-//! reads writes back to a file that reads as the same tree (members in name order) or the same entries.
+//! tests/fixtures/formats, files kerust's writers make, a deflated archive) and of numpy's `.npz`/`.npy` files
+//! (tests/fixtures/imdb_files: pickled object arrays, int arrays) fed to `kerust::formats`. The oracles: no
+//! panic (the worker counts them), memory bounded (the worker's `ulimit -v`), and a file that reads writes
+//! back to a file that reads as the same tree (members in name order) or the same entries (`.npy` has no
+//! writer: only the first two).
 use kerust::formats::hdf5::{self, Attr, Data, Dataset, Group, Limits, Node};
+use kerust::formats::npy;
 use kerust::formats::zip::{self, ZipLimits};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -12,6 +15,12 @@ use crate::harness::{run_cases, Outcome, Stats};
 macro_rules! fixture {
     ($name:literal) => {
         include_bytes!(concat!("../../tests/fixtures/formats/", $name)).to_vec()
+    };
+}
+
+macro_rules! npz_fixture {
+    ($name:literal) => {
+        include_bytes!(concat!("../../tests/fixtures/imdb_files/", $name)).to_vec()
     };
 }
 
@@ -62,7 +71,19 @@ pub fn corpus() -> Vec<(bool, Vec<u8>)> {
         }
         b
     };
-    vec![
+    let npz = [
+        npz_fixture!("imdb_small.npz"),
+        npz_fixture!("imdb_small_p3_legacy.npz"),
+        npz_fixture!("imdb_small_p5_deflated.npz"),
+        npz_fixture!("reuters_small.npz"),
+    ];
+    // The `.npy` members themselves, so that mutations reach the pickle reader past the zip's CRC.
+    let members: Vec<(bool, Vec<u8>)> = npz
+        .iter()
+        .flat_map(|b| zip::read(b, &npy::NPZ_LIMITS).expect("the fixtures read"))
+        .map(|(_, data)| (false, data))
+        .collect();
+    let mut corpus = vec![
         (false, fixture!("h5py_default.h5")),
         (false, fixture!("h5py_latest.h5")),
         (false, fixture!("h5py_tracked.h5")),
@@ -73,7 +94,10 @@ pub fn corpus() -> Vec<(bool, Vec<u8>)> {
         (true, fixture!("deflated.zip")),
         (true, deflated),
         (true, zip::write(&[("model.weights.h5", &written), ("metadata.json", b"{}")]).expect("two entries")),
-    ]
+    ];
+    corpus.extend(npz.into_iter().map(|b| (true, b)));
+    corpus.extend(members);
+    corpus
 }
 
 /// Input `index` of the run seeded `seed`: a corpus file with 1 to 8 raw mutations.
@@ -152,7 +176,12 @@ pub fn limits() -> (Limits, ZipLimits) {
 /// The oracles on one input.
 pub fn check(is_zip: bool, bytes: &[u8]) -> Outcome {
     let (h5_limits, zip_limits) = limits();
+    if bytes.starts_with(b"\x93NUMPY") {
+        return if npy::read_npy(bytes).is_ok() { Outcome::Loaded } else { Outcome::Rejected };
+    }
     if is_zip {
+        // The `.npz` reader on every archive: its oracle is no panic and bounded memory.
+        let _ = npy::read_npz(bytes);
         let Ok(entries) = zip::read(bytes, &zip_limits) else { return Outcome::Rejected };
         let refs: Vec<(&str, &[u8])> = entries.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
         return match zip::write(&refs).map(|w| zip::read(&w, &zip_limits)) {

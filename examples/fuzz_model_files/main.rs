@@ -19,8 +19,8 @@
 //! `--light` leaves out the inputs that are slow in a debug build (as the short run in `cargo test` does):
 //! `--seed 14 --iterations 10000 --light` runs that run's inputs in worker processes.
 //!
-//! `--formats` fuzzes the HDF5 and zip readers (`kerust::formats`, under Keras' `.keras` and `.h5` files)
-//! instead, with raw mutations of h5py, Keras and kerust-written files (see `formats.rs`), in the same worker
+//! `--formats` fuzzes the HDF5, zip and npy/pickle readers (`kerust::formats`, under Keras' `.keras` and `.h5`
+//! files and its IMDB and Reuters `.npz`) instead, with raw mutations of h5py, Keras and kerust-written files (see `formats.rs`), in the same worker
 //! processes with the same limits; `--replay`, `--write` and `--check` take it too:
 //!
 //! ```text
@@ -34,7 +34,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use kerust::formats::{hdf5, zip};
+use kerust::formats::{hdf5, npy, zip};
 
 fn arg(args: &[String], name: &str, default: u64) -> u64 {
     args.iter()
@@ -94,14 +94,22 @@ fn main() {
                     .expect("write the input");
             }
             let (h5, z) = formats::limits();
-            let read = if is_zip {
+            let read = if bytes.starts_with(b"\x93NUMPY") {
+                npy::read_npy(&bytes).map(|a| format!("{a:?}").chars().take(60).collect())
+            } else if is_zip {
                 zip::read(&bytes, &z).map(|e| format!("{} entries", e.len()))
             } else {
                 hdf5::read(&bytes, &h5).map(|g| format!("{} members", g.members.len()))
             };
             return println!(
                 "{}: {read:?}; {:?}",
-                if is_zip { "zip" } else { "hdf5" },
+                if bytes.starts_with(b"\x93NUMPY") {
+                    "npy"
+                } else if is_zip {
+                    "zip"
+                } else {
+                    "hdf5"
+                },
                 formats::check(is_zip, &bytes)
             );
         }

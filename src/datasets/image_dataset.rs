@@ -133,6 +133,7 @@ fn verify(
         };
         return Err(Error::Checksum {
             path: path.to_path_buf(),
+            digest: "SHA-256 of the uncompressed bytes",
             expected: file.sha256.to_string(),
             found: digest,
             fix,
@@ -202,7 +203,7 @@ fn invalid_download(url: &str, error: Error) -> Error {
 }
 
 /// One failure is reported as is; several are summed up in one [`Error::Network`].
-fn combine(mut failures: Vec<(String, Error)>) -> Error {
+pub(crate) fn combine(mut failures: Vec<(String, Error)>) -> Error {
     if failures.len() == 1 {
         if let Some((_, error)) = failures.pop() {
             return error;

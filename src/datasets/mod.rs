@@ -1,4 +1,5 @@
-//! Datasets: MNIST and Fashion-MNIST, downloaded once, cached, verified.
+//! Datasets: MNIST and Fashion-MNIST (images), IMDB and Reuters (sequences of word indices), downloaded once,
+//! cached, verified.
 //!
 //! ```no_run
 //! let ((x_train, y_train), (x_test, y_test)) = kerust::datasets::mnist::load_data()?;
@@ -15,6 +16,11 @@
 //! Every file, cached or downloaded, is verified on every load by the SHA-256 of its uncompressed bytes
 //! (computed while decompressing, in the same pass as parsing). A cached file that fails is an error that
 //! names it: delete it, and the next load fetches it again.
+//!
+//! IMDB and Reuters are one `.npz` file each (and a JSON word index), as Keras distributes them, kept in
+//! `$KERUST_HOME/datasets/imdb/` and `.../reuters/` and verified by the digest Keras publishes for the file's
+//! bytes (SHA-256, or MD5 for the word indices). Keras' own copies (`~/.keras/datasets/imdb.npz`) can be put
+//! there, or read where they are with `load_data_from_npz`.
 //!
 //! # Environment variables
 //! - `KERUST_HOME` ([`HOME_ENV`]): kerust's home folder; default `~/.kerust`.
@@ -34,9 +40,14 @@ mod download;
 pub mod fashion_mnist;
 pub mod idx;
 mod image_dataset;
+pub mod imdb;
 pub mod mnist;
+mod mt19937;
+pub mod reuters;
+mod sequence_dataset;
 
 pub use cache::{Cache, HOME_ENV, MIRROR_ENV};
+pub use sequence_dataset::{SequenceOptions, SequenceSplit};
 
 /// One split of an image dataset, `(images, labels)`: images of shape `(count, rows, columns)` and one
 /// label per image.
