@@ -74,6 +74,11 @@ impl<'w> BackwardCtx<'_, 'w> {
         self.vals.get(id)
     }
 
+    /// The node's own output, where it lives.
+    pub(crate) fn output_storage(&self) -> &'w Storage {
+        self.vals.storage(self.id)
+    }
+
     /// The node's own output.
     pub(crate) fn output(&self) -> ArrayViewD<'w, f32> {
         self.vals.get(self.id)

@@ -23,15 +23,27 @@
 //! assert_eq!(x.shape(), &[2, 2]);
 //! assert_eq!(x.to_array(), array![[1.0f32, -2.0], [3.0, 4.0]].into_dyn());
 //! ```
+mod batch_norm;
+mod conv2d;
 mod cpu;
+mod dense;
 mod matmul;
+mod pool2d;
 mod unary;
+mod window;
 
-pub(crate) use cpu::general_mat_mul;
+pub use batch_norm::{BatchNormInput, BatchNormKernels};
+pub(crate) use conv2d::Conv2dGeometry;
+pub use conv2d::Conv2dKernels;
 pub use cpu::{gemm, CpuStorage};
+pub use dense::DenseKernels;
 pub use matmul::MatmulKernels;
+pub(crate) use pool2d::Pool2dGeometry;
+pub use pool2d::Pool2dKernels;
 pub use unary::CustomActivation;
 pub(crate) use unary::{sigmoid, specialise, Unary};
+pub use window::Padding;
+pub(crate) use window::{window_output, Axis1, WindowFault};
 
 use ndarray::{ArrayD, ArrayViewD};
 
@@ -71,7 +83,18 @@ impl std::fmt::Display for Device {
 /// `&Self` and writes its outputs into buffers the caller owns (`out`, or gradient buffers with an
 /// `accumulate` flag: overwrite on a first contribution, add on a later one), so that a training step of the
 /// same shape as the last one allocates nothing.
-pub trait BackendStorage: Sized + Clone + std::fmt::Debug + Send + Sync + MatmulKernels {
+pub trait BackendStorage:
+    Sized
+    + Clone
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + MatmulKernels
+    + DenseKernels
+    + Pool2dKernels
+    + BatchNormKernels
+    + Conv2dKernels
+{
     /// The device this storage lives on.
     fn device(&self) -> Device;
 

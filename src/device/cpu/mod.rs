@@ -2,8 +2,13 @@
 //! and every parallel part on kerust's thread pool ([`crate::threads`]).
 //!
 //! Each kernel group of [`super`] has its CPU implementation in a file here of the same name.
+mod batch_norm;
+mod conv2d;
+mod dense;
 mod gemm;
 mod matmul;
+mod pool2d;
+mod schedule;
 
 pub use gemm::gemm;
 pub(crate) use gemm::general_mat_mul;
