@@ -55,8 +55,8 @@ impl Pool2dGeometry {
 }
 
 /// Max and average pooling, forward and backward. Inputs `(N, H, W, C)`, outputs `(N, OH, OW, C)`, as the
-/// geometry says; the caller has checked the shapes (and, for max pooling, that
-/// [`Pool2dGeometry::max_taps`] fits a `u32`).
+/// geometry says; the caller has checked the shapes (and, for max pooling, that a window has fewer than 2^32
+/// taps inside the image).
 pub trait Pool2dKernels {
     /// The maximum of each window into `out` (a NaN wins and stays, as in `numpy.max`), and into `argmax`
     /// (of `out`'s shape) which of the window's in-bounds taps it came from (the first on ties, TensorFlow's
