@@ -23,28 +23,41 @@
 //! assert_eq!(x.shape(), &[2, 2]);
 //! assert_eq!(x.to_array(), array![[1.0f32, -2.0], [3.0, 4.0]].into_dyn());
 //! ```
+mod batch_norm;
 mod concat;
+mod conv2d;
 mod cpu;
 mod cross_entropy;
+mod dense;
 mod elementwise;
 mod matmul;
+mod pool2d;
 mod reduce;
 mod shape;
 mod softmax;
 mod unary;
+mod window;
 
+pub use batch_norm::{BatchNormInput, BatchNormKernels};
 pub use concat::ConcatKernels;
-pub(crate) use cpu::general_mat_mul;
+pub use conv2d::Conv2dKernels;
 pub use cpu::{gemm, CpuStorage};
 pub use cross_entropy::CrossEntropyKernels;
-pub(crate) use elementwise::Binary;
+pub use dense::DenseKernels;
 pub use elementwise::ElementwiseKernels;
 pub use matmul::MatmulKernels;
+pub use pool2d::Pool2dKernels;
 pub use reduce::ReduceKernels;
 pub use shape::ShapeKernels;
 pub use softmax::SoftmaxKernels;
+pub(crate) use conv2d::Conv2dGeometry;
+pub(crate) use cpu::general_mat_mul;
+pub(crate) use elementwise::Binary;
+pub(crate) use pool2d::Pool2dGeometry;
 pub use unary::CustomActivation;
 pub(crate) use unary::{sigmoid, specialise, Unary};
+pub use window::Padding;
+pub(crate) use window::{window_output, Axis1, WindowFault};
 
 use ndarray::{ArrayD, ArrayViewD};
 
@@ -97,6 +110,10 @@ pub trait BackendStorage:
     + SoftmaxKernels
     + CrossEntropyKernels
     + ConcatKernels
+    + DenseKernels
+    + Pool2dKernels
+    + BatchNormKernels
+    + Conv2dKernels
 {
     /// The device this storage lives on.
     fn device(&self) -> Device;

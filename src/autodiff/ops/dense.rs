@@ -6,15 +6,9 @@
 //! needed by no one else); then `db` is its column sums, `dw = xᵀ · dz` and `dx = dz · wᵀ`, each only where a
 //! gradient is wanted. The same math from `matmul`, `add` and an activation gives the same values, in more
 //! passes.
-use ndarray::{ArrayViewD, Ix2, Zip};
-
-use super::elementwise::{specialise, Unary};
-use super::matmul::{as2, gemm_into};
 use crate::autodiff::backward::{BackwardCtx, Kernel};
-use crate::autodiff::{fit_buffer, Tensor, Var};
-use crate::device::gemm;
-use crate::device::Storage;
-use crate::threads::{for_each, worth_splitting};
+use crate::autodiff::Var;
+use crate::device::{Storage, Unary};
 
 /// The recorded node: inputs `[x, w, b]` (the first `len`: no bias when 2), and the activation.
 struct Dense {
@@ -39,48 +33,15 @@ impl<'t> Var<'t> {
         }
         let node =
             Dense { inputs: [self.id, w.id, b.map_or(0, |b| b.id)], len: 2 + usize::from(b.is_some()), act };
-        self.tape.push(node, &[m, n], |v, out, aux| {
-            let (x, w) = (
-                v.get(self.id).into_dimensionality::<Ix2>().unwrap(),
-                v.get(w.id).into_dimensionality::<Ix2>().unwrap(),
-            );
-            let beta = match b.map(|b| v.get(b.id)) {
-                Some(bias) => {
-                    for mut row in out.rows_mut() {
-                        row.assign(&bias);
-                    }
-                    1.0
-                }
-                None => 0.0,
-            };
-            gemm(1.0, &x, &w, beta, &mut out.view_mut().into_dimensionality::<Ix2>().unwrap());
-            let Some(f) = act else { return };
-            if !f.df_uses_output_only() {
-                fit_buffer(aux, &[m, n]);
-                aux.assign(out);
-            }
-            if worth_splitting(out.len()) {
-                specialise!(f, |op| for_each(Zip::from(out), |v| *v = op.f(*v)));
-            } else {
-                // A plain loop, so that the hot activations' `f` is inlined into it.
-                let out = out.as_slice_mut().expect("owned buffers are contiguous");
-                specialise!(f, |op| out.iter_mut().for_each(|v| *v = op.f(*v)));
-            }
+        self.tape.push_on_device(node, &[m, n], |v, out, aux| {
+            // z is kept only for activations whose derivative needs it; the others read the output.
+            let z = act.is_some_and(|f| !f.df_uses_output_only()).then(|| {
+                aux.fit(&[m, n]);
+                aux
+            });
+            v.storage(self.id).dense_forward(v.storage(w.id), b.map(|b| v.storage(b.id)), act, out, z)
         })
     }
-}
-
-/// `g *= act'(z)` in place, with `y = act(z)`. `z` is only read by activations whose derivative needs it.
-fn scale_by_derivative(g: &mut Tensor, f: Unary, z: ArrayViewD<'_, f32>, y: ArrayViewD<'_, f32>) {
-    if let (false, Some(zs), Some(ys)) = (worth_splitting(g.len()), z.as_slice(), y.as_slice()) {
-        // A plain loop over slices, so that the hot activations' `df` is inlined into it.
-        let gs = g.as_slice_mut().expect("gradient buffers are contiguous");
-        specialise!(f, |op| for ((g, &z), &y) in gs.iter_mut().zip(zs).zip(ys) {
-            *g *= op.df(z, y);
-        });
-        return;
-    }
-    specialise!(f, |op| for_each(Zip::from(g).and(&z).and(&y), |g, &z, &y| *g *= op.df(z, y)));
 }
 
 impl Kernel for Dense {
@@ -89,38 +50,28 @@ impl Kernel for Dense {
     }
 
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
-        let g = g.cpu_mut();
         let [x, w, b] = self.inputs;
         let b = (self.len == 3).then_some(b);
         if let Some(f) = self.act {
-            let y = ctx.output();
+            let y = ctx.output_storage();
             // z is kept only for activations whose derivative needs it; the others read y.
-            let z = if f.df_uses_output_only() { ctx.output() } else { ctx.aux.cpu().view() };
-            scale_by_derivative(g, f, z, y);
+            let z = if f.df_uses_output_only() { y } else { &*ctx.aux };
+            g.dense_activation_grad(f, z, y);
         }
-        let dz = as2(g.view());
+        // g is now dz.
         if let Some(b) = b {
-            let n = dz.ncols();
-            if let Some((d, fresh)) = ctx.grad(b, &[n]) {
-                let d = d.as_slice_mut().expect("gradient buffers are contiguous");
-                let mut rows = dz.rows().into_iter();
-                if fresh {
-                    match rows.next() {
-                        Some(first) => d.iter_mut().zip(first).for_each(|(d, &g)| *d = g),
-                        None => d.fill(0.0),
-                    }
-                }
-                for row in rows {
-                    d.iter_mut().zip(row).for_each(|(d, &g)| *d += g);
-                }
+            let n = g.shape()[1];
+            if let Some((d, fresh)) = ctx.grad_storage(b, &[n]) {
+                g.sum_rows(d, !fresh);
             }
         }
-        let (xv, wv) = (ctx.value(x), ctx.value(w));
-        if let Some((d, fresh)) = ctx.grad(w, wv.shape()) {
-            gemm_into(&mut d.view_mut().into_dimensionality().expect("2-D"), &as2(xv.view()).t(), &dz, fresh);
+        let (xv, wv) = (ctx.storage(x), ctx.storage(w));
+        // dw = xᵀ · dz, dx = dz · wᵀ.
+        if let Some((d, fresh)) = ctx.grad_storage(w, wv.shape()) {
+            xv.matmul(true, g, false, d, !fresh);
         }
-        if let Some((d, fresh)) = ctx.grad(x, xv.shape()) {
-            gemm_into(&mut d.view_mut().into_dimensionality().expect("2-D"), &dz, &as2(wv).t(), fresh);
+        if let Some((d, fresh)) = ctx.grad_storage(x, xv.shape()) {
+            g.matmul(false, wv, true, d, !fresh);
         }
     }
 }

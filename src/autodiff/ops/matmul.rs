@@ -3,11 +3,9 @@
 //!
 //! Backward: `da = g · bᵀ` and `db = aᵀ · g` per matrix of the batch; a shared matrix sums its share over the
 //! batch. Each product writes its target on a first contribution and adds to it otherwise.
-use ndarray::{ArrayView2, ArrayViewD, ArrayViewMut2, Ix2};
-
 use crate::autodiff::backward::{BackwardCtx, Kernel};
 use crate::autodiff::Var;
-use crate::device::{gemm, Storage};
+use crate::device::Storage;
 
 /// The recorded node: inputs `[a, b]`.
 struct MatMul {
@@ -32,21 +30,6 @@ impl<'t> Var<'t> {
             v.storage(self.id).matmul(false, v.storage(other.id), false, out, false)
         })
     }
-}
-
-/// `dst = a · b` (`fresh`) or `dst += a · b`, on 2-D views (for the fused CPU kernels).
-pub(super) fn gemm_into(
-    dst: &mut ArrayViewMut2<'_, f32>,
-    a: &ArrayView2<'_, f32>,
-    b: &ArrayView2<'_, f32>,
-    fresh: bool,
-) {
-    gemm(1.0, a, b, if fresh { 0.0 } else { 1.0 }, dst);
-}
-
-/// A recorded 2-D value as a matrix.
-pub(super) fn as2(v: ArrayViewD<'_, f32>) -> ArrayView2<'_, f32> {
-    v.into_dimensionality::<Ix2>().expect("recorded as 2-D")
 }
 
 impl Kernel for MatMul {

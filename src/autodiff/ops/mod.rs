@@ -6,8 +6,8 @@
 //!   binary arithmetic;
 //! - `matmul`, `reduce` (sum, mean), `shape` (reshape, permute), `softmax` (softmax, log-softmax);
 //! - `cross_entropy`: the three losses fused with their softmax or sigmoid;
-//! - `dense`, `conv2d`, `pool2d`, `batch_norm`: layers' hot paths, each one node (`window` holds what the
-//!   image kernels share);
+//! - `dense`, `conv2d`, `pool2d`, `batch_norm`: layers' hot paths, each one node (the window geometry the
+//!   image kernels share is `device::window`);
 //! - `concat`, and `custom`: a user's [`CustomOp`].
 //!
 //! Shapes are a programming matter here, as in ndarray: an operation on incompatible shapes panics with a message
@@ -25,10 +25,9 @@ mod pool2d;
 mod reduce;
 mod shape;
 mod softmax;
-mod window;
 
+pub use crate::device::Padding;
+pub(crate) use crate::device::{window_output, WindowFault};
 pub use batch_norm::BatchStatistics;
 pub use conv2d::Conv2dOptions;
 pub use custom::CustomOp;
-pub use window::Padding;
-pub(crate) use window::{window_output, WindowFault};

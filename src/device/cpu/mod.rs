@@ -2,13 +2,18 @@
 //! and every parallel part on kerust's thread pool ([`crate::threads`]).
 //!
 //! Each kernel group of [`super`] has its CPU implementation in a file here of the same name.
+mod batch_norm;
 mod concat;
+mod conv2d;
 mod cross_entropy;
+mod dense;
 mod elementwise;
 mod gemm;
 mod helpers;
 mod matmul;
+mod pool2d;
 mod reduce;
+mod schedule;
 mod shape;
 mod softmax;
 

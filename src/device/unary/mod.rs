@@ -43,7 +43,7 @@ macro_rules! register {
         /// An element-wise function with a known derivative: one variant per [`UnaryFn`] registered in
         /// `device/unary/mod.rs`, its parameters as the variant's fields.
         #[derive(Clone, Copy, Debug, PartialEq)]
-        pub(crate) enum Unary {
+        pub enum Unary {
             $($(#[$doc])* $variant $(($($ty),+))?,)*
         }
 
