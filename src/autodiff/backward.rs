@@ -5,9 +5,7 @@
 //! buffer. The rules themselves live with their ops, one file each, in `ops/`. Buffers are written, not
 //! allocated: the first contribution to a buffer in a pass either overwrites it (the rule is told it is
 //! `fresh`) or zero-fills it first ([`BackwardCtx::zeroed`]); later ones add.
-use ndarray::ArrayViewD;
-
-use super::{Gradients, Node, NodeKind, ParamStore, Tensor, Values, Workspace};
+use super::{Gradients, Node, NodeKind, ParamStore, Values, Workspace};
 use crate::device::Storage;
 
 /// One op on the tape: which nodes it reads and how its gradient flows back to them. Its `Var` method (in the
@@ -65,22 +63,12 @@ pub(crate) struct BackwardCtx<'a, 'w> {
 
 impl<'w> BackwardCtx<'_, 'w> {
     /// The recorded value of node `id`, where it lives.
-    pub(crate) fn storage(&self, id: usize) -> &'w Storage {
-        self.vals.storage(id)
-    }
-
-    /// The recorded value of node `id` as a CPU array, for kernels that run on the CPU only.
-    pub(crate) fn value(&self, id: usize) -> ArrayViewD<'w, f32> {
+    pub(crate) fn value(&self, id: usize) -> &'w Storage {
         self.vals.get(id)
     }
 
     /// The node's own output, where it lives.
-    pub(crate) fn output_storage(&self) -> &'w Storage {
-        self.vals.storage(self.id)
-    }
-
-    /// The node's own output.
-    pub(crate) fn output(&self) -> ArrayViewD<'w, f32> {
+    pub(crate) fn output(&self) -> &'w Storage {
         self.vals.get(self.id)
     }
 
@@ -91,13 +79,8 @@ impl<'w> BackwardCtx<'_, 'w> {
 
     /// The gradient buffer of input `id` (of `shape`) and whether this is its first contribution (then its
     /// content is stale and must be overwritten, not added to); `None` if no gradient flows there.
-    pub(crate) fn grad_storage(&mut self, id: usize, shape: &[usize]) -> Option<(&mut Storage, bool)> {
+    pub(crate) fn grad(&mut self, id: usize, shape: &[usize]) -> Option<(&mut Storage, bool)> {
         self.sink.target(id, shape)
-    }
-
-    /// [`BackwardCtx::grad_storage`] as a CPU array, for kernels that run on the CPU only.
-    pub(crate) fn grad(&mut self, id: usize, shape: &[usize]) -> Option<(&mut Tensor, bool)> {
-        self.sink.target(id, shape).map(|(buf, fresh)| (buf.cpu_mut(), fresh))
     }
 }
 

@@ -60,7 +60,7 @@ pub use ops::{BatchStatistics, Conv2dOptions, CustomOp, Padding};
 
 use std::cell::RefCell;
 
-use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD};
 
 use crate::device::{Device, Storage};
 use crate::{Error, Result};
@@ -69,11 +69,6 @@ use backward::Kernel;
 /// The host array type of kerust: a dynamically shaped `f32` ndarray, what user data, predictions and
 /// weights are at the edges. Inside the engine, buffers are [`Storage`] on a [`Device`].
 pub type Tensor = ArrayD<f32>;
-
-/// An empty tensor that owns no heap memory: the placeholder for a buffer that is taken out or unused.
-pub(crate) fn empty() -> Tensor {
-    ArrayD::zeros(IxDyn(&[0]))
-}
 
 /// Handle of one parameter in a [`ParamStore`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -345,14 +340,6 @@ impl Workspace {
     }
 }
 
-/// Makes `buf` a CPU array of `shape`, reusing its memory when the shape already matches. The content of a
-/// reused buffer is stale: callers overwrite every element.
-pub(crate) fn fit_buffer(buf: &mut Tensor, shape: &[usize]) {
-    if buf.shape() != shape {
-        *buf = ArrayD::zeros(IxDyn(shape));
-    }
-}
-
 /// A record of one forward pass over the parameters of a [`ParamStore`].
 pub struct Tape<'a> {
     params: &'a ParamStore,
@@ -437,28 +424,18 @@ impl<'a> Tape<'a> {
     /// A constant of `shape` written in place by `fill` (e.g. a batch gathered straight into the tape's buffer).
     /// `fill` must write every element: the buffer may hold a previous step's values.
     pub fn constant_with(&self, shape: &[usize], fill: impl FnOnce(&mut ArrayViewMutD<'_, f32>)) -> Var<'_> {
-        self.record(NodeKind::Input, shape, |_, out, _| fill(&mut out.cpu_mut().view_mut()))
+        self.record(NodeKind::Input, shape, |_, out, _| out.write_from_host(fill))
     }
 
     /// Records the op `kernel`: `compute` writes its value into a buffer of `shape` (and may use the node's
     /// auxiliary buffer), reading earlier values through the reader. Every op's `Var` method ends here.
-    pub(crate) fn push_on_device(
+    pub(crate) fn push(
         &self,
         kernel: impl Kernel,
         shape: &[usize],
         compute: impl FnOnce(&Values<'_>, &mut Storage, &mut Storage),
     ) -> Var<'_> {
         self.record(NodeKind::Op(Box::new(kernel)), shape, compute)
-    }
-
-    /// [`Tape::push_on_device`] for an op whose kernel runs on the CPU only: `compute` gets CPU arrays.
-    pub(crate) fn push(
-        &self,
-        kernel: impl Kernel,
-        shape: &[usize],
-        compute: impl FnOnce(&Values<'_>, &mut Tensor, &mut Tensor),
-    ) -> Var<'_> {
-        self.push_on_device(kernel, shape, |values, out, aux| compute(values, out.cpu_mut(), aux.cpu_mut()))
     }
 
     /// Calls `f` with the kernel of node `id`, if it is an op (for the ops that recognise their input, such as
@@ -537,16 +514,11 @@ pub(crate) struct Values<'w> {
 
 impl<'w> Values<'w> {
     /// The value of node `id`, where it lives.
-    pub(crate) fn storage(&self, id: usize) -> &'w Storage {
+    pub(crate) fn get(&self, id: usize) -> &'w Storage {
         match self.nodes[id].kind {
             NodeKind::Param(p) => self.params.value(p),
             _ => &self.values[id],
         }
-    }
-
-    /// The value of node `id` as a CPU array, for kernels that run on the CPU only.
-    pub(crate) fn get(&self, id: usize) -> ArrayViewD<'w, f32> {
-        self.storage(id).cpu().view()
     }
 }
 
@@ -564,7 +536,10 @@ impl<'t> Var<'t> {
     /// Calls `f` with a view of the value.
     pub fn with_value<R>(&self, f: impl FnOnce(ArrayViewD<'_, f32>) -> R) -> R {
         let ws = self.tape.ws.borrow();
-        f(Values { params: self.tape.params, nodes: &ws.nodes, values: &ws.values }.get(self.id))
+        // The edge to the host: borrowed on the CPU, a copy from another device.
+        let host =
+            Values { params: self.tape.params, nodes: &ws.nodes, values: &ws.values }.get(self.id).host();
+        f(host.view())
     }
 
     /// Calls `f` with views of several values of one tape at once (a model's outputs and targets).
@@ -576,7 +551,8 @@ impl<'t> Var<'t> {
         assert!(vars.iter().all(|v| std::ptr::eq(v.tape, first.tape)), "values of different tapes");
         let ws = first.tape.ws.borrow();
         let values = Values { params: first.tape.params, nodes: &ws.nodes, values: &ws.values };
-        let views: Vec<ArrayViewD<'_, f32>> = vars.iter().map(|v| values.get(v.id)).collect();
+        let hosts: Vec<_> = vars.iter().map(|v| values.get(v.id).host()).collect();
+        let views: Vec<ArrayViewD<'_, f32>> = hosts.iter().map(|h| h.view()).collect();
         f(&views)
     }
 

@@ -40,20 +40,19 @@ mod window;
 
 pub use batch_norm::{BatchNormInput, BatchNormKernels};
 pub use concat::ConcatKernels;
+pub(crate) use conv2d::Conv2dGeometry;
 pub use conv2d::Conv2dKernels;
 pub use cpu::{gemm, CpuStorage};
 pub use cross_entropy::CrossEntropyKernels;
 pub use dense::DenseKernels;
+pub(crate) use elementwise::Binary;
 pub use elementwise::ElementwiseKernels;
 pub use matmul::MatmulKernels;
+pub(crate) use pool2d::Pool2dGeometry;
 pub use pool2d::Pool2dKernels;
 pub use reduce::ReduceKernels;
 pub use shape::ShapeKernels;
 pub use softmax::SoftmaxKernels;
-pub(crate) use conv2d::Conv2dGeometry;
-pub(crate) use cpu::general_mat_mul;
-pub(crate) use elementwise::Binary;
-pub(crate) use pool2d::Pool2dGeometry;
 pub use unary::CustomActivation;
 pub(crate) use unary::{sigmoid, specialise, Unary};
 pub use window::Padding;
@@ -232,6 +231,15 @@ impl Storage {
         assert_eq!(self.shape(), array.shape(), "assign_array: another shape");
         match self {
             Storage::Cpu(s) => s.array_mut().assign(&array),
+        }
+    }
+
+    /// Writes the buffer from the host: `fill` must write every element of a host view of it (in place on the
+    /// CPU; on another device, a staging buffer then uploaded). How a batch of user data is gathered straight
+    /// into the tape.
+    pub fn write_from_host(&mut self, fill: impl FnOnce(&mut ndarray::ArrayViewMutD<'_, f32>)) {
+        match self {
+            Storage::Cpu(s) => fill(&mut s.array_mut().view_mut()),
         }
     }
 

@@ -129,15 +129,13 @@ impl<'t> Var<'t> {
         });
         let node = BatchNorm { inputs, x: self.id, stats, gamma: gamma_id, beta: beta_id, axis, channels: c };
         let x_id = self.id;
-        self.tape.push_on_device(node, &shape, |v, out, aux| {
-            let x = v.storage(x_id);
-            let (gamma, beta) = (gamma.map(|g| v.storage(g.id)), beta.map(|b| v.storage(b.id)));
+        self.tape.push(node, &shape, |v, out, aux| {
+            let x = v.get(x_id);
+            let (gamma, beta) = (gamma.map(|g| v.get(g.id)), beta.map(|b| v.get(b.id)));
             // The statistics the backward pass needs, mean and std per channel, are kept in the aux buffer.
             aux.fit(&[2, c]);
             match stats {
-                Some((m, s)) => {
-                    x.batch_norm(axis, v.storage(m), v.storage(s), gamma, beta, epsilon, out, aux)
-                }
+                Some((m, s)) => x.batch_norm(axis, v.get(m), v.get(s), gamma, beta, epsilon, out, aux),
                 None => {
                     let (mut mean, mut variance) = (x.device().zeros(&[c]), x.device().zeros(&[c]));
                     x.batch_statistics(axis, &mut mean, &mut variance);
@@ -158,15 +156,15 @@ impl Kernel for BatchNorm {
 
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
         let (axis, c) = (self.axis, self.channels);
-        let x = ctx.storage(self.x);
-        let gamma = self.gamma.map(|id| ctx.storage(id));
+        let x = ctx.value(self.x);
+        let gamma = self.gamma.map(|id| ctx.value(id));
         // The mean and std the forward pass used.
         let saved = std::mem::take(ctx.aux);
         // Per channel, sum(g) and sum(g * xh).
         let mut sums = g.device().zeros(&[2, c]);
         g.batch_norm_sums(x, axis, &saved, &mut sums);
         let mut put = |id: Option<usize>, which: BatchNormInput| {
-            if let Some((d, fresh)) = id.and_then(|id| ctx.grad_storage(id, &[c])) {
+            if let Some((d, fresh)) = id.and_then(|id| ctx.grad(id, &[c])) {
                 sums.batch_norm_channel_grad(which, &saved, gamma, d, !fresh);
             }
         };
@@ -177,7 +175,7 @@ impl Kernel for BatchNorm {
             put(Some(mean), BatchNormInput::Mean);
             put(Some(variance), BatchNormInput::Variance);
         }
-        if let Some((dx, fresh)) = ctx.grad_storage(self.x, x.shape()) {
+        if let Some((dx, fresh)) = ctx.grad(self.x, x.shape()) {
             let training = self.stats.is_none();
             g.batch_norm_input_grad(x, axis, &saved, &sums, gamma, training, dx, !fresh);
         }

@@ -62,9 +62,9 @@ impl<'t> Tape<'t> {
         shape[axis] = total;
         let ids: Vec<usize> = inputs.iter().map(|v| v.id).collect();
         let node = Concat { inputs: ids.clone(), axis, spans: spans.clone() };
-        self.push_on_device(node, &shape, |v, out, _| {
+        self.push(node, &shape, |v, out, _| {
             for (&id, &(start, _)) in ids.iter().zip(&spans) {
-                v.storage(id).concat_part(axis, start, out);
+                v.get(id).concat_part(axis, start, out);
             }
         })
     }
@@ -77,9 +77,9 @@ impl Kernel for Concat {
 
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
         for (&id, &(start, _)) in self.inputs.iter().zip(&self.spans) {
-            let x = ctx.storage(id);
+            let x = ctx.value(id);
             // A value given twice comes here twice: written the first time, added to the second.
-            let Some((d, fresh)) = ctx.grad_storage(id, x.shape()) else { continue };
+            let Some((d, fresh)) = ctx.grad(id, x.shape()) else { continue };
             g.concat_part_grad(self.axis, start, d, !fresh);
         }
     }

@@ -88,8 +88,8 @@ impl<'t> Var<'t> {
         let mut inputs = vec![self.id, kernel.id];
         inputs.extend(bias.map(|b| b.id));
         let node = Conv2d { inputs, geometry, act };
-        self.tape.push_on_device(node, &[batch, rows.output, cols.output, filters], |v, out, _| {
-            v.storage(self.id).conv2d(v.storage(kernel.id), bias.map(|b| v.storage(b.id)), geometry, act, out)
+        self.tape.push(node, &[batch, rows.output, cols.output, filters], |v, out, _| {
+            v.get(self.id).conv2d(v.get(kernel.id), bias.map(|b| v.get(b.id)), geometry, act, out)
         })
     }
 }
@@ -102,17 +102,17 @@ impl Kernel for Conv2d {
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
         let geo = self.geometry;
         let (x, w) = (self.inputs[0], self.inputs[1]);
-        let (xv, wv, y) = (ctx.storage(x), ctx.storage(w), ctx.output_storage());
+        let (xv, wv, y) = (ctx.value(x), ctx.value(w), ctx.output());
         // Each group's share of dW and db, kept in the auxiliary buffer from one step to the next.
         let mut partials = std::mem::take(ctx.aux);
         let want_w = ctx.wants(w);
-        let dx = ctx.grad_storage(x, xv.shape()).map(|(d, fresh)| (d, !fresh));
+        let dx = ctx.grad(x, xv.shape()).map(|(d, fresh)| (d, !fresh));
         g.conv2d_backward(xv, wv, y, geo, self.act, want_w, dx, &mut partials);
-        if let Some((d, fresh)) = ctx.grad_storage(w, wv.shape()) {
+        if let Some((d, fresh)) = ctx.grad(w, wv.shape()) {
             partials.conv2d_kernel_grad(geo, d, !fresh);
         }
         if let Some(&b) = self.inputs.get(2) {
-            if let Some((d, fresh)) = ctx.grad_storage(b, &[geo.filters]) {
+            if let Some((d, fresh)) = ctx.grad(b, &[geo.filters]) {
                 partials.conv2d_bias_grad(geo, d, !fresh);
             }
         }

@@ -36,9 +36,9 @@ impl<'t> Var<'t> {
         assert_eq!(xs, ts, "softmax_cross_entropy: logits {xs:?} and targets {ts:?} differ");
         let rows = last_axis_rows(&xs, "softmax_cross_entropy");
         let node = SoftmaxCrossEntropy { inputs: [self.id, targets.id] };
-        self.tape.push_on_device(node, &rows, |v, out, aux| {
+        self.tape.push(node, &rows, |v, out, aux| {
             aux.fit(&rows);
-            v.storage(self.id).softmax_cross_entropy(v.storage(targets.id), out, aux)
+            v.get(self.id).softmax_cross_entropy(v.get(targets.id), out, aux)
         })
     }
 
@@ -55,9 +55,9 @@ impl<'t> Var<'t> {
             "sparse_softmax_cross_entropy: logits {xs:?} need labels of shape {rows:?}, got {ls:?}"
         );
         let node = SparseSoftmaxCrossEntropy { inputs: [self.id, labels.id] };
-        self.tape.push_on_device(node, &rows, |v, out, aux| {
+        self.tape.push(node, &rows, |v, out, aux| {
             aux.fit(&rows);
-            v.storage(self.id).sparse_softmax_cross_entropy(v.storage(labels.id), out, aux)
+            v.get(self.id).sparse_softmax_cross_entropy(v.get(labels.id), out, aux)
         })
     }
 
@@ -67,9 +67,7 @@ impl<'t> Var<'t> {
         let (xs, ts) = (self.shape(), targets.shape());
         assert_eq!(xs, ts, "sigmoid_cross_entropy: logits {xs:?} and targets {ts:?} differ");
         let node = SigmoidCrossEntropy { inputs: [self.id, targets.id] };
-        self.tape.push_on_device(node, &xs, |v, out, _| {
-            v.storage(self.id).sigmoid_cross_entropy(v.storage(targets.id), out)
-        })
+        self.tape.push(node, &xs, |v, out, _| v.get(self.id).sigmoid_cross_entropy(v.get(targets.id), out))
     }
 }
 
@@ -80,13 +78,13 @@ impl Kernel for SoftmaxCrossEntropy {
 
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
         let [logits, targets] = self.inputs;
-        let (x, t) = (ctx.storage(logits), ctx.storage(targets));
+        let (x, t) = (ctx.value(logits), ctx.value(targets));
         // The row log-sum-exps, taken out while the gradient buffers are borrowed.
         let lse = std::mem::take(ctx.aux);
-        if let Some((d, fresh)) = ctx.grad_storage(logits, x.shape()) {
+        if let Some((d, fresh)) = ctx.grad(logits, x.shape()) {
             x.softmax_cross_entropy_grad(t, g, &lse, d, !fresh);
         }
-        if let Some((d, fresh)) = ctx.grad_storage(targets, t.shape()) {
+        if let Some((d, fresh)) = ctx.grad(targets, t.shape()) {
             x.softmax_cross_entropy_targets_grad(g, &lse, d, !fresh);
         }
         *ctx.aux = lse;
@@ -100,9 +98,9 @@ impl Kernel for SparseSoftmaxCrossEntropy {
 
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
         let [logits, labels] = self.inputs;
-        let (x, l) = (ctx.storage(logits), ctx.storage(labels));
+        let (x, l) = (ctx.value(logits), ctx.value(labels));
         let lse = std::mem::take(ctx.aux);
-        if let Some((d, fresh)) = ctx.grad_storage(logits, x.shape()) {
+        if let Some((d, fresh)) = ctx.grad(logits, x.shape()) {
             x.sparse_softmax_cross_entropy_grad(l, g, &lse, d, !fresh);
         }
         *ctx.aux = lse;
@@ -116,11 +114,11 @@ impl Kernel for SigmoidCrossEntropy {
 
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
         let [logits, targets] = self.inputs;
-        let (x, t) = (ctx.storage(logits), ctx.storage(targets));
-        if let Some((d, fresh)) = ctx.grad_storage(logits, x.shape()) {
+        let (x, t) = (ctx.value(logits), ctx.value(targets));
+        if let Some((d, fresh)) = ctx.grad(logits, x.shape()) {
             x.sigmoid_cross_entropy_grad(t, g, d, !fresh);
         }
-        if let Some((d, fresh)) = ctx.grad_storage(targets, t.shape()) {
+        if let Some((d, fresh)) = ctx.grad(targets, t.shape()) {
             x.sigmoid_cross_entropy_targets_grad(g, d, !fresh);
         }
     }

@@ -46,13 +46,13 @@ impl<'t> Tape<'t> {
         let result = {
             let ws = self.ws.borrow();
             let vals = Values { params: self.params, nodes: &ws.nodes, values: &ws.values };
-            let hosts: Vec<_> = inputs.iter().map(|v| vals.storage(v.id).host()).collect();
+            let hosts: Vec<_> = inputs.iter().map(|v| vals.get(v.id).host()).collect();
             let views: Vec<_> = hosts.iter().map(|h| h.view()).collect();
             op.forward(&views)
         };
         let node = Custom { inputs: inputs.iter().map(|v| v.id).collect(), op: Box::new(op) };
         let shape = result.shape().to_vec();
-        self.push_on_device(node, &shape, move |_, out, _| *out = to_device(out.device(), result))
+        self.push(node, &shape, move |_, out, _| *out = to_device(out.device(), result))
     }
 }
 
@@ -62,9 +62,9 @@ impl Kernel for Custom {
     }
 
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
-        let hosts: Vec<_> = self.inputs.iter().map(|&i| ctx.storage(i).host()).collect();
+        let hosts: Vec<_> = self.inputs.iter().map(|&i| ctx.value(i).host()).collect();
         let views: Vec<_> = hosts.iter().map(|h| h.view()).collect();
-        let contributions = self.op.backward(&views, ctx.output_storage().host().view(), g.host().view());
+        let contributions = self.op.backward(&views, ctx.output().host().view(), g.host().view());
         // A short list would silently drop gradients.
         assert_eq!(
             contributions.len(),
@@ -74,7 +74,7 @@ impl Kernel for Custom {
             self.inputs.len()
         );
         for ((&input, view), contribution) in self.inputs.iter().zip(&views).zip(contributions) {
-            if let Some((d, fresh)) = ctx.grad_storage(input, view.shape()) {
+            if let Some((d, fresh)) = ctx.grad(input, view.shape()) {
                 if fresh {
                     d.fill(0.0);
                 }

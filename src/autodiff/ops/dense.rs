@@ -33,13 +33,13 @@ impl<'t> Var<'t> {
         }
         let node =
             Dense { inputs: [self.id, w.id, b.map_or(0, |b| b.id)], len: 2 + usize::from(b.is_some()), act };
-        self.tape.push_on_device(node, &[m, n], |v, out, aux| {
+        self.tape.push(node, &[m, n], |v, out, aux| {
             // z is kept only for activations whose derivative needs it; the others read the output.
             let z = act.is_some_and(|f| !f.df_uses_output_only()).then(|| {
                 aux.fit(&[m, n]);
                 aux
             });
-            v.storage(self.id).dense_forward(v.storage(w.id), b.map(|b| v.storage(b.id)), act, out, z)
+            v.get(self.id).dense_forward(v.get(w.id), b.map(|b| v.get(b.id)), act, out, z)
         })
     }
 }
@@ -53,7 +53,7 @@ impl Kernel for Dense {
         let [x, w, b] = self.inputs;
         let b = (self.len == 3).then_some(b);
         if let Some(f) = self.act {
-            let y = ctx.output_storage();
+            let y = ctx.output();
             // z is kept only for activations whose derivative needs it; the others read y.
             let z = if f.df_uses_output_only() { y } else { &*ctx.aux };
             g.dense_activation_grad(f, z, y);
@@ -61,16 +61,16 @@ impl Kernel for Dense {
         // g is now dz.
         if let Some(b) = b {
             let n = g.shape()[1];
-            if let Some((d, fresh)) = ctx.grad_storage(b, &[n]) {
+            if let Some((d, fresh)) = ctx.grad(b, &[n]) {
                 g.sum_rows(d, !fresh);
             }
         }
-        let (xv, wv) = (ctx.storage(x), ctx.storage(w));
+        let (xv, wv) = (ctx.value(x), ctx.value(w));
         // dw = xᵀ · dz, dx = dz · wᵀ.
-        if let Some((d, fresh)) = ctx.grad_storage(w, wv.shape()) {
+        if let Some((d, fresh)) = ctx.grad(w, wv.shape()) {
             xv.matmul(true, g, false, d, !fresh);
         }
-        if let Some((d, fresh)) = ctx.grad_storage(x, xv.shape()) {
+        if let Some((d, fresh)) = ctx.grad(x, xv.shape()) {
             g.matmul(false, wv, true, d, !fresh);
         }
     }

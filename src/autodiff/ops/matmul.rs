@@ -26,8 +26,8 @@ impl<'t> Var<'t> {
             (&[bs, m, k], &[k2, n]) if k == k2 => vec![bs, m, n],
             _ => panic!("matmul: shapes {a:?} and {b:?} do not fit (m, k) x (k, n) or a batch of it"),
         };
-        self.tape.push_on_device(MatMul { inputs: [self.id, other.id] }, &shape, |v, out, _| {
-            v.storage(self.id).matmul(false, v.storage(other.id), false, out, false)
+        self.tape.push(MatMul { inputs: [self.id, other.id] }, &shape, |v, out, _| {
+            v.get(self.id).matmul(false, v.get(other.id), false, out, false)
         })
     }
 }
@@ -39,12 +39,12 @@ impl Kernel for MatMul {
 
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
         let [a, b] = self.inputs;
-        let (av, bv) = (ctx.storage(a), ctx.storage(b));
+        let (av, bv) = (ctx.value(a), ctx.value(b));
         // da = g · bᵀ (a batch when a is one); db = aᵀ · g, summed over the batch when b is shared.
-        if let Some((d, fresh)) = ctx.grad_storage(a, av.shape()) {
+        if let Some((d, fresh)) = ctx.grad(a, av.shape()) {
             g.matmul(false, bv, true, d, !fresh);
         }
-        if let Some((d, fresh)) = ctx.grad_storage(b, bv.shape()) {
+        if let Some((d, fresh)) = ctx.grad(b, bv.shape()) {
             av.matmul(true, g, false, d, !fresh);
         }
     }

@@ -73,8 +73,8 @@ impl<'t> Var<'t> {
         );
         let node = Pool2d { input: [self.id], geometry: g, reduce };
         let shape = [batch, rows.output, cols.output, channels];
-        self.tape.push_on_device(node, &shape, |v, out, aux| {
-            let x = v.storage(self.id);
+        self.tape.push(node, &shape, |v, out, aux| {
+            let x = v.get(self.id);
             match reduce {
                 Reduce::Max => {
                     aux.fit(&shape);
@@ -94,10 +94,10 @@ impl Kernel for Pool2d {
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
         let geo = self.geometry;
         let x = self.input[0];
-        let shape = ctx.storage(x).shape().to_vec();
+        let shape = ctx.value(x).shape().to_vec();
         // The taps of the maxima, which the forward pass kept (max pooling only).
         let args = std::mem::take(ctx.aux);
-        if let Some((dx, fresh)) = ctx.grad_storage(x, &shape) {
+        if let Some((dx, fresh)) = ctx.grad(x, &shape) {
             match self.reduce {
                 Reduce::Max => g.max_pool2d_backward(&args, geo, dx, !fresh),
                 Reduce::Average => g.avg_pool2d_backward(geo, dx, !fresh),

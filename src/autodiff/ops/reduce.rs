@@ -78,8 +78,8 @@ impl<'t> Var<'t> {
         let scale = if mean { 1.0 / axes.count(&in_shape).max(1) as f32 } else { 1.0 };
         // Descending, as the kernel takes them; every axis is the kernel's sum of all elements.
         let reduced: Vec<usize> = (0..in_shape.len()).rev().filter(|&ax| axes.contains(ax)).collect();
-        self.tape.push_on_device(Reduce { input: [self.id], axes, mean }, &shape, |v, out, _| {
-            v.storage(self.id).sum_axes(&reduced, scale, out)
+        self.tape.push(Reduce { input: [self.id], axes, mean }, &shape, |v, out, _| {
+            v.get(self.id).sum_axes(&reduced, scale, out)
         })
     }
 
@@ -112,10 +112,10 @@ impl Kernel for Reduce {
 
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
         let [a] = self.input;
-        let x = ctx.storage(a);
+        let x = ctx.value(a);
         let kept = self.axes.kept_shape(x.shape());
         let scale = if self.mean { 1.0 / self.axes.count(x.shape()) as f32 } else { 1.0 };
-        if let Some((d, fresh)) = ctx.grad_storage(a, x.shape()) {
+        if let Some((d, fresh)) = ctx.grad(a, x.shape()) {
             g.sum_axes_grad(&kept, scale, d, !fresh);
         }
     }

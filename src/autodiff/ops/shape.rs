@@ -62,9 +62,7 @@ impl<'t> Var<'t> {
             shape.iter().product::<usize>(),
             "reshape: cannot reshape {from:?} into {shape:?}"
         );
-        self.tape.push_on_device(Reshape { input: [self.id] }, shape, |v, out, _| {
-            v.storage(self.id).reshape(out, false)
-        })
+        self.tape.push(Reshape { input: [self.id] }, shape, |v, out, _| v.get(self.id).reshape(out, false))
     }
 
     /// Reorders the axes: output axis `i` is input axis `axes[i]`.
@@ -73,8 +71,8 @@ impl<'t> Var<'t> {
         assert_eq!(axes.len(), from.len(), "permute: {axes:?} for a value of shape {from:?}");
         let perm = Perm::new(axes);
         let shape: Vec<usize> = axes.iter().map(|&a| from[a]).collect();
-        self.tape.push_on_device(Permute { input: [self.id], perm }, &shape, |v, out, _| {
-            v.storage(self.id).permute(perm.as_slice(), out, false)
+        self.tape.push(Permute { input: [self.id], perm }, &shape, |v, out, _| {
+            v.get(self.id).permute(perm.as_slice(), out, false)
         })
     }
 
@@ -93,8 +91,8 @@ impl Kernel for Reshape {
 
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
         let [a] = self.input;
-        let x = ctx.storage(a);
-        if let Some((d, fresh)) = ctx.grad_storage(a, x.shape()) {
+        let x = ctx.value(a);
+        if let Some((d, fresh)) = ctx.grad(a, x.shape()) {
             // Zero-filled and added on a first contribution, as before the seam (the same bits as a copy but
             // for the sign of zero).
             if fresh {
@@ -112,8 +110,8 @@ impl Kernel for Permute {
 
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
         let [a] = self.input;
-        let x = ctx.storage(a);
-        if let Some((d, fresh)) = ctx.grad_storage(a, x.shape()) {
+        let x = ctx.value(a);
+        if let Some((d, fresh)) = ctx.grad(a, x.shape()) {
             if fresh {
                 d.fill(0.0);
             }

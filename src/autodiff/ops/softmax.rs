@@ -25,17 +25,16 @@ impl<'t> Var<'t> {
     pub fn softmax(self, axis: usize) -> Var<'t> {
         let shape = self.shape();
         assert!(axis < shape.len(), "softmax: axis {axis} for a value of shape {shape:?}");
-        self.tape.push_on_device(Softmax { input: [self.id], axis }, &shape, |v, out, _| {
-            v.storage(self.id).softmax(axis, out)
-        })
+        self.tape
+            .push(Softmax { input: [self.id], axis }, &shape, |v, out, _| v.get(self.id).softmax(axis, out))
     }
 
     /// `log(softmax(x))` over `axis`, computed as `x - logsumexp(x)` so that it stays finite.
     pub fn log_softmax(self, axis: usize) -> Var<'t> {
         let shape = self.shape();
         assert!(axis < shape.len(), "log_softmax: axis {axis} for a value of shape {shape:?}");
-        self.tape.push_on_device(LogSoftmax { input: [self.id], axis }, &shape, |v, out, _| {
-            v.storage(self.id).log_softmax(axis, out)
+        self.tape.push(LogSoftmax { input: [self.id], axis }, &shape, |v, out, _| {
+            v.get(self.id).log_softmax(axis, out)
         })
     }
 
@@ -58,8 +57,8 @@ impl Kernel for Softmax {
 
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
         let [a] = self.input;
-        let y = ctx.output_storage();
-        if let Some((d, fresh)) = ctx.grad_storage(a, y.shape()) {
+        let y = ctx.output();
+        if let Some((d, fresh)) = ctx.grad(a, y.shape()) {
             y.softmax_grad(g, self.axis, d, !fresh);
         }
     }
@@ -72,8 +71,8 @@ impl Kernel for LogSoftmax {
 
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
         let [a] = self.input;
-        let y = ctx.output_storage();
-        if let Some((d, fresh)) = ctx.grad_storage(a, y.shape()) {
+        let y = ctx.output();
+        if let Some((d, fresh)) = ctx.grad(a, y.shape()) {
             y.log_softmax_grad(g, self.axis, d, !fresh);
         }
     }

@@ -33,8 +33,8 @@ fn broadcast_shape(a: &[usize], b: &[usize], what: impl std::fmt::Debug) -> Vec<
 impl<'t> Var<'t> {
     fn binary(self, other: Var<'t>, kind: Binary) -> Var<'t> {
         let shape = broadcast_shape(&self.shape(), &other.shape(), kind);
-        self.tape.push_on_device(BinaryNode { inputs: [self.id, other.id], kind }, &shape, |v, out, _| {
-            v.storage(self.id).binary(kind, v.storage(other.id), out)
+        self.tape.push(BinaryNode { inputs: [self.id, other.id], kind }, &shape, |v, out, _| {
+            v.get(self.id).binary(kind, v.get(other.id), out)
         })
     }
 
@@ -75,9 +75,9 @@ impl Kernel for BinaryNode {
 
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
         let [a, b] = self.inputs;
-        let (av, bv) = (ctx.storage(a), ctx.storage(b));
+        let (av, bv) = (ctx.value(a), ctx.value(b));
         for (right, target, shape) in [(false, a, av.shape()), (true, b, bv.shape())] {
-            let Some((d, fresh)) = ctx.grad_storage(target, shape) else { continue };
+            let Some((d, fresh)) = ctx.grad(target, shape) else { continue };
             av.binary_grad(self.kind, bv, right, g, d, !fresh);
         }
     }

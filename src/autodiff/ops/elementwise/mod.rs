@@ -5,4 +5,4 @@ mod binary;
 mod functions;
 mod unary;
 
-pub(crate) use crate::device::{specialise, Unary};
+pub(crate) use crate::device::Unary;

@@ -17,9 +17,7 @@ impl<'t> Var<'t> {
     /// Records `f` applied to every element.
     pub(crate) fn unary(self, f: Unary) -> Var<'t> {
         let shape = self.shape();
-        self.tape.push_on_device(UnaryNode { input: [self.id], f }, &shape, |v, out, _| {
-            v.storage(self.id).unary(f, out)
-        })
+        self.tape.push(UnaryNode { input: [self.id], f }, &shape, |v, out, _| v.get(self.id).unary(f, out))
     }
 
     /// If this value is `f(z)`, `z`.
@@ -39,9 +37,9 @@ impl Kernel for UnaryNode {
 
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
         let [a] = self.input;
-        let (x, y) = (ctx.storage(a), ctx.output_storage());
+        let (x, y) = (ctx.value(a), ctx.output());
         // Written, not zero-filled and added, on the first contribution: one pass fewer.
-        if let Some((d, fresh)) = ctx.grad_storage(a, x.shape()) {
+        if let Some((d, fresh)) = ctx.grad(a, x.shape()) {
             x.unary_grad(self.f, y, g, d, !fresh);
         }
     }
