@@ -25,11 +25,13 @@
 //! ```
 mod cpu;
 mod matmul;
+mod optimizer;
 mod unary;
 
 pub(crate) use cpu::general_mat_mul;
 pub use cpu::{gemm, CpuStorage};
 pub use matmul::MatmulKernels;
+pub use optimizer::{AdagradSettings, AdamSettings, OptimizerKernels, RmspropSettings, SgdSettings};
 pub use unary::CustomActivation;
 pub(crate) use unary::{sigmoid, specialise, Unary};
 
@@ -71,7 +73,9 @@ impl std::fmt::Display for Device {
 /// `&Self` and writes its outputs into buffers the caller owns (`out`, or gradient buffers with an
 /// `accumulate` flag: overwrite on a first contribution, add on a later one), so that a training step of the
 /// same shape as the last one allocates nothing.
-pub trait BackendStorage: Sized + Clone + std::fmt::Debug + Send + Sync + MatmulKernels {
+pub trait BackendStorage:
+    Sized + Clone + std::fmt::Debug + Send + Sync + MatmulKernels + OptimizerKernels
+{
     /// The device this storage lives on.
     fn device(&self) -> Device;
 

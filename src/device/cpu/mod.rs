@@ -4,6 +4,7 @@
 //! Each kernel group of [`super`] has its CPU implementation in a file here of the same name.
 mod gemm;
 mod matmul;
+mod optimizer;
 
 pub use gemm::gemm;
 pub(crate) use gemm::general_mat_mul;
