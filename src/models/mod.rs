@@ -456,7 +456,7 @@ impl Model {
             if p.value.shape() != w.shape() {
                 return Err(Error::shape(
                     format!("set_weights for {}", p.name),
-                    format!("{:?}", p.value.shape()),
+                    dims_str(p.value.shape()),
                     shape_of(w),
                 ));
             }
@@ -614,5 +614,10 @@ impl LayerMut<'_> {
 
 /// `(60000, 28, 28)`: a full shape.
 pub(crate) fn shape_of(t: &Tensor) -> String {
-    format!("{:?}", t.shape()).replace('[', "(").replace(']', ")")
+    dims_str(t.shape())
+}
+
+/// A shape as Python prints a tuple, `(3, 3, 1, 2)`: how Keras' messages show a weight's shape.
+pub(crate) fn dims_str(shape: &[usize]) -> String {
+    format!("{shape:?}").replace('[', "(").replace(']', ")")
 }
