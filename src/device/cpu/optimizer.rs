@@ -146,3 +146,26 @@ impl OptimizerKernels for CpuStorage {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{array, ArrayD};
+
+    #[test]
+    fn clipping_by_norm_multiplies_before_dividing_as_keras() {
+        // `x * clipnorm / norm` rounds differently from `x * (clipnorm / norm)` for these values.
+        let mut g = CpuStorage::from(array![2.9f32, 0.77].into_dyn());
+        g.scale_by_ratio(0.1, 0.3);
+        let expected: ArrayD<f32> = array![2.9f32 * 0.1 / 0.3, 0.77 * 0.1 / 0.3].into_dyn();
+        assert_ne!(expected[[0]], 2.9f32 * (0.1 / 0.3));
+        assert_eq!(g.array(), &expected);
+    }
+
+    #[test]
+    fn moving_average_weighs_the_batch_by_one_minus_momentum() {
+        let mut moving = CpuStorage::from(array![1.0f32, -2.0].into_dyn());
+        moving.moving_average(&CpuStorage::from(array![3.0f32, 4.0].into_dyn()), 0.75, 0.25);
+        assert_eq!(moving.array(), &array![1.5f32, -0.5].into_dyn());
+    }
+}
