@@ -4,7 +4,7 @@ use ndarray::{ArrayD, IxDyn};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{Gradients, ParamId, ParamStore, Tape, Tensor, Var, Workspace};
+use super::{Gradients, ParamStore, Tape, Tensor, Var, Workspace};
 use crate::{Error, Result};
 
 /// Settings of a gradient check. The defaults suit `f32` functions of inputs of magnitude about 1, away from
@@ -102,13 +102,21 @@ impl GradCheck {
                 Some(g) => g.to_array().iter().copied().collect(),
                 None => vec![0.0; inputs[input].len()],
             };
+            // A host copy of the input, changed one element at a time and written back to the parameter's
+            // device before each evaluation (a test utility: clarity over speed).
+            let mut host = vec![0.0; analytic.len()];
+            store.value(id).copy_to_host(&mut host);
+            let original_values = host.clone();
+            let mut objective_at = |store: &mut ParamStore, index: usize, value: f32| {
+                host[index] = value;
+                store.value_mut(id).copy_from_host(&host);
+                host[index] = original_values[index];
+                objective(store)
+            };
             for (index, &analytic) in analytic.iter().enumerate() {
-                let original = *element(&mut store, id, index);
-                *element(&mut store, id, index) = original + self.epsilon;
-                let plus = objective(&store);
-                *element(&mut store, id, index) = original - self.epsilon;
-                let minus = objective(&store);
-                *element(&mut store, id, index) = original;
+                let original = original_values[index];
+                let plus = objective_at(&mut store, index, original + self.epsilon);
+                let minus = objective_at(&mut store, index, original - self.epsilon);
 
                 // The step actually taken in f32, not the nominal one.
                 let step = f64::from(original + self.epsilon) - f64::from(original - self.epsilon);
@@ -123,15 +131,10 @@ impl GradCheck {
                 report.max_abs_error = report.max_abs_error.max(error);
                 report.checked += 1;
             }
+            store.value_mut(id).copy_from_host(&original_values);
         }
         Ok(report)
     }
-}
-
-/// Element `index` (row-major) of a parameter: the checker stores its inputs in standard layout, so this is
-/// a slice index, not a walk over the array.
-fn element(store: &mut ParamStore, id: ParamId, index: usize) -> &mut f32 {
-    &mut store.value_mut(id).cpu_mut().as_slice_mut().expect("inputs are stored in standard layout")[index]
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ mod cross_entropy;
 mod dense;
 mod elementwise;
 mod matmul;
+mod optimizer;
 mod pool2d;
 mod reduce;
 mod shape;
@@ -48,6 +49,7 @@ pub use dense::DenseKernels;
 pub(crate) use elementwise::Binary;
 pub use elementwise::ElementwiseKernels;
 pub use matmul::MatmulKernels;
+pub use optimizer::{AdagradSettings, AdamSettings, OptimizerKernels, RmspropSettings, SgdSettings};
 pub(crate) use pool2d::Pool2dGeometry;
 pub use pool2d::Pool2dKernels;
 pub use reduce::ReduceKernels;
@@ -113,6 +115,7 @@ pub trait BackendStorage:
     + Pool2dKernels
     + BatchNormKernels
     + Conv2dKernels
+    + OptimizerKernels
 {
     /// The device this storage lives on.
     fn device(&self) -> Device;
@@ -277,23 +280,6 @@ impl Storage {
     pub fn fit(&mut self, shape: &[usize]) {
         if self.shape() != shape {
             *self = self.device().zeros(shape);
-        }
-    }
-
-    /// The CPU array behind a buffer, for the kernels and edges that read host memory directly.
-    ///
-    /// # Panics
-    /// If the buffer is not on the CPU (no other device exists yet; a kernel that calls this is a CPU kernel).
-    pub(crate) fn cpu(&self) -> &ArrayD<f32> {
-        match self {
-            Storage::Cpu(s) => s.array(),
-        }
-    }
-
-    /// The CPU array behind a buffer, mutably (see [`Storage::cpu`]).
-    pub(crate) fn cpu_mut(&mut self) -> &mut ArrayD<f32> {
-        match self {
-            Storage::Cpu(s) => s.array_mut(),
         }
     }
 }

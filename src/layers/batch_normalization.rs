@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{initializer_fn, strict_f32};
 use super::{add_weight, CallContext, Layer};
 use crate::autodiff::{ParamId, ParamStore, Var};
+use crate::device::Storage;
 use crate::initializers::Initializer;
 use crate::spec::Spec;
 use crate::{Error, Result};
@@ -228,11 +229,15 @@ impl Layer for BatchNormalization {
         if ctx.training && !frozen {
             let (y, batch) = x.batch_norm(b.axis, gamma, beta, eps);
             // Moving statistics, assigned after the step: moving * momentum + batch * (1 - momentum), with
-            // Keras' `1 - momentum` (double precision, then cast).
+            // Keras' `1 - momentum` (double precision, then cast), computed on the weights' device.
             let one_minus_momentum = crate::numeric::one_minus_as_keras(momentum);
             for (id, batch) in [(b.moving_mean, batch.mean), (b.moving_variance, batch.variance)] {
-                let moving = tape.params().value(id).cpu();
-                ctx.assign(id, moving * momentum + batch * one_minus_momentum);
+                let mut moving = tape.params().value(id).clone();
+                // The op returns the statistics as host arrays (`BatchStatistics`) for now: on the CPU, the
+                // conversion moves them without a copy.
+                let batch = Storage::from(batch);
+                moving.moving_average(&batch, momentum, one_minus_momentum);
+                ctx.assign(id, moving);
             }
             y
         } else {

@@ -87,7 +87,8 @@ pub use reshape::Reshape;
 
 use rand::rngs::StdRng;
 
-use crate::autodiff::{ParamId, ParamStore, Tensor, Var};
+use crate::autodiff::{ParamId, ParamStore, Var};
+use crate::device::Storage;
 use crate::initializers::Initializer;
 use crate::Result;
 
@@ -97,7 +98,7 @@ pub struct CallContext<'r> {
     pub training: bool,
     /// The model's random generator (dropout masks).
     pub rng: &'r mut StdRng,
-    updates: Vec<(ParamId, Tensor)>,
+    updates: Vec<(ParamId, Storage)>,
 }
 
 impl<'r> CallContext<'r> {
@@ -109,13 +110,16 @@ impl<'r> CallContext<'r> {
     /// Records a new value for a (non-trainable) weight, Keras' `variable.assign` in `call`: a layer's state
     /// across steps, such as BatchNormalization's moving statistics. The layer cannot write it now (the tape
     /// reads the weights during the step); the training step assigns it after the optimizer's update.
-    pub fn assign(&mut self, weight: ParamId, value: Tensor) {
-        self.updates.push((weight, value));
+    ///
+    /// `value` has the weight's shape: a host array (`Tensor`), or a [`Storage`] computed on the weight's
+    /// device.
+    pub fn assign(&mut self, weight: ParamId, value: impl Into<Storage>) {
+        self.updates.push((weight, value.into()));
     }
 
     /// The values recorded by [`CallContext::assign`], in order, for whoever runs the step to write into the
     /// [`ParamStore`] after the backward pass.
-    pub fn into_updates(self) -> Vec<(ParamId, Tensor)> {
+    pub fn into_updates(self) -> Vec<(ParamId, Storage)> {
         self.updates
     }
 }

@@ -9,6 +9,7 @@ use std::ops::Not;
 use super::{shape_str, Metrics, Model};
 use crate::autodiff::{Tape, Tensor, Var, Workspace};
 use crate::callbacks::{Callback, CallbackList, History, Logs, ProgbarLogger, TrainParams};
+use crate::device::Storage;
 use crate::layers::CallContext;
 use crate::metrics::{Mean, Metric};
 use crate::{Error, Numeric, Result};
@@ -724,7 +725,13 @@ impl Model {
         compiled.optimizer.apply(params, grads);
         // State the layers recorded during the forward pass (moving statistics), now that the tape is gone.
         for (id, value) in updates {
-            params.value_mut(id).assign_array(value.view());
+            let weight = params.value_mut(id);
+            assert_eq!(weight.shape(), value.shape(), "a state update of another shape than its weight");
+            *weight = if value.device() == weight.device() {
+                value
+            } else {
+                Storage::from_array(weight.device(), value.host().view())
+            };
         }
         Ok(value)
     }

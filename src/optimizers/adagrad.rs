@@ -1,12 +1,9 @@
 //! Adagrad.
-use ndarray::Zip;
-
-use crate::threads::for_each;
-
 use super::clipping::Clipping;
 use super::slots::{self, Slots};
 use super::{check_non_negative, decimal, for_each_trainable, LearningRate, Optimizer};
 use crate::autodiff::{Gradients, ParamStore, Tensor};
+use crate::device::AdagradSettings;
 use crate::Result;
 
 /// Adagrad, Keras 3's rule: `acc += g^2; w -= lr g / sqrt(acc + epsilon)`, with `acc` starting at
@@ -65,16 +62,11 @@ impl Optimizer for Adagrad {
     common_methods!("adagrad");
 
     fn apply(&mut self, params: &mut ParamStore, grads: &Gradients) {
-        let (lr, eps) = (self.learning_rate.at(self.iterations), self.epsilon);
+        let settings =
+            AdagradSettings { learning_rate: self.learning_rate.at(self.iterations), epsilon: self.epsilon };
         let grads = self.clipping.apply(params, grads);
         let accumulators = &mut self.accumulators;
-        for_each_trainable(params, grads, |id, w, g| {
-            let acc = accumulators.get(id, w.shape());
-            for_each(Zip::from(w).and(g).and(acc), |w, &g, acc| {
-                *acc += g * g;
-                *w -= lr * g / (*acc + eps).sqrt();
-            });
-        });
+        for_each_trainable(params, grads, |id, w, g| w.adagrad_update(g, accumulators.get(id, w), settings));
         self.iterations = super::next_iteration(self.iterations);
     }
 

@@ -1,12 +1,9 @@
 //! Adam and AdamW.
-use ndarray::Zip;
-
-use crate::threads::for_each;
-
 use super::clipping::Clipping;
 use super::slots::{self, Slots};
 use super::{check_non_negative, check_unit, decimal, flag, for_each_trainable, LearningRate, Optimizer};
 use crate::autodiff::{Gradients, ParamStore, Tensor};
+use crate::device::AdamSettings;
 use crate::numeric::one_minus_as_keras;
 use crate::Result;
 
@@ -92,31 +89,18 @@ impl Adam {
         // The bias correction in f32, as Keras computes it: `beta^t` with the step cast to float32.
         let t = super::next_iteration(self.iterations) as f32;
         let alpha = lr * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t));
-        let decay = weight_decay * lr;
+        let settings = AdamSettings {
+            alpha,
+            decay: weight_decay * lr,
+            one_minus_beta_1: one_minus_b1,
+            one_minus_beta_2: one_minus_b2,
+            epsilon: eps,
+        };
         let (ms, vs, v_hats, amsgrad) = (&mut self.m, &mut self.v, &mut self.v_hat, self.amsgrad);
         for_each_trainable(params, grads, |id, w, g| {
-            let (m, v) = (ms.get(id, w.shape()), vs.get(id, w.shape()));
-            if amsgrad {
-                let v_hat = v_hats.get(id, w.shape());
-                let zip = Zip::from(w).and(g).and(m).and(v).and(v_hat);
-                let update = |w: &mut f32, &g: &f32, m: &mut f32, v: &mut f32, v_hat: &mut f32| {
-                    *w -= *w * decay;
-                    *m += (g - *m) * one_minus_b1;
-                    *v += (g * g - *v) * one_minus_b2;
-                    *v_hat = v_hat.max(*v);
-                    *w -= alpha * *m / (v_hat.sqrt() + eps);
-                };
-                for_each(zip, update);
-            } else {
-                let zip = Zip::from(w).and(g).and(m).and(v);
-                let update = |w: &mut f32, &g: &f32, m: &mut f32, v: &mut f32| {
-                    *w -= *w * decay;
-                    *m += (g - *m) * one_minus_b1;
-                    *v += (g * g - *v) * one_minus_b2;
-                    *w -= alpha * *m / (v.sqrt() + eps);
-                };
-                for_each(zip, update);
-            }
+            let (m, v) = (ms.get(id, w), vs.get(id, w));
+            let v_hat = amsgrad.then(|| v_hats.get(id, w));
+            w.adam_update(g, m, v, v_hat, settings);
         });
         self.iterations = super::next_iteration(self.iterations);
     }

@@ -1,9 +1,5 @@
 //! Gradient clipping, Keras' `clipnorm`, `clipvalue` and `global_clipnorm`, applied to the gradients before
 //! the update (and before AdamW's weight decay), as Keras' `BaseOptimizer.apply` does.
-use ndarray::Zip;
-
-use crate::threads::for_each;
-
 use crate::autodiff::{Gradients, ParamStore};
 use crate::{Error, Result};
 
@@ -71,41 +67,32 @@ impl Clipping {
             // Keras' `_clip_by_norm`: g * clipnorm / max(norm(g), clipnorm), per weight.
             for (id, g) in self.clipped.iter_mut() {
                 if trainable(id) {
-                    let norm = l2_sum(g.cpu().iter()).sqrt() as f32;
+                    let norm = g.sum_of_squares().sqrt() as f32;
                     // `max` that keeps a NaN, as `ops.maximum`.
                     let denominator = if norm.is_nan() { norm } else { norm.max(clipnorm) };
-                    g.cpu_mut().mapv_inplace(|x| x * clipnorm / denominator);
+                    g.scale_by_ratio(clipnorm, denominator);
                 }
             }
         } else if let Some(clip) = self.global_clipnorm {
             // Keras' `clip_by_global_norm`: one scale for all, clip * min(1 / norm, 1 / clip) in f32, NaN when
             // the norm is not finite.
-            let squares: f64 = self
-                .clipped
-                .iter()
-                .filter(|(id, _)| trainable(*id))
-                .map(|(_, g)| l2_sum(g.cpu().iter()))
-                .sum();
+            let squares: f64 =
+                self.clipped.iter().filter(|(id, _)| trainable(*id)).map(|(_, g)| g.sum_of_squares()).sum();
             let norm = squares.sqrt() as f32;
             let finite = if norm.is_finite() { 0.0 } else { f32::NAN };
             let scale = clip * (1.0 / norm).min(1.0 / clip) + finite;
             for (id, g) in self.clipped.iter_mut() {
                 if trainable(id) {
-                    for_each(Zip::from(g.cpu_mut()), |x| *x *= scale);
+                    g.scale(scale);
                 }
             }
         } else if let Some(v) = self.clipvalue {
             for (id, g) in self.clipped.iter_mut() {
                 if trainable(id) {
-                    for_each(Zip::from(g.cpu_mut()), |x| *x = x.clamp(-v, v));
+                    g.clamp(-v, v);
                 }
             }
         }
         &self.clipped
     }
-}
-
-/// The sum of squares, accumulated in `f64`.
-fn l2_sum<'a>(values: impl Iterator<Item = &'a f32>) -> f64 {
-    values.map(|&x| f64::from(x) * f64::from(x)).sum()
 }

@@ -1,8 +1,9 @@
 //! Optimizers with Keras 3's update rules, defaults and names.
 //!
-//! Each optimizer updates, in place, every trainable parameter that has a gradient, with one `ndarray::Zip` pass
-//! over the parameter, its gradient and its state. State arrays (momenta, moments, accumulators) are created for
-//! a parameter on its first update and reused after, so a step allocates nothing once every parameter has been
+//! Each optimizer updates, in place, every trainable parameter that has a gradient, with one kernel of the
+//! parameter's device ([`OptimizerKernels`](crate::device::OptimizerKernels)) over the parameter, its gradient
+//! and its state. State buffers (momenta, moments, accumulators) live on the parameter's device; they are created
+//! for a parameter on its first update and reused after, so a step allocates nothing once every parameter has been
 //! updated once. [`Optimizer::state`] and [`Optimizer::load_state`] save and restore them (with the step count)
 //! so that training resumes exactly where it stopped.
 //!
@@ -114,6 +115,7 @@ pub use rmsprop::RMSprop;
 pub use sgd::SGD;
 
 use crate::autodiff::{Gradients, ParamId, ParamStore, Tensor};
+use crate::device::Storage;
 use crate::{Error, Result};
 
 /// An optimizer: updates every trainable parameter that has a gradient, in place.
@@ -247,12 +249,12 @@ impl From<schedules::PiecewiseConstantDecay> for LearningRate {
 fn for_each_trainable(
     params: &mut ParamStore,
     grads: &Gradients,
-    mut update: impl FnMut(ParamId, &mut Tensor, &Tensor),
+    mut update: impl FnMut(ParamId, &mut Storage, &Storage),
 ) {
     for (id, grad) in grads.iter() {
         let param = params.get_mut(id);
         if param.trainable {
-            update(id, param.value.cpu_mut(), grad.cpu());
+            update(id, &mut param.value, grad);
         }
     }
 }

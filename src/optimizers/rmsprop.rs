@@ -1,12 +1,9 @@
 //! RMSprop.
-use ndarray::Zip;
-
-use crate::threads::for_each;
-
 use super::clipping::Clipping;
 use super::slots::{self, Slots};
 use super::{check_non_negative, check_unit, decimal, flag, for_each_trainable, LearningRate, Optimizer};
 use crate::autodiff::{Gradients, ParamStore, Tensor};
+use crate::device::RmspropSettings;
 use crate::numeric::one_minus_as_keras;
 use crate::Result;
 
@@ -99,51 +96,22 @@ impl Optimizer for RMSprop {
     common_methods!("rmsprop");
 
     fn apply(&mut self, params: &mut ParamStore, grads: &Gradients) {
-        let (lr, rho, momentum, eps) =
-            (self.learning_rate.at(self.iterations), self.rho, self.momentum, self.epsilon);
+        let settings = RmspropSettings {
+            learning_rate: self.learning_rate.at(self.iterations),
+            rho: self.rho,
+            // Keras' constant: `1 - rho` in double precision, then cast.
+            one_minus_rho: one_minus_as_keras(self.rho),
+            momentum: self.momentum,
+            epsilon: self.epsilon,
+        };
         let grads = self.clipping.apply(params, grads);
-        // Keras' constant: `1 - rho` in double precision, then cast.
-        let one_minus_rho = one_minus_as_keras(rho);
         let (centered, with_momentum) = (self.centered, self.momentum > 0.0);
         let (vs, moms, avgs) = (&mut self.velocities, &mut self.momentums, &mut self.average_gradients);
-        // The increment lr g / sqrt(denominator), after updating v (and a when centered).
-        let increment = move |g: f32, v: &mut f32, a: Option<&mut f32>| {
-            // Keras' order: (1 - rho) * square(g).
-            *v = rho * *v + one_minus_rho * (g * g);
-            let denominator = match a {
-                Some(a) => {
-                    *a = rho * *a + one_minus_rho * g;
-                    *v - *a * *a + eps
-                }
-                None => *v + eps,
-            };
-            lr * g / denominator.sqrt()
-        };
         for_each_trainable(params, grads, |id, w, g| {
-            let v = vs.get(id, w.shape());
-            match (with_momentum, centered) {
-                (false, false) => {
-                    for_each(Zip::from(w).and(g).and(v), |w, &g, v| *w -= increment(g, v, None))
-                }
-                (false, true) => {
-                    let a = avgs.get(id, w.shape());
-                    for_each(Zip::from(w).and(g).and(v).and(a), |w, &g, v, a| *w -= increment(g, v, Some(a)));
-                }
-                (true, false) => {
-                    let mom = moms.get(id, w.shape());
-                    for_each(Zip::from(w).and(g).and(v).and(mom), |w, &g, v, mom| {
-                        *mom = momentum * *mom + increment(g, v, None);
-                        *w -= *mom;
-                    });
-                }
-                (true, true) => {
-                    let (mom, a) = (moms.get(id, w.shape()), avgs.get(id, w.shape()));
-                    for_each(Zip::from(w).and(g).and(v).and(mom).and(a), |w, &g, v, mom, a| {
-                        *mom = momentum * *mom + increment(g, v, Some(a));
-                        *w -= *mom;
-                    });
-                }
-            }
+            let v = vs.get(id, w);
+            let mom = with_momentum.then(|| moms.get(id, w));
+            let a = centered.then(|| avgs.get(id, w));
+            w.rmsprop_update(g, v, mom, a, settings);
         });
         self.iterations = super::next_iteration(self.iterations);
     }

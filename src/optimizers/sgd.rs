@@ -1,12 +1,9 @@
 //! Stochastic gradient descent, with optional (Nesterov) momentum.
-use ndarray::Zip;
-
-use crate::threads::for_each;
-
 use super::clipping::Clipping;
 use super::slots::{self, Slots};
 use super::{check_unit, decimal, flag, for_each_trainable, LearningRate, Optimizer};
 use crate::autodiff::{Gradients, ParamStore, Tensor};
+use crate::device::SgdSettings;
 use crate::Result;
 
 /// Gradient descent with momentum, Keras 3's rule:
@@ -75,26 +72,17 @@ impl Optimizer for SGD {
     common_methods!("sgd");
 
     fn apply(&mut self, params: &mut ParamStore, grads: &Gradients) {
-        let (lr, momentum, nesterov) = (self.learning_rate.at(self.iterations), self.momentum, self.nesterov);
+        let settings = SgdSettings {
+            learning_rate: self.learning_rate.at(self.iterations),
+            momentum: self.momentum,
+            nesterov: self.nesterov,
+        };
         let grads = self.clipping.apply(params, grads);
         let momentums = &mut self.momentums;
         for_each_trainable(params, grads, |id, w, g| {
-            if momentum == 0.0 {
-                for_each(Zip::from(w).and(g), |w, &g| *w -= lr * g);
-                return;
-            }
-            let m = momentums.get(id, w.shape());
-            if nesterov {
-                for_each(Zip::from(w).and(g).and(m), |w, &g, m| {
-                    *m = momentum * *m - lr * g;
-                    *w += momentum * *m - lr * g;
-                });
-            } else {
-                for_each(Zip::from(w).and(g).and(m), |w, &g, m| {
-                    *m = momentum * *m - lr * g;
-                    *w += *m;
-                });
-            }
+            // Keras keeps no momentum buffer for a zero momentum.
+            let m = (settings.momentum != 0.0).then(|| momentums.get(id, w));
+            w.sgd_update(g, m, settings);
         });
         self.iterations = super::next_iteration(self.iterations);
     }

@@ -1,7 +1,7 @@
-//! Per-parameter state arrays, created lazily, and their saving and restoring.
-use ndarray::{ArrayD, IxDyn};
-
+//! Per-parameter state buffers on the parameters' device, created lazily, and their saving and restoring
+//! (as host arrays).
 use crate::autodiff::{ParamId, Tensor};
+use crate::device::{Device, Storage};
 use crate::{Error, Result};
 
 /// One kind of per-parameter state (e.g. Adam's first moments `m`), by parameter index.
@@ -9,9 +9,9 @@ use crate::{Error, Result};
 pub(super) struct Slots {
     /// The name in saved state: `<kind>/<parameter index>`.
     kind: &'static str,
-    /// The value a new array starts with (Adagrad's `initial_accumulator_value`, else 0).
+    /// The value a new buffer starts with (Adagrad's `initial_accumulator_value`, else 0).
     init: f32,
-    arrays: Vec<Option<Tensor>>,
+    arrays: Vec<Option<Storage>>,
 }
 
 impl Slots {
@@ -19,26 +19,34 @@ impl Slots {
         Slots { kind, init, arrays: Vec::new() }
     }
 
-    /// Sets the initial value of arrays created from now on.
+    /// Sets the initial value of buffers created from now on.
     pub(super) fn set_init(&mut self, init: f32) {
         self.init = init;
     }
 
-    /// The array of `id`, created on first use with `shape`. One whose shape no longer matches (the parameter
-    /// was replaced) starts over.
-    pub(super) fn get(&mut self, id: ParamId, shape: &[usize]) -> &mut Tensor {
+    /// The buffer of `id` for its value `param`, created on first use with the parameter's shape on its device.
+    /// One whose shape no longer matches (the parameter was replaced) starts over; one on another device
+    /// (restored state, which [`load`] keeps on the CPU) moves to the parameter's.
+    pub(super) fn get(&mut self, id: ParamId, param: &Storage) -> &mut Storage {
         let i = id.index();
         if self.arrays.len() <= i {
             self.arrays.resize_with(i + 1, || None);
         }
+        let (shape, device) = (param.shape(), param.device());
         let slot = &mut self.arrays[i];
-        if slot.as_ref().is_none_or(|a| a.shape() != shape) {
-            *slot = Some(ArrayD::from_elem(IxDyn(shape), self.init));
+        match slot {
+            Some(a) if a.shape() != shape => *slot = None,
+            Some(a) if a.device() != device => *a = Storage::from_array(device, a.to_array().view()),
+            _ => {}
         }
-        slot.as_mut().expect("just created")
+        slot.get_or_insert_with(|| {
+            let mut a = device.zeros(shape);
+            a.fill(self.init);
+            a
+        })
     }
 
-    fn at(&self, index: usize) -> Option<&Tensor> {
+    fn at(&self, index: usize) -> Option<&Storage> {
         self.arrays.get(index).and_then(Option::as_ref)
     }
 }
@@ -50,7 +58,7 @@ pub(super) fn save(slots: &[&Slots]) -> Vec<(String, Tensor)> {
     for index in 0..len {
         for s in slots {
             if let Some(a) = s.at(index) {
-                out.push((format!("{}/{index}", s.kind), a.clone()));
+                out.push((format!("{}/{index}", s.kind), a.to_array()));
             }
         }
     }
@@ -74,7 +82,7 @@ pub(super) fn load(
     }
     let known =
         || slots.iter().map(|s| format!("{}/<parameter index>", s.kind)).collect::<Vec<_>>().join(", ");
-    let mut new_arrays: Vec<Vec<Option<Tensor>>> = vec![Vec::new(); slots.len()];
+    let mut new_arrays: Vec<Vec<Option<&Tensor>>> = vec![Vec::new(); slots.len()];
     for (name, value) in state {
         let parsed = name.split_once('/').and_then(|(kind, index)| {
             let k = slots.iter().position(|s| s.kind == kind)?;
@@ -92,7 +100,7 @@ pub(super) fn load(
             grown.resize_with(index + 1, || None);
             *arrays = grown;
         }
-        if arrays[index].replace(value.clone()).is_some() {
+        if arrays[index].replace(value).is_some() {
             return Err(Error::invalid_argument("state", name, "the name appears twice"));
         }
     }
@@ -100,7 +108,7 @@ pub(super) fn load(
     // Every parameter that has state must have all of its slots, of one shape, matching what is held.
     let len = new_arrays.iter().map(Vec::len).max().unwrap_or(0);
     for index in 0..len {
-        let present: Vec<_> = new_arrays.iter().map(|a| a.get(index).and_then(Option::as_ref)).collect();
+        let present: Vec<_> = new_arrays.iter().map(|a| a.get(index).copied().flatten()).collect();
         let Some(first) = present.iter().flatten().next() else { continue };
         let shape = first.shape();
         for (k, array) in present.iter().enumerate() {
@@ -133,8 +141,10 @@ pub(super) fn load(
     }
 
     *iterations = new_iterations;
+    // On the CPU until a step moves each to its parameter's device (`Slots::get`).
     for (s, arrays) in slots.iter_mut().zip(new_arrays) {
-        s.arrays = arrays;
+        s.arrays =
+            arrays.into_iter().map(|a| a.map(|a| Storage::from_array(Device::Cpu, a.view()))).collect();
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ mod elementwise;
 mod gemm;
 mod helpers;
 mod matmul;
+mod optimizer;
 mod pool2d;
 mod reduce;
 mod schedule;

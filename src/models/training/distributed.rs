@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use super::TrainData;
 use crate::autodiff::{Gradients, ParamId, ParamStore, Tensor, Workspace};
 use crate::callbacks::Logs;
+use crate::device::Storage;
 use crate::distributed::{record_step, share, Communicator};
 use crate::metrics::{Mean, Metric};
 use crate::models::Model;
@@ -271,7 +272,7 @@ impl DataParallel {
         &mut self,
         params: &ParamStore,
         grads: &mut Gradients,
-        updates: &mut Vec<(ParamId, Tensor)>,
+        updates: &mut Vec<(ParamId, Storage)>,
         loss: f32,
         head_losses: &mut [f32],
         metrics: &mut [Vec<Box<dyn Metric>>],
@@ -326,7 +327,7 @@ impl DataParallel {
             } else if p.trainable {
                 (grads.get(id).map(|g| g.host()), 1.0)
             } else {
-                (updates.iter().find(|(u, _)| *u == id).map(|(_, v)| std::borrow::Cow::Borrowed(v)), w)
+                (updates.iter().find(|(u, _)| *u == id).map(|(_, v)| v.host()), w)
             };
             match value {
                 Some(value) => {
@@ -361,25 +362,26 @@ impl DataParallel {
         let started = Instant::now();
         comm.all_reduce_sum(buf, &mut self.sum);
         record_step(buf.len() * std::mem::size_of::<f32>(), started.elapsed());
-        let buf = &self.sum;
+        let buf = &mut self.sum;
 
         let mut at = 0;
         for (i, (id, p)) in params.iter().enumerate() {
             let len = p.value.len();
-            let (seg, flag) = (&buf[at..at + len], buf[flags + i]);
+            let flag = buf[flags + i];
+            let seg = &mut buf[at..at + len];
             if p.trainable {
-                grads.assign(np, id, p.value.shape(), (flag > 0.0).then_some(seg));
+                grads.assign(np, id, p.value.shape(), (flag > 0.0).then_some(&*seg));
             } else if flag > 0.0 {
-                // Into this rank's own update where it made one (no allocation); a rank with an empty share
-                // made none.
-                let mean = seg.iter().map(|v| v / flag);
+                // The mean, in place in the received buffer, then into this rank's own update where it made one
+                // (no allocation); a rank with an empty share made none.
+                seg.iter_mut().for_each(|v| *v /= flag);
                 match updates.iter_mut().find(|(u, _)| *u == id) {
-                    Some((_, value)) => value.iter_mut().zip(mean).for_each(|(d, m)| *d = m),
-                    None => updates.push((
-                        id,
-                        ArrayD::from_shape_vec(IxDyn(p.value.shape()), mean.collect())
-                            .expect("the weight's length"),
-                    )),
+                    Some((_, value)) => value.copy_from_host(seg),
+                    None => {
+                        let mut value = p.value.device().zeros(p.value.shape());
+                        value.copy_from_host(seg);
+                        updates.push((id, value));
+                    }
                 }
             }
             at += len;
