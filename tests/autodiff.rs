@@ -1249,3 +1249,14 @@ impl RowIsNan for Tensor {
         self.index_axis(Axis(0), row).iter().all(|v| v.is_nan())
     }
 }
+
+#[test]
+fn set_value_refuses_another_shape_and_keeps_the_weight() {
+    let mut params = ParamStore::new();
+    let w = params.add("dense/kernel", ArrayD::from_elem(IxDyn(&[2, 3]), 1.0f32), true);
+    let err = params.set_value(w, ArrayD::zeros(IxDyn(&[3, 2])).view()).unwrap_err().to_string();
+    assert!(err.contains("dense/kernel") && err.contains("[2, 3]") && err.contains("[3, 2]"), "{err}");
+    assert_eq!(*params.value(w), ArrayD::from_elem(IxDyn(&[2, 3]), 1.0f32));
+    params.set_value(w, ArrayD::from_elem(IxDyn(&[2, 3]), 5.0f32).view()).unwrap();
+    assert_eq!(*params.value(w), ArrayD::from_elem(IxDyn(&[2, 3]), 5.0f32));
+}

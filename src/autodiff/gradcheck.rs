@@ -137,6 +137,17 @@ impl GradCheck {
     }
 }
 
+/// Values in `[-1, 1)` that differ from one element to the next (a slice put in the wrong place shows), and
+/// from one `seed` to another: the inputs of the ops' gradient checks.
+#[cfg(test)]
+pub(crate) fn test_values(shape: &[usize], seed: usize) -> Tensor {
+    let mut i = seed * 1000;
+    ndarray::ArrayD::from_shape_simple_fn(ndarray::IxDyn(shape), || {
+        i += 1;
+        ((i * 37) % 101) as f32 / 50.0 - 1.0
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -143,10 +143,26 @@ pub trait BackendStorage:
 }
 
 /// A tensor's buffer on some [`Device`]: what parameters, gradients, optimizer state and the tape's values are.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub enum Storage {
     /// On the CPU.
     Cpu(CpuStorage),
+}
+
+impl Clone for Storage {
+    fn clone(&self) -> Self {
+        match self {
+            Storage::Cpu(s) => Storage::Cpu(s.clone()),
+        }
+    }
+
+    /// Copies into `self`'s buffer when both are on one device (a derived `clone_from` would allocate a new
+    /// one): `Gradients::copy_from` relies on it to clip without allocating each step.
+    fn clone_from(&mut self, source: &Self) {
+        match (self, source) {
+            (Storage::Cpu(mine), Storage::Cpu(theirs)) => mine.clone_from(theirs),
+        }
+    }
 }
 
 impl Default for Storage {

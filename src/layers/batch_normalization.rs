@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 use super::config::{initializer_fn, strict_f32};
 use super::{add_weight, CallContext, Layer};
 use crate::autodiff::{ParamId, ParamStore, Var};
-use crate::device::Storage;
 use crate::initializers::Initializer;
 use crate::spec::Spec;
 use crate::{Error, Result};
@@ -233,9 +232,6 @@ impl Layer for BatchNormalization {
             let one_minus_momentum = crate::numeric::one_minus_as_keras(momentum);
             for (id, batch) in [(b.moving_mean, batch.mean), (b.moving_variance, batch.variance)] {
                 let mut moving = tape.params().value(id).clone();
-                // The op returns the statistics as host arrays (`BatchStatistics`) for now: on the CPU, the
-                // conversion moves them without a copy.
-                let batch = Storage::from(batch);
                 moving.moving_average(&batch, momentum, one_minus_momentum);
                 ctx.assign(id, moving);
             }

@@ -12,7 +12,7 @@
 //! `dx = gamma / std * (g - sum(g) / M - xh * sum(g * xh) / M)` in training, `dx = g * gamma / std` at
 //! inference; `dgamma = sum(g * xh)`, `dbeta = sum(g)`.
 use crate::autodiff::backward::{BackwardCtx, Kernel};
-use crate::autodiff::{Tensor, Var};
+use crate::autodiff::Var;
 use crate::device::{BatchNormInput, Storage};
 
 /// The recorded node.
@@ -31,10 +31,10 @@ struct BatchNorm {
 /// Batch statistics of one training-mode [`Var::batch_norm`]: per channel, the mean and the biased variance.
 #[derive(Clone, Debug)]
 pub struct BatchStatistics {
-    /// The mean of each channel, shape `[channels]`.
-    pub mean: Tensor,
-    /// The biased (divided by the count) variance of each channel, shape `[channels]`.
-    pub variance: Tensor,
+    /// The mean of each channel, shape `[channels]`, on the input's device.
+    pub mean: Storage,
+    /// The biased (divided by the count) variance of each channel, shape `[channels]`, on the input's device.
+    pub variance: Storage,
 }
 
 impl<'t> Var<'t> {
@@ -50,8 +50,8 @@ impl<'t> Var<'t> {
     /// let tape = Tape::new(&params);
     /// let x = tape.constant(array![[1.0f32, 10.0], [3.0, 30.0]].into_dyn().view());
     /// let (y, stats) = x.batch_norm(1, None, None, 1e-3);
-    /// assert_eq!(stats.mean.iter().copied().collect::<Vec<_>>(), [2.0, 20.0]);
-    /// assert_eq!(stats.variance.iter().copied().collect::<Vec<_>>(), [1.0, 100.0]);
+    /// assert_eq!(stats.mean, array![2.0f32, 20.0].into_dyn());
+    /// assert_eq!(stats.variance, array![1.0f32, 100.0].into_dyn());
     /// assert!((y.value()[[0, 0]] + 1.0).abs() < 1e-3);
     /// ```
     ///
@@ -141,7 +141,7 @@ impl<'t> Var<'t> {
                     x.batch_statistics(axis, &mut mean, &mut variance);
                     x.batch_norm(axis, &mean, &variance, gamma, beta, epsilon, out, aux);
                     if let Some(out) = stats_out {
-                        *out = Some(BatchStatistics { mean: mean.to_array(), variance: variance.to_array() });
+                        *out = Some(BatchStatistics { mean, variance });
                     }
                 }
             }
@@ -186,7 +186,7 @@ impl Kernel for BatchNorm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::autodiff::{check_gradients, GradCheck, ParamStore, Tape};
+    use crate::autodiff::{check_gradients, GradCheck, ParamStore, Tape, Tensor};
     use ndarray::{ArrayD, IxDyn};
     use rand::{Rng, SeedableRng};
 
@@ -237,7 +237,8 @@ mod tests {
             let bits = |t: &Tensor| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got), bits(&want), "case {i}: {shape:?} axis {axis}");
             // Inference with the batch's statistics gives the same bits too.
-            let (m, v) = (tape.constant(stats.mean.view()), tape.constant(stats.variance.view()));
+            let (m, v) =
+                (tape.constant(stats.mean.host().view()), tape.constant(stats.variance.host().view()));
             let inferred = xv.batch_norm_with(axis, m, v, Some(gv), Some(bv), 1e-3).value();
             assert_eq!(bits(&inferred), bits(&want), "case {i}: inference");
         }

@@ -88,17 +88,9 @@ impl Kernel for Concat {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::autodiff::test_values as values;
     use crate::autodiff::{check_gradients, Gradients, ParamStore, Tensor};
     use ndarray::{array, ArrayD, Axis, IxDyn, Slice};
-
-    /// Values that differ everywhere, so that a slice put in the wrong place shows.
-    fn values(shape: &[usize], seed: usize) -> Tensor {
-        let mut i = seed * 1000;
-        ArrayD::from_shape_simple_fn(IxDyn(shape), || {
-            i += 1;
-            ((i * 37) % 101) as f32 / 50.0 - 1.0
-        })
-    }
 
     /// numpy's `concatenate`, from ndarray.
     fn reference(xs: &[Tensor], axis: usize) -> Tensor {

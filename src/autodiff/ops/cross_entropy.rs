@@ -126,16 +126,9 @@ impl Kernel for SigmoidCrossEntropy {
 
 #[cfg(test)]
 mod tests {
-    use crate::autodiff::{check_gradients, Tensor};
+    use crate::autodiff::check_gradients;
+    use crate::autodiff::test_values as values;
     use ndarray::{ArrayD, IxDyn};
-
-    fn values(shape: &[usize], seed: usize) -> Tensor {
-        let mut i = seed * 1000;
-        ArrayD::from_shape_simple_fn(IxDyn(shape), || {
-            i += 1;
-            ((i * 37) % 101) as f32 / 50.0 - 1.0
-        })
-    }
 
     #[test]
     fn gradients_match_finite_differences() {

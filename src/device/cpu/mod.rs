@@ -26,8 +26,19 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use super::{BackendStorage, Device};
 
 /// A buffer in host memory: a dynamically shaped, row-major `f32` ndarray.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct CpuStorage(ArrayD<f32>);
+
+impl Clone for CpuStorage {
+    fn clone(&self) -> Self {
+        CpuStorage(self.0.clone())
+    }
+
+    /// ndarray's `clone_from`, which reuses `self`'s allocation when it is large enough.
+    fn clone_from(&mut self, source: &Self) {
+        self.0.clone_from(&source.0);
+    }
+}
 
 impl CpuStorage {
     /// A buffer with no element that owns no heap memory.
@@ -90,5 +101,21 @@ impl BackendStorage for CpuStorage {
 
     fn fill(&mut self, value: f32) {
         self.0.fill(value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::device::{Device, Storage};
+    use ndarray::array;
+
+    #[test]
+    fn clone_from_reuses_the_buffer() {
+        let source = Storage::from_array(Device::Cpu, array![[1.0f32, 2.0], [3.0, 4.0]].view().into_dyn());
+        let mut copy = Device::Cpu.zeros(&[2, 2]);
+        let before = copy.host().as_ptr();
+        copy.clone_from(&source);
+        assert_eq!(copy, source.to_array());
+        assert_eq!(copy.host().as_ptr(), before, "clone_from allocated a new buffer");
     }
 }
