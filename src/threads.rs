@@ -179,8 +179,6 @@ pub(crate) fn for_each_chunk<T: Send>(
 /// The results of `f` on the fixed blocks `0..block, block..2 * block, ...` of `0..len`, in order, computed
 /// over the pool when `len` is large: combine them in order for a sum whose rounding does not depend on the
 /// thread count.
-// For the reductions of the element-wise kernels, once they are split (issue 21); tested below.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn map_blocks<R: Send>(
     len: usize,
     block: usize,

@@ -281,20 +281,67 @@ fn as_matrix<'a>(k: &'a CpuStorage, g: &Geometry) -> ArrayView2<'a, f32> {
 /// into the rows of `cols`, zeros where it hangs over the padding.
 #[inline(always)]
 fn im2col(x: &[f32], cols: &mut [f32], g: &Geometry, first: usize) {
+    let field = g.field();
+    // A run of rows of one output line at a time: the line's position is worked out once, not per row.
+    for (row, rows) in line_runs(first, cols.len() / field, g.cols.output) {
+        let run = &mut cols[(row - first) * field..][..rows * field];
+        let (oh, ow) = (row / g.cols.output, row % g.cols.output);
+        match interior_run(g, oh, ow, rows) {
+            Some((r0, c0)) => match g.cols.size * g.channels {
+                // The taps of a single-channel image: a constant span, so the copy unrolls.
+                1 => copy_run::<1>(x, run, g, r0, c0),
+                2 => copy_run::<2>(x, run, g, r0, c0),
+                3 => copy_run::<3>(x, run, g, r0, c0),
+                4 => copy_run::<4>(x, run, g, r0, c0),
+                5 => copy_run::<5>(x, run, g, r0, c0),
+                _ => copy_run::<0>(x, run, g, r0, c0),
+            },
+            None => im2col_edge(x, run, g, oh, ow),
+        }
+    }
+}
+
+/// Where the windows of `rows` output pixels from `(oh, ow)` on one output line all lie inside the image with
+/// unit dilation along the line: the input row and column of the first window's top-left tap.
+#[inline(always)]
+fn interior_run(g: &Geometry, oh: usize, ow: usize, rows: usize) -> Option<(usize, usize)> {
+    if g.cols.dilation != 1 {
+        return None;
+    }
+    let r0 = g.rows.inside(oh)?;
+    let c0 = g.cols.inside(ow)?;
+    g.cols.inside(ow + rows - 1)?;
+    Some((r0, c0))
+}
+
+/// im2col of a run of windows inside the image on one output line: per row, one copy of `kw·c` adjacent
+/// values per kernel row. `SPAN` is that length when it is a small constant, else 0 (read from `g`).
+#[inline(always)]
+fn copy_run<const SPAN: usize>(x: &[f32], run: &mut [f32], g: &Geometry, r0: usize, c0: usize) {
+    let c = g.channels;
+    let span = if SPAN == 0 { g.cols.size * c } else { SPAN };
+    let (line_len, step) = (g.cols.input * c, g.cols.stride * c);
+    for (i, start) in (0..g.rows.size).map(|i| (i, (r0 + i * g.rows.dilation) * line_len + c0 * c)) {
+        let src = &x[start..];
+        for (k, field) in run.chunks_exact_mut(g.field()).enumerate() {
+            let (dst, src) = (&mut field[i * span..][..span], &src[k * step..][..span]);
+            if SPAN == 0 {
+                copy(dst, src);
+            } else {
+                dst.copy_from_slice(src);
+            }
+        }
+    }
+}
+
+/// im2col of output pixels from `(oh, ow)` on one output line, windows that may hang over the padding or
+/// have dilated columns: tap by tap, zeros outside.
+#[inline(always)]
+fn im2col_edge(x: &[f32], run: &mut [f32], g: &Geometry, oh: usize, first_ow: usize) {
     let (c, kw) = (g.channels, g.cols.size);
     // With unit dilation, the taps of one kernel row are adjacent pixels: one copy when all are inside.
     let contiguous = g.cols.dilation == 1;
-    let (line_len, span) = (g.cols.input * c, kw * c);
-    for (row, field) in (first..).zip(cols.chunks_exact_mut(g.field())) {
-        let (oh, ow) = (row / g.cols.output, row % g.cols.output);
-        // The common case, a window inside the image: one copy per kernel row, no bounds arithmetic.
-        if let (true, Some(r0), Some(c0)) = (contiguous, g.rows.inside(oh), g.cols.inside(ow)) {
-            for (i, field) in field.chunks_exact_mut(span).enumerate() {
-                let start = (r0 + i * g.rows.dilation) * line_len + c0 * c;
-                copy(field, &x[start..start + span]);
-            }
-            continue;
-        }
+    for (ow, field) in (first_ow..).zip(run.chunks_exact_mut(g.field())) {
         for (i, field) in field.chunks_exact_mut(kw * c).enumerate() {
             let Some(ih) = g.rows.source(oh, i) else {
                 field.fill(0.0);
@@ -315,6 +362,20 @@ fn im2col(x: &[f32], cols: &mut [f32], g: &Geometry, first: usize) {
             }
         }
     }
+}
+
+/// The rows `first..first + rows` of one image's output pixels cut where an output line (`line` pixels) ends:
+/// `(first row, rows)` of each run.
+fn line_runs(first: usize, rows: usize, line: usize) -> impl Iterator<Item = (usize, usize)> {
+    let end = first + rows;
+    let mut row = first;
+    std::iter::from_fn(move || {
+        let n = (line - row % line).min(end - row);
+        (n > 0).then(|| {
+            row += n;
+            (row - n, n)
+        })
+    })
 }
 
 /// `dst.copy_from_slice(src)`, without a `memcpy` call for the few elements of a single-channel image's taps.
@@ -343,15 +404,30 @@ wide_fn! {
 /// of `dx` it was copied from.
 #[inline(always)]
 fn col2im(cols: &[f32], dx: &mut [f32], g: &Geometry, first: usize) {
-    let (c, kw) = (g.channels, g.cols.size);
-    for (row, field) in (first..).zip(cols.chunks_exact(g.field())) {
-        let (oh, ow) = (row / g.cols.output, row % g.cols.output);
-        for (i, field) in field.chunks_exact(kw * c).enumerate() {
-            let Some(ih) = g.rows.source(oh, i) else { continue };
-            let line = &mut dx[ih * g.cols.input * c..][..g.cols.input * c];
-            for (j, tap) in field.chunks_exact(c).enumerate() {
-                if let Some(iw) = g.cols.source(ow, j) {
-                    line[iw * c..][..c].iter_mut().zip(tap).for_each(|(d, &t)| *d += t);
+    let (field, c, kw) = (g.field(), g.channels, g.cols.size);
+    let line_len = g.cols.input * c;
+    for (row, rows) in line_runs(first, cols.len() / field, g.cols.output) {
+        let run = &cols[(row - first) * field..][..rows * field];
+        let (oh, first_ow) = (row / g.cols.output, row % g.cols.output);
+        if let Some((r0, c0)) = interior_run(g, oh, first_ow, rows) {
+            // Windows inside the image: each kernel row's taps are `kw·c` adjacent values.
+            let (span, step) = (kw * c, g.cols.stride * c);
+            for (k, field) in run.chunks_exact(field).enumerate() {
+                for (i, taps) in field.chunks_exact(span).enumerate() {
+                    let start = (r0 + i * g.rows.dilation) * line_len + (c0 * c + k * step);
+                    dx[start..][..span].iter_mut().zip(taps).for_each(|(d, &t)| *d += t);
+                }
+            }
+            continue;
+        }
+        for (ow, field) in (first_ow..).zip(run.chunks_exact(field)) {
+            for (i, field) in field.chunks_exact(kw * c).enumerate() {
+                let Some(ih) = g.rows.source(oh, i) else { continue };
+                let line = &mut dx[ih * line_len..][..line_len];
+                for (j, tap) in field.chunks_exact(c).enumerate() {
+                    if let Some(iw) = g.cols.source(ow, j) {
+                        line[iw * c..][..c].iter_mut().zip(tap).for_each(|(d, &t)| *d += t);
+                    }
                 }
             }
         }
