@@ -60,6 +60,7 @@ mod config;
 mod conv2d;
 mod dense;
 mod dropout;
+mod embedding;
 mod flatten;
 mod input;
 mod merging;
@@ -73,6 +74,7 @@ pub use config::{layer_from_config, LayerConfig, KNOWN_LAYERS};
 pub use conv2d::Conv2D;
 pub use dense::Dense;
 pub use dropout::Dropout;
+pub use embedding::Embedding;
 pub use flatten::Flatten;
 pub(crate) use input::check_input_shape;
 pub use input::Input;
@@ -230,6 +232,18 @@ pub trait Layer: Send + Sync {
     ) -> Var<'t> {
         let _ = masks;
         self.call_many(inputs, ctx)
+    }
+
+    /// Checks data this layer reads straight from a model input (all samples, `(samples, input_shape...)`),
+    /// before `fit`, `evaluate` or `predict` runs a step: a value the layer cannot take (an [`Embedding`]'s
+    /// index out of range) is then an error of the call that leaves the model unchanged, rather than one found
+    /// batches into training. The default accepts everything.
+    ///
+    /// # Errors
+    /// The first value the layer cannot take, named with its position in the data.
+    fn check_input(&self, x: ndarray::ArrayViewD<'_, f32>) -> Result<()> {
+        let _ = x;
+        Ok(())
     }
 
     /// Whether this is a model's input declaration ([`Input`]), which a model keeps apart from its layers.

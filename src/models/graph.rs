@@ -290,6 +290,28 @@ impl Net {
         Ok(self.outputs.iter().map(|&t| values[t].expect("every output is computed")).collect())
     }
 
+    /// Hands each model input's data to the layers that read it directly ([`Layer::check_input`]), before any
+    /// step runs.
+    ///
+    /// # Errors
+    /// What a layer reports, naming it.
+    pub(crate) fn check_inputs(&self, x: &[ndarray::ArrayViewD<'_, f32>]) -> Result<()> {
+        for node in &self.nodes {
+            for t in &node.inputs {
+                let Some(k) = self.inputs.iter().position(|i| i == t) else { continue };
+                let Some(data) = x.get(k) else { continue };
+                let layer = &self.layers[node.layer];
+                layer.check_input(data.view()).map_err(|source| Error::LayerCall {
+                    layer: layer.name().unwrap_or("?").to_owned(),
+                    class: layer.class_name(),
+                    inputs: format!("{:?}", data.shape()).replace('[', "(").replace(']', ")"),
+                    source: Box::new(source),
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// The layer that produces tensor `t` (a model input's `Input`, or a node's layer).
     pub(crate) fn producer_layer(&self, t: TensorId) -> Option<usize> {
         match self.tensors[t].producer {
