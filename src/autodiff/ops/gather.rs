@@ -141,7 +141,7 @@ mod tests {
             let (y, _) = tape.constant(table.view()).gather(tape.constant(ids.view()));
             y.value()
         });
-        assert!(runs.iter().all(|r| r == &runs[0]));
+        assert!(runs.iter().all(|r| *r == runs[0]));
         assert_eq!(runs[0].shape(), &[100, 100, 7]);
         assert_eq!(runs[0][[2, 5, 3]], table[[(2 * 31 + 5 * 7) % 50, 3]]);
     }
