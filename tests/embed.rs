@@ -395,3 +395,14 @@ fn a_bad_index_computed_inside_the_model_is_an_error_of_the_step_naming_the_laye
         assert!(msg.contains("`words` (Embedding)") && msg.contains("index 6 at position (0, 1)"), "{msg}");
     }
 }
+
+#[test]
+fn a_keras_file_with_an_embedding_and_an_integer_input_loads() {
+    let fx = &fixture()["model"];
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keras_embedding.keras");
+    let m = kerust::models::load_model(path).unwrap();
+    let want: Vec<Tensor> = fx["weights_after"].as_array().unwrap().iter().map(tensor).collect();
+    assert_eq!(m.get_weights(), want);
+    assert_close("predict", &m.predict(&tensor(&fx["x"])).unwrap(), &tensor(&fx["predict_after"]), 1e-5);
+    assert_eq!(m.layers()[0].config().unwrap().config["mask_zero"], true);
+}
