@@ -46,6 +46,11 @@ impl Layer for Activation {
         Ok(input_shape.to_vec())
     }
 
+    /// True, as in Keras: the mask of the input is the mask of the output.
+    fn supports_masking(&self) -> bool {
+        true
+    }
+
     fn call<'t>(&self, x: Var<'t>, _: &mut CallContext<'_>) -> Var<'t> {
         self.resolved.expect("Activation::call before build").apply(x)
     }

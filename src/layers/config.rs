@@ -28,8 +28,8 @@ use serde_json::Value;
 
 use super::{
     Activation, Add, Average, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense, Dropout,
-    Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Input, Layer, MaxPooling2D, Maximum, Minimum,
-    Multiply, Rescaling, Reshape, Subtract,
+    Embedding, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Input, Layer, MaxPooling2D, Maximum,
+    Minimum, Multiply, Rescaling, Reshape, Subtract,
 };
 use crate::activations::Activation as Function;
 use crate::initializers::Initializer;
@@ -118,6 +118,7 @@ pub const KNOWN_LAYERS: &[&str] = &[
     "Maximum",
     "Minimum",
     "Concatenate",
+    "Embedding",
 ];
 
 /// A function with settings: an activation or an initializer.
@@ -334,6 +335,7 @@ pub fn layer_from_config(config: &LayerConfig) -> Result<Box<dyn Layer>> {
         "Maximum" => Box::new(Maximum::from_settings(config.parse()?)),
         "Minimum" => Box::new(Minimum::from_settings(config.parse()?)),
         "Concatenate" => Box::new(Concatenate::from_settings(config.parse()?)),
+        "Embedding" => Box::new(Embedding::from_settings(config.parse()?)),
         other => {
             return Err(Error::UnknownName {
                 kind: "layer type",
@@ -513,6 +515,7 @@ mod tests {
             Box::new(Minimum::new()),
             Box::new(Concatenate::new(2).name("joined")),
             Box::new(Concatenate::default()),
+            Box::new(Embedding::new(20, 4).mask_zero(true).input_shape([7]).name("words")),
         ];
         let mut seen: Vec<&str> = layers.iter().map(|l| l.class_name()).collect();
         seen.sort_unstable();

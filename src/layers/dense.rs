@@ -189,6 +189,11 @@ impl Layer for Dense {
         Ok(outer.iter().copied().chain([self.units]).collect())
     }
 
+    /// True, as in Keras: the mask of the input is the mask of the output.
+    fn supports_masking(&self) -> bool {
+        true
+    }
+
     fn call<'t>(&self, x: Var<'t>, _ctx: &mut CallContext<'_>) -> Var<'t> {
         let built = self.built.as_ref().expect("Dense::call before build: models build layers first");
         let tape = x.tape();

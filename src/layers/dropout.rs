@@ -61,6 +61,11 @@ impl Layer for Dropout {
         Ok(input_shape.to_vec())
     }
 
+    /// True, as in Keras: the mask of the input is the mask of the output.
+    fn supports_masking(&self) -> bool {
+        true
+    }
+
     fn call<'t>(&self, x: Var<'t>, ctx: &mut CallContext<'_>) -> Var<'t> {
         if !ctx.training || self.rate == 0.0 {
             return x;

@@ -174,8 +174,26 @@ macro_rules! elementwise_merge {
             fn call_many<'t>(&self, $inputs: &[Var<'t>], _: &mut CallContext<'_>) -> Var<'t> {
                 $merge
             }
+
+            fn supports_masking(&self) -> bool {
+                true
+            }
+
+            fn compute_mask<'t>(&self, _: &[Var<'t>], masks: &[Option<Var<'t>>]) -> Option<Var<'t>> {
+                merged_mask(masks)
+            }
         }
     };
+}
+
+/// The mask of an element-wise merge, as Keras' `Merge.compute_mask` gives it: none if any input has none,
+/// else the logical OR of the masks (a step is real in the output where it is real in some input).
+fn merged_mask<'t>(masks: &[Option<Var<'t>>]) -> Option<Var<'t>> {
+    let masks: Option<Vec<Var<'t>>> = masks.iter().copied().collect();
+    let masks = masks?;
+    let (&first, rest) = masks.split_first()?;
+    // Masks hold 0.0 and 1.0, so the maximum is the OR.
+    Some(rest.iter().fold(first, |acc, &m| acc.maximum(m)))
 }
 
 /// No check besides the common ones.
@@ -398,5 +416,39 @@ impl Layer for Concatenate {
     fn call_many<'t>(&self, inputs: &[Var<'t>], _: &mut CallContext<'_>) -> Var<'t> {
         let axis = self.axis.expect("Concatenate::call_many before build_many: models build layers first");
         inputs[0].tape().concat(inputs, axis)
+    }
+
+    fn supports_masking(&self) -> bool {
+        true
+    }
+
+    /// Keras' `Concatenate.compute_mask`: none if no input has a mask; else each input's mask (all ones for an
+    /// input without one) broadcast over the input's last axis, joined along the axis, and reduced with OR over
+    /// the last axis. For masks of one axis fewer than their inputs (a `(batch, time)` mask of a
+    /// `(batch, time, features)` tensor), that is the OR of the masks when joining the last axis, and the masks
+    /// joined along the axis otherwise. Masks of another rank are dropped.
+    fn compute_mask<'t>(&self, inputs: &[Var<'t>], masks: &[Option<Var<'t>>]) -> Option<Var<'t>> {
+        let axis = self.axis?;
+        if masks.iter().all(Option::is_none) || inputs.len() != masks.len() {
+            return None;
+        }
+        let tape = inputs[0].tape();
+        let mut full = Vec::with_capacity(masks.len());
+        for (x, m) in inputs.iter().zip(masks) {
+            let shape = x.shape();
+            let mask_shape = &shape[..shape.len() - 1];
+            match m {
+                Some(m) if m.shape() == mask_shape => full.push(*m),
+                Some(_) => return None,
+                None => full.push(tape.constant_with(mask_shape, |b| b.fill(1.0))),
+            }
+        }
+        let last = inputs[0].shape().len() - 1;
+        if axis == last {
+            // Masks hold 0.0 and 1.0, so the maximum is the OR.
+            full[1..].iter().try_fold(full[0], |acc, &m| Some(acc.maximum(m)))
+        } else {
+            Some(tape.concat(&full, axis))
+        }
     }
 }

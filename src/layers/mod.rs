@@ -60,6 +60,7 @@ mod config;
 mod conv2d;
 mod dense;
 mod dropout;
+mod embedding;
 mod flatten;
 mod input;
 mod merging;
@@ -73,6 +74,7 @@ pub use config::{layer_from_config, LayerConfig, KNOWN_LAYERS};
 pub use conv2d::Conv2D;
 pub use dense::Dense;
 pub use dropout::Dropout;
+pub use embedding::Embedding;
 pub use flatten::Flatten;
 pub(crate) use input::check_input_shape;
 pub use input::Input;
@@ -99,12 +101,14 @@ pub struct CallContext<'r> {
     /// The model's random generator (dropout masks).
     pub rng: &'r mut StdRng,
     updates: Vec<(ParamId, Storage)>,
+    /// The first error a layer reported with [`CallContext::fail`].
+    error: Option<crate::Error>,
 }
 
 impl<'r> CallContext<'r> {
     /// A context for one forward pass.
     pub fn new(training: bool, rng: &'r mut StdRng) -> Self {
-        CallContext { training, rng, updates: Vec::new() }
+        CallContext { training, rng, updates: Vec::new(), error: None }
     }
 
     /// Records a new value for a (non-trainable) weight, Keras' `variable.assign` in `call`: a layer's state
@@ -115,6 +119,18 @@ impl<'r> CallContext<'r> {
     /// device.
     pub fn assign(&mut self, weight: ParamId, value: impl Into<Storage>) {
         self.updates.push((weight, value.into()));
+    }
+
+    /// Reports an error found while computing a layer's output (an embedding index out of range): `call`
+    /// returns no `Result`, so a layer records it here and returns any value of its output's shape; the model
+    /// checks after each layer and returns the error, naming the layer. The first error is kept.
+    pub fn fail(&mut self, error: crate::Error) {
+        self.error.get_or_insert(error);
+    }
+
+    /// The error reported with [`CallContext::fail`], if any, taken out of the context.
+    pub fn take_error(&mut self) -> Option<crate::Error> {
+        self.error.take()
     }
 
     /// The values recorded by [`CallContext::assign`], in order, for whoever runs the step to write into the
@@ -185,6 +201,49 @@ pub trait Layer: Send + Sync {
     /// through here. The default passes the single input to [`Layer::call`].
     fn call_many<'t>(&self, inputs: &[Var<'t>], ctx: &mut CallContext<'_>) -> Var<'t> {
         self.call(inputs[0], ctx)
+    }
+
+    /// Whether a mask on this layer's input passes through it (Keras' `supports_masking`); a layer that
+    /// neither supports nor computes masks drops the mask, as Keras does.
+    fn supports_masking(&self) -> bool {
+        false
+    }
+
+    /// The mask of this layer's output, given its inputs and their masks (Keras' `compute_mask`). A mask is a
+    /// constant `(batch, time)` tensor of 1.0 (a real step) and 0.0 (padding). The default passes the first
+    /// input's mask through when [`Layer::supports_masking`], and gives none otherwise.
+    fn compute_mask<'t>(&self, inputs: &[Var<'t>], masks: &[Option<Var<'t>>]) -> Option<Var<'t>> {
+        let _ = inputs;
+        if self.supports_masking() {
+            masks.first().copied().flatten()
+        } else {
+            None
+        }
+    }
+
+    /// The forward pass given the inputs' masks (`None` where an input has none): Keras' `call(inputs,
+    /// mask=...)`. Models call every layer through here. The default ignores the masks and calls
+    /// [`Layer::call_many`].
+    fn call_masked<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        masks: &[Option<Var<'t>>],
+        ctx: &mut CallContext<'_>,
+    ) -> Var<'t> {
+        let _ = masks;
+        self.call_many(inputs, ctx)
+    }
+
+    /// Checks data this layer reads straight from a model input (all samples, `(samples, input_shape...)`),
+    /// before `fit`, `evaluate` or `predict` runs a step: a value the layer cannot take (an [`Embedding`]'s
+    /// index out of range) is then an error of the call that leaves the model unchanged, rather than one found
+    /// batches into training. The default accepts everything.
+    ///
+    /// # Errors
+    /// The first value the layer cannot take, named with its position in the data.
+    fn check_input(&self, x: ndarray::ArrayViewD<'_, f32>) -> Result<()> {
+        let _ = x;
+        Ok(())
     }
 
     /// Whether this is a model's input declaration ([`Input`]), which a model keeps apart from its layers.

@@ -84,6 +84,11 @@ impl Layer for Rescaling {
         Ok(input_shape.to_vec())
     }
 
+    /// True, as in Keras: the mask of the input is the mask of the output.
+    fn supports_masking(&self) -> bool {
+        true
+    }
+
     fn call<'t>(&self, x: Var<'t>, _: &mut CallContext<'_>) -> Var<'t> {
         let RescalingConfig { scale, offset, .. } = self.settings;
         // The addition even for an offset of 0, as Keras does it: `-0.0 * s + 0.0` is +0.0.

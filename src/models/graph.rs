@@ -229,21 +229,42 @@ impl Net {
 
     /// The forward pass: one batch per model input in, one per model output out.
     ///
+    /// Each tensor carries a mask beside its value (Keras' `_keras_mask`): model inputs carry none, and each
+    /// node's layer is called with its inputs' masks ([`Layer::call_masked`]) and gives its output's
+    /// ([`Layer::compute_mask`]).
+    ///
     /// # Errors
     /// A layer whose output is not of the shape its `build` returned (a custom layer's `call` that disagrees
-    /// with its `build`): reported here, naming that layer, before the next layer trips over it.
+    /// with its `build`), or a layer that reported an error through [`CallContext::fail`] (an embedding index
+    /// out of range): reported here, naming that layer, before the next layer trips over it.
     pub(crate) fn forward<'t>(&self, inputs: &[Var<'t>], ctx: &mut CallContext<'_>) -> Result<Vec<Var<'t>>> {
         let mut values: Vec<Option<Var<'t>>> = vec![None; self.tensors.len()];
+        let mut masks: Vec<Option<Var<'t>>> = vec![None; self.tensors.len()];
         for (&t, &x) in self.inputs.iter().zip(inputs) {
             values[t] = Some(x);
         }
         let batch = inputs.first().map(|x| x.with_value(|v| v.len_of(ndarray::Axis(0))));
-        let mut args = Vec::new();
+        let (mut args, mut arg_masks) = (Vec::new(), Vec::new());
         for node in &self.nodes {
             args.clear();
             args.extend(node.inputs.iter().map(|&t| values[t].expect("nodes are in topological order")));
+            arg_masks.clear();
+            arg_masks.extend(node.inputs.iter().map(|&t| masks[t]));
             let layer = &self.layers[node.layer];
-            let y = layer.call_many(&args, ctx);
+            let y = layer.call_masked(&args, &arg_masks, ctx);
+            if let Some(source) = ctx.take_error() {
+                let shapes: Vec<Vec<usize>> = args.iter().map(Var::shape).collect();
+                return Err(Error::LayerCall {
+                    layer: layer.name().unwrap_or("?").to_owned(),
+                    class: layer.class_name(),
+                    inputs: shapes
+                        .iter()
+                        .map(|s| format!("{s:?}").replace('[', "(").replace(']', ")"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    source: Box::new(source),
+                });
+            }
             // A shape compare per layer per batch, no allocation unless it fails.
             let declared = &self.tensors[node.output].shape;
             let fits = y.with_value(|v| {
@@ -264,8 +285,31 @@ impl Net {
                 ));
             }
             values[node.output] = Some(y);
+            masks[node.output] = layer.compute_mask(&args, &arg_masks);
         }
         Ok(self.outputs.iter().map(|&t| values[t].expect("every output is computed")).collect())
+    }
+
+    /// Hands each model input's data to the layers that read it directly ([`Layer::check_input`]), before any
+    /// step runs.
+    ///
+    /// # Errors
+    /// What a layer reports, naming it.
+    pub(crate) fn check_inputs(&self, x: &[ndarray::ArrayViewD<'_, f32>]) -> Result<()> {
+        for node in &self.nodes {
+            for t in &node.inputs {
+                let Some(k) = self.inputs.iter().position(|i| i == t) else { continue };
+                let Some(data) = x.get(k) else { continue };
+                let layer = &self.layers[node.layer];
+                layer.check_input(data.view()).map_err(|source| Error::LayerCall {
+                    layer: layer.name().unwrap_or("?").to_owned(),
+                    class: layer.class_name(),
+                    inputs: format!("{:?}", data.shape()).replace('[', "(").replace(']', ")"),
+                    source: Box::new(source),
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// The layer that produces tensor `t` (a model input's `Input`, or a node's layer).

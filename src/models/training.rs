@@ -582,6 +582,8 @@ impl Model {
                 ));
             }
         }
+        // Values a layer cannot take (an Embedding's index out of range), found before any step runs.
+        self.net.check_inputs(x)?;
         let (Some(y), Some(compiled)) = (y, &self.compiled) else { return Ok(()) };
         let several = compiled.heads.len() > 1;
         for (((y, head), out), name) in

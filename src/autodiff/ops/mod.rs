@@ -8,7 +8,7 @@
 //! - `cross_entropy`: the three losses fused with their softmax or sigmoid;
 //! - `dense`, `conv2d`, `pool2d`, `batch_norm`: layers' hot paths, each one node (the window geometry the
 //!   image kernels share is `device::window`);
-//! - `concat`, and `custom`: a user's [`CustomOp`].
+//! - `concat`; `gather` (an embedding lookup, with its scatter-add gradient); and `custom`: a user's [`CustomOp`].
 //!
 //! Shapes are a programming matter here, as in ndarray: an operation on incompatible shapes panics with a message
 //! naming both. Models validate shapes once, when they are built, so the training loop never hits these panics;
@@ -20,6 +20,7 @@ mod cross_entropy;
 mod custom;
 mod dense;
 pub(crate) mod elementwise;
+mod gather;
 mod matmul;
 mod pool2d;
 mod reduce;

@@ -8,6 +8,7 @@ mod conv2d;
 mod cross_entropy;
 mod dense;
 mod elementwise;
+mod gather;
 mod gemm;
 mod helpers;
 mod matmul;

@@ -86,6 +86,13 @@ fn settings_of(class: &str) -> Option<&'static [(&'static str, Kind)]> {
         "Rescaling" => &[("scale", F32), ("offset", F32)],
         "Add" | "Subtract" | "Multiply" | "Average" | "Maximum" | "Minimum" => MERGE,
         "Concatenate" => &[("axis", Same)],
+        "Embedding" => &[
+            ("input_dim", Same),
+            ("output_dim", Same),
+            ("embeddings_initializer", Initializer),
+            ("embeddings_regularizer", Regularizer),
+            ("mask_zero", Same),
+        ],
         _ => return None,
     })
 }
@@ -145,7 +152,15 @@ pub(crate) fn from_keras(entry: &Value, path: &str, e: &KerasError) -> Result<Ke
         Some(Value::Bool(false)) => false,
         Some(other) => return Err(e.at(&at("trainable"), format!("expected true or false, found {other}"))),
     };
-    check_dtype(config.get("dtype"), &at("dtype"), e)?;
+    // An input of integer indices (an Embedding's) is read as float32 like any other data.
+    let integer_input = class == "InputLayer"
+        && matches!(
+            config.get("dtype").and_then(Value::as_str),
+            Some("int8" | "int16" | "int32" | "int64" | "uint8" | "uint16" | "uint32" | "uint64")
+        );
+    if !integer_input {
+        check_dtype(config.get("dtype"), &at("dtype"), e)?;
+    }
     let mut out = Map::new();
     out.insert("name".into(), Value::String(name.clone()));
     if class == "InputLayer" {
