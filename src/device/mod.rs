@@ -57,8 +57,8 @@ pub use shape::ShapeKernels;
 pub use softmax::SoftmaxKernels;
 pub use unary::CustomActivation;
 pub(crate) use unary::{sigmoid, specialise, Unary};
-pub use window::Padding;
 pub(crate) use window::{window_output, Axis1, WindowFault};
+pub use window::{Padding, Padding1d};
 
 use ndarray::{ArrayD, ArrayViewD};
 

@@ -27,9 +27,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    Activation, Add, Average, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense, Dropout,
-    Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Input, Layer, MaxPooling2D, Maximum, Minimum,
-    Multiply, Rescaling, Reshape, Subtract,
+    Activation, Add, Average, AveragePooling1D, AveragePooling2D, BatchNormalization, Concatenate, Conv1D,
+    Conv2D, Dense, Dropout, Flatten, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
+    GlobalMaxPooling2D, Input, Layer, MaxPooling1D, MaxPooling2D, Maximum, Minimum, Multiply, Rescaling,
+    Reshape, Subtract,
 };
 use crate::activations::Activation as Function;
 use crate::initializers::Initializer;
@@ -108,6 +109,11 @@ pub const KNOWN_LAYERS: &[&str] = &[
     "AveragePooling2D",
     "GlobalMaxPooling2D",
     "GlobalAveragePooling2D",
+    "Conv1D",
+    "MaxPooling1D",
+    "AveragePooling1D",
+    "GlobalMaxPooling1D",
+    "GlobalAveragePooling1D",
     "BatchNormalization",
     "Reshape",
     "Rescaling",
@@ -324,6 +330,11 @@ pub fn layer_from_config(config: &LayerConfig) -> Result<Box<dyn Layer>> {
         "AveragePooling2D" => Box::new(AveragePooling2D::from_settings(config.parse()?)),
         "GlobalMaxPooling2D" => Box::new(GlobalMaxPooling2D::from_settings(config.parse()?)),
         "GlobalAveragePooling2D" => Box::new(GlobalAveragePooling2D::from_settings(config.parse()?)),
+        "Conv1D" => Box::new(Conv1D::from_settings(config.parse()?)),
+        "MaxPooling1D" => Box::new(MaxPooling1D::from_settings(config.parse()?)),
+        "AveragePooling1D" => Box::new(AveragePooling1D::from_settings(config.parse()?)),
+        "GlobalMaxPooling1D" => Box::new(GlobalMaxPooling1D::from_settings(config.parse()?)),
+        "GlobalAveragePooling1D" => Box::new(GlobalAveragePooling1D::from_settings(config.parse()?)),
         "BatchNormalization" => Box::new(BatchNormalization::from_settings(config.parse()?)),
         "Reshape" => Box::new(Reshape::from_settings(config.parse()?)),
         "Rescaling" => Box::new(Rescaling::from_settings(config.parse()?)),
@@ -495,6 +506,20 @@ mod tests {
             Box::new(AveragePooling2D::new((2, 3)).input_shape([4, 6, 1])),
             Box::new(GlobalMaxPooling2D::new().keepdims(true)),
             Box::new(GlobalAveragePooling2D::new().name("gap")),
+            Box::new(
+                Conv1D::new(4, 3)
+                    .padding("causal")
+                    .dilation_rate(2)
+                    .activation("relu")
+                    .kernel_regularizer("l2")
+                    .input_shape([10, 3])
+                    .name("c1"),
+            ),
+            Box::new(Conv1D::new(2, 5).strides(2).padding("same").use_bias(false)),
+            Box::new(MaxPooling1D::new(3).strides(1).padding("same")),
+            Box::new(AveragePooling1D::new(2).input_shape([6, 2])),
+            Box::new(GlobalMaxPooling1D::new().keepdims(true)),
+            Box::new(GlobalAveragePooling1D::new().name("gap1")),
             Box::new(
                 BatchNormalization::new()
                     .axis(1)

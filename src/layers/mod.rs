@@ -57,6 +57,7 @@
 mod activation;
 mod batch_normalization;
 mod config;
+mod conv1d;
 mod conv2d;
 mod dense;
 mod dropout;
@@ -64,12 +65,14 @@ mod flatten;
 mod input;
 mod merging;
 pub mod pooling;
+pub mod pooling1d;
 mod rescaling;
 mod reshape;
 
 pub use activation::Activation;
 pub use batch_normalization::BatchNormalization;
 pub use config::{layer_from_config, LayerConfig, KNOWN_LAYERS};
+pub use conv1d::Conv1D;
 pub use conv2d::Conv2D;
 pub use dense::Dense;
 pub use dropout::Dropout;
@@ -81,6 +84,9 @@ pub use merging::{Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtrac
 // merge layer.
 pub use pooling::{
     AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, GlobalPooling2D, MaxPooling2D, Pooling2D,
+};
+pub use pooling1d::{
+    AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D, GlobalPooling1D, MaxPooling1D, Pooling1D,
 };
 pub use rescaling::Rescaling;
 pub use reshape::Reshape;
@@ -185,6 +191,37 @@ pub trait Layer: Send + Sync {
     /// through here. The default passes the single input to [`Layer::call`].
     fn call_many<'t>(&self, inputs: &[Var<'t>], ctx: &mut CallContext<'_>) -> Var<'t> {
         self.call(inputs[0], ctx)
+    }
+
+    /// Whether a mask on this layer's input passes through it (Keras' `supports_masking`); a layer that
+    /// neither supports nor computes masks drops the mask, as Keras does.
+    fn supports_masking(&self) -> bool {
+        false
+    }
+
+    /// The mask of this layer's output, given its inputs and their masks (Keras' `compute_mask`). A mask is a
+    /// constant `(batch, time)` tensor of 1.0 (a real step) and 0.0 (padding). The default passes the first
+    /// input's mask through when [`Layer::supports_masking`], and gives none otherwise.
+    fn compute_mask<'t>(&self, inputs: &[Var<'t>], masks: &[Option<Var<'t>>]) -> Option<Var<'t>> {
+        let _ = inputs;
+        if self.supports_masking() {
+            masks.first().copied().flatten()
+        } else {
+            None
+        }
+    }
+
+    /// The forward pass given the inputs' masks (`None` where an input has none): Keras' `call(inputs,
+    /// mask=...)`. Models call every layer through here. The default ignores the masks and calls
+    /// [`Layer::call_many`].
+    fn call_masked<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        masks: &[Option<Var<'t>>],
+        ctx: &mut CallContext<'_>,
+    ) -> Var<'t> {
+        let _ = masks;
+        self.call_many(inputs, ctx)
     }
 
     /// Whether this is a model's input declaration ([`Input`]), which a model keeps apart from its layers.
