@@ -1,4 +1,4 @@
-//! Sequence layers: Conv1D, the 1-D poolings (global ones with masks) against Keras' own outputs
+//! Sequence layers: Conv1D, the 1-D poolings (global ones with masks), LayerNormalization against Keras' own outputs
 //! (tests/fixtures/keras_conv1d.py), one training step with Adam and RMSprop, the summary byte for byte,
 //! config round trips, and the errors a user meets.
 mod common;
@@ -7,7 +7,7 @@ use common::fixture_tensor as tensor;
 use kerust::autodiff::{ParamStore, Tape, Tensor};
 use kerust::layers::{
     layer_from_config, AveragePooling1D, CallContext, Conv1D, Dense, GlobalAveragePooling1D,
-    GlobalMaxPooling1D, Input, Layer, MaxPooling1D,
+    GlobalMaxPooling1D, Input, Layer, LayerNormalization, MaxPooling1D,
 };
 use kerust::models::Sequential;
 use kerust::optimizers::{Adam, Optimizer, RMSprop};
@@ -43,6 +43,10 @@ fn layer(name: &str) -> Box<dyn Layer> {
         "global_max_keepdims" => Box::new(GlobalMaxPooling1D::new().keepdims(true)),
         "global_avg" => Box::new(GlobalAveragePooling1D::new()),
         "global_avg_keepdims" => Box::new(GlobalAveragePooling1D::new().keepdims(true)),
+        "layer_norm" => Box::new(LayerNormalization::new()),
+        "layer_norm_no_center" => Box::new(LayerNormalization::new().epsilon(1e-5).center(false)),
+        "layer_norm_axes" => Box::new(LayerNormalization::new().axes([1, 2])),
+        "layer_norm_axis_1" => Box::new(LayerNormalization::new().axis(1).scale(false)),
         other => panic!("no layer for case {other}"),
     }
 }
@@ -51,7 +55,7 @@ fn layer(name: &str) -> Box<dyn Layer> {
 fn every_layer_matches_keras_on_fixed_weights() {
     let fx = fixture();
     let cases = fx["layers"].as_object().unwrap();
-    assert_eq!(cases.len(), 15);
+    assert_eq!(cases.len(), 19);
     for (name, case) in cases {
         let mut l = layer(name);
         let x = tensor(&case["x"]);
@@ -176,8 +180,30 @@ fn bad_settings_and_inputs_are_errors_naming_expected_and_got() {
     assert!(e.contains("pool_size"), "{e}");
     let e = build_error(GlobalAveragePooling1D::new(), &[3]);
     assert!(e.contains("channel axis"), "{e}");
+    let e = build_error(LayerNormalization::new().axis(0), &[3, 2]);
+    assert!(e.contains("axis") && e.contains("0 is not a feature axis") && e.contains("(None, 3, 2)"), "{e}");
+    let e = build_error(LayerNormalization::new().axes([1, -2]), &[3, 2]);
+    assert!(e.contains("twice"), "{e}");
+    let e = build_error(LayerNormalization::new().axis(3), &[3, 2]);
+    assert!(e.contains("1 to 2"), "{e}");
     // Causal and same padding fit any sequence of at least one step.
     let mut params = ParamStore::new();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     assert_eq!(Conv1D::new(2, 5).padding("causal").build(&[2, 3], &mut params, &mut rng).unwrap(), [2, 2]);
+}
+
+#[test]
+fn layer_normalization_passes_a_mask_through_and_the_poolings_do_not() {
+    let mut params = ParamStore::new();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let mut ln = LayerNormalization::new();
+    ln.build(&[3, 2], &mut params, &mut rng).unwrap();
+    let tape = Tape::inference(&params, Default::default());
+    let x = tape.constant(ndarray::ArrayD::<f32>::ones(ndarray::IxDyn(&[1, 3, 2])).view());
+    let m = tape.constant(ndarray::array![[0.0f32, 1.0, 1.0]].into_dyn().view());
+    assert!(ln.supports_masking());
+    assert_eq!(ln.compute_mask(&[x], &[Some(m)]).map(|m| m.value()), Some(m.value()));
+    assert!(!GlobalMaxPooling1D::new().supports_masking());
+    assert!(GlobalAveragePooling1D::new().supports_masking());
+    assert!(!Conv1D::new(2, 2).supports_masking(), "Keras' Conv1D drops a mask");
 }

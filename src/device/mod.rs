@@ -30,6 +30,7 @@ mod cpu;
 mod cross_entropy;
 mod dense;
 mod elementwise;
+mod layer_norm;
 mod matmul;
 mod optimizer;
 mod pool2d;
@@ -48,6 +49,7 @@ pub use cross_entropy::CrossEntropyKernels;
 pub use dense::DenseKernels;
 pub(crate) use elementwise::Binary;
 pub use elementwise::ElementwiseKernels;
+pub use layer_norm::LayerNormKernels;
 pub use matmul::MatmulKernels;
 pub use optimizer::{AdagradSettings, AdamSettings, OptimizerKernels, RmspropSettings, SgdSettings};
 pub(crate) use pool2d::Pool2dGeometry;
@@ -116,6 +118,7 @@ pub trait BackendStorage:
     + BatchNormKernels
     + Conv2dKernels
     + OptimizerKernels
+    + LayerNormKernels
 {
     /// The device this storage lives on.
     fn device(&self) -> Device;

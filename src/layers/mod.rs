@@ -63,6 +63,7 @@ mod dense;
 mod dropout;
 mod flatten;
 mod input;
+mod layer_normalization;
 mod merging;
 pub mod pooling;
 pub mod pooling1d;
@@ -79,6 +80,7 @@ pub use dropout::Dropout;
 pub use flatten::Flatten;
 pub(crate) use input::check_input_shape;
 pub use input::Input;
+pub use layer_normalization::LayerNormalization;
 pub use merging::{Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract};
 // The pooling kinds (`pooling::{Average, Max, PoolKind}`) stay in their module: `layers::Average` is Keras'
 // merge layer.

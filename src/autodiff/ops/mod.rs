@@ -20,6 +20,7 @@ mod cross_entropy;
 mod custom;
 mod dense;
 pub(crate) mod elementwise;
+mod layer_norm;
 mod matmul;
 mod pool2d;
 mod reduce;

@@ -10,6 +10,7 @@ mod dense;
 mod elementwise;
 mod gemm;
 mod helpers;
+mod layer_norm;
 mod matmul;
 mod optimizer;
 mod pool2d;
