@@ -7,7 +7,7 @@ use common::fixture_tensor as tensor;
 use kerust::autodiff::{ParamStore, Tape, Tensor};
 use kerust::layers::{
     layer_from_config, AveragePooling1D, CallContext, Conv1D, Dense, GlobalAveragePooling1D,
-    GlobalMaxPooling1D, Input, Layer, LayerNormalization, MaxPooling1D,
+    GlobalMaxPooling1D, Input, Layer, LayerNormalization, MaxPooling1D, SpatialDropout1D,
 };
 use kerust::models::Sequential;
 use kerust::optimizers::{Adam, Optimizer, RMSprop};
@@ -206,4 +206,51 @@ fn layer_normalization_passes_a_mask_through_and_the_poolings_do_not() {
     assert!(!GlobalMaxPooling1D::new().supports_masking());
     assert!(GlobalAveragePooling1D::new().supports_masking());
     assert!(!Conv1D::new(2, 2).supports_masking(), "Keras' Conv1D drops a mask");
+}
+
+#[test]
+fn spatial_dropout_drops_whole_channels_with_inverted_scaling() {
+    let mut params = ParamStore::new();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let mut drop = SpatialDropout1D::new(0.25);
+    drop.build(&[5, 40], &mut params, &mut rng).unwrap();
+    let x = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[50, 5, 40]), |i| 1.0 + (i[1] * 40 + i[2]) as f32);
+    let tape = Tape::new(&params);
+    let xv = tape.constant(x.view());
+    let y = drop.call(xv, &mut CallContext::new(true, &mut rng));
+    let (yv, scale) = (y.value(), 1.0 / 0.75);
+    let mut dropped = 0;
+    for n in 0..50 {
+        for c in 0..40 {
+            let kept: Vec<bool> = (0..5).map(|t| yv[[n, t, c]] != 0.0).collect();
+            assert!(kept.iter().all(|&k| k == kept[0]), "sample {n} channel {c}: one draw for every step");
+            if kept[0] {
+                (0..5).for_each(|t| assert_eq!(yv[[n, t, c]], x[[n, t, c]] * scale));
+            } else {
+                dropped += 1;
+            }
+        }
+    }
+    // 2000 draws at 0.25: 500 expected, a standard deviation of about 19.
+    assert!((400..600).contains(&dropped), "{dropped} of 2000 channels dropped");
+    // The gradient is the same mask.
+    let mut grads = kerust::autodiff::Gradients::new();
+    let mut store = ParamStore::new();
+    let id = store.add("x", x.clone(), true);
+    let tape = Tape::new(&store);
+    let y = drop.call(tape.param(id), &mut CallContext::new(true, &mut rng));
+    let y_value = y.value();
+    tape.backward(y.sum(), &mut grads).unwrap();
+    let g = grads.get(id).unwrap().to_array();
+    let mask = |y: f32| if y == 0.0 { 0.0 } else { 1.0 / (1.0 - 0.25f32) };
+    assert!(g.iter().zip(&y_value).all(|(&g, &y)| g == mask(y)), "the gradient is the mask");
+    // Inference: the identity.
+    let tape = Tape::inference(&params, Default::default());
+    let xv = tape.constant(x.view());
+    assert_eq!(drop.call(xv, &mut CallContext::new(false, &mut rng)).value(), x);
+    assert!(drop.supports_masking());
+    let e = build_error(SpatialDropout1D::new(1.0), &[5, 4]);
+    assert!(e.contains("rate") && e.contains("[0, 1)"), "{e}");
+    let e = build_error(SpatialDropout1D::new(0.5), &[5]);
+    assert!(e.contains("channel axis"), "{e}");
 }

@@ -30,7 +30,7 @@ use super::{
     Activation, Add, Average, AveragePooling1D, AveragePooling2D, BatchNormalization, Concatenate, Conv1D,
     Conv2D, Dense, Dropout, Flatten, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
     GlobalMaxPooling2D, Input, Layer, LayerNormalization, MaxPooling1D, MaxPooling2D, Maximum, Minimum,
-    Multiply, Rescaling, Reshape, Subtract,
+    Multiply, Rescaling, Reshape, SpatialDropout1D, Subtract,
 };
 use crate::activations::Activation as Function;
 use crate::initializers::Initializer;
@@ -116,6 +116,7 @@ pub const KNOWN_LAYERS: &[&str] = &[
     "GlobalAveragePooling1D",
     "BatchNormalization",
     "LayerNormalization",
+    "SpatialDropout1D",
     "Reshape",
     "Rescaling",
     "Add",
@@ -338,6 +339,7 @@ pub fn layer_from_config(config: &LayerConfig) -> Result<Box<dyn Layer>> {
         "GlobalAveragePooling1D" => Box::new(GlobalAveragePooling1D::from_settings(config.parse()?)),
         "BatchNormalization" => Box::new(BatchNormalization::from_settings(config.parse()?)),
         "LayerNormalization" => Box::new(LayerNormalization::from_settings(config.parse()?)),
+        "SpatialDropout1D" => Box::new(SpatialDropout1D::from_settings(config.parse()?)),
         "Reshape" => Box::new(Reshape::from_settings(config.parse()?)),
         "Rescaling" => Box::new(Rescaling::from_settings(config.parse()?)),
         "Add" => Box::new(Add::from_settings(config.parse()?)),
@@ -534,6 +536,7 @@ mod tests {
                 LayerNormalization::new().epsilon(1e-5).center(false).gamma_regularizer("l2").name("ln"),
             ),
             Box::new(LayerNormalization::new().axes([1, -1]).beta_initializer(Initializer::Constant(0.5))),
+            Box::new(SpatialDropout1D::new(0.3).name("sd")),
             Box::new(Reshape::new([-1, 4, 1]).input_shape([8])),
             Box::new(Rescaling::new(1.0 / 255.0).offset(-0.5).input_shape([2, 2]).name("scale")),
             Box::new(Add::new().name("sum")),

@@ -69,6 +69,7 @@ pub mod pooling;
 pub mod pooling1d;
 mod rescaling;
 mod reshape;
+mod spatial_dropout;
 
 pub use activation::Activation;
 pub use batch_normalization::BatchNormalization;
@@ -92,6 +93,7 @@ pub use pooling1d::{
 };
 pub use rescaling::Rescaling;
 pub use reshape::Reshape;
+pub use spatial_dropout::SpatialDropout1D;
 
 use rand::rngs::StdRng;
 
