@@ -268,7 +268,7 @@ mod tests {
                 assert_eq!(a.shape(), [b.shape()[0], b.shape()[2], b.shape()[3]], "case {i}");
                 assert_eq!(a.value().iter().collect::<Vec<_>>(), b.iter().collect::<Vec<_>>(), "case {i}");
             }
-            check_gradients(&[x.clone()], |v| v[0].max_pool1d(pool, stride, padding))
+            check_gradients(std::slice::from_ref(&x), |v| v[0].max_pool1d(pool, stride, padding))
                 .unwrap_or_else(|e| panic!("max, case {i}: {e}"));
             check_gradients(&[x], |v| v[0].avg_pool1d(pool, stride, padding))
                 .unwrap_or_else(|e| panic!("average, case {i}: {e}"));

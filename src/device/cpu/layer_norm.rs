@@ -71,9 +71,9 @@ impl LayerNormKernels for CpuStorage {
                     (&g[r * dim..][..dim], &x[r * dim..][..dim], st[2 * r], st[2 * r + 1]);
                 let h = |j: usize| gr[j] * gamma.map_or(1.0, |g| g[j]);
                 let (mut sum_h, mut sum_hx) = (0.0f32, 0.0f32);
-                for j in 0..dim {
+                for (j, &v) in xr.iter().enumerate() {
                     sum_h += h(j);
-                    sum_hx += h(j) * (xr[j] - mean) * inv;
+                    sum_hx += h(j) * (v - mean) * inv;
                 }
                 let (mean_h, mean_hx) = (sum_h / n, sum_hx / n);
                 for (j, d) in d.iter_mut().enumerate() {
