@@ -9,7 +9,7 @@ use kerust::layers::{
     layer_from_config, AveragePooling1D, CallContext, Conv1D, Dense, GlobalAveragePooling1D,
     GlobalMaxPooling1D, Input, Layer, LayerNormalization, MaxPooling1D, SpatialDropout1D,
 };
-use kerust::models::Sequential;
+use kerust::models::{load_model, Sequential};
 use kerust::optimizers::{Adam, Optimizer, RMSprop};
 use rand::SeedableRng;
 use serde_json::Value;
@@ -253,4 +253,44 @@ fn spatial_dropout_drops_whole_channels_with_inverted_scaling() {
     assert!(e.contains("rate") && e.contains("[0, 1)"), "{e}");
     let e = build_error(SpatialDropout1D::new(0.5), &[5]);
     assert!(e.contains("channel axis"), "{e}");
+}
+
+/// A sequence task: class 1 when a bump appears in the first half of channel 0, 0 when in the second.
+fn bumps(n: usize) -> (Tensor, Tensor) {
+    let mut x = ndarray::ArrayD::zeros(ndarray::IxDyn(&[n, 16, 3]));
+    let mut y = ndarray::ArrayD::zeros(ndarray::IxDyn(&[n, 1]));
+    for i in 0..n {
+        let at = (i * 7) % 16;
+        x[[i, at, 0]] = 1.0;
+        x[[i, (i * 5) % 16, 1]] = 0.5;
+        y[[i, 0]] = if at < 8 { 1.0 } else { 0.0 };
+    }
+    (x, y)
+}
+
+#[test]
+fn a_sequence_model_trains_saves_and_loads_bit_exactly() {
+    let (x, y) = bumps(64);
+    let mut m = Sequential::new();
+    m.add(Input::new([16, 3])).unwrap();
+    m.add(Conv1D::new(8, 3).padding("causal").activation("relu")).unwrap();
+    m.add(LayerNormalization::new()).unwrap();
+    m.add(SpatialDropout1D::new(0.1)).unwrap();
+    m.add(Conv1D::new(8, 3).dilation_rate(2).padding("same").activation("relu")).unwrap();
+    m.add(MaxPooling1D::new(2)).unwrap();
+    m.add(AveragePooling1D::new(2).padding("same")).unwrap();
+    m.add(GlobalAveragePooling1D::new()).unwrap();
+    m.add(Dense::new(1).activation("sigmoid")).unwrap();
+    m.compile("binary_crossentropy", Adam::new().learning_rate(0.01), ["accuracy"]).unwrap();
+    let history = m.fit(&x, &y).batch_size(16).epochs(30).verbose(0).run().unwrap();
+    let (first, last) = (history["loss"][0], *history["loss"].last().unwrap());
+    assert!(last < 0.7 * first, "the loss falls: {first} -> {last}");
+    let dir = std::env::temp_dir().join(format!("kerust-conv1d-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("seq.safetensors");
+    m.save(&path).unwrap();
+    let loaded = load_model(&path).unwrap();
+    assert_eq!(loaded.predict(&x).unwrap(), m.predict(&x).unwrap(), "bit-exact predictions after loading");
+    assert_eq!(loaded.summary_string(), m.summary_string());
+    std::fs::remove_dir_all(&dir).ok();
 }
