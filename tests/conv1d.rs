@@ -294,3 +294,20 @@ fn a_sequence_model_trains_saves_and_loads_bit_exactly() {
     assert_eq!(loaded.summary_string(), m.summary_string());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_keras_file_of_the_sequence_layers_loads_predicts_and_saves_again() {
+    let fx = fixture();
+    let case = &fx["keras_file"];
+    let path = format!("{}/tests/fixtures/keras_files/conv1d_seq.keras", env!("CARGO_MANIFEST_DIR"));
+    let model = load_model(&path).unwrap();
+    let x = tensor(&case["x"]);
+    let want = tensor(&case["y"]);
+    assert_close("predict", &model.predict(&x).unwrap(), &want, 1e-5);
+    let classes: Vec<&str> = model.layers().iter().map(|l| l.class_name()).collect();
+    assert!(classes.contains(&"SpatialDropout1D") && classes.contains(&"LayerNormalization"), "{classes:?}");
+    // Written as a Keras file again, it reads back the same.
+    let bytes = model.to_keras_bytes().unwrap();
+    let again = kerust::models::load_model_from_bytes(&bytes).unwrap();
+    assert_eq!(again.predict(&x).unwrap(), model.predict(&x).unwrap());
+}
