@@ -25,9 +25,9 @@ impl<'t> Var<'t> {
     ///
     /// let params = ParamStore::new();
     /// let tape = Tape::new(&params);
-    /// let x = tape.constant(array![[1.0f32, 3.0], [5.0, 5.0]].into_dyn().view());
+    /// let x = tape.constant(array![[1.0f32, 3.0], [-2.0, 6.0]].into_dyn().view());
     /// let y = x.layer_norm(None, None, 0.0).value();
-    /// assert_eq!(y, array![[-1.0f32, 1.0], [0.0, 0.0]].into_dyn());
+    /// assert_eq!(y, array![[-1.0f32, 1.0], [-1.0, 1.0]].into_dyn());
     /// ```
     ///
     /// # Panics
