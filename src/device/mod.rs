@@ -31,6 +31,7 @@ mod cross_entropy;
 mod dense;
 mod elementwise;
 mod gather;
+mod layer_norm;
 mod matmul;
 mod optimizer;
 mod pool2d;
@@ -50,6 +51,7 @@ pub use dense::DenseKernels;
 pub(crate) use elementwise::Binary;
 pub use elementwise::ElementwiseKernels;
 pub use gather::{GatherKernels, IndexFault};
+pub use layer_norm::LayerNormKernels;
 pub use matmul::MatmulKernels;
 pub use optimizer::{AdagradSettings, AdamSettings, OptimizerKernels, RmspropSettings, SgdSettings};
 pub(crate) use pool2d::Pool2dGeometry;
@@ -59,8 +61,8 @@ pub use shape::ShapeKernels;
 pub use softmax::SoftmaxKernels;
 pub use unary::CustomActivation;
 pub(crate) use unary::{sigmoid, specialise, Unary};
-pub use window::Padding;
 pub(crate) use window::{window_output, Axis1, WindowFault};
+pub use window::{Padding, Padding1d};
 
 use ndarray::{ArrayD, ArrayViewD};
 
@@ -119,6 +121,7 @@ pub trait BackendStorage:
     + Conv2dKernels
     + OptimizerKernels
     + GatherKernels
+    + LayerNormKernels
 {
     /// The device this storage lives on.
     fn device(&self) -> Device;

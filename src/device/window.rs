@@ -43,6 +43,51 @@ impl std::str::FromStr for Padding {
 
 crate::spec::impl_spec!(Padding);
 
+/// Keras' `padding` of a 1-D convolution (`Conv1D`): [`Padding`]'s two, or `"causal"`, zeros before the
+/// sequence only (`dilation * (size - 1)` of them) so that output step `t` sees input steps up to `t` and the
+/// output has `ceil(input / stride)` steps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Padding1d {
+    /// No padding (Keras' default).
+    #[default]
+    Valid,
+    /// As [`Padding::Same`].
+    Same,
+    /// Zeros before the sequence only: no output step sees a later input step.
+    Causal,
+}
+
+impl Padding1d {
+    /// Keras' name: `"valid"`, `"same"` or `"causal"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Padding1d::Valid => "valid",
+            Padding1d::Same => "same",
+            Padding1d::Causal => "causal",
+        }
+    }
+}
+
+impl std::str::FromStr for Padding1d {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "valid" => Ok(Padding1d::Valid),
+            "same" => Ok(Padding1d::Same),
+            "causal" => Ok(Padding1d::Causal),
+            _ => Err(crate::Error::UnknownName {
+                kind: "padding",
+                name: s.into(),
+                known: "valid, same, causal".into(),
+            }),
+        }
+    }
+}
+
+crate::spec::impl_spec!(Padding1d);
+
 /// Why a window cannot slide along an axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum WindowFault {
@@ -116,6 +161,31 @@ impl Axis1 {
         Ok(Axis1 { input, size, stride, dilation, output, pad })
     }
 
+    /// [`Axis1::new`] with 1-D padding: `causal` puts all of it, `dilation * (size - 1)`, before the input.
+    pub(crate) fn new_1d(
+        input: usize,
+        size: usize,
+        stride: usize,
+        dilation: usize,
+        padding: Padding1d,
+    ) -> Result<Self, WindowFault> {
+        match padding {
+            Padding1d::Valid => Self::new(input, size, stride, dilation, Padding::Valid),
+            Padding1d::Same => Self::new(input, size, stride, dilation, Padding::Same),
+            Padding1d::Causal => {
+                // A valid window over the input with `extent - 1` zeros before it: the same reach check, then
+                // the padding moved out of the input.
+                let pad = (size.max(1) - 1).checked_mul(dilation).ok_or(WindowFault::TooLarge)?;
+                let padded = input.checked_add(pad).ok_or(WindowFault::TooLarge)?;
+                if input == 0 {
+                    return Err(WindowFault::DoesNotFit);
+                }
+                let axis = Self::new(padded, size, stride, dilation, Padding::Valid)?;
+                Ok(Axis1 { input, pad, ..axis })
+            }
+        }
+    }
+
     /// The input position of the first tap of the window at output position `o`, if the whole window is inside
     /// the input.
     #[inline]
@@ -185,6 +255,23 @@ mod tests {
         assert_eq!((0..5).map(|o| a.source(o, 1)).collect::<Vec<_>>(), [0, 1, 2, 3, 4].map(Some));
         assert!((0..5).all(|o| a.source(o, 0).is_none() && a.source(o, 2).is_none()));
         assert!((0..5).all(|o| a.taps(o) == (1..2)));
+    }
+
+    #[test]
+    fn causal_pads_before_only() {
+        let causal = |n, k, s, d| Axis1::new_1d(n, k, s, d, Padding1d::Causal);
+        let a = causal(5, 3, 1, 2).unwrap();
+        assert_eq!((a.output, a.pad), (5, 4));
+        assert_eq!(a.source(0, 2), Some(0));
+        assert_eq!(a.source(0, 1), None);
+        assert_eq!(a.source(4, 2), Some(4)); // the last output sees the last input, never a later one
+        assert_eq!((0..5).map(|o| a.taps(o)).collect::<Vec<_>>(), [2..3, 2..3, 1..3, 1..3, 0..3]);
+        assert_eq!(causal(7, 2, 3, 1).map(|a| a.output), Ok(3)); // ceil(7 / 3)
+        assert_eq!(causal(1, 4, 1, 1).map(|a| a.output), Ok(1));
+        assert_eq!(causal(0, 2, 1, 1), Err(WindowFault::DoesNotFit));
+        assert_eq!(causal(5, 3, 1, usize::MAX), Err(WindowFault::TooLarge));
+        assert_eq!(Axis1::new_1d(5, 3, 1, 1, Padding1d::Same), Axis1::new(5, 3, 1, 1, Padding::Same));
+        assert!("causal".parse::<Padding1d>().is_ok() && "full".parse::<Padding1d>().is_err());
     }
 
     #[test]

@@ -27,9 +27,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    Activation, Add, Average, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense, Dropout,
-    Embedding, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Input, Layer, MaxPooling2D, Maximum,
-    Minimum, Multiply, Rescaling, Reshape, Subtract,
+    Activation, Add, Average, AveragePooling1D, AveragePooling2D, BatchNormalization, Concatenate, Conv1D,
+    Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
+    GlobalMaxPooling2D, Input, Layer, LayerNormalization, MaxPooling1D, MaxPooling2D, Maximum, Minimum,
+    Multiply, Rescaling, Reshape, SpatialDropout1D, Subtract,
 };
 use crate::activations::Activation as Function;
 use crate::initializers::Initializer;
@@ -108,7 +109,14 @@ pub const KNOWN_LAYERS: &[&str] = &[
     "AveragePooling2D",
     "GlobalMaxPooling2D",
     "GlobalAveragePooling2D",
+    "Conv1D",
+    "MaxPooling1D",
+    "AveragePooling1D",
+    "GlobalMaxPooling1D",
+    "GlobalAveragePooling1D",
     "BatchNormalization",
+    "LayerNormalization",
+    "SpatialDropout1D",
     "Reshape",
     "Rescaling",
     "Add",
@@ -325,7 +333,14 @@ pub fn layer_from_config(config: &LayerConfig) -> Result<Box<dyn Layer>> {
         "AveragePooling2D" => Box::new(AveragePooling2D::from_settings(config.parse()?)),
         "GlobalMaxPooling2D" => Box::new(GlobalMaxPooling2D::from_settings(config.parse()?)),
         "GlobalAveragePooling2D" => Box::new(GlobalAveragePooling2D::from_settings(config.parse()?)),
+        "Conv1D" => Box::new(Conv1D::from_settings(config.parse()?)),
+        "MaxPooling1D" => Box::new(MaxPooling1D::from_settings(config.parse()?)),
+        "AveragePooling1D" => Box::new(AveragePooling1D::from_settings(config.parse()?)),
+        "GlobalMaxPooling1D" => Box::new(GlobalMaxPooling1D::from_settings(config.parse()?)),
+        "GlobalAveragePooling1D" => Box::new(GlobalAveragePooling1D::from_settings(config.parse()?)),
         "BatchNormalization" => Box::new(BatchNormalization::from_settings(config.parse()?)),
+        "LayerNormalization" => Box::new(LayerNormalization::from_settings(config.parse()?)),
+        "SpatialDropout1D" => Box::new(SpatialDropout1D::from_settings(config.parse()?)),
         "Reshape" => Box::new(Reshape::from_settings(config.parse()?)),
         "Rescaling" => Box::new(Rescaling::from_settings(config.parse()?)),
         "Add" => Box::new(Add::from_settings(config.parse()?)),
@@ -498,6 +513,20 @@ mod tests {
             Box::new(GlobalMaxPooling2D::new().keepdims(true)),
             Box::new(GlobalAveragePooling2D::new().name("gap")),
             Box::new(
+                Conv1D::new(4, 3)
+                    .padding("causal")
+                    .dilation_rate(2)
+                    .activation("relu")
+                    .kernel_regularizer("l2")
+                    .input_shape([10, 3])
+                    .name("c1"),
+            ),
+            Box::new(Conv1D::new(2, 5).strides(2).padding("same").use_bias(false)),
+            Box::new(MaxPooling1D::new(3).strides(1).padding("same")),
+            Box::new(AveragePooling1D::new(2).input_shape([6, 2])),
+            Box::new(GlobalMaxPooling1D::new().keepdims(true)),
+            Box::new(GlobalAveragePooling1D::new().name("gap1")),
+            Box::new(
                 BatchNormalization::new()
                     .axis(1)
                     .momentum(0.9)
@@ -505,6 +534,11 @@ mod tests {
                     .center(false)
                     .gamma_initializer(Initializer::Constant(2.0)),
             ),
+            Box::new(
+                LayerNormalization::new().epsilon(1e-5).center(false).gamma_regularizer("l2").name("ln"),
+            ),
+            Box::new(LayerNormalization::new().axes([1, -1]).beta_initializer(Initializer::Constant(0.5))),
+            Box::new(SpatialDropout1D::new(0.3).name("sd")),
             Box::new(Reshape::new([-1, 4, 1]).input_shape([8])),
             Box::new(Rescaling::new(1.0 / 255.0).offset(-0.5).input_shape([2, 2]).name("scale")),
             Box::new(Add::new().name("sum")),

@@ -30,7 +30,7 @@ impl Dropout {
 /// Writes 0 with probability `rate`, else `scale`, into every element, drawing exactly what one
 /// `rng.random::<f32>()` per element would (the same stream, in the same order: a saved model's dropout masks do
 /// not change), but with the generator filling blocks of random words at a time.
-fn fill_mask(mask: &mut [f32], rate: f32, scale: f32, rng: &mut StdRng) {
+pub(crate) fn fill_mask(mask: &mut [f32], rate: f32, scale: f32, rng: &mut StdRng) {
     // rand's `f32` from a word: its top 24 bits times 2^-24.
     let unit = |bits: u32| (bits >> 8) as f32 * (1.0 / (1u32 << 24) as f32);
     let mut words = [0u32; 256];

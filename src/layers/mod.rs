@@ -57,20 +57,25 @@
 mod activation;
 mod batch_normalization;
 mod config;
+mod conv1d;
 mod conv2d;
 mod dense;
 mod dropout;
 mod embedding;
 mod flatten;
 mod input;
+mod layer_normalization;
 mod merging;
 pub mod pooling;
+pub mod pooling1d;
 mod rescaling;
 mod reshape;
+mod spatial_dropout;
 
 pub use activation::Activation;
 pub use batch_normalization::BatchNormalization;
 pub use config::{layer_from_config, LayerConfig, KNOWN_LAYERS};
+pub use conv1d::Conv1D;
 pub use conv2d::Conv2D;
 pub use dense::Dense;
 pub use dropout::Dropout;
@@ -78,14 +83,19 @@ pub use embedding::Embedding;
 pub use flatten::Flatten;
 pub(crate) use input::check_input_shape;
 pub use input::Input;
+pub use layer_normalization::LayerNormalization;
 pub use merging::{Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract};
 // The pooling kinds (`pooling::{Average, Max, PoolKind}`) stay in their module: `layers::Average` is Keras'
 // merge layer.
 pub use pooling::{
     AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, GlobalPooling2D, MaxPooling2D, Pooling2D,
 };
+pub use pooling1d::{
+    AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D, GlobalPooling1D, MaxPooling1D, Pooling1D,
+};
 pub use rescaling::Rescaling;
 pub use reshape::Reshape;
+pub use spatial_dropout::SpatialDropout1D;
 
 use rand::rngs::StdRng;
 

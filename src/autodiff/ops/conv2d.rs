@@ -6,7 +6,7 @@
 //! (`col2im(dz · Wᵀ)`), each only where a gradient is wanted.
 use crate::autodiff::backward::{BackwardCtx, Kernel};
 use crate::autodiff::Var;
-use crate::device::{Axis1, Conv2dGeometry as Geometry, Padding, Storage, Unary};
+use crate::device::{Axis1, Conv2dGeometry as Geometry, Padding, Padding1d, Storage, Unary};
 
 /// How a [`Var::conv2d`] kernel slides: Keras' `strides`, `padding` and `dilation_rate`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +22,23 @@ pub struct Conv2dOptions {
 impl Default for Conv2dOptions {
     fn default() -> Self {
         Conv2dOptions { strides: (1, 1), padding: Padding::Valid, dilation: (1, 1) }
+    }
+}
+
+/// How a [`Var::conv1d`] kernel slides: Keras' `strides`, `padding` and `dilation_rate` of `Conv1D`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv1dOptions {
+    /// Steps between windows.
+    pub stride: usize,
+    /// `valid`, `same` or `causal`.
+    pub padding: Padding1d,
+    /// Spacing of the kernel's taps; 1 is an ordinary convolution.
+    pub dilation: usize,
+}
+
+impl Default for Conv1dOptions {
+    fn default() -> Self {
+        Conv1dOptions { stride: 1, padding: Padding1d::Valid, dilation: 1 }
     }
 }
 
@@ -89,6 +106,65 @@ impl<'t> Var<'t> {
         inputs.extend(bias.map(|b| b.id));
         let node = Conv2d { inputs, geometry, act };
         self.tape.push(node, &[batch, rows.output, cols.output, filters], |v, out, _| {
+            v.get(self.id).conv2d(v.get(kernel.id), bias.map(|b| v.get(b.id)), geometry, act, out)
+        })
+    }
+
+    /// 1-D convolution of channels-last sequences `self` `(N, T, C)` with a kernel `(K, C, F)` (Keras' `Conv1D`
+    /// layout), plus an optional bias `(F)`: the output is `(N, OT, F)`. It is [`Var::conv2d`] on images one
+    /// row high (the kernel `(K, C, F)` is `(1, K, C, F)` byte for byte), the same node and kernels, without
+    /// copies.
+    ///
+    /// ```
+    /// use kerust::autodiff::{Conv1dOptions, Padding1d, ParamStore, Tape};
+    /// use ndarray::{Array3, ArrayD, IxDyn};
+    ///
+    /// let params = ParamStore::new();
+    /// let tape = Tape::new(&params);
+    /// let x = tape.constant(Array3::<f32>::ones((1, 5, 1)).into_dyn().view());
+    /// let w = tape.constant(ArrayD::ones(IxDyn(&[3, 1, 1])).view());
+    /// let causal = Conv1dOptions { padding: Padding1d::Causal, ..Default::default() };
+    /// let y = x.conv1d(w, None, causal).value();
+    /// assert_eq!(y.iter().copied().collect::<Vec<_>>(), [1.0, 2.0, 3.0, 3.0, 3.0]);
+    /// ```
+    ///
+    /// # Panics
+    /// If the shapes do not fit, or the kernel does not fit in the (padded) input; layers check this when they
+    /// are built.
+    pub fn conv1d(self, kernel: Var<'t>, bias: Option<Var<'t>>, options: Conv1dOptions) -> Var<'t> {
+        self.conv1d_fused(kernel, bias, options, None)
+    }
+
+    /// [`Var::conv1d`] followed by an element-wise activation whose derivative reads only its output, in the
+    /// same node.
+    pub(crate) fn conv1d_fused(
+        self,
+        kernel: Var<'t>,
+        bias: Option<Var<'t>>,
+        options: Conv1dOptions,
+        act: Option<Unary>,
+    ) -> Var<'t> {
+        assert!(act.is_none_or(Unary::df_uses_output_only), "conv1d fuses only activations of the output");
+        let (xs, ks) = (self.shape(), kernel.shape());
+        let (&[batch, steps, channels], &[k, kc, filters]) = (xs.as_slice(), ks.as_slice()) else {
+            panic!("conv1d: needs sequences (N, T, C) and a kernel (K, C, F), got {xs:?} and {ks:?}")
+        };
+        assert_eq!(
+            channels, kc,
+            "conv1d: sequences {xs:?} have {channels} channels, the kernel {ks:?} takes {kc}"
+        );
+        if let Some(b) = bias {
+            assert_eq!(b.shape(), [filters], "conv1d: the bias needs shape [{filters}]");
+        }
+        let Ok(cols) = Axis1::new_1d(steps, k, options.stride, options.dilation, options.padding) else {
+            panic!("conv1d: a kernel of {k} with {options:?} does not fit sequences of {steps}")
+        };
+        let rows = Axis1::new(1, 1, 1, 1, Padding::Valid).expect("one row");
+        let geometry = Geometry { batch, channels, filters, rows, cols };
+        let mut inputs = vec![self.id, kernel.id];
+        inputs.extend(bias.map(|b| b.id));
+        let node = Conv2d { inputs, geometry, act };
+        self.tape.push(node, &[batch, cols.output, filters], |v, out, _| {
             v.get(self.id).conv2d(v.get(kernel.id), bias.map(|b| v.get(b.id)), geometry, act, out)
         })
     }
@@ -287,6 +363,73 @@ mod tests {
         let one = x.slice_axis(ndarray::Axis(0), (0..1).into()).mapv(|v| v * 0.1);
         check_gradients(&[one, k.mapv(|v| v * 0.1), b], |v| v[0].conv2d(v[1], Some(v[2]), o))
             .expect("chunked backward");
+    }
+
+    /// The 1-D definition: zero padding, causal padding before the sequence only.
+    fn naive_1d(x: &Tensor, k: &Tensor, b: Option<&Tensor>, o: Conv1dOptions) -> Tensor {
+        let (n, t, c) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+        let (kk, f) = (k.shape()[0], k.shape()[2]);
+        let (out, pad) = match o.padding {
+            Padding1d::Valid => ((t - (kk - 1) * o.dilation - 1) / o.stride + 1, 0),
+            Padding1d::Same => {
+                let out = t.div_ceil(o.stride);
+                (out, ((out - 1) * o.stride + (kk - 1) * o.dilation + 1).saturating_sub(t) / 2)
+            }
+            Padding1d::Causal => (t.div_ceil(o.stride), (kk - 1) * o.dilation),
+        };
+        ArrayD::from_shape_fn(IxDyn(&[n, out, f]), |i| {
+            let mut s = b.map_or(0.0, |b| b[[i[2]]]);
+            for a in 0..kk {
+                let Some(p) = (i[1] * o.stride + a * o.dilation).checked_sub(pad).filter(|&p| p < t) else {
+                    continue;
+                };
+                for ch in 0..c {
+                    s += x[[i[0], p, ch]] * k[[a, ch, i[2]]];
+                }
+            }
+            s
+        })
+    }
+
+    fn cases_1d() -> Vec<(Vec<usize>, Vec<usize>, Conv1dOptions)> {
+        let o = |stride, padding, dilation| Conv1dOptions { stride, padding, dilation };
+        vec![
+            (vec![2, 7, 2], vec![3, 2, 3], o(1, Padding1d::Valid, 1)),
+            (vec![2, 8, 3], vec![3, 3, 2], o(2, Padding1d::Valid, 1)),
+            (vec![1, 9, 2], vec![3, 2, 2], o(1, Padding1d::Valid, 2)),
+            (vec![2, 7, 2], vec![4, 2, 2], o(1, Padding1d::Same, 1)),
+            (vec![1, 8, 2], vec![3, 2, 3], o(3, Padding1d::Same, 1)),
+            (vec![2, 9, 1], vec![3, 1, 2], o(1, Padding1d::Same, 3)),
+            (vec![2, 6, 2], vec![3, 2, 2], o(1, Padding1d::Causal, 1)),
+            (vec![1, 7, 3], vec![2, 3, 2], o(2, Padding1d::Causal, 1)),
+            (vec![2, 8, 2], vec![3, 2, 1], o(1, Padding1d::Causal, 2)),
+            (vec![1, 2, 2], vec![4, 2, 2], o(1, Padding1d::Causal, 1)),
+        ]
+    }
+
+    #[test]
+    fn conv1d_forward_matches_the_definition() {
+        for (i, (xs, ks, o)) in cases_1d().into_iter().enumerate() {
+            let (x, k, b) = (random(&xs, i as u64), random(&ks, 100 + i as u64), random(&[ks[2]], 7));
+            let params = ParamStore::new();
+            let tape = Tape::new(&params);
+            let (xv, kv, bv) = (tape.constant(x.view()), tape.constant(k.view()), tape.constant(b.view()));
+            let got = xv.conv1d(kv, Some(bv), o).value();
+            let want = naive_1d(&x, &k, Some(&b), o);
+            assert_eq!(got.shape(), want.shape(), "case {i}");
+            assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-5), "case {i}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn conv1d_gradients_match_finite_differences() {
+        for (i, (xs, ks, o)) in cases_1d().into_iter().enumerate() {
+            let inputs = [random(&xs, i as u64), random(&ks, 100 + i as u64), random(&[ks[2]], 7)];
+            check_gradients(&inputs, |v| v[0].conv1d(v[1], Some(v[2]), o))
+                .unwrap_or_else(|e| panic!("case {i} {o:?}: {e}"));
+            check_gradients(&inputs[..2], |v| v[0].conv1d_fused(v[1], None, o, Some(Unary::Tanh)))
+                .unwrap_or_else(|e| panic!("case {i} tanh without bias: {e}"));
+        }
     }
 
     #[test]

@@ -21,14 +21,15 @@ mod custom;
 mod dense;
 pub(crate) mod elementwise;
 mod gather;
+mod layer_norm;
 mod matmul;
 mod pool2d;
 mod reduce;
 mod shape;
 mod softmax;
 
-pub use crate::device::Padding;
 pub(crate) use crate::device::{window_output, WindowFault};
+pub use crate::device::{Padding, Padding1d};
 pub use batch_norm::BatchStatistics;
-pub use conv2d::Conv2dOptions;
+pub use conv2d::{Conv1dOptions, Conv2dOptions};
 pub use custom::CustomOp;

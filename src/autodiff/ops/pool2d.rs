@@ -49,6 +49,44 @@ impl<'t> Var<'t> {
         self.pool2d(pool, strides, padding, Reduce::Average)
     }
 
+    /// Max pooling of channels-last sequences `(N, T, C)` with windows of `pool` steps moving by `stride`:
+    /// Keras' `MaxPooling1D`, the 2-D kernels on sequences one row high. The output is `(N, OT, C)`.
+    ///
+    /// ```
+    /// use kerust::autodiff::{Padding, ParamStore, Tape};
+    /// use ndarray::Array3;
+    ///
+    /// let params = ParamStore::new();
+    /// let tape = Tape::new(&params);
+    /// let x = Array3::from_shape_vec((1, 5, 1), vec![1.0, 3.0, 2.0, 0.0, 4.0]).unwrap();
+    /// let y = tape.constant(x.into_dyn().view()).max_pool1d(2, 2, Padding::Same);
+    /// assert_eq!(y.value().iter().copied().collect::<Vec<_>>(), [3.0, 2.0, 4.0]);
+    /// ```
+    ///
+    /// # Panics
+    /// As [`Var::max_pool2d`], for sequences `(N, T, C)`.
+    pub fn max_pool1d(self, pool: usize, stride: usize, padding: Padding) -> Var<'t> {
+        self.pool1d(pool, stride, padding, Reduce::Max)
+    }
+
+    /// Average pooling, as [`Var::max_pool1d`] (Keras' `AveragePooling1D`); with `same` padding each window
+    /// averages only its steps inside the sequence.
+    pub fn avg_pool1d(self, pool: usize, stride: usize, padding: Padding) -> Var<'t> {
+        self.pool1d(pool, stride, padding, Reduce::Average)
+    }
+
+    fn pool1d(self, pool: usize, stride: usize, padding: Padding, reduce: Reduce) -> Var<'t> {
+        let xs = self.shape();
+        let &[batch, steps, channels] = xs.as_slice() else {
+            panic!("pool1d: needs sequences (N, T, C), got {xs:?}")
+        };
+        let Ok(cols) = Axis1::new(steps, pool, stride, 1, padding) else {
+            panic!("pool1d: a window of {pool} moving by {stride} does not fit sequences of {steps}")
+        };
+        let rows = Axis1::new(1, 1, 1, 1, Padding::Valid).expect("one row");
+        self.pool_windows(Geometry { channels, rows, cols }, &[batch, cols.output, channels], reduce)
+    }
+
     fn pool2d(
         self,
         pool: (usize, usize),
@@ -66,18 +104,24 @@ impl<'t> Var<'t> {
             panic!("pool2d: a {pool:?} window moving by {strides:?} does not fit images of {h}x{w}")
         };
         let g = Geometry { channels, rows, cols };
+        self.pool_windows(g, &[batch, rows.output, cols.output, channels], reduce)
+    }
+
+    /// Records the pooling node of geometry `g` with output `shape` (images or sequences: the kernels see
+    /// flat buffers).
+    fn pool_windows(self, g: Geometry, shape: &[usize], reduce: Reduce) -> Var<'t> {
+        let (h, w) = (g.rows.input, g.cols.input);
         assert!(
             reduce == Reduce::Average || u32::try_from(g.max_taps()).is_ok(),
             "max_pool2d: windows of {} taps inside images of {h}x{w}: at most 2^32 - 1",
             g.max_taps()
         );
         let node = Pool2d { input: [self.id], geometry: g, reduce };
-        let shape = [batch, rows.output, cols.output, channels];
-        self.tape.push(node, &shape, |v, out, aux| {
+        self.tape.push(node, shape, |v, out, aux| {
             let x = v.get(self.id);
             match reduce {
                 Reduce::Max => {
-                    aux.fit(&shape);
+                    aux.fit(shape);
                     x.max_pool2d(g, out, aux);
                 }
                 Reduce::Average => x.avg_pool2d(g, out),
@@ -196,6 +240,38 @@ mod tests {
                 v[0].max_pool2d(pool, strides, padding).add(v[0].avg_pool2d(pool, strides, padding))
             })
             .unwrap_or_else(|e| panic!("max after another use, case {i}: {e}"));
+        }
+    }
+
+    #[test]
+    fn pool1d_is_pool2d_one_row_high() {
+        for (i, (t, pool, stride, padding)) in [
+            (7, 2, 2, Padding::Valid),
+            (7, 2, 2, Padding::Same),
+            (6, 3, 1, Padding::Valid),
+            (5, 3, 2, Padding::Same),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let x = distinct(&[2, t, 3], i as u64);
+            let params = ParamStore::new();
+            let tape = Tape::new(&params);
+            let (x1, x2) = (tape.constant(x.view()), tape.constant(x.view()).reshape(&[2, 1, t, 3]));
+            for max in [true, false] {
+                let (a, b) = if max {
+                    (x1.max_pool1d(pool, stride, padding), x2.max_pool2d((1, pool), (1, stride), padding))
+                } else {
+                    (x1.avg_pool1d(pool, stride, padding), x2.avg_pool2d((1, pool), (1, stride), padding))
+                };
+                let b = b.value();
+                assert_eq!(a.shape(), [b.shape()[0], b.shape()[2], b.shape()[3]], "case {i}");
+                assert_eq!(a.value().iter().collect::<Vec<_>>(), b.iter().collect::<Vec<_>>(), "case {i}");
+            }
+            check_gradients(std::slice::from_ref(&x), |v| v[0].max_pool1d(pool, stride, padding))
+                .unwrap_or_else(|e| panic!("max, case {i}: {e}"));
+            check_gradients(&[x], |v| v[0].avg_pool1d(pool, stride, padding))
+                .unwrap_or_else(|e| panic!("average, case {i}: {e}"));
         }
     }
 

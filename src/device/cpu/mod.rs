@@ -11,6 +11,7 @@ mod elementwise;
 mod gather;
 mod gemm;
 mod helpers;
+mod layer_norm;
 mod matmul;
 mod optimizer;
 mod pool2d;

@@ -17,7 +17,7 @@ fn ignorable(key: &str, value: &Value) -> bool {
         "trainable" | "dtype" | "seed" | "lora_alpha" | "renorm_momentum" | "autocast" => true,
         "data_format" => value == "channels_last",
         "groups" => value == 1,
-        "sparse" | "ragged" | "optional" | "synchronized" | "renorm" => value == false,
+        "sparse" | "ragged" | "optional" | "synchronized" | "renorm" | "rms_scaling" => value == false,
         _ => value.is_null(),
     }
 }
@@ -69,6 +69,33 @@ fn settings_of(class: &str) -> Option<&'static [(&'static str, Kind)]> {
             ("kernel_regularizer", Regularizer),
             ("bias_regularizer", Regularizer),
         ],
+        // Keras writes 1-D sizes as lists of one (`[3]`), kerust's form.
+        "Conv1D" => &[
+            ("filters", Same),
+            ("kernel_size", Same),
+            ("strides", Same),
+            ("padding", Same),
+            ("dilation_rate", Same),
+            ("activation", Activation),
+            ("use_bias", Same),
+            ("kernel_initializer", Initializer),
+            ("bias_initializer", Initializer),
+            ("kernel_regularizer", Regularizer),
+            ("bias_regularizer", Regularizer),
+        ],
+        "MaxPooling1D" | "AveragePooling1D" => &[("pool_size", Same), ("strides", Same), ("padding", Same)],
+        "GlobalMaxPooling1D" | "GlobalAveragePooling1D" => &[("keepdims", Same)],
+        "LayerNormalization" => &[
+            ("axis", Same),
+            ("epsilon", F32),
+            ("center", Same),
+            ("scale", Same),
+            ("beta_initializer", Initializer),
+            ("gamma_initializer", Initializer),
+            ("beta_regularizer", Regularizer),
+            ("gamma_regularizer", Regularizer),
+        ],
+        "SpatialDropout1D" => &[("rate", F32)],
         "MaxPooling2D" | "AveragePooling2D" => &[("pool_size", Size2), ("strides", Size2), ("padding", Same)],
         "GlobalMaxPooling2D" | "GlobalAveragePooling2D" => &[("keepdims", Same)],
         "BatchNormalization" => &[
@@ -417,11 +444,19 @@ pub(crate) fn to_keras(config: &LayerConfig, trainable: bool, input_shapes: &[&[
         out.insert(key.into(), value);
     }
     match class {
-        "Conv2D" => {
+        "Conv2D" | "Conv1D" => {
             out.insert("data_format".into(), "channels_last".into());
             out.insert("groups".into(), 1.into());
         }
-        "MaxPooling2D" | "AveragePooling2D" | "GlobalMaxPooling2D" | "GlobalAveragePooling2D" | "Flatten" => {
+        "MaxPooling2D"
+        | "AveragePooling2D"
+        | "GlobalMaxPooling2D"
+        | "GlobalAveragePooling2D"
+        | "Flatten"
+        | "MaxPooling1D"
+        | "AveragePooling1D"
+        | "GlobalMaxPooling1D"
+        | "GlobalAveragePooling1D" => {
             out.insert("data_format".into(), "channels_last".into());
         }
         _ => {}
