@@ -33,6 +33,7 @@ mod elementwise;
 mod matmul;
 mod optimizer;
 mod pool2d;
+mod recurrent;
 mod reduce;
 mod shape;
 mod softmax;
@@ -52,6 +53,7 @@ pub use matmul::MatmulKernels;
 pub use optimizer::{AdagradSettings, AdamSettings, OptimizerKernels, RmspropSettings, SgdSettings};
 pub(crate) use pool2d::Pool2dGeometry;
 pub use pool2d::Pool2dKernels;
+pub use recurrent::{RecurrentCell, RecurrentGeometry, RecurrentInputs, RecurrentKernels, RecurrentPart};
 pub use reduce::ReduceKernels;
 pub use shape::ShapeKernels;
 pub use softmax::SoftmaxKernels;
@@ -116,6 +118,7 @@ pub trait BackendStorage:
     + BatchNormKernels
     + Conv2dKernels
     + OptimizerKernels
+    + RecurrentKernels
 {
     /// The device this storage lives on.
     fn device(&self) -> Device;

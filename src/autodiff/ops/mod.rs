@@ -8,6 +8,7 @@
 //! - `cross_entropy`: the three losses fused with their softmax or sigmoid;
 //! - `dense`, `conv2d`, `pool2d`, `batch_norm`: layers' hot paths, each one node (the window geometry the
 //!   image kernels share is `device::window`);
+//! - `recurrent`: a SimpleRNN, LSTM or GRU over a whole sequence, one node;
 //! - `concat`, and `custom`: a user's [`CustomOp`].
 //!
 //! Shapes are a programming matter here, as in ndarray: an operation on incompatible shapes panics with a message
@@ -22,6 +23,7 @@ mod dense;
 pub(crate) mod elementwise;
 mod matmul;
 mod pool2d;
+mod recurrent;
 mod reduce;
 mod shape;
 mod softmax;
@@ -31,3 +33,4 @@ pub(crate) use crate::device::{window_output, WindowFault};
 pub use batch_norm::BatchStatistics;
 pub use conv2d::Conv2dOptions;
 pub use custom::CustomOp;
+pub use recurrent::RecurrentOptions;

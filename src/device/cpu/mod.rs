@@ -13,6 +13,7 @@ mod helpers;
 mod matmul;
 mod optimizer;
 mod pool2d;
+mod recurrent;
 mod reduce;
 mod schedule;
 mod shape;
