@@ -64,6 +64,7 @@ mod flatten;
 mod input;
 mod merging;
 pub mod pooling;
+mod recurrent;
 mod rescaling;
 mod reshape;
 
@@ -82,6 +83,7 @@ pub use merging::{Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtrac
 pub use pooling::{
     AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, GlobalPooling2D, MaxPooling2D, Pooling2D,
 };
+pub use recurrent::{SimpleRNN, GRU, LSTM};
 pub use rescaling::Rescaling;
 pub use reshape::Reshape;
 
@@ -185,6 +187,37 @@ pub trait Layer: Send + Sync {
     /// through here. The default passes the single input to [`Layer::call`].
     fn call_many<'t>(&self, inputs: &[Var<'t>], ctx: &mut CallContext<'_>) -> Var<'t> {
         self.call(inputs[0], ctx)
+    }
+
+    /// Whether a mask on this layer's input passes through it (Keras' `supports_masking`); a layer that
+    /// neither supports nor computes masks drops the mask, as Keras does.
+    fn supports_masking(&self) -> bool {
+        false
+    }
+
+    /// The mask of this layer's output, given its inputs and their masks (Keras' `compute_mask`). A mask is a
+    /// constant `(batch, time)` tensor of 1.0 (a real step) and 0.0 (padding). The default passes the first
+    /// input's mask through when [`Layer::supports_masking`], and gives none otherwise.
+    fn compute_mask<'t>(&self, inputs: &[Var<'t>], masks: &[Option<Var<'t>>]) -> Option<Var<'t>> {
+        let _ = inputs;
+        if self.supports_masking() {
+            masks.first().copied().flatten()
+        } else {
+            None
+        }
+    }
+
+    /// The forward pass given the inputs' masks (`None` where an input has none): Keras' `call(inputs,
+    /// mask=...)`. Models call every layer through here. The default ignores the masks and calls
+    /// [`Layer::call_many`].
+    fn call_masked<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        masks: &[Option<Var<'t>>],
+        ctx: &mut CallContext<'_>,
+    ) -> Var<'t> {
+        let _ = masks;
+        self.call_many(inputs, ctx)
     }
 
     /// Whether this is a model's input declaration ([`Input`]), which a model keeps apart from its layers.

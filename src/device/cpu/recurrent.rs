@@ -195,7 +195,6 @@ impl RecurrentKernels for CpuStorage {
                 let rp = &mut p.rp[b * w..(b + 1) * w];
                 let (pre, act) = (&mut pre[b * w..(b + 1) * w], &mut act[b * w..(b + 1) * w]);
                 let ex = &mut extra[b * u..(b + 1) * u];
-                let hp = &hprev[b * u..(b + 1) * u];
                 match g.cell {
                     RecurrentCell::Simple => {
                         for j in 0..u {
@@ -229,7 +228,6 @@ impl RecurrentKernels for CpuStorage {
                         }
                     }
                 }
-                let _ = hp;
             }
             if reset_before {
                 // The candidate's product takes the reset state: one more product for all rows.
@@ -464,8 +462,7 @@ impl RecurrentKernels for CpuStorage {
             copy = b;
             a
         };
-        let [xp_, _h, _c, _pre, _act, hin, extra, _rp, dxp, drp, dh] = layout.lens().map(|n| take(n));
-        let _ = xp_;
+        let [_xp, _h, _c, _pre, _act, hin, extra, _rp, dxp, drp, dh] = layout.lens().map(&mut take);
         let (bs, ts, fs, u, w) = (g.batch, g.time, g.features, g.units, g.width());
         let beta = if accumulate { 1.0 } else { 0.0 };
         let o = out.array_mut().as_slice_mut().expect("standard layout");
