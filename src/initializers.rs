@@ -66,11 +66,19 @@ pub enum Initializer {
         /// Standard deviation before truncation.
         stddev: f32,
     },
+    /// A (semi-)orthogonal matrix times `gain`: Keras' recurrent kernel default. As Keras draws it: the weight
+    /// is seen as a matrix `(product of the leading axes, last axis)`, a normal matrix of the taller of that
+    /// shape and its transpose is factored `Q R`, `Q`'s columns are multiplied by the signs of `R`'s diagonal
+    /// (so the factorisation is unique), and `Q` is transposed back to the weight's shape if it was wide.
+    Orthogonal {
+        /// The factor the matrix is multiplied by (Keras' default 1).
+        gain: f32,
+    },
 }
 
 const NAMES: &str =
     "glorot_uniform, glorot_normal, he_uniform, he_normal, lecun_uniform, lecun_normal, zeros, ones, \
-                     random_normal, random_uniform, truncated_normal";
+                     random_normal, random_uniform, truncated_normal, orthogonal";
 
 /// `(fan_in, fan_out)` of a weight shape as Keras computes them: a kernel `(.., in, out)` whose leading axes are
 /// a receptive field.
@@ -124,6 +132,7 @@ impl Initializer {
                 Err(_) => buf.resize(n, minval),
             },
             Initializer::TruncatedNormal { mean, stddev } => truncated(&mut buf, n, mean, stddev, rng),
+            Initializer::Orthogonal { gain } => orthogonal(&mut buf, shape, gain, rng),
         }
         match ArrayD::from_shape_vec(IxDyn(shape), buf) {
             Ok(t) => t,
@@ -167,7 +176,40 @@ impl Initializer {
             Initializer::RandomNormal { .. } => "random_normal",
             Initializer::RandomUniform { .. } => "random_uniform",
             Initializer::TruncatedNormal { .. } => "truncated_normal",
+            Initializer::Orthogonal { .. } => "orthogonal",
         }
+    }
+}
+
+/// [`Initializer::Orthogonal`]: a normal matrix `(max(rows, cols), min(rows, cols))` orthonormalised by
+/// modified Gram-Schmidt in f64 (which gives `Q` with `R`'s diagonal positive: Keras' sign correction), then
+/// transposed if the weight is wide.
+fn orthogonal(buf: &mut Vec<f32>, shape: &[usize], gain: f32, rng: &mut StdRng) {
+    let n: usize = shape.iter().product();
+    let cols = shape.last().copied().unwrap_or(1);
+    let rows = n.checked_div(cols).unwrap_or(0);
+    let (tall, short) = (rows.max(cols), rows.min(cols));
+    let Ok(normal) = Normal::new(0.0f64, 1.0) else { unreachable!("unit normal") };
+    // Row-major (tall, short), as Keras draws it.
+    let mut a: Vec<f64> = (0..tall * short).map(|_| rng.sample(normal)).collect();
+    for j in 0..short {
+        for k in 0..j {
+            let dot: f64 = (0..tall).map(|i| a[i * short + j] * a[i * short + k]).sum();
+            (0..tall).for_each(|i| a[i * short + j] -= dot * a[i * short + k]);
+        }
+        let norm = (0..tall).map(|i| a[i * short + j].powi(2)).sum::<f64>().sqrt();
+        let norm = if norm > 0.0 { norm } else { 1.0 };
+        (0..tall).for_each(|i| a[i * short + j] /= norm);
+    }
+    let g = f64::from(gain);
+    if rows >= cols {
+        buf.extend(a.iter().map(|&v| (v * g) as f32));
+    } else {
+        buf.extend(
+            (0..rows)
+                .flat_map(|r| (0..cols).map(move |c| (r, c)))
+                .map(|(r, c)| (a[c * short + r] * g) as f32),
+        );
     }
 }
 
@@ -206,6 +248,7 @@ impl FromStr for Initializer {
             "truncated_normal" | "truncatednormal" => {
                 Initializer::TruncatedNormal { mean: 0.0, stddev: 0.05 }
             }
+            "orthogonal" => Initializer::Orthogonal { gain: 1.0 },
             _ => {
                 return Err(Error::UnknownName {
                     kind: "initializer",
@@ -280,6 +323,27 @@ mod tests {
         assert!("glorot".parse::<Initializer>().unwrap_err().to_string().contains("glorot_uniform"));
         assert!(Initializer::RandomNormal { mean: 0.0, stddev: -1.0 }.validate().is_err());
         assert!(Initializer::RandomUniform { minval: 1.0, maxval: 0.0 }.validate().is_err());
+    }
+
+    #[test]
+    fn orthogonal_is_orthogonal_in_the_weight_shape() {
+        let mut rng = StdRng::seed_from_u64(5);
+        for (shape, gain) in
+            [(vec![6, 6], 1.0f32), (vec![8, 3], 2.0), (vec![3, 8], 1.0), (vec![2, 2, 5], 1.0)]
+        {
+            let w = "orthogonal".parse::<Initializer>().unwrap();
+            let w = if gain == 1.0 { w } else { Initializer::Orthogonal { gain } };
+            let t = w.init(&shape, &mut rng);
+            assert_eq!(t.shape(), &shape[..]);
+            let cols = *shape.last().unwrap();
+            let m = t.into_shape_with_order((shape.iter().product::<usize>() / cols, cols)).unwrap();
+            // The shorter side's Gram matrix is gain² times the identity.
+            let gram = if m.nrows() >= m.ncols() { m.t().dot(&m) } else { m.dot(&m.t()) };
+            for ((i, j), &v) in gram.indexed_iter() {
+                let want = if i == j { gain * gain } else { 0.0 };
+                assert!((v - want).abs() < 1e-5, "{shape:?}: gram[{i}, {j}] = {v}");
+            }
+        }
     }
 
     #[test]

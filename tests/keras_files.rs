@@ -170,8 +170,10 @@ fn unsupported_layer_is_an_error_naming_it_and_its_path() {
         err.contains("LSTM") && err.contains("config.layers[1]") && err.contains("custom_layer"),
         "{err}"
     );
-    // It lists what kerust translates: every layer it has, InputLayer included.
-    for class in kerust::layers::KNOWN_LAYERS {
+    // It lists what kerust translates: every layer it has, InputLayer included, except the recurrent layers,
+    // which kerust has but does not yet read from .keras files.
+    let not_translated = ["SimpleRNN", "LSTM", "GRU"];
+    for class in kerust::layers::KNOWN_LAYERS.iter().filter(|c| !not_translated.contains(c)) {
         assert!(err.contains(class), "{class} missing from: {err}");
     }
 }

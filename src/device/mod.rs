@@ -35,6 +35,7 @@ mod layer_norm;
 mod matmul;
 mod optimizer;
 mod pool2d;
+mod recurrent;
 mod reduce;
 mod shape;
 mod softmax;
@@ -56,6 +57,7 @@ pub use matmul::MatmulKernels;
 pub use optimizer::{AdagradSettings, AdamSettings, OptimizerKernels, RmspropSettings, SgdSettings};
 pub(crate) use pool2d::Pool2dGeometry;
 pub use pool2d::Pool2dKernels;
+pub use recurrent::{RecurrentCell, RecurrentGeometry, RecurrentInputs, RecurrentKernels, RecurrentPart};
 pub use reduce::ReduceKernels;
 pub use shape::ShapeKernels;
 pub use softmax::SoftmaxKernels;
@@ -122,6 +124,7 @@ pub trait BackendStorage:
     + OptimizerKernels
     + GatherKernels
     + LayerNormKernels
+    + RecurrentKernels
 {
     /// The device this storage lives on.
     fn device(&self) -> Device;

@@ -15,7 +15,7 @@
 //! let again = layer_from_config(&config)?;
 //! assert_eq!(again.config()?, config);
 //! assert!(layer_from_config(&kerust::layers::LayerConfig {
-//!     class_name: "LSTM".into(),
+//!     class_name: "Bidirectional".into(),
 //!     config: serde_json::json!({}),
 //! })
 //! .is_err());
@@ -30,7 +30,7 @@ use super::{
     Activation, Add, Average, AveragePooling1D, AveragePooling2D, BatchNormalization, Concatenate, Conv1D,
     Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
     GlobalMaxPooling2D, Input, Layer, LayerNormalization, MaxPooling1D, MaxPooling2D, Maximum, Minimum,
-    Multiply, Rescaling, Reshape, SpatialDropout1D, Subtract,
+    Multiply, Rescaling, Reshape, SimpleRNN, SpatialDropout1D, Subtract, GRU, LSTM,
 };
 use crate::activations::Activation as Function;
 use crate::initializers::Initializer;
@@ -127,6 +127,9 @@ pub const KNOWN_LAYERS: &[&str] = &[
     "Minimum",
     "Concatenate",
     "Embedding",
+    "SimpleRNN",
+    "LSTM",
+    "GRU",
 ];
 
 /// A function with settings: an activation or an initializer.
@@ -351,6 +354,9 @@ pub fn layer_from_config(config: &LayerConfig) -> Result<Box<dyn Layer>> {
         "Minimum" => Box::new(Minimum::from_settings(config.parse()?)),
         "Concatenate" => Box::new(Concatenate::from_settings(config.parse()?)),
         "Embedding" => Box::new(Embedding::from_settings(config.parse()?)),
+        "SimpleRNN" => Box::new(SimpleRNN::from_settings(config.parse()?)?),
+        "LSTM" => Box::new(LSTM::from_settings(config.parse()?)?),
+        "GRU" => Box::new(GRU::from_settings(config.parse()?)?),
         other => {
             return Err(Error::UnknownName {
                 kind: "layer type",
@@ -447,6 +453,7 @@ pub(crate) fn initializer_config(spec: &Spec<Initializer>) -> Result<FnConfig> {
         Initializer::RandomUniform { minval, maxval } => {
             fn_config(name, &[("minval", minval), ("maxval", maxval)])
         }
+        Initializer::Orthogonal { gain } => fn_config(name, &[("gain", gain)]),
         _ => fn_config(name, &[]),
     })
 }
@@ -468,6 +475,10 @@ fn initializer_from(c: &FnConfig) -> Result<Initializer> {
         Initializer::RandomUniform { .. } => {
             let [minval, maxval] = settings(c, ["minval", "maxval"])?;
             Initializer::RandomUniform { minval, maxval }
+        }
+        Initializer::Orthogonal { .. } => {
+            let [gain] = settings(c, ["gain"])?;
+            Initializer::Orthogonal { gain }
         }
         other => {
             settings(c, [])?;
@@ -550,6 +561,9 @@ mod tests {
             Box::new(Concatenate::new(2).name("joined")),
             Box::new(Concatenate::default()),
             Box::new(Embedding::new(20, 4).mask_zero(true).input_shape([7]).name("words")),
+            Box::new(SimpleRNN::new(3).activation("relu").go_backwards(true).name("rnn")),
+            Box::new(LSTM::new(2).return_sequences(true).unit_forget_bias(false).input_shape([4, 3])),
+            Box::new(GRU::new(2).reset_after(false).recurrent_dropout(0.25).return_state(true)),
         ];
         let mut seen: Vec<&str> = layers.iter().map(|l| l.class_name()).collect();
         seen.sort_unstable();
@@ -598,8 +612,8 @@ mod tests {
         conv.config["padding"] = "same".into();
         conv.config["kernel_size"] = serde_json::json!([3]);
         assert!(layer_from_config(&conv).is_err());
-        let unknown = LayerConfig { class_name: "LSTM".into(), config: Value::Null };
+        let unknown = LayerConfig { class_name: "Bidirectional".into(), config: Value::Null };
         let e = err(&unknown);
-        assert!(e.contains("LSTM") && e.contains("Dense"), "{e}");
+        assert!(e.contains("Bidirectional") && e.contains("Dense"), "{e}");
     }
 }

@@ -68,6 +68,7 @@ mod layer_normalization;
 mod merging;
 pub mod pooling;
 pub mod pooling1d;
+mod recurrent;
 mod rescaling;
 mod reshape;
 mod spatial_dropout;
@@ -93,6 +94,7 @@ pub use pooling::{
 pub use pooling1d::{
     AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D, GlobalPooling1D, MaxPooling1D, Pooling1D,
 };
+pub use recurrent::{SimpleRNN, GRU, LSTM};
 pub use rescaling::Rescaling;
 pub use reshape::Reshape;
 pub use spatial_dropout::SpatialDropout1D;

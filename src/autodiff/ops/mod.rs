@@ -8,6 +8,7 @@
 //! - `cross_entropy`: the three losses fused with their softmax or sigmoid;
 //! - `dense`, `conv2d`, `pool2d`, `batch_norm`: layers' hot paths, each one node (the window geometry the
 //!   image kernels share is `device::window`);
+//! - `recurrent`: a SimpleRNN, LSTM or GRU over a whole sequence, one node;
 //! - `concat`; `gather` (an embedding lookup, with its scatter-add gradient); and `custom`: a user's [`CustomOp`].
 //!
 //! Shapes are a programming matter here, as in ndarray: an operation on incompatible shapes panics with a message
@@ -24,6 +25,7 @@ mod gather;
 mod layer_norm;
 mod matmul;
 mod pool2d;
+mod recurrent;
 mod reduce;
 mod shape;
 mod softmax;
@@ -33,3 +35,4 @@ pub use crate::device::{Padding, Padding1d};
 pub use batch_norm::BatchStatistics;
 pub use conv2d::{Conv1dOptions, Conv2dOptions};
 pub use custom::CustomOp;
+pub use recurrent::RecurrentOptions;

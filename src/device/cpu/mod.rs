@@ -15,6 +15,7 @@ mod layer_norm;
 mod matmul;
 mod optimizer;
 mod pool2d;
+mod recurrent;
 mod reduce;
 mod schedule;
 mod shape;
