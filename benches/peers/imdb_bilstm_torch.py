@@ -51,7 +51,7 @@ def main():
             loss.backward()
             opt.step()
         times.append(time.perf_counter() - start)
-    report("torch", times, sum(p.numel() for p in net.parameters()), float(loss))
+    report("torch", times, sum(p.numel() for p in net.parameters()), loss.item())
 
 
 if __name__ == "__main__":
