@@ -7,7 +7,8 @@
 //! cargo run --release --example imdb_conv1d
 //! cargo run --release --example imdb_conv1d -- --synthetic --samples 2000 --epochs 2 --min-test-accuracy 0.9
 //! ```
-//! IMDB is read from `$KERUST_HOME/datasets/imdb/` (default `~/.kerust`) and downloaded there if missing.
+//! IMDB is read from `$KERUST_HOME/datasets/imdb/` (default `~/.kerust`) and downloaded there if missing, or
+//! from any file in Keras' `imdb.npz` layout with `--npz FILE`.
 //! `--synthetic` trains on a generated task of the same shapes instead (no network), whose label is the
 //! presence of a few marker words among random ones. Run with `--help` for every flag.
 mod common;
@@ -30,6 +31,8 @@ Usage: cargo run --release --example imdb_conv1d -- [OPTIONS]
 
 Options:
   --synthetic               train on a generated task of IMDB's shapes instead of IMDB (no network needed)
+  --npz FILE                read IMDB from FILE (Keras' imdb.npz layout, e.g. ~/.keras/datasets/imdb.npz)
+                            instead of the cache, without the network
   --samples N               training sequences: the first N of IMDB's 25,000, or N generated (default 25,000)
   --test-samples N          test sequences, likewise (default: as many as --samples)
   --maxlen N                with --synthetic, the sequence length (default: 400, as for IMDB)
@@ -43,6 +46,7 @@ KERUST_NUM_THREADS (kerust's threads, default: the cores this process may use)."
 
 struct Args {
     synthetic: bool,
+    npz: Option<std::path::PathBuf>,
     samples: usize,
     test_samples: Option<usize>,
     maxlen: usize,
@@ -55,6 +59,7 @@ struct Args {
 fn parse_args(mut flags: Flags<impl Iterator<Item = String>>) -> Result<Option<Args>, String> {
     let mut a = Args {
         synthetic: false,
+        npz: None,
         samples: 25_000,
         test_samples: None,
         maxlen: CnnSettings::default().maxlen,
@@ -66,6 +71,7 @@ fn parse_args(mut flags: Flags<impl Iterator<Item = String>>) -> Result<Option<A
         match flag.as_str() {
             "-h" | "--help" => return Ok(None),
             "--synthetic" => a.synthetic = true,
+            "--npz" => a.npz = Some(flags.value()?.into()),
             "--samples" => a.samples = flags.number()?,
             "--test-samples" => a.test_samples = Some(flags.number()?),
             "--maxlen" => a.maxlen = flags.number()?,
@@ -82,6 +88,9 @@ fn parse_args(mut flags: Flags<impl Iterator<Item = String>>) -> Result<Option<A
     if a.maxlen < 8 {
         return Err(format!("--maxlen must be at least 8, got {}", a.maxlen));
     }
+    if a.synthetic && a.npz.is_some() {
+        return Err("--npz and --synthetic exclude each other".into());
+    }
     if !a.synthetic && a.maxlen != CnnSettings::default().maxlen {
         return Err(
             "--maxlen applies to --synthetic only (IMDB is padded to 400, as in Keras' example)".into()
@@ -97,9 +106,13 @@ fn main() -> ExitCode {
 type Split = (Array2<i32>, Array2<f32>);
 
 /// IMDB as Keras' example loads it, the first `samples` and `test_samples` reviews of each split.
-fn load_imdb(settings: &CnnSettings, samples: usize, test_samples: usize) -> kerust::Result<(Split, Split)> {
+fn load_imdb(a: &Args, settings: &CnnSettings, test_samples: usize) -> kerust::Result<(Split, Split)> {
     let options = SequenceOptions { num_words: Some(settings.max_features), ..Default::default() };
-    let ((x_train, y_train), (x_test, y_test)) = imdb::load_data(&options)?;
+    let ((x_train, y_train), (x_test, y_test)) = match &a.npz {
+        Some(path) => imdb::load_data_from_npz(path, &options)?,
+        None => imdb::load_data(&options)?,
+    };
+    let samples = a.samples;
     println!("{} train sequences", x_train.len());
     println!("{} test sequences", x_test.len());
     let pad = PadSequences::new().maxlen(settings.maxlen);
@@ -123,7 +136,7 @@ fn run(a: &Args) -> kerust::Result<ExitCode> {
             synthetic_imdb(test_samples, a.maxlen, settings.max_features, a.seed.wrapping_add(1_000_003)),
         )
     } else {
-        match load_imdb(&settings, a.samples, test_samples) {
+        match load_imdb(a, &settings, test_samples) {
             Ok(data) => data,
             Err(error) => {
                 eprintln!("error: cannot reach the IMDB data: {error}");
