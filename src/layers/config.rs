@@ -569,6 +569,8 @@ mod tests {
             Box::new(SimpleRNN::new(3).activation("relu").go_backwards(true).name("rnn")),
             Box::new(LSTM::new(2).return_sequences(true).unit_forget_bias(false).input_shape([4, 3])),
             Box::new(GRU::new(2).reset_after(false).recurrent_dropout(0.25).return_state(true)),
+            Box::new(Bidirectional::new(LSTM::new(2).return_sequences(true)).merge_mode("sum").name("bi")),
+            Box::new(TimeDistributed::new(Dense::new(2)).input_shape([3, 4])),
         ];
         let mut seen: Vec<&str> = layers.iter().map(|l| l.class_name()).collect();
         seen.sort_unstable();
@@ -617,8 +619,12 @@ mod tests {
         conv.config["padding"] = "same".into();
         conv.config["kernel_size"] = serde_json::json!([3]);
         assert!(layer_from_config(&conv).is_err());
-        let unknown = LayerConfig { class_name: "Bidirectional".into(), config: Value::Null };
+        let unknown = LayerConfig { class_name: "ConvLSTM2D".into(), config: Value::Null };
         let e = err(&unknown);
-        assert!(e.contains("Bidirectional") && e.contains("Dense"), "{e}");
+        assert!(e.contains("ConvLSTM2D") && e.contains("Dense"), "{e}");
+        // A nested layer's config is as strict as a top-level one.
+        let mut bi = Bidirectional::new(LSTM::new(2)).config().unwrap();
+        bi.config["layer"]["config"]["units"] = "two".into();
+        assert!(err(&bi).contains("LSTM") && err(&bi).contains("expected usize"), "{}", err(&bi));
     }
 }
