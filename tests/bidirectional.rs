@@ -126,6 +126,14 @@ fn time_distributed_dense_matches_keras() {
     assert_close("output", &m.predict(&tokens).unwrap(), &tensor(&t["output"]), 1e-5);
     let (got, want) = (m.summary_string(), t["summary"].as_str().unwrap());
     assert!(got == want, "--- kerust:\n{got}--- Keras:\n{want}");
+    // Gradients reach the inner Dense through the folded time axis.
+    m.compile("mse", Adam::new().learning_rate(0.01), []).unwrap();
+    let logs = m.train_on_batch(&tokens, &tensor(&t["y"])).unwrap();
+    let (loss, want) = (logs.get("loss").unwrap(), t["loss"].as_f64().unwrap() as f32);
+    assert!((loss - want).abs() < 1e-5, "loss {loss}, Keras {want}");
+    for (i, (got, w)) in m.get_weights().iter().zip(tensors(&t["weights_after"])).enumerate() {
+        assert_close(&format!("weight {i} after the step"), got, &w, 1e-5);
+    }
 }
 
 /// The sequence layers of the end-to-end mask test, by name.
