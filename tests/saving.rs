@@ -365,8 +365,8 @@ fn bad_configs_are_clear_errors() {
         c["layers"][1]["config"].as_object_mut().unwrap().remove("units");
     }));
     assert!(err.contains("units"), "{err}");
-    let err = load_err(&edit_config(&bytes, |c| c["layers"][1]["class_name"] = "Bidirectional".into()));
-    assert!(err.contains("Bidirectional") && err.contains("Dense"), "{err}");
+    let err = load_err(&edit_config(&bytes, |c| c["layers"][1]["class_name"] = "ConvLSTM2D".into()));
+    assert!(err.contains("ConvLSTM2D") && err.contains("Dense"), "{err}");
     let err = load_err(&edit_config(&bytes, |c| c["compile"]["optimizer"]["name"] = "lion".into()));
     assert!(err.contains("lion"), "{err}");
     let err = load_err(&edit_config(&bytes, |c| {

@@ -15,7 +15,7 @@
 //! let again = layer_from_config(&config)?;
 //! assert_eq!(again.config()?, config);
 //! assert!(layer_from_config(&kerust::layers::LayerConfig {
-//!     class_name: "Bidirectional".into(),
+//!     class_name: "ConvLSTM2D".into(),
 //!     config: serde_json::json!({}),
 //! })
 //! .is_err());
@@ -27,10 +27,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    Activation, Add, Average, AveragePooling1D, AveragePooling2D, BatchNormalization, Concatenate, Conv1D,
-    Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling1D, GlobalAveragePooling2D,
-    GlobalMaxPooling1D, GlobalMaxPooling2D, Input, Layer, LayerNormalization, MaxPooling1D, MaxPooling2D,
-    Maximum, Minimum, Multiply, Rescaling, Reshape, SimpleRNN, SpatialDropout1D, Subtract, GRU, LSTM,
+    Activation, Add, Average, AveragePooling1D, AveragePooling2D, BatchNormalization, Bidirectional,
+    Concatenate, Conv1D, Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling1D,
+    GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Input, Layer, LayerNormalization,
+    MaxPooling1D, MaxPooling2D, Maximum, Minimum, Multiply, Rescaling, Reshape, SimpleRNN, SpatialDropout1D,
+    Subtract, TimeDistributed, GRU, LSTM,
 };
 use crate::activations::Activation as Function;
 use crate::initializers::Initializer;
@@ -130,6 +131,8 @@ pub const KNOWN_LAYERS: &[&str] = &[
     "SimpleRNN",
     "LSTM",
     "GRU",
+    "Bidirectional",
+    "TimeDistributed",
 ];
 
 /// A function with settings: an activation or an initializer.
@@ -357,6 +360,8 @@ pub fn layer_from_config(config: &LayerConfig) -> Result<Box<dyn Layer>> {
         "SimpleRNN" => Box::new(SimpleRNN::from_settings(config.parse()?)?),
         "LSTM" => Box::new(LSTM::from_settings(config.parse()?)?),
         "GRU" => Box::new(GRU::from_settings(config.parse()?)?),
+        "Bidirectional" => Box::new(Bidirectional::from_config(config)?),
+        "TimeDistributed" => Box::new(TimeDistributed::from_config(config)?),
         other => {
             return Err(Error::UnknownName {
                 kind: "layer type",
@@ -564,6 +569,8 @@ mod tests {
             Box::new(SimpleRNN::new(3).activation("relu").go_backwards(true).name("rnn")),
             Box::new(LSTM::new(2).return_sequences(true).unit_forget_bias(false).input_shape([4, 3])),
             Box::new(GRU::new(2).reset_after(false).recurrent_dropout(0.25).return_state(true)),
+            Box::new(Bidirectional::new(LSTM::new(2).return_sequences(true)).merge_mode("sum").name("bi")),
+            Box::new(TimeDistributed::new(Dense::new(2)).input_shape([3, 4])),
         ];
         let mut seen: Vec<&str> = layers.iter().map(|l| l.class_name()).collect();
         seen.sort_unstable();
@@ -612,8 +619,12 @@ mod tests {
         conv.config["padding"] = "same".into();
         conv.config["kernel_size"] = serde_json::json!([3]);
         assert!(layer_from_config(&conv).is_err());
-        let unknown = LayerConfig { class_name: "Bidirectional".into(), config: Value::Null };
+        let unknown = LayerConfig { class_name: "ConvLSTM2D".into(), config: Value::Null };
         let e = err(&unknown);
-        assert!(e.contains("Bidirectional") && e.contains("Dense"), "{e}");
+        assert!(e.contains("ConvLSTM2D") && e.contains("Dense"), "{e}");
+        // A nested layer's config is as strict as a top-level one.
+        let mut bi = Bidirectional::new(LSTM::new(2)).config().unwrap();
+        bi.config["layer"]["config"]["units"] = "two".into();
+        assert!(err(&bi).contains("LSTM") && err(&bi).contains("expected usize"), "{}", err(&bi));
     }
 }

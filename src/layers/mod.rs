@@ -56,6 +56,7 @@
 //! ```
 mod activation;
 mod batch_normalization;
+mod bidirectional;
 mod config;
 mod conv1d;
 mod conv2d;
@@ -72,9 +73,12 @@ mod recurrent;
 mod rescaling;
 mod reshape;
 mod spatial_dropout;
+mod time_distributed;
+mod wrapper;
 
 pub use activation::Activation;
 pub use batch_normalization::BatchNormalization;
+pub use bidirectional::Bidirectional;
 pub use config::{layer_from_config, LayerConfig, KNOWN_LAYERS};
 pub use conv1d::Conv1D;
 pub use conv2d::Conv2D;
@@ -98,6 +102,7 @@ pub use recurrent::{SimpleRNN, GRU, LSTM};
 pub use rescaling::Rescaling;
 pub use reshape::Reshape;
 pub use spatial_dropout::SpatialDropout1D;
+pub use time_distributed::TimeDistributed;
 
 use rand::rngs::StdRng;
 

@@ -1,0 +1,411 @@
+//! `Bidirectional`: a recurrent layer run forwards and backwards over the sequence, the two outputs merged.
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::wrapper::{inner_name, prefix_weights};
+use super::{layer_from_config, CallContext, Layer, LayerConfig};
+use crate::autodiff::{ParamId, ParamStore, Var};
+use crate::{Error, Result};
+
+/// The merge modes Keras accepts, as its error message lists them.
+const MERGE_MODES: &str = "\"sum\", \"mul\", \"ave\", \"concat\", None";
+
+/// How the two directions' outputs are merged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Merge {
+    Concat,
+    Sum,
+    Mul,
+    Ave,
+}
+
+impl Merge {
+    fn parse(mode: Option<&str>) -> Result<Merge> {
+        match mode {
+            Some("concat") => Ok(Merge::Concat),
+            Some("sum") => Ok(Merge::Sum),
+            Some("mul") => Ok(Merge::Mul),
+            Some("ave") => Ok(Merge::Ave),
+            // Keras returns the two outputs as a list; a kerust layer has one output tensor.
+            None => Err(Error::invalid_argument(
+                "merge_mode",
+                "None",
+                "merge_mode=None gives the two directions' outputs as two tensors, and a kerust layer has one \
+                 output (not supported yet); merge them with \"concat\", \"sum\", \"mul\" or \"ave\"",
+            )),
+            Some(other) => {
+                Err(Error::UnknownName { kind: "merge mode", name: other.into(), known: MERGE_MODES.into() })
+            }
+        }
+    }
+}
+
+/// The saved settings: Keras' `merge_mode`, and the two inner layers' configs nested as Keras nests them
+/// (`"layer": {"class_name": "LSTM", "config": {"name": "forward_lstm", ...}}`, `"backward_layer": ...`).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BidirectionalConfig {
+    name: Option<String>,
+    merge_mode: Option<String>,
+    layer: LayerConfig,
+    backward_layer: Option<LayerConfig>,
+    input_shape: Option<Vec<usize>>,
+}
+
+struct Built {
+    forward: Box<dyn Layer>,
+    backward: Box<dyn Layer>,
+    merge: Merge,
+    return_sequences: bool,
+    /// The forward layer's, then the backward layer's.
+    weights: Vec<ParamId>,
+}
+
+/// Keras' `layers.Bidirectional`: runs a recurrent layer ([`SimpleRNN`](super::SimpleRNN),
+/// [`LSTM`](super::LSTM), [`GRU`](super::GRU)) over the sequence forwards and a copy of it backwards, and merges
+/// the two outputs: `"concat"` (the default) joins them on the last axis, `"sum"`, `"mul"` and `"ave"` combine
+/// them element-wise. With `return_sequences`, the backward output is put back in time order first, so both
+/// outputs describe the same step.
+///
+/// The copies are made from the layer's config, as Keras makes them: `forward_<name>`, and `backward_<name>` with
+/// `go_backwards` set (or the layer given to [`Bidirectional::backward_layer`]). Their weights are named under
+/// this layer's, forward first: `bidirectional/forward_lstm/lstm_cell/kernel`, ...,
+/// `bidirectional/backward_lstm/lstm_cell/bias`. A mask reaches both directions; with `return_sequences` the
+/// output is zero at masked steps and the mask passes on, as in Keras.
+///
+/// ```
+/// use kerust::layers::{Bidirectional, Dense, Embedding, LSTM};
+/// use kerust::models::Sequential;
+///
+/// let mut model = Sequential::new();
+/// model.add(Embedding::new(100, 8).mask_zero(true).input_shape([12]))?;
+/// model.add(Bidirectional::new(LSTM::new(16).return_sequences(true)))?;
+/// model.add(Bidirectional::new(LSTM::new(4)).merge_mode("sum"))?;
+/// model.add(Dense::new(1))?;
+/// assert_eq!(model.output_shape(), Some(&[1][..]));
+/// let names: Vec<_> = model.params().iter().map(|(_, p)| p.name.clone()).collect();
+/// assert_eq!(names[1], "bidirectional/forward_lstm/lstm_cell/kernel");
+/// assert_eq!(names[4], "bidirectional/backward_lstm/lstm_cell/kernel");
+///
+/// // Only recurrent layers can be wrapped, and merge modes are Keras' four.
+/// let mut bad = Sequential::new();
+/// assert!(bad.add(Bidirectional::new(Dense::new(3)).input_shape([5, 2])).is_err());
+/// let err = Sequential::new().add(Bidirectional::new(LSTM::new(3)).merge_mode("max").input_shape([5, 2]));
+/// assert!(err.unwrap_err().to_string().contains("\"concat\""));
+/// # Ok::<(), kerust::Error>(())
+/// ```
+pub struct Bidirectional {
+    name: Option<String>,
+    merge_mode: Option<String>,
+    layer: Box<dyn Layer>,
+    backward_layer: Option<Box<dyn Layer>>,
+    input_shape: Option<Vec<usize>>,
+    built: Option<Built>,
+}
+
+impl std::fmt::Debug for Bidirectional {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bidirectional")
+            .field("name", &self.name)
+            .field("merge_mode", &self.merge_mode)
+            .field("layer", &self.layer.class_name())
+            .field("built", &self.built.is_some())
+            .finish()
+    }
+}
+
+impl Bidirectional {
+    /// Wraps `layer`, a recurrent layer; a layer of another kind is an error when this one is built.
+    pub fn new(layer: impl Layer + 'static) -> Self {
+        Self::from_boxed(Box::new(layer))
+    }
+
+    /// [`Bidirectional::new`] for a boxed layer.
+    pub fn from_boxed(layer: Box<dyn Layer>) -> Self {
+        Bidirectional {
+            name: None,
+            merge_mode: Some("concat".into()),
+            layer,
+            backward_layer: None,
+            input_shape: None,
+            built: None,
+        }
+    }
+
+    /// How the outputs are merged: `"concat"` (default), `"sum"`, `"mul"` or `"ave"`. Keras' `None` (both
+    /// outputs, unmerged) is an error when the layer is built: a kerust layer has one output.
+    pub fn merge_mode<'a>(mut self, mode: impl Into<Option<&'a str>>) -> Self {
+        self.merge_mode = mode.into().map(str::to_owned);
+        self
+    }
+
+    /// The layer that reads the sequence backwards, instead of a copy of the wrapped one with `go_backwards`:
+    /// it must have `go_backwards` set, and the wrapped layer's `return_sequences` and `return_state`.
+    pub fn backward_layer(mut self, layer: impl Layer + 'static) -> Self {
+        self.backward_layer = Some(Box::new(layer));
+        self
+    }
+
+    /// The per-sample input shape `(time, features)`, for the first layer of a model.
+    pub fn input_shape(mut self, shape: impl AsRef<[usize]>) -> Self {
+        self.input_shape = Some(shape.as_ref().to_vec());
+        self
+    }
+
+    /// A name instead of the one the model would assign.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The forward and backward layers, once built.
+    pub fn layers(&self) -> Option<(&dyn Layer, &dyn Layer)> {
+        self.built.as_ref().map(|b| (&*b.forward, &*b.backward))
+    }
+
+    /// The configs of the forward and backward layers: from the built layers, or made from the wrapped one.
+    fn inner_configs(&self) -> Result<(LayerConfig, LayerConfig)> {
+        if let Some(b) = &self.built {
+            return Ok((b.forward.config()?, b.backward.config()?));
+        }
+        let forward = derived(&*self.layer, "forward", None)?;
+        let backward = match &self.backward_layer {
+            Some(layer) => derived(&**layer, "", None)?,
+            None => derived(&*self.layer, "backward", Some(true))?,
+        };
+        Ok((forward, backward))
+    }
+
+    /// A layer from its saved config, nested layers included.
+    pub(crate) fn from_config(config: &LayerConfig) -> Result<Self> {
+        let c: BidirectionalConfig = config.parse()?;
+        let mut b = Bidirectional::from_boxed(layer_from_config(&c.layer)?);
+        b.backward_layer = c.backward_layer.as_ref().map(layer_from_config).transpose()?;
+        b.name = c.name;
+        b.merge_mode = c.merge_mode;
+        b.input_shape = c.input_shape;
+        Ok(b)
+    }
+}
+
+/// The recurrent settings a wrapped layer must have (Keras' `go_backwards`, `return_sequences`,
+/// `return_state`), from its config.
+fn recurrent_flags(config: &LayerConfig) -> Result<[bool; 3]> {
+    let flag = |key: &str| config.config.get(key).and_then(Value::as_bool);
+    match [flag("go_backwards"), flag("return_sequences"), flag("return_state")] {
+        [Some(g), Some(s), Some(r)] => Ok([g, s, r]),
+        _ => Err(Error::invalid_argument(
+            "layer",
+            &config.class_name,
+            "Bidirectional wraps a recurrent layer (SimpleRNN, LSTM or GRU: a sequence layer with \
+             `go_backwards`, `return_sequences` and `return_state`)",
+        )),
+    }
+}
+
+/// `layer`'s config renamed `<direction>_<name>` (Keras drops a `<direction>_` the name already starts with),
+/// with `go_backwards` set when given; an empty `direction` keeps the name (a given backward layer).
+fn derived(layer: &dyn Layer, direction: &str, go_backwards: Option<bool>) -> Result<LayerConfig> {
+    let mut config = layer.config().map_err(|e| match e {
+        // A layer that cannot describe itself cannot be copied: it is not one of the recurrent layers.
+        Error::NotReady(_) => Error::invalid_argument(
+            "layer",
+            layer.class_name(),
+            "Bidirectional wraps a recurrent layer (SimpleRNN, LSTM or GRU), copied from its config",
+        ),
+        e => e,
+    })?;
+    recurrent_flags(&config)?;
+    let name = inner_name(layer);
+    let name = if direction.is_empty() {
+        name
+    } else {
+        let prefix = format!("{direction}_");
+        format!("{prefix}{}", name.strip_prefix(&prefix).unwrap_or(&name))
+    };
+    let settings = config.config.as_object_mut().expect("recurrent_flags found an object");
+    settings.insert("name".into(), Value::String(name));
+    if let Some(g) = go_backwards {
+        settings.insert("go_backwards".into(), Value::Bool(g));
+    }
+    Ok(config)
+}
+
+/// `y` `(batch, time, units)` with its time axis reversed, as a product with a constant reversal (gradients
+/// flow back through it; each output is one input times one, so values are unchanged).
+fn flip_time<'t>(y: Var<'t>) -> Var<'t> {
+    let time = y.shape()[1];
+    let reversal =
+        ndarray::Array2::from_shape_fn((time, time), |(i, j)| f32::from(u8::from(i + j + 1 == time)));
+    y.permute(&[0, 2, 1]).matmul(y.tape().constant(reversal.into_dyn().view())).permute(&[0, 2, 1])
+}
+
+impl Layer for Bidirectional {
+    fn class_name(&self) -> &'static str {
+        "Bidirectional"
+    }
+
+    fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    fn set_name(&mut self, name: String) {
+        self.name = Some(name);
+    }
+
+    fn declared_input_shape(&self) -> Option<&[usize]> {
+        self.input_shape.as_deref().or_else(|| self.layer.declared_input_shape())
+    }
+
+    fn build(
+        &mut self,
+        input_shape: &[usize],
+        params: &mut ParamStore,
+        rng: &mut StdRng,
+    ) -> Result<Vec<usize>> {
+        let merge = Merge::parse(self.merge_mode.as_deref())?;
+        let (forward_config, backward_config) = self.inner_configs()?;
+        let [fg, fs, fr] = recurrent_flags(&forward_config)?;
+        let [bg, bs, br] = recurrent_flags(&backward_config)?;
+        if fg == bg {
+            return Err(Error::invalid_argument(
+                "backward_layer",
+                format!("go_backwards={bg}"),
+                format!(
+                    "Forward layer and backward layer should have different `go_backwards` value: the forward \
+                     layer has go_backwards={fg}"
+                ),
+            ));
+        }
+        for (attribute, f, b) in [("return_sequences", fs, bs), ("return_state", fr, br)] {
+            if f != b {
+                return Err(Error::invalid_argument(
+                    "backward_layer",
+                    format!("{attribute}={b}"),
+                    format!(
+                        "Forward layer and backward layer are expected to have the same value for attribute \
+                         `{attribute}`: the forward layer has {attribute}={f}"
+                    ),
+                ));
+            }
+        }
+        if fr {
+            return Err(Error::invalid_argument(
+                "return_state",
+                true,
+                "a Bidirectional layer has one output in kerust, without the states (not supported yet): wrap \
+                 a layer with return_state false",
+            ));
+        }
+        let mut forward = layer_from_config(&forward_config)?;
+        let mut backward = layer_from_config(&backward_config)?;
+        let outer = self.name.clone().unwrap_or_else(|| "bidirectional".into());
+        let first = params.len();
+        let f_shape = forward.build_many(&[input_shape], params, rng)?;
+        prefix_weights(params, forward.weights(), &outer);
+        let b_shape = backward.build_many(&[input_shape], params, rng)?;
+        prefix_weights(params, backward.weights(), &outer);
+        let mismatch = match merge {
+            Merge::Concat => f_shape[..f_shape.len() - 1] != b_shape[..b_shape.len().saturating_sub(1)],
+            _ => f_shape != b_shape,
+        };
+        if mismatch {
+            params.truncate(first);
+            return Err(Error::shape(
+                "Bidirectional's backward layer output",
+                format!(
+                    "the forward layer's {} to merge with \"{merge:?}\"",
+                    crate::shapes::shape_str(&f_shape)
+                ),
+                crate::shapes::shape_str(&b_shape),
+            ));
+        }
+        let mut out = f_shape.clone();
+        if merge == Merge::Concat {
+            *out.last_mut().expect("a recurrent output has an axis") += b_shape[b_shape.len() - 1];
+        }
+        let weights = forward.weights().iter().chain(backward.weights()).copied().collect();
+        self.built = Some(Built { forward, backward, merge, return_sequences: fs, weights });
+        Ok(out)
+    }
+
+    fn call<'t>(&self, x: Var<'t>, ctx: &mut CallContext<'_>) -> Var<'t> {
+        self.call_masked(&[x], &[None], ctx)
+    }
+
+    fn supports_masking(&self) -> bool {
+        true
+    }
+
+    fn compute_mask<'t>(&self, _inputs: &[Var<'t>], masks: &[Option<Var<'t>>]) -> Option<Var<'t>> {
+        let b = self.built.as_ref()?;
+        if b.return_sequences {
+            masks.first().copied().flatten()
+        } else {
+            None
+        }
+    }
+
+    fn call_masked<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        masks: &[Option<Var<'t>>],
+        ctx: &mut CallContext<'_>,
+    ) -> Var<'t> {
+        let b = self.built.as_ref().expect("Bidirectional::call before build: models build layers first");
+        let (x, mask) = (inputs[0], masks.first().copied().flatten());
+        let mut y = b.forward.call_masked(&[x], &[mask], ctx);
+        let mut y_rev = b.backward.call_masked(&[x], &[mask], ctx);
+        if b.return_sequences {
+            y_rev = flip_time(y_rev);
+            if let Some(m) = mask {
+                // Keras sets the inner layers' `zero_output_for_mask`: a masked step outputs zeros rather than
+                // the output carried from the last real step.
+                let shape = m.shape();
+                let m = m.reshape(&[shape[0], shape[1], 1]);
+                y = y.mul(m);
+                y_rev = y_rev.mul(m);
+            }
+        }
+        match b.merge {
+            Merge::Concat => x.tape().concat(&[y, y_rev], y.shape().len() - 1),
+            Merge::Sum => y.add(y_rev),
+            Merge::Mul => y.mul(y_rev),
+            Merge::Ave => y.add(y_rev).div_scalar(2.0),
+        }
+    }
+
+    fn weights(&self) -> &[ParamId] {
+        self.built.as_ref().map_or(&[], |b| &b.weights)
+    }
+
+    fn regularizers(&self) -> Vec<(ParamId, crate::regularizers::Regularizer)> {
+        self.built.as_ref().map_or_else(Vec::new, |b| {
+            let mut r = b.forward.regularizers();
+            r.extend(b.backward.regularizers());
+            r
+        })
+    }
+
+    fn renumber_weights(&mut self, new_id: &dyn Fn(ParamId) -> ParamId) -> Result<()> {
+        if let Some(b) = self.built.as_mut() {
+            b.forward.renumber_weights(new_id)?;
+            b.backward.renumber_weights(new_id)?;
+            b.weights = b.forward.weights().iter().chain(b.backward.weights()).copied().collect();
+        }
+        Ok(())
+    }
+
+    fn config(&self) -> Result<LayerConfig> {
+        let (layer, backward_layer) = self.inner_configs()?;
+        let settings = BidirectionalConfig {
+            name: self.name.clone(),
+            merge_mode: self.merge_mode.clone(),
+            layer,
+            backward_layer: Some(backward_layer),
+            input_shape: self.input_shape.clone(),
+        };
+        LayerConfig::new(self.class_name(), &settings)
+    }
+}
