@@ -58,7 +58,9 @@ pub use crate::threads::{num_threads, set_num_threads};
 pub(crate) use gradcheck::test_values;
 pub use gradcheck::{check_gradients, GradCheck, GradCheckReport};
 pub(crate) use ops::{window_output, WindowFault};
-pub use ops::{BatchStatistics, Conv1dOptions, Conv2dOptions, CustomOp, Padding, Padding1d, RecurrentOptions};
+pub use ops::{
+    BatchStatistics, Conv1dOptions, Conv2dOptions, CustomOp, Padding, Padding1d, RecurrentOptions,
+};
 
 use std::cell::RefCell;
 

@@ -28,9 +28,9 @@ use serde_json::Value;
 
 use super::{
     Activation, Add, Average, AveragePooling1D, AveragePooling2D, BatchNormalization, Concatenate, Conv1D,
-    Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
-    GlobalMaxPooling2D, Input, Layer, LayerNormalization, MaxPooling1D, MaxPooling2D, Maximum, Minimum,
-    Multiply, Rescaling, Reshape, SimpleRNN, SpatialDropout1D, Subtract, GRU, LSTM,
+    Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling1D, GlobalAveragePooling2D,
+    GlobalMaxPooling1D, GlobalMaxPooling2D, Input, Layer, LayerNormalization, MaxPooling1D, MaxPooling2D,
+    Maximum, Minimum, Multiply, Rescaling, Reshape, SimpleRNN, SpatialDropout1D, Subtract, GRU, LSTM,
 };
 use crate::activations::Activation as Function;
 use crate::initializers::Initializer;

@@ -86,7 +86,9 @@ pub(crate) fn load(bytes: &[u8], source: &str, options: &LoadOptions) -> Result<
     let (mut model, keras_layers) = build_model(&archive.config, &archive.weights, &e, options)?;
     weights::load_layers(&mut model, &keras_layers, &archive.weights, "model.weights.h5", &e)?;
     if options.restores_compile() {
-        if let Some(cc) = archive.config.get("compile_config").filter(|c| !c.is_null()) {
+        // Keras writes null, or `{}` for some uncompiled models, when there is nothing to compile.
+        let compiled = |c: &&Value| !c.is_null() && c.as_object().is_none_or(|o| !o.is_empty());
+        if let Some(cc) = archive.config.get("compile_config").filter(compiled) {
             compile::restore(&mut model, cc, &keras_layers, &archive.weights, options, &e)?;
         }
     }
