@@ -447,9 +447,9 @@ impl Model {
             }
             Kind::Functional => {
                 let tensor = |t: usize| {
-                    let (name, node) = net.tensor_ref(t);
+                    let (name, node, index) = net.tensor_ref(t);
                     json!({"class_name": "__keras_tensor__", "config": {"shape": batch(&net.tensors[t].shape),
-                           "dtype": "float32", "keras_history": [name, node, 0]}})
+                           "dtype": "float32", "keras_history": [name, node, index]}})
                 };
                 let mut list = Vec::with_capacity(order.len());
                 for &i in order {
@@ -475,8 +475,8 @@ impl Model {
                     let r: Vec<Value> = ts
                         .iter()
                         .map(|&t| {
-                            let (name, node) = net.tensor_ref(t);
-                            json!([name, node, 0])
+                            let (name, node, index) = net.tensor_ref(t);
+                            json!([name, node, index])
                         })
                         .collect();
                     Value::Array(r)
