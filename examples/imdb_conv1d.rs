@@ -12,169 +12,25 @@
 //! `--synthetic` trains on a generated task of the same shapes instead (no network), whose label is the
 //! presence of a few marker words among random ones. Run with `--help` for every flag.
 mod common;
+#[path = "common/imdb_text.rs"]
+mod imdb_text;
 #[path = "common/sequences.rs"]
 mod sequences;
 
 use std::process::ExitCode;
 
-use kerust::datasets::{imdb, SequenceOptions};
-use kerust::utils::{set_random_seed, PadSequences};
-use ndarray::{Array2, Axis};
+use imdb_text::TextExample;
+use sequences::{imdb_cnn, CnnSettings};
 
-use common::Flags;
-use sequences::{imdb_cnn, synthetic_imdb, CnnSettings, EpochTimer};
-
-const USAGE: &str = "\
-Keras 2's imdb_cnn.py (a 1-D convnet for IMDB sentiment) in Rust.
-
-Usage: cargo run --release --example imdb_conv1d -- [OPTIONS]
-
-Options:
-  --synthetic               train on a generated task of IMDB's shapes instead of IMDB (no network needed)
-  --npz FILE                read IMDB from FILE (Keras' imdb.npz layout, e.g. ~/.keras/datasets/imdb.npz)
-                            instead of the cache, without the network
-  --samples N               training sequences: the first N of IMDB's 25,000, or N generated (default 25,000)
-  --test-samples N          test sequences, likewise (default: as many as --samples)
-  --maxlen N                with --synthetic, the sequence length (default: 400, as for IMDB)
-  --epochs N                epochs (default: 2, as in Keras' example)
-  --seed N                  seed for the data, initialization, dropout and shuffling (default: 1)
-  --min-test-accuracy X     exit with an error if the test accuracy is below X
-  -h, --help                print this help
-
-Environment: KERUST_HOME (dataset cache, default ~/.kerust), KERUST_DATASETS_MIRROR (download mirror),
-KERUST_NUM_THREADS (kerust's threads, default: the cores this process may use).";
-
-struct Args {
-    synthetic: bool,
-    npz: Option<std::path::PathBuf>,
-    samples: usize,
-    test_samples: Option<usize>,
-    maxlen: usize,
-    epochs: usize,
-    seed: u64,
-    min_test_accuracy: Option<f32>,
-}
-
-/// Parses the flags; `Ok(None)` for `--help`.
-fn parse_args(mut flags: Flags<impl Iterator<Item = String>>) -> Result<Option<Args>, String> {
-    let mut a = Args {
-        synthetic: false,
-        npz: None,
-        samples: 25_000,
-        test_samples: None,
-        maxlen: CnnSettings::default().maxlen,
-        epochs: 2,
-        seed: 1,
-        min_test_accuracy: None,
-    };
-    while let Some(flag) = flags.next_flag() {
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--synthetic" => a.synthetic = true,
-            "--npz" => a.npz = Some(flags.value()?.into()),
-            "--samples" => a.samples = flags.number()?,
-            "--test-samples" => a.test_samples = Some(flags.number()?),
-            "--maxlen" => a.maxlen = flags.number()?,
-            "--epochs" => a.epochs = flags.number()?,
-            "--seed" => a.seed = flags.number()?,
-            "--min-test-accuracy" => a.min_test_accuracy = Some(flags.number()?),
-            other => return Err(format!("unknown argument `{other}`")),
-        }
-    }
-    if a.samples == 0 || a.test_samples == Some(0) || a.epochs == 0 {
-        return Err("--samples, --test-samples and --epochs must be at least 1".into());
-    }
-    // The convolution needs at least its kernel's width; the generator at least 8 steps.
-    if a.maxlen < 8 {
-        return Err(format!("--maxlen must be at least 8, got {}", a.maxlen));
-    }
-    if a.synthetic && a.npz.is_some() {
-        return Err("--npz and --synthetic exclude each other".into());
-    }
-    if !a.synthetic && a.maxlen != CnnSettings::default().maxlen {
-        return Err(
-            "--maxlen applies to --synthetic only (IMDB is padded to 400, as in Keras' example)".into()
-        );
-    }
-    Ok(Some(a))
-}
+const EXAMPLE: TextExample = TextExample {
+    name: "imdb_conv1d",
+    title: "Keras 2's imdb_cnn.py (a 1-D convnet for IMDB sentiment) in Rust.",
+    max_features: 5000,
+    maxlen: 400,
+    epochs: 2,
+    build: |maxlen| imdb_cnn(&CnnSettings { maxlen, ..Default::default() }),
+};
 
 fn main() -> ExitCode {
-    common::main_with(USAGE, parse_args, run)
-}
-
-type Split = (Array2<i32>, Array2<f32>);
-
-/// IMDB as Keras' example loads it, the first `samples` and `test_samples` reviews of each split.
-fn load_imdb(a: &Args, settings: &CnnSettings, test_samples: usize) -> kerust::Result<(Split, Split)> {
-    let options = SequenceOptions { num_words: Some(settings.max_features), ..Default::default() };
-    let ((x_train, y_train), (x_test, y_test)) = match &a.npz {
-        Some(path) => imdb::load_data_from_npz(path, &options)?,
-        None => imdb::load_data(&options)?,
-    };
-    let samples = a.samples;
-    println!("{} train sequences", x_train.len());
-    println!("{} test sequences", x_test.len());
-    let pad = PadSequences::new().maxlen(settings.maxlen);
-    let (n, m) = (samples.min(x_train.len()), test_samples.min(x_test.len()));
-    let labels = |y: &ndarray::Array1<i64>, n: usize| {
-        y.slice(ndarray::s![..n]).mapv(|v| v as f32).insert_axis(Axis(1))
-    };
-    Ok(((pad.pad(&x_train[..n])?, labels(&y_train, n)), (pad.pad(&x_test[..m])?, labels(&y_test, m))))
-}
-
-fn run(a: &Args) -> kerust::Result<ExitCode> {
-    set_random_seed(a.seed);
-    let settings = CnnSettings { maxlen: a.maxlen, ..Default::default() };
-    let test_samples = a.test_samples.unwrap_or(a.samples);
-
-    println!("Loading data...");
-    let ((x_train, y_train), (x_test, y_test)) = if a.synthetic {
-        println!("synthetic: the label is the presence of marker words among random ones (--synthetic)");
-        (
-            synthetic_imdb(a.samples, a.maxlen, settings.max_features, a.seed),
-            synthetic_imdb(test_samples, a.maxlen, settings.max_features, a.seed.wrapping_add(1_000_003)),
-        )
-    } else {
-        match load_imdb(a, &settings, test_samples) {
-            Ok(data) => data,
-            Err(error) => {
-                eprintln!("error: cannot reach the IMDB data: {error}");
-                eprintln!(
-                    "Run with --synthetic to train on a generated task of the same shapes instead, which needs \
-                     no data:\n  cargo run --release --example imdb_conv1d -- --synthetic"
-                );
-                return Ok(ExitCode::FAILURE);
-            }
-        }
-    };
-    println!("x_train shape: {:?}", x_train.shape());
-    println!("x_test shape: {:?}", x_test.shape());
-
-    println!("Build model...");
-    let mut model = imdb_cnn(&settings)?;
-    model.summary();
-
-    let mut timer = EpochTimer::printing();
-    model
-        .fit(&x_train, &y_train)
-        .batch_size(32)
-        .epochs(a.epochs)
-        .validation_data(&x_test, &y_test)
-        .callback_ref(&mut timer)
-        .run()?;
-
-    let score = model.evaluate(&x_test, &y_test)?;
-    let (loss, accuracy) = (score.get("loss").unwrap_or(f32::NAN), score.get("accuracy").unwrap_or(f32::NAN));
-    println!("Test loss: {loss}");
-    println!("Test accuracy: {accuracy}");
-    println!("seconds per epoch (training and validation): median {:.1}", timer.median());
-    if let Some(min) = a.min_test_accuracy {
-        if accuracy.is_nan() || accuracy < min {
-            eprintln!("error: the test accuracy {accuracy:.4} is below --min-test-accuracy {min}");
-            return Ok(ExitCode::FAILURE);
-        }
-        println!("test accuracy {accuracy:.4} >= --min-test-accuracy {min}: ok");
-    }
-    Ok(ExitCode::SUCCESS)
+    imdb_text::main(&EXAMPLE)
 }

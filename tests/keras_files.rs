@@ -165,17 +165,84 @@ fn kerust_keras_files_round_trip() {
 
 #[test]
 fn unsupported_layer_is_an_error_naming_it_and_its_path() {
-    let err = load_model(file("lstm.keras")).unwrap_err().to_string();
+    let bytes = edited("lstm.keras", |c| c["config"]["layers"][1]["class_name"] = "ConvLSTM1D".into());
+    let err = load_err(&bytes);
     assert!(
-        err.contains("LSTM") && err.contains("config.layers[1]") && err.contains("custom_layer"),
+        err.contains("ConvLSTM1D") && err.contains("config.layers[1]") && err.contains("custom_layer"),
         "{err}"
     );
-    // It lists what kerust translates: every layer it has, InputLayer included, except the recurrent layers,
-    // which kerust has but does not yet read from .keras files.
-    let not_translated = ["SimpleRNN", "LSTM", "GRU", "Bidirectional", "TimeDistributed"];
+    // It lists what kerust translates: every layer it has, InputLayer included, except the wrappers
+    // (Bidirectional, TimeDistributed), which kerust has but does not yet read from .keras files.
+    let not_translated = ["Bidirectional", "TimeDistributed"];
     for class in kerust::layers::KNOWN_LAYERS.iter().filter(|c| !not_translated.contains(c)) {
         assert!(err.contains(class), "{class} missing from: {err}");
     }
+}
+
+fn rnn_fixtures() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keras_rnn_files.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Keras' recurrent models (Embedding mask_zero -> LSTM -> GRU -> Dense, and one with a SimpleRNN) load with
+/// Keras' weights from `layers/<rnn>/cell/vars`, predict as Keras on a left-padded batch, and kerust's `.keras`
+/// of them loads back the same (optimizer state included).
+#[test]
+fn recurrent_keras_files_predict_as_keras_and_round_trip() {
+    let all = rnn_fixtures();
+    for name in ["rnn_stack", "simple_rnn"] {
+        let f = &all[name];
+        let model = load_model(file(f["file"].as_str().unwrap())).unwrap();
+        let want: Vec<Tensor> = f["weights"].as_array().unwrap().iter().map(fixture_tensor).collect();
+        assert_eq!(model.get_weights().len(), want.len(), "{name}");
+        for (i, (got, want)) in model.get_weights().iter().zip(&want).enumerate() {
+            assert_close(&format!("{name} weight {i}"), got, want, 0.0);
+        }
+        let x = fixture_tensor(&f["x"]);
+        let predicted = predict_all(&model, std::slice::from_ref(&x));
+        assert_close(&format!("{name} predict"), &predicted[0], &fixture_tensor(&f["predict"]), 1e-5);
+
+        let bytes = model.to_keras_bytes().unwrap();
+        let again = load_model_from_bytes(&bytes).unwrap();
+        assert_eq!(again.get_weights(), model.get_weights(), "{name}");
+        assert_eq!(predict_all(&again, std::slice::from_ref(&x)), predicted, "{name}");
+        match (model.optimizer(), again.optimizer()) {
+            (Some(a), Some(b)) => assert_eq!(a.state(), b.state(), "{name}"),
+            (None, None) => {}
+            _ => panic!("{name}: the optimizer did not round-trip"),
+        }
+        assert_eq!(again.to_keras_bytes().unwrap().len(), bytes.len(), "{name}");
+    }
+    // The Sequential has its optimizer state from Keras' step.
+    let stack = load_model(file("rnn_stack.keras")).unwrap();
+    assert_eq!(stack.optimizer().unwrap().iterations(), 1);
+}
+
+/// Keras' recurrent settings kerust cannot honour are errors naming the setting and the value; those it can
+/// (`unroll`, which computes the same) load.
+#[test]
+fn recurrent_settings_kerust_lacks_are_errors_naming_them() {
+    let cases: &[(usize, &str, Value)] = &[
+        (2, "stateful", Value::Bool(true)),
+        (2, "zero_output_for_mask", Value::Bool(true)),
+        (2, "recurrent_constraint", serde_json::json!({"class_name": "NonNeg", "config": {}})),
+        (3, "recurrent_regularizer", serde_json::json!({"class_name": "L2", "config": {"l2": 0.01}})),
+        (3, "activity_regularizer", serde_json::json!({"class_name": "L2", "config": {"l2": 0.01}})),
+    ];
+    for (layer, key, value) in cases {
+        let bytes =
+            edited("rnn_stack.keras", |c| c["config"]["layers"][*layer]["config"][*key] = value.clone());
+        let err = load_err(&bytes);
+        let place = format!("config.layers[{layer}].config.{key}");
+        assert!(err.contains(&place) && err.contains(&value.to_string()), "{key}: {err}");
+    }
+    let bytes = edited("rnn_stack.keras", |c| c["config"]["layers"][2]["config"]["unroll"] = true.into());
+    assert!(load_model_from_bytes(&bytes).is_ok());
+    // A GRU config with an LSTM's setting.
+    let bytes =
+        edited("rnn_stack.keras", |c| c["config"]["layers"][3]["config"]["unit_forget_bias"] = true.into());
+    let err = load_err(&bytes);
+    assert!(err.contains("config.layers[3].config.unit_forget_bias"), "{err}");
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! What the sequence examples (`imdb_conv1d`, `adding_problem`) and their CI test (`tests/sequence_examples.rs`)
+//! What the sequence examples (`imdb_conv1d`, `imdb_lstm`, `adding_problem`) and their CI test (`tests/sequence_examples.rs`)
 //! share: the models, and the synthetic tasks that a broken layer cannot pass. Kept out of `common/mod.rs` so
 //! that the test can include this file alone (`#[path]`).
 #![allow(dead_code)] // each includer uses part of it
@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use kerust::callbacks::{Callback, Logs};
-use kerust::layers::{Activation, Conv1D, Dense, Dropout, Embedding, GlobalMaxPooling1D, LSTM};
+use kerust::layers::{Activation, Bidirectional, Conv1D, Dense, Dropout, Embedding, GlobalMaxPooling1D, LSTM};
 use kerust::models::{Model, Sequential};
 use kerust::optimizers::Adam;
 use ndarray::{Array2, Array3};
@@ -51,6 +51,19 @@ pub fn imdb_cnn(s: &CnnSettings) -> kerust::Result<Sequential> {
     model.add(Activation::new("relu"))?;
     model.add(Dense::new(1))?;
     model.add(Activation::new("sigmoid"))?;
+    model.compile("binary_crossentropy", "adam", ["accuracy"])?;
+    Ok(model)
+}
+
+/// keras-io's "Bidirectional LSTM on IMDB": Embedding(max_features, 128), Bidirectional(LSTM(64,
+/// return_sequences)), Bidirectional(LSTM(64)), Dense(1, sigmoid); binary cross-entropy and Adam. 2,757,761
+/// parameters for a vocabulary of 20,000.
+pub fn imdb_bilstm(max_features: usize, maxlen: usize) -> kerust::Result<Sequential> {
+    let mut model = Sequential::new();
+    model.add(Embedding::new(max_features, 128).input_shape([maxlen]))?;
+    model.add(Bidirectional::new(LSTM::new(64).return_sequences(true)))?;
+    model.add(Bidirectional::new(LSTM::new(64)))?;
+    model.add(Dense::new(1).activation("sigmoid"))?;
     model.compile("binary_crossentropy", "adam", ["accuracy"])?;
     Ok(model)
 }

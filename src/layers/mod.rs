@@ -251,6 +251,37 @@ pub trait Layer: Send + Sync {
         self.call_many(inputs, ctx)
     }
 
+    /// The per-sample shapes of the outputs after the first, once built: a layer of several outputs (an RNN's
+    /// final states with `return_state`, as Keras' `out, h, c = LSTM(8, return_state=True)(x)`). None by
+    /// default: one output, of the shape [`Layer::build`] returned.
+    ///
+    /// ```
+    /// use kerust::autodiff::ParamStore;
+    /// use kerust::layers::{Layer, LSTM};
+    /// use rand::SeedableRng;
+    ///
+    /// let (mut params, mut rng) = (ParamStore::new(), rand::rngs::StdRng::seed_from_u64(0));
+    /// let mut lstm = LSTM::new(8).return_state(true);
+    /// assert_eq!(lstm.build(&[5, 3], &mut params, &mut rng)?, vec![8]);
+    /// assert_eq!(lstm.extra_output_shapes(), vec![vec![8], vec![8]]); // h and c
+    /// # Ok::<(), kerust::Error>(())
+    /// ```
+    fn extra_output_shapes(&self) -> Vec<Vec<usize>> {
+        Vec::new()
+    }
+
+    /// The forward pass of every output, the first then those of [`Layer::extra_output_shapes`]; models call
+    /// layers through here. The default is the one output of [`Layer::call_masked`]. The outputs after the
+    /// first carry no mask.
+    fn call_outputs<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        masks: &[Option<Var<'t>>],
+        ctx: &mut CallContext<'_>,
+    ) -> Vec<Var<'t>> {
+        vec![self.call_masked(inputs, masks, ctx)]
+    }
+
     /// Checks data this layer reads straight from a model input (all samples, `(samples, input_shape...)`),
     /// before `fit`, `evaluate` or `predict` runs a step: a value the layer cannot take (an [`Embedding`]'s
     /// index out of range) is then an error of the call that leaves the model unchanged, rather than one found

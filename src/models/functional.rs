@@ -133,8 +133,66 @@ impl Graph {
     ///
     /// # Errors
     /// [`Error::LayerCall`] naming the layer and the shapes it got: tensors it cannot take (their number or
-    /// shapes); a tensor or layer of another graph; a new layer's name taken. On error the graph is unchanged.
+    /// shapes); a tensor or layer of another graph; a new layer's name taken; a layer of several outputs (take
+    /// them with [`Graph::apply_outputs`]). On error the graph is unchanged.
     pub fn apply(&mut self, layer: impl IntoLayer, inputs: impl IntoTensors) -> Result<SymbolicTensor> {
+        let (layers_before, nodes_before) = (self.net.layers.len(), self.net.nodes.len());
+        let (params_before, rng_before) = (self.params.len(), self.rng.clone());
+        let mut outputs = self.apply_outputs(layer, inputs)?;
+        if outputs.len() == 1 {
+            return Ok(outputs.remove(0));
+        }
+        let node = self.net.nodes.last().expect("the call just made");
+        let the_layer = &self.net.layers[node.layer];
+        let error = Error::LayerCall {
+            layer: the_layer.name().unwrap_or("?").to_owned(),
+            class: the_layer.class_name(),
+            inputs: shapes_str(&node.inputs.iter().map(|&t| self.net.tensors[t].shape.as_slice()).collect::<Vec<_>>()),
+            source: Box::new(Error::invalid_argument(
+                "outputs",
+                outputs.len(),
+                "one output for Graph::apply: this layer has several (an RNN with return_state gives its output \
+                 then its states); take them all with Graph::apply_outputs",
+            )),
+        };
+        // Undo the call: the node, and the layer and its weights if it was new.
+        while self.net.nodes.len() > nodes_before {
+            self.net.pop_node();
+        }
+        while self.net.layers.len() > layers_before {
+            self.net.pop_layer();
+        }
+        self.params.truncate(params_before);
+        self.rng = rng_before;
+        Err(error)
+    }
+
+    /// Calls a layer on tensors as [`Graph::apply`] does, and returns every output of the call: one for most
+    /// layers; an RNN's output then its final states with `return_state` (Keras' `out, h, c = LSTM(8,
+    /// return_state=True)(x)`).
+    ///
+    /// ```
+    /// use kerust::layers::{Concatenate, Dense, Input, LSTM};
+    /// use kerust::models::{Graph, Model};
+    ///
+    /// let mut g = Graph::new();
+    /// let x = g.input(Input::new([5, 3]))?;
+    /// let [out, h, c] = g.apply_outputs(LSTM::new(4).return_state(true), x)?[..] else { unreachable!() };
+    /// assert_eq!((g.shape(out)?, g.shape(h)?, g.shape(c)?), (&[4][..], &[4][..], &[4][..]));
+    /// let joined = g.apply(Concatenate::new(-1), [h, c])?;
+    /// let y = g.apply(Dense::new(1), joined)?;
+    /// let model = Model::new(g, x, y)?;
+    /// assert_eq!(model.output_shape(), Some(&[1][..]));
+    /// # Ok::<(), kerust::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Graph::apply`], a layer of several outputs excepted. On error the graph is unchanged.
+    pub fn apply_outputs(
+        &mut self,
+        layer: impl IntoLayer,
+        inputs: impl IntoTensors,
+    ) -> Result<Vec<SymbolicTensor>> {
         let layers_before = self.net.layers.len();
         let layer = layer.into_layer(self)?;
         let inputs = inputs.into_tensors();
@@ -147,7 +205,7 @@ impl Graph {
         result
     }
 
-    fn apply_checked(&mut self, layer: LayerRef, inputs: &[SymbolicTensor]) -> Result<SymbolicTensor> {
+    fn apply_checked(&mut self, layer: LayerRef, inputs: &[SymbolicTensor]) -> Result<Vec<SymbolicTensor>> {
         if layer.graph != self.id || layer.index >= self.net.layers.len() {
             return Err(Error::Graph("a layer of another Graph was called".into()));
         }
@@ -180,7 +238,7 @@ impl Graph {
             }
         }
         match self.net.apply(layer.index, &ids, &mut self.params, &mut self.rng) {
-            Ok(id) => Ok(self.tensor(id)),
+            Ok(ids) => Ok(ids.into_iter().map(|id| self.tensor(id)).collect()),
             Err(e) => Err(describe(&self.net, shapes, e)),
         }
     }
@@ -330,7 +388,8 @@ impl Model {
                 continue;
             }
             match net.tensors[t].producer {
-                Producer::Node(n) => stack.extend(&net.nodes[n].inputs),
+                // A call makes all its outputs: a needed state keeps the RNN output beside it, and back.
+                Producer::Node(n) => stack.extend(net.nodes[n].inputs.iter().chain(&net.nodes[n].outputs)),
                 Producer::Input { .. } if !is_input[t] => {
                     let needing: Vec<String> = output_ids
                         .iter()
@@ -351,7 +410,7 @@ impl Model {
             return Err(Error::Graph(format!("no output depends on the input `{}`", name(t))));
         }
         let mut kept = vec![false; net.layers.len()];
-        for node in net.nodes.iter().filter(|n| needed[n.output]) {
+        for node in net.nodes.iter().filter(|n| needed[n.outputs[0]]) {
             kept[node.layer] = true;
         }
         for &t in &input_ids {
@@ -449,8 +508,16 @@ fn canonical(
             }) {
                 Some(d) => stack.push((d, 0)),
                 None => {
-                    made[t] = true;
-                    made_order.push(t);
+                    // A node's outputs are made together, consecutive as the graph keeps them.
+                    let group = match net.tensors[t].producer {
+                        Producer::Node(n) => net.nodes[n].outputs.as_slice(),
+                        Producer::Input { .. } => std::slice::from_ref(&t),
+                    };
+                    for &o in group {
+                        if !std::mem::replace(&mut made[o], true) {
+                            made_order.push(o);
+                        }
+                    }
                     stack.pop();
                 }
             }
@@ -528,8 +595,11 @@ fn canonical(
     let mut new_tensors: Vec<Option<TensorInfo>> = vec![None; made_order.len()];
     let mut node_map: Vec<Option<usize>> = vec![None; nodes.len()];
     let mut new_nodes = Vec::new();
-    for (new, &t) in made_order.iter().enumerate() {
+    for &t in &made_order {
         if let Producer::Node(n) = tensors[t].producer {
+            if node_map[n].is_some() {
+                continue;
+            }
             node_map[n] = Some(new_nodes.len());
             let node = &nodes[n];
             new_nodes.push(Node {
@@ -539,7 +609,11 @@ fn canonical(
                     .iter()
                     .map(|&i| tensor_map[i].expect("inputs of a needed node"))
                     .collect(),
-                output: new,
+                outputs: node
+                    .outputs
+                    .iter()
+                    .map(|&o| tensor_map[o].expect("a needed node's outputs"))
+                    .collect(),
             });
         }
     }

@@ -27,12 +27,13 @@ pub(crate) enum Producer {
     Node(usize),
 }
 
-/// One call of a layer on some tensors.
+/// One call of a layer on some tensors, and the tensors it makes: one, or several for a layer of several outputs
+/// (Keras' `tensor_index` is the position in `outputs`). A node's outputs are consecutive tensors.
 #[derive(Clone, Debug)]
 pub(crate) struct Node {
     pub(crate) layer: usize,
     pub(crate) inputs: Vec<TensorId>,
-    pub(crate) output: TensorId,
+    pub(crate) outputs: Vec<TensorId>,
 }
 
 /// Layers, tensors and nodes. Nodes are kept in creation order, which is topological: a node can only name
@@ -66,12 +67,18 @@ impl Net {
         let mut total = 0usize;
         let mut largest: Option<(usize, &Node)> = None;
         for node in &self.nodes {
-            let bytes = self.tensors[node.output]
-                .shape
+            let bytes = node
+                .outputs
                 .iter()
-                .try_fold(batch, |n, &d| n.checked_mul(d))
-                .and_then(|n| n.checked_mul(std::mem::size_of::<f32>() * copies))
-                .unwrap_or(usize::MAX);
+                .map(|&t| {
+                    self.tensors[t]
+                        .shape
+                        .iter()
+                        .try_fold(batch, |n, &d| n.checked_mul(d))
+                        .and_then(|n| n.checked_mul(std::mem::size_of::<f32>() * copies))
+                        .unwrap_or(usize::MAX)
+                })
+                .fold(0usize, usize::saturating_add);
             total = total.saturating_add(bytes);
             if largest.is_none_or(|(b, _)| bytes > b) {
                 largest = Some((bytes, node));
@@ -81,7 +88,7 @@ impl Net {
         let Some((_, node)) = largest.filter(|_| total > limit) else { return Ok(()) };
         let layer = &self.layers[node.layer];
         let mut shape = vec![batch];
-        shape.extend(&self.tensors[node.output].shape);
+        shape.extend(&self.tensors[node.outputs[0]].shape);
         Err(Error::Allocation {
             what: format!(
                 "{context}: the layer outputs of a batch of {batch} (the largest: layer `{}` ({}))",
@@ -171,17 +178,18 @@ impl Net {
     }
 
     /// Calls `layers[layer]` on `inputs`: builds it on its first call (its weights go into `params`), or checks
-    /// that a shared layer gets the shapes it was built for. Returns the new tensor. On error nothing changed.
+    /// that a shared layer gets the shapes it was built for. Returns the new tensors: one per output of the
+    /// layer ([`Layer::extra_output_shapes`]). On error nothing changed.
     pub(crate) fn apply(
         &mut self,
         layer: usize,
         inputs: &[TensorId],
         params: &mut ParamStore,
         rng: &mut StdRng,
-    ) -> Result<TensorId> {
+    ) -> Result<Vec<TensorId>> {
         let shapes: Vec<&[usize]> = inputs.iter().map(|&t| self.tensors[t].shape.as_slice()).collect();
-        let first = self.nodes_of(layer).next().map(|n| (n.inputs.clone(), n.output));
-        let output_shape = match first {
+        let first = self.nodes_of(layer).next().map(|n| (n.inputs.clone(), n.outputs.clone()));
+        let output_shapes = match first {
             None => {
                 let (params_before, rng_before) = (params.len(), rng.clone());
                 let built = self.layers[layer].build_many(&shapes, params, rng).and_then(|shape| {
@@ -192,9 +200,11 @@ impl Net {
                     params.truncate(params_before);
                     *rng = rng_before;
                 }
-                built?
+                let mut shapes = vec![built?];
+                shapes.extend(self.layers[layer].extra_output_shapes());
+                shapes
             }
-            Some((first_inputs, first_output)) => {
+            Some((first_inputs, first_outputs)) => {
                 let built_for: Vec<&[usize]> =
                     first_inputs.iter().map(|&t| self.tensors[t].shape.as_slice()).collect();
                 if built_for != shapes {
@@ -204,26 +214,27 @@ impl Net {
                         shapes_str(&shapes),
                     ));
                 }
-                self.tensors[first_output].shape.clone()
+                first_outputs.iter().map(|&t| self.tensors[t].shape.clone()).collect()
             }
         };
-        let output = self.tensors.len();
-        self.tensors.push(TensorInfo { shape: output_shape, producer: Producer::Node(self.nodes.len()) });
+        let outputs: Vec<TensorId> = (self.tensors.len()..).take(output_shapes.len()).collect();
+        let producer = Producer::Node(self.nodes.len());
+        self.tensors.extend(output_shapes.into_iter().map(|shape| TensorInfo { shape, producer }));
         if self.layer_nodes.len() <= layer {
             self.layer_nodes.resize_with(layer + 1, Vec::new);
         }
         self.layer_nodes[layer].push(self.nodes.len());
-        self.nodes.push(Node { layer, inputs: inputs.to_vec(), output });
-        Ok(output)
+        self.nodes.push(Node { layer, inputs: inputs.to_vec(), outputs: outputs.clone() });
+        Ok(outputs)
     }
 
-    /// Removes the last node and its tensor.
+    /// Removes the last node and its tensors.
     pub(crate) fn pop_node(&mut self) -> Option<Node> {
         let node = self.nodes.pop()?;
         if let Some(nodes) = self.layer_nodes.get_mut(node.layer) {
             nodes.pop();
         }
-        self.tensors.truncate(node.output);
+        self.tensors.truncate(node.outputs[0]);
         Some(node)
     }
 
@@ -251,7 +262,7 @@ impl Net {
             arg_masks.clear();
             arg_masks.extend(node.inputs.iter().map(|&t| masks[t]));
             let layer = &self.layers[node.layer];
-            let y = layer.call_masked(&args, &arg_masks, ctx);
+            let ys = layer.call_outputs(&args, &arg_masks, ctx);
             if let Some(source) = ctx.take_error() {
                 let shapes: Vec<Vec<usize>> = args.iter().map(Var::shape).collect();
                 return Err(Error::LayerCall {
@@ -265,14 +276,25 @@ impl Net {
                     source: Box::new(source),
                 });
             }
-            // A shape compare per layer per batch, no allocation unless it fails.
-            let declared = &self.tensors[node.output].shape;
-            let fits = y.with_value(|v| {
-                v.shape()
-                    .split_first()
-                    .is_some_and(|(&b, rest)| Some(b) == batch && rest == declared.as_slice())
-            });
-            if !fits {
+            // A shape compare per output per batch, no allocation unless it fails.
+            let fits = |y: &Var<'t>, t: TensorId| {
+                let declared = &self.tensors[t].shape;
+                y.with_value(|v| {
+                    v.shape()
+                        .split_first()
+                        .is_some_and(|(&b, rest)| Some(b) == batch && rest == declared.as_slice())
+                })
+            };
+            let wrong = if ys.len() != node.outputs.len() {
+                Some((0, format!("{} outputs for the {} its build declared", ys.len(), node.outputs.len())))
+            } else {
+                ys.iter()
+                    .zip(&node.outputs)
+                    .position(|(y, &t)| !fits(y, t))
+                    .map(|k| (k, format!("{:?}", ys[k].shape()).replace('[', "(").replace(']', ")")))
+            };
+            if let Some((k, got)) = wrong {
+                let declared = &self.tensors[node.outputs[k]].shape;
                 return Err(crate::Error::shape(
                     format!(
                         "the output of layer `{}` ({}): its `call` returned another shape than its `build` \
@@ -281,11 +303,14 @@ impl Net {
                         layer.class_name()
                     ),
                     format!("{} for a batch of {}", shape_str(declared), batch.unwrap_or(0)),
-                    format!("{:?}", y.shape()).replace('[', "(").replace(']', ")"),
+                    got,
                 ));
             }
-            values[node.output] = Some(y);
-            masks[node.output] = layer.compute_mask(&args, &arg_masks);
+            // The first output carries the layer's mask; states and other outputs none, as Keras' RNN.
+            for (k, (&t, y)) in node.outputs.iter().zip(ys).enumerate() {
+                values[t] = Some(y);
+                masks[t] = if k == 0 { layer.compute_mask(&args, &arg_masks) } else { None };
+            }
         }
         Ok(self.outputs.iter().map(|&t| values[t].expect("every output is computed")).collect())
     }
@@ -327,13 +352,15 @@ impl Net {
 
     /// Keras' `tensor_name[node_index][tensor_index]` reference to tensor `t`, as the summary and the saved
     /// config write it.
-    pub(crate) fn tensor_ref(&self, t: TensorId) -> (String, usize) {
+    pub(crate) fn tensor_ref(&self, t: TensorId) -> (String, usize, usize) {
         match self.tensors[t].producer {
-            Producer::Input { .. } => (self.tensor_name(t).to_owned(), 0),
+            Producer::Input { .. } => (self.tensor_name(t).to_owned(), 0, 0),
             Producer::Node(n) => {
-                let layer = self.nodes[n].layer;
-                let index = self.layer_nodes.get(layer).map_or(0, |nodes| nodes.partition_point(|&m| m < n));
-                (self.tensor_name(t).to_owned(), index)
+                let node = &self.nodes[n];
+                let index =
+                    self.layer_nodes.get(node.layer).map_or(0, |nodes| nodes.partition_point(|&m| m < n));
+                let tensor = node.outputs.iter().position(|&o| o == t).unwrap_or(0);
+                (self.tensor_name(t).to_owned(), index, tensor)
             }
         }
     }

@@ -341,7 +341,24 @@ impl Model {
         }
         for i in nodes_before..self.net.layers.len() {
             let last = self.net.tensors.len() - 1;
-            if let Err(e) = self.net.apply(i, &[last], &mut self.params, &mut self.rng) {
+            let applied = self.net.apply(i, &[last], &mut self.params, &mut self.rng).and_then(|outputs| {
+                if outputs.len() == 1 {
+                    return Ok(());
+                }
+                // Keras: a Sequential's layers have a single output tensor each.
+                let layer = &self.net.layers[i];
+                Err(Error::invalid_argument(
+                    "layer",
+                    format!("`{}` ({})", layer.name().unwrap_or("?"), layer.class_name()),
+                    format!(
+                        "a layer of one output: all layers added to a Sequential model should have a single \
+                         output tensor, this one has {} (return_state); use the functional API (Graph) for \
+                         layers of several outputs",
+                        outputs.len()
+                    ),
+                ))
+            });
+            if let Err(e) = applied {
                 self.params.truncate(params_before);
                 while self.net.nodes.len() > nodes_before {
                     self.net.pop_node();

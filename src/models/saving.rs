@@ -320,8 +320,8 @@ impl Model {
     fn functional_config(&self) -> Result<FunctionalConfig> {
         let net = &self.net;
         let tensor_ref = |t: usize| {
-            let (name, node) = net.tensor_ref(t);
-            TensorRef(name, node, 0)
+            let (name, node, index) = net.tensor_ref(t);
+            TensorRef(name, node, index)
         };
         let mut layers = Vec::with_capacity(net.layers.len());
         for (i, layer) in net.layers.iter().enumerate() {
@@ -777,8 +777,8 @@ pub(super) fn load_functional(
     g.set_weight_limit(Some(budget));
     let mut handles = Vec::with_capacity(n);
     let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::with_capacity(n);
-    // The tensors each layer's calls made so far (an input's one tensor).
-    let mut made: Vec<Vec<super::SymbolicTensor>> = vec![Vec::new(); n];
+    // The tensors each layer's calls made so far, per call (an input's one tensor).
+    let mut made: Vec<Vec<Vec<super::SymbolicTensor>>> = vec![Vec::new(); n];
     for (i, layer) in config.layers.iter().enumerate() {
         let layer_config = LayerConfig { class_name: layer.class_name.clone(), config: layer.config.clone() };
         let loaded = load_layer(&layer_config, i, source, options)?;
@@ -789,7 +789,7 @@ pub(super) fn load_functional(
             if !layer.inbound_nodes.is_empty() {
                 return Err(bad(format!("input `{name}` has inbound nodes")));
             }
-            made[i].push(g.input_boxed(loaded)?);
+            made[i].push(vec![g.input_boxed(loaded)?]);
             handles.push(None);
         } else {
             handles.push(Some(g.layer_boxed(loaded)?));
@@ -797,10 +797,10 @@ pub(super) fn load_functional(
         // The graph refused a second layer of this name above.
         index.insert(name, i);
     }
-    // Keras' `[layer, node, tensor]` reference to a tensor made so far (layers have one output: tensor 0).
-    let lookup = |made: &[Vec<super::SymbolicTensor>], r: &TensorRef| {
+    // Keras' `[layer, node, tensor]` reference to a tensor made so far.
+    let lookup = |made: &[Vec<Vec<super::SymbolicTensor>>], r: &TensorRef| {
         let layer = *index.get(&r.0)?;
-        made[layer].get(r.1).copied().filter(|_| r.2 == 0)
+        made[layer].get(r.1)?.get(r.2).copied()
     };
     // Per layer: its next call, and the next reference of that call to check (those before it exist).
     let mut next_ref = vec![0usize; n];
@@ -813,17 +813,17 @@ pub(super) fn load_functional(
         let missing = node[next_ref[i]..].iter().position(|r| lookup(&made, r).is_none());
         if let Some(k) = missing {
             next_ref[i] += k;
-            // A reference to no layer, or to a tensor index other than 0, never comes: the layer stays
+            // A reference to no layer, or to a tensor index a made call lacks, never comes: the layer stays
             // waiting and is reported below.
             let r = &node[next_ref[i]];
-            if let (Some(&layer), 0) = (index.get(&r.0), r.2) {
+            if let Some(&layer) = index.get(&r.0).filter(|&&l| made[l].len() <= r.1) {
                 waiting.entry((layer, r.1)).or_default().push(i);
             }
             continue;
         }
         let inputs = node.iter().map(|r| lookup(&made, r)).collect::<Option<Vec<_>>>();
         let (Some(handle), Some(inputs)) = (handles[i], inputs) else { continue };
-        let out = g.apply(handle, inputs)?;
+        let out = g.apply_outputs(handle, inputs)?;
         made[i].push(out);
         next_ref[i] = 0;
         ready.extend(waiting.remove(&(i, made[i].len() - 1)).unwrap_or_default());

@@ -204,11 +204,19 @@ impl Model {
                 });
                 let mut row = match output {
                     Some(t) => {
-                        vec![
-                            title,
-                            shape_str(&net.tensors[t].shape),
-                            thousands(layer.count_params(&self.params)),
-                        ]
+                        // A layer of several outputs shows them all, as Keras: `[(None, 8), (None, 8)]`.
+                        let shape = match net.tensors[t].producer {
+                            Producer::Node(n) if net.nodes[n].outputs.len() > 1 => {
+                                let shapes: Vec<String> = net.nodes[n]
+                                    .outputs
+                                    .iter()
+                                    .map(|&o| shape_str(&net.tensors[o].shape))
+                                    .collect();
+                                format!("[{}]", shapes.join(", "))
+                            }
+                            _ => shape_str(&net.tensors[t].shape),
+                        };
+                        vec![title, shape, thousands(layer.count_params(&self.params))]
                     }
                     None => vec![title, "?".into(), "0 (unbuilt)".into()],
                 };
@@ -217,8 +225,8 @@ impl Model {
                         .nodes_of(i)
                         .flat_map(|node| node.inputs.iter())
                         .map(|&t| {
-                            let (name, node) = net.tensor_ref(t);
-                            format!("{name}[{node}][0]")
+                            let (name, node, index) = net.tensor_ref(t);
+                            format!("{name}[{node}][{index}]")
                         })
                         .collect();
                     row.push(if inputs.is_empty() { "-".into() } else { inputs.join(", ") });

@@ -345,6 +345,29 @@ impl RecurrentBase {
         (output, states)
     }
 
+    /// With `return_state`, the final states after the output: `h` (and `c` for the LSTM).
+    fn extra_output_shapes(&self) -> Vec<Vec<usize>> {
+        match &self.built {
+            Some(_) if self.settings.return_state => vec![vec![self.settings.units]; self.cell().states()],
+            _ => Vec::new(),
+        }
+    }
+
+    fn call_outputs<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        masks: &[Option<Var<'t>>],
+        ctx: &mut CallContext<'_>,
+    ) -> Vec<Var<'t>> {
+        let mask = masks.first().copied().flatten();
+        if self.settings.return_state {
+            let (output, states) = self.call_with_state(inputs[0], mask, ctx);
+            std::iter::once(output).chain(states).collect()
+        } else {
+            vec![self.run(inputs[0], mask, ctx, false)]
+        }
+    }
+
     fn compute_mask<'t>(&self, masks: &[Option<Var<'t>>]) -> Option<Var<'t>> {
         if self.settings.return_sequences {
             masks.first().copied().flatten()
@@ -453,8 +476,10 @@ macro_rules! recurrent_builders {
             self
         }
 
-        /// Whether the layer also returns its final states (default false): kept in the config; the states come
-        /// from [`Self::call_with_state`].
+        /// Whether the layer also returns its final states (default false): in a [`Graph`](crate::models::Graph)
+        /// the layer then has several outputs, the output then the states (`h`, and `c` for the LSTM), from
+        /// [`Graph::apply_outputs`](crate::models::Graph::apply_outputs); a `Sequential` refuses it, as Keras
+        /// (one output per layer). [`Self::call_with_state`] gives them outside a model.
         pub fn return_state(mut self, yes: bool) -> Self {
             self.base.settings.return_state = yes;
             self
@@ -557,6 +582,19 @@ macro_rules! recurrent_layer {
                 ctx: &mut $crate::layers::CallContext<'_>,
             ) -> $crate::autodiff::Var<'t> {
                 self.base.run(inputs[0], masks.first().copied().flatten(), ctx, false)
+            }
+
+            fn extra_output_shapes(&self) -> Vec<Vec<usize>> {
+                self.base.extra_output_shapes()
+            }
+
+            fn call_outputs<'t>(
+                &self,
+                inputs: &[$crate::autodiff::Var<'t>],
+                masks: &[Option<$crate::autodiff::Var<'t>>],
+                ctx: &mut $crate::layers::CallContext<'_>,
+            ) -> Vec<$crate::autodiff::Var<'t>> {
+                self.base.call_outputs(inputs, masks, ctx)
             }
 
             fn weights(&self) -> &[$crate::autodiff::ParamId] {

@@ -15,9 +15,18 @@ fn ignorable(key: &str, value: &Value) -> bool {
     match key {
         // Bookkeeping without effect on the math (the dtype policy is checked apart).
         "trainable" | "dtype" | "seed" | "lora_alpha" | "renorm_momentum" | "autocast" => true,
+        // An unrolled RNN computes the same steps as a looped one.
+        "unroll" => value.is_boolean(),
         "data_format" => value == "channels_last",
         "groups" => value == 1,
-        "sparse" | "ragged" | "optional" | "synchronized" | "renorm" | "rms_scaling" => value == false,
+        "sparse"
+        | "ragged"
+        | "optional"
+        | "synchronized"
+        | "renorm"
+        | "rms_scaling"
+        | "stateful"
+        | "zero_output_for_mask" => value == false,
         _ => value.is_null(),
     }
 }
@@ -120,9 +129,38 @@ fn settings_of(class: &str) -> Option<&'static [(&'static str, Kind)]> {
             ("embeddings_regularizer", Regularizer),
             ("mask_zero", Same),
         ],
+        "SimpleRNN" => RECURRENT_SIMPLE,
+        "LSTM" => RECURRENT_LSTM,
+        "GRU" => RECURRENT_GRU,
         _ => return None,
     })
 }
+
+/// The settings of the recurrent layers: those the three share (regularizers and constraints are not among them,
+/// so only their default, null, loads), then each one's own.
+macro_rules! recurrent_settings {
+    ($($extra:expr),*) => {
+        &[
+            ("return_sequences", Kind::Same),
+            ("return_state", Kind::Same),
+            ("go_backwards", Kind::Same),
+            ("units", Kind::Same),
+            ("activation", Kind::Activation),
+            $($extra,)*
+            ("use_bias", Kind::Same),
+            ("kernel_initializer", Kind::Initializer),
+            ("recurrent_initializer", Kind::Initializer),
+            ("bias_initializer", Kind::Initializer),
+            ("dropout", Kind::F32),
+            ("recurrent_dropout", Kind::F32),
+        ]
+    };
+}
+const RECURRENT_SIMPLE: &[(&str, Kind)] = recurrent_settings!();
+const RECURRENT_LSTM: &[(&str, Kind)] =
+    recurrent_settings!(("recurrent_activation", Kind::Activation), ("unit_forget_bias", Kind::Same));
+const RECURRENT_GRU: &[(&str, Kind)] =
+    recurrent_settings!(("recurrent_activation", Kind::Activation), ("reset_after", Kind::Same));
 
 /// Whether kerust's config of this class has an `input_shape` field (null when read from Keras, which declares
 /// inputs with an `InputLayer`).
@@ -350,13 +388,14 @@ fn initializer_from_keras(v: &Value, path: &str, e: &KerasError) -> Result<Value
         "constant" => &["value"],
         "random_normal" | "truncated_normal" => &["mean", "stddev"],
         "random_uniform" => &["minval", "maxval"],
+        "orthogonal" => &["gain"],
         _ => {
             return Err(e.at(
                 path,
                 format!(
                     "initializer {class} is not supported by kerust (it has GlorotUniform, GlorotNormal, HeUniform, \
                      HeNormal, LecunUniform, LecunNormal, Zeros, Ones, Constant, RandomNormal, RandomUniform, \
-                     TruncatedNormal)"
+                     TruncatedNormal, Orthogonal)"
                 ),
             ))
         }
@@ -458,6 +497,24 @@ pub(crate) fn to_keras(config: &LayerConfig, trainable: bool, input_shapes: &[&[
         | "GlobalMaxPooling1D"
         | "GlobalAveragePooling1D" => {
             out.insert("data_format".into(), "channels_last".into());
+        }
+        "SimpleRNN" | "LSTM" | "GRU" => {
+            // Keras' defaults of the settings kerust does not have.
+            for key in ["stateful", "unroll", "zero_output_for_mask"] {
+                out.insert(key.into(), false.into());
+            }
+            for key in [
+                "kernel_regularizer",
+                "recurrent_regularizer",
+                "bias_regularizer",
+                "activity_regularizer",
+                "kernel_constraint",
+                "recurrent_constraint",
+                "bias_constraint",
+                "seed",
+            ] {
+                out.insert(key.into(), Value::Null);
+            }
         }
         _ => {}
     }

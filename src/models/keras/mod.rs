@@ -86,7 +86,9 @@ pub(crate) fn load(bytes: &[u8], source: &str, options: &LoadOptions) -> Result<
     let (mut model, keras_layers) = build_model(&archive.config, &archive.weights, &e, options)?;
     weights::load_layers(&mut model, &keras_layers, &archive.weights, "model.weights.h5", &e)?;
     if options.restores_compile() {
-        if let Some(cc) = archive.config.get("compile_config").filter(|c| !c.is_null()) {
+        // Keras writes null, or `{}` for some uncompiled models, when there is nothing to compile.
+        let compiled = |c: &&Value| !c.is_null() && c.as_object().is_none_or(|o| !o.is_empty());
+        if let Some(cc) = archive.config.get("compile_config").filter(compiled) {
             compile::restore(&mut model, cc, &keras_layers, &archive.weights, options, &e)?;
         }
     }
@@ -445,9 +447,9 @@ impl Model {
             }
             Kind::Functional => {
                 let tensor = |t: usize| {
-                    let (name, node) = net.tensor_ref(t);
+                    let (name, node, index) = net.tensor_ref(t);
                     json!({"class_name": "__keras_tensor__", "config": {"shape": batch(&net.tensors[t].shape),
-                           "dtype": "float32", "keras_history": [name, node, 0]}})
+                           "dtype": "float32", "keras_history": [name, node, index]}})
                 };
                 let mut list = Vec::with_capacity(order.len());
                 for &i in order {
@@ -473,8 +475,8 @@ impl Model {
                     let r: Vec<Value> = ts
                         .iter()
                         .map(|&t| {
-                            let (name, node) = net.tensor_ref(t);
-                            json!([name, node, 0])
+                            let (name, node, index) = net.tensor_ref(t);
+                            json!([name, node, index])
                         })
                         .collect();
                     Value::Array(r)

@@ -71,9 +71,11 @@ pub(crate) fn load_layers(
     let mut known = std::collections::HashSet::new();
     for fl in file_layers {
         known.insert(fl.path.trim_start_matches("layers/").to_owned());
-        let ids = model.get_layer(&fl.name)?.weights().to_vec();
-        let at = format!("{file}: {}/vars", fl.path);
-        let datasets = match root.group(&format!("{}/vars", fl.path)) {
+        let layer = model.get_layer(&fl.name)?;
+        let ids = layer.weights().to_vec();
+        let vars = format!("{}/{}", fl.path, vars_path(layer.class_name()));
+        let at = format!("{file}: {vars}");
+        let datasets = match root.group(&vars) {
             Some(vars) => numbered(vars, &at, e)?,
             None => Vec::new(),
         };
@@ -119,6 +121,20 @@ pub(crate) fn load_layers(
     Ok(())
 }
 
+/// Where a layer's weights are under its group: a recurrent layer's belong to its cell (`layers/lstm/cell/vars`,
+/// as Keras' `RNN` tracks its `cell`), the layer's own `vars` staying empty.
+fn vars_path(class: &str) -> &'static str {
+    if is_recurrent(class) {
+        "cell/vars"
+    } else {
+        "vars"
+    }
+}
+
+fn is_recurrent(class: &str) -> bool {
+    matches!(class, "SimpleRNN" | "LSTM" | "GRU")
+}
+
 /// A float32 dataset of a tensor.
 pub(crate) fn dataset(t: &Tensor) -> Dataset {
     Dataset { shape: t.shape().to_vec(), data: Data::F32(t.iter().copied().collect()), attrs: Vec::new() }
@@ -156,10 +172,22 @@ pub(crate) fn tree(model: &Model, order: &[usize]) -> Result<Group> {
     for (fl, &i) in file_layers(model, order).iter().zip(order) {
         let datasets =
             model.net.layers[i].weights().iter().map(|&id| dataset(&model.params.value(id).host())).collect();
-        let group = Group {
-            attrs: Vec::new(),
-            members: vec![("vars".into(), Node::Group(vars_group(&fl.name, datasets)))],
+        let class = model.net.layers[i].class_name();
+        let members = if is_recurrent(class) {
+            // Keras names the cell's vars after the cell (`lstm_cell`), whatever the layer's name.
+            let cell_name = format!("{}_cell", crate::layers::snake_case(class));
+            let cell = Group {
+                attrs: Vec::new(),
+                members: vec![("vars".into(), Node::Group(vars_group(&cell_name, datasets)))],
+            };
+            vec![
+                ("cell".into(), Node::Group(cell)),
+                ("vars".into(), Node::Group(vars_group(&fl.name, Vec::new()))),
+            ]
+        } else {
+            vec![("vars".into(), Node::Group(vars_group(&fl.name, datasets)))]
         };
+        let group = Group { attrs: Vec::new(), members };
         layers.members.push((fl.path.trim_start_matches("layers/").to_owned(), Node::Group(group)));
     }
     let mut root = Group::default();
