@@ -67,7 +67,10 @@ KERUST_NUM_THREADS (kerust's threads, default: the cores this process may use)."
 }
 
 /// Parses the flags; `Ok(None)` for `--help`.
-fn parse_args(ex: &TextExample, mut flags: Flags<impl Iterator<Item = String>>) -> Result<Option<Args>, String> {
+fn parse_args(
+    ex: &TextExample,
+    mut flags: Flags<impl Iterator<Item = String>>,
+) -> Result<Option<Args>, String> {
     let mut a = Args {
         synthetic: false,
         npz: None,

@@ -1,12 +1,14 @@
-//! What the sequence examples (`imdb_conv1d`, `imdb_lstm`, `adding_problem`) and their CI test (`tests/sequence_examples.rs`)
-//! share: the models, and the synthetic tasks that a broken layer cannot pass. Kept out of `common/mod.rs` so
+//! What the sequence examples (`imdb_conv1d`, `imdb_lstm`, `adding_problem`) and their CI test
+//! (`tests/sequence_examples.rs`) share: the models, and the synthetic tasks that a broken layer cannot pass. Kept out of `common/mod.rs` so
 //! that the test can include this file alone (`#[path]`).
 #![allow(dead_code)] // each includer uses part of it
 
 use std::time::Instant;
 
 use kerust::callbacks::{Callback, Logs};
-use kerust::layers::{Activation, Bidirectional, Conv1D, Dense, Dropout, Embedding, GlobalMaxPooling1D, LSTM};
+use kerust::layers::{
+    Activation, Bidirectional, Conv1D, Dense, Dropout, Embedding, GlobalMaxPooling1D, LSTM,
+};
 use kerust::models::{Model, Sequential};
 use kerust::optimizers::Adam;
 use ndarray::{Array2, Array3};
