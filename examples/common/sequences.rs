@@ -1,6 +1,6 @@
 //! What the sequence examples (`imdb_conv1d`, `imdb_lstm`, `adding_problem`) and their CI test
-//! (`tests/sequence_examples.rs`) share: the models, and the synthetic tasks that a broken layer cannot pass. Kept out of `common/mod.rs` so
-//! that the test can include this file alone (`#[path]`).
+//! (`tests/sequence_examples.rs`) share: the models, and the synthetic tasks that a broken layer cannot pass.
+//! Kept out of `common/mod.rs` so that the test can include this file alone (`#[path]`).
 #![allow(dead_code)] // each includer uses part of it
 
 use std::time::Instant;
