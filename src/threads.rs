@@ -22,8 +22,9 @@ use ndarray::{Dimension, NdProducer, Zip};
 use rayon::prelude::*;
 
 /// Below this many elements, element-wise work and copies stay on the calling thread: handing work to the pool
-/// costs some microseconds, as much as a few tens of thousands of simple element updates.
-pub(crate) const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
+/// costs some microseconds, and memory-bound work gains little from another core until it is large (at
+/// 1 << 16, a Dense layer's activations split over two threads made W2's epoch and predict slower).
+pub(crate) const PARALLEL_MIN_ELEMENTS: usize = 1 << 18;
 
 /// 0 until first asked or set.
 static THREADS: AtomicUsize = AtomicUsize::new(0);

@@ -135,14 +135,15 @@ mod tests {
     fn a_lookup_is_the_same_for_any_thread_count() {
         let params = ParamStore::new();
         let table = values(&[50, 7], 3);
-        let ids = ArrayD::from_shape_fn(IxDyn(&[100, 100]), |i| ((i[0] * 31 + i[1] * 7) % 50) as f32);
+        let ids = ArrayD::from_shape_fn(IxDyn(&[200, 200]), |i| ((i[0] * 31 + i[1] * 7) % 50) as f32);
         let runs = crate::threads::at_thread_counts(|| {
             let tape = Tape::inference(&params, Default::default());
             let (y, _) = tape.constant(table.view()).gather(tape.constant(ids.view()));
             y.value()
         });
         assert!(runs.iter().all(|r| *r == runs[0]));
-        assert_eq!(runs[0].shape(), &[100, 100, 7]);
+        assert_eq!(runs[0].shape(), &[200, 200, 7]);
+        assert!(runs[0].len() >= crate::threads::PARALLEL_MIN_ELEMENTS);
         assert_eq!(runs[0][[2, 5, 3]], table[[(2 * 31 + 5 * 7) % 50, 3]]);
     }
 }

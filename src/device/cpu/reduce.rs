@@ -140,7 +140,8 @@ mod tests {
     #[test]
     fn axis_sums_are_ndarrays_bit_for_bit_at_any_thread_count() {
         // Large enough to be split; axes last, middle, first, several, and one of length 1.
-        let x = values(&[40, 50, 70]);
+        let x = values(&[80, 50, 70]);
+        assert!(x.len() >= crate::threads::PARALLEL_MIN_ELEMENTS);
         for (axes, scale) in [(&[2][..], 1.0), (&[1], 0.5), (&[0], 1.0), (&[2, 0], 0.25), (&[1, 0], 1.0)] {
             let mut want = x.clone();
             for &ax in axes {
@@ -163,7 +164,8 @@ mod tests {
 
     #[test]
     fn a_large_total_is_the_same_at_any_thread_count() {
-        let x = values(&[5, SUM_BLOCK / 2 + 3]);
+        let x = values(&[9, SUM_BLOCK / 2 + 3]);
+        assert!(x.len() >= crate::threads::PARALLEL_MIN_ELEMENTS);
         let totals = at_thread_counts(|| sum(&x, &[1, 0], 1.0).as_slice().unwrap()[0].to_bits());
         assert!(totals.iter().all(|&t| t == totals[0]), "{totals:?}");
         let exact: f64 = x.iter().map(|&v| f64::from(v)).sum();

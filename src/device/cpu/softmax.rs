@@ -152,7 +152,8 @@ mod tests {
     #[test]
     fn row_kernels_are_the_same_at_any_thread_count_and_agree_with_the_lanes() {
         // Large enough to be split; the transposed copies take the general (lane) path.
-        let (x, g) = (values(&[300, 2, 170], 1), values(&[300, 2, 170], 2));
+        let (x, g) = (values(&[800, 2, 170], 1), values(&[800, 2, 170], 2));
+        assert!(x.0.len() >= crate::threads::PARALLEL_MIN_ELEMENTS);
         let lanes = |s: &CpuStorage| CpuStorage::from(s.0.view().permuted_axes(IxDyn(&[2, 1, 0])).to_owned());
         let run = |x: &CpuStorage, g: &CpuStorage, axis: usize| {
             let shape = x.0.shape().to_vec();

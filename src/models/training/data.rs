@@ -278,11 +278,12 @@ mod tests {
 
     #[test]
     fn gathered_batches_are_the_same_for_any_thread_count() {
-        // 200 rows of 784: a batch of 128 (100,352 values) is copied over the threads.
-        let x = ndarray::Array2::from_shape_fn((200, 784), |(i, j)| (i * 1000 + j) as f32).into_dyn();
-        let rows: Vec<usize> = (0..128).map(|i| (i * 37 + 11) % 200).collect();
+        // 600 rows of 784: a batch of 400 (313,600 values) is copied over the threads.
+        let x = ndarray::Array2::from_shape_fn((600, 784), |(i, j)| (i * 1000 + j) as f32).into_dyn();
+        let rows: Vec<usize> = (0..400).map(|i| (i * 37 + 11) % 600).collect();
+        assert!(rows.len() * 784 >= crate::threads::PARALLEL_MIN_ELEMENTS);
         let batches = crate::threads::at_thread_counts(|| {
-            let mut batch = ndarray::ArrayD::<f32>::from_elem(ndarray::IxDyn(&[128, 784]), f32::NAN);
+            let mut batch = ndarray::ArrayD::<f32>::from_elem(ndarray::IxDyn(&[400, 784]), f32::NAN);
             gather(&x.view(), &rows, &mut batch.view_mut());
             batch
         });
@@ -292,7 +293,7 @@ mod tests {
         assert!(batches.iter().all(|b| *b == batches[0]));
         // A non-contiguous source takes the other path, with the same rows.
         let strided = x.slice(ndarray::s![.., ..;2]).into_dyn();
-        let mut batch = ndarray::ArrayD::<f32>::zeros(ndarray::IxDyn(&[128, 392]));
+        let mut batch = ndarray::ArrayD::<f32>::zeros(ndarray::IxDyn(&[400, 392]));
         gather(&strided, &rows, &mut batch.view_mut());
         assert_eq!(batch.index_axis(Axis(0), 5), strided.index_axis(Axis(0), rows[5]));
     }
