@@ -405,7 +405,7 @@ mod tests {
     fn updates_are_the_same_bits_for_any_thread_count() {
         // Large enough (360,000 elements) to be split over the threads; a second, small weight stays on one.
         let shapes: [&[usize]; 2] = [&[600, 600], &[7]];
-        assert!(600 * 600 >= crate::threads::PARALLEL_MIN_ELEMENTS);
+        const { assert!(600 * 600 >= crate::threads::PARALLEL_MIN_ELEMENTS) };
         let value = |shape: &[usize], seed: usize| {
             let values = (0..shape.iter().product::<usize>())
                 .map(|k| ((k * 7919 + seed * 31) % 2003) as f32 / 1001.0 - 1.0);
