@@ -23,8 +23,9 @@ use rayon::prelude::*;
 
 /// Below this many elements, element-wise work and copies stay on the calling thread: handing work to the pool
 /// costs some microseconds, and memory-bound work gains little from another core until it is large (at
-/// 1 << 16, a Dense layer's activations split over two threads made W2's epoch and predict slower).
-pub(crate) const PARALLEL_MIN_ELEMENTS: usize = 1 << 18;
+/// 1 << 16, a Dense layer's activations split over two threads made W2's predict slower; at 1 << 18, the
+/// convnet's dropout and pooled maps stayed on one thread and its step was slower).
+pub(crate) const PARALLEL_MIN_ELEMENTS: usize = 1 << 17;
 
 /// 0 until first asked or set.
 static THREADS: AtomicUsize = AtomicUsize::new(0);
