@@ -288,3 +288,31 @@ fn bad_wrappers_are_clear_errors() {
     // A failed add leaves no weights behind.
     assert!(m.params().is_empty());
 }
+
+#[test]
+fn a_fully_masked_sequence_gives_the_initial_state_and_an_empty_one_is_an_error() {
+    // Every step masked: Keras carries the zero initial state through, so the output is zero.
+    let tokens = ndarray::array![[0.0f32, 0.0, 0.0, 0.0], [0.0, 3.0, 1.0, 4.0]];
+    for name in ["lstm", "gru", "simple_rnn", "bidirectional"] {
+        let mut m = Sequential::new();
+        m.add(Embedding::new(10, 2).mask_zero(true).input_shape([4])).unwrap();
+        m.add_boxed(sequence_layer(name)).unwrap();
+        let y = m.predict(&tokens).unwrap();
+        assert!(y.index_axis(Axis(0), 0).iter().all(|&v| v == 0.0), "{name}: {y}");
+        assert!(y.index_axis(Axis(0), 1).iter().any(|&v| v != 0.0), "{name}: {y}");
+    }
+    // No steps at all: a clear error naming the input shape, not a panic.
+    for name in ["lstm", "gru", "simple_rnn", "bidirectional"] {
+        let mut m = Sequential::new();
+        let e = m
+            .add(Embedding::new(10, 2).mask_zero(true).input_shape([0]))
+            .and_then(|_| m.add_boxed(sequence_layer(name)))
+            .map(|_| m.predict(&ndarray::Array2::<f32>::zeros((2, 0))));
+        let message = match e {
+            Err(e) => e.to_string(),
+            Ok(Err(e)) => e.to_string(),
+            Ok(Ok(y)) => panic!("{name}: an empty sequence gave {y}"),
+        };
+        assert!(message.contains("input_shape=[0]") && message.contains("positive"), "{name}: {message}");
+    }
+}
