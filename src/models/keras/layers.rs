@@ -355,7 +355,8 @@ fn nested_from_keras(
         return Err(e.at(
             path,
             format!(
-                "layer class {} (`{}`) inside a {wrapper} is not supported by kerust (a wrapped layer is one of: {})",
+                "layer class {} (`{}`) inside a {wrapper} is not supported by kerust (a wrapped layer is one \
+                 of: {})",
                 inner.class_name,
                 inner.name,
                 known.join(", ")
@@ -379,7 +380,9 @@ fn nested_from_keras(
 fn merge_mode_from_keras(v: Option<&Value>, path: &str, e: &KerasError) -> Result<Value> {
     match v {
         None => Ok("concat".into()),
-        Some(Value::String(s)) if matches!(s.as_str(), "concat" | "sum" | "mul" | "ave") => Ok(Value::String(s.clone())),
+        Some(Value::String(s)) if matches!(s.as_str(), "concat" | "sum" | "mul" | "ave") => {
+            Ok(Value::String(s.clone()))
+        }
         Some(Value::Null) => Err(e.at(
             path,
             "merge_mode None (the two directions' outputs as a list of two tensors) is not supported by kerust, \
