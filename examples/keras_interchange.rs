@@ -1,14 +1,17 @@
 //! Writes `.keras` files from kerust for Python's Keras to load (`tests/fixtures/keras_interchange.py`, run by
-//! `.ci/run`): an MLP (Adam), a convnet with BatchNormalization (RMSprop with momentum), and a functional model of
-//! two inputs through merge layers (SGD with momentum, two outputs), each trained a few steps so that the file
-//! holds optimizer state; then `predictions.json` with the inputs, kerust's predictions and optimizer step counts.
+//! `.ci/run`): an MLP (Adam), a convnet with BatchNormalization (RMSprop with momentum), a functional model of two
+//! inputs through merge layers (SGD with momentum, two outputs), and a sequence model of the wrappers
+//! (TimeDistributed(Dense) -> Bidirectional(LSTM) -> Bidirectional(GRU, "ave"), Adam), each trained a few steps
+//! so that the file holds optimizer state; then `predictions.json` with the inputs, kerust's predictions and
+//! optimizer step counts.
 //!
 //! ```text
 //! cargo run --example keras_interchange -- target/kerust-out/interchange
 //! KERAS_BACKEND=jax python3 tests/fixtures/keras_interchange.py target/kerust-out/interchange
 //! ```
 use kerust::layers::{
-    Add, BatchNormalization, Concatenate, Conv2D, Dense, Flatten, Input, MaxPooling2D, Multiply, Rescaling,
+    Add, BatchNormalization, Bidirectional, Concatenate, Conv2D, Dense, Flatten, Input, MaxPooling2D,
+    Multiply, Rescaling, TimeDistributed, GRU, LSTM,
 };
 use kerust::models::{Graph, Model, Sequential};
 use kerust::ndarray::{ArrayD, Dimension, IxDyn};
@@ -81,6 +84,17 @@ fn main() -> kerust::Result<()> {
         (onehot(10, 3), onehot(10, 2).slice_axis(kerust::ndarray::Axis(1), (0..1).into()).to_owned());
     func.fit([&xa, &xb], [&yd, &yf]).batch_size(5).epochs(1).verbose(0).run()?;
     save(&func, &dir, "merges", &[xa, xb], &mut out)?;
+
+    let mut seq = Sequential::new().with_name("sequences");
+    seq.add(Input::new([6, 3]))?;
+    seq.add(TimeDistributed::new(Dense::new(4).activation("tanh")))?;
+    seq.add(Bidirectional::new(LSTM::new(5).return_sequences(true)))?;
+    seq.add(Bidirectional::new(GRU::new(3)).merge_mode("ave"))?;
+    seq.add(Dense::new(2).activation("softmax"))?;
+    seq.compile("categorical_crossentropy", "adam", ["accuracy"])?;
+    let (x, y) = (data(&[8, 6, 3], 5), onehot(8, 2));
+    seq.fit(&x, &y).batch_size(4).epochs(1).verbose(0).run()?;
+    save(&seq, &dir, "sequences", &[x], &mut out)?;
 
     let path = format!("{dir}/predictions.json");
     std::fs::write(&path, serde_json::to_string(&Value::Object(out)).expect("JSON"))?;

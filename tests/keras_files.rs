@@ -171,10 +171,8 @@ fn unsupported_layer_is_an_error_naming_it_and_its_path() {
         err.contains("ConvLSTM1D") && err.contains("config.layers[1]") && err.contains("custom_layer"),
         "{err}"
     );
-    // It lists what kerust translates: every layer it has, InputLayer included, except the wrappers
-    // (Bidirectional, TimeDistributed), which kerust has but does not yet read from .keras files.
-    let not_translated = ["Bidirectional", "TimeDistributed"];
-    for class in kerust::layers::KNOWN_LAYERS.iter().filter(|c| !not_translated.contains(c)) {
+    // It lists what kerust translates: every layer it has, InputLayer and the wrappers included.
+    for class in kerust::layers::KNOWN_LAYERS {
         assert!(err.contains(class), "{class} missing from: {err}");
     }
 }
@@ -243,6 +241,127 @@ fn recurrent_settings_kerust_lacks_are_errors_naming_them() {
         edited("rnn_stack.keras", |c| c["config"]["layers"][3]["config"]["unit_forget_bias"] = true.into());
     let err = load_err(&bytes);
     assert!(err.contains("config.layers[3].config.unit_forget_bias"), "{err}");
+}
+
+fn wrapper_fixtures() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keras_wrapper_files.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Keras' wrapper layers (tests/fixtures/keras_wrapper_files.py): a Sequential Embedding(mask_zero) ->
+/// Bidirectional(LSTM) -> Bidirectional(GRU, "ave") -> Dense and a functional TimeDistributed(Dense) model load
+/// with Keras' weights (from `layers/bidirectional/forward_layer/cell/vars`, `layers/time_distributed/layer/vars`,
+/// ...), predict as Keras (a left-padded batch for the masked one), and kerust's `.keras` of them loads back the
+/// same; one more Adam step from the file's optimizer state is Keras' step.
+#[test]
+fn wrapper_keras_files_predict_step_and_round_trip() {
+    let all = wrapper_fixtures();
+    for name in ["bidir_stack", "time_distributed"] {
+        let f = &all[name];
+        let model = load_model(file(f["file"].as_str().unwrap())).unwrap();
+        let want: Vec<Tensor> = f["weights"].as_array().unwrap().iter().map(fixture_tensor).collect();
+        assert_eq!(model.get_weights().len(), want.len(), "{name}");
+        for (i, (got, want)) in model.get_weights().iter().zip(&want).enumerate() {
+            assert_close(&format!("{name} weight {i}"), got, want, 0.0);
+        }
+        let (x, y) = (fixture_tensor(&f["x"]), fixture_tensor(&f["y"]));
+        let predicted = predict_all(&model, std::slice::from_ref(&x));
+        assert_close(&format!("{name} predict"), &predicted[0], &fixture_tensor(&f["predict"]), 1e-5);
+        assert_eq!(model.optimizer().unwrap().iterations(), 1, "{name}");
+
+        let bytes = model.to_keras_bytes().unwrap();
+        let mut again = load_model_from_bytes(&bytes).unwrap();
+        assert_eq!(again.get_weights(), model.get_weights(), "{name}");
+        assert_eq!(predict_all(&again, std::slice::from_ref(&x)), predicted, "{name}");
+        let (a, b) = (model.optimizer().unwrap(), again.optimizer().unwrap());
+        assert_eq!((a.name(), a.iterations(), a.config()), (b.name(), b.iterations(), b.config()), "{name}");
+        assert_eq!(a.state(), b.state(), "{name}");
+        assert_eq!(again.to_keras_bytes().unwrap().len(), bytes.len(), "{name}");
+
+        // The step Keras took after loading, from the reloaded kerust file (its optimizer slots in Keras' order).
+        let logs = again.train_on_batch(&x, &y).unwrap();
+        let (got, want) = (logs.get("loss").unwrap(), f["train_on_batch"]["loss"].as_f64().unwrap() as f32);
+        assert!(
+            (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+            "{name} train_on_batch loss: {got} vs {want}"
+        );
+        let want: Vec<Tensor> =
+            f["weights_after_step"].as_array().unwrap().iter().map(fixture_tensor).collect();
+        for (i, (got, want)) in again.get_weights().iter().zip(&want).enumerate() {
+            assert_close(&format!("{name} weight {i} after one step"), got, want, 1e-5);
+        }
+    }
+}
+
+/// An edit of a fixture's `config.json`: the file, the edit, the words its error must contain.
+type ConfigCase = (&'static str, Box<dyn Fn(&mut Value)>, &'static [&'static str]);
+
+/// A wrapper's settings kerust lacks, and inner layers it cannot translate, are errors naming the path inside
+/// the wrapper.
+#[test]
+fn wrapper_settings_kerust_lacks_are_errors_naming_the_path() {
+    let cases: Vec<ConfigCase> = vec![
+        (
+            "bidir_stack.keras",
+            Box::new(|c: &mut Value| c["config"]["layers"][3]["config"]["merge_mode"] = Value::Null),
+            &["config.layers[3].config.merge_mode", "None", "\"concat\""],
+        ),
+        (
+            "bidir_stack.keras",
+            Box::new(|c: &mut Value| c["config"]["layers"][3]["config"]["merge_mode"] = "max".into()),
+            &["config.layers[3].config.merge_mode", "max"],
+        ),
+        (
+            "bidir_stack.keras",
+            Box::new(|c: &mut Value| {
+                c["config"]["layers"][2]["config"]["layer"]["class_name"] = "ConvLSTM1D".into()
+            }),
+            &["config.layers[2].config.layer", "ConvLSTM1D", "inside a Bidirectional", "SimpleRNN"],
+        ),
+        (
+            "bidir_stack.keras",
+            Box::new(|c: &mut Value| {
+                c["config"]["layers"][2]["config"]["backward_layer"]["config"]["stateful"] = true.into()
+            }),
+            &["config.layers[2].config.backward_layer.config.stateful", "true"],
+        ),
+        (
+            "bidir_stack.keras",
+            Box::new(|c: &mut Value| {
+                c["config"]["layers"][2]["config"]["layer"]["config"]["trainable"] = false.into()
+            }),
+            &["config.layers[2].config.layer.config.trainable", "freezes"],
+        ),
+        (
+            "time_distributed.keras",
+            Box::new(|c: &mut Value| {
+                c["config"]["layers"][1]["config"]["layer"]["config"]["kernel_constraint"] =
+                    serde_json::json!({"class_name": "MaxNorm"})
+            }),
+            &["config.layers[1].config.layer.config.kernel_constraint", "MaxNorm"],
+        ),
+        (
+            "time_distributed.keras",
+            Box::new(|c: &mut Value| {
+                c["config"]["layers"][1]["config"]["layer"]["class_name"] = "MyDense".into()
+            }),
+            &["config.layers[1].config.layer", "MyDense", "inside a TimeDistributed"],
+        ),
+    ];
+    for (i, (name, edit, words)) in cases.iter().enumerate() {
+        let err = load_err(&edited(name, edit));
+        assert!(words.iter().all(|w| err.contains(w)), "case {i}: {err}");
+    }
+    // The wrappers' weights are checked where Keras keeps them: a narrower backward layer (fewer weights than
+    // the file holds, within its budget) is an error at its first weight.
+    let bytes = edited("bidir_stack.keras", |c| {
+        c["config"]["layers"][2]["config"]["backward_layer"]["config"]["units"] = 4.into()
+    });
+    let err = load_err(&bytes);
+    assert!(
+        err.contains("layers/bidirectional/backward_layer/cell/vars/0") && err.contains("[4, 20]"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -46,6 +46,12 @@ enum Kind {
     Initializer,
     /// A regularizer or null: Keras' `{"module", "class_name": "L2", "config"}` without the module.
     Regularizer,
+    /// A wrapped layer (a wrapper's `layer`, `backward_layer`): Keras' serialized layer, kerust's
+    /// `{"class_name", "config"}` of the same layer translated.
+    Nested,
+    /// `Bidirectional`'s `merge_mode`: one of the four strings kerust merges with (Keras' `None`, the two outputs
+    /// unmerged, is refused: a kerust layer has one output).
+    MergeMode,
 }
 
 /// The settings each class translates: `(keras name, kind)`; kerust's name is the same.
@@ -132,6 +138,8 @@ fn settings_of(class: &str) -> Option<&'static [(&'static str, Kind)]> {
         "SimpleRNN" => RECURRENT_SIMPLE,
         "LSTM" => RECURRENT_LSTM,
         "GRU" => RECURRENT_GRU,
+        "Bidirectional" => &[("merge_mode", MergeMode), ("layer", Nested), ("backward_layer", Nested)],
+        "TimeDistributed" => &[("layer", Nested)],
         _ => return None,
     })
 }
@@ -277,8 +285,16 @@ pub(crate) fn from_keras(entry: &Value, path: &str, e: &KerasError) -> Result<Ke
         let value = config.get(key).cloned().unwrap_or(Value::Null);
         let value = match kind {
             // A missing setting is left to kerust's parser, which names it.
-            _ if !config.contains_key(key) && !matches!(kind, Kind::Regularizer) => continue,
+            _ if !config.contains_key(key) && !matches!(kind, Kind::Regularizer | Kind::MergeMode) => {
+                continue
+            }
             Kind::Same => value,
+            Kind::Nested => match value {
+                // Keras' `backward_layer` may be null: a copy of `layer` reads backwards then.
+                Value::Null if key == "backward_layer" => continue,
+                v => nested_from_keras(class, &v, &at(key), trainable, e)?,
+            },
+            Kind::MergeMode => merge_mode_from_keras(config.get(key), &at(key), e)?,
             Kind::F32 => f32_value(&value)
                 .ok_or_else(|| e.at(&at(key), format!("expected a number, found {value}")))?,
             Kind::Size2 => match &value {
@@ -311,6 +327,72 @@ pub(crate) fn from_keras(entry: &Value, path: &str, e: &KerasError) -> Result<Ke
         config: LayerConfig { class_name: class.into(), config: Value::Object(out) },
         builtin: true,
     })
+}
+
+/// A wrapper's inner layer (`entry`, Keras' serialized layer at `path`) as kerust's `{"class_name", "config"}`:
+/// one of the built-in layers kerust translates, frozen or not as its wrapper is (Keras' `trainable` setter
+/// sets a layer's sublayers too, and kerust freezes a layer whole).
+fn nested_from_keras(
+    wrapper: &str,
+    entry: &Value,
+    path: &str,
+    trainable: bool,
+    e: &KerasError,
+) -> Result<Value> {
+    let mut entry = entry.clone();
+    if wrapper == "Bidirectional" {
+        // Keras' Bidirectional sets its layers' `zero_output_for_mask` (to their `return_sequences`) whatever the
+        // config says, and kerust's zeroes masked steps the same way: the saved value changes nothing.
+        if let Some(c) = entry.get_mut("config").and_then(Value::as_object_mut) {
+            if c.get("zero_output_for_mask").is_some_and(Value::is_boolean) {
+                c.remove("zero_output_for_mask");
+            }
+        }
+    }
+    let inner = from_keras(&entry, path, e)?;
+    if !inner.builtin || inner.class_name == "InputLayer" {
+        let known: Vec<&str> = translated_classes().into_iter().filter(|&c| c != "InputLayer").collect();
+        return Err(e.at(
+            path,
+            format!(
+                "layer class {} (`{}`) inside a {wrapper} is not supported by kerust (a wrapped layer is one \
+                 of: {})",
+                inner.class_name,
+                inner.name,
+                known.join(", ")
+            ),
+        ));
+    }
+    if inner.trainable != trainable {
+        return Err(e.at(
+            &format!("{path}.config.trainable"),
+            format!(
+                "the wrapped layer has trainable={}, its {wrapper} trainable={trainable}: kerust freezes a layer \
+                 whole, its wrapped layers with it",
+                inner.trainable
+            ),
+        ));
+    }
+    serde_json::to_value(&inner.config).map_err(|err| e.at(path, format!("not a layer config: {err}")))
+}
+
+/// Keras' `merge_mode` (missing: Keras' default, `"concat"`) as kerust's.
+fn merge_mode_from_keras(v: Option<&Value>, path: &str, e: &KerasError) -> Result<Value> {
+    match v {
+        None => Ok("concat".into()),
+        Some(Value::String(s)) if matches!(s.as_str(), "concat" | "sum" | "mul" | "ave") => {
+            Ok(Value::String(s.clone()))
+        }
+        Some(Value::Null) => Err(e.at(
+            path,
+            "merge_mode None (the two directions' outputs as a list of two tensors) is not supported by kerust, \
+             whose layers have one output; it merges with \"concat\", \"sum\", \"mul\" or \"ave\"",
+        )),
+        Some(other) => Err(e.at(
+            path,
+            format!("expected a merge mode (\"concat\", \"sum\", \"mul\", \"ave\" or None), found {other}"),
+        )),
+    }
 }
 
 fn unsupported(e: &KerasError, path: &str, class: &str, value: &Value) -> crate::Error {
@@ -471,6 +553,10 @@ pub(crate) fn to_keras(config: &LayerConfig, trainable: bool, input_shapes: &[&[
         let value = match kind {
             Kind::Activation => activation_to_keras(&value)?,
             Kind::Initializer => initializer_to_keras(&value),
+            Kind::Nested => match value {
+                Value::Null => Value::Null,
+                v => nested_to_keras(class, v, trainable, input_shapes)?,
+            },
             Kind::Regularizer => match value {
                 Value::Null => Value::Null,
                 v => {
@@ -525,6 +611,29 @@ pub(crate) fn to_keras(config: &LayerConfig, trainable: bool, input_shapes: &[&[
         "registered_name": null,
         "build_config": build_config(input_shapes),
     }))
+}
+
+/// kerust's config of a wrapper's inner layer as Keras' serialized layer, built for the shapes its wrapper
+/// gives it: TimeDistributed's layer sees one step (the shape without the time axis), Bidirectional's the
+/// sequence.
+fn nested_to_keras(wrapper: &str, v: Value, trainable: bool, input_shapes: &[&[usize]]) -> Result<Value> {
+    let inner: LayerConfig = serde_json::from_value(v).map_err(|err| {
+        crate::Error::invalid_argument("layer", err, format!("{wrapper}'s wrapped layer as a layer config"))
+    })?;
+    let shapes: Vec<&[usize]> = if wrapper == "TimeDistributed" {
+        input_shapes.iter().map(|s| s.get(1..).unwrap_or_default()).collect()
+    } else {
+        input_shapes.to_vec()
+    };
+    let mut entry = to_keras(&inner, trainable, &shapes)?;
+    if wrapper == "Bidirectional" {
+        // As Keras' Bidirectional sets it on its layers (and saves it so).
+        let config = &mut entry["config"];
+        if let Some(sequences) = config.get("return_sequences").cloned() {
+            config["zero_output_for_mask"] = sequences;
+        }
+    }
+    Ok(entry)
 }
 
 fn build_config(input_shapes: &[&[usize]]) -> Value {

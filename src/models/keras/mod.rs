@@ -4,9 +4,11 @@
 //! [`Model::save`] and [`load_model`](super::load_model) choose this format for a path ending in `.keras`, as
 //! Keras does; `save_weights`/`load_weights` for a path ending in `.weights.h5` (and `load_weights` reads a legacy
 //! `.h5`). The architecture is Keras' `get_config` tree, so a model trained in Python loads here, and one saved
-//! here loads in Python with `keras.saving.load_model`; the weights are HDF5 groups per layer path
-//! (`layers/dense/vars/0`), and a compiled model's optimizer state (`optimizer/vars/0`, the step count, then
-//! each weight's slots in Keras' order) comes along, so that training continues where the other side stopped.
+//! here loads in Python with `keras.saving.load_model` (wrappers nest their layers' configs as Keras' do);
+//! the weights are HDF5 groups per layer path (`layers/dense/vars/0`, a wrapped layer's under its wrapper's:
+//! `layers/bidirectional/forward_layer/cell/vars/0`), and a compiled model's optimizer state
+//! (`optimizer/vars/0`, the step count, then each weight's slots in Keras' order) comes along, so that
+//! training continues where the other side stopped.
 //!
 //! Every part of the file is bounded: the archive's entries and sizes ([`crate::formats::zip::ZipLimits`]),
 //! the HDF5 object graph ([`crate::formats::hdf5::Limits`]), the JSON's depth (serde_json's recursion limit) and
@@ -563,6 +565,39 @@ mod tests {
         train_once(&mut model, &x, &y);
         train_once(&mut again, &x, &y);
         assert_eq!(again.get_weights(), model.get_weights());
+    }
+
+    /// The wrappers' weights lie where Keras keeps them (under the inner layers' groups), split between the
+    /// directions as built, and come back in place.
+    #[test]
+    fn wrapper_weights_round_trip_in_keras_layout() {
+        use crate::layers::{Bidirectional, TimeDistributed, GRU, LSTM};
+        let mut model = Sequential::new();
+        model.add(Input::new([4, 3])).unwrap();
+        model.add(TimeDistributed::new(Dense::new(2))).unwrap();
+        model.add(Bidirectional::new(LSTM::new(3).return_sequences(true))).unwrap();
+        model.add(Bidirectional::new(GRU::new(2).use_bias(false)).merge_mode("sum")).unwrap();
+        model.compile("mean_squared_error", "adam", []).unwrap();
+        let x =
+            ArrayD::from_shape_fn(vec![2, 4, 3], |i| (i[0] + 2 * i[1] + 3 * i[2]) as f32 % 4.0 / 4.0 - 0.4);
+        let y = ArrayD::from_shape_fn(vec![2, 2], |i| i[1] as f32);
+        train_once(&mut model, &x, &y);
+        let order = order::keras_layer_order(&model);
+        let tree = weights::tree(&model, &order).unwrap();
+        let count = |path: &str| tree.group(path).map(|g| g.members.len());
+        assert_eq!(count("layers/time_distributed/layer/vars"), Some(2));
+        assert_eq!(count("layers/time_distributed/vars"), Some(0));
+        assert_eq!(count("layers/bidirectional/forward_layer/cell/vars"), Some(3));
+        assert_eq!(count("layers/bidirectional/backward_layer/cell/vars"), Some(3));
+        assert_eq!(count("layers/bidirectional/vars"), Some(0));
+        // Without biases, two weights a direction.
+        assert_eq!(count("layers/bidirectional_1/forward_layer/cell/vars"), Some(2));
+        assert_eq!(count("layers/bidirectional_1/backward_layer/cell/vars"), Some(2));
+        let again = round_trip(&model);
+        assert_eq!(again.get_weights(), model.get_weights());
+        let (a, b) = (model.optimizer().unwrap(), again.optimizer().unwrap());
+        assert_eq!(a.state(), b.state());
+        assert_eq!(again.predict(&x).unwrap(), model.predict(&x).unwrap());
     }
 
     #[test]

@@ -1,11 +1,13 @@
-//! Weights in Keras' HDF5 layout: `layers/<path>/vars/<i>` per layer (Keras 3), or Keras 2's `layer_names` and
-//! `weight_names` attributes.
+//! Weights in Keras' HDF5 layout: `layers/<path>/vars/<i>` per layer (Keras 3; a recurrent layer's under its
+//! `cell/`, a wrapper's under its inner layers' groups), or Keras 2's `layer_names` and `weight_names` attributes.
 use ndarray::{ArrayD, IxDyn};
+use serde_json::Value;
 
 use super::super::Model;
 use super::{unique_name, FileLayer, KerasError};
 use crate::autodiff::{ParamId, Tensor};
 use crate::formats::hdf5::{Attr, Data, Dataset, Group, Node};
+use crate::layers::LayerConfig;
 use crate::Result;
 
 /// The number of elements of every dataset under `group`: what building a model from the file may allocate.
@@ -71,40 +73,47 @@ pub(crate) fn load_layers(
     let mut known = std::collections::HashSet::new();
     for fl in file_layers {
         known.insert(fl.path.trim_start_matches("layers/").to_owned());
-        let layer = model.get_layer(&fl.name)?;
-        let ids = layer.weights().to_vec();
-        let vars = format!("{}/{}", fl.path, vars_path(layer.class_name()));
-        let at = format!("{file}: {vars}");
-        let datasets = match root.group(&vars) {
-            Some(vars) => numbered(vars, &at, e)?,
-            None => Vec::new(),
-        };
-        if datasets.len() != ids.len() {
-            return Err(e.at(
-                &at,
-                format!(
-                    "layer `{}` has {} weights, the file holds {} for it",
-                    fl.name,
-                    ids.len(),
-                    datasets.len()
-                ),
-            ));
-        }
-        for (i, (&id, d)) in ids.iter().zip(datasets).enumerate() {
-            let t = to_tensor(d, &format!("{at}/{i}"), e)?;
-            let p = model.params.get(id);
-            if t.shape() != p.value.shape() {
+        model.get_layer(&fl.name)?;
+        let index = model
+            .net
+            .layers
+            .iter()
+            .position(|l| l.name() == Some(fl.name.as_str()))
+            .ok_or_else(|| e.at(&fl.path, format!("the model has no layer `{}`", fl.name)))?;
+        for vars in layer_vars(model, index)? {
+            let path = format!("{}/{}", fl.path, vars.path);
+            let at = format!("{file}: {path}");
+            let datasets = match root.group(&path) {
+                Some(group) => numbered(group, &at, e)?,
+                None => Vec::new(),
+            };
+            if datasets.len() != vars.ids.len() {
                 return Err(e.at(
-                    &format!("{at}/{i}"),
+                    &at,
                     format!(
-                        "weight `{}` has shape {:?}, the file's has {:?}",
-                        p.name,
-                        p.value.shape(),
-                        t.shape()
+                        "layer `{}` has {} weights, the file holds {} for it",
+                        vars.name,
+                        vars.ids.len(),
+                        datasets.len()
                     ),
                 ));
             }
-            values.push((id, t));
+            for (i, (&id, d)) in vars.ids.iter().zip(datasets).enumerate() {
+                let t = to_tensor(d, &format!("{at}/{i}"), e)?;
+                let p = model.params.get(id);
+                if t.shape() != p.value.shape() {
+                    return Err(e.at(
+                        &format!("{at}/{i}"),
+                        format!(
+                            "weight `{}` has shape {:?}, the file's has {:?}",
+                            p.name,
+                            p.value.shape(),
+                            t.shape()
+                        ),
+                    ));
+                }
+                values.push((id, t));
+            }
         }
     }
     if let Some(layers) = root.group("layers") {
@@ -121,18 +130,114 @@ pub(crate) fn load_layers(
     Ok(())
 }
 
-/// Where a layer's weights are under its group: a recurrent layer's belong to its cell (`layers/lstm/cell/vars`,
-/// as Keras' `RNN` tracks its `cell`), the layer's own `vars` staying empty.
-fn vars_path(class: &str) -> &'static str {
-    if is_recurrent(class) {
-        "cell/vars"
-    } else {
-        "vars"
+/// One `vars` group of a layer's weights in Keras' layout: its path under the layer's group (`vars`,
+/// `cell/vars`, `forward_layer/cell/vars`), the `name` attribute Keras gives it, and the weights it holds.
+pub(crate) struct Vars {
+    pub(crate) path: String,
+    pub(crate) name: String,
+    pub(crate) ids: Vec<ParamId>,
+}
+
+/// Where Keras keeps the weights `ids` of a layer (`class`, `name`): a plain layer's in its own `vars`; a
+/// recurrent layer's in its cell's (`cell/vars`, as Keras' `RNN` tracks its `cell`), its own `vars` empty; a
+/// wrapper's in its inner layers' groups (`layer/` of a TimeDistributed, `forward_layer/` then `backward_layer/`
+/// of a Bidirectional), its own `vars` empty. `config` gives a wrapper's config (asked of wrappers only: a
+/// custom layer need not describe itself), `input_shape` the per-sample shape it was built for.
+fn vars_groups(
+    class: &str,
+    name: &str,
+    ids: &[ParamId],
+    config: &dyn Fn() -> Result<LayerConfig>,
+    input_shape: &[usize],
+) -> Result<Vec<Vars>> {
+    let own = |ids: &[ParamId]| Vars { path: "vars".into(), name: name.into(), ids: ids.to_vec() };
+    if !matches!(class, "SimpleRNN" | "LSTM" | "GRU" | "TimeDistributed" | "Bidirectional") {
+        return Ok(vec![own(ids)]);
     }
+    if is_recurrent(class) {
+        // Keras names the cell's vars after the cell (`lstm_cell`), whatever the layer's name.
+        let cell = Vars {
+            path: "cell/vars".into(),
+            name: format!("{}_cell", crate::layers::snake_case(class)),
+            ids: ids.to_vec(),
+        };
+        return Ok(vec![cell, own(&[])]);
+    }
+    let config = config()?;
+    let inner = |key: &str| -> Result<LayerConfig> {
+        serde_json::from_value(config.config.get(key).cloned().unwrap_or(Value::Null)).map_err(|err| {
+            crate::Error::invalid_argument(
+                "layer",
+                err,
+                format!("{class} `{name}`'s `{key}` as a layer config"),
+            )
+        })
+    };
+    let mut out = vec![own(&[])];
+    let mut nest = |prefix: &str, inner: LayerConfig, ids: &[ParamId], shape: &[usize]| -> Result<()> {
+        let class = inner.class_name.clone();
+        let name = inner.config.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+        for v in vars_groups(&class, &name, ids, &|| Ok(inner.clone()), shape)? {
+            out.push(Vars { path: format!("{prefix}/{}", v.path), ..v });
+        }
+        Ok(())
+    };
+    if class == "TimeDistributed" {
+        // The wrapped layer is built for one step: the shape without the time axis.
+        nest("layer", inner("layer")?, ids, input_shape.get(1..).unwrap_or_default())?;
+    } else {
+        let (forward, backward) = (inner("layer")?, inner("backward_layer")?);
+        // The forward layer's weights come first; how many it has, building a copy of it tells.
+        let count = weight_count(&forward, input_shape)?.min(ids.len());
+        nest("forward_layer", forward, &ids[..count], input_shape)?;
+        nest("backward_layer", backward, &ids[count..], input_shape)?;
+    }
+    Ok(out)
+}
+
+/// The number of weights of a layer built from `config` for `input_shape` (built in a scratch store).
+fn weight_count(config: &LayerConfig, input_shape: &[usize]) -> Result<usize> {
+    use rand::SeedableRng;
+    let mut layer = crate::layers::layer_from_config(config)?;
+    let mut params = crate::autodiff::ParamStore::new();
+    layer.build_many(&[input_shape], &mut params, &mut rand::rngs::StdRng::seed_from_u64(0))?;
+    Ok(layer.weights().len())
+}
+
+/// The `vars` groups of the model's layer `index` (a layer of the model's `net`).
+pub(crate) fn layer_vars(model: &Model, index: usize) -> Result<Vec<Vars>> {
+    let net = &model.net;
+    let layer = &net.layers[index];
+    let class = if layer.is_input() { "InputLayer" } else { layer.class_name() };
+    let shape = net
+        .nodes_of(index)
+        .next()
+        .and_then(|n| n.inputs.first())
+        .map(|&t| net.tensors[t].shape.clone())
+        .unwrap_or_default();
+    vars_groups(class, layer.name().unwrap_or_default(), layer.weights(), &|| layer.config(), &shape)
 }
 
 fn is_recurrent(class: &str) -> bool {
     matches!(class, "SimpleRNN" | "LSTM" | "GRU")
+}
+
+/// Puts `vars` at `path` (`forward_layer/cell/vars`) under `group`, making the groups between.
+fn insert(group: &mut Group, path: &str, vars: Group) {
+    let Some((head, rest)) = path.split_once('/') else {
+        group.members.push((path.into(), Node::Group(vars)));
+        return;
+    };
+    let at = match group.members.iter().position(|(n, _)| n == head) {
+        Some(at) => at,
+        None => {
+            group.members.push((head.into(), Node::Group(Group::default())));
+            group.members.len() - 1
+        }
+    };
+    if let Node::Group(sub) = &mut group.members[at].1 {
+        insert(sub, rest, vars);
+    }
 }
 
 /// A float32 dataset of a tensor.
@@ -170,24 +275,11 @@ pub(crate) fn file_layers(model: &Model, order: &[usize]) -> Vec<FileLayer> {
 pub(crate) fn tree(model: &Model, order: &[usize]) -> Result<Group> {
     let mut layers = Group::default();
     for (fl, &i) in file_layers(model, order).iter().zip(order) {
-        let datasets =
-            model.net.layers[i].weights().iter().map(|&id| dataset(&model.params.value(id).host())).collect();
-        let class = model.net.layers[i].class_name();
-        let members = if is_recurrent(class) {
-            // Keras names the cell's vars after the cell (`lstm_cell`), whatever the layer's name.
-            let cell_name = format!("{}_cell", crate::layers::snake_case(class));
-            let cell = Group {
-                attrs: Vec::new(),
-                members: vec![("vars".into(), Node::Group(vars_group(&cell_name, datasets)))],
-            };
-            vec![
-                ("cell".into(), Node::Group(cell)),
-                ("vars".into(), Node::Group(vars_group(&fl.name, Vec::new()))),
-            ]
-        } else {
-            vec![("vars".into(), Node::Group(vars_group(&fl.name, datasets)))]
-        };
-        let group = Group { attrs: Vec::new(), members };
+        let mut group = Group::default();
+        for vars in layer_vars(model, i)? {
+            let datasets = vars.ids.iter().map(|&id| dataset(&model.params.value(id).host())).collect();
+            insert(&mut group, &vars.path, vars_group(&vars.name, datasets));
+        }
         layers.members.push((fl.path.trim_start_matches("layers/").to_owned(), Node::Group(group)));
     }
     let mut root = Group::default();
