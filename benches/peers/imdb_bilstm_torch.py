@@ -8,11 +8,7 @@ layer). On random data of IMDB's shapes (imdb_shapes.py); prints seconds per epo
 
     python benches/peers/imdb_bilstm_torch.py [--samples 25000] [--epochs 1] [--threads 2]
 """
-import time
-
-import numpy as np
-
-from imdb_shapes import parse_args, random_imdb, report
+from imdb_shapes import parse_args, random_imdb, train_torch
 
 
 def main():
@@ -37,21 +33,7 @@ def main():
             _, (last, _) = self.lstm2(h)
             return self.out(torch.cat([last[0], last[1]], 1))
 
-    net = Net()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)
-    loss_fn = nn.BCEWithLogitsLoss()
-    X, Y = torch.from_numpy(x), torch.from_numpy(np.ascontiguousarray(y))
-    times, loss = [], torch.tensor(float("nan"))
-    net.train()
-    for _ in range(a.epochs):
-        start = time.perf_counter()
-        for idx in torch.randperm(len(X)).split(32):
-            opt.zero_grad()
-            loss = loss_fn(net(X[idx]), Y[idx])
-            loss.backward()
-            opt.step()
-        times.append(time.perf_counter() - start)
-    report("torch", times, sum(p.numel() for p in net.parameters()), loss.item())
+    train_torch(Net(), x, y, a.epochs)
 
 
 if __name__ == "__main__":

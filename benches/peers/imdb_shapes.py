@@ -47,3 +47,26 @@ def keras_threads_after_import(keras, threads):
 def report(peer, times, params, last_loss):
     print(f"{peer}: seconds per epoch {' '.join(f'{s:.2f}' for s in times)}; median "
           f"{sorted(times)[len(times) // 2]:.2f}; {params:,} params; last training loss {last_loss:.4f}")
+
+
+def train_torch(net, x, y, epochs):
+    """Times `epochs` epochs of `net` (logits out) on `x`, `y` in PyTorch: BCEWithLogitsLoss, Adam with Keras'
+    defaults, batch 32, shuffled; reports them."""
+    import time
+
+    import torch
+    from torch import nn
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)
+    loss_fn = nn.BCEWithLogitsLoss()
+    X, Y = torch.from_numpy(x), torch.from_numpy(np.ascontiguousarray(y))
+    times, loss = [], torch.tensor(float("nan"))
+    net.train()
+    for _ in range(epochs):
+        start = time.perf_counter()
+        for idx in torch.randperm(len(X)).split(32):
+            opt.zero_grad()
+            loss = loss_fn(net(X[idx]), Y[idx])
+            loss.backward()
+            opt.step()
+        times.append(time.perf_counter() - start)
+    report("torch", times, sum(p.numel() for p in net.parameters()), loss.item())
