@@ -170,8 +170,19 @@ pub(crate) fn for_each_chunk<T: Send>(
     chunk_len: usize,
     f: impl Fn(usize, &mut [T]) + Sync + Send,
 ) {
+    for_each_chunk_of_work(out, chunk_len, out.len(), f);
+}
+
+/// [`for_each_chunk`] for work that reads more than it writes (a reduction): split over the pool when `work`,
+/// the elements the whole call reads, is at least [`PARALLEL_MIN_ELEMENTS`].
+pub(crate) fn for_each_chunk_of_work<T: Send>(
+    out: &mut [T],
+    chunk_len: usize,
+    work: usize,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
     let chunk_len = chunk_len.max(1);
-    if worth_splitting(out.len()) && out.len() > chunk_len {
+    if worth_splitting(work) && out.len() > chunk_len {
         install(|| out.par_chunks_mut(chunk_len).enumerate().for_each(|(i, c)| f(i, c)));
     } else {
         out.chunks_mut(chunk_len).enumerate().for_each(|(i, c)| f(i, c));

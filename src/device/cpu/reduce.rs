@@ -8,13 +8,13 @@ use ndarray::{ArrayView1, Axis, IxDyn, Zip};
 
 use super::CpuStorage;
 use crate::device::ReduceKernels;
-use crate::threads::{for_each, for_each_chunk, map_blocks};
+use crate::threads::{for_each, for_each_chunk_of_work, map_blocks};
 
 /// Elements per block of a whole-tensor sum; a tensor up to this size is summed in one piece.
 const SUM_BLOCK: usize = 1 << 16;
 
-/// Output elements per task of an axis sum.
-const OUT_CHUNK: usize = 1 << 12;
+/// Input elements an axis sum reads per task (whole outputs, at least one).
+const TASK_READS: usize = 1 << 14;
 
 /// The sum of a contiguous slice: ndarray's unrolled sum, block by block when large.
 fn sum_slice(x: &[f32]) -> f32 {
@@ -25,20 +25,25 @@ fn sum_slice(x: &[f32]) -> f32 {
 }
 
 /// `out[o, i] = sum over k of x[o, k, i]` for `x` of shape `(outer, len, inner)` in standard layout.
+///
+/// Each output is summed by one call whatever the split, which the reads decide (an axis sum writes far less
+/// than it reads), so results do not depend on the thread count.
 fn sum_axis(x: &[f32], len: usize, inner: usize, out: &mut [f32]) {
+    let chunk = (TASK_READS / len.max(1)).max(1);
+    let reads = out.len() * len;
     if inner == 1 {
-        for_each_chunk(out, OUT_CHUNK, |c, out| {
-            let first = c * OUT_CHUNK;
+        for_each_chunk_of_work(out, chunk, reads, |c, out| {
+            let first = c * chunk;
             for (o, out) in (first..).zip(out) {
                 *out = ArrayView1::from(&x[o * len..][..len]).sum();
             }
         });
         return;
     }
-    for_each_chunk(out, OUT_CHUNK, |c, chunk| {
+    for_each_chunk_of_work(out, chunk, reads, |c, part| {
         // Cut where an outer index ends, so that each piece reads rows of one `(len, inner)` block.
-        let mut e = c * OUT_CHUNK;
-        let mut rest = chunk;
+        let mut e = c * chunk;
+        let mut rest = part;
         while !rest.is_empty() {
             let (o, i) = (e / inner, e % inner);
             let n = (inner - i).min(rest.len());
@@ -85,13 +90,11 @@ impl ReduceKernels for CpuStorage {
         let mut acc: Option<Vec<f32>> = None;
         for (n, &ax) in axes.iter().enumerate() {
             let (len, inner) = (shape[ax], shape[ax + 1..].iter().product::<usize>());
-            let reduced: usize =
-                shape.iter().enumerate().filter(|&(i, _)| i != ax).map(|(_, &d)| d).product();
             let src = acc.as_deref().unwrap_or(xs);
             if n + 1 == axes.len() {
                 sum_axis(src, len, inner, out);
             } else {
-                let mut next = vec![0.0; reduced];
+                let mut next = vec![0.0; src.len() / len];
                 sum_axis(src, len, inner, &mut next);
                 acc = Some(next);
             }
