@@ -9,3 +9,8 @@ pub(crate) fn shape_str(per_sample: &[usize]) -> String {
     s.push(')');
     s
 }
+
+/// A shape as Keras prints it: `(3, 3, 1, 2)`.
+pub(crate) fn shape_of_dims(shape: &[usize]) -> String {
+    format!("{shape:?}").replace('[', "(").replace(']', ")")
+}

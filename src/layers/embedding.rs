@@ -138,7 +138,7 @@ impl Embedding {
                 "index {} at position {} is out of range for the Embedding's input_dim={input_dim}: \
                  indices must be whole numbers in 0..{input_dim}{more}",
                 fault.index,
-                format!("{position:?}").replace('[', "(").replace(']', ")"),
+                crate::shapes::shape_of_dims(&position),
             ),
         )
     }

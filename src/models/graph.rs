@@ -270,7 +270,7 @@ impl Net {
                     class: layer.class_name(),
                     inputs: shapes
                         .iter()
-                        .map(|s| format!("{s:?}").replace('[', "(").replace(']', ")"))
+                        .map(|s| crate::shapes::shape_of_dims(s))
                         .collect::<Vec<_>>()
                         .join(", "),
                     source: Box::new(source),
@@ -291,7 +291,7 @@ impl Net {
                 ys.iter()
                     .zip(&node.outputs)
                     .position(|(y, &t)| !fits(y, t))
-                    .map(|k| (k, format!("{:?}", ys[k].shape()).replace('[', "(").replace(']', ")")))
+                    .map(|k| (k, crate::shapes::shape_of_dims(&ys[k].shape())))
             };
             if let Some((k, got)) = wrong {
                 let declared = &self.tensors[node.outputs[k]].shape;
@@ -329,7 +329,7 @@ impl Net {
                 layer.check_input(data.view()).map_err(|source| Error::LayerCall {
                     layer: layer.name().unwrap_or("?").to_owned(),
                     class: layer.class_name(),
-                    inputs: format!("{:?}", data.shape()).replace('[', "(").replace(']', ")"),
+                    inputs: crate::shapes::shape_of_dims(data.shape()),
                     source: Box::new(source),
                 })?;
             }

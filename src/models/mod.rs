@@ -634,7 +634,4 @@ pub(crate) fn shape_of(t: &Tensor) -> String {
     shape_of_dims(t.shape())
 }
 
-/// A shape as Keras prints it: `(3, 3, 1, 2)`.
-pub(crate) fn shape_of_dims(shape: &[usize]) -> String {
-    format!("{shape:?}").replace('[', "(").replace(']', ")")
-}
+pub(crate) use crate::shapes::shape_of_dims;

@@ -73,13 +73,7 @@ pub(crate) fn load_layers(
     let mut known = std::collections::HashSet::new();
     for fl in file_layers {
         known.insert(fl.path.trim_start_matches("layers/").to_owned());
-        model.get_layer(&fl.name)?;
-        let index = model
-            .net
-            .layers
-            .iter()
-            .position(|l| l.name() == Some(fl.name.as_str()))
-            .ok_or_else(|| e.at(&fl.path, format!("the model has no layer `{}`", fl.name)))?;
+        let index = model.layer_index(&fl.name)?;
         for vars in layer_vars(model, index)? {
             let path = format!("{}/{}", fl.path, vars.path);
             let at = format!("{file}: {path}");
