@@ -232,13 +232,16 @@ fn derived(layer: &dyn Layer, direction: &str, go_backwards: Option<bool>) -> Re
     Ok(config)
 }
 
-/// `y` `(batch, time, units)` with its time axis reversed, as a product with a constant reversal (gradients
-/// flow back through it; each output is one input times one, so values are unchanged).
+/// `y` `(batch, time, units)` with its time axis reversed: a gather of its time steps as rows of
+/// `(time, batch * units)` (copies, whose gradient is a scatter back).
 fn flip_time<'t>(y: Var<'t>) -> Var<'t> {
-    let time = y.shape()[1];
-    let reversal =
-        ndarray::Array2::from_shape_fn((time, time), |(i, j)| f32::from(u8::from(i + j + 1 == time)));
-    y.permute(&[0, 2, 1]).matmul(y.tape().constant(reversal.into_dyn().view())).permute(&[0, 2, 1])
+    let &[batch, time, units] = y.shape().as_slice() else { unreachable!("a recurrent layer's sequences") };
+    let steps = y.tape().constant_with(&[time], |r| {
+        r.iter_mut().enumerate().for_each(|(t, v)| *v = (time - 1 - t) as f32);
+    });
+    let (flipped, fault) = y.permute(&[1, 0, 2]).reshape(&[time, batch * units]).gather(steps);
+    debug_assert!(fault.is_none(), "reversed steps are in range");
+    flipped.reshape(&[time, batch, units]).permute(&[1, 0, 2])
 }
 
 impl Layer for Bidirectional {
