@@ -10,13 +10,12 @@ pub use lstm::LSTM;
 pub use simple_rnn::SimpleRNN;
 
 use rand::rngs::StdRng;
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::config::{activation_fn, initializer_fn};
 use super::{add_weight, CallContext};
 use crate::activations::Activation;
-use crate::autodiff::{ParamId, ParamStore, RecurrentOptions, Var};
+use crate::autodiff::{ParamId, ParamStore, RecurrentOptions, Tape, Var};
 use crate::device::{RecurrentCell, Unary};
 use crate::initializers::Initializer;
 use crate::spec::Spec;
@@ -304,12 +303,10 @@ impl RecurrentBase {
             // Keras draws one mask per sequence for the inputs and one for the state, the same at every step.
             let rng = &mut *ctx.rng;
             if s.dropout > 0.0 {
-                let m = dropout_mask(&[batch, 1, built.features], s.dropout, rng);
-                x = x.mul(tape.constant(m.view()));
+                x = x.mul(dropout_mask(tape, &[batch, 1, built.features], s.dropout, rng));
             }
             if s.recurrent_dropout > 0.0 {
-                let m = dropout_mask(&[batch, s.units], s.recurrent_dropout, rng);
-                recurrent_mask = Some(tape.constant(m.view()));
+                recurrent_mask = Some(dropout_mask(tape, &[batch, s.units], s.recurrent_dropout, rng));
             }
         }
         let options = RecurrentOptions { return_state: states, ..built.options };
@@ -398,15 +395,12 @@ fn elementwise(name: &'static str, a: Activation) -> Result<Unary> {
     }
 }
 
-/// Inverted dropout's mask: 0 with probability `rate`, else `1 / (1 - rate)`.
-fn dropout_mask(shape: &[usize], rate: f32, rng: &mut StdRng) -> ndarray::ArrayD<f32> {
-    let scale = 1.0 / (1.0 - rate);
-    ndarray::ArrayD::from_shape_simple_fn(ndarray::IxDyn(shape), || {
-        if rng.random::<f32>() < rate {
-            0.0
-        } else {
-            scale
-        }
+/// Inverted dropout's mask on the tape: 0 with probability `rate`, else `1 / (1 - rate)`, written in place by
+/// Dropout's filler.
+fn dropout_mask<'t>(tape: &'t Tape<'_>, shape: &[usize], rate: f32, rng: &mut StdRng) -> Var<'t> {
+    tape.constant_with(shape, |m| {
+        let m = m.as_slice_mut().expect("a fresh constant is contiguous");
+        crate::layers::dropout::fill_mask(m, rate, 1.0 / (1.0 - rate), rng);
     })
 }
 
