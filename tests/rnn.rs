@@ -232,7 +232,11 @@ fn configs_round_trip_and_refuse_another_layers_settings() {
     let mut wrong = layers[2].config().unwrap();
     wrong.class_name = "LSTM".into();
     let err = layer_from_config(&wrong).err().unwrap().to_string();
-    assert!(err.contains("unit_forget_bias") || err.contains("reset_after"), "{err}");
+    assert!(err.contains("`unit_forget_bias` is missing in a LSTM config"), "{err}");
+    let mut extra = layers[0].config().unwrap();
+    extra.config["recurrent_activation"] = layers[1].config().unwrap().config["recurrent_activation"].clone();
+    let err = layer_from_config(&extra).err().unwrap().to_string();
+    assert!(err.contains("`recurrent_activation` is unexpected in a SimpleRNN config"), "{err}");
 }
 
 #[test]

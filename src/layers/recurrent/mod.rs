@@ -143,18 +143,19 @@ impl RecurrentBase {
     /// A layer from a saved config, refusing another layer's settings.
     fn from_settings(kind: Kind, settings: RecurrentConfig) -> Result<Self> {
         let class = kind.class_name();
-        let misplaced = [
-            ("recurrent_activation", settings.recurrent_activation.is_some() == (kind == Kind::Simple)),
-            ("unit_forget_bias", settings.unit_forget_bias.is_some() != (kind == Kind::Lstm)),
-            ("reset_after", settings.reset_after.is_some() != (kind == Kind::Gru)),
+        // (field, present, expected)
+        let fields = [
+            ("recurrent_activation", settings.recurrent_activation.is_some(), kind != Kind::Simple),
+            ("unit_forget_bias", settings.unit_forget_bias.is_some(), kind == Kind::Lstm),
+            ("reset_after", settings.reset_after.is_some(), kind == Kind::Gru),
         ];
-        if let Some((field, _)) = misplaced.iter().find(|(_, bad)| *bad) {
+        if let Some((field, present, _)) = fields.iter().find(|(_, present, expected)| present != expected) {
             return Err(Error::Format {
                 format: "layer config",
                 source_name: class.into(),
                 reason: format!(
                     "`{field}` is {} in a {class} config",
-                    if has(&settings, field) { "unexpected" } else { "missing" }
+                    if *present { "unexpected" } else { "missing" }
                 ),
             });
         }
@@ -371,15 +372,6 @@ impl RecurrentBase {
         } else {
             None
         }
-    }
-}
-
-/// Whether `settings` holds the kind-specific field `field`.
-fn has(settings: &RecurrentConfig, field: &str) -> bool {
-    match field {
-        "recurrent_activation" => settings.recurrent_activation.is_some(),
-        "unit_forget_bias" => settings.unit_forget_bias.is_some(),
-        _ => settings.reset_after.is_some(),
     }
 }
 
