@@ -115,42 +115,7 @@ impl Conv2D {
         self
     }
 
-    /// The activation, by Keras' name (`"relu"`) or typed.
-    pub fn activation(mut self, activation: impl Into<Spec<Activation>>) -> Self {
-        self.settings.activation = activation.into();
-        self
-    }
-
-    /// Whether to add a bias (default true).
-    pub fn use_bias(mut self, use_bias: bool) -> Self {
-        self.settings.use_bias = use_bias;
-        self
-    }
-
-    /// The kernel's initializer (default `glorot_uniform`).
-    pub fn kernel_initializer(mut self, init: impl Into<Spec<Initializer>>) -> Self {
-        self.settings.kernel_initializer = init.into();
-        self
-    }
-
-    /// The bias' initializer (default `zeros`).
-    pub fn bias_initializer(mut self, init: impl Into<Spec<Initializer>>) -> Self {
-        self.settings.bias_initializer = init.into();
-        self
-    }
-
-    /// A penalty on the kernel added to the loss in training (Keras' `kernel_regularizer=`), by name (`"l2"`)
-    /// or typed ([`Regularizer::l2(1e-4)`](Regularizer::l2)).
-    pub fn kernel_regularizer(mut self, regularizer: impl Into<Spec<Regularizer>>) -> Self {
-        self.settings.kernel_regularizer = Some(regularizer.into());
-        self
-    }
-
-    /// A penalty on the bias added to the loss in training (Keras' `bias_regularizer=`).
-    pub fn bias_regularizer(mut self, regularizer: impl Into<Spec<Regularizer>>) -> Self {
-        self.settings.bias_regularizer = Some(regularizer.into());
-        self
-    }
+    super::kernel_builders!(settings);
 
     super::settings_builders!();
 

@@ -495,6 +495,50 @@ macro_rules! settings_builders {
 }
 use settings_builders;
 
+/// The builder methods of a layer with a kernel and a bias (Dense, Conv1D, Conv2D): `activation`, `use_bias`,
+/// their initializers and regularizers, on fields of those names in `self` or in `self.$settings`.
+macro_rules! kernel_builders {
+    ($($settings:ident)?) => {
+        /// The activation, by Keras' name (`"relu"`) or typed.
+        pub fn activation(mut self, activation: impl Into<Spec<Activation>>) -> Self {
+            self$(.$settings)?.activation = activation.into();
+            self
+        }
+
+        /// Whether to add a bias (default true).
+        pub fn use_bias(mut self, use_bias: bool) -> Self {
+            self$(.$settings)?.use_bias = use_bias;
+            self
+        }
+
+        /// The kernel's initializer (default `glorot_uniform`).
+        pub fn kernel_initializer(mut self, init: impl Into<Spec<Initializer>>) -> Self {
+            self$(.$settings)?.kernel_initializer = init.into();
+            self
+        }
+
+        /// The bias' initializer (default `zeros`).
+        pub fn bias_initializer(mut self, init: impl Into<Spec<Initializer>>) -> Self {
+            self$(.$settings)?.bias_initializer = init.into();
+            self
+        }
+
+        /// A penalty on the kernel added to the loss in training (Keras' `kernel_regularizer=`), by name
+        /// (`"l2"`) or typed ([`Regularizer::l2(1e-4)`](Regularizer::l2)).
+        pub fn kernel_regularizer(mut self, regularizer: impl Into<Spec<Regularizer>>) -> Self {
+            self$(.$settings)?.kernel_regularizer = Some(regularizer.into());
+            self
+        }
+
+        /// A penalty on the bias added to the loss in training (Keras' `bias_regularizer=`).
+        pub fn bias_regularizer(mut self, regularizer: impl Into<Spec<Regularizer>>) -> Self {
+            self$(.$settings)?.bias_regularizer = Some(regularizer.into());
+            self
+        }
+    };
+}
+use kernel_builders;
+
 /// The [`Layer`] methods that read and write `self.settings.name` and `self.settings.input_shape`, and `config`,
 /// which is the settings struct itself, for a layer whose settings struct derives serde.
 macro_rules! settings_accessors {
