@@ -377,3 +377,48 @@ fn a_registered_name_takes_precedence_over_a_built_in_one() {
         assert!((o - 2.0 * l).abs() < 1e-5, "{o} is not 2 x {l}: the built-in relu was used");
     }
 }
+
+/// A custom layer whose build declares a second output (a state of 3 features) but whose call returns one: the
+/// graph names the layer and both counts instead of indexing past the outputs it got.
+#[test]
+fn a_layer_returning_fewer_outputs_than_declared_is_an_error() {
+    use kerust::layers::Input;
+    use kerust::models::Graph;
+
+    struct OneOfTwo(Option<String>);
+    impl Layer for OneOfTwo {
+        fn class_name(&self) -> &'static str {
+            "OneOfTwo"
+        }
+        fn name(&self) -> Option<&str> {
+            self.0.as_deref()
+        }
+        fn set_name(&mut self, name: String) {
+            self.0 = Some(name);
+        }
+        fn build(&mut self, shape: &[usize], _: &mut ParamStore, _: &mut StdRng) -> Result<Vec<usize>> {
+            Ok(shape.to_vec())
+        }
+        fn extra_output_shapes(&self) -> Vec<Vec<usize>> {
+            vec![vec![3]]
+        }
+        fn call<'t>(&self, x: Var<'t>, _: &mut CallContext<'_>) -> Var<'t> {
+            x
+        }
+        fn weights(&self) -> &[ParamId] {
+            &[]
+        }
+    }
+    let mut g = Graph::new();
+    let x = g.input(Input::new([3])).unwrap();
+    let outputs = g.apply_outputs(OneOfTwo(Some("short".into())), x).unwrap();
+    assert_eq!(outputs.len(), 2);
+    let m = Model::new(g, x, outputs[0]).unwrap();
+    let err = m.predict(&Array2::<f32>::zeros((2, 3))).unwrap_err().to_string();
+    assert!(
+        err.contains("short")
+            && err.contains("OneOfTwo")
+            && err.contains("1 outputs for the 2 its build declared"),
+        "{err}"
+    );
+}
