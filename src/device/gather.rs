@@ -14,6 +14,30 @@ pub struct IndexFault {
     pub count: usize,
 }
 
+impl IndexFault {
+    /// The row `index` names in a table of `rows` rows, if it is a whole number in `0..rows`.
+    pub fn row_of(index: f32, rows: usize) -> Option<usize> {
+        // NaN fails the first test; `fract` rejects 1.5 and infinities (their `fract` is NaN).
+        (index >= 0.0 && index.fract() == 0.0 && index < rows as f32).then_some(index as usize)
+    }
+
+    /// The first index of `indices` (in order) that names no row of a table of `rows` rows, with the count of
+    /// all such indices; `None` when every index is good. Kernels and layers that check indices ahead of a
+    /// lookup share this one rule.
+    pub fn scan(indices: impl IntoIterator<Item = f32>, rows: usize) -> Option<IndexFault> {
+        let mut fault: Option<IndexFault> = None;
+        for (position, index) in indices.into_iter().enumerate() {
+            if IndexFault::row_of(index, rows).is_none() {
+                match &mut fault {
+                    Some(f) => f.count += 1,
+                    None => fault = Some(IndexFault { position, index, count: 1 }),
+                }
+            }
+        }
+        fault
+    }
+}
+
 /// Gathering rows of a table by indices, and scattering gradients back.
 ///
 /// Indices are `f32` holding integers (exact below 2^24); the table is `(rows, width)`.

@@ -193,14 +193,7 @@ impl Layer for Embedding {
 
     /// Every index of `x` in range, checked before a model runs a step on it.
     fn check_input(&self, x: ndarray::ArrayViewD<'_, f32>) -> Result<()> {
-        let rows = self.settings.input_dim;
-        let bad = |&v: &f32| !(v >= 0.0 && v.fract() == 0.0 && v < rows as f32);
-        let Some(position) = x.iter().position(bad) else { return Ok(()) };
-        let fault = IndexFault {
-            position,
-            index: x.iter().nth(position).copied().unwrap_or(f32::NAN),
-            count: x.iter().filter(|v| bad(v)).count(),
-        };
+        let Some(fault) = IndexFault::scan(x.iter().copied(), self.settings.input_dim) else { return Ok(()) };
         Err(self.bad_index(x.shape(), fault))
     }
 

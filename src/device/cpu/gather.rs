@@ -7,12 +7,6 @@ use crate::device::{GatherKernels, IndexFault};
 /// Rows per piece of a lookup's output: pieces are fixed by the data, so the split never changes a result.
 const ROWS_PER_CHUNK: usize = 64;
 
-/// The row `index` names in a table of `rows` rows, if it is a whole number in `0..rows`.
-fn row_of(index: f32, rows: usize) -> Option<usize> {
-    // NaN fails the first test; `fract` rejects 1.5 and infinities (their `fract` is NaN).
-    (index >= 0.0 && index.fract() == 0.0 && index < rows as f32).then_some(index as usize)
-}
-
 /// The buffer's elements in row-major order: borrowed when contiguous (always, but for a parameter stored in
 /// another memory order).
 fn row_major(s: &CpuStorage) -> Cow<'_, [f32]> {
@@ -27,15 +21,7 @@ impl GatherKernels for CpuStorage {
         let (rows, width) = (self.array().shape()[0], self.array().shape()[1]);
         let table = row_major(self);
         let indices = row_major(indices);
-        let mut fault: Option<IndexFault> = None;
-        for (position, &index) in indices.iter().enumerate() {
-            if row_of(index, rows).is_none() {
-                match &mut fault {
-                    Some(f) => f.count += 1,
-                    None => fault = Some(IndexFault { position, index, count: 1 }),
-                }
-            }
-        }
+        let fault = IndexFault::scan(indices.iter().copied(), rows);
         if width == 0 {
             return fault;
         }
@@ -43,7 +29,7 @@ impl GatherKernels for CpuStorage {
         crate::threads::for_each_chunk(out, ROWS_PER_CHUNK * width, |chunk, part| {
             let first = chunk * ROWS_PER_CHUNK;
             for (row, dst) in part.chunks_exact_mut(width).enumerate() {
-                match row_of(indices[first + row], rows) {
+                match IndexFault::row_of(indices[first + row], rows) {
                     Some(r) => dst.copy_from_slice(&table[r * width..][..width]),
                     None => dst.fill(0.0),
                 }
@@ -66,7 +52,7 @@ impl GatherKernels for CpuStorage {
         }
         // In position order, so that a row used several times sums in the same order on every run.
         for (&index, g) in indices.iter().zip(g.chunks_exact(width)) {
-            if let Some(r) = row_of(index, rows) {
+            if let Some(r) = IndexFault::row_of(index, rows) {
                 d[r * width..][..width].iter_mut().zip(g).for_each(|(d, &g)| *d += g);
             }
         }
