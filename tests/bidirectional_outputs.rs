@@ -230,6 +230,14 @@ fn a_sequential_or_a_time_distributed_refuses_several_outputs() {
         m.add(Bidirectional::new(LSTM::new(3)).name("bi")).unwrap();
         assert_eq!(m.output_shape(), Some(&[6][..]));
     }
+    // Graph::apply takes one output: it points to apply_outputs and leaves the graph unchanged.
+    let mut g = Graph::new();
+    let x = g.input(Input::new([5, 2])).unwrap();
+    let e = g.apply(Bidirectional::new(GRU::new(3)).merge_mode(None).name("bi"), x).unwrap_err().to_string();
+    assert!(e.contains("bi") && e.contains("apply_outputs"), "{e}");
+    let y = g.apply(Bidirectional::new(GRU::new(3)).name("bi"), x).unwrap();
+    assert_eq!(g.shape(y).unwrap(), &[6]);
+
     let mut m = Sequential::new();
     m.add(Input::new([4, 5, 2])).unwrap();
     let e = m.add(TimeDistributed::new(Bidirectional::new(LSTM::new(3)).merge_mode(None))).unwrap_err();
