@@ -1,4 +1,6 @@
-//! `Bidirectional`: a recurrent layer run forwards and backwards over the sequence, the two outputs merged.
+//! `Bidirectional`: a recurrent layer run forwards and backwards over the sequence, the two outputs merged (or
+//! both given, with Keras' `merge_mode=None`), and the two directions' final states after them with
+//! `return_state`.
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -18,6 +20,8 @@ enum Merge {
     Sum,
     Mul,
     Ave,
+    /// Keras' `None`: the two outputs, forward then backward, as two tensors.
+    Unmerged,
 }
 
 impl Merge {
@@ -27,13 +31,7 @@ impl Merge {
             Some("sum") => Ok(Merge::Sum),
             Some("mul") => Ok(Merge::Mul),
             Some("ave") => Ok(Merge::Ave),
-            // Keras returns the two outputs as a list; a kerust layer has one output tensor.
-            None => Err(Error::invalid_argument(
-                "merge_mode",
-                "None",
-                "merge_mode=None gives the two directions' outputs as two tensors, and a kerust layer has one \
-                 output (not supported yet); merge them with \"concat\", \"sum\", \"mul\" or \"ave\"",
-            )),
+            None => Ok(Merge::Unmerged),
             Some(other) => {
                 Err(Error::UnknownName { kind: "merge mode", name: other.into(), known: MERGE_MODES.into() })
             }
@@ -41,16 +39,23 @@ impl Merge {
     }
 }
 
-/// The saved settings: Keras' `merge_mode`, and the two inner layers' configs nested as Keras nests them
-/// (`"layer": {"class_name": "LSTM", "config": {"name": "forward_lstm", ...}}`, `"backward_layer": ...`).
+/// The saved settings: Keras' `merge_mode` (`null` for None), and the two inner layers' configs nested as Keras
+/// nests them (`"layer": {"class_name": "LSTM", "config": {"name": "forward_lstm", ...}}`, `"backward_layer":
+/// ...`).
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BidirectionalConfig {
     name: Option<String>,
+    /// Missing: Keras' default, `"concat"`; `null`: None, the two outputs unmerged.
+    #[serde(default = "default_merge_mode")]
     merge_mode: Option<String>,
     layer: LayerConfig,
     backward_layer: Option<LayerConfig>,
     input_shape: Option<Vec<usize>>,
+}
+
+fn default_merge_mode() -> Option<String> {
+    Some("concat".into())
 }
 
 struct Built {
@@ -58,6 +63,9 @@ struct Built {
     backward: Box<dyn Layer>,
     merge: Merge,
     return_sequences: bool,
+    /// The shapes of the outputs after the first: the backward output when unmerged, then the forward layer's
+    /// final states and the backward layer's (with `return_state`).
+    extra_shapes: Vec<Vec<usize>>,
     /// The forward layer's, then the backward layer's.
     weights: Vec<ParamId>,
 }
@@ -67,6 +75,13 @@ struct Built {
 /// the two outputs: `"concat"` (the default) joins them on the last axis, `"sum"`, `"mul"` and `"ave"` combine
 /// them element-wise. With `return_sequences`, the backward output is put back in time order first, so both
 /// outputs describe the same step.
+///
+/// Two settings give the layer several outputs, as Keras' `call` returns them, so it is applied in a
+/// [`Graph`](crate::models::Graph) with [`Graph::apply_outputs`](crate::models::Graph::apply_outputs) (a
+/// `Sequential` refuses it, its layers having one output each): `merge_mode(None)` gives the forward output then
+/// the backward one, unmerged; a wrapped layer with `return_state` adds the forward layer's final states then
+/// the backward layer's (`h`, and `c` for an LSTM) after the output(s). The sequence outputs carry the input's
+/// mask with `return_sequences`; the states carry none.
 ///
 /// The copies are made from the layer's config, as Keras makes them: `forward_<name>`, and `backward_<name>` with
 /// `go_backwards` set (or the layer given to [`Bidirectional::backward_layer`]). Their weights are named under
@@ -93,6 +108,29 @@ struct Built {
 /// assert!(bad.add(Bidirectional::new(Dense::new(3)).input_shape([5, 2])).is_err());
 /// let err = Sequential::new().add(Bidirectional::new(LSTM::new(3)).merge_mode("max").input_shape([5, 2]));
 /// assert!(err.unwrap_err().to_string().contains("\"concat\""));
+/// # Ok::<(), kerust::Error>(())
+/// ```
+///
+/// Both directions apart, and their final states, in a functional model:
+///
+/// ```
+/// use kerust::layers::{Bidirectional, Concatenate, Dense, Input, LSTM};
+/// use kerust::models::{Graph, Model, Sequential};
+///
+/// let mut g = Graph::new();
+/// let x = g.input(Input::new([12, 8]))?;
+/// let bi = Bidirectional::new(LSTM::new(16).return_state(true)).merge_mode(None);
+/// let [forward, backward, h, c, h_back, c_back] = g.apply_outputs(bi, x)?[..] else { unreachable!() };
+/// assert_eq!(g.shape(backward)?, &[16]);
+/// let both = g.apply(Concatenate::new(-1), [forward, backward, h, c, h_back, c_back])?;
+/// let y = g.apply(Dense::new(1), both)?;
+/// let model = Model::new(g, x, y)?;
+/// assert_eq!(model.output_shape(), Some(&[1][..]));
+///
+/// // A Sequential's layers have one output each.
+/// let mut seq = Sequential::new();
+/// let unmerged = Bidirectional::new(LSTM::new(4)).merge_mode(None).input_shape([12, 8]);
+/// assert!(seq.add(unmerged).unwrap_err().to_string().contains("single output tensor"));
 /// # Ok::<(), kerust::Error>(())
 /// ```
 pub struct Bidirectional {
@@ -133,8 +171,10 @@ impl Bidirectional {
         }
     }
 
-    /// How the outputs are merged: `"concat"` (default), `"sum"`, `"mul"` or `"ave"`. Keras' `None` (both
-    /// outputs, unmerged) is an error when the layer is built: a kerust layer has one output.
+    /// How the outputs are merged: `"concat"` (default), `"sum"`, `"mul"` or `"ave"`; or `None`, Keras' two
+    /// outputs unmerged (forward, then backward), for
+    /// [`Graph::apply_outputs`](crate::models::Graph::apply_outputs). Another string is an error when the layer
+    /// is built.
     pub fn merge_mode<'a>(mut self, mode: impl Into<Option<&'a str>>) -> Self {
         self.merge_mode = mode.into().map(str::to_owned);
         self
@@ -293,14 +333,6 @@ impl Layer for Bidirectional {
                 ));
             }
         }
-        if fr {
-            return Err(Error::invalid_argument(
-                "return_state",
-                true,
-                "a Bidirectional layer has one output in kerust, without the states (not supported yet): wrap \
-                 a layer with return_state false",
-            ));
-        }
         let mut forward = layer_from_config(&forward_config)?;
         let mut backward = layer_from_config(&backward_config)?;
         let outer = self.name.clone().unwrap_or_else(|| "bidirectional".into());
@@ -311,6 +343,8 @@ impl Layer for Bidirectional {
         prefix_weights(params, backward.weights(), &outer);
         let mismatch = match merge {
             Merge::Concat => f_shape[..f_shape.len() - 1] != b_shape[..b_shape.len().saturating_sub(1)],
+            // Two outputs apart: each its own shape, as Keras' call gives them.
+            Merge::Unmerged => false,
             _ => f_shape != b_shape,
         };
         if mismatch {
@@ -328,8 +362,11 @@ impl Layer for Bidirectional {
         if merge == Merge::Concat {
             *out.last_mut().expect("a recurrent output has an axis") += b_shape[b_shape.len() - 1];
         }
+        let mut extra_shapes = if merge == Merge::Unmerged { vec![b_shape] } else { Vec::new() };
+        extra_shapes.extend(forward.extra_output_shapes());
+        extra_shapes.extend(backward.extra_output_shapes());
         let weights = forward.weights().iter().chain(backward.weights()).copied().collect();
-        self.built = Some(Built { forward, backward, merge, return_sequences: fs, weights });
+        self.built = Some(Built { forward, backward, merge, return_sequences: fs, extra_shapes, weights });
         Ok(out)
     }
 
@@ -341,9 +378,21 @@ impl Layer for Bidirectional {
         true
     }
 
-    fn compute_mask<'t>(&self, _inputs: &[Var<'t>], masks: &[Option<Var<'t>>]) -> Option<Var<'t>> {
+    fn compute_mask<'t>(&self, inputs: &[Var<'t>], masks: &[Option<Var<'t>>]) -> Option<Var<'t>> {
+        self.compute_output_mask(0, inputs, masks)
+    }
+
+    /// Keras' `compute_mask`: with `return_sequences` the input's mask on the output, or on both unmerged
+    /// outputs; none on the states.
+    fn compute_output_mask<'t>(
+        &self,
+        k: usize,
+        _inputs: &[Var<'t>],
+        masks: &[Option<Var<'t>>],
+    ) -> Option<Var<'t>> {
         let b = self.built.as_ref()?;
-        if b.return_sequences {
+        let sequences = if b.merge == Merge::Unmerged { 2 } else { 1 };
+        if b.return_sequences && k < sequences {
             masks.first().copied().flatten()
         } else {
             None
@@ -356,10 +405,27 @@ impl Layer for Bidirectional {
         masks: &[Option<Var<'t>>],
         ctx: &mut CallContext<'_>,
     ) -> Var<'t> {
+        self.call_outputs(inputs, masks, ctx)[0]
+    }
+
+    fn extra_output_shapes(&self) -> Vec<Vec<usize>> {
+        self.built.as_ref().map_or_else(Vec::new, |b| b.extra_shapes.clone())
+    }
+
+    /// The merged output (or the forward then the backward one, unmerged), then the forward layer's states and
+    /// the backward layer's, as Keras' `call` returns them.
+    fn call_outputs<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        masks: &[Option<Var<'t>>],
+        ctx: &mut CallContext<'_>,
+    ) -> Vec<Var<'t>> {
         let b = self.built.as_ref().expect("Bidirectional::call before build: models build layers first");
         let (x, mask) = (inputs[0], masks.first().copied().flatten());
-        let mut y = b.forward.call_masked(&[x], &[mask], ctx);
-        let mut y_rev = b.backward.call_masked(&[x], &[mask], ctx);
+        let mut forward = b.forward.call_outputs(&[x], &[mask], ctx);
+        let mut backward = b.backward.call_outputs(&[x], &[mask], ctx);
+        let (forward_states, backward_states) = (forward.split_off(1), backward.split_off(1));
+        let (mut y, mut y_rev) = (forward[0], backward[0]);
         if b.return_sequences {
             y_rev = flip_time(y_rev);
             if let Some(m) = mask {
@@ -371,12 +437,16 @@ impl Layer for Bidirectional {
                 y_rev = y_rev.mul(m);
             }
         }
-        match b.merge {
-            Merge::Concat => x.tape().concat(&[y, y_rev], y.shape().len() - 1),
-            Merge::Sum => y.add(y_rev),
-            Merge::Mul => y.mul(y_rev),
-            Merge::Ave => y.add(y_rev).div_scalar(2.0),
-        }
+        let mut outputs = match b.merge {
+            Merge::Concat => vec![x.tape().concat(&[y, y_rev], y.shape().len() - 1)],
+            Merge::Sum => vec![y.add(y_rev)],
+            Merge::Mul => vec![y.mul(y_rev)],
+            Merge::Ave => vec![y.add(y_rev).div_scalar(2.0)],
+            Merge::Unmerged => vec![y, y_rev],
+        };
+        outputs.extend(forward_states);
+        outputs.extend(backward_states);
+        outputs
     }
 
     fn weights(&self) -> &[ParamId] {

@@ -271,8 +271,8 @@ pub trait Layer: Send + Sync {
     }
 
     /// The forward pass of every output, the first then those of [`Layer::extra_output_shapes`]; models call
-    /// layers through here. The default is the one output of [`Layer::call_masked`]. The outputs after the
-    /// first carry no mask.
+    /// layers through here. The default is the one output of [`Layer::call_masked`]. Each output's mask is
+    /// [`Layer::compute_output_mask`]'s.
     fn call_outputs<'t>(
         &self,
         inputs: &[Var<'t>],
@@ -280,6 +280,23 @@ pub trait Layer: Send + Sync {
         ctx: &mut CallContext<'_>,
     ) -> Vec<Var<'t>> {
         vec![self.call_masked(inputs, masks, ctx)]
+    }
+
+    /// The mask of output `k` (0 is the first, then those of [`Layer::extra_output_shapes`]), given the
+    /// inputs and their masks: Keras' `compute_mask` for a layer of several outputs. The default is
+    /// [`Layer::compute_mask`] for the first output and none for the others (an RNN's states have no time
+    /// axis); a layer of several sequence outputs ([`Bidirectional`] with `merge_mode` None) masks each.
+    fn compute_output_mask<'t>(
+        &self,
+        k: usize,
+        inputs: &[Var<'t>],
+        masks: &[Option<Var<'t>>],
+    ) -> Option<Var<'t>> {
+        if k == 0 {
+            self.compute_mask(inputs, masks)
+        } else {
+            None
+        }
     }
 
     /// Checks data this layer reads straight from a model input (all samples, `(samples, input_shape...)`),

@@ -124,6 +124,15 @@ impl Layer for TimeDistributed {
             ));
         };
         let step_output = self.layer.build_many(&[step], params, rng)?;
+        if !self.layer.extra_output_shapes().is_empty() {
+            // Keras' TimeDistributed reshapes one output tensor; the model drops the weights just made.
+            return Err(Error::invalid_argument(
+                "layer",
+                self.layer.class_name(),
+                "TimeDistributed wraps a layer of one output (not an RNN with return_state, nor a Bidirectional \
+                 with merge_mode None)",
+            ));
+        }
         let outer = self.name.clone().unwrap_or_else(|| "time_distributed".into());
         prefix_weights(params, self.layer.weights(), &outer);
         let out = std::iter::once(time).chain(step_output.iter().copied()).collect();

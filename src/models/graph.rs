@@ -241,8 +241,8 @@ impl Net {
     /// The forward pass: one batch per model input in, one per model output out.
     ///
     /// Each tensor carries a mask beside its value (Keras' `_keras_mask`): model inputs carry none, and each
-    /// node's layer is called with its inputs' masks ([`Layer::call_masked`]) and gives its output's
-    /// ([`Layer::compute_mask`]).
+    /// node's layer is called with its inputs' masks ([`Layer::call_outputs`]) and gives its outputs'
+    /// ([`Layer::compute_output_mask`]).
     ///
     /// # Errors
     /// A layer whose output is not of the shape its `build` returned (a custom layer's `call` that disagrees
@@ -306,10 +306,10 @@ impl Net {
                     got,
                 ));
             }
-            // The first output carries the layer's mask; states and other outputs none, as Keras' RNN.
+            // Each output's own mask: an RNN's states carry none, as in Keras.
             for (k, (&t, y)) in node.outputs.iter().zip(ys).enumerate() {
                 values[t] = Some(y);
-                masks[t] = if k == 0 { layer.compute_mask(&args, &arg_masks) } else { None };
+                masks[t] = layer.compute_output_mask(k, &args, &arg_masks);
             }
         }
         Ok(self.outputs.iter().map(|&t| values[t].expect("every output is computed")).collect())

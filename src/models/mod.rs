@@ -352,8 +352,8 @@ impl Model {
                     format!("`{}` ({})", layer.name().unwrap_or("?"), layer.class_name()),
                     format!(
                         "a layer of one output: all layers added to a Sequential model should have a single \
-                         output tensor, this one has {} (return_state); use the functional API (Graph) for \
-                         layers of several outputs",
+                         output tensor, this one has {} (an RNN's return_state, or Bidirectional's merge_mode \
+                         None); use the functional API (Graph) for layers of several outputs",
                         outputs.len()
                     ),
                 ))

@@ -49,8 +49,7 @@ enum Kind {
     /// A wrapped layer (a wrapper's `layer`, `backward_layer`): Keras' serialized layer, kerust's
     /// `{"class_name", "config"}` of the same layer translated.
     Nested,
-    /// `Bidirectional`'s `merge_mode`: one of the four strings kerust merges with (Keras' `None`, the two outputs
-    /// unmerged, is refused: a kerust layer has one output).
+    /// `Bidirectional`'s `merge_mode`: one of the four strings, or `null` (Keras' None, the two outputs unmerged).
     MergeMode,
 }
 
@@ -383,11 +382,8 @@ fn merge_mode_from_keras(v: Option<&Value>, path: &str, e: &KerasError) -> Resul
         Some(Value::String(s)) if matches!(s.as_str(), "concat" | "sum" | "mul" | "ave") => {
             Ok(Value::String(s.clone()))
         }
-        Some(Value::Null) => Err(e.at(
-            path,
-            "merge_mode None (the two directions' outputs as a list of two tensors) is not supported by kerust, \
-             whose layers have one output; it merges with \"concat\", \"sum\", \"mul\" or \"ave\"",
-        )),
+        // None: the two directions' outputs apart, as kerust's config writes it too.
+        Some(Value::Null) => Ok(Value::Null),
         Some(other) => Err(e.at(
             path,
             format!("expected a merge mode (\"concat\", \"sum\", \"mul\", \"ave\" or None), found {other}"),
