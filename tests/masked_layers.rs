@@ -4,7 +4,9 @@ mod common;
 
 use common::fixture_tensor as tensor;
 use kerust::autodiff::{ParamStore, Tape, Tensor};
-use kerust::layers::{BatchNormalization, CallContext, Dense, Embedding, Input, Layer, LSTM};
+use kerust::layers::{
+    BatchNormalization, CallContext, Dense, Embedding, Flatten, Input, Layer, TimeDistributed, LSTM,
+};
 use kerust::models::Sequential;
 use kerust::optimizers::Adam;
 use rand::SeedableRng;
@@ -131,4 +133,33 @@ fn one_step_matches_keras(mut m: Sequential, fx: &Value) {
         assert_close(&format!("weight {i} after the step"), got, &want, 1e-5);
     }
     assert_close("predict after", &m.predict(&x).unwrap(), &tensor(&fx["predict_after"]), 1e-5);
+}
+
+#[test]
+fn time_distributed_lstm_sees_each_sentence_mask_as_in_keras() {
+    let fx = &fixture()["time_distributed"];
+    let mut m = Sequential::new();
+    m.add(Input::new([4, 5])).unwrap();
+    m.add(Embedding::new(9, 3).mask_zero(true)).unwrap();
+    m.add(TimeDistributed::new(LSTM::new(3))).unwrap();
+    m.add(Flatten::new()).unwrap();
+    m.add(Dense::new(1)).unwrap();
+    one_step_matches_keras(m, fx);
+}
+
+#[test]
+fn time_distributed_refuses_a_mask_of_other_steps() {
+    let mut params = ParamStore::new();
+    let mut td = TimeDistributed::new(Dense::new(2));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    td.build(&[4, 3], &mut params, &mut rng).unwrap();
+    let tape = Tape::new(&params);
+    let x = tape.constant(ndarray::ArrayD::zeros(ndarray::IxDyn(&[2, 4, 3])).view());
+    for bad in [vec![2usize], vec![2, 5], vec![3, 4]] {
+        let mut ctx = CallContext::new(false, &mut rng);
+        let mask = tape.constant(ndarray::ArrayD::ones(ndarray::IxDyn(&bad)).view());
+        td.call_masked(&[x], &[Some(mask)], &mut ctx);
+        let e = ctx.take_error().expect("an error").to_string();
+        assert!(e.contains(&format!("mask shape {bad:?}")) && e.contains("(2, 4, ...)"), "{e}");
+    }
 }
