@@ -18,6 +18,9 @@ use crate::{Error, Result};
 /// statistics are used. The weights, in Keras' order: `gamma`, `beta` (trainable), `moving_mean`,
 /// `moving_variance` (non-trainable, counted as such in the summary, saved and loaded with the model).
 ///
+/// Given a mask (from `Embedding(mask_zero)` upstream, one dimension less than the inputs), training takes the
+/// moments of the unmasked steps only, as Keras does, and the mask passes on to the next layer.
+///
 /// Keras' defaults: `axis=-1`, `momentum=0.99`, `epsilon=1e-3`, `center` and `scale` on, `gamma` ones, `beta`
 /// zeros, moving mean zeros, moving variance ones.
 ///
@@ -157,7 +160,83 @@ impl BatchNormalization {
     }
 
     super::settings_builders!();
+
+    /// The forward pass; `mask` (of the input's shape without its last axis, 1.0 for a real step) restricts the
+    /// training moments to the unmasked steps.
+    fn normalize<'t>(&self, x: Var<'t>, mask: Option<Var<'t>>, ctx: &mut CallContext<'_>) -> Var<'t> {
+        let b =
+            self.built.as_ref().expect("BatchNormalization::call before build: models build layers first");
+        let tape = x.tape();
+        let (eps, momentum) = (self.settings.epsilon, self.settings.momentum);
+        let gamma = b.gamma.map(|id| tape.param(id));
+        let beta = b.beta.map(|id| tape.param(id));
+        // Keras runs a frozen BatchNormalization (`trainable = False`) in inference mode, in training too, so
+        // that fine-tuning above it neither renormalizes by the batch nor moves its statistics. Freezing turns
+        // off its gamma and beta; one without either stays a training layer, as in Keras.
+        let params = tape.params();
+        let mut scale_and_offset = b.gamma.iter().chain(&b.beta).peekable();
+        let frozen =
+            scale_and_offset.peek().is_some() && scale_and_offset.all(|&id| !params.get(id).trainable);
+        if !ctx.training || frozen {
+            let (mean, variance) = (tape.param(b.moving_mean), tape.param(b.moving_variance));
+            return x.batch_norm_with(b.axis, mean, variance, gamma, beta, eps);
+        }
+        let (y, batch) = match mask {
+            None => {
+                let (y, batch) = x.batch_norm(b.axis, gamma, beta, eps);
+                (y, [batch.mean, batch.variance])
+            }
+            Some(mask) => {
+                let (mean, variance) = masked_moments(x, mask, b.axis);
+                let y = x.batch_norm_with(b.axis, mean, variance, gamma, beta, eps);
+                let device = tape.params().device();
+                let on_device = |v: Var<'_>| v.with_value(|v| crate::device::Storage::from_array(device, v));
+                (y, [on_device(mean), on_device(variance)])
+            }
+        };
+        // Moving statistics, assigned after the step: moving * momentum + batch * (1 - momentum), with
+        // Keras' `1 - momentum` (double precision, then cast), computed on the weights' device.
+        let one_minus_momentum = crate::numeric::one_minus_as_keras(momentum);
+        for (id, batch) in [b.moving_mean, b.moving_variance].into_iter().zip(batch) {
+            let mut moving = tape.params().value(id).clone();
+            moving.moving_average(&batch, momentum, one_minus_momentum);
+            ctx.assign(id, moving);
+        }
+        y
+    }
 }
+
+/// Keras' `_moments(inputs, mask)`: per feature of `axis`, the mean and biased variance of the steps whose mask
+/// is 1, each sum divided by the count of such values plus Keras' fuzz factor (1e-7, so that a fully masked
+/// batch gives 0, not 0 / 0). Gradients flow through both, as through the unmasked batch statistics.
+fn masked_moments<'t>(x: Var<'t>, mask: Var<'t>, axis: usize) -> (Var<'t>, Var<'t>) {
+    let shape = x.shape();
+    let last = shape.len() - 1;
+    // The mask covers every axis but the last, along which it is broadcast.
+    let mut spread = shape.clone();
+    spread[last] = 1;
+    let weights = mask.reshape(&spread);
+    let reduced: Vec<usize> = (0..shape.len()).filter(|&a| a != axis).collect();
+    // The count of unmasked values per feature: on the feature axis, the mask's sum over its other axes times the
+    // last axis' length (which the mask is broadcast along); on the last axis, the mask's sum.
+    let count = if axis == last {
+        mask.sum()
+    } else {
+        let others: Vec<usize> = (0..last).filter(|&a| a != axis).collect();
+        mask.sum_axes(&others, false).mul_scalar(shape[last] as f32)
+    }
+    .add_scalar(KERAS_EPSILON);
+    let mean = x.mul(weights).sum_axes(&reduced, false).div(count);
+    // The mean broadcast back along the feature axis.
+    let mut along = vec![1; shape.len()];
+    along[axis] = shape[axis];
+    let deviation = x.sub(mean.reshape(&along)).mul(weights);
+    let variance = deviation.square().sum_axes(&reduced, false).div(count);
+    (mean, variance)
+}
+
+/// Keras' `backend.epsilon()`, the fuzz factor of its masked moments.
+const KERAS_EPSILON: f32 = 1e-7;
 
 impl Layer for BatchNormalization {
     fn class_name(&self) -> &'static str {
@@ -212,36 +291,36 @@ impl Layer for BatchNormalization {
     }
 
     fn call<'t>(&self, x: Var<'t>, ctx: &mut CallContext<'_>) -> Var<'t> {
-        let b =
-            self.built.as_ref().expect("BatchNormalization::call before build: models build layers first");
-        let tape = x.tape();
-        let (eps, momentum) = (self.settings.epsilon, self.settings.momentum);
-        let gamma = b.gamma.map(|id| tape.param(id));
-        let beta = b.beta.map(|id| tape.param(id));
-        // Keras runs a frozen BatchNormalization (`trainable = False`) in inference mode, in training too, so
-        // that fine-tuning above it neither renormalizes by the batch nor moves its statistics. Freezing turns
-        // off its gamma and beta; one without either stays a training layer, as in Keras.
-        let params = tape.params();
-        let mut scale_and_offset = b.gamma.iter().chain(&b.beta).peekable();
-        let frozen =
-            scale_and_offset.peek().is_some() && scale_and_offset.all(|&id| !params.get(id).trainable);
-        if ctx.training && !frozen {
-            let (y, batch) = x.batch_norm(b.axis, gamma, beta, eps);
-            // Moving statistics, assigned after the step: moving * momentum + batch * (1 - momentum), with
-            // Keras' `1 - momentum` (double precision, then cast), computed on the weights' device.
-            let one_minus_momentum = crate::numeric::one_minus_as_keras(momentum);
-            for (id, batch) in [(b.moving_mean, batch.mean), (b.moving_variance, batch.variance)] {
-                let mut moving = tape.params().value(id).clone();
-                moving.moving_average(&batch, momentum, one_minus_momentum);
-                ctx.assign(id, moving);
-            }
-            y
-        } else {
-            let (mean, variance) = (tape.param(b.moving_mean), tape.param(b.moving_variance));
-            x.batch_norm_with(b.axis, mean, variance, gamma, beta, eps)
-        }
+        self.normalize(x, None, ctx)
     }
 
+    /// Keras' BatchNormalization supports masking: the mask passes on, and in training the batch's moments
+    /// are those of the unmasked steps only.
+    fn supports_masking(&self) -> bool {
+        true
+    }
+
+    fn call_masked<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        masks: &[Option<Var<'t>>],
+        ctx: &mut CallContext<'_>,
+    ) -> Var<'t> {
+        let (x, mask) = (inputs[0], masks.first().copied().flatten());
+        let shape = x.shape();
+        match mask {
+            Some(m) if m.shape() != shape[..shape.len() - 1] => {
+                // Keras' ValueError; `call` returns no `Result`, so the model reports it after this layer.
+                ctx.fail(Error::shape(
+                    "BatchNormalization's mask",
+                    format!("one dimension less than the inputs, {:?}", &shape[..shape.len() - 1]),
+                    format!("mask.shape={:?}, inputs.shape={shape:?}", m.shape()),
+                ));
+                x
+            }
+            _ => self.normalize(x, mask, ctx),
+        }
+    }
     fn renumber_weights(&mut self, new_id: &dyn Fn(ParamId) -> ParamId) -> Result<()> {
         if let Some(b) = self.built.as_mut() {
             for id in
@@ -256,5 +335,62 @@ impl Layer for BatchNormalization {
 
     fn weights(&self) -> &[ParamId] {
         self.built.as_ref().map_or(&[], |b| &b.weights)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{array, ArrayD, IxDyn};
+
+    use super::masked_moments;
+    use crate::autodiff::{check_gradients, ParamStore, Tape};
+
+    fn x() -> ArrayD<f32> {
+        ArrayD::from_shape_fn(IxDyn(&[3, 4, 2]), |i| ((i[0] * 8 + i[1] * 2 + i[2]) as f32 * 0.37).sin())
+    }
+
+    fn mask() -> ArrayD<f32> {
+        array![[0.0f32, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 1.0]].into_dyn()
+    }
+
+    #[test]
+    fn masked_moments_are_those_of_the_unmasked_steps() {
+        let (x, mask) = (x(), mask());
+        let params = ParamStore::new();
+        let tape = Tape::new(&params);
+        for axis in [2, 1] {
+            let (mean, variance) = masked_moments(tape.constant(x.view()), tape.constant(mask.view()), axis);
+            let (mean, variance) = (mean.value(), variance.value());
+            for c in 0..x.shape()[axis] {
+                let kept: Vec<f64> = x
+                    .indexed_iter()
+                    .filter(|(i, _)| i[axis] == c && mask[[i[0], i[1]]] == 1.0)
+                    .map(|(_, &v)| f64::from(v))
+                    .collect();
+                let m = kept.iter().sum::<f64>() / kept.len() as f64;
+                let v = kept.iter().map(|k| (k - m).powi(2)).sum::<f64>() / kept.len() as f64;
+                assert!((f64::from(mean[c]) - m).abs() < 1e-6, "axis {axis}, feature {c}: mean");
+                assert!((f64::from(variance[c]) - v).abs() < 1e-6, "axis {axis}, feature {c}: variance");
+            }
+        }
+        // Every step masked: zeros, not 0 / 0 (Keras' fuzz factor).
+        let none = ArrayD::zeros(IxDyn(&[3, 4]));
+        let (mean, variance) = masked_moments(tape.constant(x.view()), tape.constant(none.view()), 2);
+        assert_eq!(
+            (mean.value(), variance.value()),
+            (ArrayD::zeros(IxDyn(&[2])), ArrayD::zeros(IxDyn(&[2])))
+        );
+    }
+
+    #[test]
+    fn normalizing_by_masked_moments_has_the_gradients_of_finite_differences() {
+        for axis in [2, 1] {
+            check_gradients(&[x()], |v| {
+                let m = v[0].tape().constant(mask().view());
+                let (mean, variance) = masked_moments(v[0], m, axis);
+                v[0].batch_norm_with(axis, mean, variance, None, None, 1e-3)
+            })
+            .unwrap_or_else(|e| panic!("axis {axis}: {e}"));
+        }
     }
 }

@@ -20,7 +20,9 @@ struct TimeDistributedConfig {
 /// Keras' `layers.TimeDistributed`: applies the wrapped layer to every time step of `(batch, time, ...)`, the same
 /// weights at each step, by folding time into the batch (`(batch * time, ...)`, the call, then `(batch, time,
 /// ...)` back). The weights are the wrapped layer's, named under this layer's as Keras names them
-/// (`time_distributed/dense/kernel`). A mask on the input passes on to the output unchanged, as in Keras.
+/// (`time_distributed/dense/kernel`). A mask on the input reaches the wrapped layer step by step (an LSTM over
+/// the inner sequences of `Embedding(mask_zero)` on `(batch, time, words)` indices skips their padding) and passes
+/// on to the output unchanged, as in Keras.
 ///
 /// ```
 /// use kerust::layers::{Dense, TimeDistributed};
@@ -141,12 +143,40 @@ impl Layer for TimeDistributed {
     }
 
     fn call<'t>(&self, x: Var<'t>, ctx: &mut CallContext<'_>) -> Var<'t> {
+        self.call_masked(&[x], &[None], ctx)
+    }
+
+    /// The wrapped layer sees each step's mask: a `(batch, time, ...)` mask folded as the input is, to
+    /// `(batch * time, ...)` (Keras calls the layer on each step with `mask[:, i]`, the same thing for a layer
+    /// that treats samples independently).
+    fn call_masked<'t>(
+        &self,
+        inputs: &[Var<'t>],
+        masks: &[Option<Var<'t>>],
+        ctx: &mut CallContext<'_>,
+    ) -> Var<'t> {
         let step_output =
             self.step_output.as_ref().expect("TimeDistributed::call before build: models build first");
+        let x = inputs[0];
         let shape = x.shape();
         let (batch, time) = (shape[0], shape[1]);
-        let folded: Vec<usize> = std::iter::once(batch * time).chain(shape[2..].iter().copied()).collect();
-        let y = self.layer.call(x.reshape(&folded), ctx);
+        let fold = |shape: &[usize]| -> Vec<usize> {
+            std::iter::once(batch * time).chain(shape[2..].iter().copied()).collect()
+        };
+        let mask = match masks.first().copied().flatten() {
+            Some(m) if m.shape().len() < 2 || m.shape()[..2] != shape[..2] => {
+                // Keras' ValueError; `call` returns no `Result`, so the model reports it after this layer.
+                ctx.fail(Error::shape(
+                    "the mask passed to TimeDistributed",
+                    format!("(batch, time, ...) of the input's first two dimensions, ({batch}, {time}, ...)"),
+                    format!("mask shape {:?} for inputs of shape {shape:?}", m.shape()),
+                ));
+                None
+            }
+            Some(m) => Some(m.reshape(&fold(&m.shape()))),
+            None => None,
+        };
+        let y = self.layer.call_masked(&[x.reshape(&fold(&shape))], &[mask], ctx);
         let unfolded: Vec<usize> = [batch, time].into_iter().chain(step_output.iter().copied()).collect();
         y.reshape(&unfolded)
     }

@@ -64,7 +64,7 @@ impl<'t> Tape<'t> {
         let node = Concat { inputs: ids.clone(), axis, spans: spans.clone() };
         self.push(node, &shape, |v, out, _| {
             for (&id, &(start, _)) in ids.iter().zip(&spans) {
-                v.get(id).concat_part(axis, start, out);
+                v.get(id).write_block(axis, start, out, false);
             }
         })
     }
@@ -80,7 +80,7 @@ impl Kernel for Concat {
             let x = ctx.value(id);
             // A value given twice comes here twice: written the first time, added to the second.
             let Some((d, fresh)) = ctx.grad(id, x.shape()) else { continue };
-            g.concat_part_grad(self.axis, start, d, !fresh);
+            g.read_block(self.axis, start, d, !fresh);
         }
     }
 }

@@ -9,11 +9,14 @@
 //! - `dense`, `conv2d`, `pool2d`, `batch_norm`: layers' hot paths, each one node (the window geometry the
 //!   image kernels share is `device::window`);
 //! - `recurrent`: a SimpleRNN, LSTM or GRU over a whole sequence, one node;
-//! - `concat`; `gather` (an embedding lookup, with its scatter-add gradient); and `custom`: a user's [`CustomOp`].
+//! - `concat`, `stack` (a new axis) and `slice` (a range along an axis; an index, the axis dropped; `unstack`),
+//!   which share concatenation's block-copy kernels; `gather` (an embedding lookup, with its scatter-add gradient); and `custom`: a user's [`CustomOp`].
 //!
 //! Shapes are a programming matter here, as in ndarray: an operation on incompatible shapes panics with a message
 //! naming both. Models validate shapes once, when they are built, so the training loop never hits these panics;
-//! a custom layer that does the same needs no `?` on every operation.
+//! a custom layer that does the same needs no `?` on every operation. Stacking and slicing are the exception:
+//! their axes, ranges and lists of values are often computed at run time, so they return an
+//! [`Error`](crate::Error) instead.
 mod batch_norm;
 mod concat;
 mod conv2d;
@@ -28,7 +31,9 @@ mod pool2d;
 mod recurrent;
 mod reduce;
 mod shape;
+mod slice;
 mod softmax;
+mod stack;
 
 pub(crate) use crate::device::{window_output, WindowFault};
 pub use crate::device::{Padding, Padding1d};

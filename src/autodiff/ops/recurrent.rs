@@ -208,16 +208,9 @@ mod tests {
     const F: usize = 2;
     const U: usize = 2;
 
-    /// A constant `(n, len)` matrix that picks columns `start..start + len` of what it multiplies.
-    fn pick<'t>(tape: &'t Tape<'t>, n: usize, start: usize, len: usize) -> Var<'t> {
-        let e = Array2::from_shape_fn((n, len), |(i, j)| if i == start + j { 1.0f32 } else { 0.0 });
-        tape.constant(e.into_dyn().view())
-    }
-
-    /// Columns `start..start + len` of a matrix, by a product with [`pick`].
+    /// Columns `start..start + len` of a matrix.
     fn cols<'t>(m: Var<'t>, start: usize, len: usize) -> Var<'t> {
-        let n = *m.shape().last().unwrap();
-        m.matmul(pick(m.tape(), n, start, len))
+        m.slice_axis(1, start..start + len).unwrap()
     }
 
     /// The same run composed from the engine's other ops, one step and one gate at a time.
@@ -239,10 +232,9 @@ mod tests {
         let mut h = initial.first().copied().unwrap_or_else(zeros);
         let mut c = initial.get(1).copied().unwrap_or_else(zeros);
         let (in_bias, rec_bias) = match (o.cell, bias) {
-            (RecurrentCell::Gru { reset_after: true }, Some(b)) => (
-                Some(pick(tape, 2, 0, 1).transpose().matmul(b)),
-                Some(pick(tape, 2, 1, 1).transpose().matmul(b)),
-            ),
+            (RecurrentCell::Gru { reset_after: true }, Some(b)) => {
+                (Some(b.slice_axis(0, 0..1).unwrap()), Some(b.slice_axis(0, 1..2).unwrap()))
+            }
             (_, Some(b)) => (Some(b.reshape(&[1, g * U])), None),
             _ => (None, None),
         };
@@ -251,7 +243,7 @@ mod tests {
         let mut outs = Vec::new();
         for s in 0..T {
             let t = if o.go_backwards { T - 1 - s } else { s };
-            let xt = x.permute(&[0, 2, 1]).matmul(pick(tape, T, t, 1)).reshape(&[B, F]);
+            let xt = x.index_axis(1, t).unwrap();
             let mut xp = xt.matmul(w);
             if let Some(b) = in_bias {
                 xp = xp.add(b);

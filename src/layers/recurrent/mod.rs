@@ -321,25 +321,17 @@ impl RecurrentBase {
         ctx: &mut CallContext<'_>,
     ) -> (Var<'t>, Vec<Var<'t>>) {
         let packed = self.run(x, mask, ctx, true);
-        let shape = packed.shape();
-        let &[batch, rows, units] = shape.as_slice() else { unreachable!("the states make it 3-D") };
-        let tape = x.tape();
-        // Rows of the packed result by products with constant selections (gradients flow back through them).
-        let by_time = packed.permute(&[0, 2, 1]);
-        let pick = |start: usize, len: usize| {
-            let e = ndarray::Array2::from_shape_fn(
-                (rows, len),
-                |(i, j)| if i == start + j { 1.0f32 } else { 0.0 },
-            );
-            by_time.matmul(tape.constant(e.into_dyn().view()))
-        };
+        let rows = packed.shape()[1];
+        // Rows of the packed result: the outputs, then one row per state.
         let steps = if self.settings.return_sequences { rows - self.cell().states() } else { 1 };
+        let rows_of = "the packed result has the output's steps and then the states";
         let output = if self.settings.return_sequences {
-            pick(0, steps).permute(&[0, 2, 1])
+            packed.slice_axis(1, 0..steps).expect(rows_of)
         } else {
-            pick(0, 1).reshape(&[batch, units])
+            packed.index_axis(1, 0).expect(rows_of)
         };
-        let states = (0..self.cell().states()).map(|k| pick(steps + k, 1).reshape(&[batch, units])).collect();
+        let states =
+            (0..self.cell().states()).map(|k| packed.index_axis(1, steps + k).expect(rows_of)).collect();
         (output, states)
     }
 
