@@ -65,6 +65,47 @@ pub trait Communicator: Send + Sync + std::fmt::Debug {
     /// Writes into `recv`, on every rank, the element-wise sum of every rank's `send` (of `recv`'s length).
     fn all_reduce_sum(&self, send: &[f32], recv: &mut [f32]);
 
+    /// Sums every rank's `send` element-wise and leaves block `rank()` of the sum in `recv`: `send` holds
+    /// `size()` blocks of `recv.len()` values each (pad the last with zeros when the data does not divide
+    /// evenly). The sum of block `r` is computed once, for rank `r`; the default implementation is an
+    /// [`Communicator::all_reduce_sum`] of the whole buffer, which the implementations here replace by a
+    /// real reduce-scatter (each rank receives, and sums, only its block).
+    ///
+    /// ```
+    /// use kerust::distributed::{Communicator, ThreadGroup};
+    ///
+    /// let blocks: Vec<Vec<f32>> = std::thread::scope(|s| {
+    ///     let handles: Vec<_> = ThreadGroup::new(2)
+    ///         .into_iter()
+    ///         .map(|comm| {
+    ///             s.spawn(move || {
+    ///                 // Rank r sends [r, r, 10r, 10r]: block 0 is [r, r], block 1 [10r, 10r].
+    ///                 let r = comm.rank() as f32 + 1.0;
+    ///                 let mut block = vec![0.0; 2];
+    ///                 comm.reduce_scatter_sum(&[r, r, 10.0 * r, 10.0 * r], &mut block);
+    ///                 block
+    ///             })
+    ///         })
+    ///         .collect();
+    ///     handles.into_iter().map(|h| h.join().unwrap()).collect()
+    /// });
+    /// assert_eq!(blocks, vec![vec![3.0, 3.0], vec![30.0, 30.0]]);
+    /// ```
+    ///
+    /// # Panics
+    /// If `send.len()` is not `recv.len() * size()` (a programming error, as a mismatch between ranks is).
+    fn reduce_scatter_sum(&self, send: &[f32], recv: &mut [f32]) {
+        assert_eq!(
+            send.len(),
+            recv.len() * self.size(),
+            "reduce_scatter_sum: send is not size() blocks of recv"
+        );
+        let mut sum = vec![0.0; send.len()];
+        self.all_reduce_sum(send, &mut sum);
+        let at = self.rank() * recv.len();
+        recv.copy_from_slice(&sum[at..at + recv.len()]);
+    }
+
     /// Every rank's `local` (rank `r` sends `counts[r]` values), concatenated in rank order into `out`, whose
     /// length is the sum of `counts`.
     fn all_gather(&self, local: &[f32], counts: &[usize], out: &mut [f32]);
