@@ -7,14 +7,27 @@
 //! - the initial weights (and the seed of the shuffles) are broadcast from rank 0, and a digest of the model's
 //!   architecture, its weights, the data's shapes and the fit's settings is compared across ranks;
 //! - each global batch of `batch_size` samples (the same shuffle on every rank) is cut into contiguous shares,
-//!   one per rank; each rank computes the gradients of its share, and ONE allreduce per step sums them,
-//!   weighted by share size, with the batch's loss, predictions and targets (when there are metrics) and the
-//!   layers' state updates (BatchNormalization's moving statistics) in the same fused buffer;
-//! - every rank applies the same optimizer step to the same sums, so the weights stay bit-identical, and every
-//!   rank updates its metrics with the whole batch, so History is the same on every rank and equals what one
-//!   process reports (to float rounding);
+//!   one per rank; each rank computes the gradients of its share, weighted by share size, and an allreduce sums
+//!   the batch's loss, predictions and targets (when there are metrics), the layers' state updates
+//!   (BatchNormalization's moving statistics) and one flag per weight in one fused buffer;
+//! - the optimizer update is **sharded** (ZeRO stage 1, the default of [`DistributedOptions`]): the trainable
+//!   weights, end to end in the model's order, form one flat vector cut into `size` equal blocks (the last
+//!   padded); a reduce-scatter gives each rank its block of the summed gradients, each rank updates its block
+//!   with an optimizer of its own holding only that block's state (a block may cut a weight in two: the
+//!   update rules are element-wise), and an allgather gives every rank every block, so the weights stay
+//!   bit-identical. The updated values are the bits the whole update gives, so sharding changes neither
+//!   History nor weights. Where the rule is not element-wise, `clipnorm` and `global_clipnorm` (norms of whole
+//!   weights), and for an optimizer that is not built in, every rank applies the whole update instead, as it
+//!   does with `shard_optimizer(false)` and in `train_on_batch`: the summed gradients travel in the allreduce
+//!   and every rank applies the same update to the same sums;
+//! - while a sharded `fit` runs, [`Model::optimizer`](crate::models::Model::optimizer) keeps its settings
+//!   and step count, but its state is spread over the ranks: it is gathered whole on every rank at the end
+//!   of each epoch (before the `on_epoch_end` callbacks, so `ModelCheckpoint` saves it whole) and at the end
+//!   of `fit`; between those points (in batch callbacks) `state()` is empty;
+//! - every rank updates its metrics with the whole batch, so History is the same on every rank and equals
+//!   what one process reports (to float rounding);
 //! - stopping (`EarlyStopping`, `stop_training`) is agreed at each step, by a second allreduce of one number
-//!   (after the callbacks, which run after the step's own allreduce); only rank 0 prints the progress bar
+//!   (after the callbacks, which run after the step's own collectives); only rank 0 prints the progress bar
 //!   and writes CSV logs and checkpoints.
 //!
 //! Two implementations: `Mpi` (feature `mpi`, over an MPI library through the `mpi` crate), for runs under
@@ -119,6 +132,48 @@ pub trait Communicator: Send + Sync + std::fmt::Debug {
     /// Ends every rank of the job with exit code `code` (MPI_Abort): the way out when a rank fails while the
     /// others may be waiting in a collective.
     fn abort(&self, code: i32) -> !;
+}
+
+/// How a distributed model trains, for [`Model::distribute_with`](crate::models::Model::distribute_with);
+/// the default is what [`Model::distribute`](crate::models::Model::distribute) uses.
+///
+/// ```
+/// use kerust::distributed::DistributedOptions;
+/// let options = DistributedOptions::new().shard_optimizer(false);
+/// assert!(!options.shards_optimizer());
+/// assert!(DistributedOptions::default().shards_optimizer());
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct DistributedOptions {
+    shard_optimizer: bool,
+}
+
+impl Default for DistributedOptions {
+    fn default() -> Self {
+        DistributedOptions { shard_optimizer: true }
+    }
+}
+
+impl DistributedOptions {
+    /// The defaults: the optimizer update sharded.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether `fit` shards the optimizer update across the ranks (ZeRO stage 1; default true): each rank
+    /// updates its contiguous share of the trainable weights with its share of the optimizer's state, and the
+    /// ranks then gather the new weights. Off, every rank applies the whole update, as one process does. The
+    /// weights are the same either way (to float rounding: the gradients are summed in another grouping);
+    /// see [the module's documentation](self) for what falls back to the whole update.
+    pub fn shard_optimizer(mut self, shard: bool) -> Self {
+        self.shard_optimizer = shard;
+        self
+    }
+
+    /// The setting of [`DistributedOptions::shard_optimizer`].
+    pub fn shards_optimizer(&self) -> bool {
+        self.shard_optimizer
+    }
 }
 
 /// What the allreduces of training steps cost in this process so far: for the figures of a run (bytes per

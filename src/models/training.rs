@@ -16,6 +16,7 @@ use crate::{Error, Numeric, Result};
 
 mod data;
 mod distributed;
+mod sharded;
 use data::{gather, Data};
 pub use data::{Arrays, IntoArray, IntoArrays, Outputs};
 use distributed::DataParallel;
@@ -311,7 +312,7 @@ impl<'m, 'a> Fit<'m, 'a> {
         }
         data.extend(train_w.as_ref().map(|w| ("sample_weight".to_owned(), w.shape())));
         let data: Vec<(&str, &[usize])> = data.iter().map(|(n, s)| (n.as_str(), *s)).collect();
-        if let Err(e) = dp.begin(model, &train_y, &data, &settings) {
+        if let Err(e) = dp.begin(model, &train_y, &data, &settings).and_then(|()| dp.shard_optimizer(model)) {
             model.put_metrics(metrics);
             return Err(e);
         }
@@ -410,11 +411,13 @@ impl Model {
                     logs.set(&format!("val_{name}"), value);
                 }
             }
+            dp.gather_optimizer_state(self)?;
             callbacks.on_epoch_end(self, epoch, &logs)?;
             if dp.stopping(self) {
                 break;
             }
         }
+        dp.gather_optimizer_state(self)?;
         callbacks.on_train_end(self, &logs)
     }
 }
@@ -724,7 +727,7 @@ impl Model {
             (value, ctx.into_updates())
         };
         let value = dp.reduce(params, grads, &mut updates, value, head_losses, metrics)?;
-        compiled.optimizer.apply(params, grads);
+        dp.apply(compiled.optimizer.as_mut(), params, grads)?;
         // State the layers recorded during the forward pass (moving statistics), now that the tape is gone.
         for (id, value) in updates {
             let weight = params.value_mut(id);

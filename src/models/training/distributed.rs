@@ -10,13 +10,15 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 
+use super::sharded::Shard;
 use super::TrainData;
 use crate::autodiff::{Gradients, ParamId, ParamStore, Tensor, Workspace};
 use crate::callbacks::Logs;
 use crate::device::Storage;
-use crate::distributed::{record_step, share, Communicator};
+use crate::distributed::{record_step, share, Communicator, DistributedOptions};
 use crate::metrics::{Mean, Metric};
 use crate::models::Model;
+use crate::optimizers::Optimizer;
 use crate::{Error, Result};
 
 impl Model {
@@ -56,7 +58,33 @@ impl Model {
     /// assert_eq!(weights[0], weights[1]); // bit-identical on every rank
     /// ```
     pub fn distribute(&mut self, comm: Arc<dyn Communicator>) {
+        self.distribute_with(comm, DistributedOptions::default());
+    }
+
+    /// [`Model::distribute`] with other [`DistributedOptions`], e.g. the whole optimizer update on every rank
+    /// instead of a sharded one.
+    ///
+    /// ```
+    /// use kerust::distributed::{DistributedOptions, ThreadGroup};
+    /// use kerust::layers::Dense;
+    /// use kerust::models::Sequential;
+    /// use std::sync::Arc;
+    ///
+    /// let mut model = Sequential::new();
+    /// model.add(Dense::new(1).input_shape([3]))?;
+    /// let comm = ThreadGroup::new(1).remove(0);
+    /// model.distribute_with(Arc::new(comm), DistributedOptions::new().shard_optimizer(false));
+    /// assert!(!model.distributed_options().shards_optimizer());
+    /// # Ok::<(), kerust::Error>(())
+    /// ```
+    pub fn distribute_with(&mut self, comm: Arc<dyn Communicator>, options: DistributedOptions) {
         self.comm = Some(comm);
+        self.dist_options = options;
+    }
+
+    /// The options set by [`Model::distribute_with`] (the defaults otherwise).
+    pub fn distributed_options(&self) -> &DistributedOptions {
+        &self.dist_options
     }
 
     /// The communicator set by [`Model::distribute`], if any.
@@ -93,6 +121,8 @@ pub(super) struct DataParallel {
     sum: Vec<f32>,
     /// Rank 0's seed and count of epochs run, learnt by `agree`.
     chief_seed: (u64, u64),
+    /// This rank's share of the optimizer update, when it is sharded (`fit` only).
+    shard: Option<Shard>,
 }
 
 impl DataParallel {
@@ -110,6 +140,7 @@ impl DataParallel {
             buf: Vec::new(),
             sum: Vec::new(),
             chief_seed: (0, 0),
+            shard: None,
         }
     }
 
@@ -214,6 +245,47 @@ impl DataParallel {
         Ok(())
     }
 
+    /// Shards the optimizer update across the ranks for this `fit` (see [`Shard`]), when the model's options
+    /// ask for it and the optimizer allows it. Called after [`DataParallel::begin`].
+    pub(super) fn shard_optimizer(&mut self, model: &mut Model) -> Result<()> {
+        let Some(comm) = self.comm.clone() else { return Ok(()) };
+        if !model.dist_options.shards_optimizer() {
+            return Ok(());
+        }
+        let Model { params, compiled, .. } = model;
+        if let Some(c) = compiled.as_mut() {
+            self.shard = Shard::new(&*comm, params, c.optimizer.as_mut())?;
+        }
+        Ok(())
+    }
+
+    /// Applies the step's update: this rank's share of it and a gather of the new weights when the update is
+    /// sharded, else the whole update from the summed `grads`.
+    pub(super) fn apply(
+        &mut self,
+        optimizer: &mut dyn Optimizer,
+        params: &mut ParamStore,
+        grads: &Gradients,
+    ) -> Result<()> {
+        match (&self.comm, &mut self.shard) {
+            (Some(comm), Some(shard)) => shard.step(&**comm, optimizer, params),
+            _ => {
+                optimizer.apply(params, grads);
+                Ok(())
+            }
+        }
+    }
+
+    /// Gives the model's optimizer its whole state again (a collective call) when the update is sharded: at
+    /// each epoch's end, before the callbacks that may save it, and at the end of training.
+    pub(super) fn gather_optimizer_state(&mut self, model: &mut Model) -> Result<()> {
+        let (Some(comm), Some(shard)) = (&self.comm, &mut self.shard) else { return Ok(()) };
+        match model.compiled.as_mut() {
+            Some(c) => shard.gather_state(&**comm, c.optimizer.as_mut()),
+            None => Ok(()),
+        }
+    }
+
     /// The end of a collective call: a rank that failed before [`DataParallel::begin`] tells the others
     /// (which wait there) and returns its error; a rank that fails later, while the others may wait in a
     /// collective, ends the job with its message (MPI_Abort) instead of leaving them hanging.
@@ -309,7 +381,13 @@ impl DataParallel {
         // Layout: every weight's gradient (trainable) or state update (non-trainable), one flag per weight
         // (gradient present; the update's total share), the loss, each output's loss, then the batch's
         // outputs, output by output, and its targets, output by output.
-        let values = params.total_len();
+        let shard = &mut self.shard;
+        // Sharded, the trainable weights' gradients go to the reduce-scatter, not into this buffer.
+        let np = params.len();
+        let in_shard: Vec<bool> =
+            (0..np).map(|i| shard.as_ref().is_some_and(|s| s.start(i).is_some())).collect();
+        let seg_len = |i: usize, len: usize| if in_shard[i] { 0 } else { len };
+        let values: usize = params.iter().enumerate().map(|(i, (_, p))| seg_len(i, p.value.len())).sum();
         let np = params.len();
         let heads = head_losses.len();
         let (flags, loss_at) = (values, values + np);
@@ -320,8 +398,11 @@ impl DataParallel {
         buf.resize(truth_at + n * tw.iter().sum::<usize>(), 0.0);
         let mut at = 0;
         for (i, (id, p)) in params.iter().enumerate() {
-            let len = p.value.len();
-            let seg = &mut buf[at..at + len];
+            let len = seg_len(i, p.value.len());
+            let seg = match shard.as_mut().and_then(|s| s.start(i).map(|start| (s, start))) {
+                Some((s, start)) => &mut s.send[start..start + p.value.len()],
+                None => &mut buf[at..at + len],
+            };
             let (value, flag) = if !has_samples {
                 (None, 0.0)
             } else if p.trainable {
@@ -361,15 +442,22 @@ impl DataParallel {
         self.sum.resize(buf.len(), 0.0);
         let started = Instant::now();
         comm.all_reduce_sum(buf, &mut self.sum);
-        record_step(buf.len() * std::mem::size_of::<f32>(), started.elapsed());
+        let mut bytes = buf.len();
+        if let Some(s) = shard.as_mut() {
+            comm.reduce_scatter_sum(&s.send, &mut s.block_sum);
+            bytes += s.send.len();
+        }
+        record_step(bytes * std::mem::size_of::<f32>(), started.elapsed());
         let buf = &mut self.sum;
 
         let mut at = 0;
         for (i, (id, p)) in params.iter().enumerate() {
-            let len = p.value.len();
+            let len = seg_len(i, p.value.len());
             let flag = buf[flags + i];
             let seg = &mut buf[at..at + len];
-            if p.trainable {
+            if let Some(s) = shard.as_mut().filter(|_| in_shard[i]) {
+                s.present[i] = flag > 0.0;
+            } else if p.trainable {
                 grads.assign(np, id, p.value.shape(), (flag > 0.0).then_some(&*seg));
             } else if flag > 0.0 {
                 // The mean, in place in the received buffer, then into this rank's own update where it made one
