@@ -773,3 +773,74 @@ fn clipping_by_norm_falls_back_to_the_whole_update_and_trains_alike() {
         assert_close(&ranks[0].0, &single.0, 1e-4);
     }
 }
+
+/// Fails on the ranks in `ranks` at one hook: epoch 1, batch 2 (or the hook's one call).
+struct FailAt {
+    hook: &'static str,
+    ranks: &'static [usize],
+    epoch: usize,
+}
+
+impl FailAt {
+    fn check(&self, model: &Model, hook: &str, epoch: usize, batch: usize) -> kerust::Result<()> {
+        let rank = model.communicator().unwrap().rank();
+        let once = matches!(hook, "train_begin" | "train_end");
+        if hook == self.hook && self.ranks.contains(&rank) && (once || (epoch == 1 && batch == 2)) {
+            return Err(Error::NotReady(format!("deliberate failure in {hook} on rank {rank}")));
+        }
+        Ok(())
+    }
+}
+
+impl Callback for FailAt {
+    fn on_train_begin(&mut self, m: &mut Model, _: &kerust::callbacks::TrainParams) -> kerust::Result<()> {
+        self.check(m, "train_begin", 0, 0)
+    }
+    fn on_epoch_begin(&mut self, m: &mut Model, epoch: usize) -> kerust::Result<()> {
+        self.epoch = epoch;
+        self.check(m, "epoch_begin", epoch, 2)
+    }
+    fn on_train_batch_begin(&mut self, m: &mut Model, batch: usize) -> kerust::Result<()> {
+        self.check(m, "batch_begin", self.epoch, batch)
+    }
+    fn on_train_batch_end(&mut self, m: &mut Model, batch: usize, _: &Logs) -> kerust::Result<()> {
+        self.check(m, "batch_end", self.epoch, batch)
+    }
+    fn on_epoch_end(&mut self, m: &mut Model, epoch: usize, _: &Logs) -> kerust::Result<()> {
+        self.check(m, "epoch_end", epoch, 2)
+    }
+    fn on_train_end(&mut self, m: &mut Model, _: &Logs) -> kerust::Result<()> {
+        self.check(m, "train_end", 0, 0)
+    }
+}
+
+#[test]
+fn a_rank_that_fails_during_training_makes_fit_return_its_error_on_every_rank() {
+    let hooks = ["train_begin", "epoch_begin", "batch_begin", "batch_end", "epoch_end", "train_end"];
+    for (size, failing) in [(2, &[1][..]), (3, &[1, 2][..])] {
+        for hook in hooks {
+            let results = on_ranks(size, |comm| {
+                let (x, y) = data(60);
+                let mut m = mlp(4, false);
+                m.distribute(comm);
+                let mut fail = FailAt { hook, ranks: failing, epoch: 0 };
+                let r = m.fit(&x, &y).batch_size(8).epochs(3).verbose(0).callback_ref(&mut fail).run();
+                (r.map(|_| ()), m.get_weights(), m.optimizer().unwrap().state().len())
+            });
+            for (rank, (result, weights, state)) in results.iter().enumerate() {
+                let e = result.as_ref().expect_err(hook);
+                let Error::Distributed { rank: r, size: s, reason } = e else { panic!("{hook}: {e}") };
+                assert_eq!((*r, *s), (rank, size), "{hook}");
+                for f in failing {
+                    let wanted =
+                        format!("rank {f} of {size} failed: deliberate failure in {hook} on rank {f}");
+                    assert!(reason.contains(&wanted), "{hook}: rank {rank} got: {reason}");
+                }
+                assert!(!reason.contains("rank 0 of"), "{hook}: rank 0 did not fail: {reason}");
+                // The ranks stopped at the same point, with the same weights and the optimizer's state whole.
+                assert_eq!(weights, &results[0].1, "{hook}");
+                assert_eq!(*state > 0, hook != "train_begin", "{hook}: {state} state arrays");
+            }
+        }
+    }
+}

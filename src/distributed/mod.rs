@@ -26,9 +26,18 @@
 //!   of `fit`; between those points (in batch callbacks) `state()` is empty;
 //! - every rank updates its metrics with the whole batch, so History is the same on every rank and equals
 //!   what one process reports (to float rounding);
-//! - stopping (`EarlyStopping`, `stop_training`) is agreed at each step, by a second allreduce of one number
+//! - stopping (`EarlyStopping`, `stop_training`) is agreed at each step, by a second allreduce of two numbers
 //!   (after the callbacks, which run after the step's own collectives); only rank 0 prints the progress bar
-//!   and writes CSV logs and checkpoints.
+//!   and writes CSV logs and checkpoints;
+//! - **failures are errors**: a rank whose step fails (its forward or backward pass, a check of the step's
+//!   shapes) or whose callback returns an error sets a status word in the next collective (the step's
+//!   allreduce, the stop allreduce, or one allreduce after each epoch- and train-level callback); every rank
+//!   then learns which ranks failed and their messages (an allgather of them), and `fit` returns on every rank
+//!   the same [`Error::Distributed`](crate::Error::Distributed), `rank R of N failed: <message>`, after
+//!   gathering the optimizer's state whole; the job goes on or ends as the program decides. A failure inside a
+//!   distributed `evaluate` or `predict` (a layer's output of another shape than it declared) still ends the
+//!   job (MPI_Abort), as does a rank that dies or hangs: a watchdog thread aborts when a collective waits longer
+//!   than [`DistributedOptions::collective_timeout`].
 //!
 //! Two implementations: `Mpi` (feature `mpi`, over an MPI library through the `mpi` crate), for runs under
 //! `mpirun`/`srun`, and [`ThreadGroup`], ranks as threads of one process, for tests and for trying the
@@ -56,7 +65,9 @@
 use std::sync::Mutex;
 
 mod threads;
+mod watchdog;
 pub use threads::ThreadGroup;
+pub(crate) use watchdog::Watched;
 
 #[cfg(feature = "mpi")]
 mod mpi;
@@ -146,11 +157,16 @@ pub trait Communicator: Send + Sync + std::fmt::Debug {
 #[derive(Clone, Debug, PartialEq)]
 pub struct DistributedOptions {
     shard_optimizer: bool,
+    collective_timeout: Option<std::time::Duration>,
 }
+
+/// The default of [`DistributedOptions::collective_timeout`]: 10 minutes, far more than any step, evaluation
+/// or checkpoint write that other ranks may wait for.
+pub const DEFAULT_COLLECTIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Default for DistributedOptions {
     fn default() -> Self {
-        DistributedOptions { shard_optimizer: true }
+        DistributedOptions { shard_optimizer: true, collective_timeout: Some(DEFAULT_COLLECTIVE_TIMEOUT) }
     }
 }
 
@@ -173,6 +189,27 @@ impl DistributedOptions {
     /// The setting of [`DistributedOptions::shard_optimizer`].
     pub fn shards_optimizer(&self) -> bool {
         self.shard_optimizer
+    }
+
+    /// The longest a collective of `fit`, `evaluate`, `predict` or `train_on_batch` may wait (default
+    /// [`DEFAULT_COLLECTIVE_TIMEOUT`]; `None`: no limit). A rank that fails with an error tells the others,
+    /// and every rank returns that error; a rank that dies or hangs cannot, so past this limit a watchdog
+    /// thread ends the whole job ([`Communicator::abort`]) with a message naming the collective.
+    ///
+    /// ```
+    /// use kerust::distributed::DistributedOptions;
+    /// use std::time::Duration;
+    /// let options = DistributedOptions::new().collective_timeout(Some(Duration::from_secs(60)));
+    /// assert_eq!(options.collective_timeout_limit(), Some(Duration::from_secs(60)));
+    /// ```
+    pub fn collective_timeout(mut self, limit: Option<std::time::Duration>) -> Self {
+        self.collective_timeout = limit;
+        self
+    }
+
+    /// The setting of [`DistributedOptions::collective_timeout`].
+    pub fn collective_timeout_limit(&self) -> Option<std::time::Duration> {
+        self.collective_timeout
     }
 }
 
