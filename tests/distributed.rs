@@ -844,3 +844,23 @@ fn a_rank_that_fails_during_training_makes_fit_return_its_error_on_every_rank() 
         }
     }
 }
+
+#[test]
+fn a_learning_rate_set_by_a_callback_reaches_the_sharded_update() {
+    use kerust::callbacks::LearningRateScheduler;
+    let (x, y) = data(40);
+    let run = |comm: Arc<dyn Communicator>, shard: bool, factor: f32| {
+        let mut m = mlp(8, false);
+        m.distribute_with(comm, DistributedOptions::new().shard_optimizer(shard));
+        let schedule = LearningRateScheduler::new(move |epoch, lr| if epoch == 0 { lr } else { lr * factor });
+        m.fit(&x, &y).batch_size(8).epochs(3).verbose(0).callback(schedule).run().unwrap();
+        (m.get_weights(), m.optimizer().unwrap().learning_rate())
+    };
+    let ranks = on_ranks(2, |comm| {
+        (run(comm.clone(), true, 10.0), run(comm.clone(), false, 10.0), run(comm, true, 1.0))
+    });
+    let (sharded, whole, unchanged) = &ranks[0];
+    assert_eq!(sharded, whole, "the sharded update follows the rate the callback set");
+    assert!((sharded.1 - 0.1).abs() < 1e-6, "{}", sharded.1);
+    assert_ne!(sharded.0, unchanged.0, "the rate changed the training");
+}
