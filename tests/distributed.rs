@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use kerust::autodiff::Tensor;
 use kerust::callbacks::{Callback, EarlyStopping, History, Logs};
-use kerust::distributed::{Communicator, ThreadGroup};
+use kerust::distributed::{Communicator, DistributedOptions, ThreadGroup};
 use kerust::layers::{BatchNormalization, Dense, Dropout};
 use kerust::models::{Model, Sequential};
 use kerust::Error;
@@ -62,10 +62,21 @@ fn train(
     seed: u64,
     batch_norm: bool,
 ) -> Run {
+    train_with(comm, n, batch_size, seed, batch_norm, DistributedOptions::default())
+}
+
+fn train_with(
+    comm: Option<Arc<dyn Communicator>>,
+    n: usize,
+    batch_size: usize,
+    seed: u64,
+    batch_norm: bool,
+    options: DistributedOptions,
+) -> Run {
     let (x, y) = data(n);
     let mut model = mlp(seed, batch_norm);
     if let Some(comm) = comm {
-        model.distribute(comm);
+        model.distribute_with(comm, options);
     }
     let mut steps = Steps::default();
     let history =
@@ -82,9 +93,16 @@ fn assert_close(a: &[Tensor], b: &[Tensor], tolerance: f32) {
     }
 }
 
+/// With the optimizer update sharded (the default) and not.
 fn check_equivalence(n: usize, batch_size: usize) {
+    for shard in [true, false] {
+        check_equivalence_with(n, batch_size, DistributedOptions::new().shard_optimizer(shard));
+    }
+}
+
+fn check_equivalence_with(n: usize, batch_size: usize, options: DistributedOptions) {
     let single = train(None, n, batch_size, 3, false);
-    let ranks = on_ranks(2, |comm| train(Some(comm), n, batch_size, 3, false));
+    let ranks = on_ranks(2, |comm| train_with(Some(comm), n, batch_size, 3, false, options.clone()));
     // Bit-identical on every rank after every step, with the same History.
     assert_eq!(ranks[0].steps.len(), n.div_ceil(batch_size) * 3);
     assert_eq!(ranks[0].steps, ranks[1].steps);
@@ -591,4 +609,258 @@ fn gathering_nothing_is_a_barrier() {
     for messages in got {
         assert_eq!(messages, vec![Vec::<u8>::new(); 3]);
     }
+}
+
+/// Trains `model(seed)` on 3 ranks (uneven shares of 45 samples in batches of 8) and returns each rank's
+/// weights, History and optimizer state.
+#[allow(clippy::type_complexity)]
+fn three_ranks(
+    model: &(dyn Fn() -> Sequential + Sync),
+    options: Option<DistributedOptions>,
+) -> Vec<(Vec<Tensor>, History, u64, Vec<(String, Tensor)>)> {
+    let (x, y) = data(45);
+    let run = |comm: Option<Arc<dyn Communicator>>| {
+        let mut m = model();
+        if let (Some(comm), Some(options)) = (comm, &options) {
+            m.distribute_with(comm, options.clone());
+        }
+        let h = m.fit(&x, &y).batch_size(8).epochs(3).verbose(0).run().unwrap();
+        let o = m.optimizer().unwrap();
+        (m.get_weights(), h, o.iterations(), o.state())
+    };
+    match options {
+        Some(_) => on_ranks(3, |comm| run(Some(comm))),
+        None => vec![run(None)],
+    }
+}
+
+/// The sharded update against the whole one on 3 ranks and against one process: 4 x 16 + 16 + 16 x 3 + 3 =
+/// 131 trainable values cut in blocks of 44, 44 and 43, so rank 0's block ends inside the first kernel and
+/// rank 1's inside the second. Optimizer state is gathered whole at the end of `fit`.
+fn check_sharded_update(optimizer: &'static str, momentum_sgd: bool) {
+    let model = || {
+        let mut m = Sequential::new();
+        m.set_seed(13);
+        m.add(Dense::new(16).activation("relu").input_shape([5])).unwrap();
+        m.add(Dense::new(3).activation("softmax")).unwrap();
+        if momentum_sgd {
+            let sgd = kerust::optimizers::SGD::new().learning_rate(0.05).momentum(0.9).nesterov(true);
+            m.compile("categorical_crossentropy", sgd, ["accuracy"]).unwrap();
+        } else {
+            m.compile("categorical_crossentropy", optimizer, ["accuracy"]).unwrap();
+        }
+        m
+    };
+    let single = three_ranks(&model, None).remove(0);
+    let sharded = three_ranks(&model, Some(DistributedOptions::new()));
+    let whole = three_ranks(&model, Some(DistributedOptions::new().shard_optimizer(false)));
+    assert_eq!(sharded[0], sharded[1], "{optimizer}: every rank the same weights, History and state");
+    assert_eq!(sharded[0], sharded[2], "{optimizer}");
+    assert_eq!(sharded[0].2, 18, "{optimizer}: 3 epochs of 6 steps");
+    assert!(!sharded[0].3.is_empty(), "{optimizer}: the state is gathered whole");
+    // The same gradient sums and element-wise rules: the same bits as every rank applying the whole update.
+    assert_eq!(sharded[0], whole[0], "{optimizer}: sharded and whole updates differ");
+    assert_close(&sharded[0].0, &single.0, 1e-4);
+    let (names, single_names): (Vec<_>, Vec<_>) =
+        (sharded[0].3.iter().map(|(n, _)| n).collect(), single.3.iter().map(|(n, _)| n).collect());
+    assert_eq!(names, single_names);
+    let state = |s: &[(String, Tensor)]| s.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>();
+    assert_close(&state(&sharded[0].3), &state(&single.3), 1e-3);
+}
+
+#[test]
+fn a_sharded_adam_update_on_three_uneven_shards_equals_the_whole_update() {
+    check_sharded_update("adam", false);
+}
+
+#[test]
+fn a_sharded_sgd_with_momentum_equals_the_whole_update() {
+    check_sharded_update("sgd", true);
+}
+
+#[test]
+fn sharded_rmsprop_adagrad_and_adamw_equal_the_whole_update() {
+    for optimizer in ["rmsprop", "adagrad", "adamw"] {
+        check_sharded_update(optimizer, false);
+    }
+}
+
+/// Records the optimizer's state as callbacks see it at each epoch's end.
+#[derive(Default)]
+struct StateAtEpochEnd(Vec<usize>);
+
+impl Callback for StateAtEpochEnd {
+    fn on_epoch_end(&mut self, model: &mut Model, _: usize, _: &Logs) -> kerust::Result<()> {
+        self.0.push(model.optimizer().unwrap().state().len());
+        Ok(())
+    }
+}
+
+#[test]
+fn a_checkpoint_of_a_sharded_run_resumes_like_the_uninterrupted_run() {
+    use kerust::callbacks::ModelCheckpoint;
+    let dir = std::env::temp_dir().join(format!("kerust-zero1-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let template = dir.join("ckpt_{epoch}.safetensors").to_string_lossy().into_owned();
+    let (x, y) = data(50);
+    let fit = |m: &mut Model, from: usize, to: usize, cb: Option<&mut dyn Callback>| {
+        let f = m.fit(&x, &y).batch_size(8).epochs(to).initial_epoch(from).verbose(0);
+        match cb {
+            Some(cb) => f.callback_ref(cb).run().unwrap(),
+            None => f.run().unwrap(),
+        }
+    };
+    let runs = on_ranks(2, |comm| {
+        // Uninterrupted, with the whole update on every rank.
+        let mut straight = mlp(17, false);
+        straight.distribute_with(comm.clone(), DistributedOptions::new().shard_optimizer(false));
+        let full = fit(&mut straight, 0, 4, None);
+        // Sharded, saved after epoch 2 (by rank 0, with the optimizer's state gathered), then resumed.
+        let mut first = mlp(17, false);
+        first.distribute(comm.clone());
+        let mut seen = StateAtEpochEnd::default();
+        let mut checkpoint = ModelCheckpoint::new(template.clone());
+        let mut both = kerust::callbacks::CallbackList::new();
+        both.push(&mut seen);
+        both.push(&mut checkpoint);
+        let h1 = fit(&mut first, 0, 2, Some(&mut both));
+        drop(both);
+        let mut resumed = kerust::models::load_model(dir.join("ckpt_2.safetensors")).unwrap();
+        resumed.distribute(comm);
+        let h2 = fit(&mut resumed, 2, 4, None);
+        let o = resumed.optimizer().unwrap();
+        let s = straight.optimizer().unwrap();
+        (
+            (straight.get_weights(), resumed.get_weights()),
+            (full, h1, h2),
+            (s.iterations(), o.iterations(), s.state(), o.state()),
+            seen.0,
+        )
+    });
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(runs[0], runs[1], "the same on both ranks");
+    let ((straight, resumed), (full, h1, h2), (s_it, o_it, s_state, o_state), seen) = &runs[0];
+    assert_eq!(seen.len(), 2);
+    assert!(
+        seen.iter().all(|&n| n == 8),
+        "Adam's m and v of 2 kernels and 2 biases at each epoch end: {seen:?}"
+    );
+    assert_eq!(straight, resumed, "the resumed sharded run ends with the uninterrupted run's weights");
+    assert_eq!((s_it, s_state), (o_it, o_state));
+    for key in ["loss", "accuracy"] {
+        let joined: Vec<f32> = h1[key].iter().chain(&h2[key]).copied().collect();
+        assert_eq!(joined, full[key], "{key}");
+    }
+}
+
+#[test]
+fn clipping_by_norm_falls_back_to_the_whole_update_and_trains_alike() {
+    // clipnorm and global_clipnorm need norms of whole weights: those optimizers update whole on every rank.
+    for clip in ["clipnorm", "global_clipnorm"] {
+        let model = || {
+            let mut m = Sequential::new();
+            m.set_seed(3);
+            m.add(Dense::new(16).activation("relu").input_shape([5])).unwrap();
+            m.add(Dense::new(3).activation("softmax")).unwrap();
+            let adam = kerust::optimizers::Adam::new();
+            let adam = if clip == "clipnorm" { adam.clipnorm(0.01) } else { adam.global_clipnorm(0.01) };
+            m.compile("categorical_crossentropy", adam, ["accuracy"]).unwrap();
+            m
+        };
+        let single = three_ranks(&model, None).remove(0);
+        let ranks = three_ranks(&model, Some(DistributedOptions::new()));
+        assert_eq!(ranks[0], ranks[2], "{clip}");
+        assert_close(&ranks[0].0, &single.0, 1e-4);
+    }
+}
+
+/// Fails on the ranks in `ranks` at one hook: epoch 1, batch 2 (or the hook's one call).
+struct FailAt {
+    hook: &'static str,
+    ranks: &'static [usize],
+    epoch: usize,
+}
+
+impl FailAt {
+    fn check(&self, model: &Model, hook: &str, epoch: usize, batch: usize) -> kerust::Result<()> {
+        let rank = model.communicator().unwrap().rank();
+        let once = matches!(hook, "train_begin" | "train_end");
+        if hook == self.hook && self.ranks.contains(&rank) && (once || (epoch == 1 && batch == 2)) {
+            return Err(Error::NotReady(format!("deliberate failure in {hook} on rank {rank}")));
+        }
+        Ok(())
+    }
+}
+
+impl Callback for FailAt {
+    fn on_train_begin(&mut self, m: &mut Model, _: &kerust::callbacks::TrainParams) -> kerust::Result<()> {
+        self.check(m, "train_begin", 0, 0)
+    }
+    fn on_epoch_begin(&mut self, m: &mut Model, epoch: usize) -> kerust::Result<()> {
+        self.epoch = epoch;
+        self.check(m, "epoch_begin", epoch, 2)
+    }
+    fn on_train_batch_begin(&mut self, m: &mut Model, batch: usize) -> kerust::Result<()> {
+        self.check(m, "batch_begin", self.epoch, batch)
+    }
+    fn on_train_batch_end(&mut self, m: &mut Model, batch: usize, _: &Logs) -> kerust::Result<()> {
+        self.check(m, "batch_end", self.epoch, batch)
+    }
+    fn on_epoch_end(&mut self, m: &mut Model, epoch: usize, _: &Logs) -> kerust::Result<()> {
+        self.check(m, "epoch_end", epoch, 2)
+    }
+    fn on_train_end(&mut self, m: &mut Model, _: &Logs) -> kerust::Result<()> {
+        self.check(m, "train_end", 0, 0)
+    }
+}
+
+#[test]
+fn a_rank_that_fails_during_training_makes_fit_return_its_error_on_every_rank() {
+    let hooks = ["train_begin", "epoch_begin", "batch_begin", "batch_end", "epoch_end", "train_end"];
+    for (size, failing) in [(2, &[1][..]), (3, &[1, 2][..])] {
+        for hook in hooks {
+            let results = on_ranks(size, |comm| {
+                let (x, y) = data(60);
+                let mut m = mlp(4, false);
+                m.distribute(comm);
+                let mut fail = FailAt { hook, ranks: failing, epoch: 0 };
+                let r = m.fit(&x, &y).batch_size(8).epochs(3).verbose(0).callback_ref(&mut fail).run();
+                (r.map(|_| ()), m.get_weights(), m.optimizer().unwrap().state().len())
+            });
+            for (rank, (result, weights, state)) in results.iter().enumerate() {
+                let e = result.as_ref().expect_err(hook);
+                let Error::Distributed { rank: r, size: s, reason } = e else { panic!("{hook}: {e}") };
+                assert_eq!((*r, *s), (rank, size), "{hook}");
+                for f in failing {
+                    let wanted =
+                        format!("rank {f} of {size} failed: deliberate failure in {hook} on rank {f}");
+                    assert!(reason.contains(&wanted), "{hook}: rank {rank} got: {reason}");
+                }
+                assert!(!reason.contains("rank 0 of"), "{hook}: rank 0 did not fail: {reason}");
+                // The ranks stopped at the same point, with the same weights and the optimizer's state whole.
+                assert_eq!(weights, &results[0].1, "{hook}");
+                assert_eq!(*state > 0, hook != "train_begin", "{hook}: {state} state arrays");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_learning_rate_set_by_a_callback_reaches_the_sharded_update() {
+    use kerust::callbacks::LearningRateScheduler;
+    let (x, y) = data(40);
+    let run = |comm: Arc<dyn Communicator>, shard: bool, factor: f32| {
+        let mut m = mlp(8, false);
+        m.distribute_with(comm, DistributedOptions::new().shard_optimizer(shard));
+        let schedule = LearningRateScheduler::new(move |epoch, lr| if epoch == 0 { lr } else { lr * factor });
+        m.fit(&x, &y).batch_size(8).epochs(3).verbose(0).callback(schedule).run().unwrap();
+        (m.get_weights(), m.optimizer().unwrap().learning_rate())
+    };
+    let ranks = on_ranks(2, |comm| {
+        (run(comm.clone(), true, 10.0), run(comm.clone(), false, 10.0), run(comm, true, 1.0))
+    });
+    let (sharded, whole, unchanged) = &ranks[0];
+    assert_eq!(sharded, whole, "the sharded update follows the rate the callback set");
+    assert!((sharded.1 - 0.1).abs() < 1e-6, "{}", sharded.1);
+    assert_ne!(sharded.0, unchanged.0, "the rate changed the training");
 }

@@ -7,15 +7,37 @@
 //! - the initial weights (and the seed of the shuffles) are broadcast from rank 0, and a digest of the model's
 //!   architecture, its weights, the data's shapes and the fit's settings is compared across ranks;
 //! - each global batch of `batch_size` samples (the same shuffle on every rank) is cut into contiguous shares,
-//!   one per rank; each rank computes the gradients of its share, and ONE allreduce per step sums them,
-//!   weighted by share size, with the batch's loss, predictions and targets (when there are metrics) and the
-//!   layers' state updates (BatchNormalization's moving statistics) in the same fused buffer;
-//! - every rank applies the same optimizer step to the same sums, so the weights stay bit-identical, and every
-//!   rank updates its metrics with the whole batch, so History is the same on every rank and equals what one
-//!   process reports (to float rounding);
-//! - stopping (`EarlyStopping`, `stop_training`) is agreed at each step, by a second allreduce of one number
-//!   (after the callbacks, which run after the step's own allreduce); only rank 0 prints the progress bar
-//!   and writes CSV logs and checkpoints.
+//!   one per rank; each rank computes the gradients of its share, weighted by share size, and an allreduce sums
+//!   the batch's loss, predictions and targets (when there are metrics), the layers' state updates
+//!   (BatchNormalization's moving statistics) and one flag per weight in one fused buffer;
+//! - the optimizer update is **sharded** (ZeRO stage 1, the default of [`DistributedOptions`]): the trainable
+//!   weights, end to end in the model's order, form one flat vector cut into `size` equal blocks (the last
+//!   padded); a reduce-scatter gives each rank its block of the summed gradients, each rank updates its block
+//!   with an optimizer of its own holding only that block's state (a block may cut a weight in two: the
+//!   update rules are element-wise), and an allgather gives every rank every block, so the weights stay
+//!   bit-identical. The updated values are the bits the whole update gives, so sharding changes neither
+//!   History nor weights. Where the rule is not element-wise, `clipnorm` and `global_clipnorm` (norms of whole
+//!   weights), and for an optimizer that is not built in, every rank applies the whole update instead, as it
+//!   does with `shard_optimizer(false)` and in `train_on_batch`: the summed gradients travel in the allreduce
+//!   and every rank applies the same update to the same sums;
+//! - while a sharded `fit` runs, [`Model::optimizer`](crate::models::Model::optimizer) keeps its settings
+//!   and step count, but its state is spread over the ranks: it is gathered whole on every rank at the end
+//!   of each epoch (before the `on_epoch_end` callbacks, so `ModelCheckpoint` saves it whole) and at the end
+//!   of `fit`; between those points (in batch callbacks) `state()` is empty;
+//! - every rank updates its metrics with the whole batch, so History is the same on every rank and equals
+//!   what one process reports (to float rounding);
+//! - stopping (`EarlyStopping`, `stop_training`) is agreed at each step, by a second allreduce of two numbers
+//!   (after the callbacks, which run after the step's own collectives); only rank 0 prints the progress bar
+//!   and writes CSV logs and checkpoints;
+//! - **failures are errors**: a rank whose step fails (its forward or backward pass, a check of the step's
+//!   shapes) or whose callback returns an error sets a status word in the next collective (the step's
+//!   allreduce, the stop allreduce, or one allreduce after each epoch- and train-level callback); every rank
+//!   then learns which ranks failed and their messages (an allgather of them), and `fit` returns on every rank
+//!   the same [`Error::Distributed`](crate::Error::Distributed), `rank R of N failed: <message>`, after
+//!   gathering the optimizer's state whole; the job goes on or ends as the program decides. A failure inside a
+//!   distributed `evaluate` or `predict` (a layer's output of another shape than it declared) still ends the
+//!   job (MPI_Abort), as does a rank that dies or hangs: a watchdog thread aborts when a collective waits longer
+//!   than [`DistributedOptions::collective_timeout`].
 //!
 //! Two implementations: `Mpi` (feature `mpi`, over an MPI library through the `mpi` crate), for runs under
 //! `mpirun`/`srun`, and [`ThreadGroup`], ranks as threads of one process, for tests and for trying the
@@ -43,7 +65,9 @@
 use std::sync::Mutex;
 
 mod threads;
+mod watchdog;
 pub use threads::ThreadGroup;
+pub(crate) use watchdog::Watched;
 
 #[cfg(feature = "mpi")]
 mod mpi;
@@ -65,6 +89,47 @@ pub trait Communicator: Send + Sync + std::fmt::Debug {
     /// Writes into `recv`, on every rank, the element-wise sum of every rank's `send` (of `recv`'s length).
     fn all_reduce_sum(&self, send: &[f32], recv: &mut [f32]);
 
+    /// Sums every rank's `send` element-wise and leaves block `rank()` of the sum in `recv`: `send` holds
+    /// `size()` blocks of `recv.len()` values each (pad the last with zeros when the data does not divide
+    /// evenly). The sum of block `r` is computed once, for rank `r`; the default implementation is an
+    /// [`Communicator::all_reduce_sum`] of the whole buffer, which the implementations here replace by a
+    /// real reduce-scatter (each rank receives, and sums, only its block).
+    ///
+    /// ```
+    /// use kerust::distributed::{Communicator, ThreadGroup};
+    ///
+    /// let blocks: Vec<Vec<f32>> = std::thread::scope(|s| {
+    ///     let handles: Vec<_> = ThreadGroup::new(2)
+    ///         .into_iter()
+    ///         .map(|comm| {
+    ///             s.spawn(move || {
+    ///                 // Rank r sends [r, r, 10r, 10r]: block 0 is [r, r], block 1 [10r, 10r].
+    ///                 let r = comm.rank() as f32 + 1.0;
+    ///                 let mut block = vec![0.0; 2];
+    ///                 comm.reduce_scatter_sum(&[r, r, 10.0 * r, 10.0 * r], &mut block);
+    ///                 block
+    ///             })
+    ///         })
+    ///         .collect();
+    ///     handles.into_iter().map(|h| h.join().unwrap()).collect()
+    /// });
+    /// assert_eq!(blocks, vec![vec![3.0, 3.0], vec![30.0, 30.0]]);
+    /// ```
+    ///
+    /// # Panics
+    /// If `send.len()` is not `recv.len() * size()` (a programming error, as a mismatch between ranks is).
+    fn reduce_scatter_sum(&self, send: &[f32], recv: &mut [f32]) {
+        assert_eq!(
+            send.len(),
+            recv.len() * self.size(),
+            "reduce_scatter_sum: send is not size() blocks of recv"
+        );
+        let mut sum = vec![0.0; send.len()];
+        self.all_reduce_sum(send, &mut sum);
+        let at = self.rank() * recv.len();
+        recv.copy_from_slice(&sum[at..at + recv.len()]);
+    }
+
     /// Every rank's `local` (rank `r` sends `counts[r]` values), concatenated in rank order into `out`, whose
     /// length is the sum of `counts`.
     fn all_gather(&self, local: &[f32], counts: &[usize], out: &mut [f32]);
@@ -78,6 +143,74 @@ pub trait Communicator: Send + Sync + std::fmt::Debug {
     /// Ends every rank of the job with exit code `code` (MPI_Abort): the way out when a rank fails while the
     /// others may be waiting in a collective.
     fn abort(&self, code: i32) -> !;
+}
+
+/// How a distributed model trains, for [`Model::distribute_with`](crate::models::Model::distribute_with);
+/// the default is what [`Model::distribute`](crate::models::Model::distribute) uses.
+///
+/// ```
+/// use kerust::distributed::DistributedOptions;
+/// let options = DistributedOptions::new().shard_optimizer(false);
+/// assert!(!options.shards_optimizer());
+/// assert!(DistributedOptions::default().shards_optimizer());
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct DistributedOptions {
+    shard_optimizer: bool,
+    collective_timeout: Option<std::time::Duration>,
+}
+
+/// The default of [`DistributedOptions::collective_timeout`]: 10 minutes, far more than any step, evaluation
+/// or checkpoint write that other ranks may wait for.
+pub const DEFAULT_COLLECTIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+impl Default for DistributedOptions {
+    fn default() -> Self {
+        DistributedOptions { shard_optimizer: true, collective_timeout: Some(DEFAULT_COLLECTIVE_TIMEOUT) }
+    }
+}
+
+impl DistributedOptions {
+    /// The defaults: the optimizer update sharded.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether `fit` shards the optimizer update across the ranks (ZeRO stage 1; default true): each rank
+    /// updates its contiguous share of the trainable weights with its share of the optimizer's state, and the
+    /// ranks then gather the new weights. Off, every rank applies the whole update, as one process does. The
+    /// weights are the same either way (to float rounding: the gradients are summed in another grouping);
+    /// see [the module's documentation](self) for what falls back to the whole update.
+    pub fn shard_optimizer(mut self, shard: bool) -> Self {
+        self.shard_optimizer = shard;
+        self
+    }
+
+    /// The setting of [`DistributedOptions::shard_optimizer`].
+    pub fn shards_optimizer(&self) -> bool {
+        self.shard_optimizer
+    }
+
+    /// The longest a collective of `fit`, `evaluate`, `predict` or `train_on_batch` may wait (default
+    /// [`DEFAULT_COLLECTIVE_TIMEOUT`]; `None`: no limit). A rank that fails with an error tells the others,
+    /// and every rank returns that error; a rank that dies or hangs cannot, so past this limit a watchdog
+    /// thread ends the whole job ([`Communicator::abort`]) with a message naming the collective.
+    ///
+    /// ```
+    /// use kerust::distributed::DistributedOptions;
+    /// use std::time::Duration;
+    /// let options = DistributedOptions::new().collective_timeout(Some(Duration::from_secs(60)));
+    /// assert_eq!(options.collective_timeout_limit(), Some(Duration::from_secs(60)));
+    /// ```
+    pub fn collective_timeout(mut self, limit: Option<std::time::Duration>) -> Self {
+        self.collective_timeout = limit;
+        self
+    }
+
+    /// The setting of [`DistributedOptions::collective_timeout`].
+    pub fn collective_timeout_limit(&self) -> Option<std::time::Duration> {
+        self.collective_timeout
+    }
 }
 
 /// What the allreduces of training steps cost in this process so far: for the figures of a run (bytes per

@@ -103,6 +103,19 @@ impl Communicator for Mpi {
         self.serialized(|w| w.all_reduce_into(send, recv, SystemOperation::sum()));
     }
 
+    fn reduce_scatter_sum(&self, send: &[f32], recv: &mut [f32]) {
+        assert_eq!(
+            send.len(),
+            recv.len() * self.size,
+            "reduce_scatter_sum: send is not size() blocks of recv"
+        );
+        // As in `all_gather`: empty blocks on every rank (every rank knows the length) need no call.
+        if recv.is_empty() {
+            return;
+        }
+        self.serialized(|w| w.reduce_scatter_block_into(send, recv, SystemOperation::sum()));
+    }
+
     fn all_gather(&self, local: &[f32], counts: &[usize], out: &mut [f32]) {
         // Open MPI refuses a gather of nothing at all (MPI_ERR_ARG); every rank knows the counts, so all skip it.
         if counts.iter().all(|&c| c == 0) {

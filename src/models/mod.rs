@@ -85,6 +85,8 @@ pub struct Model {
     grads: Gradients,
     /// Set by `distribute`: data-parallel training over these ranks.
     comm: Option<std::sync::Arc<dyn crate::distributed::Communicator>>,
+    /// How `comm` is used (set with it by `distribute_with`).
+    dist_options: crate::distributed::DistributedOptions,
     /// The layers set not trainable (Keras' `layer.trainable = False`), by name, each with the weights this
     /// turned off: the ones that were trainable, to turn back on (a moving mean stays non-trainable).
     frozen: std::collections::BTreeMap<String, Vec<crate::autodiff::ParamId>>,
@@ -175,6 +177,7 @@ impl Model {
             workspace: Workspace::new(),
             grads: Gradients::new(),
             comm: None,
+            dist_options: Default::default(),
             frozen: Default::default(),
         }
     }

@@ -16,6 +16,7 @@ use crate::{Error, Numeric, Result};
 
 mod data;
 mod distributed;
+mod sharded;
 use data::{gather, Data};
 pub use data::{Arrays, IntoArray, IntoArrays, Outputs};
 use distributed::DataParallel;
@@ -199,7 +200,10 @@ impl<'m, 'a> Fit<'m, 'a> {
     /// training.
     ///
     /// A distributed model ([`Model::distribute`]) also reports a rank that failed these checks, or that
-    /// would train another model, data shape or setting; a rank that fails later ends the whole job.
+    /// would train another model, data shape or setting. A rank that fails during training (an error in its
+    /// step or in a callback) makes `fit` return, on every rank, an [`Error::Distributed`] naming that rank
+    /// and its message; only a rank that dies or hangs ends the whole job (see
+    /// [`DistributedOptions::collective_timeout`](crate::distributed::DistributedOptions::collective_timeout)).
     pub fn run(self) -> Result<History> {
         let mut dp = DataParallel::new(self.model);
         let result = self.run_with(&mut dp);
@@ -311,7 +315,7 @@ impl<'m, 'a> Fit<'m, 'a> {
         }
         data.extend(train_w.as_ref().map(|w| ("sample_weight".to_owned(), w.shape())));
         let data: Vec<(&str, &[usize])> = data.iter().map(|(n, s)| (n.as_str(), *s)).collect();
-        if let Err(e) = dp.begin(model, &train_y, &data, &settings) {
+        if let Err(e) = dp.begin(model, &train_y, &data, &settings).and_then(|()| dp.shard_optimizer(model)) {
             model.put_metrics(metrics);
             return Err(e);
         }
@@ -340,7 +344,19 @@ impl<'m, 'a> Fit<'m, 'a> {
 
         let data = TrainData { x: &train_x, y: &train_y, weights: train_w.as_ref() };
         let val = val.as_ref().map(|(vx, vy)| TrainData { x: vx, y: vy, weights: val_w.as_ref() });
-        let result = model.train_epochs(&data, val.as_ref(), &params, shuffle, &mut metrics, &mut list, dp);
+        let mut result =
+            model.train_epochs(&data, val.as_ref(), &params, shuffle, &mut metrics, &mut list, dp);
+        if result.is_err() && dp.is_agreed() {
+            // Every rank stopped at the same point with the same error: the optimizer's state, spread over the
+            // ranks by a sharded update, is made whole again for the caller (its own failure is secondary).
+            if let Err(e) = dp.gather_optimizer_state(model) {
+                result = result.map_err(|first| Error::Distributed {
+                    rank: model.communicator().map_or(0, |c| c.rank()),
+                    size: model.communicator().map_or(1, |c| c.size()),
+                    reason: format!("{first}; then gathering the optimizer's state failed: {e}"),
+                });
+            }
+        }
         model.put_metrics(metrics);
         drop(list);
         result.map(|()| history)
@@ -375,9 +391,11 @@ impl Model {
         let (mut head_losses, mut head_means) = (Vec::new(), Vec::new());
         let prefixes = self.log_prefixes();
         let mut logs = Logs::new();
-        callbacks.on_train_begin(self, params)?;
+        // Distributed, each callback's outcome is agreed by the ranks (`dp.status`, or inside the step's and the
+        // stop's collectives), so an error on one rank is returned on every rank.
+        dp.status(callbacks.on_train_begin(self, params))?;
         for epoch in params.initial_epoch..params.epochs {
-            callbacks.on_epoch_begin(self, epoch)?;
+            dp.status(callbacks.on_epoch_begin(self, epoch))?;
             // A fresh shuffle of the original order from this epoch's own generator: resumable (see
             // `Model::seed`).
             self.begin_epoch_rng();
@@ -390,8 +408,8 @@ impl Model {
             metrics.iter_mut().flatten().for_each(|m| m.reset());
             logs.clear();
             for (batch, rows) in order.chunks(params.batch_size).enumerate() {
-                callbacks.on_train_batch_begin(self, batch)?;
-                let loss = self.train_step(data, rows, metrics, &mut head_losses, dp)?;
+                let begun = callbacks.on_train_batch_begin(self, batch);
+                let loss = self.train_step(data, rows, metrics, &mut head_losses, dp, begun)?;
                 loss_tracker.update_value(loss, rows.len() as f32);
                 for (t, &l) in head_trackers.iter_mut().zip(&head_losses) {
                     t.update_value(l, rows.len() as f32);
@@ -399,8 +417,8 @@ impl Model {
                 head_means.clear();
                 head_means.extend(head_trackers.iter().map(Metric::result));
                 write_logs(&mut logs, loss_tracker.result(), &head_means, metrics, &prefixes);
-                callbacks.on_train_batch_end(self, batch, &logs)?;
-                if dp.stopping(self) {
+                let ended = callbacks.on_train_batch_end(self, batch, &logs);
+                if dp.stopping(self, ended)? {
                     break;
                 }
             }
@@ -410,12 +428,14 @@ impl Model {
                     logs.set(&format!("val_{name}"), value);
                 }
             }
-            callbacks.on_epoch_end(self, epoch, &logs)?;
-            if dp.stopping(self) {
+            dp.gather_optimizer_state(self)?;
+            let ended = callbacks.on_epoch_end(self, epoch, &logs);
+            if dp.stopping(self, ended)? {
                 break;
             }
         }
-        callbacks.on_train_end(self, &logs)
+        dp.gather_optimizer_state(self)?;
+        dp.status(callbacks.on_train_end(self, &logs))
     }
 }
 
@@ -679,6 +699,7 @@ impl Model {
         metrics: &mut HeadMetrics,
         head_losses: &mut Vec<f32>,
         dp: &mut DataParallel,
+        before: Result<()>,
     ) -> Result<f32> {
         let Model { net, params, compiled, train_rng: rng, workspace, grads, .. } = self;
         let compiled =
@@ -688,10 +709,12 @@ impl Model {
         // whose share is empty (a last batch smaller than the rank count) adds nothing, and applies the same
         // update as the others.
         let rows = dp.share(rows, rng);
-        let (value, mut updates) = if rows.is_empty() {
-            head_losses.resize(compiled.heads.len(), 0.0);
-            (0.0, Vec::new())
-        } else {
+        let heads = compiled.heads.len();
+        let computed = before.and_then(|()| {
+            if rows.is_empty() {
+                head_losses.resize(heads, 0.0);
+                return Ok((0.0, Vec::new()));
+            }
             let tape = Tape::with_workspace(params, std::mem::take(workspace));
             let xb = batch_of(&tape, data.x, rows);
             let yb = batch_of(&tape, data.y, rows);
@@ -721,10 +744,20 @@ impl Model {
                 });
             }
             *workspace = tape.into_workspace();
-            (value, ctx.into_updates())
+            Ok((value, ctx.into_updates()))
+        });
+        // Distributed, a failure on this rank (here or in the callback before the step) goes into the step's
+        // collective, so that every rank returns it rather than waiting for this one.
+        let (value, mut updates, failure) = match computed {
+            Ok((value, updates)) => (value, updates, None),
+            Err(e) if !dp.is_active() => return Err(e),
+            Err(e) => {
+                head_losses.resize(heads, 0.0);
+                (0.0, Vec::new(), Some(e))
+            }
         };
-        let value = dp.reduce(params, grads, &mut updates, value, head_losses, metrics)?;
-        compiled.optimizer.apply(params, grads);
+        let value = dp.reduce(params, grads, &mut updates, value, head_losses, metrics, failure)?;
+        dp.apply(compiled.optimizer.as_mut(), params, grads)?;
         // State the layers recorded during the forward pass (moving statistics), now that the tape is gone.
         for (id, value) in updates {
             let weight = params.value_mut(id);
@@ -1206,7 +1239,7 @@ impl Model {
         let mut head_losses = Vec::new();
         let train = TrainData { x: &x, y: &y, weights: None };
         let logs = self
-            .train_step(&train, &rows, &mut metrics, &mut head_losses, dp)
+            .train_step(&train, &rows, &mut metrics, &mut head_losses, dp, Ok(()))
             .map(|loss| loss_and_metrics(loss, &head_losses, &metrics, &self.log_prefixes()));
         self.put_metrics(metrics);
         logs

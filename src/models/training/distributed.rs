@@ -10,13 +10,15 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 
+use super::sharded::Shard;
 use super::TrainData;
 use crate::autodiff::{Gradients, ParamId, ParamStore, Tensor, Workspace};
 use crate::callbacks::Logs;
 use crate::device::Storage;
-use crate::distributed::{record_step, share, Communicator};
+use crate::distributed::{record_step, share, Communicator, DistributedOptions, Watched};
 use crate::metrics::{Mean, Metric};
 use crate::models::Model;
+use crate::optimizers::Optimizer;
 use crate::{Error, Result};
 
 impl Model {
@@ -56,7 +58,33 @@ impl Model {
     /// assert_eq!(weights[0], weights[1]); // bit-identical on every rank
     /// ```
     pub fn distribute(&mut self, comm: Arc<dyn Communicator>) {
+        self.distribute_with(comm, DistributedOptions::default());
+    }
+
+    /// [`Model::distribute`] with other [`DistributedOptions`], e.g. the whole optimizer update on every rank
+    /// instead of a sharded one.
+    ///
+    /// ```
+    /// use kerust::distributed::{DistributedOptions, ThreadGroup};
+    /// use kerust::layers::Dense;
+    /// use kerust::models::Sequential;
+    /// use std::sync::Arc;
+    ///
+    /// let mut model = Sequential::new();
+    /// model.add(Dense::new(1).input_shape([3]))?;
+    /// let comm = ThreadGroup::new(1).remove(0);
+    /// model.distribute_with(Arc::new(comm), DistributedOptions::new().shard_optimizer(false));
+    /// assert!(!model.distributed_options().shards_optimizer());
+    /// # Ok::<(), kerust::Error>(())
+    /// ```
+    pub fn distribute_with(&mut self, comm: Arc<dyn Communicator>, options: DistributedOptions) {
         self.comm = Some(comm);
+        self.dist_options = options;
+    }
+
+    /// The options set by [`Model::distribute_with`] (the defaults otherwise).
+    pub fn distributed_options(&self) -> &DistributedOptions {
+        &self.dist_options
     }
 
     /// The communicator set by [`Model::distribute`], if any.
@@ -93,12 +121,19 @@ pub(super) struct DataParallel {
     sum: Vec<f32>,
     /// Rank 0's seed and count of epochs run, learnt by `agree`.
     chief_seed: (u64, u64),
+    /// This rank's share of the optimizer update, when it is sharded (`fit` only).
+    shard: Option<Shard>,
 }
 
 impl DataParallel {
     pub(super) fn new(model: &Model) -> Self {
         DataParallel {
-            comm: model.comm.clone().filter(|c| c.size() > 1),
+            comm: model.comm.clone().filter(|c| c.size() > 1).map(|comm| {
+                match model.dist_options.collective_timeout_limit() {
+                    Some(limit) => Arc::new(Watched::new(comm, limit)) as Arc<dyn Communicator>,
+                    None => comm,
+                }
+            }),
             began: false,
             agreed: false,
             global: 0,
@@ -110,6 +145,7 @@ impl DataParallel {
             buf: Vec::new(),
             sum: Vec::new(),
             chief_seed: (0, 0),
+            shard: None,
         }
     }
 
@@ -214,9 +250,52 @@ impl DataParallel {
         Ok(())
     }
 
+    /// Shards the optimizer update across the ranks for this `fit` (see [`Shard`]), when the model's options
+    /// ask for it and the optimizer allows it. Called after [`DataParallel::begin`].
+    pub(super) fn shard_optimizer(&mut self, model: &mut Model) -> Result<()> {
+        let Some(comm) = self.comm.clone() else { return Ok(()) };
+        if !model.dist_options.shards_optimizer() {
+            return Ok(());
+        }
+        let Model { params, compiled, .. } = model;
+        if let Some(c) = compiled.as_mut() {
+            self.shard = Shard::new(&*comm, params, c.optimizer.as_mut())?;
+        }
+        Ok(())
+    }
+
+    /// Applies the step's update: this rank's share of it and a gather of the new weights when the update is
+    /// sharded, else the whole update from the summed `grads`.
+    pub(super) fn apply(
+        &mut self,
+        optimizer: &mut dyn Optimizer,
+        params: &mut ParamStore,
+        grads: &Gradients,
+    ) -> Result<()> {
+        match (&self.comm, &mut self.shard) {
+            (Some(comm), Some(shard)) => shard.step(&**comm, optimizer, params),
+            _ => {
+                optimizer.apply(params, grads);
+                Ok(())
+            }
+        }
+    }
+
+    /// Gives the model's optimizer its whole state again (a collective call) when the update is sharded: at
+    /// each epoch's end, before the callbacks that may save it, and at the end of training.
+    pub(super) fn gather_optimizer_state(&mut self, model: &mut Model) -> Result<()> {
+        let (Some(comm), Some(shard)) = (&self.comm, &mut self.shard) else { return Ok(()) };
+        match model.compiled.as_mut() {
+            Some(c) => shard.gather_state(&**comm, c.optimizer.as_mut()),
+            None => Ok(()),
+        }
+    }
+
     /// The end of a collective call: a rank that failed before [`DataParallel::begin`] tells the others
-    /// (which wait there) and returns its error; a rank that fails later, while the others may wait in a
-    /// collective, ends the job with its message (MPI_Abort) instead of leaving them hanging.
+    /// (which wait there) and returns its error; an error every rank agreed on (a failure during `fit`,
+    /// carried by the status word of a collective) is returned as it is; a rank that fails where the others
+    /// cannot learn it (inside `evaluate` or `predict`), while they may wait in a collective, ends the job with
+    /// its message (MPI_Abort) instead of leaving them hanging.
     pub(super) fn finish<T>(&mut self, result: Result<T>) -> Result<T> {
         let Some(comm) = self.comm.clone() else { return result };
         match result {
@@ -263,10 +342,50 @@ impl DataParallel {
         }
     }
 
+    /// Whether the error being returned is known to every rank (none waits for this one in a collective).
+    pub(super) fn is_agreed(&self) -> bool {
+        self.agreed
+    }
+
+    /// After a collective whose status word said that some rank failed: every rank learns which and why
+    /// (`mine`, this rank's error if it is one of them), and gets the same [`Error::Distributed`].
+    fn failure(&mut self, comm: &dyn Communicator, mine: Option<&Error>) -> Error {
+        let mut message = vec![u8::from(mine.is_some())];
+        if let Some(e) = mine {
+            message.extend(e.to_string().as_bytes());
+        }
+        let all = comm.all_gather_bytes(&message);
+        let failed: Vec<String> = all
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.first() == Some(&1))
+            .map(|(rank, m)| {
+                format!("rank {rank} of {} failed: {}", comm.size(), String::from_utf8_lossy(&m[1..]))
+            })
+            .collect();
+        self.agreed = true;
+        Self::error(comm, failed.join("; "))
+    }
+
+    /// `result`, agreed by every rank (a collective call): an error on any rank becomes, on every rank, an
+    /// [`Error::Distributed`] naming the ranks that failed and their messages. `result` itself when inactive.
+    pub(super) fn status<T>(&mut self, result: Result<T>) -> Result<T> {
+        let Some(comm) = self.comm.clone() else { return result };
+        let mut failed = [0.0];
+        comm.all_reduce_sum(&[f32::from(u8::from(result.is_err()))], &mut failed);
+        if failed[0] == 0.0 {
+            return result;
+        }
+        Err(self.failure(&*comm, result.err().as_ref()))
+    }
+
     /// The step's one collective: sums the gradients weighted by share (this rank's `grads` become the
     /// gradients of the global batch's mean loss), averages the state `updates` weighted by share, updates
     /// `metrics` (one list per output) with the whole batch's outputs and targets, sets `head_losses` to each
     /// output's loss on the global batch, and returns the global batch's loss.
+    ///
+    /// A status word travels with the sums: when this rank brings a `failure` (its step or the callback
+    /// before it failed), or any other rank does, every rank returns the same [`Error::Distributed`].
     #[allow(clippy::too_many_arguments)]
     pub(super) fn reduce(
         &mut self,
@@ -276,8 +395,15 @@ impl DataParallel {
         loss: f32,
         head_losses: &mut [f32],
         metrics: &mut [Vec<Box<dyn Metric>>],
+        failure: Option<Error>,
     ) -> Result<f32> {
-        let Some(comm) = self.comm.clone() else { return Ok(loss) };
+        let Some(comm) = self.comm.clone() else {
+            return match failure {
+                Some(e) => Err(e),
+                None => Ok(loss),
+            };
+        };
+        let mut failure = failure;
         let n = self.global;
         let has_samples = !self.local.is_empty();
         let w = self.local.len() as f32 / n as f32;
@@ -290,38 +416,53 @@ impl DataParallel {
         let staged = |data: &[Vec<f32>], widths: &[usize]| {
             data.iter().zip(widths).all(|(d, w)| d.len() == self.local.len() * w)
         };
-        if has_samples && !(staged(&self.pred, &pw) && staged(&self.truth, &tw)) {
-            return Err(Self::error(
+        if failure.is_none() && has_samples && !(staged(&self.pred, &pw) && staged(&self.truth, &tw)) {
+            failure = Some(Self::error(
                 &*comm,
                 "the step's outputs or targets do not have the shapes checked by fit",
             ));
         }
         if let Some((id, _)) = updates.iter().find(|(id, _)| params.get(*id).trainable) {
-            return Err(Self::error(
-                &*comm,
-                format!(
-                    "a layer updates the trainable weight `{}` during the forward pass; data-parallel \
-                     training averages updates of non-trainable weights only",
-                    params.get(*id).name
-                ),
-            ));
+            failure.get_or_insert_with(|| {
+                Self::error(
+                    &*comm,
+                    format!(
+                        "a layer updates the trainable weight `{}` during the forward pass; data-parallel \
+                         training averages updates of non-trainable weights only",
+                        params.get(*id).name
+                    ),
+                )
+            });
         }
-        // Layout: every weight's gradient (trainable) or state update (non-trainable), one flag per weight
-        // (gradient present; the update's total share), the loss, each output's loss, then the batch's
-        // outputs, output by output, and its targets, output by output.
-        let values = params.total_len();
+        // A failed rank contributes nothing but its status.
+        let has_samples = has_samples && failure.is_none();
+        // Layout: every weight's gradient (trainable; unless sharded) or state update (non-trainable), one flag
+        // per weight (gradient present; the update's total share), the loss, each output's loss, the status
+        // word (the number of ranks that failed), then the batch's outputs, output by output, and its targets,
+        // output by output.
+        let shard = &mut self.shard;
+        // Sharded, the trainable weights' gradients go to the reduce-scatter, not into this buffer.
+        let np = params.len();
+        let in_shard: Vec<bool> =
+            (0..np).map(|i| shard.as_ref().is_some_and(|s| s.start(i).is_some())).collect();
+        let seg_len = |i: usize, len: usize| if in_shard[i] { 0 } else { len };
+        let values: usize = params.iter().enumerate().map(|(i, (_, p))| seg_len(i, p.value.len())).sum();
         let np = params.len();
         let heads = head_losses.len();
         let (flags, loss_at) = (values, values + np);
-        let pred_at = loss_at + 1 + heads;
+        let status_at = loss_at + 1 + heads;
+        let pred_at = status_at + 1;
         let truth_at = pred_at + n * pw.iter().sum::<usize>();
         let buf = &mut self.buf;
         // Every element is written below (values or zeros): no clearing pass over the buffer.
         buf.resize(truth_at + n * tw.iter().sum::<usize>(), 0.0);
         let mut at = 0;
         for (i, (id, p)) in params.iter().enumerate() {
-            let len = p.value.len();
-            let seg = &mut buf[at..at + len];
+            let len = seg_len(i, p.value.len());
+            let seg = match shard.as_mut().and_then(|s| s.start(i).map(|start| (s, start))) {
+                Some((s, start)) => &mut s.send[start..start + p.value.len()],
+                None => &mut buf[at..at + len],
+            };
             let (value, flag) = if !has_samples {
                 (None, 0.0)
             } else if p.trainable {
@@ -349,6 +490,7 @@ impl DataParallel {
         for (h, &l) in head_losses.iter().enumerate() {
             buf[loss_at + 1 + h] = share_of(l);
         }
+        buf[status_at] = f32::from(u8::from(failure.is_some()));
         buf[pred_at..].fill(0.0);
         if has_samples {
             let l = &self.local;
@@ -361,15 +503,25 @@ impl DataParallel {
         self.sum.resize(buf.len(), 0.0);
         let started = Instant::now();
         comm.all_reduce_sum(buf, &mut self.sum);
-        record_step(buf.len() * std::mem::size_of::<f32>(), started.elapsed());
+        if self.sum[status_at] > 0.0 {
+            return Err(self.failure(&*comm, failure.as_ref()));
+        }
+        let mut bytes = buf.len();
+        if let Some(s) = shard.as_mut() {
+            comm.reduce_scatter_sum(&s.send, &mut s.block_sum);
+            bytes += s.send.len();
+        }
+        record_step(bytes * std::mem::size_of::<f32>(), started.elapsed());
         let buf = &mut self.sum;
 
         let mut at = 0;
         for (i, (id, p)) in params.iter().enumerate() {
-            let len = p.value.len();
+            let len = seg_len(i, p.value.len());
             let flag = buf[flags + i];
             let seg = &mut buf[at..at + len];
-            if p.trainable {
+            if let Some(s) = shard.as_mut().filter(|_| in_shard[i]) {
+                s.present[i] = flag > 0.0;
+            } else if p.trainable {
                 grads.assign(np, id, p.value.shape(), (flag > 0.0).then_some(&*seg));
             } else if flag > 0.0 {
                 // The mean, in place in the received buffer, then into this rank's own update where it made one
@@ -409,14 +561,18 @@ impl DataParallel {
         Ok(buf[loss_at])
     }
 
-    /// Whether training stops: true on every rank as soon as one rank's callbacks asked for it.
-    pub(super) fn stopping(&mut self, model: &mut Model) -> bool {
-        if let Some(comm) = &self.comm {
-            let mut any = [0.0];
-            comm.all_reduce_sum(&[f32::from(u8::from(model.stop_training))], &mut any);
-            model.stop_training = any[0] > 0.0;
+    /// Whether training stops: true on every rank as soon as one rank's callbacks asked for it. `callbacks`
+    /// is the outcome of the callbacks just run, agreed in the same collective (see [`DataParallel::status`]).
+    pub(super) fn stopping(&mut self, model: &mut Model, callbacks: Result<()>) -> Result<bool> {
+        let Some(comm) = self.comm.clone() else { return callbacks.map(|()| model.stop_training) };
+        let mut any = [0.0; 2];
+        let mine = [f32::from(u8::from(model.stop_training)), f32::from(u8::from(callbacks.is_err()))];
+        comm.all_reduce_sum(&mine, &mut any);
+        if any[1] > 0.0 {
+            return Err(self.failure(&*comm, callbacks.err().as_ref()));
         }
-        model.stop_training
+        model.stop_training = any[0] > 0.0;
+        Ok(model.stop_training)
     }
 
     /// The rows `0..n` this rank computes in `evaluate`/`predict`: whole batches of `batch_size`, so that each
