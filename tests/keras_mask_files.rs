@@ -79,6 +79,15 @@ fn keras_saved_masked_text_models_predict_and_step_as_keras() {
         assert_close(&format!("{name} predict"), &predicted, &fixture_tensor(&f["predict"]), 1e-5);
         assert_eq!(model.optimizer().unwrap().iterations(), 1, "{name}");
 
+        // kerust's summary is of its graph, which holds no NotEqual: Keras' rows without the `not_equal` one
+        // (and so a chain, in a Sequential's three columns), with Keras' weight counts.
+        let summary = model.summary_string();
+        let keras = f["summary"].as_str().unwrap();
+        assert!(!summary.contains("not_equal") && keras.contains("(NotEqual)"), "{name}");
+        for line in keras.lines().filter(|l| l.starts_with(" Trainable params") || l.starts_with(" Non-")) {
+            assert!(summary.contains(line), "{name}: {line:?} not in\n{summary}");
+        }
+
         // kerust's file (no NotEqual node: Keras records it again when it loads the file) loads back the same.
         let bytes = model.to_keras_bytes().unwrap();
         let written = config_of(&bytes);
