@@ -160,6 +160,14 @@ fn masks_kerust_cannot_read_as_embeddings_are_errors_naming_them() {
             edited("mask_lstm.keras", |c| c["config"]["output_layers"] = json!([["not_equal", 0, 0]])),
             &["config.output_layers", "NotEqual op `not_equal` as a value"],
         ),
+        // The NotEqual's output read as a layer's argument.
+        (
+            edited("mask_lstm.keras", |c| {
+                c["config"]["layers"][3]["inbound_nodes"][0]["args"][0]["config"]["keras_history"] =
+                    json!(["not_equal", 0, 0]);
+            }),
+            &["layer `lstm`, inbound_nodes[0]", "NotEqual op `not_equal` as a value"],
+        ),
         // A mask that is another layer's output.
         (
             edited("mask_lstm.keras", |c| {

@@ -150,10 +150,10 @@ impl MaskOps {
                 ),
             )
         };
-        for (i, (_, _, _, calls)) in layers.iter().enumerate() {
+        for (name, _, _, calls) in layers {
             for (n, args) in calls.iter().enumerate() {
                 if let Some(r) = args.iter().find(|r| self.is_op(&r.0)) {
-                    return Err(value_error(&format!("layer {i}'s inbound_nodes[{n}]"), r));
+                    return Err(value_error(&format!("layer `{name}`, inbound_nodes[{n}]"), r));
                 }
             }
         }
