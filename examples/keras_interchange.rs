@@ -1,7 +1,8 @@
 //! Writes `.keras` files from kerust for Python's Keras to load (`tests/fixtures/keras_interchange.py`, run by
 //! `.ci/run`): an MLP (Adam), a convnet with BatchNormalization (RMSprop with momentum), a functional model of two
 //! inputs through merge layers (SGD with momentum, two outputs), and a sequence model of the wrappers
-//! (TimeDistributed(Dense) -> Bidirectional(LSTM) -> Bidirectional(GRU, "ave"), Adam), each trained a few steps
+//! (TimeDistributed(Dense) -> Bidirectional(LSTM) -> Bidirectional(GRU, "ave"), Adam), a functional masked text
+//! model (Embedding(mask_zero) -> Bidirectional(LSTM) -> LSTM, Adam, a left-padded batch), each trained a few steps
 //! so that the file holds optimizer state; then `predictions.json` with the inputs, kerust's predictions and
 //! optimizer step counts.
 //!
@@ -10,8 +11,8 @@
 //! KERAS_BACKEND=jax python3 tests/fixtures/keras_interchange.py target/kerust-out/interchange
 //! ```
 use kerust::layers::{
-    Add, BatchNormalization, Bidirectional, Concatenate, Conv2D, Dense, Flatten, Input, MaxPooling2D,
-    Multiply, Rescaling, TimeDistributed, GRU, LSTM,
+    Add, BatchNormalization, Bidirectional, Concatenate, Conv2D, Dense, Embedding, Flatten, Input,
+    MaxPooling2D, Multiply, Rescaling, TimeDistributed, GRU, LSTM,
 };
 use kerust::models::{Graph, Model, Sequential};
 use kerust::ndarray::{ArrayD, Dimension, IxDyn};
@@ -95,6 +96,27 @@ fn main() -> kerust::Result<()> {
     let (x, y) = (data(&[8, 6, 3], 5), onehot(8, 2));
     seq.fit(&x, &y).batch_size(4).epochs(1).verbose(0).run()?;
     save(&seq, &dir, "sequences", &[x], &mut out)?;
+
+    // Keras records the Embedding's mask of a functional model as a NotEqual node when it loads this file.
+    let mut g = Graph::new();
+    let tokens = g.input(Input::new([6]).name("tokens"))?;
+    let h = g.apply(Embedding::new(50, 4).mask_zero(true), tokens)?;
+    let h = g.apply(Bidirectional::new(LSTM::new(4).return_sequences(true)), h)?;
+    let h = g.apply(LSTM::new(4), h)?;
+    let p = g.apply(Dense::new(1).activation("sigmoid"), h)?;
+    let mut text = Model::new(g, tokens, p)?.with_name("masked_text");
+    text.compile("binary_crossentropy", "adam", ["accuracy"])?;
+    // Left-padded token ids: each row's first (row % 5) steps are padding.
+    let x = ArrayD::from_shape_fn(IxDyn(&[8, 6]), |i| {
+        if i[1] < i[0] % 5 {
+            0.0
+        } else {
+            ((i[0] * 13 + i[1] * 7) % 49 + 1) as f32
+        }
+    });
+    let y = onehot(8, 2).slice_axis(kerust::ndarray::Axis(1), (0..1).into()).to_owned();
+    text.fit(&x, &y).batch_size(4).epochs(1).verbose(0).run()?;
+    save(&text, &dir, "masked_text", &[x], &mut out)?;
 
     let path = format!("{dir}/predictions.json");
     std::fs::write(&path, serde_json::to_string(&Value::Object(out)).expect("JSON"))?;

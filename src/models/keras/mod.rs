@@ -15,6 +15,7 @@
 //! the weights a config may build (no more than the HDF5 file holds).
 mod compile;
 mod layers;
+mod masks;
 mod order;
 mod weights;
 
@@ -153,8 +154,18 @@ fn build_model(
         .get("layers")
         .and_then(Value::as_array)
         .ok_or_else(|| e.at("config.layers", "the model has no `layers` list"))?;
+    // A functional model's Embedding(mask_zero) masks, which Keras records as NotEqual op nodes: kerust's graph
+    // propagates them itself.
+    let mask_ops = if matches!(class, "Functional" | "Model") {
+        masks::MaskOps::read(list, e)?
+    } else {
+        Default::default()
+    };
     let mut parsed = Vec::with_capacity(list.len());
     for (i, entry) in list.iter().enumerate() {
+        if mask_ops.skips(i) {
+            continue;
+        }
         let path = format!("config.layers[{i}]");
         let layer = layers::from_keras(entry, &path, e)?;
         if layer.builtin {
@@ -211,20 +222,33 @@ fn build_model(
         }
         "Functional" | "Model" => {
             let mut nodes = Vec::with_capacity(parsed.len());
+            let mut mask_args = Vec::new();
             for (i, (layer, entry)) in parsed.iter().enumerate() {
-                let path = format!("config.layers[{i}].inbound_nodes");
+                let at = list.iter().position(|l| std::ptr::eq(l, *entry)).unwrap_or(i);
+                let path = format!("config.layers[{at}].inbound_nodes");
+                let (calls, masks) = inbound_nodes(entry.get("inbound_nodes"), &path, e, &mask_ops)?;
+                mask_args.extend(masks.into_iter().map(|(n, m)| (i, n, m)));
                 nodes.push(NodeLayerConfig {
                     class_name: layer.class_name.clone(),
                     config: layer.config.config.clone(),
-                    inbound_nodes: inbound_nodes(entry.get("inbound_nodes"), &path, e)?,
+                    inbound_nodes: calls,
                 });
             }
+            let output_layers = tensor_list(inner.get("output_layers"), "config.output_layers", e)?;
+            let graph: Vec<masks::GraphLayer<'_>> = parsed
+                .iter()
+                .zip(&nodes)
+                .map(|((layer, entry), n)| {
+                    (layer.name.as_str(), layer.class_name.as_str(), &entry["config"], n.inbound_nodes.as_slice())
+                })
+                .collect();
+            mask_ops.check(&graph, &mask_args, &output_layers, e)?;
             let kerust = FunctionalConfig {
                 class_name: "Functional".into(),
                 name,
                 layers: nodes,
                 input_layers: tensor_list(inner.get("input_layers"), "config.input_layers", e)?,
-                output_layers: tensor_list(inner.get("output_layers"), "config.output_layers", e)?,
+                output_layers,
                 compile: None,
                 training: training(),
             };
@@ -294,10 +318,18 @@ fn is_tensor(v: &Value) -> bool {
     v.get("class_name").and_then(Value::as_str) == Some("__keras_tensor__")
 }
 
-/// A layer's calls: per call, the tensors it took.
-fn inbound_nodes(v: Option<&Value>, path: &str, e: &KerasError) -> Result<Vec<Vec<TensorRef>>> {
-    let Some(nodes) = v.and_then(Value::as_array) else { return Ok(Vec::new()) };
+/// A layer's calls: per call, the tensors it took; and the `mask` arguments of its calls (by call), each the
+/// output of one of `mask_ops`. A `training` argument is read and dropped: Keras' functional model overrides it
+/// with the model call's own (`fit` trains, `predict` does not), as kerust does.
+fn inbound_nodes(
+    v: Option<&Value>,
+    path: &str,
+    e: &KerasError,
+    mask_ops: &masks::MaskOps,
+) -> Result<(Vec<Vec<TensorRef>>, masks::CallMasks)> {
+    let Some(nodes) = v.and_then(Value::as_array) else { return Ok((Vec::new(), Vec::new())) };
     let mut out = Vec::with_capacity(nodes.len());
+    let mut mask_args = Vec::new();
     for (n, node) in nodes.iter().enumerate() {
         let at = format!("{path}[{n}]");
         let bad = || e.at(&at, format!("expected a call's tensors, found {node}"));
@@ -306,11 +338,19 @@ fn inbound_nodes(v: Option<&Value>, path: &str, e: &KerasError) -> Result<Vec<Ve
             Value::Object(o) => {
                 let args = o.get("args").and_then(Value::as_array).ok_or_else(bad)?;
                 if let Some(kwargs) = o.get("kwargs").and_then(Value::as_object) {
-                    if let Some((k, v)) = kwargs.iter().find(|(_, v)| !v.is_null()) {
-                        return Err(e.at(
-                            &format!("{at}.kwargs.{k}"),
-                            format!("call argument {k}={v} is not supported by kerust"),
-                        ));
+                    for (k, v) in kwargs.iter().filter(|(_, v)| !v.is_null()) {
+                        let kwarg_path = format!("{at}.kwargs.{k}");
+                        match k.as_str() {
+                            "mask" => mask_args
+                                .extend(mask_ops.mask_args(v, &kwarg_path, e)?.into_iter().map(|m| (n, m))),
+                            "training" if v.is_boolean() => {}
+                            _ => {
+                                return Err(e.at(
+                                    &kwarg_path,
+                                    format!("call argument {k}={v} is not supported by kerust"),
+                                ))
+                            }
+                        }
                     }
                 }
                 let tensors: Vec<&Value> = match args.as_slice() {
@@ -331,7 +371,7 @@ fn inbound_nodes(v: Option<&Value>, path: &str, e: &KerasError) -> Result<Vec<Ve
         };
         out.push(refs);
     }
-    Ok(out)
+    Ok((out, mask_args))
 }
 
 /// `input_layers`/`output_layers`: one `[layer, node, index]`, or a list of them.
