@@ -50,7 +50,8 @@
 //!   History, to float rounding, as a run where every rank holds everything. Validation data is sharded
 //!   too: each rank evaluates its part, and the losses and metrics are those of the ranks' parts together.
 //!   `validation_split` is refused (the last fraction of the global data would lie on the last ranks only);
-//!   `predict` is not affected (every rank passes the same inputs).
+//!   `predict` is not affected (every rank passes the same inputs). BatchNormalization is the exception to the
+//!   equality: it normalizes each rank's share by its own statistics, which depend on how batches are cut.
 //!
 //! Two implementations: `Mpi` (feature `mpi`, over an MPI library through the `mpi` crate), for runs under
 //! `mpirun`/`srun`, and [`ThreadGroup`], ranks as threads of one process, for tests and for trying the

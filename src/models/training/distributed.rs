@@ -27,7 +27,8 @@ impl Model {
     /// program to distributed training. With a communicator of one rank (a program started without
     /// `mpirun`) nothing changes.
     ///
-    /// Every rank must run the same program on the same data: `fit`, `evaluate`, `predict` and
+    /// Every rank must run the same program on the same data (or on its own part of it, with
+    /// [`DistributedOptions::shard_data`]): `fit`, `evaluate`, `predict` and
     /// `train_on_batch` are collective calls then (each rank makes them, in the same order). See
     /// [`crate::distributed`] for the semantics.
     ///
