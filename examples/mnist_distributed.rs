@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use kerust::callbacks::{Callback, Logs};
-use kerust::distributed::{reset_step_stats, step_stats, Communicator, Mpi};
+use kerust::distributed::{reset_step_stats, shard_rows, step_stats, Communicator, DistributedOptions, Mpi};
 use kerust::layers::{Conv2D, Dense, Dropout, Flatten, Input, MaxPooling2D};
 use kerust::models::{Model, Sequential};
 use ndarray::{s, Axis};
@@ -36,6 +36,7 @@ Options:
   --limit N            train on the first N training images only (default: all 60,000)
   --seed N             seed (default: 1)
   --no-validation      skip evaluating the test set after each epoch
+  --shard-data         each rank keeps only its block of the training and test images (sharded data)
   --stats              print each rank's allreduce time and bytes per step (after the first epoch, or in it
                        when there is one) and its share of the epoch time
   --min-test-accuracy X  exit with an error if the final test accuracy is below X
@@ -105,7 +106,16 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         x_train = x_train.slice_axis(Axis(0), (..n).into()).to_owned();
         y_train = y_train.slice(s![..n, ..]).to_owned();
     }
-    let (x_test, y_test) = (flat(x_test), kerust::utils::to_categorical(&y_test, 10)?);
+    let (mut x_test, mut y_test) = (flat(x_test), kerust::utils::to_categorical(&y_test, 10)?);
+    let n_train = y_train.nrows();
+    let shard_data = args.iter().any(|a| a == "--shard-data");
+    if shard_data {
+        // As a rank that reads only its part of a data set too big for one machine.
+        x_train = shard_rows(x_train.view(), &*world)?.to_owned();
+        y_train = shard_rows(y_train.view(), &*world)?.to_owned();
+        x_test = shard_rows(x_test.view(), &*world)?.to_owned();
+        y_test = shard_rows(y_test.view(), &*world)?.to_owned();
+    }
 
     let mut model = Sequential::new();
     model.set_seed(seed);
@@ -124,14 +134,14 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     model.add(Dense::new(10).activation("softmax"))?;
     model.compile("categorical_crossentropy", "adam", ["accuracy"])?;
     // The one line: from here on fit, evaluate and predict split their work across the ranks.
-    model.distribute(world.clone());
+    model.distribute_with(world.clone(), DistributedOptions::new().shard_data(shard_data));
     if chief {
         println!(
             "ranks: {}, threads per rank: {}, global batch {batch_size} ({} samples per rank), {} training images",
             world.size(),
             kerust::autodiff::num_threads(),
             batch_size.div_ceil(world.size()),
-            y_train.nrows()
+            n_train
         );
     }
 
@@ -145,7 +155,7 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let logs = model.evaluate_with_batch_size(&x_test, &y_test, 256)?;
     let accuracy = logs.get("accuracy").unwrap_or(f32::NAN);
 
-    let steps = y_train.nrows().div_ceil(batch_size);
+    let steps = n_train.div_ceil(batch_size);
     let mut sorted = timer.seconds.clone();
     sorted.sort_by(f64::total_cmp);
     let median = sorted[sorted.len() / 2];

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use kerust::autodiff::Tensor;
 use kerust::callbacks::{Callback, EarlyStopping, History, Logs};
-use kerust::distributed::{Communicator, DistributedOptions, ThreadGroup};
+use kerust::distributed::{shard_rows, Communicator, DistributedOptions, ThreadGroup};
 use kerust::layers::{BatchNormalization, Dense, Dropout};
 use kerust::models::{Model, Sequential};
 use kerust::Error;
@@ -863,4 +863,179 @@ fn a_learning_rate_set_by_a_callback_reaches_the_sharded_update() {
     assert_eq!(sharded, whole, "the sharded update follows the rate the callback set");
     assert!((sharded.1 - 0.1).abs() < 1e-6, "{}", sharded.1);
     assert_ne!(sharded.0, unchanged.0, "the rate changed the training");
+}
+
+// Sharded data (`DistributedOptions::shard_data`): each rank holds only its part of the data.
+
+/// Rows `at..at + counts[rank]` of `a`, where `at` is the sum of the counts before `rank`.
+fn part(a: &Array2<f32>, counts: &[usize], rank: usize) -> Array2<f32> {
+    let at: usize = counts[..rank].iter().sum();
+    a.slice(ndarray::s![at..at + counts[rank], ..]).to_owned()
+}
+
+/// A fit of `counts.iter().sum()` samples on `counts.len()` ranks, with validation data of `val_counts`
+/// samples: every rank holding all of it against each rank holding its part only. The same History and
+/// weights, to float rounding, with the optimizer update sharded or not.
+/// (Without BatchNormalization: it normalizes each rank's share of a batch by that share's statistics, so its
+/// outputs depend on how the batch is cut, sharded or not.)
+fn check_sharded_data(counts: &[usize], val_counts: &[usize]) {
+    let (n, n_val) = (counts.iter().sum::<usize>(), val_counts.iter().sum::<usize>());
+    let (x, y) = data(n + n_val);
+    let (vx, vy) = (x.slice(ndarray::s![n.., ..]).to_owned(), y.slice(ndarray::s![n.., ..]).to_owned());
+    let (x, y) = (x.slice(ndarray::s![..n, ..]).to_owned(), y.slice(ndarray::s![..n, ..]).to_owned());
+    for shard_optimizer in [true, false] {
+        let ranks = on_ranks(counts.len(), |comm| {
+            let rank = comm.rank();
+            let run = |sharded: bool| {
+                let mut m = mlp(5, false);
+                let options = DistributedOptions::new().shard_optimizer(shard_optimizer).shard_data(sharded);
+                m.distribute_with(comm.clone(), options);
+                let (x, y, vx, vy) = if sharded {
+                    (
+                        part(&x, counts, rank),
+                        part(&y, counts, rank),
+                        part(&vx, val_counts, rank),
+                        part(&vy, val_counts, rank),
+                    )
+                } else {
+                    (x.clone(), y.clone(), vx.clone(), vy.clone())
+                };
+                let mut steps = Steps::default();
+                let history = m
+                    .fit(&x, &y)
+                    .batch_size(8)
+                    .epochs(3)
+                    .validation_data(&vx, &vy)
+                    .verbose(0)
+                    .callback_ref(&mut steps)
+                    .run()
+                    .unwrap();
+                let logs = m.evaluate_with_batch_size(&vx, &vy, 4).unwrap();
+                (Run { weights: m.get_weights(), steps: steps.0, history }, logs)
+            };
+            let whole = run(false);
+            let sharded = run(true);
+            (whole, sharded)
+        });
+        for ((whole, whole_logs), (sharded, sharded_logs)) in &ranks {
+            // evaluate: each rank its part, the logs of the whole.
+            assert_eq!(sharded_logs, &ranks[0].1 .1);
+            for key in ["loss", "accuracy"] {
+                let (s, w) = (sharded_logs.get(key).unwrap(), whole_logs.get(key).unwrap());
+                assert!((s - w).abs() < 1e-5, "evaluate {key}: {s} sharded, {w} whole");
+            }
+            assert_eq!(sharded.steps.len(), n.div_ceil(8) * 3, "a step per global batch");
+            assert_eq!(sharded.steps, ranks[0].1 .0.steps, "bit-identical on every rank");
+            assert_eq!(sharded.history, ranks[0].1 .0.history);
+            for (s, w) in sharded.steps.iter().zip(&whole.steps) {
+                assert_close(s, w, 1e-4);
+            }
+            assert_close(&sharded.weights, &whole.weights, 1e-4);
+            for key in ["loss", "accuracy", "val_loss", "val_accuracy"] {
+                let (s, w) = (&sharded.history[key], &whole.history[key]);
+                assert_eq!(s.len(), 3, "{key}");
+                for (s, w) in s.iter().zip(w) {
+                    assert!((s - w).abs() < 1e-4, "{key}: {s} sharded, {w} whole");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn sharded_data_on_two_ranks_trains_as_whole_data() {
+    // shard_rows' cut (23 and 22), then uneven parts.
+    check_sharded_data(&[23, 22], &[9, 8]);
+    check_sharded_data(&[5, 36], &[14, 3]);
+}
+
+#[test]
+fn sharded_data_on_three_ranks_with_an_empty_part_trains_as_whole_data() {
+    check_sharded_data(&[13, 0, 24], &[6, 11, 0]);
+}
+
+#[test]
+fn shard_rows_cuts_the_parts_that_sharded_fit_joins() {
+    let (x, _) = data(45);
+    let parts = on_ranks(2, |comm| shard_rows(x.view(), &*comm).unwrap().to_owned());
+    assert_eq!(parts[0], part(&x, &[23, 22], 0));
+    assert_eq!(parts[1], part(&x, &[23, 22], 1));
+    let scalar = ndarray::arr0(1.0f32);
+    let on_one = ThreadGroup::new(1).remove(0);
+    assert!(matches!(shard_rows(scalar.view(), &on_one), Err(Error::Shape { .. })));
+}
+
+#[test]
+fn sharded_train_on_batch_takes_the_parts_as_one_batch() {
+    let (x, y) = data(12);
+    let mut single = mlp(8, false);
+    let logs = single.train_on_batch(&x, &y).unwrap();
+    let ranks = on_ranks(3, |comm| {
+        let counts = [2, 7, 3];
+        let (x, y) = (part(&x, &counts, comm.rank()), part(&y, &counts, comm.rank()));
+        let mut m = mlp(8, false);
+        m.distribute_with(comm, DistributedOptions::new().shard_data(true));
+        (m.train_on_batch(&x, &y).unwrap(), m.get_weights())
+    });
+    assert_eq!(ranks[0], ranks[2]);
+    assert_close(&ranks[0].1, &single.get_weights(), 1e-5);
+    assert!((ranks[0].0.get("loss").unwrap() - logs.get("loss").unwrap()).abs() < 1e-5);
+    assert_eq!(ranks[0].0.get("accuracy"), logs.get("accuracy"));
+}
+
+/// A sharded fit where rank `r` holds `rows[r]` samples of `features[r]` features each, with validation data
+/// of `val_rows[r]` samples and `validation_split`: every rank's error, in rank order.
+fn sharded_fit_errors(
+    rows: &[usize],
+    features: &[usize],
+    val_rows: &[usize],
+    validation_split: f32,
+) -> Vec<String> {
+    on_ranks(rows.len(), |comm| {
+        let rank = comm.rank();
+        let x = Array2::<f32>::zeros((rows[rank], features[rank]));
+        let y = Array2::<f32>::zeros((rows[rank], 3));
+        let (vx, vy) = (Array2::<f32>::zeros((val_rows[rank], 5)), Array2::<f32>::zeros((val_rows[rank], 3)));
+        let mut m = mlp(1, false);
+        m.distribute_with(comm, DistributedOptions::new().shard_data(true));
+        let fit = m.fit(&x, &y).batch_size(4).verbose(0);
+        let fit = if validation_split > 0.0 {
+            fit.validation_split(validation_split)
+        } else {
+            fit.validation_data(&vx, &vy)
+        };
+        fit.run().map(|_| ()).unwrap_err().to_string()
+    })
+}
+
+#[test]
+fn sharded_data_errors_are_reported_on_every_rank() {
+    // Other per-sample shapes on one rank (the counts may differ, the shapes may not): rank 1's own check
+    // against the model, which the other ranks learn at the start.
+    for e in sharded_fit_errors(&[4, 6], &[5, 4], &[2, 2], 0.0) {
+        assert!(e.contains("[6, 4]"), "{e}");
+    }
+    // No training sample on any rank, then no validation sample.
+    for e in sharded_fit_errors(&[0, 0, 0], &[5, 5, 5], &[1, 0, 0], 0.0) {
+        assert!(e.contains("`x`") && e.contains("at least one sample"), "{e}");
+    }
+    for e in sharded_fit_errors(&[3, 0], &[5, 5], &[0, 0], 0.0) {
+        assert!(e.contains("`validation x`") && e.contains("at least one sample"), "{e}");
+    }
+    // validation_split would take the last ranks' samples only.
+    for e in sharded_fit_errors(&[8, 8], &[5, 5], &[0, 0], 0.25) {
+        assert!(e.contains("validation_split") && e.contains("sharded"), "{e}");
+    }
+}
+
+#[test]
+fn without_sharding_a_rank_without_samples_is_still_refused() {
+    let results = on_ranks(2, |comm| {
+        let n = if comm.rank() == 0 { 8 } else { 0 };
+        let (x, y) = (Array2::<f32>::zeros((n, 5)), Array2::<f32>::zeros((n, 3)));
+        let mut m = mlp(1, false);
+        m.distribute(comm);
+        m.fit(&x, &y).verbose(0).run().map(|_| ()).unwrap_err().to_string()
+    });
+    assert!(results[1].contains("at least one sample"), "{}", results[1]);
 }

@@ -39,6 +39,20 @@
 //!   job (MPI_Abort), as does a rank that dies or hangs: a watchdog thread aborts when a collective waits longer
 //!   than [`DistributedOptions::collective_timeout`].
 //!
+//! - **sharded data** ([`DistributedOptions::shard_data`], off by default): for data sets that do not fit
+//!   on one machine, each rank passes `fit` and `evaluate` only its own part of the data (of any size, none
+//!   on some ranks included). The global data set is then the ranks' parts end to end in rank order; its
+//!   size is learnt at the start of the call (an allgather of the per-rank counts). Each epoch's shuffle is the
+//!   same permutation of the global indices on every rank (from the shared seed, as without sharding), each
+//!   global batch is its next `batch_size` indices, and each rank computes on the indices of that batch it
+//!   holds (shares differ in size from step to step and may be empty; gradients are weighted by share as
+//!   always). So a run where rank `r` holds the rows [`shard_rows`] gives it trains the same weights and
+//!   History, to float rounding, as a run where every rank holds everything. Validation data is sharded
+//!   too: each rank evaluates its part, and the losses and metrics are those of the ranks' parts together.
+//!   `validation_split` is refused (the last fraction of the global data would lie on the last ranks only);
+//!   `predict` is not affected (every rank passes the same inputs). BatchNormalization is the exception to the
+//!   equality: it normalizes each rank's share by its own statistics, which depend on how batches are cut.
+//!
 //! Two implementations: `Mpi` (feature `mpi`, over an MPI library through the `mpi` crate), for runs under
 //! `mpirun`/`srun`, and [`ThreadGroup`], ranks as threads of one process, for tests and for trying the
 //! semantics without MPI.
@@ -157,6 +171,7 @@ pub trait Communicator: Send + Sync + std::fmt::Debug {
 #[derive(Clone, Debug, PartialEq)]
 pub struct DistributedOptions {
     shard_optimizer: bool,
+    shard_data: bool,
     collective_timeout: Option<std::time::Duration>,
 }
 
@@ -166,7 +181,11 @@ pub const DEFAULT_COLLECTIVE_TIMEOUT: std::time::Duration = std::time::Duration:
 
 impl Default for DistributedOptions {
     fn default() -> Self {
-        DistributedOptions { shard_optimizer: true, collective_timeout: Some(DEFAULT_COLLECTIVE_TIMEOUT) }
+        DistributedOptions {
+            shard_optimizer: true,
+            shard_data: false,
+            collective_timeout: Some(DEFAULT_COLLECTIVE_TIMEOUT),
+        }
     }
 }
 
@@ -189,6 +208,27 @@ impl DistributedOptions {
     /// The setting of [`DistributedOptions::shard_optimizer`].
     pub fn shards_optimizer(&self) -> bool {
         self.shard_optimizer
+    }
+
+    /// Whether each rank passes `fit` and `evaluate` only its own part of the data (default false: every
+    /// rank passes all of it). The global data set is the ranks' parts end to end in rank order, shuffled
+    /// and batched as one data set; validation data is sharded the same way. See
+    /// [the module's documentation](self) for the semantics and [`shard_rows`] to cut arrays.
+    ///
+    /// ```
+    /// use kerust::distributed::DistributedOptions;
+    /// let options = DistributedOptions::new().shard_data(true);
+    /// assert!(options.shards_data());
+    /// assert!(!DistributedOptions::default().shards_data());
+    /// ```
+    pub fn shard_data(mut self, shard: bool) -> Self {
+        self.shard_data = shard;
+        self
+    }
+
+    /// The setting of [`DistributedOptions::shard_data`].
+    pub fn shards_data(&self) -> bool {
+        self.shard_data
     }
 
     /// The longest a collective of `fit`, `evaluate`, `predict` or `train_on_batch` may wait (default
@@ -257,6 +297,29 @@ pub fn share(n: usize, rank: usize, size: usize) -> std::ops::Range<usize> {
     let (base, extra) = (n / size, n % size);
     let start = rank * base + rank.min(extra);
     start..start + base + usize::from(rank < extra)
+}
+
+/// This rank's part of `array` for [`DistributedOptions::shard_data`]: the rows (first axis)
+/// [`share`]`(rows, rank, size)`, a contiguous block, so that the ranks' parts end to end are `array` again.
+/// An error for an array without a first axis.
+///
+/// ```
+/// use kerust::distributed::{shard_rows, ThreadGroup};
+/// let x = ndarray::Array2::<f32>::from_shape_fn((5, 2), |(i, j)| (2 * i + j) as f32);
+/// let ranks = ThreadGroup::new(2);
+/// assert_eq!(shard_rows(x.view(), &ranks[0])?.shape(), &[3, 2]);
+/// assert_eq!(shard_rows(x.view(), &ranks[1])?.row(0).to_vec(), vec![6.0, 7.0]);
+/// # Ok::<(), kerust::Error>(())
+/// ```
+pub fn shard_rows<'a, A, D: ndarray::Dimension>(
+    array: ndarray::ArrayView<'a, A, D>,
+    comm: &dyn Communicator,
+) -> crate::Result<ndarray::ArrayView<'a, A, D>> {
+    if array.ndim() == 0 {
+        return Err(crate::Error::shape("shard_rows", "an array of samples, (samples, ...)", "a scalar"));
+    }
+    let rows = share(array.len_of(ndarray::Axis(0)), comm.rank(), comm.size());
+    Ok(array.slice_axis_move(ndarray::Axis(0), ndarray::Slice::from(rows)))
 }
 
 #[cfg(test)]

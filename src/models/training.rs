@@ -241,7 +241,7 @@ impl<'m, 'a> Fit<'m, 'a> {
         }
         let (x, y) = model.match_data(x, y, "fit")?;
         let (x, y) = (views(&x), views(&y));
-        let n = check_samples(&x, Some(&y), "fit")?;
+        let n = check_samples(&x, Some(&y), "fit", model.shards_data())?;
         // Weights before `prepare`: an error here leaves an unbuilt model unbuilt.
         let class_weighted = class_weight.is_some();
         let weights = match (sample_weight, class_weight) {
@@ -274,9 +274,17 @@ impl<'m, 'a> Fit<'m, 'a> {
         let validation_data = validation_data.as_ref().map(|(vx, vy)| (views(vx), views(vy)));
         let (train_x, train_y, train_w, val, val_w) = match validation_data {
             Some((vx, vy)) => {
-                check_samples(&vx, Some(&vy), "validation_data")?;
+                check_samples(&vx, Some(&vy), "validation_data", model.shards_data())?;
                 model.check_data(&vx, Some(&vy), "validation_data")?;
                 (x, y, weights, Some((vx, vy)), None)
+            }
+            None if validation_split > 0.0 && model.shards_data() => {
+                return Err(Error::invalid_argument(
+                    "validation_split",
+                    validation_split,
+                    "is not supported with sharded data (its last fraction would lie on the last ranks only): \
+                     pass each rank's part of the validation data as validation_data",
+                ));
             }
             None if validation_split > 0.0 => {
                 // Keras: the last fraction, before shuffling.
@@ -305,7 +313,6 @@ impl<'m, 'a> Fit<'m, 'a> {
 
         // The last check, before anything runs: metrics against the targets.
         let mut metrics = model.take_metrics(&train_y, val.as_ref().map(|(_, vy)| vy.as_slice()))?;
-        let n_train = train_x[0].len_of(Axis(0));
         let settings = format!(
             "fit: batch_size={batch_size} epochs={epochs} initial_epoch={initial_epoch} shuffle={shuffle}"
         );
@@ -319,6 +326,8 @@ impl<'m, 'a> Fit<'m, 'a> {
             model.put_metrics(metrics);
             return Err(e);
         }
+        // Sharded, the global data set: every rank's part.
+        let n_train = dp.samples(train_x[0].len_of(Axis(0)));
         let params = TrainParams {
             epochs,
             initial_epoch,
@@ -383,7 +392,8 @@ impl Model {
         callbacks: &mut CallbackList<'_>,
         dp: &mut DataParallel,
     ) -> Result<()> {
-        let n_train = data.x[0].len_of(Axis(0));
+        // Sharded, the shuffle and the batches are of the global indices; `train_step` keeps this rank's.
+        let n_train = dp.samples(data.x[0].len_of(Axis(0)));
         self.stop_training = false;
         let mut order: Vec<usize> = (0..n_train).collect();
         let mut loss_tracker = Mean::new();
@@ -543,7 +553,7 @@ impl Model {
         batch_size: usize,
         context: &str,
     ) -> Result<()> {
-        let n = check_samples(x, y, context)?;
+        let n = check_samples(x, y, context, y.is_some() && self.shards_data())?;
         let built_before = self.is_built();
         let rng_before = self.rng.clone();
         if !built_before {
@@ -709,6 +719,7 @@ impl Model {
         // whose share is empty (a last batch smaller than the rank count) adds nothing, and applies the same
         // update as the others.
         let rows = dp.share(rows, rng);
+        let rows = &*rows;
         let heads = compiled.heads.len();
         let computed = before.and_then(|()| {
             if rows.is_empty() {
@@ -963,7 +974,7 @@ impl Model {
         }
         let (x, y) = self.match_data(x, y, "evaluate")?;
         let (x, y) = (views(&x), views(&y));
-        let n = check_samples(&x, Some(&y), "evaluate")?;
+        let n = check_samples(&x, Some(&y), "evaluate", self.shards_data())?;
         // Weights before `prepare`: an error here leaves an unbuilt model unbuilt.
         let weights = weights.map(|w| check_sample_weight(w, n, "evaluate")).transpose()?;
         self.prepare(&x, Some(&y), batch_size, "evaluate")?;
@@ -1061,7 +1072,7 @@ impl Model {
                     .into(),
             ));
         }
-        let n = check_samples(x, None, "predict")?;
+        let n = check_samples(x, None, "predict", false)?;
         self.check_data(x, None, "predict")?;
         self.net.check_batch_memory(batch_size.min(n), false, "predict")?;
         let shapes = data_shapes("", x, &[]);
@@ -1170,9 +1181,10 @@ fn check_samples(
     x: &[ArrayViewD<'_, f32>],
     y: Option<&[ArrayViewD<'_, f32>]>,
     context: &str,
+    allow_empty: bool,
 ) -> Result<usize> {
     for x in x {
-        if x.ndim() < 2 || x.len_of(Axis(0)) == 0 {
+        if x.ndim() < 2 || (x.len_of(Axis(0)) == 0 && !allow_empty) {
             return Err(Error::shape(
                 format!("{context} inputs"),
                 "at least one sample: (samples, ...input shape)",
@@ -1227,7 +1239,6 @@ impl Model {
         let (x, y) = self.match_data(x, y, "train_on_batch")?;
         let (x, y) = (views(&x), views(&y));
         self.prepare(&x, Some(&y), usize::MAX, "train_on_batch")?;
-        let rows: Vec<usize> = (0..x[0].len_of(Axis(0))).collect();
         let mut metrics = self.take_metrics(&y, None)?;
         let data = data_shapes("", &x, &y);
         let data: Vec<(&str, &[usize])> = data.iter().map(|(n, s)| (n.as_str(), *s)).collect();
@@ -1235,6 +1246,8 @@ impl Model {
             self.put_metrics(metrics);
             return Err(e);
         }
+        // Sharded, the batch is the ranks' parts end to end.
+        let rows: Vec<usize> = (0..dp.samples(x[0].len_of(Axis(0)))).collect();
         metrics.iter_mut().flatten().for_each(|m| m.reset());
         let mut head_losses = Vec::new();
         let train = TrainData { x: &x, y: &y, weights: None };

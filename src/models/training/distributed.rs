@@ -1,6 +1,7 @@
 //! Data-parallel `fit`, `evaluate` and `predict` over a [`Communicator`] (see [`crate::distributed`]): the
 //! few hooks the training loop calls. Without a communicator of more than one rank every hook does nothing,
 //! so a model that is not distributed trains exactly as before.
+use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,7 +27,8 @@ impl Model {
     /// program to distributed training. With a communicator of one rank (a program started without
     /// `mpirun`) nothing changes.
     ///
-    /// Every rank must run the same program on the same data: `fit`, `evaluate`, `predict` and
+    /// Every rank must run the same program on the same data (or on its own part of it, with
+    /// [`DistributedOptions::shard_data`]): `fit`, `evaluate`, `predict` and
     /// `train_on_batch` are collective calls then (each rank makes them, in the same order). See
     /// [`crate::distributed`] for the semantics.
     ///
@@ -87,6 +89,12 @@ impl Model {
         &self.dist_options
     }
 
+    /// Whether this model is distributed over more than one rank with sharded data
+    /// ([`DistributedOptions::shard_data`]): each rank then passes `fit` and `evaluate` its own part.
+    pub(super) fn shards_data(&self) -> bool {
+        self.dist_options.shards_data() && self.comm.as_ref().is_some_and(|c| c.size() > 1)
+    }
+
     /// The communicator set by [`Model::distribute`], if any.
     pub fn communicator(&self) -> Option<&Arc<dyn Communicator>> {
         self.comm.as_ref()
@@ -107,9 +115,12 @@ pub(super) struct DataParallel {
     began: bool,
     /// The error being returned is known to every rank (so no rank waits in a collective).
     agreed: bool,
-    /// Samples in the current global batch, and this rank's share of them.
+    /// Samples in the current global batch, and the positions in it of this rank's share.
     global: usize,
-    local: Range<usize>,
+    local: Vec<usize>,
+    /// With sharded data (`DistributedOptions::shard_data`): each rank's count of samples in this call's
+    /// data, learnt by `agree` (empty otherwise).
+    counts: Vec<usize>,
     /// Per-sample shapes of the model's outputs and of their targets, one per output.
     pred_shapes: Vec<Vec<usize>>,
     truth_shapes: Vec<Vec<usize>>,
@@ -137,7 +148,8 @@ impl DataParallel {
             began: false,
             agreed: false,
             global: 0,
-            local: 0..0,
+            local: Vec::new(),
+            counts: Vec::new(),
             pred_shapes: Vec::new(),
             truth_shapes: Vec::new(),
             pred: Vec::new(),
@@ -151,6 +163,21 @@ impl DataParallel {
 
     pub(super) fn is_active(&self) -> bool {
         self.comm.is_some()
+    }
+
+    /// Whether each rank holds only its part of the data (see `DistributedOptions::shard_data`).
+    fn shards_data(&self, model: &Model) -> bool {
+        self.comm.is_some() && model.dist_options.shards_data()
+    }
+
+    /// The number of samples of the global data set of this call, of which this rank holds `local`: their
+    /// sum over the ranks with sharded data, `local` otherwise.
+    pub(super) fn samples(&self, local: usize) -> usize {
+        if self.counts.is_empty() {
+            local
+        } else {
+            self.counts.iter().sum()
+        }
     }
 
     fn error(comm: &dyn Communicator, reason: impl Into<String>) -> Error {
@@ -174,14 +201,25 @@ impl DataParallel {
         self.truth_shapes = targets.iter().map(|t| t.shape()[1..].to_vec()).collect();
         self.pred = vec![Vec::new(); self.pred_shapes.len()];
         self.truth = vec![Vec::new(); self.pred_shapes.len()];
-        let signature = signature(model, data, settings)?;
+        let sharded = self.shards_data(model);
+        let signature = signature(model, data, settings, sharded)?;
         let mut message = vec![0u8];
         message.extend(model.seed.to_le_bytes());
         message.extend(model.epochs_run.to_le_bytes());
+        // With sharded data, the ranks' sample counts of each array (the signature has per-sample shapes).
+        let counts: Vec<u64> = if sharded {
+            data.iter().map(|(_, s)| s.first().map_or(0, |&n| n as u64)).collect()
+        } else {
+            vec![]
+        };
+        message.extend((counts.len() as u64).to_le_bytes());
+        counts.iter().for_each(|c| message.extend(c.to_le_bytes()));
         message.extend(signature.as_bytes());
         let all = comm.all_gather_bytes(&message);
         agreement(&*comm, &all)?;
-        let theirs = |m: &[u8]| String::from_utf8_lossy(&m[17..]).into_owned();
+        let word = |m: &[u8], at: usize| u64::from_le_bytes(m[at..at + 8].try_into().expect("8 bytes"));
+        let header = |m: &[u8]| 25 + 8 * word(m, 17) as usize;
+        let theirs = |m: &[u8]| String::from_utf8_lossy(&m[header(m)..]).into_owned();
         let ours = theirs(&all[0]);
         for (rank, m) in all.iter().enumerate().skip(1) {
             let other = theirs(m);
@@ -201,10 +239,25 @@ impl DataParallel {
                 ));
             }
         }
-        self.chief_seed = (
-            u64::from_le_bytes(all[0][1..9].try_into().expect("8 bytes")),
-            u64::from_le_bytes(all[0][9..17].try_into().expect("8 bytes")),
-        );
+        self.chief_seed = (word(&all[0], 1), word(&all[0], 9));
+        if sharded {
+            // Same signatures: the same arrays everywhere. Each must have samples on some rank.
+            for (i, (name, _)) in data.iter().enumerate() {
+                let per_rank: Vec<usize> = all.iter().map(|m| word(m, 25 + 8 * i) as usize).collect();
+                if per_rank.iter().sum::<usize>() == 0 {
+                    return Err(Self::error(
+                        &*comm,
+                        format!(
+                            "with sharded data, the ranks' parts of `{name}` together need at least one sample; \
+                             every rank has 0"
+                        ),
+                    ));
+                }
+                if i == 0 {
+                    self.counts = per_rank;
+                }
+            }
+        }
         self.agreed = false;
         Ok(())
     }
@@ -318,17 +371,33 @@ impl DataParallel {
         }
     }
 
-    /// This rank's contiguous share of the global batch `rows` (all of it when inactive). The step's
-    /// generator `rng` (dropout masks) is reseeded per rank, so that the shares do not all get the same masks;
-    /// the shuffles stay the same everywhere, as each epoch's generator is seeded afresh.
-    pub(super) fn share<'r>(&mut self, rows: &'r [usize], rng: &mut StdRng) -> &'r [usize] {
-        let Some(comm) = &self.comm else { return rows };
+    /// This rank's share of the global batch `rows` (all of it when inactive), as indices into this rank's
+    /// data: a contiguous share of the batch when every rank holds all the data; with sharded data, the
+    /// batch's global indices that fall in this rank's part, made local. The step's generator `rng` (dropout
+    /// masks) is reseeded per rank, so that the shares do not all get the same masks; the shuffles stay the
+    /// same everywhere, as each epoch's generator is seeded afresh.
+    pub(super) fn share<'r>(&mut self, rows: &'r [usize], rng: &mut StdRng) -> Cow<'r, [usize]> {
+        let Some(comm) = &self.comm else { return Cow::Borrowed(rows) };
         let next: u64 = rng.random();
         *rng = StdRng::seed_from_u64(next ^ (comm.rank() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         self.global = rows.len();
-        self.local = share(rows.len(), comm.rank(), comm.size());
         self.pred.iter_mut().chain(&mut self.truth).for_each(Vec::clear);
-        &rows[self.local.clone()]
+        self.local.clear();
+        if self.counts.is_empty() {
+            let mine = share(rows.len(), comm.rank(), comm.size());
+            self.local.extend(mine.clone());
+            return Cow::Borrowed(&rows[mine]);
+        }
+        let start: usize = self.counts[..comm.rank()].iter().sum();
+        let held = start..start + self.counts[comm.rank()];
+        let mut local = Vec::new();
+        for (at, &row) in rows.iter().enumerate() {
+            if held.contains(&row) {
+                self.local.push(at);
+                local.push(row - start);
+            }
+        }
+        Cow::Owned(local)
     }
 
     /// Keeps this rank's outputs and targets of the step (one of each per model output), for the metrics of
@@ -493,10 +562,12 @@ impl DataParallel {
         buf[status_at] = f32::from(u8::from(failure.is_some()));
         buf[pred_at..].fill(0.0);
         if has_samples {
-            let l = &self.local;
+            // Each row at its place in the global batch, so the metrics see the batch a single process does.
             let mut at = pred_at;
             for (data, &width) in self.pred.iter().zip(&pw).chain(self.truth.iter().zip(&tw)) {
-                buf[at + l.start * width..at + l.end * width].copy_from_slice(data);
+                for (&row, values) in self.local.iter().zip(data.chunks_exact(width.max(1))) {
+                    buf[at + row * width..at + (row + 1) * width].copy_from_slice(&values[..width]);
+                }
                 at += n * width;
             }
         }
@@ -584,7 +655,9 @@ impl DataParallel {
 
     /// `evaluate` split by whole batches: each rank runs its batches, one allgather brings every batch's
     /// losses, outputs and targets to every rank, and each rank replays them in order, so the logs are the ones
-    /// a single process computes. `None` when inactive.
+    /// a single process computes. With sharded data each rank runs its own part, in batches of `batch_size`,
+    /// and the replay goes through the ranks' parts in rank order (the logs of the parts end to end, to float
+    /// rounding: the batches are cut otherwise). `None` when inactive.
     pub(super) fn evaluate(
         &mut self,
         model: &mut Model,
@@ -604,7 +677,18 @@ impl DataParallel {
             rows * (pw.iter().sum::<usize>() + tw.iter().sum::<usize>())
                 + rows.div_ceil(batch_size) * (1 + heads)
         };
-        let mine = self.span(&*comm, comm.rank(), n, batch_size);
+        // Each rank's rows of the data `data` is a part of (all of it, unless sharded).
+        let spans: Vec<Range<usize>> = if self.shards_data(model) {
+            let all = comm.all_gather_bytes(&(n as u64).to_le_bytes());
+            all.iter()
+                .map(|m| {
+                    0..m.get(..8).map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+                })
+                .collect()
+        } else {
+            (0..comm.size()).map(|r| self.span(&*comm, r, n, batch_size)).collect()
+        };
+        let mine = spans[comm.rank()].clone();
         let slice = Slice::from(mine.clone());
         let x: Vec<_> = data.x.iter().map(|a| a.slice_axis(Axis(0), slice)).collect();
         let y: Vec<_> = data.y.iter().map(|a| a.slice_axis(Axis(0), slice)).collect();
@@ -634,8 +718,6 @@ impl DataParallel {
         model.workspace = workspace;
         abort_on_error(&*comm, ran);
         let local: Vec<f32> = preds.into_iter().chain(truths).flatten().chain(losses).collect();
-        let spans: Vec<Range<usize>> =
-            (0..comm.size()).map(|r| self.span(&*comm, r, n, batch_size)).collect();
         let counts: Vec<usize> = spans.iter().map(|s| count(s.len())).collect();
         let mut all = vec![0.0f32; counts.iter().sum()];
         comm.all_gather(&local, &counts, &mut all);
@@ -746,7 +828,8 @@ fn agreement(comm: &dyn Communicator, all: &[Vec<u8>]) -> Result<()> {
 }
 
 /// What a rank is about to train, one item a line, for comparison across ranks.
-fn signature(model: &Model, data: &[(&str, &[usize])], settings: &str) -> Result<String> {
+/// With `sharded` data, the arrays' per-sample shapes only (the ranks' sample counts differ).
+fn signature(model: &Model, data: &[(&str, &[usize])], settings: &str, sharded: bool) -> Result<String> {
     // Layer and weight names are left out: they change nothing that is computed.
     let mut lines = Vec::new();
     for layer in model.layers() {
@@ -774,7 +857,10 @@ fn signature(model: &Model, data: &[(&str, &[usize])], settings: &str) -> Result
         ));
     }
     for (name, shape) in data {
-        lines.push(format!("{name} of shape {shape:?}"));
+        match shape.split_first().filter(|_| sharded) {
+            Some((_, per_sample)) => lines.push(format!("{name} of per-sample shape {per_sample:?}")),
+            None => lines.push(format!("{name} of shape {shape:?}")),
+        }
     }
     lines.push(settings.to_string());
     Ok(lines.join("\n"))
@@ -805,5 +891,27 @@ fn abort_on_error(comm: &dyn Communicator, result: Result<()>) {
             comm.size()
         );
         comm.abort(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::signature;
+    use crate::layers::Dense;
+    use crate::models::{Model, Sequential};
+
+    #[test]
+    fn sharded_signatures_compare_per_sample_shapes_only() {
+        let mut s = Sequential::new();
+        s.add(Dense::new(2).input_shape([3])).unwrap();
+        let model: Model = s.into();
+        let sig = |rows: usize, features: usize, sharded: bool| {
+            let shape = [rows, features];
+            signature(&model, &[("x", &shape)], "fit", sharded).unwrap()
+        };
+        assert_eq!(sig(4, 3, true), sig(9, 3, true));
+        assert!(sig(4, 3, true).contains("x of per-sample shape [3]"));
+        assert_ne!(sig(4, 3, true), sig(4, 2, true));
+        assert_ne!(sig(4, 3, false), sig(9, 3, false));
     }
 }
