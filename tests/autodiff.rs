@@ -1260,3 +1260,171 @@ fn set_value_refuses_another_shape_and_keeps_the_weight() {
     params.set_value(w, ArrayD::from_elem(IxDyn(&[2, 3]), 5.0f32).view()).unwrap();
     assert_eq!(*params.value(w), ArrayD::from_elem(IxDyn(&[2, 3]), 5.0f32));
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Gradients handed out as soon as they are final (Tape::backward_with)
+// ---------------------------------------------------------------------------------------------------------
+
+/// The identity, logging its backward rule's run: shows where in the pass each gradient is reported.
+struct Probe {
+    name: &'static str,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl CustomOp for Probe {
+    fn forward(&self, inputs: &[ArrayViewD<'_, f32>]) -> Tensor {
+        inputs[0].to_owned()
+    }
+
+    fn backward(
+        &self,
+        _inputs: &[ArrayViewD<'_, f32>],
+        _output: ArrayViewD<'_, f32>,
+        grad_output: ArrayViewD<'_, f32>,
+    ) -> Vec<Tensor> {
+        self.log.lock().unwrap().push(self.name.to_string());
+        vec![grad_output.to_owned()]
+    }
+}
+
+/// The parameters `backward_with` reported, in order, with the gradient each had when reported.
+fn reported<'t>(tape: &'t Tape<'t>, loss: Var<'t>, grads: &mut Gradients) -> Vec<(ParamId, Tensor)> {
+    let mut ready = Vec::new();
+    tape.backward_with(loss, grads, |id, g| ready.push((id, g.to_array()))).unwrap();
+    ready
+}
+
+/// Each reported gradient is the one the pass leaves, every gradient of the pass is reported exactly once.
+fn assert_reports_final(ready: &[(ParamId, Tensor)], grads: &Gradients) {
+    let mut ids: Vec<ParamId> = ready.iter().map(|(id, _)| *id).collect();
+    ids.sort();
+    let before = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), before, "a parameter reported twice: {ready:?}");
+    let computed: Vec<ParamId> = grads.iter().map(|(id, _)| id).collect();
+    assert_eq!(ids, computed, "reported parameters are not the ones with gradients");
+    for (id, g) in ready {
+        assert_eq!(&grads.get(*id).unwrap().to_array(), g, "gradient of {id:?} changed after its report");
+    }
+}
+
+#[test]
+fn backward_with_reports_each_gradient_during_the_pass_after_its_last_reader() {
+    let mut rng = rng(41);
+    let mut params = ParamStore::new();
+    let w1 = params.add("w1", uniform(&mut rng, &[3, 4], -1.0, 1.0), true);
+    let b1 = params.add("b1", uniform(&mut rng, &[4], -1.0, 1.0), true);
+    let w2 = params.add("w2", uniform(&mut rng, &[4, 2], -1.0, 1.0), true);
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let tape = Tape::new(&params);
+    let x = tape.constant(uniform(&mut rng, &[5, 3], -1.0, 1.0).view());
+    let h = x.matmul(tape.param(w1)).add(tape.param(b1)).tanh();
+    let h = tape.custom(&[h], Probe { name: "probe 1", log: log.clone() });
+    let y = h.matmul(tape.param(w2));
+    let y = tape.custom(&[y], Probe { name: "probe 2", log: log.clone() });
+    let loss = y.square().mean();
+    let mut grads = Gradients::new();
+    tape.backward_with(loss, &mut grads, |id, _| log.lock().unwrap().push(params.get(id).name.clone()))
+        .unwrap();
+    // w2 is reported before the backward pass reaches the first layer; b1 (read after w1) before w1.
+    assert_eq!(*log.lock().unwrap(), ["probe 2", "w2", "probe 1", "b1", "w1"]);
+
+    let mut again = Gradients::new();
+    let ready = reported(&tape, loss, &mut again);
+    assert_reports_final(&ready, &again);
+    let mut plain = Gradients::new();
+    tape.backward(loss, &mut plain).unwrap();
+    for (id, g) in plain.iter() {
+        assert_eq!(again.get(id).unwrap().to_array(), g.to_array(), "backward_with changed a gradient");
+    }
+}
+
+#[test]
+fn backward_with_reports_a_shared_weight_once_after_its_first_use() {
+    let mut rng = rng(42);
+    let mut params = ParamStore::new();
+    let w = params.add("w", uniform(&mut rng, &[3, 3], -1.0, 1.0), true);
+    let v = params.add("v", uniform(&mut rng, &[3, 3], -1.0, 1.0), true);
+    let tape = Tape::new(&params);
+    let x = tape.constant(uniform(&mut rng, &[2, 3], -1.0, 1.0).view());
+    // w is read at the bottom and at the top (two nodes of the same parameter), v in between.
+    let y = x.matmul(tape.param(w)).tanh().matmul(tape.param(v)).tanh().matmul(tape.param(w));
+    let loss = y.square().sum();
+    let mut grads = Gradients::new();
+    let ready = reported(&tape, loss, &mut grads);
+    assert_eq!(ready.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [v, w]);
+    assert_reports_final(&ready, &grads);
+}
+
+#[test]
+fn backward_with_skips_frozen_unused_and_later_weights() {
+    let mut rng = rng(43);
+    let mut params = ParamStore::new();
+    let w = params.add("w", uniform(&mut rng, &[3, 2], -1.0, 1.0), true);
+    let frozen = params.add("frozen", uniform(&mut rng, &[2, 2], -1.0, 1.0), false);
+    let unused = params.add("unused", uniform(&mut rng, &[4], -1.0, 1.0), true);
+    let after = params.add("after", uniform(&mut rng, &[2, 2], -1.0, 1.0), true);
+    let tape = Tape::new(&params);
+    let x = tape.constant(uniform(&mut rng, &[2, 3], -1.0, 1.0).view());
+    let y = x.matmul(tape.param(w)).matmul(tape.param(frozen));
+    let loss = y.square().sum();
+    // Read only after the loss: no reason for it, no gradient.
+    let _later = y.matmul(tape.param(after));
+    let _ = unused;
+    let mut grads = Gradients::new();
+    let ready = reported(&tape, loss, &mut grads);
+    assert_eq!(ready.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [w]);
+    assert_reports_final(&ready, &grads);
+}
+
+#[test]
+fn backward_with_reports_a_weight_that_is_the_loss() {
+    let mut params = ParamStore::new();
+    let w = params.add("w", array![[3.0f32]].into_dyn(), true);
+    let tape = Tape::new(&params);
+    let mut grads = Gradients::new();
+    let ready = reported(&tape, tape.param(w), &mut grads);
+    assert_eq!(ready, [(w, array![[1.0f32]].into_dyn())]);
+    assert_reports_final(&ready, &grads);
+}
+
+#[test]
+fn backward_with_reports_the_same_on_a_reused_workspace() {
+    let mut rng = rng(44);
+    let mut params = ParamStore::new();
+    let w1 = params.add("w1", uniform(&mut rng, &[3, 4], -1.0, 1.0), true);
+    let w2 = params.add("w2", uniform(&mut rng, &[4, 1], -1.0, 1.0), true);
+    let x = uniform(&mut rng, &[6, 3], -1.0, 1.0);
+    let mut ws = Workspace::new();
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let tape = Tape::with_workspace(&params, ws);
+        let loss = tape.constant(x.view()).matmul(tape.param(w1)).relu().matmul(tape.param(w2)).sum();
+        let mut grads = Gradients::new();
+        let ready = reported(&tape, loss, &mut grads);
+        assert_reports_final(&ready, &grads);
+        runs.push(ready);
+        ws = tape.into_workspace();
+    }
+    assert_eq!(runs[0], runs[1]);
+    assert_eq!(runs[0].iter().map(|(id, _)| *id).collect::<Vec<_>>(), [w2, w1]);
+}
+
+#[test]
+fn backward_with_refuses_what_backward_refuses_without_calling_the_hook() {
+    let mut params = ParamStore::new();
+    let w = params.add("w", array![[1.0f32, 2.0]].into_dyn(), true);
+    let mut calls = 0;
+    let mut grads = Gradients::new();
+
+    let tape = Tape::new(&params);
+    let not_scalar = tape.param(w).square();
+    let err = tape.backward_with(not_scalar, &mut grads, |_, _| calls += 1).unwrap_err();
+    assert!(matches!(err, Error::Shape { .. }), "{err}");
+
+    let inference = Tape::inference(&params, Workspace::new());
+    let loss = inference.param(w).sum();
+    let err = inference.backward_with(loss, &mut grads, |_, _| calls += 1).unwrap_err();
+    assert!(err.to_string().contains("inference"), "{err}");
+    assert_eq!(calls, 0);
+}

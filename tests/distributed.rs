@@ -1039,3 +1039,79 @@ fn without_sharding_a_rank_without_samples_is_still_refused() {
     });
     assert!(results[1].contains("at least one sample"), "{}", results[1]);
 }
+/// The whole update with gradients summed in buckets during the backward pass, buckets of `bytes`.
+fn overlapped(bytes: usize) -> DistributedOptions {
+    DistributedOptions::new().shard_optimizer(false).overlap_gradients(true).bucket_size(bytes)
+}
+
+/// Buckets change when the gradients are summed, not what: the same bits as the whole update after one
+/// allreduce, on 3 ranks. The trainable weights in reverse order are 3 + 48 + 16 + 80 values: 0 bytes makes a
+/// bucket per weight; 256 bytes (64 values) makes buckets of 51, 16 and 80 (a weight larger than a bucket, on
+/// its own); the default, one bucket.
+#[test]
+fn gradients_summed_in_buckets_during_the_backward_pass_train_as_the_whole_update() {
+    let model = || mlp(13, false);
+    let single = three_ranks(&model, None).remove(0);
+    let whole = three_ranks(&model, Some(DistributedOptions::new().shard_optimizer(false)));
+    for bytes in [0, 256, kerust::distributed::DEFAULT_BUCKET_SIZE] {
+        let ranks = three_ranks(&model, Some(overlapped(bytes)));
+        assert_eq!(ranks[0], ranks[1], "{bytes}-byte buckets: every rank the same");
+        assert_eq!(ranks[0], ranks[2], "{bytes}-byte buckets: every rank the same");
+        assert_eq!(ranks[0], whole[0], "{bytes}-byte buckets against one allreduce");
+        assert_close(&ranks[0].0, &single.0, 1e-4);
+    }
+}
+
+#[test]
+fn bucketed_gradients_train_like_one_process_with_ranks_without_samples() {
+    // 33 = 32 + 1: rank 1 has no sample in the last batch and sends its buckets as zeros.
+    check_equivalence_with(33, 32, overlapped(256));
+    check_equivalence_with(77, 32, overlapped(0));
+}
+
+/// Weights without gradients stay out of the buckets (frozen) or travel as zeros (batch normalization's
+/// moving statistics are averaged in the step's own allreduce), and the result is the whole update's.
+#[test]
+fn bucketed_gradients_with_frozen_and_non_trainable_weights() {
+    let (x, y) = data(40);
+    let run = |comm: Arc<dyn Communicator>, options: DistributedOptions| {
+        let mut m = Sequential::new();
+        m.set_seed(6);
+        m.add(Dense::new(16).activation("relu").input_shape([5]).name("base")).unwrap();
+        m.add(BatchNormalization::new()).unwrap();
+        m.add(Dense::new(3).activation("softmax")).unwrap();
+        m.get_layer_mut("base").unwrap().set_trainable(false);
+        m.compile("categorical_crossentropy", "adam", ["accuracy"]).unwrap();
+        m.distribute_with(comm, options);
+        let h = m.fit(&x, &y).batch_size(8).epochs(2).verbose(0).run().unwrap();
+        (m.get_weights(), h)
+    };
+    let ranks = on_ranks(3, |comm| {
+        (run(comm.clone(), overlapped(64)), run(comm, DistributedOptions::new().shard_optimizer(false)))
+    });
+    for (bucketed, whole) in &ranks {
+        assert_eq!(bucketed, whole);
+        assert_eq!(bucketed, &ranks[0].0);
+    }
+}
+
+#[test]
+fn a_rank_that_fails_with_bucketed_gradients_fails_fit_on_every_rank() {
+    for hook in ["batch_begin", "batch_end"] {
+        let results = on_ranks(3, |comm| {
+            let (x, y) = data(60);
+            let mut m = mlp(4, false);
+            m.distribute_with(comm, overlapped(128));
+            let mut fail = FailAt { hook, ranks: &[2], epoch: 0 };
+            let r = m.fit(&x, &y).batch_size(8).epochs(3).verbose(0).callback_ref(&mut fail).run();
+            (r.map(|_| ()), m.get_weights())
+        });
+        for (rank, (result, weights)) in results.iter().enumerate() {
+            let e = result.as_ref().expect_err(hook);
+            let Error::Distributed { rank: r, reason, .. } = e else { panic!("{hook}: {e}") };
+            assert_eq!(*r, rank);
+            assert!(reason.contains("rank 2 of 3 failed: deliberate failure"), "{hook}: {reason}");
+            assert_eq!(weights, &results[0].1, "{hook}");
+        }
+    }
+}

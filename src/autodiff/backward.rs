@@ -5,7 +5,7 @@
 //! buffer. The rules themselves live with their ops, one file each, in `ops/`. Buffers are written, not
 //! allocated: the first contribution to a buffer in a pass either overwrites it (the rule is told it is
 //! `fresh`) or zero-fills it first ([`BackwardCtx::zeroed`]); later ones add.
-use super::{Gradients, Node, NodeKind, ParamStore, Values, Workspace};
+use super::{Gradients, Node, NodeKind, ParamId, ParamStore, Values, Workspace};
 use crate::device::Storage;
 
 /// One op on the tape: which nodes it reads and how its gradient flows back to them. Its `Var` method (in the
@@ -84,28 +84,84 @@ impl<'w> BackwardCtx<'_, 'w> {
     }
 }
 
-/// Runs the backward pass from the scalar node `loss`.
-pub(super) fn run(ws: &mut Workspace, params: &ParamStore, loss: usize, grads: &mut Gradients) {
-    let Workspace { nodes, values, aux, grads: node_grads, grad_set } = ws;
+/// What [`super::Tape::backward_with`] calls with each parameter's final gradient.
+pub(super) type OnReady<'h> = dyn FnMut(ParamId, &Storage) + 'h;
+
+/// Runs the backward pass from the scalar node `loss`. With `on_ready`, each parameter's gradient is handed to
+/// it as soon as it is final: right after the last node (in reverse order) that reads the parameter has run.
+pub(super) fn run(
+    ws: &mut Workspace,
+    params: &ParamStore,
+    loss: usize,
+    grads: &mut Gradients,
+    mut on_ready: Option<&mut OnReady<'_>>,
+) {
+    let Workspace { nodes, values, aux, grads: node_grads, grad_set, ready } = ws;
     let n = nodes.len();
     if node_grads.len() < n {
         node_grads.resize_with(n, Storage::default);
     }
     grad_set.clear();
     grad_set.resize(n, false);
+    if on_ready.is_some() {
+        last_readers(nodes, loss, ready);
+    }
+    // `ready` is sorted by increasing node: the parameters whose last reader is the node just visited are at
+    // its end.
+    let mut report = |id: usize, grads: &Gradients, ready: &mut Vec<(usize, ParamId)>| {
+        let Some(hook) = on_ready.as_mut() else { return };
+        while let Some(&(_, p)) = ready.last().filter(|(at, _)| *at >= id) {
+            ready.pop();
+            if grads.present[p.index()] {
+                hook(p, &grads.grads[p.index()]);
+            }
+        }
+    };
     let vals = Values { params, nodes, values };
     let mut sink = Sink { nodes, node_grads, grad_set, param_grads: grads };
     if let Some((seed, _)) = sink.target(loss, vals.get(loss).shape()) {
         seed.fill(1.0);
     }
     for id in (0..=loss).rev() {
-        let NodeKind::Op(ref kernel) = nodes[id].kind else { continue };
-        if !sink.grad_set[id] {
-            continue;
+        if let NodeKind::Op(ref kernel) = nodes[id].kind {
+            if sink.grad_set[id] {
+                // The node's gradient is needed by no one else, so its rule may reuse it in place.
+                let mut g = std::mem::take(&mut sink.node_grads[id]);
+                kernel.backward(
+                    &mut g,
+                    &mut BackwardCtx { vals: &vals, id, aux: &mut aux[id], sink: &mut sink },
+                );
+                sink.node_grads[id] = g;
+            }
         }
-        // The node's gradient is needed by no one else, so its rule may reuse it in place.
-        let mut g = std::mem::take(&mut sink.node_grads[id]);
-        kernel.backward(&mut g, &mut BackwardCtx { vals: &vals, id, aux: &mut aux[id], sink: &mut sink });
-        sink.node_grads[id] = g;
+        report(id, sink.param_grads, ready);
     }
+}
+
+/// Fills `ready` with `(node, parameter)` for every parameter that needs a gradient, `node` being the first op
+/// at or before `loss` that reads it (the last one the backward walk visits), or the loss itself when no op
+/// does (the loss is the parameter); sorted by increasing node, so the walk, which goes down, takes them from
+/// the end (a node's parameters in decreasing order).
+fn last_readers(nodes: &[Node], loss: usize, ready: &mut Vec<(usize, ParamId)>) {
+    // Every (reader, parameter) edge, then the first reader of each parameter (no allocation once `ready` has
+    // grown to the tape's size).
+    ready.clear();
+    for (id, node) in nodes.iter().enumerate().take(loss + 1) {
+        match &node.kind {
+            NodeKind::Op(kernel) => {
+                for &input in kernel.inputs() {
+                    if let NodeKind::Param(p) = nodes[input].kind {
+                        if nodes[input].requires_grad {
+                            ready.push((id, p));
+                        }
+                    }
+                }
+            }
+            NodeKind::Param(p) if id == loss && node.requires_grad => ready.push((id, *p)),
+            _ => {}
+        }
+    }
+    ready.sort_unstable_by_key(|&(id, p)| (p, id));
+    ready.dedup_by_key(|(_, p)| *p);
+    ready.sort_unstable();
 }

@@ -334,6 +334,8 @@ pub struct Workspace {
     aux: Vec<Storage>,
     grads: Vec<Storage>,
     grad_set: Vec<bool>,
+    /// For [`Tape::backward_with`]: each parameter with the node after which its gradient is final.
+    ready: Vec<(usize, ParamId)>,
 }
 
 impl Workspace {
@@ -487,6 +489,65 @@ impl<'a> Tape<'a> {
     /// If the tape does not record ([`Tape::inference`]), if `loss` has more than one element, or if it belongs
     /// to another tape.
     pub fn backward(&self, loss: Var<'_>, grads: &mut Gradients) -> Result<()> {
+        self.check_loss(loss)?;
+        grads.reset(self.params.len());
+        let mut ws = self.ws.borrow_mut();
+        backward::run(&mut ws, self.params, loss.id, grads, None);
+        Ok(())
+    }
+
+    /// [`Tape::backward`] that calls `on_ready` with each parameter's gradient as soon as it is final, while the
+    /// pass goes on: right after the last op that reads the parameter (the first one recorded) has run. Data-
+    /// parallel training sends gradients to the other processes from here, so that communication overlaps the
+    /// rest of the backward pass.
+    ///
+    /// `on_ready` is called once for each parameter that gets a gradient (the ones [`Gradients::iter`] lists
+    /// afterwards), with the gradient it will hold when `backward_with` returns; never for a parameter that
+    /// gets none (not trainable, or not a reason for the loss). Gradients become final roughly in the reverse
+    /// order of the forward pass: the last layer's first.
+    ///
+    /// ```
+    /// use kerust::autodiff::{Gradients, ParamStore, Tape};
+    /// use ndarray::array;
+    ///
+    /// let mut params = ParamStore::new();
+    /// let w1 = params.add("w1", array![[1.0f32, 2.0], [3.0, 4.0]].into_dyn(), true);
+    /// let w2 = params.add("w2", array![[1.0f32], [-1.0]].into_dyn(), true);
+    /// let frozen = params.add("frozen", array![[2.0f32]].into_dyn(), false);
+    ///
+    /// let tape = Tape::new(&params);
+    /// let x = tape.constant(array![[1.0f32, 1.0]].into_dyn().view());
+    /// let y = x.matmul(tape.param(w1)).matmul(tape.param(w2)).matmul(tape.param(frozen));
+    /// let loss = y.square().sum();
+    ///
+    /// let mut grads = Gradients::new();
+    /// let mut ready = Vec::new();
+    /// tape.backward_with(loss, &mut grads, |id, grad| ready.push((id, grad.to_array())))?;
+    /// // The last layer's gradient is final first; the frozen weight gets none.
+    /// assert_eq!(ready.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [w2, w1]);
+    /// for (id, grad) in &ready {
+    ///     assert_eq!(grads.get(*id).unwrap().to_array(), *grad);
+    /// }
+    /// # Ok::<(), kerust::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Tape::backward`]; `on_ready` is not called then.
+    pub fn backward_with(
+        &self,
+        loss: Var<'_>,
+        grads: &mut Gradients,
+        mut on_ready: impl FnMut(ParamId, &Storage),
+    ) -> Result<()> {
+        self.check_loss(loss)?;
+        grads.reset(self.params.len());
+        let mut ws = self.ws.borrow_mut();
+        backward::run(&mut ws, self.params, loss.id, grads, Some(&mut on_ready));
+        Ok(())
+    }
+
+    /// Refuses a backward pass from `loss` on this tape: not recording, another tape's value, not a scalar.
+    fn check_loss(&self, loss: Var<'_>) -> Result<()> {
         if !self.recording {
             return Err(Error::NotReady("backward on an inference tape: create it with Tape::new".into()));
         }
@@ -501,9 +562,6 @@ impl<'a> Tape<'a> {
                 format!("{:?}", loss.shape()),
             ));
         }
-        grads.reset(self.params.len());
-        let mut ws = self.ws.borrow_mut();
-        backward::run(&mut ws, self.params, loss.id, grads);
         Ok(())
     }
 }

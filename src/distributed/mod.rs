@@ -173,7 +173,12 @@ pub struct DistributedOptions {
     shard_optimizer: bool,
     shard_data: bool,
     collective_timeout: Option<std::time::Duration>,
+    overlap: bool,
+    bucket_size: usize,
 }
+
+/// The default of [`DistributedOptions::bucket_size`]: 4 MiB (PyTorch DDP's 25 MB is sized for GPUs).
+pub const DEFAULT_BUCKET_SIZE: usize = 4 << 20;
 
 /// The default of [`DistributedOptions::collective_timeout`]: 10 minutes, far more than any step, evaluation
 /// or checkpoint write that other ranks may wait for.
@@ -185,6 +190,8 @@ impl Default for DistributedOptions {
             shard_optimizer: true,
             shard_data: false,
             collective_timeout: Some(DEFAULT_COLLECTIVE_TIMEOUT),
+            overlap: false,
+            bucket_size: DEFAULT_BUCKET_SIZE,
         }
     }
 }
@@ -251,6 +258,47 @@ impl DistributedOptions {
     pub fn collective_timeout_limit(&self) -> Option<std::time::Duration> {
         self.collective_timeout
     }
+
+    /// Whether `fit` sums the gradients while the backward pass goes on (default false): the trainable
+    /// weights, in reverse order, are grouped in buckets of [`DistributedOptions::bucket_size`] bytes, and a
+    /// communication thread allreduces each bucket, in order, as soon as the backward pass has produced all
+    /// its gradients. Used only with the whole update on every rank (`shard_optimizer(false)`); a sharded
+    /// update reduce-scatters all gradients after the backward pass, as without this option. The weights are
+    /// the same either way (to float rounding).
+    ///
+    /// ```
+    /// use kerust::distributed::DistributedOptions;
+    /// let options = DistributedOptions::new().shard_optimizer(false).overlap_gradients(true);
+    /// assert!(options.overlaps_gradients());
+    /// ```
+    pub fn overlap_gradients(mut self, overlap: bool) -> Self {
+        self.overlap = overlap;
+        self
+    }
+
+    /// The setting of [`DistributedOptions::overlap_gradients`].
+    pub fn overlaps_gradients(&self) -> bool {
+        self.overlap
+    }
+
+    /// The size in bytes of a bucket of gradients for [`DistributedOptions::overlap_gradients`] (default
+    /// [`DEFAULT_BUCKET_SIZE`]): a bucket takes weights until the next would take it past this size, and a
+    /// weight larger than it makes a bucket of its own (0: one bucket per weight).
+    ///
+    /// ```
+    /// use kerust::distributed::{DistributedOptions, DEFAULT_BUCKET_SIZE};
+    /// assert_eq!(DistributedOptions::new().bucket_size_bytes(), DEFAULT_BUCKET_SIZE);
+    /// assert_eq!(DistributedOptions::new().bucket_size(1 << 10).bucket_size_bytes(), 1024);
+    /// ```
+    pub fn bucket_size(mut self, bytes: usize) -> Self {
+        self.bucket_size = bytes;
+        self
+    }
+
+    /// The setting of [`DistributedOptions::bucket_size`].
+    pub fn bucket_size_bytes(&self) -> usize {
+        self.bucket_size
+    }
 }
 
 /// What the allreduces of training steps cost in this process so far: for the figures of a run (bytes per
@@ -263,9 +311,13 @@ pub struct StepStats {
     pub bytes: u64,
     /// Time spent in them, waiting for other ranks included.
     pub seconds: f64,
+    /// Time the steps waited for the summed gradients after their backward pass had ended: `seconds` when
+    /// nothing overlaps; with [`DistributedOptions::overlap_gradients`], what the backward pass did not hide
+    /// (buckets still in flight when it ended, then the step's final allreduce).
+    pub waited: f64,
 }
 
-static STATS: Mutex<StepStats> = Mutex::new(StepStats { calls: 0, bytes: 0, seconds: 0.0 });
+static STATS: Mutex<StepStats> = Mutex::new(StepStats { calls: 0, bytes: 0, seconds: 0.0, waited: 0.0 });
 
 /// The counts since the start of the process (or the last [`reset_step_stats`]).
 pub fn step_stats() -> StepStats {
@@ -277,11 +329,14 @@ pub fn reset_step_stats() {
     *STATS.lock().unwrap_or_else(|e| e.into_inner()) = StepStats::default();
 }
 
-pub(crate) fn record_step(bytes: usize, elapsed: std::time::Duration) {
+/// Counts one step: `bytes` reduced in `elapsed` (all its collectives), of which `waited` after the backward
+/// pass.
+pub(crate) fn record_step(bytes: usize, elapsed: std::time::Duration, waited: std::time::Duration) {
     let mut s = STATS.lock().unwrap_or_else(|e| e.into_inner());
     s.calls += 1;
     s.bytes += bytes as u64;
     s.seconds += elapsed.as_secs_f64();
+    s.waited += waited.as_secs_f64();
 }
 
 /// The contiguous share of `0..n` that `rank` of `size` takes: sizes differ by at most one, the first

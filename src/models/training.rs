@@ -16,6 +16,7 @@ use crate::{Error, Numeric, Result};
 
 mod data;
 mod distributed;
+mod overlap;
 mod sharded;
 use data::{gather, Data};
 pub use data::{Arrays, IntoArray, IntoArrays, Outputs};
@@ -739,7 +740,7 @@ impl Model {
             let loss = total_loss(&compiled.heads, &yb, &out, wb, head_losses);
             let loss = with_penalties(loss, &net.layers, &tape);
             let value = loss.item();
-            tape.backward(loss, grads)?;
+            dp.backward(&tape, loss, grads)?;
             // Compiled metrics are unweighted, as Keras' `metrics` (its `weighted_metrics` are another list).
             if metrics.iter().any(|m| !m.is_empty()) {
                 Var::with_values(&out, |pred| {

@@ -11,9 +11,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 
+use super::overlap::Overlap;
 use super::sharded::Shard;
 use super::TrainData;
-use crate::autodiff::{Gradients, ParamId, ParamStore, Tensor, Workspace};
+use crate::autodiff::{Gradients, ParamId, ParamStore, Tape, Tensor, Var, Workspace};
 use crate::callbacks::Logs;
 use crate::device::Storage;
 use crate::distributed::{record_step, share, Communicator, DistributedOptions, Watched};
@@ -134,6 +135,9 @@ pub(super) struct DataParallel {
     chief_seed: (u64, u64),
     /// This rank's share of the optimizer update, when it is sharded (`fit` only).
     shard: Option<Shard>,
+    /// The gradient buckets reduced during the backward pass, when the update is not sharded and the options
+    /// ask for it (`fit` only).
+    overlap: Option<Overlap>,
 }
 
 impl DataParallel {
@@ -158,6 +162,7 @@ impl DataParallel {
             sum: Vec::new(),
             chief_seed: (0, 0),
             shard: None,
+            overlap: None,
         }
     }
 
@@ -304,17 +309,38 @@ impl DataParallel {
     }
 
     /// Shards the optimizer update across the ranks for this `fit` (see [`Shard`]), when the model's options
-    /// ask for it and the optimizer allows it. Called after [`DataParallel::begin`].
+    /// ask for it and the optimizer allows it; else, when they ask for it, sets up the gradient buckets that
+    /// are reduced during the backward pass (see [`Overlap`]). Called after [`DataParallel::begin`].
     pub(super) fn shard_optimizer(&mut self, model: &mut Model) -> Result<()> {
         let Some(comm) = self.comm.clone() else { return Ok(()) };
-        if !model.dist_options.shards_optimizer() {
-            return Ok(());
-        }
+        let options = model.dist_options.clone();
         let Model { params, compiled, .. } = model;
-        if let Some(c) = compiled.as_mut() {
-            self.shard = Shard::new(&*comm, params, c.optimizer.as_mut())?;
+        if options.shards_optimizer() {
+            if let Some(c) = compiled.as_mut() {
+                self.shard = Shard::new(&*comm, params, c.optimizer.as_mut())?;
+            }
+        }
+        if self.shard.is_none() && options.overlaps_gradients() {
+            self.overlap = Some(Overlap::new(comm, params, options.bucket_size_bytes()));
         }
         Ok(())
+    }
+
+    /// The step's backward pass: with gradient buckets, each one is reduced as soon as the pass has produced
+    /// it, while the pass goes on.
+    pub(super) fn backward<'t>(
+        &mut self,
+        tape: &'t Tape<'t>,
+        loss: Var<'t>,
+        grads: &mut Gradients,
+    ) -> Result<()> {
+        match self.overlap.as_mut() {
+            Some(overlap) => {
+                overlap.begin_step(self.local.len() as f32 / self.global.max(1) as f32);
+                tape.backward_with(loss, grads, |id, g| overlap.ready(id, g))
+            }
+            None => tape.backward(loss, grads),
+        }
     }
 
     /// Applies the step's update: this rank's share of it and a gather of the new weights when the update is
@@ -512,8 +538,13 @@ impl DataParallel {
         let shard = &mut self.shard;
         // Sharded, the trainable weights' gradients go to the reduce-scatter, not into this buffer.
         let np = params.len();
-        let in_shard: Vec<bool> =
-            (0..np).map(|i| shard.as_ref().is_some_and(|s| s.start(i).is_some())).collect();
+        let overlap = &mut self.overlap;
+        let in_shard: Vec<bool> = (0..np)
+            .map(|i| {
+                shard.as_ref().is_some_and(|s| s.start(i).is_some())
+                    || overlap.as_ref().is_some_and(|o| o.holds(i))
+            })
+            .collect();
         let seg_len = |i: usize, len: usize| if in_shard[i] { 0 } else { len };
         let values: usize = params.iter().enumerate().map(|(i, (_, p))| seg_len(i, p.value.len())).sum();
         let np = params.len();
@@ -528,6 +559,11 @@ impl DataParallel {
         let mut at = 0;
         for (i, (id, p)) in params.iter().enumerate() {
             let len = seg_len(i, p.value.len());
+            if overlap.as_ref().is_some_and(|o| o.holds(i)) {
+                // The value is in its bucket already; only its flag travels here.
+                buf[flags + i] = if has_samples && grads.get(id).is_some() { 1.0 } else { 0.0 };
+                continue;
+            }
             let seg = match shard.as_mut().and_then(|s| s.start(i).map(|start| (s, start))) {
                 Some((s, start)) => &mut s.send[start..start + p.value.len()],
                 None => &mut buf[at..at + len],
@@ -573,16 +609,23 @@ impl DataParallel {
         }
         self.sum.resize(buf.len(), 0.0);
         let started = Instant::now();
+        let mut bytes = buf.len() * std::mem::size_of::<f32>();
+        // The buckets' allreduces, most of them run during the backward pass.
+        let mut buckets = std::time::Duration::ZERO;
+        if let Some(o) = overlap.as_mut() {
+            buckets = o.finish_step(params);
+            bytes += o.bytes();
+        }
+        let finals = Instant::now();
         comm.all_reduce_sum(buf, &mut self.sum);
         if self.sum[status_at] > 0.0 {
             return Err(self.failure(&*comm, failure.as_ref()));
         }
-        let mut bytes = buf.len();
         if let Some(s) = shard.as_mut() {
             comm.reduce_scatter_sum(&s.send, &mut s.block_sum);
-            bytes += s.send.len();
+            bytes += s.send.len() * std::mem::size_of::<f32>();
         }
-        record_step(bytes * std::mem::size_of::<f32>(), started.elapsed());
+        record_step(bytes, buckets + finals.elapsed(), started.elapsed());
         let buf = &mut self.sum;
 
         let mut at = 0;
@@ -590,7 +633,9 @@ impl DataParallel {
             let len = seg_len(i, p.value.len());
             let flag = buf[flags + i];
             let seg = &mut buf[at..at + len];
-            if let Some(s) = shard.as_mut().filter(|_| in_shard[i]) {
+            if let Some(o) = overlap.as_ref().filter(|o| o.holds(i)) {
+                grads.assign(np, id, p.value.shape(), (flag > 0.0).then(|| o.sum(i, p.value.len())));
+            } else if let Some(s) = shard.as_mut().filter(|_| in_shard[i]) {
                 s.present[i] = flag > 0.0;
             } else if p.trainable {
                 grads.assign(np, id, p.value.shape(), (flag > 0.0).then_some(&*seg));
