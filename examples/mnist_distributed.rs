@@ -37,6 +37,9 @@ Options:
   --seed N             seed (default: 1)
   --no-validation      skip evaluating the test set after each epoch
   --shard-data         each rank keeps only its block of the training and test images (sharded data)
+  --whole-update       every rank applies the whole optimizer update (default: each updates its shard)
+  --overlap            with --whole-update: sum gradient buckets while the backward pass goes on
+  --bucket-size BYTES  the buckets' size for --overlap (default: 4 MiB)
   --stats              print each rank's allreduce time and bytes per step (after the first epoch, or in it
                        when there is one) and its share of the epoch time
   --min-test-accuracy X  exit with an error if the final test accuracy is below X
@@ -134,7 +137,15 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     model.add(Dense::new(10).activation("softmax"))?;
     model.compile("categorical_crossentropy", "adam", ["accuracy"])?;
     // The one line: from here on fit, evaluate and predict split their work across the ranks.
-    model.distribute_with(world.clone(), DistributedOptions::new().shard_data(shard_data));
+    let has = |name: &str| args.iter().any(|a| a == name);
+    let mut options = DistributedOptions::new()
+        .shard_data(shard_data)
+        .shard_optimizer(!has("--whole-update"))
+        .overlap_gradients(has("--overlap"));
+    if let Some(bytes) = flag(args, "--bucket-size")? {
+        options = options.bucket_size(bytes);
+    }
+    model.distribute_with(world.clone(), options);
     if chief {
         println!(
             "ranks: {}, threads per rank: {}, global batch {batch_size} ({} samples per rank), {} training images",
@@ -180,12 +191,13 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             _ => ("in epoch 1", timer.seconds.iter().sum::<f64>()),
         };
         let line = format!(
-            "rank {}: {} collectives {counted}, {:.3} ms and {:.0} bytes each (mean); {:.1}% of the epoch time in collectives\n",
+            "rank {}: {} collectives {counted}, {:.3} ms and {:.0} bytes each (mean); {:.1}% of the epoch time in collectives; {:.1}% of their time hidden behind the backward pass\n",
             world.rank(),
             stats.calls,
             stats.seconds / stats.calls as f64 * 1e3,
             stats.bytes as f64 / stats.calls as f64,
-            100.0 * stats.seconds / timed
+            100.0 * stats.seconds / timed,
+            100.0 * (1.0 - stats.waited / stats.seconds.max(f64::MIN_POSITIVE)).max(0.0)
         );
         // One write: eprintln! writes a line in pieces, which mpirun interleaves with the other ranks' lines.
         std::io::stderr().write_all(line.as_bytes())?;
