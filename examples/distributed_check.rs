@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use kerust::autodiff::Tensor;
 use kerust::callbacks::{Callback, History, Logs};
-use kerust::distributed::{Communicator, Mpi};
+use kerust::distributed::{Communicator, DistributedOptions, Mpi};
 use kerust::layers::{BatchNormalization, Dense};
 use kerust::models::{Model, Sequential};
 use kerust::Error;
@@ -104,18 +104,24 @@ fn close(a: &[Tensor], b: &[Tensor], tolerance: f32, what: &str) -> Check {
     Ok(())
 }
 
-fn equivalence(world: &Arc<Mpi>, n: usize, batch_size: usize, batch_norm: bool) -> Check {
+fn equivalence(
+    world: &Arc<Mpi>,
+    n: usize,
+    batch_size: usize,
+    batch_norm: bool,
+    options: &DistributedOptions,
+) -> Check {
     let epochs = 3;
     let (x, y) = data(n);
     let mut single = mlp(3, batch_norm)?;
     let single_history = single.fit(&x, &y).batch_size(batch_size).epochs(epochs).verbose(0).run()?;
 
     let mut model = mlp(3, batch_norm)?;
-    model.distribute(world.clone());
+    model.distribute_with(world.clone(), options.clone());
     let mut steps = Steps::default();
     let history =
         model.fit(&x, &y).batch_size(batch_size).epochs(epochs).verbose(0).callback_ref(&mut steps).run()?;
-    let what = format!("n={n} batch_size={batch_size} batch_norm={batch_norm}");
+    let what = format!("n={n} batch_size={batch_size} batch_norm={batch_norm} {options:?}");
     if steps.digests.len() != n.div_ceil(batch_size) * epochs * 32 {
         return Err(format!("{what}: {} steps recorded", steps.digests.len() / 32).into());
     }
@@ -190,10 +196,19 @@ fn run(args: &[String], world: &Arc<Mpi>) -> Check {
             Err(e) => Err(format!("fit failed with another error than rank 1's: {e}").into()),
         };
     }
-    for (n, batch_size) in [(64, 32), (77, 32), (33, 32)] {
-        equivalence(world, n, batch_size, false)?;
+    // The whole update (the default), the sharded one (MPI's reduce-scatter and allgather), and gradient
+    // buckets summed by a second thread during the backward pass (small buckets: several per step).
+    let options = [
+        DistributedOptions::new(),
+        DistributedOptions::new().shard_optimizer(true),
+        DistributedOptions::new().overlap_gradients(true).bucket_size(1 << 10),
+    ];
+    for options in &options {
+        for (n, batch_size) in [(64, 32), (77, 32), (33, 32)] {
+            equivalence(world, n, batch_size, false, options)?;
+        }
+        equivalence(world, 50, 16, true, options)?;
     }
-    equivalence(world, 50, 16, true)?;
     evaluate_and_predict(world)?;
     println!("rank {}: all distributed checks passed", world.rank());
     Ok(())

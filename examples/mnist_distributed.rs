@@ -37,8 +37,8 @@ Options:
   --seed N             seed (default: 1)
   --no-validation      skip evaluating the test set after each epoch
   --shard-data         each rank keeps only its block of the training and test images (sharded data)
-  --whole-update       every rank applies the whole optimizer update (default: each updates its shard)
-  --overlap            with --whole-update: sum gradient buckets while the backward pass goes on
+  --shard-optimizer    each rank updates its shard of the weights, then the ranks gather them (ZeRO-1)
+  --overlap            sum gradient buckets while the backward pass goes on (not with --shard-optimizer)
   --bucket-size BYTES  the buckets' size for --overlap (default: 4 MiB)
   --stats              print each rank's allreduce time and bytes per step (after the first epoch, or in it
                        when there is one) and its share of the epoch time
@@ -140,7 +140,7 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let has = |name: &str| args.iter().any(|a| a == name);
     let mut options = DistributedOptions::new()
         .shard_data(shard_data)
-        .shard_optimizer(!has("--whole-update"))
+        .shard_optimizer(has("--shard-optimizer"))
         .overlap_gradients(has("--overlap"));
     if let Some(bytes) = flag(args, "--bucket-size")? {
         options = options.bucket_size(bytes);

@@ -652,7 +652,7 @@ fn check_sharded_update(optimizer: &'static str, momentum_sgd: bool) {
         m
     };
     let single = three_ranks(&model, None).remove(0);
-    let sharded = three_ranks(&model, Some(DistributedOptions::new()));
+    let sharded = three_ranks(&model, Some(DistributedOptions::new().shard_optimizer(true)));
     let whole = three_ranks(&model, Some(DistributedOptions::new().shard_optimizer(false)));
     assert_eq!(sharded[0], sharded[1], "{optimizer}: every rank the same weights, History and state");
     assert_eq!(sharded[0], sharded[2], "{optimizer}");
@@ -717,7 +717,7 @@ fn a_checkpoint_of_a_sharded_run_resumes_like_the_uninterrupted_run() {
         let full = fit(&mut straight, 0, 4, None);
         // Sharded, saved after epoch 2 (by rank 0, with the optimizer's state gathered), then resumed.
         let mut first = mlp(17, false);
-        first.distribute(comm.clone());
+        first.distribute_with(comm.clone(), DistributedOptions::new().shard_optimizer(true));
         let mut seen = StateAtEpochEnd::default();
         let mut checkpoint = ModelCheckpoint::new(template.clone());
         let mut both = kerust::callbacks::CallbackList::new();
@@ -726,7 +726,7 @@ fn a_checkpoint_of_a_sharded_run_resumes_like_the_uninterrupted_run() {
         let h1 = fit(&mut first, 0, 2, Some(&mut both));
         drop(both);
         let mut resumed = kerust::models::load_model(dir.join("ckpt_2.safetensors")).unwrap();
-        resumed.distribute(comm);
+        resumed.distribute_with(comm, DistributedOptions::new().shard_optimizer(true));
         let h2 = fit(&mut resumed, 2, 4, None);
         let o = resumed.optimizer().unwrap();
         let s = straight.optimizer().unwrap();
@@ -768,7 +768,7 @@ fn clipping_by_norm_falls_back_to_the_whole_update_and_trains_alike() {
             m
         };
         let single = three_ranks(&model, None).remove(0);
-        let ranks = three_ranks(&model, Some(DistributedOptions::new()));
+        let ranks = three_ranks(&model, Some(DistributedOptions::new().shard_optimizer(true)));
         assert_eq!(ranks[0], ranks[2], "{clip}");
         assert_close(&ranks[0].0, &single.0, 1e-4);
     }

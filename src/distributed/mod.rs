@@ -10,7 +10,8 @@
 //!   one per rank; each rank computes the gradients of its share, weighted by share size, and an allreduce sums
 //!   the batch's loss, predictions and targets (when there are metrics), the layers' state updates
 //!   (BatchNormalization's moving statistics) and one flag per weight in one fused buffer;
-//! - the optimizer update is **sharded** (ZeRO stage 1, the default of [`DistributedOptions`]): the trainable
+//! - every rank applies the same optimizer update to the same sums (the default), or the update is
+//!   **sharded** ([`DistributedOptions::shard_optimizer`], ZeRO stage 1): the trainable
 //!   weights, end to end in the model's order, form one flat vector cut into `size` equal blocks (the last
 //!   padded); a reduce-scatter gives each rank its block of the summed gradients, each rank updates its block
 //!   with an optimizer of its own holding only that block's state (a block may cut a weight in two: the
@@ -164,9 +165,9 @@ pub trait Communicator: Send + Sync + std::fmt::Debug {
 ///
 /// ```
 /// use kerust::distributed::DistributedOptions;
-/// let options = DistributedOptions::new().shard_optimizer(false);
-/// assert!(!options.shards_optimizer());
-/// assert!(DistributedOptions::default().shards_optimizer());
+/// let options = DistributedOptions::new().shard_optimizer(true);
+/// assert!(options.shards_optimizer());
+/// assert!(!DistributedOptions::default().shards_optimizer());
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct DistributedOptions {
@@ -187,7 +188,7 @@ pub const DEFAULT_COLLECTIVE_TIMEOUT: std::time::Duration = std::time::Duration:
 impl Default for DistributedOptions {
     fn default() -> Self {
         DistributedOptions {
-            shard_optimizer: true,
+            shard_optimizer: false,
             shard_data: false,
             collective_timeout: Some(DEFAULT_COLLECTIVE_TIMEOUT),
             overlap: false,
@@ -197,14 +198,19 @@ impl Default for DistributedOptions {
 }
 
 impl DistributedOptions {
-    /// The defaults: the optimizer update sharded.
+    /// The defaults: the whole optimizer update on every rank, the data whole on every rank, no overlap, a
+    /// 10-minute limit on collectives.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Whether `fit` shards the optimizer update across the ranks (ZeRO stage 1; default true): each rank
+    /// Whether `fit` shards the optimizer update across the ranks (ZeRO stage 1; default false): each rank
     /// updates its contiguous share of the trainable weights with its share of the optimizer's state, and the
-    /// ranks then gather the new weights. Off, every rank applies the whole update, as one process does. The
+    /// ranks then gather the new weights. Off, every rank applies the whole update, as one process does.
+    /// Sharding divides the update's work and the optimizer state's memory by the rank count, at the price of
+    /// a reduce-scatter and an allgather instead of one allreduce and of copies into and out of the shard; at
+    /// 2 ranks on one machine the copies cost more than the update saves (see `docs/performance.md`), so it is
+    /// off by default. The
     /// weights are the same either way (to float rounding: the gradients are summed in another grouping);
     /// see [the module's documentation](self) for what falls back to the whole update.
     pub fn shard_optimizer(mut self, shard: bool) -> Self {
