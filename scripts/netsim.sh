@@ -29,6 +29,7 @@ Options:
   --batch-size N     global batch size (default: 128)
   --short            a CI run: 1 epoch on 512 images, 300 s per run at most (a few seconds each here)
   --no-shm           skip the shared-memory baseline
+  --example-args A   more options for every run of the example, one string (e.g. "--overlap")
   --binary PATH      the example, already built (default: cargo build --release --features mpi)
   --mnist DIR        the four MNIST .gz files (default: $KERUST_HOME/datasets/mnist if there, else
                      ../shared/data/mnist beside the repository, else the example downloads them)
@@ -48,6 +49,7 @@ EPOCHS=2
 LIMIT=12000
 BATCH=128
 SHM=1
+EXAMPLE_ARGS=""
 BINARY=""
 MNIST=""
 TIMEOUT=""
@@ -62,6 +64,7 @@ while [ $# -gt 0 ]; do
         --batch-size) BATCH="$2"; shift 2 ;;
         --short) EPOCHS=1; LIMIT=512; TIMEOUT="${TIMEOUT:-300}"; shift ;;
         --no-shm) SHM=0; shift ;;
+        --example-args) EXAMPLE_ARGS="$2"; shift 2 ;;
         --binary) BINARY="$2"; shift 2 ;;
         --mnist) MNIST="$2"; shift 2 ;;
         --timeout) TIMEOUT="$2"; shift 2 ;;
@@ -276,7 +279,8 @@ if [ -n "${KERUST_HOME:-}" ]; then
     MPI_NET+=(-x KERUST_HOME)
 fi
 example_args() {
-    echo --model "$1" --epochs "$EPOCHS" --limit "$LIMIT" --batch-size "$BATCH" --threads 1 --no-validation --stats
+    echo --model "$1" --epochs "$EPOCHS" --limit "$LIMIT" --batch-size "$BATCH" --threads 1 --no-validation --stats \
+        "$EXAMPLE_ARGS"
 }
 
 # Bytes each rank's eth0 has sent, summed, to show that the traffic crossed the shaped links.
