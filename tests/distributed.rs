@@ -1115,3 +1115,77 @@ fn a_rank_that_fails_with_bucketed_gradients_fails_fit_on_every_rank() {
         }
     }
 }
+
+/// Passes its input on, and fails (through `CallContext::fail`) on a batch holding the value 99: a layer that
+/// fails on some batches only, so that one rank's share of an `evaluate` or `predict` fails and the others' not.
+struct FailOn99(Option<String>);
+
+impl kerust::layers::Layer for FailOn99 {
+    fn class_name(&self) -> &'static str {
+        "FailOn99"
+    }
+    fn name(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+    fn set_name(&mut self, name: String) {
+        self.0 = Some(name);
+    }
+    fn build(
+        &mut self,
+        shape: &[usize],
+        _: &mut kerust::autodiff::ParamStore,
+        _: &mut rand::rngs::StdRng,
+    ) -> kerust::Result<Vec<usize>> {
+        Ok(shape.to_vec())
+    }
+    fn call<'t>(
+        &self,
+        x: kerust::autodiff::Var<'t>,
+        ctx: &mut kerust::layers::CallContext<'_>,
+    ) -> kerust::autodiff::Var<'t> {
+        if x.with_value(|v| v.iter().any(|&v| v == 99.0)) {
+            ctx.fail(Error::NotReady("deliberate failure on a batch holding 99".into()));
+        }
+        x
+    }
+    fn weights(&self) -> &[kerust::autodiff::ParamId] {
+        &[]
+    }
+    fn config(&self) -> kerust::Result<kerust::layers::LayerConfig> {
+        kerust::layers::LayerConfig::new(self.class_name(), &self.0)
+    }
+}
+
+#[test]
+fn a_rank_failing_in_evaluate_or_predict_returns_the_error_on_every_rank() {
+    // 8 rows in batches of 2: rank 0 runs rows 0-3, rank 1 rows 4-7, where row 6 holds a 99.
+    let (mut x, y) = data(8);
+    x[[6, 2]] = 99.0;
+    let outcomes = on_ranks(2, |comm| {
+        let mut m = Sequential::new();
+        m.add(kerust::layers::Input::new([5])).unwrap();
+        m.add(FailOn99(None)).unwrap();
+        m.add(Dense::new(3).activation("softmax")).unwrap();
+        m.compile("categorical_crossentropy", "adam", ["accuracy"]).unwrap();
+        m.distribute(comm);
+        let predicted = m.predict_with_batch_size(&x, 2).map(|_| ());
+        let evaluated = m.evaluate_with_batch_size(&x, &y, 2).map(|_| ());
+        // Validation in fit: the training data is fine, the validation data fails on rank 1's share.
+        let (tx, ty) = data(8);
+        let fitted = m.fit(&tx, &ty).batch_size(2).epochs(1).validation_data(&x, &y).verbose(0).run();
+        // The model still works on every rank afterwards (nobody is left waiting in a collective).
+        let after = m.predict_with_batch_size(&tx, 2).map(|_| ());
+        (predicted, evaluated, fitted.map(|_| ()), after)
+    });
+    for (rank, (predicted, evaluated, fitted, after)) in outcomes.into_iter().enumerate() {
+        for (what, outcome) in [("predict", predicted), ("evaluate", evaluated), ("fit", fitted)] {
+            let e = outcome.expect_err(what).to_string();
+            assert!(
+                e.contains("rank 1 of 2 failed") && e.contains("deliberate failure on a batch holding 99"),
+                "rank {rank}, {what}: {e}"
+            );
+            assert!(!e.contains("rank 0 of 2 failed"), "rank {rank}, {what}: {e}");
+        }
+        after.unwrap();
+    }
+}

@@ -35,10 +35,10 @@
 //!   allreduce, the stop allreduce, or one allreduce after each epoch- and train-level callback); every rank
 //!   then learns which ranks failed and their messages (an allgather of them), and `fit` returns on every rank
 //!   the same [`Error::Distributed`](crate::Error::Distributed), `rank R of N failed: <message>`, after
-//!   gathering the optimizer's state whole; the job goes on or ends as the program decides. A failure inside a
-//!   distributed `evaluate` or `predict` (a layer's output of another shape than it declared) still ends the
-//!   job (MPI_Abort), as does a rank that dies or hangs: a watchdog thread aborts when a collective waits longer
-//!   than [`DistributedOptions::collective_timeout`].
+//!   gathering the optimizer's state whole; the job goes on or ends as the program decides. `evaluate` and
+//!   `predict` (validation in `fit` included) agree on their batches' outcome the same way, by one allreduce
+//!   of a status word before they gather the results. A rank that dies or hangs ends the job (MPI_Abort): a
+//!   watchdog thread aborts when a collective waits longer than [`DistributedOptions::collective_timeout`].
 //!
 //! - **sharded data** ([`DistributedOptions::shard_data`], off by default): for data sets that do not fit
 //!   on one machine, each rank passes `fit` and `evaluate` only its own part of the data (of any size, none

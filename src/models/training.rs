@@ -434,7 +434,7 @@ impl Model {
                 }
             }
             if let Some(val) = val {
-                let val_logs = self.evaluate_views(val, params.batch_size, metrics)?;
+                let val_logs = self.evaluate_views(val, params.batch_size, metrics, dp)?;
                 for (name, value) in &val_logs {
                     logs.set(&format!("val_{name}"), value);
                 }
@@ -871,15 +871,17 @@ impl Model {
         Ok(())
     }
 
-    /// Loss and metrics over `data` (weighted by its weights if given), already checked.
+    /// Loss and metrics over `data` (weighted by its weights if given), already checked; split over the ranks
+    /// of `dp` when it is active.
     fn evaluate_views(
         &mut self,
         data: &TrainData<'_, '_>,
         batch_size: usize,
         metrics: &mut HeadMetrics,
+        dp: &mut DataParallel,
     ) -> Result<Logs> {
-        if let Some(logs) = DataParallel::new(self).evaluate(self, data, batch_size, metrics) {
-            return Ok(logs);
+        if let Some(logs) = dp.evaluate(self, data, batch_size, metrics) {
+            return logs;
         }
         let mut loss_tracker = Mean::new();
         let mut head_trackers: Vec<Mean> = metrics.iter().map(|_| Mean::new()).collect();
@@ -989,7 +991,7 @@ impl Model {
         }
         let weights = weights.as_ref().map(|w| w.view());
         let data = TrainData { x: &x, y: &y, weights: weights.as_ref() };
-        let logs = self.evaluate_views(&data, batch_size, &mut metrics);
+        let logs = self.evaluate_views(&data, batch_size, &mut metrics, dp);
         self.put_metrics(metrics);
         logs
     }
@@ -1080,7 +1082,7 @@ impl Model {
         let shapes: Vec<(&str, &[usize])> = shapes.iter().map(|(n, s)| (n.as_str(), *s)).collect();
         dp.agree(self, &[], &shapes, "predict")?;
         if let Some(results) = dp.predict(self, x, batch_size) {
-            return Ok(results);
+            return results;
         }
         let mut results: Vec<Tensor> = self
             .output_shapes()

@@ -371,10 +371,10 @@ impl DataParallel {
     }
 
     /// The end of a collective call: a rank that failed before [`DataParallel::begin`] tells the others
-    /// (which wait there) and returns its error; an error every rank agreed on (a failure during `fit`,
-    /// carried by the status word of a collective) is returned as it is; a rank that fails where the others
-    /// cannot learn it (inside `evaluate` or `predict`), while they may wait in a collective, ends the job with
-    /// its message (MPI_Abort) instead of leaving them hanging.
+    /// (which wait there) and returns its error; an error every rank agreed on (carried by the status word of
+    /// a collective: a failed step, callback, evaluation or prediction) is returned as it is; a rank that fails
+    /// where the others cannot learn it, while they may wait in a collective, ends the job with its message
+    /// (MPI_Abort) instead of leaving them hanging.
     pub(super) fn finish<T>(&mut self, result: Result<T>) -> Result<T> {
         let Some(comm) = self.comm.clone() else { return result };
         match result {
@@ -702,14 +702,15 @@ impl DataParallel {
     /// losses, outputs and targets to every rank, and each rank replays them in order, so the logs are the ones
     /// a single process computes. With sharded data each rank runs its own part, in batches of `batch_size`,
     /// and the replay goes through the ranks' parts in rank order (the logs of the parts end to end, to float
-    /// rounding: the batches are cut otherwise). `None` when inactive.
+    /// rounding: the batches are cut otherwise). A rank whose batches fail makes every rank return the same
+    /// error. `None` when inactive.
     pub(super) fn evaluate(
         &mut self,
         model: &mut Model,
         data: &TrainData<'_, '_>,
         batch_size: usize,
         metrics: &mut [Vec<Box<dyn Metric>>],
-    ) -> Option<Logs> {
+    ) -> Option<Result<Logs>> {
         let comm = self.comm.clone()?;
         let n = data.x[0].len_of(Axis(0));
         let pred_shapes: Vec<Vec<usize>> = model.output_shapes().into_iter().map(<[usize]>::to_vec).collect();
@@ -761,7 +762,9 @@ impl DataParallel {
             },
         );
         model.workspace = workspace;
-        abort_on_error(&*comm, ran);
+        if let Err(e) = self.status(ran) {
+            return Some(Err(e));
+        }
         let local: Vec<f32> = preds.into_iter().chain(truths).flatten().chain(losses).collect();
         let counts: Vec<usize> = spans.iter().map(|s| count(s.len())).collect();
         let mut all = vec![0.0f32; counts.iter().sum()];
@@ -804,16 +807,17 @@ impl DataParallel {
             }
         }
         let head_means: Vec<f32> = head_trackers.iter().map(Metric::result).collect();
-        Some(super::loss_and_metrics(loss_tracker.result(), &head_means, metrics, &model.log_prefixes()))
+        Some(Ok(super::loss_and_metrics(loss_tracker.result(), &head_means, metrics, &model.log_prefixes())))
     }
 
-    /// `predict` split by whole batches, every output's rows gathered on every rank. `None` when inactive.
+    /// `predict` split by whole batches, every output's rows gathered on every rank. A rank whose batches fail
+    /// makes every rank return the same error. `None` when inactive.
     pub(super) fn predict(
         &mut self,
         model: &Model,
         x: &[ArrayViewD<'_, f32>],
         batch_size: usize,
-    ) -> Option<Vec<Tensor>> {
+    ) -> Option<Result<Vec<Tensor>>> {
         let comm = self.comm.clone()?;
         let n = x[0].len_of(Axis(0));
         let shapes: Vec<Vec<usize>> = model.output_shapes().into_iter().map(<[usize]>::to_vec).collect();
@@ -827,7 +831,9 @@ impl DataParallel {
                 p.extend(out.iter());
             }
         });
-        abort_on_error(&*comm, ran);
+        if let Err(e) = self.status(ran) {
+            return Some(Err(e));
+        }
         let local: Vec<f32> = preds.into_iter().flatten().collect();
         let spans: Vec<Range<usize>> =
             (0..comm.size()).map(|r| self.span(&*comm, r, n, batch_size)).collect();
@@ -843,16 +849,14 @@ impl DataParallel {
                 at += span.len() * w;
             }
         }
-        Some(
-            outputs
-                .into_iter()
-                .zip(&shapes)
-                .map(|(values, per)| {
-                    let shape: Vec<usize> = std::iter::once(n).chain(per.iter().copied()).collect();
-                    ArrayD::from_shape_vec(IxDyn(&shape), values).expect("n rows of outputs")
-                })
-                .collect(),
-        )
+        Some(Ok(outputs
+            .into_iter()
+            .zip(&shapes)
+            .map(|(values, per)| {
+                let shape: Vec<usize> = std::iter::once(n).chain(per.iter().copied()).collect();
+                ArrayD::from_shape_vec(IxDyn(&shape), values).expect("n rows of outputs")
+            })
+            .collect()))
     }
 }
 
@@ -924,19 +928,6 @@ fn weights_digest(model: &Model) -> Vec<u8> {
         }
     }
     h.finalize().to_vec()
-}
-
-/// Ends the job when this rank failed in the middle of a collective evaluate or predict (a layer's output of
-/// another shape than it declared): the other ranks wait for its share and would never return.
-fn abort_on_error(comm: &dyn Communicator, result: Result<()>) {
-    if let Err(e) = result {
-        eprintln!(
-            "kerust: rank {} of {} failed: {e}. Aborting every rank of the job.",
-            comm.rank(),
-            comm.size()
-        );
-        comm.abort(1)
-    }
 }
 
 #[cfg(test)]
