@@ -8,12 +8,31 @@ use crate::autodiff::backward::{BackwardCtx, Kernel};
 use crate::autodiff::{Tape, Var};
 use crate::device::Storage;
 
-/// The recorded node: inputs in order, and where each one's block lies in a row of the output.
-struct Concat {
+/// The recorded node: inputs in order, and where each one's block starts along the axis of the output (its
+/// length is the input's). [`Tape::stack`] records it too, input `i` at index `i` of the new axis.
+pub(super) struct Concat {
     inputs: Vec<usize>,
     axis: usize,
-    /// Each input's start and length along the axis.
-    spans: Vec<(usize, usize)>,
+    starts: Vec<usize>,
+}
+
+impl<'t> Tape<'t> {
+    /// Records the joining of the values `ids` into an output of `shape`, value `k`'s block at `starts[k]`
+    /// along `axis` (the caller checked the shapes).
+    pub(super) fn join_blocks(
+        &'t self,
+        ids: Vec<usize>,
+        axis: usize,
+        starts: Vec<usize>,
+        shape: &[usize],
+    ) -> Var<'t> {
+        let (forward_ids, forward_starts) = (ids.clone(), starts.clone());
+        self.push(Concat { inputs: ids, axis, starts }, shape, move |v, out, _| {
+            for (&id, &start) in forward_ids.iter().zip(&forward_starts) {
+                v.get(id).write_block(axis, start, out, false);
+            }
+        })
+    }
 }
 
 impl<'t> Tape<'t> {
@@ -52,21 +71,15 @@ impl<'t> Tape<'t> {
             shapes.iter().all(same_elsewhere),
             "concat: shapes {shapes:?} differ on an axis other than {axis} (or in rank)"
         );
-        let mut spans = Vec::with_capacity(shapes.len());
+        let mut starts = Vec::with_capacity(shapes.len());
         let mut total = 0;
         for s in &shapes {
-            spans.push((total, s[axis]));
+            starts.push(total);
             total += s[axis];
         }
         let mut shape = first.clone();
         shape[axis] = total;
-        let ids: Vec<usize> = inputs.iter().map(|v| v.id).collect();
-        let node = Concat { inputs: ids.clone(), axis, spans: spans.clone() };
-        self.push(node, &shape, |v, out, _| {
-            for (&id, &(start, _)) in ids.iter().zip(&spans) {
-                v.get(id).write_block(axis, start, out, false);
-            }
-        })
+        self.join_blocks(inputs.iter().map(|v| v.id).collect(), axis, starts, &shape)
     }
 }
 
@@ -76,7 +89,7 @@ impl Kernel for Concat {
     }
 
     fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
-        for (&id, &(start, _)) in self.inputs.iter().zip(&self.spans) {
+        for (&id, &start) in self.inputs.iter().zip(&self.starts) {
             let x = ctx.value(id);
             // A value given twice comes here twice: written the first time, added to the second.
             let Some((d, fresh)) = ctx.grad(id, x.shape()) else { continue };

@@ -4,16 +4,8 @@
 //! It is concatenation of the inputs each seen with a new axis of length 1, and uses concatenation's kernels:
 //! input `i` is the block at `i` along the new axis; the backward pass hands each input its block of the output
 //! gradient.
-use crate::autodiff::backward::{BackwardCtx, Kernel};
 use crate::autodiff::{Tape, Var};
-use crate::device::Storage;
 use crate::{Error, Result};
-
-/// The recorded node: the inputs in order, input `i` at index `i` of the new axis.
-struct Stack {
-    inputs: Vec<usize>,
-    axis: usize,
-}
 
 impl<'t> Tape<'t> {
     /// Joins `inputs`, all of one shape, along a new axis at position `axis` (`0..=` their rank): numpy's
@@ -70,28 +62,8 @@ impl<'t> Tape<'t> {
         }
         let mut shape = part;
         shape.insert(axis, inputs.len());
-        let ids: Vec<usize> = inputs.iter().map(|v| v.id).collect();
-        let node = Stack { inputs: ids.clone(), axis };
-        Ok(self.push(node, &shape, |v, out, _| {
-            for (i, &id) in ids.iter().enumerate() {
-                v.get(id).write_block(axis, i, out, false);
-            }
-        }))
-    }
-}
-
-impl Kernel for Stack {
-    fn inputs(&self) -> &[usize] {
-        &self.inputs
-    }
-
-    fn backward(&self, g: &mut Storage, ctx: &mut BackwardCtx<'_, '_>) {
-        for (i, &id) in self.inputs.iter().enumerate() {
-            let x = ctx.value(id);
-            // A value given twice comes here twice: written the first time, added to the second.
-            let Some((d, fresh)) = ctx.grad(id, x.shape()) else { continue };
-            g.read_block(self.axis, i, d, !fresh);
-        }
+        let ids = inputs.iter().map(|v| v.id).collect();
+        Ok(self.join_blocks(ids, axis, (0..inputs.len()).collect(), &shape))
     }
 }
 
