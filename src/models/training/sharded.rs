@@ -30,8 +30,9 @@ pub(super) struct Shard {
     /// Each weight's start in the flat vector of trainable weights (`None`: not trainable), and its shape.
     starts: Vec<Option<usize>>,
     shapes: Vec<Vec<usize>>,
-    /// Values in a block: the flat vector's length divided by the rank count, rounded up.
-    block: usize,
+    /// Every rank's count in the allgather of the blocks: the flat vector's length divided by the rank count,
+    /// rounded up, each.
+    counts: Vec<usize>,
     pieces: Vec<Piece>,
     store: ParamStore,
     grads: Gradients,
@@ -126,7 +127,7 @@ impl Shard {
         Ok(Some(Shard {
             starts,
             shapes: params.iter().map(|(_, p)| p.value.shape().to_vec()).collect(),
-            block,
+            counts: vec![block; size],
             pieces,
             store,
             grads: Gradients::new(),
@@ -182,8 +183,7 @@ impl Shard {
         for piece in &self.pieces {
             self.store.value(piece.id).copy_to_host(&mut self.local[piece.at..piece.at + piece.len]);
         }
-        let counts = vec![self.block; comm.size()];
-        comm.all_gather(&self.local, &counts, &mut self.gathered);
+        comm.all_gather(&self.local, &self.counts, &mut self.gathered);
         for (i, (_, p)) in params.iter_mut().enumerate() {
             if let Some(start) = self.starts[i] {
                 let len = p.value.len();
