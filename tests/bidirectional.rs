@@ -4,6 +4,7 @@
 //! Embedding(mask_zero) and every recurrent layer, in Sequential and functional models; configs and model files
 //! that round-trip nested layers; and the errors a user meets.
 mod common;
+use common::assert_close;
 
 use common::fixture_tensor as tensor;
 use kerust::autodiff::Tensor;
@@ -17,13 +18,6 @@ use serde_json::Value;
 
 fn fixture() -> Value {
     serde_json::from_str(include_str!("fixtures/keras_bidirectional.json")).unwrap()
-}
-
-fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f32) {
-    assert_eq!(got.shape(), want.shape(), "{what}: shapes");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{what}[{i}]: kerust {g}, Keras {w}");
-    }
 }
 
 fn tensors(v: &Value) -> Vec<Tensor> {

@@ -5,6 +5,7 @@
 //! a `.keras` file Keras saved with `"merge_mode": null`, its summary, and kerust's files and configs round trip;
 //! the errors of a Sequential or a TimeDistributed given such a layer.
 mod common;
+use common::assert_close;
 
 use common::fixture_tensor as tensor;
 use kerust::autodiff::Tensor;
@@ -18,13 +19,6 @@ use serde_json::Value;
 
 fn fixture() -> Value {
     serde_json::from_str(include_str!("fixtures/keras_bidirectional_outputs.json")).unwrap()
-}
-
-fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f32) {
-    assert_eq!(got.shape(), want.shape(), "{what}: shapes");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{what}[{i}]: kerust {g}, Keras {w}");
-    }
 }
 
 fn tensors(v: &Value) -> Vec<Tensor> {

@@ -2,6 +2,7 @@
 //! (tests/fixtures/keras_conv1d.py), one training step with Adam and RMSprop, the summary byte for byte,
 //! config round trips, and the errors a user meets.
 mod common;
+use common::assert_close;
 
 use common::fixture_tensor as tensor;
 use kerust::autodiff::{ParamStore, Tape, Tensor};
@@ -16,13 +17,6 @@ use serde_json::Value;
 
 fn fixture() -> Value {
     serde_json::from_str(include_str!("fixtures/keras_conv1d.json")).unwrap()
-}
-
-fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f32) {
-    assert_eq!(got.shape(), want.shape(), "{what}: shapes");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{what}[{i}]: kerust {g}, Keras {w}");
-    }
 }
 
 /// The layer of each case of `keras_conv1d.py`.

@@ -1,6 +1,7 @@
 //! Image models: Keras' own outputs for Conv2D, pooling and BatchNormalization models (predict, one training
 //! step, moving statistics), save/load with moving statistics, and the errors a user meets.
 mod common;
+use common::assert_close;
 
 use common::fixture_tensor as tensor;
 use kerust::autodiff::Tensor;
@@ -15,13 +16,6 @@ use serde_json::Value;
 
 fn fixture() -> Value {
     serde_json::from_str(include_str!("fixtures/keras_convnet.json")).unwrap()
-}
-
-fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f32) {
-    assert_eq!(got.shape(), want.shape(), "{what}: shapes");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{what}[{i}]: kerust {g}, Keras {w}");
-    }
 }
 
 /// The models of `keras_convnet.py`, in kerust.

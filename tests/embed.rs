@@ -1,5 +1,6 @@
 //! Masks through the graph, the gather op's errors, and the Embedding layer in models (issue 19).
 mod common;
+use common::assert_close;
 
 use std::sync::{Arc, Mutex};
 
@@ -183,13 +184,6 @@ fn masks_flow_through_a_functional_graph_and_its_merges() {
 
 fn fixture() -> Value {
     serde_json::from_str(include_str!("fixtures/keras_embedding.json")).unwrap()
-}
-
-fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f32) {
-    assert_eq!(got.shape(), want.shape(), "{what}: shapes");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{what}[{i}]: kerust {g}, Keras {w}");
-    }
 }
 
 /// The mask a layer computes for `x`, outside a model.

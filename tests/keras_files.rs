@@ -3,6 +3,7 @@
 //! back; hostile and unsupported files are errors naming what is wrong.
 #![cfg(feature = "keras")]
 mod common;
+use common::assert_max_difference as assert_close;
 
 use common::fixture_tensor;
 use kerust::autodiff::Tensor;
@@ -34,12 +35,6 @@ fn arrays(v: &Value) -> Vec<Tensor> {
             vec![t]
         }
     }
-}
-
-fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f32) {
-    assert_eq!(got.shape(), want.shape(), "{what}: shape");
-    let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-    assert!(worst <= tol, "{what}: differs by {worst} (tolerance {tol})");
 }
 
 fn predict_all(model: &Model, x: &[Tensor]) -> Vec<Tensor> {

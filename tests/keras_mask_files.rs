@@ -4,6 +4,7 @@
 //! kerust cannot read as Embedding's mask is an error naming it.
 #![cfg(feature = "keras")]
 mod common;
+use common::assert_max_difference as assert_close;
 
 use common::fixture_tensor;
 use kerust::autodiff::Tensor;
@@ -18,12 +19,6 @@ fn fixtures() -> Value {
 
 fn file(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keras_files").join(name)
-}
-
-fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f32) {
-    assert_eq!(got.shape(), want.shape(), "{what}: shape");
-    let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-    assert!(worst <= tol, "{what}: differs by {worst} (tolerance {tol})");
 }
 
 fn config_of(bytes: &[u8]) -> Value {

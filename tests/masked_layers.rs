@@ -1,6 +1,7 @@
 //! BatchNormalization given a mask (issue 19): Keras' moments over the unmasked steps in training, the mask passed
 //! on to the next layer; against Keras' own outputs (tests/fixtures/keras_masked.py).
 mod common;
+use common::assert_close;
 
 use common::fixture_tensor as tensor;
 use kerust::autodiff::{ParamStore, Tape, Tensor};
@@ -18,13 +19,6 @@ fn fixture() -> Value {
 
 fn tensors(v: &Value) -> Vec<Tensor> {
     v.as_array().unwrap().iter().map(tensor).collect()
-}
-
-fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f32) {
-    assert_eq!(got.shape(), want.shape(), "{what}: shapes");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{what}[{i}]: kerust {g}, Keras {w}");
-    }
 }
 
 /// The layer of a fixture case, built for (5, 4) steps with the case's weights.

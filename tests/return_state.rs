@@ -3,6 +3,7 @@
 //! kerust's and Keras' saved configs with `[layer, node, tensor]` references, and the errors (a Sequential, or
 //! `Graph::apply`, given such a layer).
 mod common;
+use common::assert_close;
 
 use common::fixture_tensor as tensor;
 use kerust::autodiff::Tensor;
@@ -13,13 +14,6 @@ use serde_json::Value;
 
 fn fixture() -> Value {
     serde_json::from_str(include_str!("fixtures/keras_return_state.json")).unwrap()
-}
-
-fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f32) {
-    assert_eq!(got.shape(), want.shape(), "{what}: shapes");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{what}[{i}]: kerust {g}, Keras {w}");
-    }
 }
 
 /// The fixture's model: `x -> LSTM(4, return_state) -> Concatenate([h, c]) -> Dense(2)`, with Keras' names.

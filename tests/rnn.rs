@@ -2,6 +2,7 @@
 //! last output or sequences, final states), one training step under Adam and RMSprop, padding that changes
 //! nothing, weights named as Keras names them, configs that round-trip, summaries, and the errors a user meets.
 mod common;
+use common::assert_close;
 
 use common::fixture_tensor as tensor;
 use kerust::autodiff::{ParamStore, Tape, Tensor};
@@ -14,13 +15,6 @@ use serde_json::Value;
 
 fn fixture() -> Value {
     serde_json::from_str(include_str!("fixtures/keras_recurrent.json")).unwrap()
-}
-
-fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f32) {
-    assert_eq!(got.shape(), want.shape(), "{what}: shapes");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{what}[{i}]: kerust {g}, Keras {w}");
-    }
 }
 
 const CELLS: [&str; 4] = ["simple", "lstm", "gru", "gru_reset_before"];

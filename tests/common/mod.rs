@@ -30,3 +30,19 @@ pub fn fixture_tensor(v: &serde_json::Value) -> Tensor {
         v["values"].as_array().unwrap().iter().map(|d| d.as_f64().unwrap() as f32).collect();
     ArrayD::from_shape_vec(IxDyn(&shape), values).unwrap()
 }
+
+/// Asserts `got` is `want` (a Keras fixture's value) to a relative tolerance: each element within
+/// `tol * (1 + |want|)`, named by `what` and its index when it is not.
+pub fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f32) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shapes");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{what}[{i}]: kerust {g}, Keras {w}");
+    }
+}
+
+/// Asserts that no element of `got` differs from `want` by more than `tol`.
+pub fn assert_max_difference(what: &str, got: &Tensor, want: &Tensor, tol: f32) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shape");
+    let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst <= tol, "{what}: differs by {worst} (tolerance {tol})");
+}
