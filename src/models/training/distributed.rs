@@ -138,6 +138,9 @@ pub(super) struct DataParallel {
     /// The gradient buckets reduced during the backward pass, when the update is not sharded and the options
     /// ask for it (`fit` only).
     overlap: Option<Overlap>,
+    /// Per weight: whether its gradient travels apart from the step's buffer (in the sharded update's
+    /// reduce-scatter or in a bucket); fixed for a `fit` by [`DataParallel::shard_optimizer`], empty before.
+    apart: Vec<bool>,
 }
 
 impl DataParallel {
@@ -163,6 +166,7 @@ impl DataParallel {
             chief_seed: (0, 0),
             shard: None,
             overlap: None,
+            apart: Vec::new(),
         }
     }
 
@@ -323,6 +327,12 @@ impl DataParallel {
         if self.shard.is_none() && options.overlaps_gradients() {
             self.overlap = Some(Overlap::new(comm, params, options.bucket_size_bytes()));
         }
+        self.apart = (0..params.len())
+            .map(|i| {
+                self.shard.as_ref().is_some_and(|s| s.start(i).is_some())
+                    || self.overlap.as_ref().is_some_and(|o| o.holds(i))
+            })
+            .collect();
         Ok(())
     }
 
@@ -536,16 +546,10 @@ impl DataParallel {
         // word (the number of ranks that failed), then the batch's outputs, output by output, and its targets,
         // output by output.
         let shard = &mut self.shard;
-        // Sharded, the trainable weights' gradients go to the reduce-scatter, not into this buffer.
-        let np = params.len();
         let overlap = &mut self.overlap;
-        let in_shard: Vec<bool> = (0..np)
-            .map(|i| {
-                shard.as_ref().is_some_and(|s| s.start(i).is_some())
-                    || overlap.as_ref().is_some_and(|o| o.holds(i))
-            })
-            .collect();
-        let seg_len = |i: usize, len: usize| if in_shard[i] { 0 } else { len };
+        // Gradients that travel apart (sharded: the reduce-scatter; overlapped: their buckets) take no room here.
+        let apart = |i: usize| self.apart.get(i) == Some(&true);
+        let seg_len = |i: usize, len: usize| if apart(i) { 0 } else { len };
         let values: usize = params.iter().enumerate().map(|(i, (_, p))| seg_len(i, p.value.len())).sum();
         let np = params.len();
         let heads = head_losses.len();
@@ -635,7 +639,7 @@ impl DataParallel {
             let seg = &mut buf[at..at + len];
             if let Some(o) = overlap.as_ref().filter(|o| o.holds(i)) {
                 grads.assign(np, id, p.value.shape(), (flag > 0.0).then(|| o.sum(i, p.value.len())));
-            } else if let Some(s) = shard.as_mut().filter(|_| in_shard[i]) {
+            } else if let Some(s) = shard.as_mut().filter(|_| apart(i)) {
                 s.present[i] = flag > 0.0;
             } else if p.trainable {
                 grads.assign(np, id, p.value.shape(), (flag > 0.0).then_some(&*seg));
