@@ -12,7 +12,7 @@
 //! an uneven last batch, a sample count not divisible by 2, and a last batch of 1 sample; the weights are
 //! bit-identical on every rank after every step (SHA-256 compared across ranks), and so is History;
 //! BatchNormalization's moving statistics stay identical; evaluate and predict split their work and give what
-//! one process gives. With a `--fail-*` flag the program must fail, on every rank, with rank 1's message.
+//! one process gives; the collectives themselves sum right, small and large (kerust's ring collectives). With a `--fail-*` flag the program must fail, on every rank, with rank 1's message.
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -91,6 +91,45 @@ fn same_on_every_rank(world: &dyn Communicator, what: &str, bytes: &[u8]) -> Che
         None => Ok(()),
         Some(r) => Err(format!("{what} differ between rank 0 and rank {r}").into()),
     }
+}
+
+/// A rank's values for the collective checks: sums of them round differently in different orders.
+fn values(rank: usize, len: usize) -> Vec<f32> {
+    (0..len).map(|i| ((rank * 7919 + i * 104_729) % 1000) as f32 * 0.1 + 1e-3 / (rank + 1) as f32).collect()
+}
+
+/// The collectives themselves, small (the MPI library's own algorithms) and large (kerust's ring, for the
+/// buffers of a training step): sums right to float rounding, the same bits on every rank.
+fn collectives(world: &dyn Communicator) -> Check {
+    let size = world.size();
+    for len in [10, 100_003, 300_000] {
+        let want: Vec<f32> = (0..len).map(|i| (0..size).map(|r| values(r, len)[i]).sum()).collect();
+        let mut sum = vec![0.0; len];
+        world.all_reduce_sum(&values(world.rank(), len), &mut sum);
+        let block = len.div_ceil(size);
+        let mut send = values(world.rank(), block * size);
+        send[len..].fill(0.0);
+        let mut mine = vec![0.0; block];
+        world.reduce_scatter_sum(&send, &mut mine);
+        let at = world.rank() * block;
+        for (what, got, want) in [
+            ("allreduce", &sum[..], &want[..]),
+            (
+                "reduce-scatter",
+                &mine[..len.saturating_sub(at).min(block)],
+                &want[at.min(len)..(at + block).min(len)],
+            ),
+        ] {
+            for (i, (g, w)) in got.iter().zip(want).enumerate() {
+                if (g - w).abs() > 1e-5 * w.abs() {
+                    return Err(format!("{what} of {len} values: [{i}] is {g}, the sum is {w}").into());
+                }
+            }
+        }
+        let bytes: Vec<u8> = sum.iter().flat_map(|v| v.to_le_bytes()).collect();
+        same_on_every_rank(world, &format!("the allreduce of {len} values"), &bytes)?;
+    }
+    Ok(())
 }
 
 fn close(a: &[Tensor], b: &[Tensor], tolerance: f32, what: &str) -> Check {
@@ -196,6 +235,7 @@ fn run(args: &[String], world: &Arc<Mpi>) -> Check {
             Err(e) => Err(format!("fit failed with another error than rank 1's: {e}").into()),
         };
     }
+    collectives(&**world)?;
     // The whole update (the default), the sharded one (MPI's reduce-scatter and allgather), and gradient
     // buckets summed by a second thread during the backward pass (small buckets: several per step).
     let options = [

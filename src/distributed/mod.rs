@@ -79,6 +79,9 @@
 //! ```
 use std::sync::Mutex;
 
+// The MPI backend's large collectives (tested without MPI too).
+#[cfg(any(feature = "mpi", test))]
+mod ring;
 mod threads;
 mod watchdog;
 pub use threads::ThreadGroup;

@@ -5,10 +5,12 @@ use std::sync::{Arc, Mutex};
 use mpi::collective::SystemOperation;
 use mpi::datatype::PartitionMut;
 use mpi::environment::Universe;
+use mpi::point_to_point::send_receive_into;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator as _, CommunicatorCollectives, Root};
 use mpi::Threading;
 
+use super::ring::{self, RingExchange};
 use super::Communicator;
 use crate::{Error, Result};
 
@@ -27,9 +29,12 @@ use crate::{Error, Result};
 /// ```
 pub struct Mpi {
     world: SimpleCommunicator,
+    // kerust's own point-to-point messages (the ring collectives) travel on a duplicate of the world, so that
+    // they never match a message the program sends on the world itself.
+    ring: SimpleCommunicator,
     // Calls are serialized: MPI is initialized at the `Serialized` thread level, which allows calls from any
-    // thread, one at a time.
-    lock: Mutex<()>,
+    // thread, one at a time. The lock also guards the ring collectives' running sums, kept between calls.
+    lock: Mutex<Vec<f32>>,
     rank: usize,
     size: usize,
     // Dropped last: finalizes MPI.
@@ -67,13 +72,52 @@ impl Mpi {
             )));
         }
         let world = universe.world();
+        let ring = world.duplicate();
         let (rank, size) = (world.rank() as usize, world.size() as usize);
-        Ok(Arc::new(Mpi { world, lock: Mutex::new(()), rank, size, _universe: universe }))
+        Ok(Arc::new(Mpi { world, ring, lock: Mutex::new(Vec::new()), rank, size, _universe: universe }))
     }
 
     fn serialized<R>(&self, f: impl FnOnce(&SimpleCommunicator) -> R) -> R {
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         f(&self.world)
+    }
+
+    /// Runs `f` on the ring over this world's duplicate, with the running-sum scratch, under the lock.
+    fn on_ring<R>(&self, f: impl FnOnce(&MpiRing<'_>, &mut Vec<f32>) -> R) -> R {
+        let mut scratch = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        f(&MpiRing { comm: &self.ring, rank: self.rank, size: self.size }, &mut scratch)
+    }
+
+    /// Whether a buffer of `len` values goes through the ring collectives rather than the library's own: the
+    /// large ones, where the bytes moved decide the time; a small one is a few messages' latency either way.
+    fn rides_ring(&self, len: usize) -> bool {
+        self.size > 1 && len >= RING_MIN_LEN * self.size
+    }
+}
+
+/// The smallest block, in values, worth a ring step (64 KiB).
+const RING_MIN_LEN: usize = 16 * 1024;
+
+/// A ring over an MPI communicator: rank `r` sends to `r + 1` and receives from `r - 1`.
+struct MpiRing<'a> {
+    comm: &'a SimpleCommunicator,
+    rank: usize,
+    size: usize,
+}
+
+impl RingExchange for MpiRing<'_> {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    fn shift(&self, send: &[f32], recv: &mut [f32]) {
+        let next = self.comm.process_at_rank(((self.rank + 1) % self.size) as mpi::Rank);
+        let previous = self.comm.process_at_rank(((self.rank + self.size - 1) % self.size) as mpi::Rank);
+        send_receive_into(send, &next, recv, &previous);
     }
 }
 
@@ -100,7 +144,14 @@ impl Communicator for Mpi {
     }
 
     fn all_reduce_sum(&self, send: &[f32], recv: &mut [f32]) {
-        self.serialized(|w| w.all_reduce_into(send, recv, SystemOperation::sum()));
+        if !self.rides_ring(send.len()) {
+            return self.serialized(|w| w.all_reduce_into(send, recv, SystemOperation::sum()));
+        }
+        self.on_ring(|ring, scratch| {
+            let mine = ring::block(send.len(), self.rank, self.size);
+            ring::reduce_scatter(ring, send, &mut recv[mine], scratch);
+            ring::all_gather_in_place(ring, recv);
+        });
     }
 
     fn reduce_scatter_sum(&self, send: &[f32], recv: &mut [f32]) {
@@ -112,6 +163,10 @@ impl Communicator for Mpi {
         // As in `all_gather`: empty blocks on every rank (every rank knows the length) need no call.
         if recv.is_empty() {
             return;
+        }
+        if self.rides_ring(send.len()) {
+            // Equal blocks: the ring's blocks of `send` are `recv`'s length each.
+            return self.on_ring(|ring, scratch| ring::reduce_scatter(ring, send, recv, scratch));
         }
         self.serialized(|w| w.reduce_scatter_block_into(send, recv, SystemOperation::sum()));
     }
