@@ -809,7 +809,67 @@ fn clipping_by_norm_falls_back_to_the_whole_update_and_trains_alike() {
         let ranks = three_ranks(&model, Some(DistributedOptions::new().shard_optimizer(true)));
         assert_eq!(ranks[0], ranks[2], "{clip}");
         assert_close(&ranks[0].0, &single.0, 1e-4);
+        // With overlap too: the buckets are allreduced and every rank applies the whole update.
+        let overlapped = three_ranks(&model, Some(sharded_and_overlapped(256)));
+        assert_eq!(overlapped[0], overlapped[2], "{clip}");
+        assert_eq!(overlapped[0], ranks[0], "{clip}");
     }
+}
+
+/// Plain gradient descent, as a user writes an optimizer: not built in, so a sharded update cannot rebuild
+/// it for a shard and every rank applies it whole.
+#[derive(Default)]
+struct Descent(u64);
+
+impl kerust::optimizers::Optimizer for Descent {
+    fn name(&self) -> &str {
+        "descent"
+    }
+    fn learning_rate(&self) -> f32 {
+        0.1
+    }
+    fn set_learning_rate(&mut self, _: f32) {}
+    fn iterations(&self) -> u64 {
+        self.0
+    }
+    fn apply(&mut self, params: &mut kerust::autodiff::ParamStore, grads: &kerust::autodiff::Gradients) {
+        for (id, g) in grads.iter() {
+            let g = g.host().into_owned();
+            let w = params.value_mut(id);
+            let updated = w.host().into_owned() - g * 0.1;
+            w.copy_from_host(updated.as_slice().unwrap());
+        }
+        self.0 += 1;
+    }
+    fn state(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+    fn load_state(&mut self, iterations: u64, _: &[(String, Tensor)]) -> kerust::Result<()> {
+        self.0 = iterations;
+        Ok(())
+    }
+    fn config(&self) -> Vec<(String, f64)> {
+        vec![("learning_rate".into(), 0.1)]
+    }
+}
+
+#[test]
+fn an_optimizer_that_is_not_built_in_falls_back_to_the_whole_update_with_overlap() {
+    let model = || {
+        let mut m = Sequential::new();
+        m.set_seed(3);
+        m.add(Dense::new(16).activation("relu").input_shape([5])).unwrap();
+        m.add(Dense::new(3).activation("softmax")).unwrap();
+        m.compile("categorical_crossentropy", Descent::default(), ["accuracy"]).unwrap();
+        m
+    };
+    let single = three_ranks(&model, None).remove(0);
+    let whole = three_ranks(&model, Some(DistributedOptions::new()));
+    let both = three_ranks(&model, Some(sharded_and_overlapped(256)));
+    assert_eq!(both[0], both[1]);
+    assert_eq!(both[0], whole[0], "the whole update, its gradients summed in buckets");
+    assert_eq!(both[0].2, 18);
+    assert_close(&both[0].0, &single.0, 1e-4);
 }
 
 /// Fails on the ranks in `ranks` at one hook: epoch 1, batch 2 (or the hook's one call).
