@@ -236,12 +236,14 @@ fn run(args: &[String], world: &Arc<Mpi>) -> Check {
         };
     }
     collectives(&**world)?;
-    // The whole update (the default), the sharded one (MPI's reduce-scatter and allgather), and gradient
-    // buckets summed by a second thread during the backward pass (small buckets: several per step).
+    // The whole update (the default), the sharded one (MPI's reduce-scatter and allgather), gradient buckets
+    // summed by a second thread during the backward pass (buckets of 64 values: 3 per step), and both: the
+    // buckets reduce-scattered by that thread, then one allgather per bucket.
     let options = [
         DistributedOptions::new(),
         DistributedOptions::new().shard_optimizer(true),
-        DistributedOptions::new().overlap_gradients(true).bucket_size(1 << 10),
+        DistributedOptions::new().overlap_gradients(true).bucket_size(256),
+        DistributedOptions::new().shard_optimizer(true).overlap_gradients(true).bucket_size(256),
     ];
     for options in &options {
         for (n, batch_size) in [(64, 32), (77, 32), (33, 32)] {

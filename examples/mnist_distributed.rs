@@ -38,7 +38,8 @@ Options:
   --no-validation      skip evaluating the test set after each epoch
   --shard-data         each rank keeps only its block of the training and test images (sharded data)
   --shard-optimizer    each rank updates its shard of the weights, then the ranks gather them (ZeRO-1)
-  --overlap            sum gradient buckets while the backward pass goes on (not with --shard-optimizer)
+  --overlap            sum gradient buckets while the backward pass goes on (with --shard-optimizer:
+                       reduce-scatter them)
   --bucket-size BYTES  the buckets' size for --overlap (default: 4 MiB)
   --stats              print each rank's allreduce time and bytes per step (after the first epoch, or in it
                        when there is one) and its share of the epoch time

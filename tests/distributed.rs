@@ -634,9 +634,11 @@ fn three_ranks(
     }
 }
 
-/// The sharded update against the whole one on 3 ranks and against one process: 4 x 16 + 16 + 16 x 3 + 3 =
-/// 131 trainable values cut in blocks of 44, 44 and 43, so rank 0's block ends inside the first kernel and
-/// rank 1's inside the second. Optimizer state is gathered whole at the end of `fit`.
+/// The sharded update against the whole one on 3 ranks and against one process. Without overlap, one bucket
+/// of the trainable weights in reverse order, 3 + 16 x 3 + 16 + 5 x 16 = 147 values, cut in pieces of 49, so
+/// rank 0's piece ends inside the second layer's kernel and rank 1's inside the first layer's. With overlap,
+/// the same weights in buckets of [`BUCKET_SIZES`], each cut in three pieces (the last padded). Optimizer
+/// state is gathered whole at the end of `fit`.
 fn check_sharded_update(optimizer: &'static str, momentum_sgd: bool) {
     let model = || {
         let mut m = Sequential::new();
@@ -652,8 +654,34 @@ fn check_sharded_update(optimizer: &'static str, momentum_sgd: bool) {
         m
     };
     let single = three_ranks(&model, None).remove(0);
-    let sharded = three_ranks(&model, Some(DistributedOptions::new().shard_optimizer(true)));
     let whole = three_ranks(&model, Some(DistributedOptions::new().shard_optimizer(false)));
+    let options = [DistributedOptions::new().shard_optimizer(true)]
+        .into_iter()
+        .chain(BUCKET_SIZES.iter().map(|&bytes| sharded_and_overlapped(bytes)));
+    for options in options {
+        let sharded = three_ranks(&model, Some(options.clone()));
+        let optimizer = format!("{optimizer}, {options:?}");
+        check_sharded_against(&optimizer, &sharded, &whole, &single);
+    }
+}
+
+/// The bucket sizes of the sharded update with overlap, for the MLP of 5 -> 16 -> 3 (its trainable weights
+/// in reverse order: 3, 48, 16 and 80 values): 0 bytes, a bucket per weight; 256 bytes (64 values), buckets
+/// of 51, 16 and 80 values (the first kernel larger than a bucket, on its own); the default, one bucket.
+const BUCKET_SIZES: [usize; 3] = [0, 256, kerust::distributed::DEFAULT_BUCKET_SIZE];
+
+/// The sharded update with the gradients reduce-scattered in buckets of `bytes` during the backward pass.
+fn sharded_and_overlapped(bytes: usize) -> DistributedOptions {
+    DistributedOptions::new().shard_optimizer(true).overlap_gradients(true).bucket_size(bytes)
+}
+
+#[allow(clippy::type_complexity)]
+fn check_sharded_against(
+    optimizer: &str,
+    sharded: &[(Vec<Tensor>, History, u64, Vec<(String, Tensor)>)],
+    whole: &[(Vec<Tensor>, History, u64, Vec<(String, Tensor)>)],
+    single: &(Vec<Tensor>, History, u64, Vec<(String, Tensor)>),
+) {
     assert_eq!(sharded[0], sharded[1], "{optimizer}: every rank the same weights, History and state");
     assert_eq!(sharded[0], sharded[2], "{optimizer}");
     assert_eq!(sharded[0].2, 18, "{optimizer}: 3 epochs of 6 steps");
@@ -698,8 +726,18 @@ impl Callback for StateAtEpochEnd {
 
 #[test]
 fn a_checkpoint_of_a_sharded_run_resumes_like_the_uninterrupted_run() {
+    check_checkpoint_resumes(DistributedOptions::new().shard_optimizer(true), "plain");
+}
+
+#[test]
+fn a_checkpoint_of_a_sharded_overlapped_run_resumes_like_the_uninterrupted_run() {
+    check_checkpoint_resumes(sharded_and_overlapped(256), "overlapped");
+}
+
+/// A run with `options`, saved after epoch 2 and resumed, against the uninterrupted run with the whole update.
+fn check_checkpoint_resumes(options: DistributedOptions, tag: &str) {
     use kerust::callbacks::ModelCheckpoint;
-    let dir = std::env::temp_dir().join(format!("kerust-zero1-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("kerust-zero1-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let template = dir.join("ckpt_{epoch}.safetensors").to_string_lossy().into_owned();
     let (x, y) = data(50);
@@ -717,7 +755,7 @@ fn a_checkpoint_of_a_sharded_run_resumes_like_the_uninterrupted_run() {
         let full = fit(&mut straight, 0, 4, None);
         // Sharded, saved after epoch 2 (by rank 0, with the optimizer's state gathered), then resumed.
         let mut first = mlp(17, false);
-        first.distribute_with(comm.clone(), DistributedOptions::new().shard_optimizer(true));
+        first.distribute_with(comm.clone(), options.clone());
         let mut seen = StateAtEpochEnd::default();
         let mut checkpoint = ModelCheckpoint::new(template.clone());
         let mut both = kerust::callbacks::CallbackList::new();
@@ -726,7 +764,7 @@ fn a_checkpoint_of_a_sharded_run_resumes_like_the_uninterrupted_run() {
         let h1 = fit(&mut first, 0, 2, Some(&mut both));
         drop(both);
         let mut resumed = kerust::models::load_model(dir.join("ckpt_2.safetensors")).unwrap();
-        resumed.distribute_with(comm, DistributedOptions::new().shard_optimizer(true));
+        resumed.distribute_with(comm, options.clone());
         let h2 = fit(&mut resumed, 2, 4, None);
         let o = resumed.optimizer().unwrap();
         let s = straight.optimizer().unwrap();
@@ -771,7 +809,67 @@ fn clipping_by_norm_falls_back_to_the_whole_update_and_trains_alike() {
         let ranks = three_ranks(&model, Some(DistributedOptions::new().shard_optimizer(true)));
         assert_eq!(ranks[0], ranks[2], "{clip}");
         assert_close(&ranks[0].0, &single.0, 1e-4);
+        // With overlap too: the buckets are allreduced and every rank applies the whole update.
+        let overlapped = three_ranks(&model, Some(sharded_and_overlapped(256)));
+        assert_eq!(overlapped[0], overlapped[2], "{clip}");
+        assert_eq!(overlapped[0], ranks[0], "{clip}");
     }
+}
+
+/// Plain gradient descent, as a user writes an optimizer: not built in, so a sharded update cannot rebuild
+/// it for a shard and every rank applies it whole.
+#[derive(Default)]
+struct Descent(u64);
+
+impl kerust::optimizers::Optimizer for Descent {
+    fn name(&self) -> &str {
+        "descent"
+    }
+    fn learning_rate(&self) -> f32 {
+        0.1
+    }
+    fn set_learning_rate(&mut self, _: f32) {}
+    fn iterations(&self) -> u64 {
+        self.0
+    }
+    fn apply(&mut self, params: &mut kerust::autodiff::ParamStore, grads: &kerust::autodiff::Gradients) {
+        for (id, g) in grads.iter() {
+            let g = g.host().into_owned();
+            let w = params.value_mut(id);
+            let updated = w.host().into_owned() - g * 0.1;
+            w.copy_from_host(updated.as_slice().unwrap());
+        }
+        self.0 += 1;
+    }
+    fn state(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+    fn load_state(&mut self, iterations: u64, _: &[(String, Tensor)]) -> kerust::Result<()> {
+        self.0 = iterations;
+        Ok(())
+    }
+    fn config(&self) -> Vec<(String, f64)> {
+        vec![("learning_rate".into(), 0.1)]
+    }
+}
+
+#[test]
+fn an_optimizer_that_is_not_built_in_falls_back_to_the_whole_update_with_overlap() {
+    let model = || {
+        let mut m = Sequential::new();
+        m.set_seed(3);
+        m.add(Dense::new(16).activation("relu").input_shape([5])).unwrap();
+        m.add(Dense::new(3).activation("softmax")).unwrap();
+        m.compile("categorical_crossentropy", Descent::default(), ["accuracy"]).unwrap();
+        m
+    };
+    let single = three_ranks(&model, None).remove(0);
+    let whole = three_ranks(&model, Some(DistributedOptions::new()));
+    let both = three_ranks(&model, Some(sharded_and_overlapped(256)));
+    assert_eq!(both[0], both[1]);
+    assert_eq!(both[0], whole[0], "the whole update, its gradients summed in buckets");
+    assert_eq!(both[0].2, 18);
+    assert_close(&both[0].0, &single.0, 1e-4);
 }
 
 /// Fails on the ranks in `ranks` at one hook: epoch 1, batch 2 (or the hook's one call).
@@ -875,7 +973,8 @@ fn part(a: &Array2<f32>, counts: &[usize], rank: usize) -> Array2<f32> {
 
 /// A fit of `counts.iter().sum()` samples on `counts.len()` ranks, with validation data of `val_counts`
 /// samples: every rank holding all of it against each rank holding its part only. The same History and
-/// weights, to float rounding, with the optimizer update sharded or not.
+/// weights, to float rounding, with the optimizer update sharded (its gradients reduce-scattered after the
+/// backward pass, or in buckets during it) or not.
 /// (Without BatchNormalization: it normalizes each rank's share of a batch by that share's statistics, so its
 /// outputs depend on how the batch is cut, sharded or not.)
 fn check_sharded_data(counts: &[usize], val_counts: &[usize]) {
@@ -883,12 +982,16 @@ fn check_sharded_data(counts: &[usize], val_counts: &[usize]) {
     let (x, y) = data(n + n_val);
     let (vx, vy) = (x.slice(ndarray::s![n.., ..]).to_owned(), y.slice(ndarray::s![n.., ..]).to_owned());
     let (x, y) = (x.slice(ndarray::s![..n, ..]).to_owned(), y.slice(ndarray::s![..n, ..]).to_owned());
-    for shard_optimizer in [true, false] {
+    for (shard_optimizer, overlap) in [(true, false), (false, false), (true, true)] {
         let ranks = on_ranks(counts.len(), |comm| {
             let rank = comm.rank();
             let run = |sharded: bool| {
                 let mut m = mlp(5, false);
-                let options = DistributedOptions::new().shard_optimizer(shard_optimizer).shard_data(sharded);
+                let options = DistributedOptions::new()
+                    .shard_optimizer(shard_optimizer)
+                    .overlap_gradients(overlap)
+                    .bucket_size(256)
+                    .shard_data(sharded);
                 m.distribute_with(comm.clone(), options);
                 let (x, y, vx, vy) = if sharded {
                     (
@@ -1069,50 +1172,170 @@ fn bucketed_gradients_train_like_one_process_with_ranks_without_samples() {
     check_equivalence_with(77, 32, overlapped(0));
 }
 
-/// Weights without gradients stay out of the buckets (frozen) or travel as zeros (batch normalization's
-/// moving statistics are averaged in the step's own allreduce), and the result is the whole update's.
 #[test]
-fn bucketed_gradients_with_frozen_and_non_trainable_weights() {
+fn a_sharded_update_over_overlapped_buckets_trains_like_one_process_on_two_ranks() {
+    for bytes in BUCKET_SIZES {
+        check_equivalence_with(64, 32, sharded_and_overlapped(bytes));
+        check_equivalence_with(33, 32, sharded_and_overlapped(bytes));
+    }
+    // And bit for bit as the whole update, with batch normalization's moving statistics averaged beside.
+    let (n, batch) = (45, 8);
+    let runs = on_ranks(2, |comm| {
+        let run = |options| train_with(Some(comm.clone()), n, batch, 3, true, options);
+        let whole = run(DistributedOptions::new());
+        let sharded: Vec<Run> = BUCKET_SIZES.iter().map(|&b| run(sharded_and_overlapped(b))).collect();
+        (whole, sharded)
+    });
+    for (whole, sharded) in &runs {
+        for run in sharded {
+            assert_eq!(run.steps, whole.steps);
+            assert_eq!(run.history, whole.history);
+        }
+    }
+}
+
+/// Weights without gradients stay out of the buckets (frozen), or travel as zeros and are left as they are
+/// (a trainable weight no loss depends on); batch normalization's moving statistics are averaged in the
+/// step's own allreduce. The result is the whole update's, bucketed with the whole update or sharded.
+#[test]
+fn bucketed_gradients_with_frozen_unused_and_non_trainable_weights() {
     let (x, y) = data(40);
     let run = |comm: Arc<dyn Communicator>, options: DistributedOptions| {
         let mut m = Sequential::new();
         m.set_seed(6);
         m.add(Dense::new(16).activation("relu").input_shape([5]).name("base")).unwrap();
+        m.add(Unused::default()).unwrap();
         m.add(BatchNormalization::new()).unwrap();
         m.add(Dense::new(3).activation("softmax")).unwrap();
         m.get_layer_mut("base").unwrap().set_trainable(false);
         m.compile("categorical_crossentropy", "adam", ["accuracy"]).unwrap();
         m.distribute_with(comm, options);
         let h = m.fit(&x, &y).batch_size(8).epochs(2).verbose(0).run().unwrap();
-        (m.get_weights(), h)
+        (m.get_weights(), h, m.optimizer().unwrap().state())
     };
     let ranks = on_ranks(3, |comm| {
-        (run(comm.clone(), overlapped(64)), run(comm, DistributedOptions::new().shard_optimizer(false)))
+        let whole = run(comm.clone(), DistributedOptions::new().shard_optimizer(false));
+        let others = [overlapped(64), sharded_and_overlapped(64), sharded_and_overlapped(0)];
+        (whole, others.map(|o| run(comm.clone(), o)))
     });
-    for (bucketed, whole) in &ranks {
-        assert_eq!(bucketed, whole);
-        assert_eq!(bucketed, &ranks[0].0);
+    // The unused weight (after the frozen kernel and bias) keeps its initial zeros and has no state.
+    let unused = &ranks[0].0 .0[2];
+    assert_eq!(unused.shape(), &[10]);
+    assert!(unused.iter().all(|&v| v == 0.0));
+    assert_eq!(
+        ranks[0].0 .2.len(),
+        2 * 4,
+        "Adam's m and v of BN's gamma and beta and the last kernel and bias"
+    );
+    for (whole, others) in &ranks {
+        assert_eq!(whole, &ranks[0].0);
+        for other in others {
+            assert_eq!(other, whole);
+        }
+    }
+}
+
+/// Passes its input on and holds a trainable weight of 10 zeros that no output depends on: a weight without
+/// a gradient.
+#[derive(Default)]
+struct Unused(Option<String>, Vec<kerust::autodiff::ParamId>);
+
+impl kerust::layers::Layer for Unused {
+    fn class_name(&self) -> &'static str {
+        "Unused"
+    }
+    fn name(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+    fn set_name(&mut self, name: String) {
+        self.0 = Some(name);
+    }
+    fn build(
+        &mut self,
+        shape: &[usize],
+        params: &mut kerust::autodiff::ParamStore,
+        _: &mut rand::rngs::StdRng,
+    ) -> kerust::Result<Vec<usize>> {
+        let zeros = Tensor::zeros(ndarray::IxDyn(&[10]));
+        self.1 = vec![params.add("unused", zeros, true)];
+        Ok(shape.to_vec())
+    }
+    fn call<'t>(
+        &self,
+        x: kerust::autodiff::Var<'t>,
+        _: &mut kerust::layers::CallContext<'_>,
+    ) -> kerust::autodiff::Var<'t> {
+        x
+    }
+    fn weights(&self) -> &[kerust::autodiff::ParamId] {
+        &self.1
+    }
+    fn config(&self) -> kerust::Result<kerust::layers::LayerConfig> {
+        kerust::layers::LayerConfig::new(self.class_name(), &self.0)
     }
 }
 
 #[test]
 fn a_rank_that_fails_with_bucketed_gradients_fails_fit_on_every_rank() {
-    for hook in ["batch_begin", "batch_end"] {
+    for (hook, options) in [
+        ("batch_begin", overlapped(128)),
+        ("batch_end", overlapped(128)),
+        ("batch_begin", sharded_and_overlapped(128)),
+        ("batch_end", sharded_and_overlapped(128)),
+        ("epoch_end", sharded_and_overlapped(128)),
+    ] {
         let results = on_ranks(3, |comm| {
             let (x, y) = data(60);
             let mut m = mlp(4, false);
-            m.distribute_with(comm, overlapped(128));
+            m.distribute_with(comm, options.clone());
             let mut fail = FailAt { hook, ranks: &[2], epoch: 0 };
             let r = m.fit(&x, &y).batch_size(8).epochs(3).verbose(0).callback_ref(&mut fail).run();
-            (r.map(|_| ()), m.get_weights())
+            (r.map(|_| ()), m.get_weights(), m.optimizer().unwrap().state())
         });
-        for (rank, (result, weights)) in results.iter().enumerate() {
+        for (rank, (result, weights, state)) in results.iter().enumerate() {
             let e = result.as_ref().expect_err(hook);
             let Error::Distributed { rank: r, reason, .. } = e else { panic!("{hook}: {e}") };
             assert_eq!(*r, rank);
             assert!(reason.contains("rank 2 of 3 failed: deliberate failure"), "{hook}: {reason}");
             assert_eq!(weights, &results[0].1, "{hook}");
+            // The optimizer's state whole again, the same on every rank (Adam's m and v of 4 weights).
+            assert_eq!(state.len(), 8, "{hook}");
+            assert_eq!(state, &results[0].2, "{hook}");
         }
+    }
+}
+
+/// A rank whose forward pass fails inside a step, while the others' backward passes already reduce-scatter
+/// their buckets: that rank sends its buckets as zeros, and every rank returns its error.
+#[test]
+fn a_rank_failing_inside_a_sharded_overlapped_step_returns_the_error_on_every_rank() {
+    // 16 rows in batches of 8, not shuffled: rank 1's share of the second batch holds row 14, a 99.
+    let (mut x, y) = data(16);
+    x[[14, 0]] = 99.0;
+    let outcomes = on_ranks(2, |comm| {
+        let mut m = Sequential::new();
+        m.add(kerust::layers::Input::new([5])).unwrap();
+        m.add(FailOn99(None)).unwrap();
+        m.add(Dense::new(3).activation("softmax")).unwrap();
+        m.compile("categorical_crossentropy", "adam", ["accuracy"]).unwrap();
+        m.distribute_with(comm, sharded_and_overlapped(16));
+        let mut steps = Steps::default();
+        let fitted =
+            m.fit(&x, &y).batch_size(8).epochs(1).shuffle(false).verbose(0).callback_ref(&mut steps).run();
+        let state = m.optimizer().unwrap().state().len();
+        let weights = m.get_weights();
+        // Nobody is left waiting in a collective: the model trains on afterwards, on data without a 99.
+        let (tx, ty) = data(16);
+        m.fit(&tx, &ty).batch_size(8).epochs(1).verbose(0).run().unwrap();
+        (fitted.map(|_| ()), steps.0.len(), weights, state)
+    });
+    for (rank, (fitted, steps, weights, state)) in outcomes.iter().enumerate() {
+        let e = fitted.as_ref().expect_err("fit").to_string();
+        assert!(e.contains("rank 1 of 2 failed") && e.contains("holding 99"), "rank {rank}: {e}");
+        assert!(!e.contains("rank 0 of 2 failed"), "rank {rank}: {e}");
+        assert_eq!(*steps, 1, "the first step ran, the second failed");
+        assert_eq!(weights, &outcomes[0].2);
+        assert_eq!(*state, 4, "Adam's m and v of the kernel and bias, gathered whole");
     }
 }
 

@@ -12,11 +12,14 @@
 //!   (BatchNormalization's moving statistics) and one flag per weight in one fused buffer;
 //! - every rank applies the same optimizer update to the same sums (the default), or the update is
 //!   **sharded** ([`DistributedOptions::shard_optimizer`], ZeRO stage 1): the trainable
-//!   weights, end to end in the model's order, form one flat vector cut into `size` equal blocks (the last
+//!   weights, end to end in reverse order, form one flat vector cut into `size` equal blocks (the last
 //!   padded); a reduce-scatter gives each rank its block of the summed gradients, each rank updates its block
 //!   with an optimizer of its own holding only that block's state (a block may cut a weight in two: the
 //!   update rules are element-wise), and an allgather gives every rank every block, so the weights stay
-//!   bit-identical. The updated values are the bits the whole update gives, so sharding changes neither
+//!   bit-identical. With [`DistributedOptions::overlap_gradients`] too, the flat vector is cut into the
+//!   buckets instead, each padded to a multiple of `size` and cut into `size` equal pieces: a communication
+//!   thread reduce-scatters each bucket during the backward pass, rank `r` updates piece `r` of every bucket,
+//!   and one allgather per bucket follows the update. The updated values are the bits the whole update gives, so sharding changes neither
 //!   History nor weights. Where the rule is not element-wise, `clipnorm` and `global_clipnorm` (norms of whole
 //!   weights), and for an optimizer that is not built in, every rank applies the whole update instead, as it
 //!   does with `shard_optimizer(false)` and in `train_on_batch`: the summed gradients travel in the allreduce
@@ -271,14 +274,14 @@ impl DistributedOptions {
     /// Whether `fit` sums the gradients while the backward pass goes on (default false): the trainable
     /// weights, in reverse order, are grouped in buckets of [`DistributedOptions::bucket_size`] bytes, and a
     /// communication thread allreduces each bucket, in order, as soon as the backward pass has produced all
-    /// its gradients. Used only with the whole update on every rank (`shard_optimizer(false)`); a sharded
-    /// update reduce-scatters all gradients after the backward pass, as without this option. The weights are
-    /// the same either way (to float rounding).
+    /// its gradients. With [`DistributedOptions::shard_optimizer`] the thread reduce-scatters each bucket
+    /// instead, and each rank updates its piece of every bucket (see [the module's documentation](self)).
+    /// The weights are the same either way (to float rounding).
     ///
     /// ```
     /// use kerust::distributed::DistributedOptions;
-    /// let options = DistributedOptions::new().shard_optimizer(false).overlap_gradients(true);
-    /// assert!(options.overlaps_gradients());
+    /// let options = DistributedOptions::new().shard_optimizer(true).overlap_gradients(true);
+    /// assert!(options.overlaps_gradients() && options.shards_optimizer());
     /// ```
     pub fn overlap_gradients(mut self, overlap: bool) -> Self {
         self.overlap = overlap;

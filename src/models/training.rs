@@ -14,9 +14,9 @@ use crate::layers::CallContext;
 use crate::metrics::{Mean, Metric};
 use crate::{Error, Numeric, Result};
 
+mod buckets;
 mod data;
 mod distributed;
-mod overlap;
 mod sharded;
 use data::{gather, Data};
 pub use data::{Arrays, IntoArray, IntoArrays, Outputs};

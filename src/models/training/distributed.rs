@@ -11,7 +11,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 
-use super::overlap::Overlap;
+use super::buckets::Buckets;
 use super::sharded::Shard;
 use super::TrainData;
 use crate::autodiff::{Gradients, ParamId, ParamStore, Tape, Tensor, Var, Workspace};
@@ -135,11 +135,12 @@ pub(super) struct DataParallel {
     chief_seed: (u64, u64),
     /// This rank's share of the optimizer update, when it is sharded (`fit` only).
     shard: Option<Shard>,
-    /// The gradient buckets reduced during the backward pass, when the update is not sharded and the options
-    /// ask for it (`fit` only).
-    overlap: Option<Overlap>,
-    /// Per weight: whether its gradient travels apart from the step's buffer (in the sharded update's
-    /// reduce-scatter or in a bucket); fixed for a `fit` by [`DataParallel::shard_optimizer`], empty before.
+    /// The buckets the trainable weights' gradients travel in (`fit` only): reduce-scattered for a sharded
+    /// update, allreduced during the backward pass when the options ask for overlap; `None` when the
+    /// gradients travel in the step's fused allreduce.
+    buckets: Option<Buckets>,
+    /// Per weight: whether its gradient travels apart from the step's buffer (in a bucket); fixed for a `fit`
+    /// by [`DataParallel::shard_optimizer`], empty before.
     apart: Vec<bool>,
 }
 
@@ -165,7 +166,7 @@ impl DataParallel {
             sum: Vec::new(),
             chief_seed: (0, 0),
             shard: None,
-            overlap: None,
+            buckets: None,
             apart: Vec::new(),
         }
     }
@@ -312,27 +313,29 @@ impl DataParallel {
         Ok(())
     }
 
-    /// Shards the optimizer update across the ranks for this `fit` (see [`Shard`]), when the model's options
-    /// ask for it and the optimizer allows it; else, when they ask for it, sets up the gradient buckets that
-    /// are reduced during the backward pass (see [`Overlap`]). Called after [`DataParallel::begin`].
+    /// Sets up the gradient buckets of this `fit` (see [`Buckets`]): reduce-scattered, with the optimizer
+    /// update sharded across the ranks (see [`Shard`]), when the model's options ask for it and the
+    /// optimizer allows it; allreduced otherwise, when the options ask for overlap. With overlap the buckets
+    /// are of the options' size and reduced during the backward pass; a sharded update without overlap has
+    /// one bucket of every trainable weight, reduced after it. Called after [`DataParallel::begin`].
     pub(super) fn shard_optimizer(&mut self, model: &mut Model) -> Result<()> {
         let Some(comm) = self.comm.clone() else { return Ok(()) };
         let options = model.dist_options.clone();
+        let overlap = options.overlaps_gradients();
+        let bytes = overlap.then_some(options.bucket_size_bytes());
         let Model { params, compiled, .. } = model;
-        if options.shards_optimizer() {
-            if let Some(c) = compiled.as_mut() {
-                self.shard = Shard::new(&*comm, params, c.optimizer.as_mut())?;
-            }
+        let sharded = compiled
+            .as_mut()
+            .filter(|_| options.shards_optimizer())
+            .and_then(|c| Some((Shard::optimizer_for(c.optimizer.as_ref())?, c)));
+        if let Some((optimizer, c)) = sharded {
+            let buckets = Buckets::new(comm.clone(), params, bytes, true, overlap);
+            self.shard = Some(Shard::new(&*comm, params, c.optimizer.as_mut(), optimizer, &buckets)?);
+            self.buckets = Some(buckets);
+        } else if overlap {
+            self.buckets = Some(Buckets::new(comm, params, bytes, false, true));
         }
-        if self.shard.is_none() && options.overlaps_gradients() {
-            self.overlap = Some(Overlap::new(comm, params, options.bucket_size_bytes()));
-        }
-        self.apart = (0..params.len())
-            .map(|i| {
-                self.shard.as_ref().is_some_and(|s| s.start(i).is_some())
-                    || self.overlap.as_ref().is_some_and(|o| o.holds(i))
-            })
-            .collect();
+        self.apart = (0..params.len()).map(|i| self.buckets.as_ref().is_some_and(|b| b.holds(i))).collect();
         Ok(())
     }
 
@@ -344,10 +347,10 @@ impl DataParallel {
         loss: Var<'t>,
         grads: &mut Gradients,
     ) -> Result<()> {
-        match self.overlap.as_mut() {
-            Some(overlap) => {
-                overlap.begin_step(self.local.len() as f32 / self.global.max(1) as f32);
-                tape.backward_with(loss, grads, |id, g| overlap.ready(id, g))
+        match self.buckets.as_mut().filter(|b| b.overlaps()) {
+            Some(buckets) => {
+                buckets.begin_step(self.local.len() as f32 / self.global.max(1) as f32);
+                tape.backward_with(loss, grads, |id, g| buckets.ready(id, g))
             }
             None => tape.backward(loss, grads),
         }
@@ -361,8 +364,8 @@ impl DataParallel {
         params: &mut ParamStore,
         grads: &Gradients,
     ) -> Result<()> {
-        match (&self.comm, &mut self.shard) {
-            (Some(comm), Some(shard)) => shard.step(&**comm, optimizer, params),
+        match (&self.comm, &mut self.shard, &mut self.buckets) {
+            (Some(comm), Some(shard), Some(buckets)) => shard.step(&**comm, optimizer, params, buckets),
             _ => {
                 optimizer.apply(params, grads);
                 Ok(())
@@ -541,13 +544,24 @@ impl DataParallel {
         }
         // A failed rank contributes nothing but its status.
         let has_samples = has_samples && failure.is_none();
-        // Layout: every weight's gradient (trainable; unless sharded) or state update (non-trainable), one flag
-        // per weight (gradient present; the update's total share), the loss, each output's loss, the status
-        // word (the number of ranks that failed), then the batch's outputs, output by output, and its targets,
-        // output by output.
+        // Layout: every weight's gradient (trainable; unless in a bucket) or state update (non-trainable), one
+        // flag per weight (gradient present; the update's total share), the loss, each output's loss, the
+        // status word (the number of ranks that failed), then the batch's outputs, output by output, and its
+        // targets, output by output.
         let shard = &mut self.shard;
-        let overlap = &mut self.overlap;
-        // Gradients that travel apart (sharded: the reduce-scatter; overlapped: their buckets) take no room here.
+        let buckets = &mut self.buckets;
+        // Buckets not reduced during the backward pass take this rank's gradients now.
+        if let Some(b) = buckets.as_mut().filter(|b| !b.overlaps()) {
+            b.begin_step(w);
+            if has_samples {
+                for (id, _) in params.iter() {
+                    if let Some(g) = grads.get(id) {
+                        b.ready(id, g);
+                    }
+                }
+            }
+        }
+        // Gradients that travel apart, in their buckets, take no room here.
         let apart = |i: usize| self.apart.get(i) == Some(&true);
         let seg_len = |i: usize, len: usize| if apart(i) { 0 } else { len };
         let values: usize = params.iter().enumerate().map(|(i, (_, p))| seg_len(i, p.value.len())).sum();
@@ -563,15 +577,12 @@ impl DataParallel {
         let mut at = 0;
         for (i, (id, p)) in params.iter().enumerate() {
             let len = seg_len(i, p.value.len());
-            if overlap.as_ref().is_some_and(|o| o.holds(i)) {
+            if apart(i) {
                 // The value is in its bucket already; only its flag travels here.
                 buf[flags + i] = if has_samples && grads.get(id).is_some() { 1.0 } else { 0.0 };
                 continue;
             }
-            let seg = match shard.as_mut().and_then(|s| s.start(i).map(|start| (s, start))) {
-                Some((s, start)) => &mut s.send[start..start + p.value.len()],
-                None => &mut buf[at..at + len],
-            };
+            let seg = &mut buf[at..at + len];
             let (value, flag) = if !has_samples {
                 (None, 0.0)
             } else if p.trainable {
@@ -614,22 +625,18 @@ impl DataParallel {
         self.sum.resize(buf.len(), 0.0);
         let started = Instant::now();
         let mut bytes = buf.len() * std::mem::size_of::<f32>();
-        // The buckets' allreduces, most of them run during the backward pass.
-        let mut buckets = std::time::Duration::ZERO;
-        if let Some(o) = overlap.as_mut() {
-            buckets = o.finish_step(params);
-            bytes += o.bytes();
+        // The buckets' collectives, most of them run during the backward pass when they overlap it.
+        let mut bucket_time = std::time::Duration::ZERO;
+        if let Some(b) = buckets.as_mut() {
+            bucket_time = b.finish_step(params);
+            bytes += b.bytes();
         }
         let finals = Instant::now();
         comm.all_reduce_sum(buf, &mut self.sum);
         if self.sum[status_at] > 0.0 {
             return Err(self.failure(&*comm, failure.as_ref()));
         }
-        if let Some(s) = shard.as_mut() {
-            comm.reduce_scatter_sum(&s.send, &mut s.block_sum);
-            bytes += s.send.len() * std::mem::size_of::<f32>();
-        }
-        record_step(bytes, buckets + finals.elapsed(), started.elapsed());
+        record_step(bytes, bucket_time + finals.elapsed(), started.elapsed());
         let buf = &mut self.sum;
 
         let mut at = 0;
@@ -637,10 +644,10 @@ impl DataParallel {
             let len = seg_len(i, p.value.len());
             let flag = buf[flags + i];
             let seg = &mut buf[at..at + len];
-            if let Some(o) = overlap.as_ref().filter(|o| o.holds(i)) {
-                grads.assign(np, id, p.value.shape(), (flag > 0.0).then(|| o.sum(i, p.value.len())));
-            } else if let Some(s) = shard.as_mut().filter(|_| apart(i)) {
+            if let Some(s) = shard.as_mut().filter(|_| apart(i)) {
                 s.present[i] = flag > 0.0;
+            } else if let Some(b) = buckets.as_ref().filter(|_| apart(i)) {
+                grads.assign(np, id, p.value.shape(), (flag > 0.0).then(|| b.sum(i, p.value.len())));
             } else if p.trainable {
                 grads.assign(np, id, p.value.shape(), (flag > 0.0).then_some(&*seg));
             } else if flag > 0.0 {

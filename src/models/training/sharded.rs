@@ -1,25 +1,29 @@
-//! The sharded optimizer update of data-parallel training (ZeRO stage 1): the trainable weights, end to end in
-//! the store's order, form one flat vector cut into one contiguous block per rank; each rank updates its block
-//! with an optimizer of its own that holds only that block's state, and the ranks then gather the blocks.
+//! The sharded optimizer update of data-parallel training (ZeRO stage 1), over the gradient buckets of
+//! [`Buckets`] reduce-scattered: each bucket, padded to a multiple of the rank count, is cut into one equal
+//! piece per rank, and rank `r` owns piece `r` of every bucket. Each rank updates its pieces with an
+//! optimizer of its own that holds only their state, and the ranks then gather every bucket's pieces. Without
+//! overlap there is one bucket of every trainable weight, so a rank's shard is one contiguous block.
 //!
-//! A block may cut a weight in two: the built-in update rules are element-wise, so a rank's optimizer works on
-//! a private store of 1-D pieces (the parts of weights in its block) and gives each element exactly the
+//! A piece may cut a weight in two: the built-in update rules are element-wise, so a rank's optimizer works on
+//! a private store of 1-D parts (the parts of weights in its pieces) and gives each element exactly the
 //! update the whole optimizer would.
 use ndarray::IxDyn;
 
+use super::buckets::Buckets;
 use crate::autodiff::{Gradients, ParamId, ParamStore, Tensor};
 use crate::distributed::Communicator;
 use crate::optimizers::{from_config, from_config_with_schedule, Optimizer};
 use crate::{Error, Result};
 
-/// The part of one weight that lies in this rank's block.
+/// The part of one weight that lies in this rank's piece of its bucket.
 struct Piece {
     /// The weight's position in the model's store.
     param: usize,
     /// Where the part starts in the weight (row-major order), and its length.
     offset: usize,
     len: usize,
-    /// Where it starts in this rank's block.
+    /// Its bucket, and where it starts in this rank's piece of that bucket.
+    bucket: usize,
     at: usize,
     /// Its handle in the shard's own store.
     id: ParamId,
@@ -27,70 +31,75 @@ struct Piece {
 
 /// This rank's share of the optimizer update, for the length of one `fit`.
 pub(super) struct Shard {
-    /// Each weight's start in the flat vector of trainable weights (`None`: not trainable), and its shape.
-    starts: Vec<Option<usize>>,
+    /// Each weight's shape.
     shapes: Vec<Vec<usize>>,
-    /// Every rank's count in the allgather of the blocks: the flat vector's length divided by the rank count,
-    /// rounded up, each.
-    counts: Vec<usize>,
+    /// Per bucket: where this rank's piece starts in `local`, and every rank's count in the allgather of the
+    /// pieces (the bucket's length divided by the rank count, rounded up, each).
+    starts: Vec<usize>,
+    counts: Vec<Vec<usize>>,
     pieces: Vec<Piece>,
     store: ParamStore,
     grads: Gradients,
     optimizer: Box<dyn Optimizer>,
-    /// The step's weighted gradients of every trainable weight, padded to a whole number of blocks: what
-    /// this rank contributes to the reduce-scatter.
-    pub(super) send: Vec<f32>,
-    /// This rank's block of the summed gradients.
-    pub(super) block_sum: Vec<f32>,
     /// Whether each weight (by position in the model's store) has a gradient this step.
     pub(super) present: Vec<bool>,
-    /// This rank's updated block, and every block gathered.
+    /// This rank's updated pieces, end to end (zero where a piece runs past its bucket's end).
     local: Vec<f32>,
-    gathered: Vec<f32>,
     /// The model's optimizer lacks the current state (it is spread over the ranks' shards).
     dirty: bool,
 }
 
 impl Shard {
-    /// The shard of this rank for `params`, its optimizer built from `whole`'s settings and given `whole`'s
-    /// state for the block; `whole` keeps its settings and step count, and its state is gathered back by
-    /// [`Shard::gather_state`]. `None` (the whole update on every rank) for settings that are not element-wise
-    /// (`clipnorm`, `global_clipnorm`: norms of whole weights) and for optimizers that are not built in.
+    /// The optimizer a rank's shard runs, built from `whole`'s settings; `None` (the whole update on every
+    /// rank) for settings that are not element-wise (`clipnorm`, `global_clipnorm`: norms of whole weights)
+    /// and for optimizers that are not built in.
     ///
     /// Every rank decides alike: the ranks checked before that they hold the same optimizer and state.
-    pub(super) fn new(
-        comm: &dyn Communicator,
-        params: &ParamStore,
-        whole: &mut dyn Optimizer,
-    ) -> Result<Option<Shard>> {
+    pub(super) fn optimizer_for(whole: &dyn Optimizer) -> Option<Box<dyn Optimizer>> {
         let config = whole.config();
         if config.iter().any(|(k, _)| k == "clipnorm" || k == "global_clipnorm") {
-            return Ok(None);
+            return None;
         }
         let built = match whole.learning_rate_schedule() {
             Some(schedule) => from_config_with_schedule(whole.name(), &config, schedule.clone()),
             None => from_config(whole.name(), &config),
         };
-        let Ok(mut optimizer) = built else { return Ok(None) };
+        built.ok()
+    }
 
-        let mut starts = Vec::with_capacity(params.len());
-        let mut total = 0;
-        for (_, p) in params.iter() {
-            starts.push(p.trainable.then_some(total));
-            total += if p.trainable { p.value.len() } else { 0 };
-        }
+    /// The shard of this rank for `params` over the scattered `buckets`, running `optimizer` (from
+    /// [`Shard::optimizer_for`]) given `whole`'s state for its pieces; `whole` keeps its settings and step
+    /// count, and its state is gathered back by [`Shard::gather_state`].
+    pub(super) fn new(
+        comm: &dyn Communicator,
+        params: &ParamStore,
+        whole: &mut dyn Optimizer,
+        mut optimizer: Box<dyn Optimizer>,
+        buckets: &Buckets,
+    ) -> Result<Shard> {
         let (rank, size) = (comm.rank(), comm.size());
-        let block = total.div_ceil(size);
-        let mine = (rank * block).min(total)..((rank + 1) * block).min(total);
+        // Bucket b's pieces are `piece[b]` long; this rank's covers `mine(b)` of the bucket.
+        let piece: Vec<usize> = buckets.lens().iter().map(|n| n.div_ceil(size)).collect();
+        let mine = |b: usize| {
+            (rank * piece[b]).min(buckets.lens()[b])..((rank + 1) * piece[b]).min(buckets.lens()[b])
+        };
+        let mut starts = Vec::with_capacity(piece.len());
+        let mut total = 0;
+        for &p in &piece {
+            starts.push(total);
+            total += p;
+        }
         let mut store = ParamStore::new();
         let mut pieces = Vec::new();
         for (i, (_, p)) in params.iter().enumerate() {
-            let Some(start) = starts[i] else { continue };
+            let Some((bucket, start)) = buckets.slot(i) else { continue };
+            let mine = mine(bucket);
             let (lo, hi) = (start.max(mine.start), (start + p.value.len()).min(mine.end));
             if lo < hi {
                 let name = format!("{}[{}..{}]", p.name, lo - start, hi - start);
                 let id = store.add(name, Tensor::zeros(IxDyn(&[hi - lo])), true);
-                pieces.push(Piece { param: i, offset: lo - start, len: hi - lo, at: lo - mine.start, id });
+                let at = lo - mine.start;
+                pieces.push(Piece { param: i, offset: lo - start, len: hi - lo, bucket, at, id });
             }
         }
 
@@ -123,37 +132,30 @@ impl Shard {
         // than a stale copy.
         whole.load_state(whole.iterations(), &[])?;
 
-        let n = params.len();
-        Ok(Some(Shard {
-            starts,
+        Ok(Shard {
             shapes: params.iter().map(|(_, p)| p.value.shape().to_vec()).collect(),
-            counts: vec![block; size],
+            starts,
+            counts: piece.iter().map(|&p| vec![p; size]).collect(),
             pieces,
             store,
             grads: Gradients::new(),
             optimizer,
-            send: vec![0.0; block * size],
-            block_sum: vec![0.0; block],
-            present: vec![false; n],
-            local: vec![0.0; block],
-            gathered: vec![0.0; block * size],
+            present: vec![false; params.len()],
+            local: vec![0.0; total],
             dirty: true,
-        }))
+        })
     }
 
-    /// Where weight `i`'s gradient goes in [`Shard::send`], if it is trainable.
-    pub(super) fn start(&self, i: usize) -> Option<usize> {
-        self.starts[i]
-    }
-
-    /// The update, once [`Shard::block_sum`] and [`Shard::present`] hold the step's sums: this rank's block
-    /// is updated (from the weights as they are now, so a change made between steps is kept), then every
-    /// rank's block is gathered into `params`, the same bits on every rank.
+    /// The update, once `buckets` hold the step's sums of this rank's pieces and [`Shard::present`] the
+    /// step's flags: this rank's pieces are updated (from the weights as they are now, so a change made
+    /// between steps is kept), then every bucket's pieces are gathered into `params`, the same bits on every
+    /// rank.
     pub(super) fn step(
         &mut self,
         comm: &dyn Communicator,
         whole: &mut dyn Optimizer,
         params: &mut ParamStore,
+        buckets: &mut Buckets,
     ) -> Result<()> {
         let n = self.pieces.len();
         for piece in &self.pieces {
@@ -164,7 +166,7 @@ impl Shard {
                 Some(all) => value.copy_from_host(&all[part]),
                 None => value.copy_from_host(&weight.iter().copied().collect::<Vec<_>>()[part]),
             }
-            let grad = &self.block_sum[piece.at..piece.at + piece.len];
+            let grad = &buckets.piece_sum(piece.bucket)[piece.at..piece.at + piece.len];
             self.grads.assign(n, piece.id, &[piece.len], self.present[piece.param].then_some(grad));
         }
         // Settings a callback may change between steps live in the model's optimizer.
@@ -181,13 +183,19 @@ impl Shard {
         self.dirty = true;
 
         for piece in &self.pieces {
-            self.store.value(piece.id).copy_to_host(&mut self.local[piece.at..piece.at + piece.len]);
+            let at = self.starts[piece.bucket] + piece.at;
+            self.store.value(piece.id).copy_to_host(&mut self.local[at..at + piece.len]);
         }
-        comm.all_gather(&self.local, &self.counts, &mut self.gathered);
+        // One allgather per bucket, into the bucket's own send buffer (free now): each bucket's weights are
+        // then where the backward pass wrote them.
+        for (b, counts) in self.counts.iter().enumerate() {
+            let mine = &self.local[self.starts[b]..self.starts[b] + counts[0]];
+            comm.all_gather(mine, counts, buckets.gather_buffer(b));
+        }
         for (i, (_, p)) in params.iter_mut().enumerate() {
-            if let Some(start) = self.starts[i] {
+            if let Some((bucket, at)) = buckets.slot(i) {
                 let len = p.value.len();
-                p.value.copy_from_host(&self.gathered[start..start + len]);
+                p.value.copy_from_host(&buckets.gather_buffer(bucket)[at..at + len]);
             }
         }
         Ok(())
