@@ -79,8 +79,10 @@
 //! ```
 use std::sync::Mutex;
 
+mod replicas;
 mod threads;
 mod watchdog;
+pub use replicas::Replicas;
 pub use threads::ThreadGroup;
 pub(crate) use watchdog::Watched;
 
