@@ -22,6 +22,9 @@ use crate::{Error, Result};
 /// Given a mask (from `Embedding(mask_zero)` upstream, one dimension less than the inputs), training takes the
 /// moments of the unmasked steps only, as Keras does, and the mask passes on to the next layer.
 ///
+/// Under a distributed model, [`BatchNormalization::synchronized`] takes the moments of the global batch
+/// across the ranks (SyncBatchNorm) instead of each rank's share's.
+///
 /// Keras' defaults: `axis=-1`, `momentum=0.99`, `epsilon=1e-3`, `center` and `scale` on, `gamma` ones, `beta`
 /// zeros, moving mean zeros, moving variance ones.
 ///
