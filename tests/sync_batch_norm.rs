@@ -520,3 +520,28 @@ fn a_rank_that_fails_before_a_step_still_joins_its_collectives() {
         assert!(reason.contains("rank 1 of 3 failed") && reason.contains("deliberate failure"), "{reason}");
     }
 }
+
+#[test]
+fn train_on_batch_and_a_single_rank() {
+    let (x, y) = data(11);
+    let mut single = mlp(true);
+    let logs = single.train_on_batch(&x, &y).unwrap();
+    // 11 samples on 3 ranks: 4 / 4 / 3.
+    let ranks = on_ranks(3, |comm| {
+        let mut m = mlp(true);
+        m.distribute(comm);
+        (m.train_on_batch(&x, &y).unwrap(), m.get_weights())
+    });
+    for (l, w) in &ranks {
+        assert_eq!(w, &ranks[0].1);
+        let (d, s) = (l.get("loss").unwrap(), logs.get("loss").unwrap());
+        assert!((d - s).abs() < 1e-5, "{d} vs {s}");
+        assert!(max_difference(w, &single.get_weights()) < 1e-5);
+    }
+    // One rank: no sums, the bits of one process.
+    let fit = Fit { x: &x, y: &y, batch_size: 4, options: DistributedOptions::new(), parts: None };
+    let one = on_ranks(1, |comm| fit.run(mlp(true), Some(comm)));
+    let alone = fit.run(mlp(true), None);
+    assert_eq!(one[0].weights, alone.weights);
+    assert_eq!(one[0].history, alone.history);
+}
