@@ -11,8 +11,11 @@
 //! Checks: 2 ranks with batch 32 end with the weights of 1 process with batch 32 (to float rounding), with
 //! an uneven last batch, a sample count not divisible by 2, and a last batch of 1 sample; the weights are
 //! bit-identical on every rank after every step (SHA-256 compared across ranks), and so is History;
-//! BatchNormalization's moving statistics stay identical; evaluate and predict split their work and give what
-//! one process gives; the collectives themselves sum right, small and large (kerust's ring collectives). With a `--fail-*` flag the program must fail, on every rank, with rank 1's message.
+//! BatchNormalization's moving statistics stay identical; synchronized BatchNormalization (SyncBatchNorm,
+//! its sums over MPI inside the forward and backward passes) trains as one process does, a last batch of 1
+//! sample included, and is refused with overlapped gradient sums; evaluate and predict split their work and
+//! give what one process gives; the collectives themselves sum right, small and large (kerust's ring
+//! collectives). With a `--fail-*` flag the program must fail, on every rank, with rank 1's message.
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -33,12 +36,13 @@ fn data(n: usize) -> (Array2<f32>, Array2<f32>) {
     (x, y)
 }
 
-fn mlp(seed: u64, batch_norm: bool) -> kerust::Result<Sequential> {
+/// A layer of 16, BatchNormalization if `batch_norm` says (`Some(synchronized)`), and a softmax of 3.
+fn mlp(seed: u64, batch_norm: Option<bool>) -> kerust::Result<Sequential> {
     let mut m = Sequential::new();
     m.set_seed(seed);
     m.add(Dense::new(16).activation("relu").input_shape([5]))?;
-    if batch_norm {
-        m.add(BatchNormalization::new())?;
+    if let Some(synchronized) = batch_norm {
+        m.add(BatchNormalization::new().synchronized(synchronized))?;
     }
     m.add(Dense::new(3).activation("softmax"))?;
     m.compile("categorical_crossentropy", "adam", ["accuracy"])?;
@@ -147,7 +151,7 @@ fn equivalence(
     world: &Arc<Mpi>,
     n: usize,
     batch_size: usize,
-    batch_norm: bool,
+    batch_norm: Option<bool>,
     options: &DistributedOptions,
 ) -> Check {
     let epochs = 3;
@@ -160,15 +164,15 @@ fn equivalence(
     let mut steps = Steps::default();
     let history =
         model.fit(&x, &y).batch_size(batch_size).epochs(epochs).verbose(0).callback_ref(&mut steps).run()?;
-    let what = format!("n={n} batch_size={batch_size} batch_norm={batch_norm} {options:?}");
+    let what = format!("n={n} batch_size={batch_size} batch_norm={batch_norm:?} {options:?}");
     if steps.digests.len() != n.div_ceil(batch_size) * epochs * 32 {
         return Err(format!("{what}: {} steps recorded", steps.digests.len() / 32).into());
     }
     same_on_every_rank(&**world, &format!("{what}: the weights after some step"), &steps.digests)?;
     same_on_every_rank(&**world, &format!("{what}: the histories"), &history_bytes(&history))?;
-    if !batch_norm {
-        // With BatchNormalization each rank normalizes by its own share's statistics (as in Keras and
-        // Horovod without synchronized batch normalization): not the same numbers as one process.
+    if batch_norm != Some(false) {
+        // With unsynchronized BatchNormalization each rank normalizes by its own share's statistics (as in
+        // Keras and Horovod without synchronized batch normalization): not the same numbers as one process.
         close(&model.get_weights(), &single.get_weights(), 1e-4, &format!("{what}: weights"))?;
         for key in ["loss", "accuracy"] {
             for (d, s) in history[key].iter().zip(&single_history[key]) {
@@ -187,12 +191,29 @@ fn equivalence(
     Ok(())
 }
 
+/// Overlapped gradient sums would issue collectives from a second thread beside the layer's own.
+fn synchronized_with_overlap_is_refused(world: &Arc<Mpi>) -> Check {
+    let (x, y) = data(20);
+    let mut model = mlp(5, Some(true))?;
+    model.distribute_with(world.clone(), DistributedOptions::new().overlap_gradients(true));
+    match model.fit(&x, &y).batch_size(10).verbose(0).run() {
+        Err(e) if e.to_string().contains("overlap_gradients") => {
+            if world.rank() == 0 {
+                println!("ok: synchronized BatchNormalization with overlap_gradients is refused: {e}");
+            }
+            Ok(())
+        }
+        Err(e) => Err(format!("synchronized with overlap_gradients: another error: {e}").into()),
+        Ok(_) => Err("synchronized BatchNormalization with overlap_gradients trained".into()),
+    }
+}
+
 fn evaluate_and_predict(world: &Arc<Mpi>) -> Check {
     let (x, y) = data(70);
-    let mut single = mlp(4, false)?;
+    let mut single = mlp(4, None)?;
     let logs = single.evaluate_with_batch_size(&x, &y, 16)?;
     let pred = single.predict_with_batch_size(&x, 16)?;
-    let mut model = mlp(4, false)?;
+    let mut model = mlp(4, None)?;
     model.distribute(world.clone());
     if model.evaluate_with_batch_size(&x, &y, 16)? != logs {
         return Err("evaluate differs from one process's".into());
@@ -214,14 +235,14 @@ fn run(args: &[String], world: &Arc<Mpi>) -> Check {
         let (x, y) = data(40);
         // Rank 1 has 4 features per sample: every rank must end with an error naming rank 1's problem.
         let x = if world.rank() == 1 { x.slice(ndarray::s![.., ..4]).to_owned() } else { x };
-        let mut model = mlp(1, false)?;
+        let mut model = mlp(1, None)?;
         model.distribute(world.clone());
         model.fit(&x, &y).batch_size(8).verbose(0).run()?;
         return Err("fit succeeded with bad data on rank 1".into());
     }
     if args.iter().any(|a| a == "--fail-during-training") {
         let (x, y) = data(4000);
-        let mut model = mlp(1, false)?;
+        let mut model = mlp(1, None)?;
         model.distribute(world.clone());
         let mut steps = Steps { fail_at_epoch: Some(1), ..Steps::default() };
         // Every rank, not only rank 1, returns the error naming rank 1 and its message, and the job ends
@@ -247,10 +268,17 @@ fn run(args: &[String], world: &Arc<Mpi>) -> Check {
     ];
     for options in &options {
         for (n, batch_size) in [(64, 32), (77, 32), (33, 32)] {
-            equivalence(world, n, batch_size, false, options)?;
+            equivalence(world, n, batch_size, None, options)?;
         }
-        equivalence(world, 50, 16, true, options)?;
+        equivalence(world, 50, 16, Some(false), options)?;
+        if !options.overlaps_gradients() {
+            // 33 = 32 + 1: rank 1 runs the last step on a placeholder, to join the layer's sums.
+            for (n, batch_size) in [(50, 16), (33, 32)] {
+                equivalence(world, n, batch_size, Some(true), options)?;
+            }
+        }
     }
+    synchronized_with_overlap_is_refused(world)?;
     evaluate_and_predict(world)?;
     println!("rank {}: all distributed checks passed", world.rank());
     Ok(())

@@ -54,8 +54,24 @@
 //!   History, to float rounding, as a run where every rank holds everything. Validation data is sharded
 //!   too: each rank evaluates its part, and the losses and metrics are those of the ranks' parts together.
 //!   `validation_split` is refused (the last fraction of the global data would lie on the last ranks only);
-//!   `predict` is not affected (every rank passes the same inputs). BatchNormalization is the exception to the
-//!   equality: it normalizes each rank's share by its own statistics, which depend on how batches are cut.
+//!   `predict` is not affected (every rank passes the same inputs). An unsynchronized BatchNormalization is
+//!   the exception to the equality: it normalizes each rank's share by its own statistics, which depend on
+//!   how batches are cut (see the next point).
+//!
+//! - **BatchNormalization** normalizes, by default, each rank's share of a batch by that share's own
+//!   statistics (as Keras and Horovod do without SyncBatchNorm), so its training differs from one process's.
+//!   With [`BatchNormalization::synchronized`](crate::layers::BatchNormalization::synchronized) it
+//!   normalizes by the statistics of the global batch: its forward pass sums each rank's per-channel counts,
+//!   sums and squared deviations over the ranks ([`Replicas::sum`], two allreduces per layer and step) and
+//!   its backward pass sums their gradients the same way, so training gives one process's History,
+//!   weights and moving statistics (to float rounding), with sharded data or optimizer too. These
+//!   collectives run inside the forward and backward passes: a rank with no sample in a batch runs the step
+//!   on a placeholder sample that adds nothing, as does a rank whose callback failed before the step (its
+//!   error then reaches every rank as above); but a rank that fails in the middle of its forward or backward
+//!   pass (a layer's error) leaves the others waiting in the next sum, and the watchdog of
+//!   [`DistributedOptions::collective_timeout`] ends the job. `fit` refuses such a layer with
+//!   [`DistributedOptions::overlap_gradients`], whose thread would issue collectives beside the backward
+//!   pass's (the order of two threads' collectives is not the same on every rank).
 //!
 //! Two implementations: `Mpi` (feature `mpi`, over an MPI library through the `mpi` crate), for runs under
 //! `mpirun`/`srun`, and [`ThreadGroup`], ranks as threads of one process, for tests and for trying the
@@ -83,10 +99,12 @@
 use std::sync::Mutex;
 
 // The MPI backend's large collectives (tested without MPI too).
+mod replicas;
 #[cfg(any(feature = "mpi", test))]
 mod ring;
 mod threads;
 mod watchdog;
+pub use replicas::Replicas;
 pub use threads::ThreadGroup;
 pub(crate) use watchdog::Watched;
 

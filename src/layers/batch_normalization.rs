@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{initializer_fn, strict_f32};
 use super::{add_weight, CallContext, Layer};
 use crate::autodiff::{ParamId, ParamStore, Var};
+use crate::distributed::Replicas;
 use crate::initializers::Initializer;
 use crate::spec::Spec;
 use crate::{Error, Result};
@@ -20,6 +21,9 @@ use crate::{Error, Result};
 ///
 /// Given a mask (from `Embedding(mask_zero)` upstream, one dimension less than the inputs), training takes the
 /// moments of the unmasked steps only, as Keras does, and the mask passes on to the next layer.
+///
+/// Under a distributed model, [`BatchNormalization::synchronized`] takes the moments of the global batch
+/// across the ranks (SyncBatchNorm) instead of each rank's share's.
 ///
 /// Keras' defaults: `axis=-1`, `momentum=0.99`, `epsilon=1e-3`, `center` and `scale` on, `gamma` ones, `beta`
 /// zeros, moving mean zeros, moving variance ones.
@@ -60,6 +64,9 @@ pub(crate) struct BatchNormalizationConfig {
     moving_mean_initializer: Spec<Initializer>,
     #[serde(with = "initializer_fn")]
     moving_variance_initializer: Spec<Initializer>,
+    /// Keras' `synchronized`; absent from configs written before it existed.
+    #[serde(default)]
+    synchronized: bool,
     input_shape: Option<Vec<usize>>,
 }
 
@@ -95,6 +102,7 @@ impl BatchNormalization {
                 gamma_initializer: Spec::Value(Initializer::Ones),
                 moving_mean_initializer: Spec::Value(Initializer::Zeros),
                 moving_variance_initializer: Spec::Value(Initializer::Ones),
+                synchronized: false,
                 input_shape: None,
             },
             built: None,
@@ -159,6 +167,64 @@ impl BatchNormalization {
         self
     }
 
+    /// Whether training normalizes by the statistics of the global batch across the ranks of a distributed
+    /// model (Keras' `synchronized`, SyncBatchNorm; default false). Under
+    /// [`Model::distribute`](crate::models::Model::distribute) with more than one rank, each rank computes the
+    /// per-channel count, sum and sum of squared deviations of its share of the batch (of its unmasked steps
+    /// given a mask), the ranks sum them (two allreduces: the counts and sums, then the squared deviations
+    /// from the global mean), and every rank normalizes by the mean and variance of the whole batch; the
+    /// backward pass sums the gradients of those sums across the ranks the same way. Training then gives the
+    /// History, weights and moving statistics of one process (to float rounding), whatever the rank count or
+    /// the cut of the batches. Without it, each rank normalizes its share by the share's own statistics. In
+    /// one process, at inference, and for a frozen layer it changes nothing.
+    ///
+    /// Keras accepts it with the TensorFlow backend only (and there ignores it given a mask); a `.keras` file
+    /// with `"synchronized": true` loads here, and kerust's own file keeps it. Every rank must run the step's
+    /// collectives: a rank that fails in the middle of the forward or backward pass leaves the others waiting
+    /// until [`DistributedOptions::collective_timeout`](crate::distributed::DistributedOptions::collective_timeout)
+    /// ends the job, and `fit` refuses it together with
+    /// [`DistributedOptions::overlap_gradients`](crate::distributed::DistributedOptions::overlap_gradients),
+    /// whose communication thread would run collectives beside the backward pass's.
+    ///
+    /// ```
+    /// use kerust::distributed::ThreadGroup;
+    /// use kerust::layers::{BatchNormalization, Dense};
+    /// use kerust::models::Sequential;
+    /// use std::sync::Arc;
+    ///
+    /// let x = ndarray::Array2::<f32>::from_shape_fn((10, 3), |(i, j)| ((i * 3 + j) % 7) as f32);
+    /// let y = ndarray::Array2::<f32>::from_shape_fn((10, 1), |(i, _)| i as f32 / 10.0);
+    /// let train = |comm: Option<ThreadGroup>| -> kerust::Result<Vec<_>> {
+    ///     let mut model = Sequential::new();
+    ///     model.set_seed(1);
+    ///     model.add(Dense::new(4).input_shape([3]))?;
+    ///     model.add(BatchNormalization::new().synchronized(true))?;
+    ///     model.add(Dense::new(1))?;
+    ///     model.compile("mse", "sgd", [] as [&str; 0])?;
+    ///     if let Some(comm) = comm {
+    ///         model.distribute(Arc::new(comm));
+    ///     }
+    ///     model.fit(&x, &y).batch_size(5).epochs(2).shuffle(false).verbose(0).run()?;
+    ///     Ok(model.get_weights())
+    /// };
+    /// let one = train(None)?;
+    /// let ranks: Vec<_> = std::thread::scope(|s| {
+    ///     let handles: Vec<_> =
+    ///         ThreadGroup::new(2).into_iter().map(|comm| s.spawn(move || train(Some(comm)))).collect();
+    ///     handles.into_iter().map(|h| h.join().unwrap()).collect::<kerust::Result<_>>()
+    /// })?;
+    /// // The moving mean (weight 4): the global batch's, as in one process (to float rounding).
+    /// for (a, b) in ranks[0][4].iter().zip(&one[4]) {
+    ///     assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+    /// }
+    /// assert_eq!(ranks[0], ranks[1]);
+    /// # Ok::<(), kerust::Error>(())
+    /// ```
+    pub fn synchronized(mut self, synchronized: bool) -> Self {
+        self.settings.synchronized = synchronized;
+        self
+    }
+
     super::settings_builders!();
 
     /// The forward pass; `mask` (of the input's shape without its last axis, 1.0 for a real step) restricts the
@@ -181,13 +247,19 @@ impl BatchNormalization {
             let (mean, variance) = (tape.param(b.moving_mean), tape.param(b.moving_variance));
             return x.batch_norm_with(b.axis, mean, variance, gamma, beta, eps);
         }
-        let (y, batch) = match mask {
+        // The moments of the global batch across the ranks (synchronized), of the unmasked steps, or the fused
+        // node's own.
+        let moments = match (ctx.replicas().filter(|_| self.settings.synchronized), mask) {
+            (Some(replicas), mask) => Some(synchronized_moments(x, mask, b.axis, replicas)),
+            (None, Some(mask)) => Some(masked_moments(x, mask, b.axis)),
+            (None, None) => None,
+        };
+        let (y, batch) = match moments {
             None => {
                 let (y, batch) = x.batch_norm(b.axis, gamma, beta, eps);
                 (y, [batch.mean, batch.variance])
             }
-            Some(mask) => {
-                let (mean, variance) = masked_moments(x, mask, b.axis);
+            Some((mean, variance)) => {
                 let y = x.batch_norm_with(b.axis, mean, variance, gamma, beta, eps);
                 let device = tape.params().device();
                 let on_device = |v: Var<'_>| v.with_value(|v| crate::device::Storage::from_array(device, v));
@@ -235,6 +307,56 @@ fn masked_moments<'t>(x: Var<'t>, mask: Var<'t>, axis: usize) -> (Var<'t>, Var<'
     (mean, variance)
 }
 
+/// The moments of the global batch across `replicas` (SyncBatchNorm): per feature of `axis`, each rank's
+/// count and sum of its (unmasked) values are summed over the ranks in one allreduce, giving the global mean;
+/// each rank's sum of squared deviations from that mean, in a second, gives the biased variance. Two passes,
+/// as one process computes them (rather than `E[x^2] - E[x]^2`, which loses digits when the mean is large).
+/// With a mask, as [`masked_moments`] over the ranks' steps together (Keras' fuzz factor included).
+/// Gradients flow through both sums to every rank.
+fn synchronized_moments<'t>(
+    x: Var<'t>,
+    mask: Option<Var<'t>>,
+    axis: usize,
+    replicas: &Replicas,
+) -> (Var<'t>, Var<'t>) {
+    let tape = x.tape();
+    let shape = x.shape();
+    let (ndim, last, channels) = (shape.len(), shape.len() - 1, shape[axis]);
+    let reduced: Vec<usize> = (0..ndim).filter(|&a| a != axis).collect();
+    let mut along = vec![1; ndim];
+    along[axis] = channels;
+    let ones = ndarray::ArrayD::ones(ndarray::IxDyn(&[channels]));
+    // This rank's count of values per feature (no gradient: the mask is a constant), and the values that count.
+    let (weights, count) = match mask {
+        Some(mask) => {
+            let mut spread = shape.clone();
+            spread[last] = 1;
+            let count = if axis == last {
+                tape.constant(ones.view()).mul(mask.sum().reshape(&[1]))
+            } else {
+                let others: Vec<usize> = (0..last).filter(|&a| a != axis).collect();
+                mask.sum_axes(&others, false).mul_scalar(shape[last] as f32)
+            };
+            (Some(mask.reshape(&spread)), count)
+        }
+        None => {
+            let per_channel = shape.iter().product::<usize>() / channels.max(1);
+            (None, tape.constant(ones.mapv(|o| o * per_channel as f32).view()))
+        }
+    };
+    let masked = |v: Var<'t>| weights.map_or(v, |w| v.mul(w));
+    let local = tape.concat(&[masked(x).sum_axes(&reduced, false), count], 0);
+    let global = replicas.sum(local);
+    let part = |range| global.slice_axis(0, range).expect("the two halves of the summed buffer");
+    let (sum, count) = (part(0..channels), part(channels..2 * channels));
+    // Keras' fuzz factor where the masked moments have it: a batch whose every step is masked gives 0.
+    let count = if weights.is_some() { count.add_scalar(KERAS_EPSILON) } else { count };
+    let mean = sum.div(count);
+    let deviation = masked(x.sub(mean.reshape(&along)));
+    let squares = replicas.sum(deviation.square().sum_axes(&reduced, false));
+    (mean, squares.div(count))
+}
+
 /// Keras' `backend.epsilon()`, the fuzz factor of its masked moments.
 const KERAS_EPSILON: f32 = 1e-7;
 
@@ -244,6 +366,10 @@ impl Layer for BatchNormalization {
     }
 
     super::settings_accessors!();
+
+    fn uses_replicas(&self) -> bool {
+        self.settings.synchronized
+    }
 
     fn build(
         &mut self,

@@ -108,6 +108,7 @@ use rand::rngs::StdRng;
 
 use crate::autodiff::{ParamId, ParamStore, Var};
 use crate::device::Storage;
+use crate::distributed::Replicas;
 use crate::initializers::Initializer;
 use crate::Result;
 
@@ -120,12 +121,29 @@ pub struct CallContext<'r> {
     updates: Vec<(ParamId, Storage)>,
     /// The first error a layer reported with [`CallContext::fail`].
     error: Option<crate::Error>,
+    /// The ranks of a distributed training step, for layers that synchronize across them.
+    replicas: Option<Replicas>,
 }
 
 impl<'r> CallContext<'r> {
     /// A context for one forward pass.
     pub fn new(training: bool, rng: &'r mut StdRng) -> Self {
-        CallContext { training, rng, updates: Vec::new(), error: None }
+        CallContext { training, rng, updates: Vec::new(), error: None, replicas: None }
+    }
+
+    /// The context of a training step of a distributed model: `replicas` (set by the trainer when the model
+    /// is distributed over more than one rank) lets a layer compute over the global batch, as
+    /// [`BatchNormalization::synchronized`] does.
+    pub fn with_replicas(mut self, replicas: Option<Replicas>) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
+    /// The ranks of this distributed training step, if the model is distributed over more than one rank
+    /// ([`CallContext::with_replicas`]); `None` in one process and at inference. A layer that uses them says
+    /// so with [`Layer::uses_replicas`].
+    pub fn replicas(&self) -> Option<&Replicas> {
+        self.replicas.as_ref()
     }
 
     /// Records a new value for a (non-trainable) weight, Keras' `variable.assign` in `call`: a layer's state
@@ -309,6 +327,14 @@ pub trait Layer: Send + Sync {
     fn check_input(&self, x: ndarray::ArrayViewD<'_, f32>) -> Result<()> {
         let _ = x;
         Ok(())
+    }
+
+    /// Whether the layer's training forward pass may use [`CallContext::replicas`] (a collective that every
+    /// rank must join, as [`BatchNormalization::synchronized`]'s sums): a distributed trainer then runs the
+    /// step on a rank whose share of the batch is empty too (on a placeholder sample that adds nothing), so
+    /// that the others find it in every collective. False by default; a wrapper answers for its layer.
+    fn uses_replicas(&self) -> bool {
+        false
     }
 
     /// Whether this is a model's input declaration ([`Input`]), which a model keeps apart from its layers.

@@ -181,6 +181,10 @@ impl Layer for TimeDistributed {
         y.reshape(&unfolded)
     }
 
+    fn uses_replicas(&self) -> bool {
+        self.layer.uses_replicas()
+    }
+
     fn supports_masking(&self) -> bool {
         true
     }

@@ -526,6 +526,11 @@ fn class_weights_to_sample_weights(y: &ArrayViewD<'_, f32>, classes: &[(usize, f
     }
 }
 
+/// One sample of zeros per array: the placeholder batch of a rank that runs a step without samples.
+fn zeros_of<'t>(tape: &'t Tape<'_>, arrays: &[ArrayViewD<'_, f32>]) -> Vec<Var<'t>> {
+    arrays.iter().map(|a| tape.constant_with(&batch_shape(a, 1), |buf| buf.fill(0.0))).collect()
+}
+
 fn batch_shape(data: &ArrayViewD<'_, f32>, rows: usize) -> Vec<usize> {
     let mut shape = data.shape().to_vec();
     shape[0] = rows;
@@ -722,17 +727,26 @@ impl Model {
         let rows = dp.share(rows, rng);
         let rows = &*rows;
         let heads = compiled.heads.len();
-        let computed = before.and_then(|()| {
-            if rows.is_empty() {
+        // A model whose layers synchronize across the ranks (SyncBatchNorm) runs collectives inside its forward
+        // and backward passes: a rank with nothing to add (an empty share, or a failure before the step) still
+        // runs the step, on a placeholder sample of zeros and with weight 0, so that the others find it in each.
+        let synchronized = dp.is_active() && net.layers.iter().any(|l| l.uses_replicas());
+        let placeholder = synchronized && (rows.is_empty() || before.is_err());
+        let replicas = dp.replicas(placeholder);
+        let step = || {
+            if rows.is_empty() && !placeholder {
                 head_losses.resize(heads, 0.0);
                 return Ok((0.0, Vec::new()));
             }
             let tape = Tape::with_workspace(params, std::mem::take(workspace));
-            let xb = batch_of(&tape, data.x, rows);
-            let yb = batch_of(&tape, data.y, rows);
-            let mut ctx = CallContext::new(true, rng);
+            let (xb, yb) = if placeholder {
+                (zeros_of(&tape, data.x), zeros_of(&tape, data.y))
+            } else {
+                (batch_of(&tape, data.x, rows), batch_of(&tape, data.y, rows))
+            };
+            let mut ctx = CallContext::new(true, rng).with_replicas(replicas);
             let out = net.forward(&xb, &mut ctx)?;
-            let wb = data.weights.map(|w| {
+            let wb = data.weights.filter(|_| !placeholder).map(|w| {
                 tape.constant_with(&[rows.len()], |buf| {
                     buf.iter_mut().zip(rows).for_each(|(b, &r)| *b = w[r]);
                 })
@@ -742,7 +756,7 @@ impl Model {
             let value = loss.item();
             dp.backward(&tape, loss, grads)?;
             // Compiled metrics are unweighted, as Keras' `metrics` (its `weighted_metrics` are another list).
-            if metrics.iter().any(|m| !m.is_empty()) {
+            if metrics.iter().any(|m| !m.is_empty()) && !placeholder {
                 Var::with_values(&out, |pred| {
                     Var::with_values(&yb, |truth| {
                         if dp.is_active() {
@@ -757,7 +771,17 @@ impl Model {
             }
             *workspace = tape.into_workspace();
             Ok((value, ctx.into_updates()))
-        });
+        };
+        let computed = match before {
+            Ok(()) => step(),
+            Err(e) => {
+                if placeholder {
+                    // Only to join the collectives: its outcome is this rank's earlier failure.
+                    let _ = step();
+                }
+                Err(e)
+            }
+        };
         // Distributed, a failure on this rank (here or in the callback before the step) goes into the step's
         // collective, so that every rank returns it rather than waiting for this one.
         let (value, mut updates, failure) = match computed {

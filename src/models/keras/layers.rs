@@ -19,14 +19,9 @@ fn ignorable(key: &str, value: &Value) -> bool {
         "unroll" => value.is_boolean(),
         "data_format" => value == "channels_last",
         "groups" => value == 1,
-        "sparse"
-        | "ragged"
-        | "optional"
-        | "synchronized"
-        | "renorm"
-        | "rms_scaling"
-        | "stateful"
-        | "zero_output_for_mask" => value == false,
+        "sparse" | "ragged" | "optional" | "renorm" | "rms_scaling" | "stateful" | "zero_output_for_mask" => {
+            value == false
+        }
         _ => value.is_null(),
     }
 }
@@ -122,6 +117,7 @@ fn settings_of(class: &str) -> Option<&'static [(&'static str, Kind)]> {
             ("gamma_initializer", Initializer),
             ("moving_mean_initializer", Initializer),
             ("moving_variance_initializer", Initializer),
+            ("synchronized", Same),
         ],
         "Reshape" => &[("target_shape", Same)],
         "Rescaling" => &[("scale", F32), ("offset", F32)],

@@ -17,7 +17,7 @@ use super::TrainData;
 use crate::autodiff::{Gradients, ParamId, ParamStore, Tape, Tensor, Var, Workspace};
 use crate::callbacks::Logs;
 use crate::device::Storage;
-use crate::distributed::{record_step, share, Communicator, DistributedOptions, Watched};
+use crate::distributed::{record_step, share, Communicator, DistributedOptions, Replicas, Watched};
 use crate::metrics::{Mean, Metric};
 use crate::models::Model;
 use crate::optimizers::Optimizer;
@@ -322,8 +322,25 @@ impl DataParallel {
         let Some(comm) = self.comm.clone() else { return Ok(()) };
         let options = model.dist_options.clone();
         let overlap = options.overlaps_gradients();
+        let Model { params, compiled, net, .. } = model;
+        if overlap {
+            if let Some(layer) = net.layers.iter().find(|l| l.uses_replicas()) {
+                // Every rank reaches this from the same model and options: none waits for another.
+                self.agreed = true;
+                return Err(Error::invalid_argument(
+                    "overlap_gradients",
+                    true,
+                    format!(
+                        "cannot be used with layer `{}` ({}), which synchronizes across the ranks \
+                         (synchronized=True): the communication thread would run its collectives beside \
+                         the backward pass's own; use overlap_gradients(false)",
+                        layer.name().unwrap_or("?"),
+                        layer.class_name()
+                    ),
+                ));
+            }
+        }
         let bytes = overlap.then_some(options.bucket_size_bytes());
-        let Model { params, compiled, .. } = model;
         let sharded = compiled
             .as_mut()
             .filter(|_| options.shards_optimizer())
@@ -437,6 +454,16 @@ impl DataParallel {
             }
         }
         Cow::Owned(local)
+    }
+
+    /// The ranks, for the layers of this step's forward pass that synchronize across them (see
+    /// [`Replicas`]): this rank's weight is its share of the global batch, or 0 for a `placeholder` step (a
+    /// rank that adds nothing but runs the step so that the others find it in its collectives). `None` when
+    /// inactive.
+    pub(super) fn replicas(&self, placeholder: bool) -> Option<Replicas> {
+        let comm = self.comm.as_ref()?;
+        let weight = if placeholder { 0.0 } else { self.local.len() as f32 / self.global.max(1) as f32 };
+        Some(Replicas::new(Arc::clone(comm), weight))
     }
 
     /// Keeps this rank's outputs and targets of the step (one of each per model output), for the metrics of
