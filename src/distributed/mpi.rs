@@ -89,9 +89,12 @@ impl Mpi {
     }
 
     /// Whether a buffer of `len` values goes through the ring collectives rather than the library's own: the
-    /// large ones, where the bytes moved decide the time; a small one is a few messages' latency either way.
+    /// large ones (where the bytes moved decide the time; a small one is a few messages' latency either way)
+    /// between two ranks, where Open MPI's choices move the whole buffer. With more ranks its own algorithms
+    /// (ring or recursive halving, segmented) move as few bytes, and they were as fast or faster than this
+    /// unsegmented ring in the runs we could make (more ranks than cores, over TCP between namespaces).
     fn rides_ring(&self, len: usize) -> bool {
-        self.size > 1 && len >= RING_MIN_LEN * self.size
+        self.size == 2 && len >= RING_MIN_LEN * self.size
     }
 }
 

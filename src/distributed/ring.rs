@@ -3,7 +3,8 @@
 //! Each rank sends `(size - 1) / size` of the buffer once in each phase, whatever the number of ranks: the
 //! bandwidth-optimal schedule of Horovod and NCCL. MPI libraries choose their own algorithms by message size
 //! and rank count, and some of their choices move the whole buffer (recursive doubling between two ranks, or
-//! a reduce to one rank then a scatter), so the MPI backend routes its large collectives through these.
+//! a reduce to one rank then a scatter), so the MPI backend routes the large collectives of two ranks through
+//! these.
 //!
 //! The buffer is cut into `size` blocks ([`share`]); block `k`'s sum is computed once, by rank `k`, in a
 //! fixed order (starting from rank `k + 1`'s values, then each next rank's added to the running sum), and
