@@ -675,6 +675,28 @@ fn sharded_and_overlapped(bytes: usize) -> DistributedOptions {
     DistributedOptions::new().shard_optimizer(true).overlap_gradients(true).bucket_size(bytes)
 }
 
+/// Buckets smaller than every weight but one: a 4-byte bucket holds one weight each, the first layer's bias of
+/// 1 value is a bucket of one value whose only piece is rank 0's (ranks 1 and 2 update nothing of it), and the
+/// first kernel's 5 values are cut 2, 2 and 1 plus padding. The sharded, overlapped update gives the whole
+/// update's bits on 3 ranks and one process's weights.
+#[test]
+fn buckets_of_one_value_and_ranks_without_a_piece() {
+    let model = || {
+        let mut m = Sequential::new();
+        m.set_seed(17);
+        m.add(Dense::new(1).activation("tanh").input_shape([5])).unwrap();
+        m.add(Dense::new(3).activation("softmax")).unwrap();
+        m.compile("categorical_crossentropy", "adam", ["accuracy"]).unwrap();
+        m
+    };
+    let single = three_ranks(&model, None).remove(0);
+    let whole = three_ranks(&model, Some(DistributedOptions::new()));
+    for bytes in [0, 4] {
+        let sharded = three_ranks(&model, Some(sharded_and_overlapped(bytes)));
+        check_sharded_against(&format!("adam, buckets of {bytes} bytes"), &sharded, &whole, &single);
+    }
+}
+
 #[allow(clippy::type_complexity)]
 fn check_sharded_against(
     optimizer: &str,

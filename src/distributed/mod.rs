@@ -19,11 +19,12 @@
 //!   bit-identical. With [`DistributedOptions::overlap_gradients`] too, the flat vector is cut into the
 //!   buckets instead, each padded to a multiple of `size` and cut into `size` equal pieces: a communication
 //!   thread reduce-scatters each bucket during the backward pass, rank `r` updates piece `r` of every bucket,
-//!   and one allgather per bucket follows the update. The updated values are the bits the whole update gives, so sharding changes neither
-//!   History nor weights. Where the rule is not element-wise, `clipnorm` and `global_clipnorm` (norms of whole
-//!   weights), and for an optimizer that is not built in, every rank applies the whole update instead, as it
-//!   does with `shard_optimizer(false)` and in `train_on_batch`: the summed gradients travel in the allreduce
-//!   and every rank applies the same update to the same sums;
+//!   and one allgather per bucket follows the update. The updated values are the bits the whole update
+//!   gives, so sharding changes neither History nor weights. Where the rule is not element-wise,
+//!   `clipnorm` and `global_clipnorm` (norms of whole weights), and for an optimizer that is not built in,
+//!   every rank applies the whole update instead, as it does with `shard_optimizer(false)` and in
+//!   `train_on_batch`: the summed gradients travel in the allreduce and every rank applies the same update
+//!   to the same sums;
 //! - while a sharded `fit` runs, [`Model::optimizer`](crate::models::Model::optimizer) keeps its settings
 //!   and step count, but its state is spread over the ranks: it is gathered whole on every rank at the end
 //!   of each epoch (before the `on_epoch_end` callbacks, so `ModelCheckpoint` saves it whole) and at the end
@@ -98,8 +99,8 @@
 //! ```
 use std::sync::Mutex;
 
-// The MPI backend's large collectives (tested without MPI too).
 mod replicas;
+// The MPI backend's large collectives (tested without MPI too).
 #[cfg(any(feature = "mpi", test))]
 mod ring;
 mod threads;

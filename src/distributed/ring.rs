@@ -30,7 +30,8 @@ pub(crate) fn block(len: usize, k: usize, size: usize) -> Range<usize> {
 }
 
 /// Leaves in `out` (block `rank()` of `own`'s length, [`block`]) the sum over the ranks of that block of
-/// their `own`. `scratch` holds the running sums between steps; it grows to two blocks once and is kept.
+/// their `own`. `scratch` holds the running sums between steps of more than two ranks; it grows to two
+/// blocks once and is kept (two ranks sum their one received block straight into `out` and leave it empty).
 pub(crate) fn reduce_scatter(ring: &impl RingExchange, own: &[f32], out: &mut [f32], scratch: &mut Vec<f32>) {
     let (rank, size, len) = (ring.rank(), ring.size(), own.len());
     debug_assert_eq!(out.len(), block(len, rank, size).len());
@@ -39,10 +40,11 @@ pub(crate) fn reduce_scatter(ring: &impl RingExchange, own: &[f32], out: &mut [f
         return;
     }
     let widest = block(len, 0, size).len();
-    if scratch.len() < 2 * widest {
+    if size > 2 && scratch.len() < 2 * widest {
         scratch.resize(2 * widest, 0.0);
     }
-    let (running, incoming) = scratch.split_at_mut(widest);
+    let kept = widest.min(scratch.len());
+    let (running, incoming) = scratch.split_at_mut(kept);
     // At step s this rank passes on block rank - s - 1 and receives block rank - s - 2; the last block it
     // receives is its own, with every other rank's values summed.
     for step in 0..size - 1 {
@@ -172,6 +174,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn two_ranks_keep_no_running_sums() {
+        let kept: Vec<usize> = std::thread::scope(|s| {
+            let handles: Vec<_> = ring(2)
+                .into_iter()
+                .map(|r| {
+                    s.spawn(move || {
+                        let mut out = vec![0.0; 50];
+                        let mut scratch = Vec::new();
+                        reduce_scatter(&r, &values(r.rank, 100), &mut out, &mut scratch);
+                        scratch.capacity()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(kept, vec![0, 0]);
     }
 
     #[test]

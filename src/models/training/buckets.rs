@@ -96,7 +96,7 @@ impl Buckets {
             }
         }
         let size = comm.size();
-        let piece = |len: usize| if scatter { len.div_ceil(size) } else { len };
+        let piece = |len: usize| piece_len(len, scatter, size);
         let thread = overlap.then(|| {
             let comm = comm.clone();
             let (jobs, inbox) = channel::<Job>();
@@ -143,6 +143,11 @@ impl Buckets {
     /// Every bucket's count of values, without padding.
     pub(super) fn lens(&self) -> &[usize] {
         &self.lens
+    }
+
+    /// The length of bucket `b`'s sum: of each rank's piece when scattered, else of the bucket.
+    pub(super) fn piece_len(&self, b: usize) -> usize {
+        piece_len(self.lens[b], self.scatter, self.comm.size())
     }
 
     /// Whether the buckets are reduced during the backward pass (by [`Buckets::ready`]).
@@ -255,6 +260,16 @@ impl Buckets {
     /// Bytes this rank sends per step.
     pub(super) fn bytes(&self) -> usize {
         self.send.iter().flatten().map(|b| b.len() * std::mem::size_of::<f32>()).sum()
+    }
+}
+
+/// The length of the sum of a bucket of `len` values over `size` ranks: each rank's equal piece of the
+/// bucket padded to a multiple of `size` when `scatter`, else the whole bucket.
+fn piece_len(len: usize, scatter: bool, size: usize) -> usize {
+    if scatter {
+        len.div_ceil(size)
+    } else {
+        len
     }
 }
 

@@ -79,7 +79,7 @@ impl Shard {
     ) -> Result<Shard> {
         let (rank, size) = (comm.rank(), comm.size());
         // Bucket b's pieces are `piece[b]` long; this rank's covers `mine(b)` of the bucket.
-        let piece: Vec<usize> = buckets.lens().iter().map(|n| n.div_ceil(size)).collect();
+        let piece: Vec<usize> = (0..buckets.lens().len()).map(|b| buckets.piece_len(b)).collect();
         let mine = |b: usize| {
             (rank * piece[b]).min(buckets.lens()[b])..((rank + 1) * piece[b]).min(buckets.lens()[b])
         };
