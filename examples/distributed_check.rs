@@ -107,7 +107,8 @@ fn values(rank: usize, len: usize) -> Vec<f32> {
 fn collectives(world: &dyn Communicator) -> Check {
     let size = world.size();
     for len in [10, 100_003, 300_000] {
-        let want: Vec<f32> = (0..len).map(|i| (0..size).map(|r| values(r, len)[i]).sum()).collect();
+        let every: Vec<Vec<f32>> = (0..size).map(|r| values(r, len)).collect();
+        let want: Vec<f32> = (0..len).map(|i| every.iter().map(|v| v[i]).sum()).collect();
         let mut sum = vec![0.0; len];
         world.all_reduce_sum(&values(world.rank(), len), &mut sum);
         let block = len.div_ceil(size);
