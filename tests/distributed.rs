@@ -1,5 +1,8 @@
 //! Data-parallel training with ranks as threads of this process (`ThreadGroup`): the same semantics as over
 //! MPI (the `mpirun -np 2` run of `examples/distributed_check.rs` checks those), without an MPI library.
+mod common;
+use common::{on_ranks, Steps};
+
 use std::sync::{Arc, Mutex};
 
 use kerust::autodiff::Tensor;
@@ -9,16 +12,6 @@ use kerust::layers::{BatchNormalization, Dense, Dropout};
 use kerust::models::{Model, Sequential};
 use kerust::Error;
 use ndarray::Array2;
-
-/// Runs `f` on every rank of a group of `size` threads; results in rank order.
-fn on_ranks<T: Send>(size: usize, f: impl Fn(Arc<dyn Communicator>) -> T + Sync) -> Vec<T> {
-    std::thread::scope(|s| {
-        let f = &f;
-        let handles: Vec<_> =
-            ThreadGroup::new(size).into_iter().map(|rank| s.spawn(move || f(Arc::new(rank)))).collect();
-        handles.into_iter().map(|h| h.join().expect("a rank panicked")).collect()
-    })
-}
 
 fn data(n: usize) -> (Array2<f32>, Array2<f32>) {
     let x = Array2::from_shape_fn((n, 5), |(i, j)| (((i * 7 + j * 3) % 11) as f32 - 5.0) / 5.0);
@@ -36,17 +29,6 @@ fn mlp(seed: u64, batch_norm: bool) -> Sequential {
     m.add(Dense::new(3).activation("softmax")).unwrap();
     m.compile("categorical_crossentropy", "adam", ["accuracy"]).unwrap();
     m
-}
-
-/// Records the weights after every step.
-#[derive(Default)]
-struct Steps(Vec<Vec<Tensor>>);
-
-impl Callback for Steps {
-    fn on_train_batch_end(&mut self, model: &mut Model, _: usize, _: &Logs) -> kerust::Result<()> {
-        self.0.push(model.get_weights());
-        Ok(())
-    }
 }
 
 struct Run {

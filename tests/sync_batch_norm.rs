@@ -1,11 +1,14 @@
 //! `BatchNormalization::synchronized` (SyncBatchNorm) under a distributed model, with ranks as threads
 //! (`ThreadGroup`): training on several ranks gives what one process gives, where the unsynchronized layer
 //! does not; the gradients of the global loss against finite differences; configs and files; the errors.
+mod common;
+use common::{on_ranks, Steps};
+
 use std::sync::Arc;
 
 use kerust::autodiff::{Gradients, ParamStore, Tape, Tensor};
-use kerust::callbacks::{Callback, History, Logs};
-use kerust::distributed::{Communicator, DistributedOptions, Replicas, ThreadGroup};
+use kerust::callbacks::{Callback, History};
+use kerust::distributed::{Communicator, DistributedOptions, Replicas};
 use kerust::layers::{
     layer_from_config, BatchNormalization, CallContext, Dense, Embedding, GlobalAveragePooling1D, Input,
     Layer, LSTM,
@@ -14,16 +17,6 @@ use kerust::models::{load_model_from_bytes, Model, Sequential};
 use kerust::Error;
 use ndarray::{Array2, ArrayD, IxDyn};
 use rand::{Rng, SeedableRng};
-
-/// Runs `f` on every rank of a group of `size` threads; results in rank order.
-fn on_ranks<T: Send>(size: usize, f: impl Fn(Arc<dyn Communicator>) -> T + Sync) -> Vec<T> {
-    std::thread::scope(|s| {
-        let f = &f;
-        let handles: Vec<_> =
-            ThreadGroup::new(size).into_iter().map(|rank| s.spawn(move || f(Arc::new(rank)))).collect();
-        handles.into_iter().map(|h| h.join().expect("a rank panicked")).collect()
-    })
-}
 
 /// Features whose statistics differ from share to share (an offset that grows with the row), and three classes.
 fn data(n: usize) -> (Array2<f32>, Array2<f32>) {
@@ -73,17 +66,6 @@ fn masked(synchronized: bool, lstm: bool) -> Sequential {
     m.add(Dense::new(1)).unwrap();
     m.compile("mse", "adam", ["mae"]).unwrap();
     m
-}
-
-/// Records the weights after every step.
-#[derive(Default)]
-struct Steps(Vec<Vec<Tensor>>);
-
-impl Callback for Steps {
-    fn on_train_batch_end(&mut self, model: &mut Model, _: usize, _: &Logs) -> kerust::Result<()> {
-        self.0.push(model.get_weights());
-        Ok(())
-    }
 }
 
 #[derive(Debug)]

@@ -1,7 +1,12 @@
 //! Data made in the tests, shared by the integration test binaries.
 #![allow(dead_code)] // each binary uses some of these
 
+use std::sync::Arc;
+
 use kerust::autodiff::Tensor;
+use kerust::callbacks::{Callback, Logs};
+use kerust::distributed::{Communicator, ThreadGroup};
+use kerust::models::Model;
 use ndarray::{Array2, ArrayD, IxDyn};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -45,4 +50,25 @@ pub fn assert_max_difference(what: &str, got: &Tensor, want: &Tensor, tol: f32) 
     assert_eq!(got.shape(), want.shape(), "{what}: shape");
     let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(worst <= tol, "{what}: differs by {worst} (tolerance {tol})");
+}
+
+/// Runs `f` on every rank of a group of `size` threads (`ThreadGroup`); results in rank order.
+pub fn on_ranks<T: Send>(size: usize, f: impl Fn(Arc<dyn Communicator>) -> T + Sync) -> Vec<T> {
+    std::thread::scope(|s| {
+        let f = &f;
+        let handles: Vec<_> =
+            ThreadGroup::new(size).into_iter().map(|rank| s.spawn(move || f(Arc::new(rank)))).collect();
+        handles.into_iter().map(|h| h.join().expect("a rank panicked")).collect()
+    })
+}
+
+/// A callback that records the weights after every training step.
+#[derive(Default)]
+pub struct Steps(pub Vec<Vec<Tensor>>);
+
+impl Callback for Steps {
+    fn on_train_batch_end(&mut self, model: &mut Model, _: usize, _: &Logs) -> kerust::Result<()> {
+        self.0.push(model.get_weights());
+        Ok(())
+    }
 }
