@@ -57,6 +57,12 @@ pub(crate) struct Net {
 }
 
 impl Net {
+    /// The first layer that sums across the ranks of a distributed step in its training pass (SyncBatchNorm,
+    /// [`Layer::uses_replicas`]), if any.
+    pub(crate) fn synchronizing_layer(&self) -> Option<&dyn Layer> {
+        self.layers.iter().map(|l| &**l).find(|l| l.uses_replicas())
+    }
+
     /// Refuses batches of `batch` samples whose layer outputs this machine cannot hold. A step keeps every
     /// layer's output of its batch (and in `training` a gradient of each) until it ends, and a model file
     /// chooses their sizes: a Conv2D of a million 1x1 filters is a few MB of weights and terabytes of output

@@ -730,7 +730,7 @@ impl Model {
         // A model whose layers synchronize across the ranks (SyncBatchNorm) runs collectives inside its forward
         // and backward passes: a rank with nothing to add (an empty share, or a failure before the step) still
         // runs the step, on a placeholder sample of zeros and with weight 0, so that the others find it in each.
-        let synchronized = dp.is_active() && net.layers.iter().any(|l| l.uses_replicas());
+        let synchronized = dp.is_active() && net.synchronizing_layer().is_some();
         let placeholder = synchronized && (rows.is_empty() || before.is_err());
         let replicas = dp.replicas(placeholder);
         let step = || {

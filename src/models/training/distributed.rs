@@ -324,7 +324,7 @@ impl DataParallel {
         let overlap = options.overlaps_gradients();
         let Model { params, compiled, net, .. } = model;
         if overlap {
-            if let Some(layer) = net.layers.iter().find(|l| l.uses_replicas()) {
+            if let Some(layer) = net.synchronizing_layer() {
                 // Every rank reaches this from the same model and options: none waits for another.
                 self.agreed = true;
                 return Err(Error::invalid_argument(
