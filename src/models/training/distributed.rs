@@ -364,9 +364,10 @@ impl DataParallel {
         loss: Var<'t>,
         grads: &mut Gradients,
     ) -> Result<()> {
+        let weight = self.share_weight();
         match self.buckets.as_mut().filter(|b| b.overlaps()) {
             Some(buckets) => {
-                buckets.begin_step(self.local.len() as f32 / self.global.max(1) as f32);
+                buckets.begin_step(weight);
                 tape.backward_with(loss, grads, |id, g| buckets.ready(id, g))
             }
             None => tape.backward(loss, grads),
@@ -456,13 +457,18 @@ impl DataParallel {
         Cow::Owned(local)
     }
 
+    /// This rank's share of the step's global batch, the weight of its gradients and loss in the sums.
+    fn share_weight(&self) -> f32 {
+        self.local.len() as f32 / self.global.max(1) as f32
+    }
+
     /// The ranks, for the layers of this step's forward pass that synchronize across them (see
     /// [`Replicas`]): this rank's weight is its share of the global batch, or 0 for a `placeholder` step (a
     /// rank that adds nothing but runs the step so that the others find it in its collectives). `None` when
     /// inactive.
     pub(super) fn replicas(&self, placeholder: bool) -> Option<Replicas> {
         let comm = self.comm.as_ref()?;
-        let weight = if placeholder { 0.0 } else { self.local.len() as f32 / self.global.max(1) as f32 };
+        let weight = if placeholder { 0.0 } else { self.share_weight() };
         Some(Replicas::new(Arc::clone(comm), weight))
     }
 
@@ -541,7 +547,7 @@ impl DataParallel {
         let mut failure = failure;
         let n = self.global;
         let has_samples = !self.local.is_empty();
-        let w = self.local.len() as f32 / n as f32;
+        let w = self.share_weight();
         // Outputs and targets travel only for the metrics (the same on every rank, by `signature`).
         let with_outputs = metrics.iter().any(|m| !m.is_empty());
         let size = |shapes: &[Vec<usize>]| -> Vec<usize> {
