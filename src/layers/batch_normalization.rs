@@ -250,7 +250,7 @@ impl BatchNormalization {
         // The moments of the global batch across the ranks (synchronized), of the unmasked steps, or the fused
         // node's own.
         let moments = match (ctx.replicas().filter(|_| self.settings.synchronized), mask) {
-            (Some(replicas), mask) => Some(synchronized_moments(x, mask, b.axis, replicas)),
+            (Some(replicas), mask) => Some(moments(x, mask, b.axis, Some(replicas))),
             (None, Some(mask)) => Some(masked_moments(x, mask, b.axis)),
             (None, None) => None,
         };
@@ -282,42 +282,20 @@ impl BatchNormalization {
 /// is 1, each sum divided by the count of such values plus Keras' fuzz factor (1e-7, so that a fully masked
 /// batch gives 0, not 0 / 0). Gradients flow through both, as through the unmasked batch statistics.
 fn masked_moments<'t>(x: Var<'t>, mask: Var<'t>, axis: usize) -> (Var<'t>, Var<'t>) {
-    let shape = x.shape();
-    let last = shape.len() - 1;
-    // The mask covers every axis but the last, along which it is broadcast.
-    let mut spread = shape.clone();
-    spread[last] = 1;
-    let weights = mask.reshape(&spread);
-    let reduced: Vec<usize> = (0..shape.len()).filter(|&a| a != axis).collect();
-    // The count of unmasked values per feature: on the feature axis, the mask's sum over its other axes times the
-    // last axis' length (which the mask is broadcast along); on the last axis, the mask's sum.
-    let count = if axis == last {
-        mask.sum()
-    } else {
-        let others: Vec<usize> = (0..last).filter(|&a| a != axis).collect();
-        mask.sum_axes(&others, false).mul_scalar(shape[last] as f32)
-    }
-    .add_scalar(KERAS_EPSILON);
-    let mean = x.mul(weights).sum_axes(&reduced, false).div(count);
-    // The mean broadcast back along the feature axis.
-    let mut along = vec![1; shape.len()];
-    along[axis] = shape[axis];
-    let deviation = x.sub(mean.reshape(&along)).mul(weights);
-    let variance = deviation.square().sum_axes(&reduced, false).div(count);
-    (mean, variance)
+    moments(x, Some(mask), axis, None)
 }
 
-/// The moments of the global batch across `replicas` (SyncBatchNorm): per feature of `axis`, each rank's
-/// count and sum of its (unmasked) values are summed over the ranks in one allreduce, giving the global mean;
-/// each rank's sum of squared deviations from that mean, in a second, gives the biased variance. Two passes,
-/// as one process computes them (rather than `E[x^2] - E[x]^2`, which loses digits when the mean is large).
-/// With a mask, as [`masked_moments`] over the ranks' steps together (Keras' fuzz factor included).
-/// Gradients flow through both sums to every rank.
-fn synchronized_moments<'t>(
+/// The moments per feature of `axis` of the (unmasked) values, of this rank's batch, or of the global batch
+/// across `replicas` (SyncBatchNorm): each rank's count and sum of its values are summed over the ranks in one
+/// allreduce, giving the global mean; each rank's sum of squared deviations from that mean, in a second,
+/// gives the biased variance. Two passes, as one process computes them (rather than `E[x^2] - E[x]^2`, which
+/// loses digits when the mean is large). With a mask, Keras' fuzz factor is added to the count (see
+/// [`masked_moments`]). Gradients flow through both sums to every rank.
+fn moments<'t>(
     x: Var<'t>,
     mask: Option<Var<'t>>,
     axis: usize,
-    replicas: &Replicas,
+    replicas: Option<&Replicas>,
 ) -> (Var<'t>, Var<'t>) {
     let tape = x.tape();
     let shape = x.shape();
@@ -345,15 +323,22 @@ fn synchronized_moments<'t>(
         }
     };
     let masked = |v: Var<'t>| weights.map_or(v, |w| v.mul(w));
-    let local = tape.concat(&[masked(x).sum_axes(&reduced, false), count], 0);
-    let global = replicas.sum(local);
-    let part = |range| global.slice_axis(0, range).expect("the two halves of the summed buffer");
-    let (sum, count) = (part(0..channels), part(channels..2 * channels));
+    let sum = masked(x).sum_axes(&reduced, false);
+    // Across the ranks, the sums and counts travel in one buffer.
+    let (sum, count) = match replicas {
+        Some(replicas) => {
+            let global = replicas.sum(tape.concat(&[sum, count], 0));
+            let part = |range| global.slice_axis(0, range).expect("the two halves of the summed buffer");
+            (part(0..channels), part(channels..2 * channels))
+        }
+        None => (sum, count),
+    };
     // Keras' fuzz factor where the masked moments have it: a batch whose every step is masked gives 0.
     let count = if weights.is_some() { count.add_scalar(KERAS_EPSILON) } else { count };
     let mean = sum.div(count);
     let deviation = masked(x.sub(mean.reshape(&along)));
-    let squares = replicas.sum(deviation.square().sum_axes(&reduced, false));
+    let squares = deviation.square().sum_axes(&reduced, false);
+    let squares = replicas.map_or(squares, |r| r.sum(squares));
     (mean, squares.div(count))
 }
 
